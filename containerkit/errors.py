@@ -1,0 +1,151 @@
+"""The one exception tree of containerkit.
+
+Every layer raises these; the daemon maps each class to an HTTP status in exactly one
+place and the client maps the status (and the ``kind`` field of the error body) back.
+
+    ContainerkitError                 500
+    ├── InvalidArgument               400   bad input: a field, a reference, an archive entry
+    │   ├── InvalidReference          400   an image reference that does not parse
+    │   └── UnsafeArchive             400   a layer or archive entry that would escape its root
+    ├── NotFound                      404   no such image, container, volume, network, path
+    │   └── CommandNotFound           404   the command given to a container or exec does not exist
+    ├── Conflict                      409   name in use, container running, resource still in use
+    │   └── NotRunning                409   operation needs a running container
+    ├── NotModified                   304   start of a running / stop of a stopped container
+    ├── Unavailable                   503   a kernel feature, binary or daemon that is not there
+    │   └── DaemonUnavailable         503   no containerkitd answers on the socket
+    ├── IntegrityError                500   content does not match its digest, truncated blob
+    ├── RuntimeFailure                500   the runtime or shim failed to start a container
+    └── Timeout                       504   waiting for a container or a stream took too long
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "CommandNotFound",
+    "Conflict",
+    "ContainerkitError",
+    "DaemonUnavailable",
+    "IntegrityError",
+    "InvalidArgument",
+    "InvalidReference",
+    "NotFound",
+    "NotModified",
+    "NotRunning",
+    "RuntimeFailure",
+    "Timeout",
+    "Unavailable",
+    "UnsafeArchive",
+    "error_class_for",
+]
+
+
+class ContainerkitError(Exception):
+    """Root of every error containerkit raises on purpose."""
+
+    status: int = 500
+    kind: str = "error"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class InvalidArgument(ContainerkitError, ValueError):
+    status = 400
+    kind = "invalid_argument"
+
+
+class InvalidReference(InvalidArgument):
+    kind = "invalid_reference"
+
+
+class UnsafeArchive(InvalidArgument):
+    kind = "unsafe_archive"
+
+
+class NotFound(ContainerkitError, LookupError):
+    status = 404
+    kind = "not_found"
+
+
+class CommandNotFound(NotFound):
+    kind = "command_not_found"
+
+
+class Conflict(ContainerkitError):
+    status = 409
+    kind = "conflict"
+
+
+class NotRunning(Conflict):
+    kind = "not_running"
+
+
+class NotModified(ContainerkitError):
+    status = 304
+    kind = "not_modified"
+
+
+class Unavailable(ContainerkitError):
+    status = 503
+    kind = "unavailable"
+
+
+class DaemonUnavailable(Unavailable):
+    kind = "daemon_unavailable"
+
+
+class IntegrityError(ContainerkitError):
+    status = 500
+    kind = "integrity"
+
+
+class RuntimeFailure(ContainerkitError):
+    status = 500
+    kind = "runtime_failure"
+
+
+class Timeout(ContainerkitError, TimeoutError):
+    status = 504
+    kind = "timeout"
+
+
+_BY_KIND: dict[str, type[ContainerkitError]] = {
+    cls.kind: cls
+    for cls in (
+        ContainerkitError,
+        InvalidArgument,
+        InvalidReference,
+        UnsafeArchive,
+        NotFound,
+        CommandNotFound,
+        Conflict,
+        NotRunning,
+        NotModified,
+        Unavailable,
+        DaemonUnavailable,
+        IntegrityError,
+        RuntimeFailure,
+        Timeout,
+    )
+}
+
+_BY_STATUS: dict[int, type[ContainerkitError]] = {
+    400: InvalidArgument,
+    404: NotFound,
+    409: Conflict,
+    304: NotModified,
+    503: Unavailable,
+    504: Timeout,
+}
+
+
+def error_class_for(status: int, kind: str | None = None) -> type[ContainerkitError]:
+    """The class to raise for an error that crossed the wire (``kind`` wins over ``status``)."""
+    if kind is not None and kind in _BY_KIND:
+        return _BY_KIND[kind]
+    return _BY_STATUS.get(status, ContainerkitError)

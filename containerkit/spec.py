@@ -1,0 +1,460 @@
+"""Frozen models shared by every layer and by the wire.
+
+Validation lives here: a model that constructs is a model every layer may trust. Errors are
+:class:`~containerkit.errors.InvalidArgument` and name the field and the value that failed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import re
+import signal as _signal
+from collections.abc import Iterable, Mapping
+from typing import Any, Literal
+
+import attrs
+
+from containerkit.errors import InvalidArgument
+
+__all__ = [
+    "ContainerSpec",
+    "ExecResult",
+    "Image",
+    "ImageConfig",
+    "Mount",
+    "PortBinding",
+    "Resources",
+    "Stats",
+    "Volume",
+    "parse_bytes",
+    "parse_signal",
+]
+
+_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
+
+
+def parse_bytes(value: int | str | None, *, field: str = "size") -> int | None:
+    """``"64m"`` -> 67108864, like docker's ``--memory``; ints pass through."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidArgument(f"{field}: expected a size, got {value!r}")
+    if isinstance(value, int):
+        if value < 0:
+            raise InvalidArgument(f"{field}: size must not be negative, got {value}")
+        return value
+    match = _SIZE_RE.match(str(value))
+    if not match:
+        raise InvalidArgument(f"{field}: cannot parse size {value!r} (expected e.g. 64m, 1g, 512k)")
+    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+
+
+def parse_signal(value: int | str) -> int:
+    """``"SIGTERM"``, ``"TERM"``, ``"15"`` or ``15`` -> 15."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        text = str(value).strip().upper()
+        if text.isdigit():
+            number = int(text)
+        else:
+            name = text if text.startswith("SIG") else f"SIG{text}"
+            try:
+                number = int(_signal.Signals[name])
+            except KeyError:
+                raise InvalidArgument(f"unknown signal {value!r}") from None
+    if not 0 < number < 65:
+        raise InvalidArgument(f"signal number out of range: {value!r}")
+    return number
+
+
+def _str_tuple(value: Iterable[str] | str | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        raise InvalidArgument(f"expected a list of strings, got the string {value!r}")
+    items = tuple(value)
+    for item in items:
+        if not isinstance(item, str):
+            raise InvalidArgument(f"expected a list of strings, got item {item!r}")
+    return items
+
+
+def _str_tuple_required(value: Iterable[str] | None) -> tuple[str, ...]:
+    return _str_tuple(value) or ()
+
+
+def _env_tuple(value: Mapping[str, str] | Iterable[str] | None) -> tuple[tuple[str, str], ...]:
+    """Accepts ``{"A": "1"}`` or ``["A=1"]``; keeps order, last one wins."""
+    if value is None:
+        return ()
+    pairs: dict[str, str] = {}
+    items: Iterable[Any] = value.items() if isinstance(value, Mapping) else value
+    for item in items:
+        if isinstance(item, str):
+            key, sep, val = item.partition("=")
+            if not sep:
+                raise InvalidArgument(f"env: entry {item!r} has no '=' (expected NAME=value)")
+        else:
+            key, val = item
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key:
+            raise InvalidArgument(f"env: invalid variable name {key!r}")
+        pairs[key] = str(val)
+    return tuple(pairs.items())
+
+
+def _labels(value: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(f"labels: expected a mapping, got {type(value).__name__}")
+    return tuple(sorted((str(k), str(v)) for k, v in value.items()))
+
+
+@attrs.frozen(kw_only=True)
+class Resources:
+    """Cgroup limits. ``memory`` accepts ``"64m"``; ``cpus`` is a fraction of CPUs (0.5 = half a CPU)."""
+
+    memory: int | None = attrs.field(default=None, converter=lambda v: parse_bytes(v, field="memory"))
+    memory_swap: int | None = attrs.field(
+        default=None, converter=lambda v: parse_bytes(v, field="memory_swap")
+    )
+    cpus: float | None = None
+    cpu_shares: int | None = None
+    pids: int | None = None
+
+    @cpus.validator
+    def _check_cpus(self, _a: attrs.Attribute[float | None], value: float | None) -> None:
+        if value is not None and not (isinstance(value, (int, float)) and value > 0):
+            raise InvalidArgument(f"cpus: must be a positive number, got {value!r}")
+
+    @cpu_shares.validator
+    def _check_shares(self, _a: attrs.Attribute[int | None], value: int | None) -> None:
+        if value is not None and not (isinstance(value, int) and 2 <= value <= 262144):
+            raise InvalidArgument(f"cpu_shares: must be an integer in 2..262144, got {value!r}")
+
+    @pids.validator
+    def _check_pids(self, _a: attrs.Attribute[int | None], value: int | None) -> None:
+        if value is not None and not (isinstance(value, int) and value > 0):
+            raise InvalidArgument(f"pids: must be a positive integer, got {value!r}")
+
+    @memory.validator
+    def _check_memory(self, _a: attrs.Attribute[int | None], value: int | None) -> None:
+        if value is not None and value < 6 * 1024 * 1024:
+            raise InvalidArgument(f"memory: minimum is 6m, got {value} bytes")
+
+
+MountType = Literal["bind", "volume", "tmpfs"]
+
+
+@attrs.frozen(kw_only=True)
+class Mount:
+    """One mount into a container: a host path (bind), a named volume, or a tmpfs."""
+
+    target: str
+    source: str = ""
+    type: MountType = "bind"
+    read_only: bool = False
+    options: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)
+
+    @target.validator
+    def _check_target(self, _a: attrs.Attribute[str], value: str) -> None:
+        if not isinstance(value, str) or not value.startswith("/"):
+            raise InvalidArgument(f"mount target must be an absolute path, got {value!r}")
+
+    @type.validator
+    def _check_type(self, _a: attrs.Attribute[str], value: str) -> None:
+        if value not in ("bind", "volume", "tmpfs"):
+            raise InvalidArgument(f"mount type must be bind, volume or tmpfs, got {value!r}")
+
+    def __attrs_post_init__(self) -> None:
+        if self.type == "bind" and not self.source.startswith("/"):
+            raise InvalidArgument(f"bind mount source must be an absolute host path, got {self.source!r}")
+        if self.type == "volume" and self.source and not _NAME_RE.match(self.source):
+            raise InvalidArgument(f"invalid volume name {self.source!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> Mount:
+        """docker's ``-v`` syntax: ``/host:/ctr[:ro]`` (bind) or ``name:/ctr[:ro]`` (volume)."""
+        parts = text.split(":")
+        if len(parts) == 1:
+            return cls(type="volume", target=parts[0])
+        if len(parts) not in (2, 3):
+            raise InvalidArgument(f"invalid volume spec {text!r} (expected SRC:DST[:ro])")
+        read_only = len(parts) == 3 and "ro" in parts[2].split(",")
+        source, target = parts[0], parts[1]
+        kind: MountType = "bind" if source.startswith("/") else "volume"
+        return cls(type=kind, source=source, target=target, read_only=read_only)
+
+
+@attrs.frozen(kw_only=True)
+class PortBinding:
+    """A published port: ``container_port``/``protocol`` on ``host_ip``:``host_port`` (0 = any free port)."""
+
+    container_port: int
+    protocol: Literal["tcp", "udp"] = "tcp"
+    host_ip: str = "0.0.0.0"
+    host_port: int = 0
+
+    @container_port.validator
+    def _check_port(self, _a: attrs.Attribute[int], value: int) -> None:
+        if not isinstance(value, int) or not 0 < value < 65536:
+            raise InvalidArgument(f"container port out of range: {value!r}")
+
+    @host_port.validator
+    def _check_host_port(self, _a: attrs.Attribute[int], value: int) -> None:
+        if not isinstance(value, int) or not 0 <= value < 65536:
+            raise InvalidArgument(f"host port out of range: {value!r}")
+
+    @protocol.validator
+    def _check_proto(self, _a: attrs.Attribute[str], value: str) -> None:
+        if value not in ("tcp", "udp"):
+            raise InvalidArgument(f"port protocol must be tcp or udp, got {value!r}")
+
+    @property
+    def key(self) -> str:
+        return f"{self.container_port}/{self.protocol}"
+
+
+def parse_ports(ports: Mapping[str | int, Any] | Iterable[PortBinding] | None) -> tuple[PortBinding, ...]:
+    """docker-py's ``ports=`` shape: ``{"80/tcp": 8080, "53/udp": None, "9000": ("127.0.0.1", 0)}``."""
+    if ports is None:
+        return ()
+    if not isinstance(ports, Mapping):
+        result = tuple(ports)
+        for item in result:
+            if not isinstance(item, PortBinding):
+                raise InvalidArgument(f"ports: expected PortBinding items, got {item!r}")
+        return result
+    bindings: list[PortBinding] = []
+    for key, value in ports.items():
+        port_text, _, proto = str(key).partition("/")
+        if not port_text.isdigit():
+            raise InvalidArgument(f"ports: invalid container port {key!r}")
+        protocol = proto or "tcp"
+        if protocol not in ("tcp", "udp"):
+            raise InvalidArgument(f"ports: invalid protocol in {key!r}")
+        values = value if isinstance(value, list) else [value]
+        for item in values:
+            host_ip, host_port = "0.0.0.0", 0
+            if isinstance(item, tuple):
+                host_ip, host_port = str(item[0]), int(item[1] or 0)
+            elif item is not None:
+                host_port = int(item)
+            bindings.append(
+                PortBinding(
+                    container_port=int(port_text),
+                    protocol=protocol,  # type: ignore[arg-type]
+                    host_ip=host_ip,
+                    host_port=host_port,
+                )
+            )
+    return tuple(bindings)
+
+
+def _mounts(value: Iterable[Mount | str] | None) -> tuple[Mount, ...]:
+    if value is None:
+        return ()
+    result = []
+    for item in value:
+        if isinstance(item, str):
+            result.append(Mount.parse(item))
+        elif isinstance(item, Mount):
+            result.append(item)
+        else:
+            raise InvalidArgument(f"mounts: expected Mount or 'SRC:DST[:ro]', got {item!r}")
+    return tuple(result)
+
+
+def _resources(value: Resources | Mapping[str, Any] | None) -> Resources:
+    if value is None:
+        return Resources()
+    if isinstance(value, Resources):
+        return value
+    try:
+        return Resources(**value)
+    except TypeError as exc:
+        raise InvalidArgument(f"resources: {exc}") from None
+
+
+def _check_name(_inst: Any, _a: attrs.Attribute[str | None], value: str | None) -> None:
+    if value is not None and not _NAME_RE.match(value):
+        raise InvalidArgument(
+            f"invalid container name {value!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+        )
+
+
+@attrs.frozen(kw_only=True)
+class ContainerSpec:
+    """Everything needed to create a container; the image config fills what is left ``None``."""
+
+    image: str
+    command: tuple[str, ...] | None = attrs.field(default=None, converter=_str_tuple)
+    entrypoint: tuple[str, ...] | None = attrs.field(default=None, converter=_str_tuple)
+    name: str | None = attrs.field(default=None, validator=_check_name)
+    env: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_env_tuple)
+    workdir: str | None = None
+    user: str | None = None
+    hostname: str | None = None
+    labels: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_labels)
+    mounts: tuple[Mount, ...] = attrs.field(default=(), converter=_mounts)
+    resources: Resources = attrs.field(default=None, converter=_resources)
+    tty: bool = False
+    stdin_open: bool = False
+    read_only: bool = False
+    cap_add: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)
+    cap_drop: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)
+    privileged: bool = False
+    no_new_privileges: bool = False
+    init: bool = False
+    auto_remove: bool = False
+    stop_signal: str | None = None
+    stop_timeout: int | None = None
+    network: str = "none"
+    ports: tuple[PortBinding, ...] = attrs.field(default=(), converter=parse_ports)
+    aliases: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)
+    dns: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)
+    extra_hosts: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_labels)
+    mac_address: str | None = None
+    runtime: str = "builtin"
+
+    @image.validator
+    def _check_image(self, _a: attrs.Attribute[str], value: str) -> None:
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidArgument(f"image: expected a reference, got {value!r}")
+
+    @workdir.validator
+    def _check_workdir(self, _a: attrs.Attribute[str | None], value: str | None) -> None:
+        if value is not None and not value.startswith("/"):
+            raise InvalidArgument(f"workdir must be an absolute path, got {value!r}")
+
+    @stop_signal.validator
+    def _check_stop_signal(self, _a: attrs.Attribute[str | None], value: str | None) -> None:
+        if value is not None:
+            parse_signal(value)
+
+    @stop_timeout.validator
+    def _check_stop_timeout(self, _a: attrs.Attribute[int | None], value: int | None) -> None:
+        if value is not None and (not isinstance(value, int) or value < 0):
+            raise InvalidArgument(f"stop_timeout must be a non-negative integer, got {value!r}")
+
+    @runtime.validator
+    def _check_runtime(self, _a: attrs.Attribute[str], value: str) -> None:
+        if value not in ("builtin", "runc", "crun"):
+            raise InvalidArgument(f"runtime must be builtin, runc or crun, got {value!r}")
+
+    @property
+    def env_dict(self) -> dict[str, str]:
+        return dict(self.env)
+
+    @property
+    def labels_dict(self) -> dict[str, str]:
+        return dict(self.labels)
+
+
+@attrs.frozen(kw_only=True)
+class ImageConfig:
+    """The runtime part of an OCI image config (``config`` in the config blob)."""
+
+    entrypoint: tuple[str, ...] | None = attrs.field(default=None, converter=_str_tuple)
+    cmd: tuple[str, ...] | None = attrs.field(default=None, converter=_str_tuple)
+    env: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)
+    working_dir: str = ""
+    user: str = ""
+    exposed_ports: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)
+    volumes: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)
+    labels: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_labels)
+    stop_signal: str | None = None
+
+    @classmethod
+    def from_oci(cls, config: Mapping[str, Any] | None) -> ImageConfig:
+        """From the OCI/docker ``config`` object (``Entrypoint``, ``Cmd``, ``Env``...)."""
+        config = config or {}
+        return cls(
+            entrypoint=config.get("Entrypoint"),
+            cmd=config.get("Cmd"),
+            env=config.get("Env") or (),
+            working_dir=config.get("WorkingDir") or "",
+            user=config.get("User") or "",
+            exposed_ports=tuple(sorted((config.get("ExposedPorts") or {}).keys())),
+            volumes=tuple(sorted((config.get("Volumes") or {}).keys())),
+            labels=config.get("Labels") or {},
+            stop_signal=config.get("StopSignal") or None,
+        )
+
+    def to_oci(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.entrypoint is not None:
+            out["Entrypoint"] = list(self.entrypoint)
+        if self.cmd is not None:
+            out["Cmd"] = list(self.cmd)
+        if self.env:
+            out["Env"] = list(self.env)
+        if self.working_dir:
+            out["WorkingDir"] = self.working_dir
+        if self.user:
+            out["User"] = self.user
+        if self.exposed_ports:
+            out["ExposedPorts"] = {p: {} for p in self.exposed_ports}
+        if self.volumes:
+            out["Volumes"] = {v: {} for v in self.volumes}
+        if self.labels:
+            out["Labels"] = dict(self.labels)
+        if self.stop_signal:
+            out["StopSignal"] = self.stop_signal
+        return out
+
+
+@attrs.frozen(kw_only=True)
+class Image:
+    """A local image. ``id`` is the digest of its config blob (``sha256:...``)."""
+
+    id: str
+    tags: tuple[str, ...] = ()
+    digests: tuple[str, ...] = ()
+    created: _dt.datetime | None = None
+    size: int = 0
+    architecture: str = "amd64"
+    os: str = "linux"
+    config: ImageConfig = attrs.field(factory=ImageConfig)
+    layers: tuple[str, ...] = ()  # diff ids, bottom first
+
+    @property
+    def short_id(self) -> str:
+        return self.id.split(":", 1)[-1][:12]
+
+
+@attrs.frozen(kw_only=True)
+class Volume:
+    name: str
+    mountpoint: str
+    created: _dt.datetime
+    labels: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_labels)
+    driver: str = "local"
+
+
+@attrs.frozen
+class ExecResult:
+    """The outcome of a finished exec: always an exit code."""
+
+    exit_code: int
+    stdout: bytes = b""
+    stderr: bytes = b""
+
+    @property
+    def output(self) -> bytes:
+        return self.stdout + self.stderr
+
+
+@attrs.frozen(kw_only=True)
+class Stats:
+    """One sample of a container's resource use."""
+
+    read_at: _dt.datetime
+    memory_usage: int = 0
+    memory_limit: int | None = None
+    cpu_usage_ns: int = 0
+    pids: int = 0
+    pids_limit: int | None = None
