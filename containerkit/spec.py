@@ -105,25 +105,41 @@ def _env_tuple(value: Mapping[str, str] | Iterable[str] | None) -> tuple[tuple[s
     return tuple(pairs.items())
 
 
-def _labels(value: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+def _labels(value: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> tuple[tuple[str, str], ...]:
+    """A mapping (or pairs) as sorted pairs, so specs stay hashable and compare equal."""
     if value is None:
         return ()
-    if not isinstance(value, Mapping):
-        raise InvalidArgument(f"labels: expected a mapping, got {type(value).__name__}")
-    return tuple(sorted((str(k), str(v)) for k, v in value.items()))
+    if isinstance(value, Mapping):
+        items: Iterable[Any] = value.items()
+    elif isinstance(value, (list, tuple)):
+        items = value
+    else:
+        raise InvalidArgument(f"expected a mapping, got {type(value).__name__}")
+    pairs = {}
+    for item in items:
+        if not (isinstance(item, (tuple, list)) and len(item) == 2):
+            raise InvalidArgument(f"expected key/value pairs, got {item!r}")
+        pairs[str(item[0])] = str(item[1])
+    return tuple(sorted(pairs.items()))
+
+
+def _memory(value: int | str | None) -> int | None:
+    return parse_bytes(value, field="memory")
+
+
+def _memory_swap(value: int | str | None) -> int | None:
+    return parse_bytes(value, field="memory_swap")
 
 
 @attrs.frozen(kw_only=True)
 class Resources:
     """Cgroup limits. ``memory`` accepts ``"64m"``; ``cpus`` is a fraction of CPUs (0.5 = half a CPU)."""
 
-    memory: int | None = attrs.field(default=None, converter=lambda v: parse_bytes(v, field="memory"))
-    memory_swap: int | None = attrs.field(
-        default=None, converter=lambda v: parse_bytes(v, field="memory_swap")
-    )
-    cpus: float | None = None
-    cpu_shares: int | None = None
-    pids: int | None = None
+    memory: int | None = attrs.field(default=None, converter=_memory)
+    memory_swap: int | None = attrs.field(default=None, converter=_memory_swap)
+    cpus: float | None = attrs.field(default=None)
+    cpu_shares: int | None = attrs.field(default=None)
+    pids: int | None = attrs.field(default=None)
 
     @cpus.validator
     def _check_cpus(self, _a: attrs.Attribute[float | None], value: float | None) -> None:
@@ -153,9 +169,9 @@ MountType = Literal["bind", "volume", "tmpfs"]
 class Mount:
     """One mount into a container: a host path (bind), a named volume, or a tmpfs."""
 
-    target: str
+    target: str = attrs.field()
     source: str = ""
-    type: MountType = "bind"
+    type: MountType = attrs.field(default="bind")
     read_only: bool = False
     options: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)
 
@@ -193,10 +209,10 @@ class Mount:
 class PortBinding:
     """A published port: ``container_port``/``protocol`` on ``host_ip``:``host_port`` (0 = any free port)."""
 
-    container_port: int
-    protocol: Literal["tcp", "udp"] = "tcp"
+    container_port: int = attrs.field()
+    protocol: Literal["tcp", "udp"] = attrs.field(default="tcp")
     host_ip: str = "0.0.0.0"
-    host_port: int = 0
+    host_port: int = attrs.field(default=0)
 
     @container_port.validator
     def _check_port(self, _a: attrs.Attribute[int], value: int) -> None:
@@ -281,21 +297,19 @@ def _resources(value: Resources | Mapping[str, Any] | None) -> Resources:
 
 def _check_name(_inst: Any, _a: attrs.Attribute[str | None], value: str | None) -> None:
     if value is not None and not _NAME_RE.match(value):
-        raise InvalidArgument(
-            f"invalid container name {value!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-        )
+        raise InvalidArgument(f"invalid container name {value!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
 
 
 @attrs.frozen(kw_only=True)
 class ContainerSpec:
     """Everything needed to create a container; the image config fills what is left ``None``."""
 
-    image: str
+    image: str = attrs.field()
     command: tuple[str, ...] | None = attrs.field(default=None, converter=_str_tuple)
     entrypoint: tuple[str, ...] | None = attrs.field(default=None, converter=_str_tuple)
     name: str | None = attrs.field(default=None, validator=_check_name)
     env: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_env_tuple)
-    workdir: str | None = None
+    workdir: str | None = attrs.field(default=None)
     user: str | None = None
     hostname: str | None = None
     labels: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_labels)
@@ -310,15 +324,15 @@ class ContainerSpec:
     no_new_privileges: bool = False
     init: bool = False
     auto_remove: bool = False
-    stop_signal: str | None = None
-    stop_timeout: int | None = None
+    stop_signal: str | None = attrs.field(default=None)
+    stop_timeout: int | None = attrs.field(default=None)
     network: str = "none"
     ports: tuple[PortBinding, ...] = attrs.field(default=(), converter=parse_ports)
     aliases: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)
     dns: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)
     extra_hosts: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_labels)
     mac_address: str | None = None
-    runtime: str = "builtin"
+    runtime: str = attrs.field(default="builtin")
 
     @image.validator
     def _check_image(self, _a: attrs.Attribute[str], value: str) -> None:
