@@ -7,6 +7,7 @@ Validation lives here: a model that constructs is a model every layer may trust.
 from __future__ import annotations
 
 import datetime as _dt
+import json
 import re
 import signal as _signal
 from collections.abc import Iterable, Mapping
@@ -362,6 +363,23 @@ class ContainerSpec:
     @property
     def env_dict(self) -> dict[str, str]:
         return dict(self.env)
+
+    def to_json(self) -> str:
+        """A JSON text that :meth:`from_json` turns back into an equal spec."""
+        return json.dumps(attrs.asdict(self, recurse=True), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> ContainerSpec:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise InvalidArgument("container spec: expected a JSON object")
+        data["mounts"] = [Mount(**m) for m in data.get("mounts") or []]
+        data["ports"] = [PortBinding(**p) for p in data.get("ports") or []]
+        data["resources"] = Resources(**(data.get("resources") or {}))
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise InvalidArgument(f"container spec: {exc}") from None
 
     @property
     def labels_dict(self) -> dict[str, str]:

@@ -1,0 +1,15 @@
+"""The engine layer: ``Engine`` and its collections of containers, images and volumes."""
+
+from containerkit.engine.containers import Container, ContainerCollection
+from containerkit.engine.engine import DEFAULT_ROOT, Engine
+from containerkit.engine.images import ImageCollection
+from containerkit.engine.volumes import VolumeCollection
+
+__all__ = [
+    "DEFAULT_ROOT",
+    "Container",
+    "ContainerCollection",
+    "Engine",
+    "ImageCollection",
+    "VolumeCollection",
+]

@@ -72,6 +72,7 @@ PR_CAPBSET_DROP = 24
 PR_SET_NO_NEW_PRIVS = 38
 PR_SET_CHILD_SUBREAPER = 36
 PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(platform.machine(), 126)
@@ -113,6 +114,7 @@ class Libc:
         ]
         self._lib.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
         self._lib.unshare.argtypes = [ctypes.c_int]
+        self._lib.syncfs.argtypes = [ctypes.c_int]
         self._lib.setns.argtypes = [ctypes.c_int, ctypes.c_int]
         self._lib.prctl.argtypes = [
             ctypes.c_int,
@@ -145,6 +147,10 @@ class Libc:
     def umount2(self, target: str, flags: int = 0) -> None:
         self._check(self._lib.umount2(_encode(target), flags), f"umount {target!r}")
 
+    def syncfs(self, fd: int) -> None:
+        """Write back the whole filesystem holding ``fd`` (one call instead of an fsync per file)."""
+        self._check(self._lib.syncfs(fd), f"syncfs(fd={fd})")
+
     def unshare(self, flags: int) -> None:
         self._check(self._lib.unshare(flags), f"unshare({flags:#x})")
 
@@ -172,6 +178,12 @@ class Libc:
             self._lib.syscall(_SYS_CAPSET, ctypes.byref(header), ctypes.byref(data)),
             "capset",
         )
+
+    def statfs_type(self, path: str) -> int:
+        """``f_type`` of the filesystem holding ``path`` (``os.statvfs`` does not report it)."""
+        buf = (ctypes.c_long * 32)()  # struct statfs is 120 bytes; f_type is its first long
+        self._check(self._lib.statfs(_encode(path), ctypes.byref(buf)), f"statfs {path!r}")
+        return int(buf[0]) & 0xFFFFFFFF
 
 
 libc = Libc()

@@ -1,0 +1,1 @@
+"""Host networking for containers: netns files, bridges, veths, addresses, NAT and published ports."""

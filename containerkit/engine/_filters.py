@@ -1,0 +1,60 @@
+"""docker ``ps --filter`` semantics for container lists."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from containerkit.errors import InvalidArgument, NotFound
+
+if TYPE_CHECKING:
+    from containerkit.engine.containers import Container
+    from containerkit.engine.engine import Engine
+
+__all__ = ["matches", "normalise"]
+
+_KNOWN = {"status", "name", "id", "label", "ancestor", "exited"}
+
+
+def normalise(filters: Mapping[str, Any] | None) -> dict[str, list[str]]:
+    """``{"status": "running"}`` or ``{"label": ["a=1", "b"]}`` -> lists of strings."""
+    result: dict[str, list[str]] = {}
+    for key, value in (filters or {}).items():
+        if key not in _KNOWN:
+            raise InvalidArgument(f"invalid filter {key!r}")
+        if isinstance(value, Mapping):  # docker's wire form {"label": {"a=1": true}}
+            values = [str(k) for k, v in value.items() if v]
+        elif isinstance(value, str) or not isinstance(value, Iterable):
+            values = [str(value)]
+        else:
+            values = [str(v) for v in value]
+        result[key] = values
+    return result
+
+
+def _label_ok(labels: Mapping[str, str], wanted: str) -> bool:
+    key, sep, value = wanted.partition("=")
+    return key in labels and (not sep or labels[key] == value)
+
+
+def matches(container: Container, status: str, wanted: Mapping[str, list[str]], engine: Engine) -> bool:
+    if "status" in wanted and status not in wanted["status"]:
+        return False
+    if "name" in wanted and not any(n.lstrip("/") in container.name for n in wanted["name"]):
+        return False
+    if "id" in wanted and not any(container.id.startswith(i) for i in wanted["id"]):
+        return False
+    if "label" in wanted and not all(_label_ok(container.labels, w) for w in wanted["label"]):
+        return False
+    if "exited" in wanted and str(container.exit_code) not in wanted["exited"]:
+        return False
+    if "ancestor" in wanted:
+        ids = set()
+        for ref in wanted["ancestor"]:
+            try:
+                ids.add(engine.images.get(ref).id)
+            except NotFound:
+                continue
+        if container.image_id not in ids:
+            return False
+    return True

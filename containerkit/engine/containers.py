@@ -1,0 +1,535 @@
+"""``engine.containers``: the container lifecycle on top of images, snapshots and the runtime.
+
+A container is a metadata record (what was asked), a state dir under ``<root>/containers/<id>``
+(the OCI bundle, the shim's ``state.json``/``exit.json`` and the json-file log) and a
+writable snapshot. The shim owns the running process; this module only reads what it wrote,
+so any Engine on the same root, in any process, sees the same container.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import secrets
+import shutil
+import signal
+import threading
+import time
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+
+from containerkit.engine import _archive, _filters, _names, _prepare
+from containerkit.errors import (
+    Conflict,
+    InvalidArgument,
+    NotFound,
+    NotModified,
+    NotRunning,
+    Timeout,
+)
+from containerkit.linux import proc, ps
+from containerkit.linux.cgroups import open_cgroup, remove_if_empty
+from containerkit.runtime import logs as runtime_logs
+from containerkit.runtime.exec import ExecProcess, start_exec
+from containerkit.runtime.shim import ShimRequest, start_container
+from containerkit.runtime.state import RuntimeState, read_state, wait_for_exit
+from containerkit.spec import ContainerSpec, ExecResult, Stats, parse_signal
+from containerkit.storage.metadata import ContainerRecord
+
+if TYPE_CHECKING:
+    from containerkit.engine.engine import Engine
+
+__all__ = ["Container", "ContainerCollection", "ContainerStatus"]
+
+ContainerStatus = Literal["created", "running", "paused", "exited", "dead"]
+
+LOG_FILE = "container.log"
+
+
+def cgroup_name(container_id: str) -> str:
+    return f"containerkit/{container_id}"
+
+
+@attrs.define(eq=False)
+class Container:
+    """A live handle on one container; properties read the current state on each access."""
+
+    id: str
+    _engine: Engine = attrs.field(repr=False)
+    _record: ContainerRecord = attrs.field(repr=False)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Container) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    # -- what it is -------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self._record.name
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def image_id(self) -> str:
+        return self._record.image_id
+
+    @property
+    def image(self) -> str:
+        return self._record.image_ref
+
+    @property
+    def spec(self) -> ContainerSpec:
+        return ContainerSpec.from_json(self._record.spec_json)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict(json.loads(self._record.labels_json or "{}"))
+
+    @property
+    def created(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self._record.created, dt.UTC)
+
+    @property
+    def state_dir(self) -> Path:
+        return self._engine.containers.state_dir(self.id)
+
+    # -- its state --------------------------------------------------------------------------
+
+    def runtime_state(self) -> RuntimeState:
+        return read_state(self.state_dir)
+
+    @property
+    def status(self) -> ContainerStatus:
+        state = self.runtime_state()
+        if state.status == "running":
+            if self._cgroup().exists() and self._cgroup().is_frozen():
+                return "paused"
+            return "running"
+        return state.status
+
+    @property
+    def exit_code(self) -> int | None:
+        return self.runtime_state().exit_code
+
+    @property
+    def oom_killed(self) -> bool:
+        return self.runtime_state().oom_killed
+
+    @property
+    def pid(self) -> int | None:
+        state = self.runtime_state()
+        return state.pid if state.status == "running" else None
+
+    @property
+    def started_at(self) -> str | None:
+        return self.runtime_state().started_at
+
+    @property
+    def finished_at(self) -> str | None:
+        return self.runtime_state().finished_at
+
+    def reload(self) -> Container:
+        """Re-read the record (a rename by another process shows up)."""
+        self._record = self._engine.metadata.get_container(self.id)
+        return self
+
+    def _cgroup(self) -> Any:
+        return open_cgroup(cgroup_name(self.id))
+
+    def _running_state(self) -> RuntimeState:
+        state = self.runtime_state()
+        if state.status != "running" or state.pid is None:
+            raise NotRunning(f"container {self.name} is not running")
+        return state
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the container; returns once its process runs (or raises with the reason)."""
+        self._engine.containers._start(self)
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until the container exits; its exit code (128+n when killed by signal n)."""
+        state = self.runtime_state()
+        if state.status == "created":
+            raise NotRunning(f"container {self.name} has not been started")
+        code = wait_for_exit(self.state_dir, timeout)
+        if self.spec.auto_remove:
+            self._engine.containers._auto_remove(self.id)
+        return code
+
+    def kill(self, sig: int | str = "SIGKILL") -> None:
+        number = parse_signal(sig)
+        state = self._running_state()
+        if not proc.send_signal(state.pid, number, state.pid_start_time):  # type: ignore[arg-type]
+            raise NotRunning(f"container {self.name} is not running")
+
+    def stop(self, timeout: float | None = None) -> None:
+        """The stop signal, then SIGKILL after ``timeout`` seconds (the spec's, default 10)."""
+        state = self.runtime_state()
+        if state.status != "running":
+            raise NotModified(f"container {self.name} is not running")
+        spec = self.spec
+        if timeout is None:
+            timeout = spec.stop_timeout if spec.stop_timeout is not None else 10
+        stop_signal = spec.stop_signal or self._engine.images.config(self.image_id).stop_signal or "SIGTERM"
+        if self.status == "paused":
+            self._cgroup().thaw()
+        try:
+            self.kill(stop_signal)
+            wait_for_exit(self.state_dir, timeout)
+        except NotRunning:
+            pass
+        except Timeout:
+            try:
+                self.kill("SIGKILL")
+            except NotRunning:
+                pass
+        wait_for_exit(self.state_dir, 30)
+        if spec.auto_remove:
+            self._engine.containers._auto_remove(self.id)
+
+    def restart(self, timeout: float | None = None) -> None:
+        if self.runtime_state().status == "running":
+            self.stop(timeout)
+        self.start()
+
+    def pause(self) -> None:
+        self._running_state()
+        self._cgroup().freeze()
+
+    def unpause(self) -> None:
+        self._running_state()
+        self._cgroup().thaw()
+
+    def remove(self, *, force: bool = False, volumes: bool = False) -> None:
+        self._engine.containers._remove(self, force=force, volumes=volumes)
+
+    def rename(self, name: str) -> None:
+        _names.check(name)
+        self._record = self._engine.metadata.rename_container(self.id, name)
+
+    # -- io ---------------------------------------------------------------------------------
+
+    def logs(
+        self,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        tail: int | None = None,
+        since: float | dt.datetime | None = None,
+        timestamps: bool = False,
+        follow: bool = False,
+    ) -> Any:
+        """A snapshot of the logs as bytes; with ``follow=True`` an iterator ending at exit."""
+        path = self.state_dir / LOG_FILE
+        since_ts = since.timestamp() if isinstance(since, dt.datetime) else since
+        if follow:
+            return runtime_logs.follow_logs(
+                path,
+                stdout=stdout,
+                stderr=stderr,
+                tail=tail,
+                since=since_ts,
+                timestamps=timestamps,
+                is_running=lambda: self.runtime_state().status in ("running", "created"),
+            )
+        if not path.exists():
+            return b""
+        return runtime_logs.read_logs(
+            path, stdout=stdout, stderr=stderr, tail=tail, since=since_ts, timestamps=timestamps
+        )
+
+    def exec(
+        self,
+        command: Sequence[str] | str,
+        *,
+        env: Mapping[str, str] | Iterable[str] | None = None,
+        user: str | None = None,
+        workdir: str | None = None,
+        tty: bool = False,
+        stdin: bool = False,
+        privileged: bool = False,
+        stream: bool = False,
+    ) -> Any:
+        """Run a command in the running container: an ``ExecResult``, or with ``stream=True`` a
+        process handle to iterate and ``.wait()`` on (always an exit code)."""
+        process = self._engine.containers._exec_process(
+            self, command, env=env, user=user, workdir=workdir, tty=tty, privileged=privileged
+        )
+        state = self._running_state()
+        handle: ExecProcess = start_exec(
+            state.pid,  # type: ignore[arg-type]
+            process,
+            tty=tty,
+            stdin=stdin,
+            spawner=self._engine.spawner,
+        )
+        if stream:
+            return handle
+        out, err = handle.communicate()
+        return ExecResult(handle.wait(), out, err)
+
+    def put(self, path: str, data: bytes | str | os.PathLike[str]) -> None:
+        """Copy into the container, also before start: ``data`` is a tar archive (bytes) that
+        is extracted at ``path`` (a directory), or a host path copied into ``path``."""
+        with self._engine.containers._rootfs(self) as root:
+            _archive.put(root, path, data)
+
+    def get(self, path: str) -> bytes:
+        """A tar archive of ``path`` in the container (like ``docker cp`` / ``GET archive``)."""
+        with self._engine.containers._rootfs(self) as root:
+            return _archive.get(root, path)
+
+    def stat_path(self, path: str) -> dict[str, Any]:
+        with self._engine.containers._rootfs(self) as root:
+            return _archive.stat(root, path)
+
+    # -- observation ------------------------------------------------------------------------
+
+    def stats(self) -> Stats:
+        self._running_state()
+        sample = self._cgroup().stats()
+        return Stats(
+            read_at=dt.datetime.now(dt.UTC),
+            memory_usage=sample.memory_usage,
+            memory_limit=sample.memory_limit,
+            cpu_usage_ns=sample.cpu_usage_ns,
+            pids=sample.pids,
+            pids_limit=sample.pids_limit,
+        )
+
+    def top(self) -> dict[str, Any]:
+        """docker's ``top`` shape: ``{"Titles": [...], "Processes": [[...], ...]}``."""
+        self._running_state()
+        rows = [ps.process_row(pid) for pid in sorted(self._cgroup().pids())]
+        return {"Titles": list(ps.PROCESS_TITLES), "Processes": [r for r in rows if r is not None]}
+
+
+_HOST_RESOLV = Path("/etc/resolv.conf")
+
+
+class ContainerCollection:
+    """``engine.containers``: create, run, get, list and prune containers."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._root = engine.root / "containers"
+        self._root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def state_dir(self, container_id: str) -> Path:
+        return self._root / container_id
+
+    # -- creating ---------------------------------------------------------------------------
+
+    def create(self, spec: ContainerSpec | None = None, /, **fields: Any) -> Container:
+        """Create (not start) a container from a spec, or from the spec's fields as keywords."""
+        if spec is None:
+            spec = ContainerSpec(**fields)
+        elif fields:
+            spec = attrs.evolve(spec, **fields)
+        image = self._engine.images.get(spec.image)
+        container_id = secrets.token_hex(32)
+        name = _names.check(spec.name) if spec.name else self._free_name()
+        record = ContainerRecord(
+            id=container_id,
+            name=name,
+            image_id=image.id,
+            image_ref=spec.image,
+            created=time.time(),
+            spec_json=spec.to_json(),
+            labels_json=json.dumps(spec.labels_dict, sort_keys=True),
+            runtime=spec.runtime,
+        )
+        self._engine.metadata.add_container(record)
+        try:
+            _prepare.prepare_bundle(self._engine, container_id, spec, image, self.state_dir(container_id))
+        except BaseException:
+            self._discard(container_id)
+            raise
+        return Container(container_id, self._engine, record)
+
+    def run(
+        self,
+        image: str,
+        command: Sequence[str] | str | None = None,
+        /,
+        **fields: Any,
+    ) -> Container:
+        """Create and start a container (``docker run -d``); see :class:`ContainerSpec`."""
+        if isinstance(command, str):
+            command = ["sh", "-c", command]
+        container = self.create(ContainerSpec(image=image, command=command, **fields))
+        try:
+            container.start()
+        except BaseException:
+            if container.spec.auto_remove:
+                self._remove(container, force=True, volumes=False)
+            raise
+        return container
+
+    def _free_name(self) -> str:
+        taken = {r.name for r in self._engine.metadata.list_containers()}
+        for _ in range(100):
+            name = _names.random_name()
+            if name not in taken:
+                return name
+        return f"{_names.random_name()}_{secrets.token_hex(3)}"
+
+    # -- finding ----------------------------------------------------------------------------
+
+    def get(self, ref: str) -> Container:
+        """By full id, unique id prefix, or name (with or without the leading ``/``)."""
+        record = self._engine.metadata.find_container(ref)
+        return Container(record.id, self._engine, record)
+
+    def list(self, *, all: bool = False, filters: Mapping[str, Any] | None = None) -> list[Container]:
+        """Running containers (``all=True``: every one), newest first, filtered like docker's
+        ``ps --filter`` (``status``, ``name``, ``id``, ``label``, ``ancestor``)."""
+        records = sorted(self._engine.metadata.list_containers(), key=lambda r: r.created, reverse=True)
+        containers = [Container(r.id, self._engine, r) for r in records]
+        wanted = _filters.normalise(filters)
+        result = []
+        for container in containers:
+            status = container.status
+            if not all and status not in ("running", "paused") and "status" not in wanted:
+                continue
+            if _filters.matches(container, status, wanted, self._engine):
+                result.append(container)
+        return result
+
+    def prune(self, *, filters: Mapping[str, Any] | None = None) -> list[str]:
+        """Remove every stopped container; the ids removed."""
+        removed = []
+        wanted = _filters.normalise(filters)
+        for container in self.list(all=True):
+            if container.status in ("exited", "created", "dead") and _filters.matches(
+                container, container.status, {k: v for k, v in wanted.items() if k == "label"}, self._engine
+            ):
+                try:
+                    self._remove(container, force=False, volumes=False)
+                except (Conflict, NotFound):
+                    continue
+                removed.append(container.id)
+        return removed
+
+    # -- running ----------------------------------------------------------------------------
+
+    def _start(self, container: Container) -> None:
+        state = container.runtime_state()
+        if state.status == "running":
+            raise NotModified(f"container {container.name} is already running")
+        spec = container.spec
+        state_dir = container.state_dir
+        if state.status in ("exited", "dead"):
+            _prepare.reset_for_restart(state_dir)
+        request = ShimRequest(
+            container_id=container.id,
+            bundle=state_dir / "bundle",
+            state_dir=state_dir,
+            runtime=spec.runtime,  # type: ignore[arg-type]
+            tty=spec.tty,
+            stdin_open=spec.stdin_open,
+            cgroup_name=cgroup_name(container.id),
+            resources=spec.resources,
+            rootfs_mount=_prepare.read_rootfs_mount(state_dir),
+            runc_root=self._engine.root / "runc",
+        )
+        start_container(request, spawner=self._engine.spawner)
+
+    def _exec_process(
+        self,
+        container: Container,
+        command: Sequence[str] | str,
+        *,
+        env: Mapping[str, str] | Iterable[str] | None,
+        user: str | None,
+        workdir: str | None,
+        tty: bool,
+        privileged: bool,
+    ) -> dict[str, Any]:
+        argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
+        if not argv:
+            raise InvalidArgument("exec: no command given")
+        return _prepare.exec_process(
+            self._engine,
+            container.id,
+            container.spec,
+            container.image_id,
+            argv,
+            env=env,
+            user=user,
+            workdir=workdir,
+            tty=tty,
+            privileged=privileged,
+        )
+
+    def _remove(self, container: Container, *, force: bool, volumes: bool) -> None:
+        state = container.runtime_state()
+        if state.status == "running":
+            if not force:
+                raise Conflict(
+                    f"You cannot remove a running container {container.id}. "
+                    "Stop the container before attempting removal or force remove"
+                )
+            cgroup = container._cgroup()
+            if cgroup.exists() and cgroup.is_frozen():
+                cgroup.thaw()
+            with contextlib.suppress(NotRunning):
+                container.kill("SIGKILL")
+            wait_for_exit(container.state_dir, 30)
+        elif state.status == "dead" and state.pid_alive and state.pid is not None:
+            proc.send_signal(state.pid, signal.SIGKILL, state.pid_start_time)
+        anonymous = _prepare.anonymous_volumes(container.state_dir) if volumes else []
+        self._discard(container.id)
+        for name in anonymous:
+            with contextlib.suppress(NotFound, Conflict):
+                self._engine.volumes.remove(name)
+
+    def _auto_remove(self, container_id: str) -> None:
+        with contextlib.suppress(NotFound, Conflict):
+            container = self.get(container_id)
+            if container.runtime_state().status in ("exited", "dead"):
+                self._remove(container, force=False, volumes=True)
+
+    def _discard(self, container_id: str) -> None:
+        """Remove everything of a container that is not running: cgroup, snapshot, state, record."""
+        cgroup = open_cgroup(cgroup_name(container_id))
+        if cgroup.exists():
+            cgroup.destroy()
+        with contextlib.suppress(OSError):
+            remove_if_empty("containerkit")
+        self._engine.snapshots.remove(container_id)
+        shutil.rmtree(self.state_dir(container_id), ignore_errors=True)
+        with contextlib.suppress(NotFound):
+            self._engine.metadata.remove_container(container_id)
+
+    @contextlib.contextmanager
+    def _rootfs(self, container: Container) -> Iterator[Path]:
+        """The container's merged root as a host path: ``/proc/<pid>/root`` while it runs,
+        else the snapshot mounted for the duration of the block."""
+        state = container.runtime_state()
+        if state.status == "running" and state.pid is not None:
+            yield Path(f"/proc/{state.pid}/root")
+            return
+        with self._lock:
+            target = container.state_dir / "host-rootfs"
+            target.mkdir(exist_ok=True)
+            self._engine.snapshots.mount(container.id, target)
+            try:
+                yield target
+            finally:
+                self._engine.snapshots.unmount(target)
+                with contextlib.suppress(OSError):
+                    target.rmdir()

@@ -1,0 +1,111 @@
+"""``Engine(root=...)``: the one object users, the daemon and the fixtures hold.
+
+Everything of an engine lives under its root: the metadata database, the content store, the
+snapshots, the containers' state dirs and the volumes. Several Engines (in several processes)
+may share one root; the metadata store and the shims' state files make that safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+from pathlib import Path
+from types import TracebackType
+
+from containerkit.engine.containers import ContainerCollection, cgroup_name
+from containerkit.engine.images import ImageCollection
+from containerkit.engine.volumes import VolumeCollection
+from containerkit.errors import NotFound
+from containerkit.images.content import ContentStore
+from containerkit.linux.cgroups import open_cgroup, remove_if_empty
+from containerkit.runtime.spawner import Spawner
+from containerkit.runtime.state import read_state
+from containerkit.storage.metadata import MetadataStore
+from containerkit.storage.snapshots import SnapshotStore
+
+__all__ = ["DEFAULT_ROOT", "Engine"]
+
+DEFAULT_ROOT = Path("/var/lib/containerkit")
+
+
+class Engine:
+    """Runs containers in this process, no daemon: ``engine.containers``, ``.images``,
+    ``.volumes``. Use as a context manager (or call :meth:`close`) to stop the fork server;
+    containers keep running after the engine is gone."""
+
+    def __init__(self, root: str | os.PathLike[str] = DEFAULT_ROOT, *, forkserver: bool = True) -> None:
+        self.root = Path(root).absolute()
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.metadata = MetadataStore(self.root / "metadata.db")
+        self.content = ContentStore(self.root / "content")
+        self.snapshots = SnapshotStore(self.root / "snapshots")
+        self.images = ImageCollection(self.content, self.snapshots, self.metadata)
+        self.volumes = VolumeCollection(self.root / "volumes", self.metadata)
+        self.containers = ContainerCollection(self)
+        self._use_forkserver = forkserver
+        self._spawner: Spawner | None = None
+        self._spawner_lock = threading.Lock()
+        self.recover()
+
+    @property
+    def spawner(self) -> Spawner | None:
+        """The fork server that starts shims and execs (started on first use)."""
+        if not self._use_forkserver:
+            return None
+        with self._spawner_lock:
+            if self._spawner is None:
+                self._spawner = Spawner()
+            return self._spawner
+
+    def recover(self) -> list[str]:
+        """Clean what a killed process left: state dirs and snapshots of containers that have
+        no record, cgroups of containers that are no longer running. The ids cleaned."""
+        known = {r.id for r in self.metadata.list_containers()}
+        cleaned = []
+        state_root = self.root / "containers"
+        for state_dir in state_root.iterdir() if state_root.exists() else ():
+            if state_dir.name in known:
+                state = read_state(state_dir)
+                if state.status in ("exited", "dead"):
+                    cgroup = open_cgroup(cgroup_name(state_dir.name))
+                    if cgroup.exists():
+                        cgroup.destroy()
+                        cleaned.append(state_dir.name)
+                continue
+            cgroup = open_cgroup(cgroup_name(state_dir.name))
+            if cgroup.exists():
+                cgroup.destroy()
+            with contextlib.suppress(NotFound):
+                self.snapshots.remove(state_dir.name)
+            shutil.rmtree(state_dir, ignore_errors=True)
+            cleaned.append(state_dir.name)
+        for key in self.snapshots.list_snapshots():
+            if key not in known:
+                self.snapshots.remove(key)
+                cleaned.append(key)
+        with contextlib.suppress(OSError):
+            remove_if_empty("containerkit")
+        return cleaned
+
+    def close(self) -> None:
+        with self._spawner_lock:
+            if self._spawner is not None:
+                self._spawner.close()
+                self._spawner = None
+        self.metadata.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Engine(root={str(self.root)!r})"

@@ -1,0 +1,180 @@
+"""cgroup v1: one directory per controller hierarchy, plus the unified tree on hybrid hosts.
+
+On a hybrid host the cgroup is also made in the controller-less v2 mount: that costs one
+directory and gives ``cgroup.kill`` (race-free kill of every process) and ``cgroup.events``.
+``cpuset`` is not used: a new v1 cpuset starts empty and Resources sets no cpuset limits.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from containerkit.errors import Timeout, Unavailable
+from containerkit.spec import Resources
+
+from .base import (
+    CgroupManager,
+    CgroupStats,
+    mkdir_p,
+    read,
+    read_keyed,
+    read_limit,
+    read_optional,
+    write,
+)
+from .v2 import CPU_PERIOD_US, CgroupV2Manager, swap_limit
+
+__all__ = ["CONTROLLERS", "CgroupV1Manager"]
+
+CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer")
+_UNLIMITED = -1
+_FREEZE_TIMEOUT = 5.0
+
+
+def _is_hierarchy(path: Path) -> bool:
+    return (path / "cgroup.procs").exists()
+
+
+class CgroupV1Manager(CgroupManager):
+    """A cgroup in every v1 controller hierarchy under ``root`` (and in ``unified``, if given)."""
+
+    def __init__(
+        self, name: str, root: Path = Path("/sys/fs/cgroup"), *, unified: Path | None = None
+    ) -> None:
+        super().__init__(name, root)
+        self._paths = {c: self.root / c / self.name for c in CONTROLLERS if _is_hierarchy(self.root / c)}
+        self._unified: CgroupV2Manager | None = None
+        if unified is not None and _is_hierarchy(unified):
+            self._unified = CgroupV2Manager(name, unified)
+            self._paths["unified"] = self._unified.path
+
+    @property
+    def paths(self) -> dict[str, Path]:
+        return dict(self._paths)
+
+    def _dir(self, controller: str) -> Path:
+        path = self._paths.get(controller)
+        if path is None:
+            raise Unavailable(
+                f"cgroup controller {controller!r} is not available: "
+                f"no v1 hierarchy at {self.root / controller}"
+            )
+        return path
+
+    def create(self) -> None:
+        for path in self._dirs():
+            mkdir_p(path)
+
+    def apply(self, resources: Resources) -> None:
+        swap = swap_limit(resources)  # validates memory_swap against memory
+        memsw = None if resources.memory is None or swap is None else resources.memory + swap
+        memory = self._paths.get("memory")
+        cpu = self._paths.get("cpu")
+        pids = self._paths.get("pids")
+        if resources.memory is not None:
+            memory = self._dir("memory")
+            if resources.memory_swap is not None and not (memory / "memory.memsw.limit_in_bytes").exists():
+                raise Unavailable(
+                    f"cgroup controller 'memory' has no swap accounting: "
+                    f"{memory / 'memory.memsw.limit_in_bytes'} is missing"
+                )
+        if resources.cpus is not None or resources.cpu_shares is not None:
+            cpu = self._dir("cpu")
+            if resources.cpus is not None and not (cpu / "cpu.cfs_quota_us").exists():
+                raise Unavailable(
+                    f"cgroup controller 'cpu' has no CFS bandwidth control: "
+                    f"{cpu / 'cpu.cfs_quota_us'} is missing"
+                )
+        if resources.pids is not None:
+            pids = self._dir("pids")
+        # every controller was checked above, so a missing one never leaves half the limits set
+        if memory is not None:
+            _set_memory(memory, resources.memory, memsw)
+        if cpu is not None:
+            if resources.cpus is not None:
+                write(cpu / "cpu.cfs_period_us", CPU_PERIOD_US)
+                write(cpu / "cpu.cfs_quota_us", round(resources.cpus * CPU_PERIOD_US))
+            elif (cpu / "cpu.cfs_quota_us").exists():
+                write(cpu / "cpu.cfs_quota_us", _UNLIMITED)
+            if resources.cpu_shares is not None:
+                write(cpu / "cpu.shares", resources.cpu_shares)
+        if pids is not None and (resources.pids is not None or (pids / "pids.max").exists()):
+            write(pids / "pids.max", "max" if resources.pids is None else resources.pids)
+
+    def _can_freeze(self) -> bool:
+        if "freezer" in self._paths:
+            return True
+        return self._unified is not None and self._unified._can_freeze()
+
+    def freeze(self) -> None:
+        if "freezer" not in self._paths and self._unified is not None and self._unified._can_freeze():
+            self._unified.freeze()
+            return
+        state = self._dir("freezer") / "freezer.state"
+        deadline = time.monotonic() + _FREEZE_TIMEOUT
+        # the kernel reports FREEZING until every task has stopped; writing again nudges it
+        while True:
+            write(state, "FROZEN")
+            if read(state) == "FROZEN":
+                return
+            if time.monotonic() >= deadline:
+                write(state, "THAWED")
+                raise Timeout(f"{state} stayed FREEZING for {_FREEZE_TIMEOUT}s")
+            time.sleep(0.005)
+
+    def thaw(self) -> None:
+        if "freezer" not in self._paths and self._unified is not None and self._unified._can_freeze():
+            self._unified.thaw()
+            return
+        write(self._dir("freezer") / "freezer.state", "THAWED")
+
+    def is_frozen(self) -> bool:
+        if "freezer" not in self._paths and self._unified is not None and self._unified._can_freeze():
+            return self._unified.is_frozen()
+        return read(self._dir("freezer") / "freezer.state") == "FROZEN"
+
+    def stats(self) -> CgroupStats:
+        memory = self._paths.get("memory")
+        pids = self._paths.get("pids")
+        cpu_ns = 0
+        if "cpuacct" in self._paths:
+            cpu_ns = int(read(self._paths["cpuacct"] / "cpuacct.usage"))
+        elif self._unified is not None:
+            cpu_ns = self._unified.stats().cpu_usage_ns
+        current = read_optional(pids / "pids.current") if pids is not None else None
+        return CgroupStats(
+            memory_usage=int(read(memory / "memory.usage_in_bytes")) if memory is not None else 0,
+            memory_limit=read_limit(memory / "memory.limit_in_bytes") if memory is not None else None,
+            cpu_usage_ns=cpu_ns,
+            pids=int(current) if current is not None else len(self.pids()),
+            pids_limit=read_limit(pids / "pids.max") if pids is not None else None,
+        )
+
+    def oom_kill_count(self) -> int:
+        memory = self._paths.get("memory")
+        if memory is None:
+            return 0
+        return read_keyed(memory / "memory.oom_control").get("oom_kill", 0)
+
+    def _kill_file(self) -> Path | None:
+        return None if self._unified is None else self._unified._kill_file()
+
+
+def _set_memory(directory: Path, limit: int | None, memsw: int | None) -> None:
+    """Write limit and memory+swap in the order that keeps ``memsw >= limit`` at every step."""
+    limit_file = directory / "memory.limit_in_bytes"
+    memsw_file = directory / "memory.memsw.limit_in_bytes"
+    new_limit = _UNLIMITED if limit is None else limit
+    if not memsw_file.exists():
+        write(limit_file, new_limit)
+        return
+    new_memsw = _UNLIMITED if memsw is None else memsw
+    current = read_limit(memsw_file)
+    raising = memsw is None or (current is not None and memsw >= current)
+    if raising:
+        write(memsw_file, new_memsw)
+        write(limit_file, new_limit)
+    else:
+        write(limit_file, new_limit)
+        write(memsw_file, new_memsw)

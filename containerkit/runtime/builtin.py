@@ -1,0 +1,436 @@
+"""The built-in OCI runtime, in-container side: a bundle's ``config.json`` made real.
+
+The caller (the shim) has already done ``unshare(CLONE_NEWPID)`` and forked; we run as PID 1 of
+the new pid namespace, single-threaded, with stdio in place. Setup follows runc's
+``rootfs_linux.go``/``standard_init_linux.go``. Every failure is reported once, as JSON
+``{"kind", "message"}`` on ``error_fd`` (a close-on-exec pipe), so an ``exec`` that succeeds
+simply closes it and the caller reads EOF.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import resource
+import signal
+import socket
+import stat
+import termios
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from containerkit.errors import (
+    CommandNotFound,
+    ContainerkitError,
+    InvalidArgument,
+    RuntimeFailure,
+    Unavailable,
+)
+from containerkit.linux import _libc, mounts, namespaces
+from containerkit.linux import capabilities as caps
+from containerkit.runtime.bundle import INIT_ANNOTATION, ROOTFS_MOUNT_ANNOTATION, STANDARD_DEVICES
+
+__all__ = ["FORWARDED_SIGNALS", "PermissionDenied", "exec_in_container", "run_container_init"]
+
+FORWARDED_SIGNALS: frozenset[int] = frozenset(
+    {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT}
+)
+_EXEC_NAMESPACES = ("ipc", "uts", "network", "pid", "mount", "cgroup")
+_DEV_LINKS = (
+    ("/proc/self/fd", "fd"),
+    ("/proc/self/fd/0", "stdin"),
+    ("/proc/self/fd/1", "stdout"),
+    ("/proc/self/fd/2", "stderr"),
+)
+
+
+class PermissionDenied(RuntimeFailure):
+    """The command exists but cannot be executed (docker exits 126)."""
+
+
+def _exit_code_for(exc: BaseException) -> int:
+    if isinstance(exc, CommandNotFound):
+        return 127
+    if isinstance(exc, PermissionDenied):
+        return 126
+    return 128
+
+
+def _fail(error_fd: int, exc: BaseException) -> NoReturn:
+    """Write the one error report and leave without running any of the parent's cleanup."""
+    try:
+        if isinstance(exc, ContainerkitError):
+            kind, message = exc.kind, exc.message
+        else:
+            kind, message = RuntimeFailure.kind, str(exc) or type(exc).__name__
+        data = json.dumps({"kind": kind, "message": message}).encode()
+        with contextlib.suppress(OSError):
+            os.write(error_fd, data)
+    finally:
+        os._exit(_exit_code_for(exc))
+
+
+# -- namespaces and the root filesystem ------------------------------------------------------------
+
+
+def _setup_namespaces(linux: Mapping[str, Any]) -> set[str]:
+    """Join namespaces given by path, then unshare the rest (pid was done by the caller)."""
+    fresh: list[str] = []
+    private: set[str] = set()
+    for entry in linux.get("namespaces", []):
+        kind = str(entry.get("type", ""))
+        if kind == "pid":
+            private.add(kind)
+            continue
+        if kind == "user":
+            raise Unavailable("user namespaces are not supported by the built-in runtime")
+        if kind not in namespaces.NAMESPACE_FLAGS:
+            raise InvalidArgument(f"unknown namespace type {kind!r} in config.json")
+        private.add(kind)
+        if entry.get("path"):
+            namespaces.setns_path(str(entry["path"]), kind)
+        else:
+            fresh.append(kind)
+    namespaces.unshare(fresh)
+    if "network" in fresh:
+        namespaces.bring_up_loopback()
+    return private
+
+
+def _root_path(bundle: Path, config: Mapping[str, Any]) -> str:
+    path = Path(str(config.get("root", {}).get("path", "rootfs")))
+    root = path if path.is_absolute() else bundle / path
+    if not root.is_dir():
+        raise InvalidArgument(f"root path {root} is not a directory")
+    return os.path.realpath(root)
+
+
+def _mount_root(root: str, config: Mapping[str, Any]) -> None:
+    """Make host mounts unreachable from here, then mount the root (overlay from the annotation)."""
+    linux = config.get("linux", {})
+    propagation = mounts.parse_mount_options([str(linux.get("rootfsPropagation") or "rslave")]).propagation
+    mounts.set_propagation("/", propagation[0] if propagation else _libc.MS_SLAVE | _libc.MS_REC)
+    spec = config.get("annotations", {}).get(ROOTFS_MOUNT_ANNOTATION)
+    if spec:
+        try:
+            desc = json.loads(spec)
+            parsed = mounts.parse_mount_options([str(o) for o in desc.get("options", [])])
+            _libc.libc.mount(str(desc["source"]), root, str(desc["type"]), parsed.flags, parsed.data or None)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidArgument(f"annotation {ROOTFS_MOUNT_ANNOTATION}: {exc}") from None
+    else:
+        _libc.libc.mount(root, root, None, _libc.MS_BIND | _libc.MS_REC, None)
+
+
+def _mount_all(bundle: Path, root: str, entries: Sequence[Mapping[str, Any]]) -> None:
+    for entry in entries:
+        destination = str(entry["destination"])
+        source = entry.get("source")
+        fstype = str(entry.get("type") or "")
+        options = [str(o) for o in entry.get("options", [])]
+        is_bind = fstype == "bind" or mounts.parse_mount_options(options).is_bind
+        if is_bind and source and not os.path.isabs(str(source)):
+            source = str(bundle / str(source))
+        try:
+            mounts.mount_in_root(root, destination, fstype, None if source is None else str(source), options)
+        except OSError as exc:
+            raise RuntimeFailure(f"mount {source} on {destination} (type {fstype or 'bind'}): {exc}") from exc
+
+
+def _setup_dev(root: str, config: Mapping[str, Any], terminal: bool) -> None:
+    """Device nodes, the ``/dev`` symlinks and ``ptmx``, unless ``/dev`` is a bind of the host's."""
+    dev_mount = next((m for m in config.get("mounts", []) if m.get("destination") == "/dev"), None)
+    if dev_mount is not None and (
+        dev_mount.get("type") == "bind" or mounts.parse_mount_options(dev_mount.get("options", [])).is_bind
+    ):
+        return
+    wanted = {str(d["path"]): d for d in STANDARD_DEVICES}
+    wanted.update({str(d["path"]): d for d in config.get("linux", {}).get("devices", [])})
+    for device in wanted.values():
+        try:
+            mounts.create_device(root, device)
+        except OSError as exc:
+            raise RuntimeFailure(f"create device {device['path']}: {exc}") from exc
+    dev = mounts.ensure_mount_point(root, "/dev")
+    for target, name in _DEV_LINKS:
+        with contextlib.suppress(FileExistsError):
+            os.symlink(target, os.path.join(dev, name))
+    ptmx = os.path.join(dev, "ptmx")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(ptmx)
+    os.symlink("pts/ptmx", ptmx)
+    if terminal:
+        with contextlib.suppress(OSError):
+            mounts.bind_device(root, os.ttyname(0), "/dev/console")
+
+
+def _after_pivot(config: Mapping[str, Any], private: set[str]) -> None:
+    linux = config.get("linux", {})
+    for key, value in linux.get("sysctl", {}).items():
+        try:
+            with open("/proc/sys/" + str(key).replace(".", "/"), "w") as f:
+                f.write(str(value))
+        except OSError as exc:
+            raise RuntimeFailure(f"sysctl {key}={value}: {exc.strerror}") from exc
+    try:
+        for path in linux.get("readonlyPaths", []):
+            mounts.readonly_path(str(path))
+        for path in linux.get("maskedPaths", []):
+            mounts.mask_path(str(path))
+        if config.get("root", {}).get("readonly"):
+            mounts.remount_readonly("/")
+    except OSError as exc:
+        raise RuntimeFailure(str(exc)) from exc
+    if config.get("hostname"):
+        if "uts" not in private:
+            raise InvalidArgument("unable to set hostname without a private UTS namespace")
+        socket.sethostname(str(config["hostname"]))
+
+
+def _setup_rootfs(bundle: Path, config: Mapping[str, Any]) -> None:
+    private = _setup_namespaces(config.get("linux", {}))
+    root = _root_path(bundle, config)
+    process = config.get("process", {})
+    _mount_root(root, config)
+    _mount_all(bundle, root, config.get("mounts", []))
+    _setup_dev(root, config, bool(process.get("terminal")))
+    cwd = str(process.get("cwd") or "/")
+    with contextlib.suppress(OSError):
+        mounts.ensure_mount_point(root, cwd)  # like runc and docker: a missing workdir is created
+    try:
+        mounts.pivot_root(root)
+    except OSError as exc:
+        raise RuntimeFailure(f"pivot_root {root}: {exc}") from exc
+    _after_pivot(config, private)
+
+
+# -- the process -------------------------------------------------------------------------------------
+
+
+def _setup_session(process: Mapping[str, Any]) -> None:
+    """New session; with a terminal, stdin (the pty slave) becomes the controlling tty."""
+    with contextlib.suppress(PermissionError):
+        os.setsid()
+    if process.get("terminal"):
+        try:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+        except OSError as exc:
+            raise RuntimeFailure(f"make stdin the controlling terminal: {exc}") from exc
+
+
+def _apply_limits(process: Mapping[str, Any]) -> None:
+    for rlimit in process.get("rlimits", []):
+        name = str(rlimit["type"])
+        number = getattr(resource, name, None)
+        if not isinstance(number, int):
+            raise InvalidArgument(f"unknown rlimit {name!r}")
+        soft, hard = int(rlimit["soft"]), int(rlimit["hard"])
+        try:
+            resource.setrlimit(number, (soft, hard))
+        except (OSError, ValueError) as exc:
+            # Without CAP_SYS_RESOURCE (a host that withholds it) a hard limit cannot be raised:
+            # cap the request at what we have rather than refuse to start.
+            current = resource.getrlimit(number)[1]
+            if current == resource.RLIM_INFINITY or hard <= current:
+                raise RuntimeFailure(f"setrlimit {name} {soft}/{hard}: {exc}") from exc
+            resource.setrlimit(number, (min(soft, current), current))
+    if "oomScoreAdj" in process:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(int(process["oomScoreAdj"])))
+
+
+def _mask(names: Sequence[str] | None) -> int:
+    """The mask of ``names`` that we hold: a privileged container gets all the caps we have."""
+    return caps.capability_mask(names or []) & caps.current_capabilities()["CapPrm"]
+
+
+def _become_user(process: Mapping[str, Any]) -> None:
+    """Bounding set while still root, ids with KEEPCAPS, then the final sets, cwd and no_new_privs."""
+    lib = _libc.libc
+    wanted = process.get("capabilities")
+    if wanted is not None:
+        caps.drop_bounding(_mask(wanted.get("bounding")))
+    user = process.get("user", {})
+    uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
+    os.setgroups([int(g) for g in user.get("additionalGids", [])])
+    os.setresgid(gid, gid, gid)
+    lib.prctl(_libc.PR_SET_KEEPCAPS, 1)
+    os.setresuid(uid, uid, uid)
+    lib.prctl(_libc.PR_SET_KEEPCAPS, 0)
+    if "umask" in user:
+        os.umask(int(user["umask"]))
+    cwd = str(process.get("cwd") or "/")
+    try:
+        os.chdir(cwd)
+    except OSError as exc:
+        raise RuntimeFailure(f"chdir to cwd {cwd!r} set in config.json failed: {exc.strerror}") from None
+    if wanted is not None:
+        caps.apply_capabilities(
+            effective=_mask(wanted.get("effective")),
+            permitted=_mask(wanted.get("permitted")),
+            inheritable=_mask(wanted.get("inheritable")),
+            ambient=_mask(wanted.get("ambient")),
+        )
+    if process.get("noNewPrivileges"):
+        lib.prctl(_libc.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def _env_path(env: Sequence[str]) -> str:
+    for item in env:
+        if item.startswith("PATH="):
+            return item[5:]
+    return ""
+
+
+def lookup_command(command: str, path: str) -> str:
+    """Resolve ``command`` like Go's ``exec.LookPath``, against the container's ``PATH``."""
+    if not command:
+        raise InvalidArgument("no command specified")
+    if "/" in command:
+        try:
+            st = os.stat(command)
+        except FileNotFoundError:
+            raise CommandNotFound(f'exec: "{command}": stat {command}: no such file or directory') from None
+        except OSError as exc:
+            raise PermissionDenied(f'exec: "{command}": stat {command}: {exc.strerror}') from None
+        if stat.S_ISDIR(st.st_mode) or not os.access(command, os.X_OK):
+            raise PermissionDenied(f'exec: "{command}": permission denied')
+        return command
+    denied = False
+    for directory in path.split(":"):
+        candidate = os.path.join(directory or ".", command)
+        try:
+            st = os.stat(candidate)
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and os.access(candidate, os.X_OK):
+            return candidate
+        denied = True
+    if denied:
+        raise PermissionDenied(f'exec: "{command}": permission denied')
+    raise CommandNotFound(f'exec: "{command}": executable file not found in $PATH')
+
+
+def _restore_signals(mask: set[signal.Signals] | None = None) -> None:
+    """The exec'd process must not inherit Python's ignored SIGPIPE/SIGXFSZ or our blocked mask."""
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ, *FORWARDED_SIGNALS, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_SETMASK, mask or set())
+
+
+def _exec(process: Mapping[str, Any]) -> NoReturn:
+    args = [str(a) for a in process.get("args", [])]
+    if not args:
+        raise InvalidArgument("no command specified")
+    env = [str(e) for e in process.get("env", [])]
+    path = lookup_command(args[0], _env_path(env))
+    environ = dict(item.split("=", 1) for item in env if "=" in item)
+    _restore_signals()
+    try:
+        os.execve(path, args, environ)
+    except FileNotFoundError:
+        raise CommandNotFound(f"exec {path}: no such file or directory") from None
+    except PermissionError:
+        raise PermissionDenied(f"exec {path}: permission denied") from None
+    except OSError as exc:
+        raise RuntimeFailure(f"exec {path}: {exc.strerror}") from None
+
+
+def _block_signals() -> None:
+    for sig in FORWARDED_SIGNALS:
+        signal.signal(sig, lambda *_: None)  # a handler, so signals from outside the pidns arrive
+    signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED_SIGNALS, signal.SIGCHLD})
+
+
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def _relay(child: int) -> int:
+    """Forward signals to ``child`` and reap every zombie until ``child`` exits; its exit code."""
+    waited = {*FORWARDED_SIGNALS, signal.SIGCHLD}
+    while True:
+        info = signal.sigwaitinfo(waited)
+        if info.si_signo != signal.SIGCHLD:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(child, info.si_signo)
+            continue
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return 128
+            if pid == 0:
+                break
+            if pid == child:
+                return _exit_code(status)
+
+
+def _start_child(process: Mapping[str, Any], error_fd: int) -> int:
+    """Fork the process that will exec; in the child this never returns."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setpgid(0, 0)
+            if process.get("terminal"):
+                signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTTOU})
+                with contextlib.suppress(OSError):
+                    os.tcsetpgrp(0, os.getpid())
+            _exec(process)
+        except BaseException as exc:
+            _fail(error_fd, exc)
+    os.close(error_fd)
+    return pid
+
+
+def run_container_init(bundle: Path, config: Mapping[str, Any], *, error_fd: int) -> NoReturn:
+    """Become the container described by ``config`` (run as PID 1 of a fresh pid namespace).
+
+    With the ``org.containerkit.init`` annotation this process stays PID 1: it forks the command,
+    forwards signals to it, reaps every orphan and exits with the command's exit code.
+    """
+    try:
+        process = config.get("process", {})
+        init_mode = config.get("annotations", {}).get(INIT_ANNOTATION) == "true"
+        _setup_rootfs(Path(bundle), config)
+        _apply_limits(process)
+        _setup_session(process)
+        _become_user(process)
+        if not init_mode:
+            _exec(process)
+        lookup_command(str((process.get("args") or [""])[0]), _env_path(process.get("env", [])))
+        _block_signals()
+        child = _start_child(process, error_fd)
+    except BaseException as exc:
+        _fail(error_fd, exc)
+    os._exit(_relay(child))
+
+
+def exec_in_container(target_pid: int, process: Mapping[str, Any], *, error_fd: int) -> NoReturn:
+    """Run ``process`` inside ``target_pid``'s container (``docker exec``); exit with its exit code.
+
+    Called in a fresh single-threaded child in the host namespaces: it joins the target's
+    cgroups and namespaces, forks (the pid namespace only applies to children) and waits.
+    """
+    try:
+        try:
+            namespaces.join_process_cgroups(target_pid)
+            fds = namespaces.open_namespaces(target_pid, _EXEC_NAMESPACES)
+        except FileNotFoundError:
+            raise RuntimeFailure(f"container process {target_pid} is not running") from None
+        namespaces.join_namespaces(fds)
+        _block_signals()
+        pid = os.fork()
+        if pid == 0:
+            _apply_limits(process)
+            _setup_session(process)
+            _become_user(process)
+            _exec(process)
+        os.close(error_fd)
+    except BaseException as exc:
+        _fail(error_fd, exc)
+    os._exit(_relay(pid))

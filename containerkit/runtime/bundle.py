@@ -1,0 +1,307 @@
+"""``ContainerSpec`` + image config -> an OCI runtime ``config.json``, with docker's defaults.
+
+The same dict drives the built-in runtime, runc and crun, so everything docker decides at create
+time (args, env, caps, masked paths, the standard mounts and devices) is decided here, once.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from containerkit.errors import InvalidArgument
+from containerkit.linux.capabilities import known_capabilities, normalize_capability
+from containerkit.linux.users import ResolvedUser, resolve_user
+from containerkit.spec import ContainerSpec, ImageConfig
+
+__all__ = [
+    "DEFAULT_CAPABILITIES",
+    "DEFAULT_PATH",
+    "INIT_ANNOTATION",
+    "MASKED_PATHS",
+    "READONLY_PATHS",
+    "ROOTFS_MOUNT_ANNOTATION",
+    "STANDARD_DEVICES",
+    "ResolvedUser",
+    "build_oci_config",
+    "capabilities_for",
+    "resolve_user",
+    "write_config",
+]
+
+OCI_VERSION = "1.0.2"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+ROOTFS_MOUNT_ANNOTATION = "org.containerkit.rootfs-mount"
+"""JSON ``{"type", "source", "options"}``: the built-in runtime mounts this as the root, privately."""
+INIT_ANNOTATION = "org.containerkit.init"
+"""``"true"``: the built-in runtime keeps a reaping, signal-forwarding PID 1 (``docker run --init``)."""
+
+DEFAULT_CAPABILITIES: tuple[str, ...] = (
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+)
+MASKED_PATHS: tuple[str, ...] = (
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+)
+READONLY_PATHS: tuple[str, ...] = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+
+def _device(path: str, major: int, minor: int) -> dict[str, Any]:
+    return {"path": path, "type": "c", "major": major, "minor": minor, "fileMode": 0o666, "uid": 0, "gid": 0}
+
+
+STANDARD_DEVICES: tuple[dict[str, Any], ...] = (
+    _device("/dev/null", 1, 3),
+    _device("/dev/zero", 1, 5),
+    _device("/dev/full", 1, 7),
+    _device("/dev/random", 1, 8),
+    _device("/dev/urandom", 1, 9),
+    _device("/dev/tty", 5, 0),
+)
+
+
+def _cgroup_rule(
+    allow: bool, kind: str = "a", major: int | None = None, minor: int | None = None
+) -> dict[str, Any]:
+    rule: dict[str, Any] = {"allow": allow, "type": kind, "access": "rwm"}
+    if major is not None:
+        rule["major"] = major
+    if minor is not None:
+        rule["minor"] = minor
+    return rule
+
+
+# docker's device cgroup: deny all, then the standard nodes, consoles, ptys and tun.
+_DEVICE_RULES: tuple[dict[str, Any], ...] = (
+    _cgroup_rule(False),
+    {"allow": True, "type": "c", "access": "m"},
+    {"allow": True, "type": "b", "access": "m"},
+    *(_cgroup_rule(True, "c", d["major"], d["minor"]) for d in STANDARD_DEVICES),
+    _cgroup_rule(True, "c", 5, 1),
+    _cgroup_rule(True, "c", 5, 2),
+    _cgroup_rule(True, "c", 136),
+    _cgroup_rule(True, "c", 10, 200),
+)
+
+
+def _mount(destination: str, fstype: str, source: str, options: Sequence[str]) -> dict[str, Any]:
+    return {"destination": destination, "type": fstype, "source": source, "options": list(options)}
+
+
+def _default_mounts(privileged: bool) -> list[dict[str, Any]]:
+    sys_ro = [] if privileged else ["ro"]
+    return [
+        _mount("/proc", "proc", "proc", ["nosuid", "noexec", "nodev"]),
+        _mount("/dev", "tmpfs", "tmpfs", ["nosuid", "strictatime", "mode=755", "size=65536k"]),
+        _mount(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"],
+        ),
+        _mount("/sys", "sysfs", "sysfs", ["nosuid", "noexec", "nodev", *sys_ro]),
+        _mount("/sys/fs/cgroup", "cgroup", "cgroup", [*sys_ro, "nosuid", "noexec", "nodev"]),
+        _mount("/dev/mqueue", "mqueue", "mqueue", ["nosuid", "noexec", "nodev"]),
+        _mount("/dev/shm", "tmpfs", "shm", ["nosuid", "noexec", "nodev", "mode=1777", "size=67108864"]),
+    ]
+
+
+def _cap_or_all(name: str) -> str:
+    return "ALL" if name.strip().upper() in ("ALL", "CAP_ALL") else normalize_capability(name)
+
+
+def capabilities_for(spec: ContainerSpec) -> list[str]:
+    """docker's ``TweakCapabilities``: defaults, ``ALL`` in add or drop, then drops, then adds."""
+    adds = [
+        "ALL" if c.strip().upper() in ("ALL", "CAP_ALL") else normalize_capability(c) for c in spec.cap_add
+    ]
+    drops = [
+        "ALL" if c.strip().upper() in ("ALL", "CAP_ALL") else normalize_capability(c) for c in spec.cap_drop
+    ]
+    if spec.privileged:
+        return known_capabilities()
+    basics = known_capabilities() if "ALL" in adds else list(DEFAULT_CAPABILITIES)
+    caps = [] if "ALL" in drops else [c for c in basics if c not in drops]
+    for cap in adds:
+        if cap != "ALL" and cap not in caps:
+            caps.append(cap)
+    return caps
+
+
+def _args(spec: ContainerSpec, image: ImageConfig) -> list[str]:
+    if spec.entrypoint is not None:
+        entrypoint, cmd = list(spec.entrypoint), list(spec.command or ())
+    else:
+        entrypoint = list(image.entrypoint or ())
+        cmd = list(spec.command if spec.command is not None else image.cmd or ())
+    args = entrypoint + cmd
+    if not args:
+        raise InvalidArgument("no command specified")
+    return args
+
+
+def _env(spec: ContainerSpec, image: ImageConfig, hostname: str, home: str) -> list[str]:
+    """docker's ``CreateDaemonEnvironment``: PATH, HOSTNAME, TERM, then image and spec env win."""
+    env: dict[str, str] = {"PATH": DEFAULT_PATH, "HOSTNAME": hostname}
+    if spec.tty:
+        env["TERM"] = "xterm"
+    for item in image.env:
+        key, _, value = item.partition("=")
+        if key:
+            env[key] = value
+    env.update(spec.env)
+    env.setdefault("HOME", home)
+    return [f"{k}={v}" for k, v in env.items()]
+
+
+def _resources(spec: ContainerSpec) -> dict[str, Any]:
+    res = spec.resources
+    out: dict[str, Any] = {
+        "devices": [_cgroup_rule(True)] if spec.privileged else [dict(r) for r in _DEVICE_RULES]
+    }
+    if res.memory is not None:
+        swap = res.memory_swap if res.memory_swap is not None else 2 * res.memory
+        out["memory"] = {"limit": res.memory, "swap": max(swap, res.memory)}
+    cpu: dict[str, Any] = {}
+    if res.cpus is not None:
+        cpu.update(quota=round(res.cpus * 100_000), period=100_000)
+    if res.cpu_shares is not None:
+        cpu["shares"] = res.cpu_shares
+    if cpu:
+        out["cpu"] = cpu
+    if res.pids is not None:
+        out["pids"] = {"limit": res.pids}
+    return out
+
+
+def _depth(mount: Mapping[str, Any]) -> int:
+    return len([p for p in str(mount["destination"]).split("/") if p])
+
+
+def _user_mounts(
+    spec: ContainerSpec, etc_files: Mapping[str, str], mounts: Sequence[Mapping[str, Any]]
+) -> list[dict[str, Any]]:
+    result = [_mount(dest, "bind", src, ["rbind", "rprivate"]) for dest, src in etc_files.items()]
+    result += [dict(m) for m in mounts]
+    for m in spec.mounts:
+        if m.type == "tmpfs":
+            result.append(
+                _mount(
+                    m.target,
+                    "tmpfs",
+                    "tmpfs",
+                    ["nosuid", "nodev", "noexec", *m.options, *(["ro"] * m.read_only)],
+                )
+            )
+    # Parents before children, as docker sorts them; stable for equal depth.
+    return sorted(result, key=_depth)
+
+
+def build_oci_config(
+    spec: ContainerSpec,
+    image: ImageConfig,
+    *,
+    user: tuple[int, int, Sequence[int]] | ResolvedUser,
+    hostname: str,
+    etc_files: Mapping[str, str],
+    mounts: Sequence[Mapping[str, Any]],
+    cgroups_path: str | None,
+    netns_path: str | None = None,
+    rootfs: str = "rootfs",
+    annotations: Mapping[str, str] | None = None,
+    home: str | None = None,
+) -> dict[str, Any]:
+    """The ``config.json`` dict for ``spec`` running ``image``, as docker would create it.
+
+    ``mounts`` are OCI mount dicts the engine already resolved (volumes as binds); ``etc_files``
+    maps ``/etc/hosts``-like container paths to host files. ``home`` defaults to the resolved
+    user's home, else ``/``.
+    """
+    if isinstance(user, ResolvedUser):
+        uid, gid, gids = user.uid, user.gid, list(user.additional_gids)
+        home = home or user.home
+    else:
+        uid, gid, gids = user[0], user[1], list(user[2])
+    caps = capabilities_for(spec)
+    user_mounts = _user_mounts(spec, etc_files, mounts)
+    taken = {m["destination"] for m in user_mounts}
+    all_mounts = [m for m in _default_mounts(spec.privileged) if m["destination"] not in taken] + user_mounts
+
+    network: dict[str, Any] = {"type": "network"}
+    if netns_path:
+        network["path"] = netns_path
+    linux: dict[str, Any] = {
+        "namespaces": [
+            {"type": "pid"},
+            {"type": "mount"},
+            {"type": "uts"},
+            {"type": "ipc"},
+            network,
+            {"type": "cgroup"},
+        ],
+        "resources": _resources(spec),
+        "devices": [dict(d) for d in STANDARD_DEVICES],
+        "maskedPaths": [] if spec.privileged else list(MASKED_PATHS),
+        "readonlyPaths": [] if spec.privileged else list(READONLY_PATHS),
+    }
+    if cgroups_path:
+        linux["cgroupsPath"] = cgroups_path
+
+    notes = dict(annotations or {})
+    if spec.init:
+        notes.setdefault(INIT_ANNOTATION, "true")
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": spec.tty,
+            "user": {"uid": uid, "gid": gid, "additionalGids": gids},
+            "args": _args(spec, image),
+            "env": _env(spec, image, hostname, home or "/"),
+            "cwd": spec.workdir or image.working_dir or "/",
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}],
+            "noNewPrivileges": spec.no_new_privileges,
+        },
+        "root": {"path": rootfs, "readonly": spec.read_only},
+        "hostname": hostname,
+        "mounts": all_mounts,
+        "linux": linux,
+        "annotations": notes,
+    }
+
+
+def write_config(bundle: Path, config: Mapping[str, Any]) -> Path:
+    """Write ``bundle/config.json`` atomically (temp file + rename)."""
+    path = bundle / "config.json"
+    tmp = bundle / ".config.json.tmp"
+    with open(tmp, "w") as f:
+        json.dump(config, f, indent=2)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return path

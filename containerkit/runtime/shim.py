@@ -1,0 +1,828 @@
+"""The per-container shim: a small detached process that owns one running container.
+
+It is the parent (subreaper) of the container's init, holds its stdio, writes the json-file log,
+forwards the ``stdin`` FIFO, and records the exit in the state dir (see
+:mod:`containerkit.runtime.state`). Because it runs in its own session and is nobody's pipe,
+the process that started the container may exit: the container keeps running and the state dir
+finds it again.
+
+Lifecycle::
+
+    start_container(request)          shim                          container init
+      | fork (spawner) or             | setsid, subreaper
+      | python -m ...shim   -------->  | state.json (shim pid)
+      |                                | cgroup create+apply
+      |                                | unshare(NEWPID), fork --------> run_container_init
+      |                                | read error pipe until EOF <---- exec (EOF) or JSON error
+      | <---- ready pipe: one JSON ---  | state.json (+ init pid)
+      |                                | pump stdout/stderr -> container.log, stdin FIFO -> stdin
+      |                                | reap init, OOM?, cleanup (cgroup, runc delete, unmount)
+      |                                | exit.json, exit
+
+A start that fails is cleaned up and recorded (``exit.json`` with 127 for a missing command, 126
+for one that cannot run) *before* it is reported, so when :func:`start_container` raises,
+nothing of the container is left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, NoReturn
+
+import attrs
+
+from containerkit.errors import (
+    CommandNotFound,
+    ContainerkitError,
+    InvalidArgument,
+    RuntimeFailure,
+    Timeout,
+    error_class_for,
+)
+from containerkit.linux import _libc, proc
+from containerkit.linux.proc import default_signals
+from containerkit.runtime import logs, state
+from containerkit.runtime.bundle import ROOTFS_MOUNT_ANNOTATION
+from containerkit.spec import Resources
+
+if TYPE_CHECKING:
+    from containerkit.linux.cgroups import CgroupManager
+    from containerkit.runtime.runc import RuncBackend
+    from containerkit.runtime.spawner import Spawner
+
+__all__ = [
+    "ROOTFS_MOUNT_ANNOTATION",
+    "ShimRequest",
+    "StartedContainer",
+    "run_shim",
+    "start_container",
+]
+
+SHIM_LOG = "shim.log"
+CONSOLE_SOCKET = "console.sock"
+RUNC_LOG = "runtime.log"
+PID_FILE = "init.pid"
+
+DRAIN_SECONDS = 2.0
+"""After the init exits, how long output from processes it left behind is still collected."""
+
+RuntimeName = Literal["builtin", "runc", "crun"]
+
+
+def _path(value: str | Path) -> Path:
+    return Path(value)
+
+
+def _optional_path(value: str | Path | None) -> Path | None:
+    return None if value is None else Path(value)
+
+
+def _resources(value: Resources | dict[str, Any] | None) -> Resources | None:
+    if value is None or isinstance(value, Resources):
+        return value
+    return Resources(**value)
+
+
+@attrs.frozen(kw_only=True)
+class ShimRequest:
+    """Everything a shim needs to run one container; crosses process boundaries as JSON.
+
+    ``rootfs_mount`` ({"type", "source", "options"}) is mounted by the shim at the bundle's
+    ``root.path`` for runc/crun (when None, the bundle's ``org.containerkit.rootfs-mount``
+    annotation is used); the builtin runtime mounts it inside the container itself.
+    ``stdin_once`` closes the container's stdin after the first writer of the FIFO leaves.
+    """
+
+    container_id: str
+    bundle: Path = attrs.field(converter=_path)
+    state_dir: Path = attrs.field(converter=_path)
+    runtime: RuntimeName = attrs.field(default="builtin")
+    tty: bool = False
+    stdin_open: bool = False
+    stdin_once: bool = False
+    cgroup_name: str | None = None
+    resources: Resources | None = attrs.field(default=None, converter=_resources)
+    rootfs_mount: dict[str, Any] | None = None
+    runc_root: Path | None = attrs.field(default=None, converter=_optional_path)
+
+    @runtime.validator
+    def _check_runtime(self, _a: attrs.Attribute[str], value: str) -> None:
+        if value not in ("builtin", "runc", "crun"):
+            raise InvalidArgument(f"runtime must be builtin, runc or crun, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "container_id": self.container_id,
+            "bundle": str(self.bundle),
+            "state_dir": str(self.state_dir),
+            "runtime": self.runtime,
+            "tty": self.tty,
+            "stdin_open": self.stdin_open,
+            "stdin_once": self.stdin_once,
+            "cgroup_name": self.cgroup_name,
+            "resources": None if self.resources is None else attrs.asdict(self.resources),
+            "rootfs_mount": self.rootfs_mount,
+            "runc_root": None if self.runc_root is None else str(self.runc_root),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ShimRequest:
+        return cls(**data)
+
+
+@attrs.frozen(kw_only=True)
+class StartedContainer:
+    """A container whose process has exec'd: host pids plus start times (for pid-reuse checks)."""
+
+    pid: int
+    pid_start_time: int
+    shim_pid: int
+    shim_start_time: int
+    started_at: str
+    state_dir: Path
+
+
+# -- the starting side ----------------------------------------------------------------------
+
+
+def start_container(
+    request: ShimRequest, *, spawner: Spawner | None = None, timeout: float = 60.0
+) -> StartedContainer:
+    """Start a shim for ``request`` and return once the container's process has exec'd.
+
+    With a :class:`~containerkit.runtime.spawner.Spawner` the shim is forked from the warm
+    forkserver; without one a fresh ``python -m containerkit.runtime.shim`` is started. Raises
+    :class:`CommandNotFound`, :class:`RuntimeFailure`, :class:`InvalidArgument`... with the
+    message the container's setup reported; ``exit.json`` then records 127/126 like docker.
+    """
+    request.state_dir.mkdir(parents=True, exist_ok=True)
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    try:
+        if spawner is not None:
+            spawner.spawn_shim(request, ready_fd=write_fd)
+        else:
+            _launch_fresh(request, write_fd)
+        os.close(write_fd)
+        write_fd = -1
+        report = _read_report(read_fd, timeout, request)
+    finally:
+        os.close(read_fd)
+        if write_fd != -1:
+            os.close(write_fd)
+    if report.get("ok"):
+        return StartedContainer(
+            pid=int(report["pid"]),
+            pid_start_time=int(report["pid_start_time"]),
+            shim_pid=int(report["shim_pid"]),
+            shim_start_time=int(report["shim_start_time"]),
+            started_at=str(report["started_at"]),
+            state_dir=request.state_dir,
+        )
+    # The shim cleans up before reporting; let it finish exiting so truly nothing is left.
+    shim_pid = report.get("shim_pid")
+    if shim_pid:
+        fd = proc.open_pidfd(int(shim_pid), report.get("shim_start_time"))
+        if fd is not None:
+            try:
+                proc.wait_pidfd(fd, 5.0)
+            finally:
+                os.close(fd)
+    cls = error_class_for(500, str(report.get("kind") or "runtime_failure"))
+    raise cls(str(report.get("message") or f"container {request.container_id} failed to start"))
+
+
+def _launch_fresh(request: ShimRequest, ready_fd: int) -> None:
+    """``python -m containerkit.runtime.shim``: it forks the shim and exits at once."""
+    launcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "containerkit.runtime.shim",
+            "--ready-fd",
+            str(ready_fd),
+            json.dumps(request.to_dict()),
+        ],
+        pass_fds=(ready_fd,),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        close_fds=True,
+    )
+    _out, err = launcher.communicate()
+    if launcher.returncode != 0:
+        raise RuntimeFailure(
+            f"shim launcher for {request.container_id} exited with {launcher.returncode}: "
+            f"{err.decode(errors='replace').strip()[-2000:]}"
+        )
+
+
+def _read_report(fd: int, timeout: float, request: ShimRequest) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    chunks: list[bytes] = []
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0 or not poller.poll(int(remaining * 1000) + 1):
+            raise Timeout(f"shim of container {request.container_id} did not report within {timeout} s")
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if raw:
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            value = None
+        if isinstance(value, dict):
+            return value
+    message = f"shim of container {request.container_id} exited without reporting (see {SHIM_LOG})"
+    with contextlib.suppress(OSError):
+        tail = (request.state_dir / SHIM_LOG).read_text(errors="replace").strip().splitlines()[-1:]
+        if tail:
+            message += f": {tail[0]}"
+    if state.read_exit(request.state_dir) is None:
+        state.write_json_atomic(
+            request.state_dir / state.EXIT_FILE,
+            {"exit_code": 125, "oom_killed": False, "finished_at": _now(), "error": message},
+        )
+    return {"ok": False, "kind": RuntimeFailure.kind, "message": message}
+
+
+def _now() -> str:
+    return logs.format_time(time.time_ns())
+
+
+# -- the shim itself ------------------------------------------------------------------------
+
+
+class _StartFailed(Exception):
+    """A start that failed with a known exit code (127, 126, ...) and error."""
+
+    def __init__(self, error: ContainerkitError, exit_code: int) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.exit_code = exit_code
+
+
+def run_shim(request: ShimRequest, ready_fd: int) -> NoReturn:
+    """Become the shim of ``request`` (in a freshly forked, single-threaded process); never returns."""
+    code = 0
+    try:
+        os.setsid()
+        _redirect_stdio(request.state_dir)
+        os.set_inheritable(ready_fd, False)
+        _libc.libc.prctl(_libc.PR_SET_CHILD_SUBREAPER, 1)
+        _Shim(request, ready_fd).run()
+    except BaseException:  # the shim must never die silently: its creator waits on ready_fd
+        traceback.print_exc()
+        code = 1
+    finally:
+        with contextlib.suppress(OSError):
+            sys.stderr.flush()
+    os._exit(code)
+
+
+def _redirect_stdio(state_dir: Path) -> None:
+    """The shim holds nobody's terminal or pipes; its own complaints go to ``shim.log``."""
+    null = os.open(os.devnull, os.O_RDWR)
+    log = os.open(state_dir / SHIM_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+    os.dup2(null, 0)
+    os.dup2(null, 1)
+    os.dup2(log, 2)
+    os.close(null)
+    os.close(log)
+    sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 - fd 2 lives as long as the process
+
+
+class _Shim:
+    def __init__(self, request: ShimRequest, ready_fd: int) -> None:
+        self.request = request
+        self.ready_fd = ready_fd
+        self.state_dir = request.state_dir
+        self.shim_pid = os.getpid()
+        self.shim_start_time = proc.start_time(self.shim_pid) or 0
+        self.cgroup: CgroupManager | None = None
+        self.runc: RuncBackend | None = None
+        self.rootfs_target: str | None = None
+        self.errors: list[str] = []
+        # container side of stdio, and the shim's side
+        self.child_fds: list[int] = []
+        self.out_fd = -1
+        self.err_fd = -1
+        self.in_fd = -1
+        self.fifo_fd = -1
+        self.pid = 0
+        self.record: dict[str, Any] = {
+            "container_id": request.container_id,
+            "runtime": request.runtime,
+            "bundle": str(request.bundle),
+            "shim_pid": self.shim_pid,
+            "shim_start_time": self.shim_start_time,
+        }
+
+    # -- top level ---------------------------------------------------------------------
+
+    def run(self) -> None:
+        state.write_json_atomic(self.state_dir / state.STATE_FILE, self.record)
+        self.log = logs.LogWriter(self.state_dir / state.LOG_FILE)
+        try:
+            config = self._load_config()
+            self._open_stdin_fifo()
+            if self.request.runtime == "builtin":
+                self._start_builtin(config)
+            else:
+                self._start_runc(config)
+        except _StartFailed as failed:
+            self._finish_failed(failed.error, failed.exit_code)
+            return
+        except ContainerkitError as exc:
+            self._finish_failed(exc, 125)
+            return
+        except Exception as exc:
+            traceback.print_exc()
+            self._finish_failed(RuntimeFailure(f"shim of {self.request.container_id}: {exc!r}"), 125)
+            return
+        started_at = _now()
+        pid_start_time = proc.start_time(self.pid) or 0
+        self.record.update(pid=self.pid, pid_start_time=pid_start_time, started_at=started_at)
+        state.write_json_atomic(self.state_dir / state.STATE_FILE, self.record)
+        self._report({"ok": True, **self.record})
+        status = self._pump()
+        exit_code = _exit_code(status)
+        self.log.close()
+        oom = self._oom_killed()
+        self._cleanup()
+        state.write_json_atomic(
+            self.state_dir / state.EXIT_FILE,
+            {
+                "exit_code": exit_code,
+                "oom_killed": oom,
+                "finished_at": _now(),
+                "error": "; ".join(self.errors) or None,
+            },
+        )
+
+    def _report(self, message: dict[str, Any]) -> None:
+        try:
+            os.write(self.ready_fd, json.dumps(message).encode())
+        except OSError as exc:  # the starter gave up waiting; the record in state dir stays
+            if exc.errno != errno.EPIPE:
+                raise
+        finally:
+            os.close(self.ready_fd)
+
+    def _finish_failed(self, error: ContainerkitError, exit_code: int) -> None:
+        self._close_shim_fds()
+        with contextlib.suppress(OSError):
+            self.log.close()
+        self._cleanup()
+        state.write_json_atomic(
+            self.state_dir / state.EXIT_FILE,
+            {"exit_code": exit_code, "oom_killed": False, "finished_at": _now(), "error": error.message},
+        )
+        self._report(
+            {
+                "ok": False,
+                "kind": error.kind,
+                "message": error.message,
+                "exit_code": exit_code,
+                "shim_pid": self.shim_pid,
+                "shim_start_time": self.shim_start_time,
+            }
+        )
+
+    def _load_config(self) -> dict[str, Any]:
+        path = self.request.bundle / "config.json"
+        try:
+            config = json.loads(path.read_bytes())
+        except FileNotFoundError:
+            raise InvalidArgument(f"bundle {self.request.bundle} has no config.json") from None
+        except ValueError as exc:
+            raise InvalidArgument(f"cannot parse {path}: {exc}") from None
+        if not isinstance(config, dict):
+            raise InvalidArgument(f"{path}: expected a JSON object")
+        return config
+
+    # -- stdio -------------------------------------------------------------------------
+
+    def _open_stdin_fifo(self) -> None:
+        if not self.request.stdin_open:
+            return
+        path = self.state_dir / state.STDIN_FIFO
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        os.mkfifo(path, 0o600)
+        # O_RDWR: opening never blocks and, without stdin_once, the last writer leaving is no EOF.
+        flags = os.O_RDONLY if self.request.stdin_once else os.O_RDWR
+        self.fifo_fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def _make_pipes(self) -> tuple[int, int, int]:
+        """The container's stdin, stdout, stderr; the shim keeps the other ends."""
+        if self.request.stdin_open:
+            stdin_r, self.in_fd = os.pipe2(os.O_CLOEXEC)
+            os.set_blocking(self.in_fd, False)
+        else:
+            stdin_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self.out_fd, stdout_w = os.pipe2(os.O_CLOEXEC)
+        self.err_fd, stderr_w = os.pipe2(os.O_CLOEXEC)
+        self.child_fds = [stdin_r, stdout_w, stderr_w]
+        return stdin_r, stdout_w, stderr_w
+
+    def _make_pty(self) -> tuple[int, int, int]:
+        master, slave = os.openpty()
+        os.set_inheritable(master, False)
+        os.set_inheritable(slave, False)
+        self.out_fd = master
+        if self.request.stdin_open:
+            self.in_fd = master
+        self.child_fds = [slave]
+        return slave, slave, slave
+
+    def _close_child_fds(self) -> None:
+        for fd in self.child_fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.child_fds = []
+
+    def _close_shim_fds(self) -> None:
+        self._close_child_fds()
+        for fd in {self.out_fd, self.err_fd, self.in_fd, self.fifo_fd} - {-1}:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.out_fd = self.err_fd = self.in_fd = self.fifo_fd = -1
+
+    # -- builtin runtime ---------------------------------------------------------------
+
+    def _start_builtin(self, config: dict[str, Any]) -> None:
+        from containerkit.runtime import builtin
+
+        stdio = self._make_pty() if self.request.tty else self._make_pipes()
+        if self.request.cgroup_name:
+            self._setup_cgroup()
+        err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        _libc.libc.unshare(_libc.CLONE_NEWPID)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the container's init
+            _container_child(self, builtin.run_container_init, config, stdio, err_r, err_w)
+        self.pid = pid
+        os.close(err_w)
+        self._close_child_fds()
+        report = _read_all(err_r)
+        os.close(err_r)
+        if report:
+            _pid, status = os.waitpid(pid, 0)
+            raise _start_error(report, _exit_code(status))
+
+    def _setup_cgroup(self) -> None:
+        from containerkit.linux.cgroups import open_cgroup
+
+        assert self.request.cgroup_name is not None
+        self.cgroup = open_cgroup(self.request.cgroup_name)
+        self.cgroup.create()
+        if self.request.resources is not None:
+            self.cgroup.apply(self.request.resources)
+
+    # -- runc / crun -------------------------------------------------------------------
+
+    def _start_runc(self, config: dict[str, Any]) -> None:
+        from containerkit.runtime.runc import RuncBackend
+
+        request = self.request
+        runc_root = request.runc_root or Path("/run/containerkit") / request.runtime
+        self.runc = RuncBackend(request.runtime, root=runc_root, log_file=self.state_dir / RUNC_LOG)
+        self._mount_rootfs(config)
+        console: socket.socket | None = None
+        if request.tty:
+            console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            console_path = self.state_dir / CONSOLE_SOCKET
+            with contextlib.suppress(FileNotFoundError):
+                console_path.unlink()
+            console.bind(str(console_path))
+            console.listen(1)
+            stdio = (os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC),) * 3
+            self.child_fds = [stdio[0]]
+        else:
+            stdio = self._make_pipes()
+        pid_file = self.state_dir / PID_FILE
+        with contextlib.suppress(FileNotFoundError):
+            pid_file.unlink()
+        try:
+            try:
+                self.runc.create(
+                    request.container_id,
+                    request.bundle,
+                    pid_file=pid_file,
+                    stdio=stdio,
+                    console_socket=self.state_dir / CONSOLE_SOCKET if console else None,
+                )
+            finally:
+                self._close_child_fds()
+            if console is not None:
+                self.out_fd = _receive_console(console)
+                if request.stdin_open:
+                    self.in_fd = self.out_fd
+            self.pid = int(pid_file.read_text().strip())
+            self.runc.start(request.container_id)
+        except ContainerkitError as exc:
+            from containerkit.runtime.runc import classify_error
+
+            _cls, code = classify_error(exc.message)
+            raise _StartFailed(exc, code) from None
+        finally:
+            if console is not None:
+                console.close()
+                with contextlib.suppress(FileNotFoundError):
+                    (self.state_dir / CONSOLE_SOCKET).unlink()
+
+    def _mount_rootfs(self, config: dict[str, Any]) -> None:
+        spec = self.request.rootfs_mount
+        if spec is None:
+            raw = (config.get("annotations") or {}).get(ROOTFS_MOUNT_ANNOTATION)
+            spec = json.loads(raw) if raw else None
+        if not spec:
+            return
+        from containerkit.linux.mounts import parse_mount_options
+
+        root = (config.get("root") or {}).get("path") or "rootfs"
+        target = Path(root) if os.path.isabs(root) else self.request.bundle / root
+        target.mkdir(parents=True, exist_ok=True)
+        options = parse_mount_options(list(spec.get("options") or ()))
+        _libc.libc.mount(
+            spec.get("source") or spec["type"], str(target), spec["type"], options.flags, options.data or None
+        )
+        self.rootfs_target = str(target)
+
+    # -- running -----------------------------------------------------------------------
+
+    def _pump(self) -> int:
+        """Move output to the log and stdin to the container until the init exits; its status.
+
+        After the exit, output still buffered in the pipes (or written by processes the init
+        left behind) is collected until EOF or for at most :data:`DRAIN_SECONDS`.
+        """
+        pidfd = os.pidfd_open(self.pid)
+        readers: dict[int, logs.Stream] = {self.out_fd: "stdout"}
+        if self.err_fd != -1:
+            readers[self.err_fd] = "stderr"
+        pending = b""
+        status: int | None = None
+        deadline = 0.0
+        try:
+            while True:
+                if status is not None and (not readers or time.monotonic() >= deadline):
+                    break
+                wanted = dict.fromkeys(readers, select.POLLIN)
+                if status is None:
+                    wanted[pidfd] = select.POLLIN
+                if self.fifo_fd != -1 and len(pending) < (1 << 20):
+                    wanted[self.fifo_fd] = select.POLLIN
+                if pending and self.in_fd != -1:
+                    wanted[self.in_fd] = wanted.get(self.in_fd, 0) | select.POLLOUT
+                poller = select.poll()
+                for fd, mask in wanted.items():
+                    poller.register(fd, mask)
+                timeout = None if status is None else max(1, int((deadline - time.monotonic()) * 1000))
+                for fd, events in poller.poll(timeout):
+                    if fd in readers:
+                        data = _read_some(fd)
+                        if data:
+                            self.log.write(readers[fd], data)
+                        elif data is not None:
+                            del readers[fd]
+                    if fd == pidfd:
+                        status = self._reap_init()
+                        if status is not None:
+                            deadline = time.monotonic() + DRAIN_SECONDS
+                            pending = b""
+                            self._close_fifo()
+                            self._close_stdin()
+                    if fd == self.fifo_fd and fd != -1:
+                        data = _read_some(fd)
+                        if data:
+                            pending += data
+                        elif data is not None:  # every writer left a stdin_once FIFO
+                            self._close_fifo()
+                            if not pending:
+                                self._close_stdin()
+                    if fd == self.in_fd and fd != -1 and events & ~select.POLLIN and pending:
+                        pending = self._write_stdin(pending)
+                        if not pending and self.fifo_fd == -1:
+                            self._close_stdin()
+        finally:
+            os.close(pidfd)
+        if status is None:
+            status = self._wait_init()
+        self._close_shim_fds()
+        _reap_orphans()
+        return status
+
+    def _write_stdin(self, pending: bytes) -> bytes:
+        try:
+            written = os.write(self.in_fd, pending)
+        except BlockingIOError:
+            return pending
+        except OSError as exc:
+            if exc.errno in (errno.EPIPE, errno.EIO):
+                return b""  # the container closed its stdin: drop what it will never read
+            raise
+        return pending[written:]
+
+    def _close_fifo(self) -> None:
+        if self.fifo_fd != -1:
+            os.close(self.fifo_fd)
+            self.fifo_fd = -1
+
+    def _close_stdin(self) -> None:
+        if self.in_fd == -1 or self.in_fd == self.out_fd:
+            return  # a pty has no separate stdin to close
+        os.close(self.in_fd)
+        self.in_fd = -1
+
+    def _reap_init(self) -> int | None:
+        try:
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return 255 << 8  # not our child (should not happen): unknown status
+        return status if pid else None
+
+    def _wait_init(self) -> int:
+        try:
+            return os.waitpid(self.pid, 0)[1]
+        except ChildProcessError:
+            return 255 << 8
+
+    def _oom_killed(self) -> bool:
+        if self.request.cgroup_name is None:
+            return False
+        try:
+            if self.cgroup is None:
+                from containerkit.linux.cgroups import open_cgroup
+
+                self.cgroup = open_cgroup(self.request.cgroup_name)
+            return self.cgroup.oom_kill_count() > 0
+        except ContainerkitError:
+            return False
+
+    # -- cleanup -----------------------------------------------------------------------
+
+    def _cleanup(self) -> None:
+        """Undo everything the start did; each step runs even when an earlier one failed."""
+        runc, container_id = self.runc, self.request.container_id
+        if runc is not None:
+            self._attempt("runtime delete", lambda: runc.delete(container_id))
+        if self.rootfs_target is not None:
+            target = self.rootfs_target
+            self._attempt("rootfs unmount", lambda: _unmount(target))
+        if self.request.cgroup_name is not None:
+            self._attempt("cgroup destroy", self._destroy_cgroup)
+        _reap_orphans()
+
+    def _destroy_cgroup(self) -> None:
+        from containerkit.linux.cgroups import open_cgroup
+
+        manager = self.cgroup or open_cgroup(self.request.cgroup_name or "")
+        manager.destroy()
+
+    def _attempt(self, what: str, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except Exception as exc:
+            traceback.print_exc()
+            self.errors.append(f"{what}: {exc}")
+
+
+def _container_child(
+    shim: _Shim,
+    init: Any,
+    config: dict[str, Any],
+    stdio: tuple[int, int, int],
+    err_r: int,
+    err_w: int,
+) -> NoReturn:  # pragma: no cover - runs in the forked child
+    """PID 1 of the new pid namespace: stdio, cgroup, then the builtin runtime's init."""
+    try:
+        os.close(err_r)
+        for fd in {shim.out_fd, shim.err_fd, shim.in_fd, shim.fifo_fd, shim.ready_fd} - {-1}:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        for target, fd in enumerate(stdio):
+            os.dup2(fd, target)
+        for fd in set(stdio):
+            if fd > 2:
+                os.close(fd)
+        default_signals()
+        if shim.cgroup is not None:
+            # cgroup.procs reads pids in the writer's pid namespace, where this is 1: "0" is "me".
+            shim.cgroup.add_process(0)
+        init(shim.request.bundle, config, error_fd=err_w)
+        raise RuntimeFailure("run_container_init returned")
+    except BaseException as exc:
+        kind = exc.kind if isinstance(exc, ContainerkitError) else RuntimeFailure.kind
+        message = exc.message if isinstance(exc, ContainerkitError) else f"container init: {exc!r}"
+        with contextlib.suppress(BaseException):
+            os.write(err_w, json.dumps({"kind": kind, "message": message}).encode())
+    os._exit(128)
+
+
+def _start_error(report: bytes, exit_code: int) -> _StartFailed:
+    try:
+        data = json.loads(report)
+        kind, message = str(data.get("kind") or "runtime_failure"), str(data.get("message") or "")
+    except (ValueError, AttributeError):
+        kind, message = "runtime_failure", report.decode(errors="replace")
+    cls = error_class_for(500, kind)
+    if cls is CommandNotFound and exit_code not in (126, 127):
+        exit_code = 127
+    return _StartFailed(cls(message or f"container init failed with exit code {exit_code}"), exit_code)
+
+
+def _receive_console(listener: socket.socket) -> int:
+    """The pty master runc sends over ``--console-socket`` once the container is created."""
+    listener.settimeout(10)
+    conn, _addr = listener.accept()
+    with conn:
+        _msg, fds, _flags, _addr2 = socket.recv_fds(conn, 4096, 1)
+    if not fds:
+        raise RuntimeFailure("runtime sent no terminal over the console socket")
+    os.set_inheritable(fds[0], False)
+    return fds[0]
+
+
+def _unmount(target: str) -> None:
+    try:
+        _libc.libc.umount2(target, 0)
+    except OSError as exc:
+        if exc.errno == errno.EINVAL:  # not mounted (any more)
+            return
+        if exc.errno != errno.EBUSY:
+            raise
+        _libc.libc.umount2(target, _libc.MNT_DETACH)
+
+
+def _read_some(fd: int) -> bytes | None:
+    """Up to 64 KiB; b"" at EOF (or a pty whose slaves all closed), None when nothing is there."""
+    try:
+        return os.read(fd, 65536)
+    except BlockingIOError:
+        return None
+    except OSError as exc:
+        if exc.errno == errno.EIO:
+            return b""
+        raise
+
+
+def _read_all(fd: int) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _reap_orphans() -> None:
+    """Collect any other process re-parented to the shim (it is a subreaper)."""
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def _exit_code(status: int) -> int:
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m containerkit.runtime.shim --ready-fd N REQUEST_JSON``: fork the shim, exit."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 3 or args[0] != "--ready-fd":
+        print("usage: python -m containerkit.runtime.shim --ready-fd N REQUEST_JSON", file=sys.stderr)
+        sys.exit(2)
+    ready_fd = int(args[1])
+    request = ShimRequest.from_dict(json.loads(args[2]))
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    if os.fork() == 0:
+        run_shim(request, ready_fd)
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

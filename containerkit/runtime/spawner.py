@@ -1,0 +1,319 @@
+"""The spawner: a single-threaded forkserver that forks shims and exec helpers on request.
+
+The Engine may be multi-threaded, and a threaded process must not fork to do namespace work
+(decision 3). So the Engine starts ``python -m containerkit.runtime.spawner`` once, lazily, and
+asks it over a ``SOCK_SEQPACKET`` socketpair: one JSON message per request, fds riding along
+with ``SCM_RIGHTS``. Everything a shim needs is imported when the spawner starts, so a fork
+costs a millisecond, not an interpreter start.
+
+Requests (``op``) and what they carry:
+
+``shim``  {"request": ShimRequest}; fds: [ready pipe write end]  -> {"pid": shim pid}
+``exec``  {"target_pid", "process"}; fds: [stdin, stdout, stderr, error pipe, status pipe]
+          -> {"pid": helper pid}; when the helper exits the spawner writes
+          {"exit_code": n} to the status pipe and closes it.
+``ping``  -> {"pid": spawner pid}
+
+The spawner exits when the Engine closes its end (EOF), so it never outlives the Engine's
+process. When started from the main thread it also sets ``PR_SET_PDEATHSIG``; from another
+thread it does not, because the kernel ties that signal to the *thread* that forked it.
+Shims are forked into their own session and do not die with the spawner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from containerkit.errors import RuntimeFailure, Unavailable, error_class_for
+from containerkit.linux.proc import default_signals
+
+if TYPE_CHECKING:
+    from containerkit.runtime.shim import ShimRequest
+
+__all__ = ["Spawner", "main", "serve"]
+
+_MAX_MESSAGE = 1 << 20
+
+
+class Spawner:
+    """The Engine's handle on the forkserver; thread-safe, started on first use.
+
+    >>> with Spawner() as spawner:          # doctest: +SKIP
+    ...     started = start_container(request, spawner=spawner)
+    """
+
+    def __init__(self, *, python: str | None = None) -> None:
+        self._python = python or sys.executable
+        self._lock = threading.Lock()
+        self._sock: socket.socket | None = None
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Spawner:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    @property
+    def pid(self) -> int | None:
+        """The forkserver's pid, or None before it was started."""
+        return None if self._process is None else self._process.pid
+
+    def start(self) -> None:
+        """Start the forkserver now rather than on the first request."""
+        with self._lock:
+            self._ensure_started()
+
+    def _ensure_started(self) -> socket.socket:
+        if self._sock is not None:
+            return self._sock
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv = [self._python, "-m", "containerkit.runtime.spawner", str(theirs.fileno())]
+        if threading.current_thread() is threading.main_thread():
+            argv += ["--pdeathsig", str(os.getpid())]
+        try:
+            self._process = subprocess.Popen(
+                argv,
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                close_fds=True,
+            )
+        finally:
+            theirs.close()
+        self._sock = ours
+        try:
+            self._call_locked({"op": "ping"}, [])
+        except BaseException:
+            self._shutdown_locked()
+            raise
+        return ours
+
+    def _call_locked(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        sock = self._sock
+        assert sock is not None
+        try:
+            socket.send_fds(sock, [json.dumps(message).encode()], fds)
+            data, _fds, _flags, _addr = socket.recv_fds(sock, _MAX_MESSAGE, 0)
+        except OSError as exc:
+            self._shutdown_locked()
+            raise Unavailable(f"spawner process is gone: {exc}") from None
+        if not data:
+            code = self._shutdown_locked()
+            raise Unavailable(f"spawner process exited (status {code})")
+        reply: dict[str, Any] = json.loads(data)
+        if not reply.get("ok"):
+            cls = error_class_for(500, str(reply.get("kind") or RuntimeFailure.kind))
+            raise cls(str(reply.get("message") or f"spawner could not {message.get('op')}"))
+        return reply
+
+    def call(self, message: dict[str, Any], fds: list[int] | None = None) -> dict[str, Any]:
+        """One request/reply; the fds are duplicated into the spawner (close yours after)."""
+        with self._lock:
+            self._ensure_started()
+            return self._call_locked(message, fds or [])
+
+    def spawn_shim(self, request: ShimRequest, *, ready_fd: int) -> int:
+        """Fork a shim for ``request``; it reports on ``ready_fd``. Returns the shim's pid."""
+        return int(self.call({"op": "shim", "request": request.to_dict()}, [ready_fd])["pid"])
+
+    def spawn_exec(
+        self,
+        target_pid: int,
+        process: dict[str, Any],
+        *,
+        stdio: tuple[int, int, int],
+        error_fd: int,
+        status_fd: int,
+    ) -> int:
+        """Fork a helper that runs ``process`` inside ``target_pid``'s namespaces; its pid."""
+        message = {"op": "exec", "target_pid": target_pid, "process": process}
+        return int(self.call(message, [*stdio, error_fd, status_fd])["pid"])
+
+    def close(self) -> None:
+        """Stop the forkserver (shims and exec helpers it forked keep running)."""
+        with self._lock:
+            self._shutdown_locked()
+
+    def _shutdown_locked(self) -> int | None:
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        code = None
+        if self._process is not None:
+            try:
+                code = self._process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._process.kill()
+                code = self._process.wait()
+            self._process = None
+        return code
+
+
+# -- the server -----------------------------------------------------------------------------
+
+
+def _preload() -> None:
+    """Import what forked children need, once, so no fork pays for an import."""
+    import containerkit.linux.cgroups
+    import containerkit.linux.mounts
+    import containerkit.runtime.runc
+    import containerkit.runtime.shim
+
+    with contextlib.suppress(ImportError):
+        import containerkit.runtime.builtin  # noqa: F401
+
+
+class _Server:
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
+        self.execs: dict[int, int] = {}  # helper pid -> status fd
+
+    def serve(self) -> None:
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.set_wakeup_fd(self.wake_w, warn_on_full_buffer=False)
+        poller = select.poll()
+        poller.register(self.sock.fileno(), select.POLLIN)
+        poller.register(self.wake_r, select.POLLIN)
+        try:
+            while True:
+                for fd, _events in poller.poll():
+                    if fd == self.wake_r:
+                        with contextlib.suppress(BlockingIOError):
+                            os.read(self.wake_r, 4096)
+                        self._reap()
+                    elif not self._handle():
+                        return
+                self._reap()
+        finally:
+            signal.set_wakeup_fd(-1)
+            for fd in self.execs.values():
+                os.close(fd)
+
+    def _handle(self) -> bool:
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(self.sock, _MAX_MESSAGE, 16)
+        except ConnectionResetError:
+            return False
+        if not data:
+            for fd in fds:
+                os.close(fd)
+            return False
+        try:
+            message = json.loads(data)
+            reply = self._dispatch(message, fds)
+        except Exception as exc:
+            for fd in fds:
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            kind = getattr(exc, "kind", RuntimeFailure.kind)
+            reply = {"ok": False, "kind": kind, "message": f"spawner: {exc}"}
+        self.sock.send(json.dumps(reply).encode())
+        return True
+
+    def _dispatch(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any]:
+        op = message.get("op")
+        if op == "ping":
+            return {"ok": True, "pid": os.getpid()}
+        if op == "shim":
+            from containerkit.runtime.shim import ShimRequest, run_shim
+
+            request = ShimRequest.from_dict(message["request"])
+            (ready_fd,) = fds
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the shim
+                self._in_child(keep=fds)
+                run_shim(request, ready_fd)
+            os.close(ready_fd)
+            return {"ok": True, "pid": pid}
+        if op == "exec":
+            stdin, stdout, stderr, error_fd, status_fd = fds
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the exec helper
+                self._in_child(keep=fds)
+                _exec_child(int(message["target_pid"]), message["process"], (stdin, stdout, stderr), error_fd)
+            for fd in (stdin, stdout, stderr, error_fd):
+                os.close(fd)
+            self.execs[pid] = status_fd
+            return {"ok": True, "pid": pid}
+        raise ValueError(f"unknown request {op!r}")
+
+    def _in_child(self, keep: list[int]) -> None:
+        """A forked child drops the spawner's signal plumbing, socket and others' status pipes."""
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        self.sock.close()
+        for fd in (self.wake_r, self.wake_w, *self.execs.values()):
+            if fd not in keep:
+                os.close(fd)
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            status_fd = self.execs.pop(pid, None)
+            if status_fd is not None:
+                code = os.waitstatus_to_exitcode(status)
+                with contextlib.suppress(OSError):
+                    os.write(status_fd, json.dumps({"exit_code": 128 - code if code < 0 else code}).encode())
+                os.close(status_fd)
+
+
+def _exec_child(
+    target_pid: int, process: dict[str, Any], stdio: tuple[int, int, int], error_fd: int
+) -> NoReturn:  # pragma: no cover - runs in the forked helper
+    """Put the exec's stdio on 0/1/2 and hand over to the builtin runtime's exec."""
+    try:
+        for target, fd in enumerate(stdio):
+            os.dup2(fd, target)
+        for fd in set(stdio):
+            if fd > 2:
+                os.close(fd)
+        os.set_inheritable(error_fd, False)
+        default_signals()
+        from containerkit.runtime.builtin import exec_in_container
+
+        exec_in_container(target_pid, process, error_fd=error_fd)
+    except BaseException as exc:
+        kind = getattr(exc, "kind", RuntimeFailure.kind)
+        with contextlib.suppress(BaseException):
+            os.write(error_fd, json.dumps({"kind": kind, "message": f"exec helper: {exc}"}).encode())
+    os._exit(126)
+
+
+def serve(sock: socket.socket) -> None:
+    """Answer requests on ``sock`` until the other end closes it."""
+    _Server(sock).serve()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m containerkit.runtime.spawner FD [--pdeathsig PARENT_PID]``."""
+    args = sys.argv[1:] if argv is None else argv
+    if args[1:2] == ["--pdeathsig"]:
+        from containerkit.linux import _libc
+
+        _libc.libc.prctl(_libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != int(args[2]):  # the parent died before the prctl
+            os._exit(0)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the Engine, which closes us
+    sock = socket.socket(fileno=int(args[0]))
+    os.set_inheritable(sock.fileno(), False)
+    _preload()
+    serve(sock)
+
+
+if __name__ == "__main__":
+    main()

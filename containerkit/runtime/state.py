@@ -1,0 +1,180 @@
+"""The on-disk runtime state of one container, as its shim leaves it in the state dir.
+
+Files, all written atomically (temp file + rename) so a reader never sees half a record:
+
+``state.json``
+    written by the shim when it starts (``shim_pid``, ``shim_start_time``) and again once the
+    container's process has exec'd (``pid``, ``pid_start_time``, ``started_at``).
+``exit.json``
+    written by the shim after the container exited and everything it held was cleaned up:
+    ``exit_code`` (128+n for signal n), ``oom_killed``, ``finished_at``, ``error``.
+``container.log``
+    the json-file log (see :mod:`containerkit.runtime.logs`).
+``stdin``
+    a FIFO the shim forwards to the container's stdin (only with ``stdin_open``).
+
+Any process can read this back: the pids are trusted only while their start times match, so a
+recycled pid is never mistaken for the shim or the container.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal
+
+import attrs
+
+from containerkit.errors import NotRunning, RuntimeFailure, Timeout
+from containerkit.linux import proc
+
+__all__ = [
+    "EXIT_FILE",
+    "LOG_FILE",
+    "STATE_FILE",
+    "STDIN_FIFO",
+    "RuntimeState",
+    "read_exit",
+    "read_json",
+    "read_state",
+    "wait_for_exit",
+    "write_json_atomic",
+]
+
+STATE_FILE = "state.json"
+EXIT_FILE = "exit.json"
+LOG_FILE = "container.log"
+STDIN_FIFO = "stdin"
+
+DEAD_EXIT_CODE = 137
+"""What a container whose shim vanished without a record exited with, as far as anyone can tell."""
+
+Status = Literal["created", "running", "exited", "dead"]
+
+
+@attrs.frozen(kw_only=True)
+class RuntimeState:
+    """What the state dir says about a container right now.
+
+    ``created``: no shim has run yet. ``running``: the shim is alive (the container may be
+    starting or finishing). ``exited``: the shim recorded an exit. ``dead``: the shim is gone
+    without a record; ``exit_code`` is then 137 and ``pid_alive`` tells whether an orphaned
+    container process is still there to be killed.
+    """
+
+    status: Status
+    pid: int | None = None
+    pid_start_time: int | None = None
+    shim_pid: int | None = None
+    shim_start_time: int | None = None
+    exit_code: int | None = None
+    oom_killed: bool = False
+    started_at: str | None = None
+    finished_at: str | None = None
+    error: str | None = None
+    pid_alive: bool = False
+
+    @property
+    def running(self) -> bool:
+        return self.status == "running"
+
+
+def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
+    """Write ``data`` to ``path`` so readers see the old file or the new one, never a mix."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+    try:
+        os.write(fd, json.dumps(data).encode())
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict[str, Any] | None:
+    """The JSON object in ``path``, or None when the file does not exist."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    try:
+        value = json.loads(data)
+    except ValueError as exc:
+        raise RuntimeFailure(f"corrupt runtime state file {path}: {exc}") from None
+    if not isinstance(value, dict):
+        raise RuntimeFailure(f"corrupt runtime state file {path}: expected an object")
+    return value
+
+
+def read_exit(state_dir: Path) -> dict[str, Any] | None:
+    """The shim's exit record, or None while there is none."""
+    return read_json(Path(state_dir) / EXIT_FILE)
+
+
+def read_state(state_dir: Path) -> RuntimeState:
+    """Classify the container from its state dir; safe to call from any process at any time."""
+    state_dir = Path(state_dir)
+    record = read_json(state_dir / STATE_FILE) or {}
+    common: dict[str, Any] = {
+        "pid": record.get("pid"),
+        "pid_start_time": record.get("pid_start_time"),
+        "shim_pid": record.get("shim_pid"),
+        "shim_start_time": record.get("shim_start_time"),
+        "started_at": record.get("started_at"),
+    }
+    exited = read_exit(state_dir)
+    if exited is None and not record:
+        return RuntimeState(status="created")
+    if exited is None and proc.is_alive(record.get("shim_pid"), record.get("shim_start_time")):
+        return RuntimeState(status="running", pid_alive=_pid_alive(record), **common)
+    if exited is None:
+        # The shim may have written exit.json and exited between the two reads above.
+        exited = read_exit(state_dir)
+    if exited is None:
+        return RuntimeState(
+            status="dead",
+            exit_code=DEAD_EXIT_CODE,
+            error="the container's shim exited without recording an exit status",
+            pid_alive=_pid_alive(record),
+            **common,
+        )
+    return RuntimeState(
+        status="exited",
+        exit_code=int(exited["exit_code"]),
+        oom_killed=bool(exited.get("oom_killed", False)),
+        finished_at=exited.get("finished_at"),
+        error=exited.get("error") or None,
+        pid_alive=_pid_alive(record),
+        **common,
+    )
+
+
+def _pid_alive(record: dict[str, Any]) -> bool:
+    return proc.is_alive(record.get("pid"), record.get("pid_start_time"))
+
+
+def wait_for_exit(state_dir: Path, timeout: float | None = None) -> int:
+    """Block until the container's shim is gone and return the exit code it recorded.
+
+    Works from any process, not only the shim's parent: it waits on a pidfd of the shim (checked
+    against its start time), then reads ``exit.json``. Raises :class:`Timeout` after ``timeout``
+    seconds and :class:`NotRunning` for a container that was never started.
+    """
+    state_dir = Path(state_dir)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    state = read_state(state_dir)
+    if state.status == "created":
+        raise NotRunning(f"container in {state_dir} was never started")
+    if state.status == "running" and state.shim_pid is not None:
+        fd = proc.open_pidfd(state.shim_pid, state.shim_start_time)
+        if fd is not None:
+            try:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                if not proc.wait_pidfd(fd, remaining):
+                    raise Timeout(f"container in {state_dir} still running after {timeout} s")
+            finally:
+                os.close(fd)
+        state = read_state(state_dir)
+    assert state.exit_code is not None, state
+    return state.exit_code

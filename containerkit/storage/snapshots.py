@@ -1,0 +1,431 @@
+"""The snapshot store: layers unpacked once and shared, plus one writable snapshot per container.
+
+Vocabulary follows containerd's snapshotter. A *layer* is identified by its chain id (the
+image-spec ``ChainID``: it names the layer *and* everything below it) and is immutable once
+added. A *snapshot* is the writable rootfs of one container, named by ``key``, made from a stack
+of layers (``parents``, top-most first). :meth:`SnapshotStore.prepare` returns a
+:class:`RootfsMount`; the runtime mounts it (the store never needs to), and :meth:`mount` is only
+for host-side access (copying files in or out, inspecting).
+
+Importing a layer::
+
+    store.add_layer(chain_id, blob_path, expected_diff_id=diff_id)  # unpack, verify, rename
+
+Running a container::
+
+    m = store.prepare("ctr-1234", parents=[top_chain_id, ..., base_chain_id])
+    bundle_config["root"] = m.to_oci()  # the runtime mounts it
+    ...
+    store.remove("ctr-1234")  # after the container is gone
+
+On disk (``root`` must be one filesystem, so every rename is atomic)::
+
+    driver                     "overlay" or "copy", chosen once per store
+    layers/<chain-id-hex>/     unpacked content; an overlay lower dir
+    meta/<chain-id-hex>.json   diff_id, size, whiteouts (written before the content appears)
+    l/<12 hex>                 -> ../layers/<chain-id-hex>: short names for lowerdir=
+    snapshots/<key>/           parents.json, upper/ work/ [merged/]  (copy driver: rootfs/)
+    tmp/                       staging: unpacks and removals happen here, then rename
+
+Two drivers, same tree. ``overlay`` unpacks layers with overlay whiteouts (0/0 char devices,
+``trusted.overlay.opaque``) and stacks them. ``copy`` is the fallback where overlay cannot be
+mounted (probed once per store; or ``driver="copy"``): layers are unpacked with whiteouts applied
+and recorded in ``meta/``, and :meth:`prepare` builds a private full copy of the rootfs, served as
+a bind mount. The copy driver costs disk and time per container; it exists for hosts and nested
+setups (a store on overlayfs, no ``CAP_SYS_ADMIN``) where overlay is unavailable.
+
+Overlay option strings must fit in one page (4096 bytes). Lower dirs are named through the short
+absolute symlinks in ``l/`` (as docker's overlay2 does), about ``len(root) + 16`` bytes a layer, so
+a store under ``/var/lib/containerkit`` stacks over 100 layers; absolute paths (not relative ones
+with a ``chdir``) keep the mount usable by any runtime, in any process. Beyond a page,
+:meth:`prepare` raises :class:`~containerkit.errors.InvalidArgument` naming the layer count.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+import shutil
+import stat
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+import attrs
+
+from containerkit.errors import Conflict, IntegrityError, InvalidArgument, NotFound
+from containerkit.images.unpack import DEFAULT_MAX_BYTES, UnpackResult, unpack_layer
+from containerkit.linux import overlay
+from containerkit.storage._apply import apply_layer_dir
+
+__all__ = ["Driver", "RootfsMount", "SnapshotStore"]
+
+Driver = Literal["overlay", "copy"]
+
+_CHAIN_RE = re.compile(r"^sha256:([0-9a-f]{64})$")
+_KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+_LINK_LEN = 12
+_STALE_TMP_SECONDS = 24 * 3600
+_OVERLAY_EXTRA = ("index=off",)
+
+
+@attrs.frozen
+class RootfsMount:
+    """How to mount a snapshot as a container's root: what the runtime receives (as JSON)."""
+
+    type: Literal["overlay", "bind"]
+    source: str
+    options: tuple[str, ...]
+
+    def to_oci(self) -> dict[str, Any]:
+        """The OCI runtime-spec mount fields (``destination`` is the runtime's to choose)."""
+        return {"type": self.type, "source": self.source, "options": list(self.options)}
+
+
+def _chain_hex(chain_id: str) -> str:
+    match = _CHAIN_RE.match(chain_id) if isinstance(chain_id, str) else None
+    if not match:
+        raise InvalidArgument(f"chain id must look like sha256:<64 hex>, got {chain_id!r}")
+    return match.group(1)
+
+
+def _check_key(key: str) -> str:
+    if not isinstance(key, str) or not _KEY_RE.match(key):
+        raise InvalidArgument(f"invalid snapshot key {key!r} (letters, digits, '_', '.', '-'; max 128)")
+    return key
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _disk_usage(path: Path) -> int:
+    """Bytes allocated under ``path`` (hardlinks once, symlinks never followed), like ``du -s``."""
+    seen: set[tuple[int, int]] = set()
+    total = 0
+    stack = [str(path)]
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for entry in it:
+                st = entry.stat(follow_symlinks=False)
+                if (st.st_dev, st.st_ino) in seen:
+                    continue
+                seen.add((st.st_dev, st.st_ino))
+                total += st.st_blocks * 512
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(entry.path)
+    return total
+
+
+class SnapshotStore:
+    """Layers shared by chain id and writable snapshots by key, under one ``root`` directory.
+
+    Several processes may use one root at once: every change is staged in ``tmp/`` and
+    renamed into place, and two processes adding the same layer both succeed (one copy wins).
+    """
+
+    def __init__(
+        self, root: Path, *, driver: Driver | None = None, max_layer_bytes: int | None = DEFAULT_MAX_BYTES
+    ) -> None:
+        if driver not in (None, "overlay", "copy"):
+            raise InvalidArgument(f"snapshot driver must be 'overlay' or 'copy', got {driver!r}")
+        self.root = Path(os.path.abspath(root))
+        if "," in str(self.root) or ":" in str(self.root):
+            raise InvalidArgument(f"snapshot store root {self.root} must not contain ',' or ':'")
+        for sub in ("layers", "meta", "l", "snapshots", "tmp"):
+            (self.root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
+        self._tmp = self.root / "tmp"
+        self.max_layer_bytes = max_layer_bytes
+        self.driver: Driver = self._choose_driver(driver)
+        self._reap_stale_tmp()
+
+    # --- driver -------------------------------------------------------------------------------
+
+    def _choose_driver(self, wanted: Driver | None) -> Driver:
+        """Read the store's driver, or probe (once, for every process) and record it."""
+        path = self.root / "driver"
+        if not path.exists():
+            if wanted is not None:
+                choice: Driver = wanted
+            else:
+                choice = "overlay" if overlay.overlay_supported(self._tmp) else "copy"
+            fd, tmp = tempfile.mkstemp(prefix=".driver.", dir=self.root)
+            try:
+                os.write(fd, choice.encode())
+                os.close(fd)
+                with contextlib.suppress(FileExistsError):
+                    os.link(tmp, path)  # first writer wins
+            finally:
+                os.unlink(tmp)
+        recorded = path.read_text().strip()
+        if recorded not in ("overlay", "copy"):
+            raise InvalidArgument(f"{path}: unknown snapshot driver {recorded!r}")
+        if wanted is not None and wanted != recorded:
+            raise Conflict(f"snapshot store {self.root} uses the {recorded} driver, not {wanted}")
+        return "overlay" if recorded == "overlay" else "copy"
+
+    def _reap_stale_tmp(self) -> None:
+        """Remove staging dirs a crashed process left (old enough that nobody still writes there)."""
+        cutoff = time.time() - _STALE_TMP_SECONDS
+        for entry in os.scandir(self._tmp):
+            with contextlib.suppress(OSError):
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    shutil.rmtree(entry.path)
+
+    def _discard(self, path: Path) -> None:
+        """Rename ``path`` into tmp/ (atomic: it is gone at once), then delete it."""
+        trash = Path(tempfile.mkdtemp(prefix="trash-", dir=self._tmp))
+        try:
+            os.rename(path, trash / "x")
+        except FileNotFoundError:
+            pass
+        finally:
+            shutil.rmtree(trash, ignore_errors=True)
+
+    # --- layers -------------------------------------------------------------------------------
+
+    def layer_dir(self, chain_id: str) -> Path:
+        """Where the layer's content is (or would be): an overlay lower dir."""
+        return self.root / "layers" / _chain_hex(chain_id)
+
+    def has_layer(self, chain_id: str) -> bool:
+        return self.layer_dir(chain_id).is_dir()
+
+    def list_layers(self) -> list[str]:
+        """Chain ids of every layer in the store, sorted."""
+        return sorted(
+            f"sha256:{name}"
+            for name in os.listdir(self.root / "layers")
+            if re.fullmatch(r"[0-9a-f]{64}", name)
+        )
+
+    def _meta_path(self, hexid: str) -> Path:
+        return self.root / "meta" / f"{hexid}.json"
+
+    def _link_path(self, hexid: str) -> Path:
+        return self.root / "l" / hexid[:_LINK_LEN]
+
+    def layer_info(self, chain_id: str) -> UnpackResult:
+        """What unpacking the layer found (diff_id, size, whiteouts)."""
+        hexid = _chain_hex(chain_id)
+        if not self.has_layer(chain_id):
+            raise NotFound(f"layer {chain_id} is not in the snapshot store")
+        data = json.loads(self._meta_path(hexid).read_text())
+        return UnpackResult(
+            diff_id=data["diff_id"],
+            size=int(data["size"]),
+            whiteouts=tuple(data.get("whiteouts", ())),
+            opaque_dirs=tuple(data.get("opaque_dirs", ())),
+        )
+
+    def _publish_link(self, hexid: str) -> None:
+        link = self._link_path(hexid)
+        target = f"../layers/{hexid}"
+        with contextlib.suppress(FileNotFoundError):
+            existing = os.readlink(link)
+            if existing == target:
+                return
+            raise Conflict(f"short layer name {link.name} is taken by {existing} (wanted for {hexid})")
+        tmp = self._tmp / f".link-{hexid}-{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+
+    def add_layer(
+        self, chain_id: str, blob: Path | BinaryIO, *, expected_diff_id: str | None = None
+    ) -> UnpackResult:
+        """Unpack ``blob`` as layer ``chain_id`` (verified against ``expected_diff_id``), once.
+
+        The unpack happens in ``tmp/`` and is renamed into place only if it succeeded, so a bad
+        or hostile layer leaves nothing behind. If the layer is already there (or another
+        process adds it first) the stored result is returned and this copy is discarded.
+        """
+        hexid = _chain_hex(chain_id)
+        if self.has_layer(chain_id):
+            return self._check_existing(chain_id, expected_diff_id)
+        stage = Path(tempfile.mkdtemp(prefix=f"layer-{hexid[:_LINK_LEN]}-", dir=self._tmp))
+        try:
+            content = stage / "fs"
+            content.mkdir()
+            content.chmod(0o755)
+            whiteouts: Literal["overlay", "apply"] = "overlay" if self.driver == "overlay" else "apply"
+            result = unpack_layer(
+                blob,
+                content,
+                whiteouts=whiteouts,
+                max_bytes=self.max_layer_bytes,
+                expected_diff_id=expected_diff_id,
+            )
+            overlay.syncfs(content)
+            meta = attrs.asdict(
+                result, value_serializer=lambda _i, _a, v: list(v) if isinstance(v, tuple) else v
+            )
+            _write_atomic(self._meta_path(hexid), json.dumps({"chain_id": chain_id, **meta}).encode())
+            self._publish_link(hexid)
+            try:
+                os.rename(content, self.layer_dir(chain_id))
+            except OSError as err:
+                if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise
+                return self._check_existing(chain_id, expected_diff_id)  # lost a race: same layer
+            return result
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+
+    def _check_existing(self, chain_id: str, expected_diff_id: str | None) -> UnpackResult:
+        info = self.layer_info(chain_id)
+        if expected_diff_id is not None and info.diff_id != expected_diff_id:
+            raise IntegrityError(
+                f"layer {chain_id}: stored diff_id {info.diff_id} does not match expected {expected_diff_id}"
+            )
+        return info
+
+    def remove_layer(self, chain_id: str) -> None:
+        """Delete a layer no snapshot uses (:class:`~containerkit.errors.Conflict` otherwise)."""
+        hexid = _chain_hex(chain_id)
+        if not self.has_layer(chain_id):
+            raise NotFound(f"layer {chain_id} is not in the snapshot store")
+        users = [key for key in self.list_snapshots() if chain_id in self._parents(key)]
+        if users:
+            raise Conflict(f"layer {chain_id} is used by snapshot(s) {', '.join(users)}")
+        self._discard(self.layer_dir(chain_id))
+        with contextlib.suppress(FileNotFoundError):
+            self._link_path(hexid).unlink()
+        with contextlib.suppress(FileNotFoundError):
+            self._meta_path(hexid).unlink()
+
+    # --- snapshots ----------------------------------------------------------------------------
+
+    def _snap(self, key: str) -> Path:
+        return self.root / "snapshots" / _check_key(key)
+
+    def _existing_snap(self, key: str) -> Path:
+        path = self._snap(key)
+        if not path.is_dir():
+            raise NotFound(f"snapshot {key!r} does not exist")
+        return path
+
+    def _parents(self, key: str) -> list[str]:
+        parents = json.loads((self._existing_snap(key) / "parents.json").read_text())
+        return [str(p) for p in parents]
+
+    def list_snapshots(self) -> list[str]:
+        return sorted(name for name in os.listdir(self.root / "snapshots") if _KEY_RE.match(name))
+
+    def prepare(self, key: str, parents: Sequence[str]) -> RootfsMount:
+        """Create the writable snapshot ``key`` over ``parents`` (chain ids, top-most first)."""
+        target = self._snap(key)
+        if isinstance(parents, str):
+            raise InvalidArgument("parents must be a sequence of chain ids, not one string")
+        parents = list(parents)
+        for chain_id in parents:
+            if not self.has_layer(chain_id):
+                raise NotFound(f"snapshot {key!r}: parent layer {chain_id} is not in the store")
+        if target.exists():
+            raise Conflict(f"snapshot {key!r} already exists")
+        stage = Path(tempfile.mkdtemp(prefix=f"snap-{key[:32]}-", dir=self._tmp))
+        try:
+            (stage / "parents.json").write_text(json.dumps(parents))
+            if self.driver == "overlay":
+                self._check_options(key, parents)
+                (stage / "upper").mkdir()
+                (stage / "work").mkdir()
+                if parents:  # the merged root shows the upper dir's owner and mode
+                    st = os.stat(self.layer_dir(parents[0]))
+                    os.chown(stage / "upper", st.st_uid, st.st_gid)
+                    os.chmod(stage / "upper", stat.S_IMODE(st.st_mode))
+            else:
+                rootfs = stage / "rootfs"
+                rootfs.mkdir()
+                rootfs.chmod(0o755)
+                for chain_id in reversed(parents):
+                    info = self.layer_info(chain_id)
+                    apply_layer_dir(self.layer_dir(chain_id), rootfs, info.whiteouts, info.opaque_dirs)
+            try:
+                os.rename(stage, target)
+            except OSError as err:
+                if err.errno in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise Conflict(f"snapshot {key!r} already exists") from None
+                raise
+        except BaseException:
+            shutil.rmtree(stage, ignore_errors=True)
+            raise
+        return self.mounts(key)
+
+    def _check_options(self, key: str, parents: Sequence[str]) -> None:
+        snap = self._snap(key)
+        data = ",".join(self._overlay_options(snap, parents))
+        if len(data) >= os.sysconf("SC_PAGESIZE"):
+            raise InvalidArgument(
+                f"snapshot {key!r}: {len(parents)} layers make overlay options of {len(data)} bytes, "
+                "over one page; flatten the image or use a store root with a shorter path"
+            )
+
+    def _lowerdirs(self, parents: Sequence[str]) -> list[str]:
+        return [str(self._link_path(_chain_hex(p))) for p in parents]
+
+    def _overlay_options(self, snap: Path, parents: Sequence[str]) -> tuple[str, ...]:
+        return (
+            "lowerdir=" + ":".join(self._lowerdirs(parents)),
+            f"upperdir={snap / 'upper'}",
+            f"workdir={snap / 'work'}",
+            *_OVERLAY_EXTRA,
+        )
+
+    def mounts(self, key: str) -> RootfsMount:
+        """The mount that shows snapshot ``key`` (what :meth:`prepare` returned)."""
+        snap = self._existing_snap(key)
+        parents = self._parents(key)
+        if self.driver == "copy":
+            return RootfsMount(type="bind", source=str(snap / "rootfs"), options=("rbind", "rw"))
+        if not parents:
+            return RootfsMount(type="bind", source=str(snap / "upper"), options=("rbind", "rw"))
+        return RootfsMount(type="overlay", source="overlay", options=self._overlay_options(snap, parents))
+
+    def mount(self, key: str, target: Path | None = None) -> Path:
+        """Mount snapshot ``key`` on the host at ``target`` (default ``snapshots/<key>/merged``)."""
+        snap = self._existing_snap(key)
+        where = target if target is not None else snap / "merged"
+        where.mkdir(exist_ok=True)
+        m = self.mounts(key)
+        if m.type == "bind":
+            overlay.bind_mount(m.source, where)
+        else:
+            parents = self._parents(key)
+            overlay.mount_overlay(
+                self._lowerdirs(parents), snap / "upper", snap / "work", where, options=_OVERLAY_EXTRA
+            )
+        return where
+
+    def unmount(self, target: Path) -> None:
+        """Undo :meth:`mount` (lazily: a busy mount never blocks cleanup)."""
+        overlay.unmount(target)
+
+    def remove(self, key: str) -> None:
+        """Delete snapshot ``key`` and everything written to it (unmounting ``merged/`` first)."""
+        snap = self._existing_snap(key)
+        merged = snap / "merged"
+        if merged.exists() and overlay.is_mountpoint(merged):
+            overlay.unmount(merged)
+        self._discard(snap)
+
+    def usage(self, key: str) -> int:
+        """Bytes written to snapshot ``key``: its upper dir (the whole rootfs for the copy driver)."""
+        snap = self._existing_snap(key)
+        return _disk_usage(snap / ("upper" if self.driver == "overlay" else "rootfs"))

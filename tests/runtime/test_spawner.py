@@ -1,0 +1,70 @@
+"""The forkserver: started lazily, gone when closed, its shims outlive it."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from tests.runtime._shim_harness import Boxes, boxes  # noqa: F401 - fixture
+from containerkit.errors import RuntimeFailure
+from containerkit.linux import proc
+from containerkit.runtime import state
+from containerkit.runtime.shim import start_container
+from containerkit.runtime.spawner import Spawner
+
+
+def _children_of(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as f:
+                    raw = f.read()
+            except OSError:
+                continue
+            if int(raw[raw.rindex(b")") + 2 :].split()[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_lazy_start_and_clean_stop() -> None:
+    spawner = Spawner()
+    assert spawner.pid is None
+    reply = spawner.call({"op": "ping"})
+    pid = spawner.pid
+    assert pid is not None and reply["pid"] == pid
+    assert pid in _children_of(os.getpid())
+    start = proc.start_time(pid)
+    spawner.close()
+    assert not proc.is_alive(pid, start)
+    assert pid not in _children_of(os.getpid())
+    spawner.close()  # idempotent
+
+
+def test_bad_request_is_an_error_not_a_crash() -> None:
+    with Spawner() as spawner:
+        with pytest.raises(RuntimeFailure, match="unknown request"):
+            spawner.call({"op": "bogus"})
+        assert spawner.call({"op": "ping"})["ok"]
+
+
+def test_started_from_a_worker_thread_survives_the_thread() -> None:
+    spawner = Spawner()
+    worker = threading.Thread(target=spawner.start)
+    worker.start()
+    worker.join()
+    try:
+        assert spawner.call({"op": "ping"})["ok"]  # no PDEATHSIG tied to the dead thread
+    finally:
+        spawner.close()
+
+
+def test_shims_outlive_the_spawner(boxes: Boxes) -> None:
+    request = boxes.request(["sleep", "0.5"])
+    with Spawner() as spawner:
+        started = start_container(request, spawner=spawner)
+        assert started.shim_pid in _children_of(spawner.pid or 0)
+    assert proc.is_alive(started.shim_pid, started.shim_start_time)
+    assert state.wait_for_exit(request.state_dir, timeout=10) == 0

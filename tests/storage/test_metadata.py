@@ -1,0 +1,179 @@
+"""The SQLite metadata store: schema, references by query, containers, volumes, concurrency."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from containerkit.errors import Conflict, InvalidArgument, NotFound
+from containerkit.storage.metadata import (
+    SCHEMA_VERSION,
+    ContainerRecord,
+    ImageLayer,
+    ImageRecord,
+    LayerRecord,
+    MetadataStore,
+    VolumeRecord,
+)
+
+
+def _d(n: int) -> str:
+    return f"sha256:{n:064x}"
+
+
+def _image(n: int, chains: tuple[int, ...] = (1,)) -> ImageRecord:
+    layers = tuple(
+        ImageLayer(_d(c), _d(c), _d(100 + c), 10, "application/vnd.oci.image.layer.v1.tar") for c in chains
+    )
+    return ImageRecord(
+        id=_d(1000 + n), manifest_digest=_d(2000 + n), config_json="{}", layers=layers, size=10
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> MetadataStore:
+    s = MetadataStore(tmp_path / "meta.db")
+    yield s
+    s.close()
+
+
+def test_schema_is_versioned_and_wal(store: MetadataStore) -> None:
+    db = sqlite3.connect(store.path)
+    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    db.close()
+    MetadataStore(store.path).close()  # re-opening an existing database is a no-op
+
+
+def test_images_tags_and_references(store: MetadataStore) -> None:
+    store.add_layer(LayerRecord(chain_id=_d(1), diff_id=_d(1), blob_digest=_d(101), size=10, media_type="x"))
+    store.add_image(
+        _image(1), tags=["docker.io/library/a:latest"], digests=[f"docker.io/library/a@{_d(2001)}"]
+    )
+    assert store.resolve_tag("docker.io/library/a:latest") == _d(1001)
+    assert store.resolve_digest(f"docker.io/library/a@{_d(2001)}") == _d(1001)
+    assert store.get_image(_d(1001)).chain_ids == (_d(1),)  # type: ignore[union-attr]
+    assert store.image_ids_with_prefix(f"{1001:064x}"[:60]) == [_d(1001)]
+    assert store.referenced_blobs() == {_d(1001), _d(2001), _d(101)}
+    assert store.unreferenced_layers() == []
+    assert store.set_tag("docker.io/library/b:latest", _d(1001)) is None
+    with pytest.raises(NotFound):
+        store.set_tag("docker.io/library/b:latest", _d(9))
+    assert [t for t, _ in store.tags(_d(1001))] == [
+        "docker.io/library/a:latest",
+        "docker.io/library/b:latest",
+    ]
+    assert store.remove_tag("docker.io/library/a:latest") == _d(1001)
+    assert store.remove_tag("docker.io/library/a:latest") is None
+    assert store.remove_image(_d(1001))
+    assert store.tags() == [] and store.referenced_blobs() == set()
+    assert store.unreferenced_layers() == [_d(1)]
+
+
+def test_failed_transaction_rolls_back(store: MetadataStore) -> None:
+    with pytest.raises(RuntimeError), store.transaction():
+        store.add_image(_image(1), tags=["docker.io/library/a:latest"])
+        raise RuntimeError("boom")
+    assert store.get_image(_d(1001)) is None and store.tags() == []
+
+
+def _container(cid: str, name: str, image: str = _d(1001)) -> ContainerRecord:
+    return ContainerRecord(
+        id=cid,
+        name=name,
+        image_id=image,
+        image_ref="a",
+        created=1.0,
+        spec_json="{}",
+        labels_json="{}",
+        runtime="builtin",
+    )
+
+
+def test_containers(store: MetadataStore) -> None:
+    a = "a1" + "0" * 62
+    b = "a2" + "0" * 62
+    store.add_container(_container(a, "/web"))
+    store.add_container(_container(b, "db"))
+    with pytest.raises(Conflict) as info:
+        store.add_container(_container("c" * 64, "web"))
+    assert str(info.value) == f'the container name "/web" is already in use by container "{a}"'
+    assert store.find_container(a).name == "web"
+    assert store.find_container("web").id == a
+    assert store.find_container("/db").id == b
+    assert store.find_container("a1").id == a
+    with pytest.raises(InvalidArgument):
+        store.find_container("a")
+    with pytest.raises(NotFound, match="No such container: nope"):
+        store.find_container("nope")
+    assert store.update_container(a, spec_json='{"x": 1}').spec_json == '{"x": 1}'
+    with pytest.raises(InvalidArgument):
+        store.update_container(a, id="x")
+    with pytest.raises(Conflict):
+        store.rename_container(a, "db")
+    assert store.rename_container(a, "/front").name == "front"
+    assert store.containers_using_image(_d(1001)) == [a, b]
+    assert {c.id for c in store.list_containers()} == {a, b}
+    store.remove_container(a)
+    with pytest.raises(NotFound):
+        store.get_container(a)
+    with pytest.raises(NotFound):
+        store.remove_container(a)
+
+
+def test_volumes(store: MetadataStore) -> None:
+    store.add_volume(VolumeRecord(name="data", created=1.0, labels_json='{"a":"b"}', mountpoint="/v/data"))
+    with pytest.raises(Conflict):
+        store.add_volume(VolumeRecord(name="data", created=2.0))
+    assert store.get_volume("data").mountpoint == "/v/data"
+    assert [v.name for v in store.list_volumes()] == ["data"]
+    store.remove_volume("data")
+    with pytest.raises(NotFound, match="no such volume: data"):
+        store.get_volume("data")
+
+
+def test_threads_share_a_store(store: MetadataStore) -> None:
+    store.add_image(_image(1))
+
+    def worker(n: int) -> None:
+        for i in range(20):
+            store.set_tag(f"docker.io/library/t{n}:{i}", _d(1001))
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(store.tags()) == 80
+
+
+def _add_containers(path: Path, prefix: str) -> None:
+    store = MetadataStore(path)
+    for i in range(30):
+        # every process also tries the same shared names: exactly one may win each
+        for name in (f"{prefix}-{i}", f"shared-{i}"):
+            try:
+                store.add_container(_container(f"{prefix}{i:062x}"[:64] + name, name))
+            except Conflict:
+                pass
+    store.close()
+
+
+def test_two_processes_never_lose_or_duplicate(tmp_path: Path) -> None:
+    path = tmp_path / "meta.db"
+    MetadataStore(path).close()
+    ctx = multiprocessing.get_context("fork")
+    procs = [ctx.Process(target=_add_containers, args=(path, p)) for p in ("aa", "bb")]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    store = MetadataStore(path)
+    names = [c.name for c in store.list_containers()]
+    store.close()
+    assert len(names) == len(set(names)) == 90

@@ -1,0 +1,38 @@
+"""The public namespace is a contract: adding or removing a name is a decision, not an accident."""
+
+import containerkit
+
+
+def test_all_is_pinned() -> None:
+    assert sorted(containerkit.__all__) == [
+        "CommandNotFound",
+        "Conflict",
+        "Container",
+        "ContainerSpec",
+        "ContainerkitError",
+        "Engine",
+        "ExecResult",
+        "Image",
+        "ImageConfig",
+        "IntegrityError",
+        "InvalidArgument",
+        "InvalidReference",
+        "Mount",
+        "NotFound",
+        "NotModified",
+        "NotRunning",
+        "PortBinding",
+        "Resources",
+        "RuntimeFailure",
+        "Stats",
+        "Timeout",
+        "Unavailable",
+        "UnsafeArchive",
+        "Volume",
+        "__version__",
+    ]
+
+
+def test_every_exported_name_exists() -> None:
+    for name in containerkit.__all__:
+        assert hasattr(containerkit, name), name
