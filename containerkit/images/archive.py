@@ -441,6 +441,10 @@ def write_archive(
     as_tar = format == "docker-archive" or out_path.name.endswith(".tar")
     if not as_tar and out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
         raise InvalidArgument(f"cannot write an OCI layout to {out_path}: it exists and is not empty")
+    for image in images:
+        for desc in (image.config, *image.layers):
+            if not content.has(desc.digest):
+                raise NotFound(f"blob {desc.digest} of image {image.config.digest} is missing from the store")
     parent = out_path.parent
     parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out_path.name}.tmp-"))

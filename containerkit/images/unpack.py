@@ -512,7 +512,12 @@ class _Extractor:
                 log.warning("layer entry %r: dropping xattr %s", m.name, name)
                 continue
             try:
-                os.setxattr(target, name, value.encode("utf-8", "surrogateescape"), follow_symlinks=False)
+                os.setxattr(
+                    target,
+                    name,
+                    value.encode("utf-8", "surrogateescape"),
+                    follow_symlinks=isinstance(target, int),  # an fd: nothing to follow
+                )
             except OSError as err:
                 if err.errno not in (errno.ENOTSUP, errno.EPERM, errno.EINVAL):
                     raise

@@ -18,7 +18,6 @@ import errno
 import json
 import os
 import select
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +34,9 @@ from containerkit.runtime.runc import RuncBackend, classify_error
 
 if TYPE_CHECKING:
     from containerkit.runtime.spawner import Spawner
+
+_ENTRY = "from containerkit.runtime.{} import main; main()"
+"""Not ``python -m``: the package may import this module first, and runpy would run it twice."""
 
 __all__ = ["ExecProcess", "RuncTarget", "start_exec"]
 
@@ -228,10 +230,7 @@ def start_exec(
         os.set_inheritable(slave, False)
         child = (slave, slave, slave)
         ours_out, ours_err, ours_in = master, -1, master if stdin else -1
-        to_close = [slave]
-        if not stdin:
-            child = (os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC), slave, slave)
-            to_close.append(child[0])
+        to_close = [slave]  # like docker -t without -i: stdin is the terminal, nobody types
     else:
         if stdin:
             in_r, ours_in = os.pipe2(os.O_CLOEXEC)
@@ -276,8 +275,8 @@ def _start_builtin_exec(
             helper = subprocess.Popen(
                 [
                     sys.executable,
-                    "-m",
-                    "containerkit.runtime.exec",
+                    "-c",
+                    _ENTRY.format("exec"),
                     str(target_pid),
                     str(err_w),
                     json.dumps(process),
@@ -336,14 +335,9 @@ def _start_runc_exec(
     process_file.write_text(json.dumps(process))
     log_file = tmp / "runtime.log"
     backend = RuncBackend(target.runtime, root=target.root, log_file=log_file)
-    argv = backend.exec_argv(target.container_id, process_file, tty=False)
     cleanup = [process_file, log_file, tmp]
-    if tty:
-        # runc only hands out the pty through a console socket; this exec's "pipes" are unused.
-        os.close(ours_out)
-        if ours_in != -1 and ours_in != ours_out:
-            os.close(ours_in)
-        return _start_runc_tty_exec(target, process, backend, tmp, cleanup)
+    # With --tty in the foreground runc wants a terminal on its own stdio: the pty made above.
+    argv = backend.exec_argv(target.container_id, process_file, tty=tty)
     helper = subprocess.Popen(argv, stdin=child[0], stdout=child[1], stderr=child[2])
     return ExecProcess(
         pid=helper.pid,
@@ -353,48 +347,7 @@ def _start_runc_exec(
         waiter=_RuncWaiter(helper, backend),
         error=None,
         error_exit_code=None,
-        tty=False,
-        cleanup=cleanup,
-    )
-
-
-def _start_runc_tty_exec(
-    target: RuncTarget, process: dict[str, Any], backend: RuncBackend, tmp: Path, cleanup: list[Path]
-) -> ExecProcess:
-    console = tmp / "console.sock"
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(console))
-    listener.listen(1)
-    argv = [*backend.exec_argv(target.container_id, tmp / "process.json", tty=True)]
-    argv[-1:-1] = ["--console-socket", str(console)]
-    helper = subprocess.Popen(
-        argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        listener.settimeout(10)
-        conn, _addr = listener.accept()
-        with conn:
-            _msg, fds, _flags, _addr2 = socket.recv_fds(conn, 4096, 1)
-    except OSError as exc:
-        helper.kill()
-        helper.wait()
-        raise RuntimeFailure(
-            f"{target.runtime} exec {target.container_id}: no terminal received: {exc}"
-        ) from None
-    finally:
-        listener.close()
-        cleanup.insert(0, console)
-    master = fds[0]
-    os.set_inheritable(master, False)
-    return ExecProcess(
-        pid=helper.pid,
-        stdout_fd=master,
-        stderr_fd=-1,
-        stdin_fd=os.dup(master),
-        waiter=_RuncWaiter(helper, backend),
-        error=None,
-        error_exit_code=None,
-        tty=True,
+        tty=tty,
         cleanup=cleanup,
     )
 

@@ -76,6 +76,7 @@ def unavailable_reason(name: str) -> str | None:
             "ociVersion": "1.0.2",
             "process": {"args": ["/containerkit-probe"], "cwd": "/", "user": {"uid": 0, "gid": 0}},
             "root": {"path": "rootfs"},
+            "mounts": [],
             "linux": {"namespaces": [{"type": "mount"}, {"type": "pid"}]},
         }
         (bundle / "config.json").write_text(json.dumps(config))

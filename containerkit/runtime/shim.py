@@ -62,6 +62,9 @@ if TYPE_CHECKING:
     from containerkit.runtime.runc import RuncBackend
     from containerkit.runtime.spawner import Spawner
 
+_ENTRY = "from containerkit.runtime.{} import main; main()"
+"""Not ``python -m``: the package may import this module first, and runpy would run it twice."""
+
 __all__ = [
     "ROOTFS_MOUNT_ANNOTATION",
     "ShimRequest",
@@ -208,8 +211,8 @@ def _launch_fresh(request: ShimRequest, ready_fd: int) -> None:
     launcher = subprocess.Popen(
         [
             sys.executable,
-            "-m",
-            "containerkit.runtime.shim",
+            "-c",
+            _ENTRY.format("shim"),
             "--ready-fd",
             str(ready_fd),
             json.dumps(request.to_dict()),

@@ -39,6 +39,9 @@ from containerkit.linux.proc import default_signals
 if TYPE_CHECKING:
     from containerkit.runtime.shim import ShimRequest
 
+_ENTRY = "from containerkit.runtime.{} import main; main()"
+"""Not ``python -m``: the package may import this module first, and runpy would run it twice."""
+
 __all__ = ["Spawner", "main", "serve"]
 
 _MAX_MESSAGE = 1 << 20
@@ -77,7 +80,7 @@ class Spawner:
         if self._sock is not None:
             return self._sock
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        argv = [self._python, "-m", "containerkit.runtime.spawner", str(theirs.fileno())]
+        argv = [self._python, "-c", _ENTRY.format("spawner"), str(theirs.fileno())]
         if threading.current_thread() is threading.main_thread():
             argv += ["--pdeathsig", str(os.getpid())]
         try:

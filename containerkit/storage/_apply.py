@@ -52,14 +52,15 @@ def _remove(dfd: int, name: str) -> None:
 
 def _copy_xattrs(src: int | str, dst: int | str) -> None:
     try:
-        names = os.listxattr(src, follow_symlinks=False)
+        names = os.listxattr(src, follow_symlinks=isinstance(src, int))
     except OSError as err:
         if err.errno in (errno.ENOTSUP, errno.EPERM):
             return
         raise
     for name in names:
         with contextlib.suppress(OSError):  # e.g. user.* on a symlink: skipped, as unpack does
-            os.setxattr(dst, name, os.getxattr(src, name, follow_symlinks=False), follow_symlinks=False)
+            value = os.getxattr(src, name, follow_symlinks=isinstance(src, int))
+            os.setxattr(dst, name, value, follow_symlinks=isinstance(dst, int))
 
 
 def _copy_data(sfd: int, dfd: int, size: int) -> None:

@@ -2,28 +2,34 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 import json
 import multiprocessing
-import sys
 import tarfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import attrs
 import pytest
-from conftest import PASSWD
 
 from containerkit.engine.images import ImageCollection
 from containerkit.errors import Conflict, IntegrityError, InvalidArgument, NotFound, UnsafeArchive
 from containerkit.images.archive import write_archive
 from containerkit.images.content import ContentStore
+from containerkit.images.manifest import canonical_json
 from containerkit.spec import ImageConfig
 from containerkit.storage.metadata import ContainerRecord, MetadataStore
 from containerkit.storage.snapshots import SnapshotStore
+from tests.images._oci import layer_tar, store_image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "images"))
-from _oci import layer_tar, store_image  # noqa: E402
+
+@pytest.fixture(scope="module")
+def passwd(busybox_rootfs_tar: Path) -> bytes:
+    """/etc/passwd as the busybox rootfs tar holds it."""
+    with tarfile.open(busybox_rootfs_tar) as tar:
+        return tar.extractfile("etc/passwd").read()  # type: ignore[union-attr]
 
 
 def _collection(root: Path) -> ImageCollection:
@@ -67,7 +73,9 @@ def _is_empty(images: ImageCollection) -> bool:
     )
 
 
-def test_import_and_lookups(images: ImageCollection, busybox: str, busybox_rootfs_tar: Path) -> None:
+def test_import_and_lookups(
+    images: ImageCollection, busybox: str, busybox_rootfs_tar: Path, passwd: bytes, tmp_path: Path
+) -> None:
     image = images.get("busybox")
     assert image.id == busybox and image.tags == ("busybox:latest",)
     assert image.config == ImageConfig()  # docker import: empty config unless given
@@ -88,14 +96,14 @@ def test_import_and_lookups(images: ImageCollection, busybox: str, busybox_rootf
         images.get("sha256:" + "0" * 64)
     assert images.chain_ids(busybox) == list(image.layers)
     assert images.snapshots.has_layer(image.layers[0])
-    assert images.read_file(busybox, "/etc/passwd") == PASSWD.encode()
+    assert images.read_file(busybox, "/etc/passwd") == passwd
     assert images.read_file(busybox, "bin/sh")[:4] == b"\x7fELF"  # type: ignore[index]  # symlink to busybox
     assert images.read_file(busybox, "/etc/nope") is None
     assert images.read_file(busybox, "/etc") is None
-    # a config given as an OCI mapping
-    other = images.import_rootfs(
-        busybox_rootfs_tar, "example/sh:v1", config={"Cmd": ["sh"], "Labels": {"a": "b"}}
-    )
+    # a gzip rootfs is stored uncompressed (same layer); config given as an OCI mapping
+    gz = tmp_path / "rootfs.tar.gz"
+    gz.write_bytes(gzip.compress(busybox_rootfs_tar.read_bytes()))
+    other = images.import_rootfs(gz, "example/sh:v1", config={"Cmd": ["sh"], "Labels": {"a": "b"}})
     assert other.config.cmd == ("sh",) and other.tags == ("example/sh:v1",)
     assert images.config(other.id).labels == (("a", "b"),)
     assert images.chain_ids(other.id) == images.chain_ids(busybox)  # same layer, unpacked once
@@ -141,7 +149,9 @@ def test_multi_layer_oci_with_whiteouts(images: ImageCollection, tmp_path: Path)
     assert all(images.snapshots.has_layer(c) for c in images.chain_ids(image.id))
 
 
-def test_save_and_load_round_trip(images: ImageCollection, busybox: str, tmp_path: Path) -> None:
+def test_save_and_load_round_trip(
+    images: ImageCollection, busybox: str, tmp_path: Path, passwd: bytes
+) -> None:
     images.tag("busybox", "example/app:v1")
     images.save(["example/app:v1", "busybox"], tmp_path / "d.tar")
     images.save("example/app:v1", tmp_path / "oci", format="oci")
@@ -153,11 +163,11 @@ def test_save_and_load_round_trip(images: ImageCollection, busybox: str, tmp_pat
     assert oci.id == busybox
     (untagged,) = _collection(tmp_path / "third").load(tmp_path / "untagged.tar")
     assert untagged.id == busybox and untagged.tags == ()
-    assert other.read_file(busybox, "/etc/passwd") == PASSWD.encode()
+    assert other.read_file(busybox, "/etc/passwd") == passwd
     other.metadata.close()
 
 
-def test_tags_and_remove(images: ImageCollection, busybox: str) -> None:
+def test_tags_and_remove(images: ImageCollection, busybox: str, passwd: bytes) -> None:
     images.tag("busybox", "example/app:v1")
     images.tag(busybox[7:19], "localhost:5000/app")
     assert sorted(images.get(busybox).tags) == [
@@ -182,7 +192,7 @@ def test_tags_and_remove(images: ImageCollection, busybox: str) -> None:
     assert images.remove("busybox", force=True) == ["Untagged: busybox:latest"]
     assert images.get(busybox).tags == ()
     assert images.prune() == []
-    assert images.read_file(busybox, "/etc/passwd") == PASSWD.encode()
+    assert images.read_file(busybox, "/etc/passwd") == passwd
     images.metadata.remove_container(cid)
     assert images.prune() == [busybox]
     assert _is_empty(images)
@@ -190,14 +200,16 @@ def test_tags_and_remove(images: ImageCollection, busybox: str) -> None:
         images.get(busybox)
 
 
-def test_remove_deletes_only_unshared_content(images: ImageCollection, busybox: str, tmp_path: Path) -> None:
+def test_remove_deletes_only_unshared_content(
+    images: ImageCollection, busybox: str, tmp_path: Path, passwd: bytes
+) -> None:
     src = ContentStore(tmp_path / "src")
     base = images.content.read_bytes(images.get(busybox).layers[0])
     img = store_image(src, [base, layer_tar([("etc/motd", b"hi")])], ["two:latest"])
     write_archive([img], src, tmp_path / "two.tar")
     (two,) = images.load(tmp_path / "two.tar")
     assert images.remove("two") == ["Untagged: two:latest", f"Deleted: {two.id}"]
-    assert images.read_file(busybox, "/etc/passwd") == PASSWD.encode()
+    assert images.read_file(busybox, "/etc/passwd") == passwd
     assert images.snapshots.has_layer(images.chain_ids(busybox)[0])
     assert images.remove(busybox) == ["Untagged: busybox:latest", f"Deleted: {busybox}"]
     assert _is_empty(images)
@@ -219,21 +231,15 @@ def test_list_filters(images: ImageCollection, busybox_rootfs_tar: Path) -> None
 
 
 def _hostile_layout(tmp_path: Path, second: bytes, wrong_diff_id: bool = False) -> Path:
+    """A two-layer OCI layout whose second layer is hostile, or whose config lies about its diff id."""
     src = ContentStore(tmp_path / "hostile-src")
     img = store_image(src, [layer_tar([("ok", b"1")]), second], ["bad:latest"])
     if wrong_diff_id:
         config = json.loads(src.read_bytes(img.config.digest))
         config["rootfs"]["diff_ids"][1] = "sha256:" + "e" * 64
-        img = store_image(src, [layer_tar([("ok", b"1")]), second], ["bad:latest"])
-        from containerkit.images.manifest import canonical_json
-
-        raw = canonical_json(config)
-        desc = src.ingest_bytes(raw)
-        import attrs
-
-        img = attrs.evolve(
-            img, config=attrs.evolve(img.config, digest=desc.digest, size=desc.size), manifest=None
-        )
+        desc = src.ingest_bytes(canonical_json(config))
+        new_config = attrs.evolve(img.config, digest=desc.digest, size=desc.size)
+        img = attrs.evolve(img, config=new_config, manifest=None)  # the manifest is rebuilt on write
     out = tmp_path / "hostile.tar"
     write_archive([img], src, out, "oci")
     return out

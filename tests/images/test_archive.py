@@ -8,12 +8,12 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from _oci import compress, layer_tar, sha, store_image, validate
 
-from containerkit.errors import IntegrityError, InvalidArgument
+from containerkit.errors import IntegrityError, InvalidArgument, NotFound
 from containerkit.images.archive import read_archive, write_archive
 from containerkit.images.content import ContentStore
 from containerkit.images.manifest import build_index, canonical_json, parse_config
+from tests.images._oci import compress, layer_tar, sha, store_image, validate
 
 BASE = [("etc", None), ("etc/passwd", b"root:x:0:0::/root:/bin/sh\n"), ("bin", None), ("bin/sh", b"#!fake\n")]
 TOP = [("etc/motd", b"hello\n"), ("etc/.wh.passwd", b"")]
@@ -280,6 +280,6 @@ def test_write_is_atomic_and_refuses_non_empty_dir(content: ContentStore, tmp_pa
     with pytest.raises(InvalidArgument, match="not empty"):
         write_archive([image], content, tmp_path / "full", "oci")
     content.delete(image.layers[0].digest)
-    with pytest.raises(Exception):
+    with pytest.raises(NotFound):
         write_archive([image], content, tmp_path / "out.tar")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "src"]

@@ -101,7 +101,7 @@ def test_bad_digests_are_rejected(store: ContentStore, digest: str) -> None:
 
 
 def test_missing_blob(store: ContentStore) -> None:
-    with pytest.raises(NotFound, match="sha256:0+"):
+    with pytest.raises(NotFound, match=r"sha256:0+"):
         store.open("sha256:" + "0" * 64)
 
 

@@ -7,12 +7,12 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _oci import layer_tar, store_image
-from conftest import require_binary
 
 from containerkit.images.archive import ArchiveImage, read_archive, write_archive
 from containerkit.images.content import ContentStore
 from containerkit.spec import ImageConfig
+from tests.conftest import require_binary
+from tests.images._oci import layer_tar, store_image
 
 pytestmark = pytest.mark.slow
 

@@ -16,14 +16,15 @@ import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+
 import pytest
 
-from tests.conftest import require_binary, require_root
 from containerkit.linux import proc
 from containerkit.runtime import state
 from containerkit.runtime.bundle import ROOTFS_MOUNT_ANNOTATION, build_oci_config, write_config
 from containerkit.runtime.shim import ShimRequest
 from containerkit.spec import ContainerSpec, ImageConfig, Resources
+from tests.conftest import require_binary, require_root
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 
@@ -121,8 +122,8 @@ def _wait_gone(pid: int, start: int, timeout: float = 10.0) -> None:
         time.sleep(0.01)
 
 
-@pytest.fixture
-def boxes(tmp_path: Path, busybox_rootfs_dir: Path) -> Iterator[Boxes]:
+@pytest.fixture(name="boxes")
+def boxes_fixture(tmp_path: Path, busybox_rootfs_dir: Path) -> Iterator[Boxes]:
     require_root()
     made = Boxes(tmp_path, busybox_rootfs_dir)
     yield made

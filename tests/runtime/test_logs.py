@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from containerkit.runtime import logs
 
 
-def _clock(values: list[int]):  # type: ignore[no-untyped-def]
+def _clock(values: list[int]) -> Callable[[], int]:
+    """Hands out ``values`` in turn, then keeps repeating the last one."""
     it = iter(values)
-    return lambda: next(it)
+    last = values[-1]
+    return lambda: next(it, last)
 
 
 def test_records_split_at_newlines_like_docker(tmp_path: Path) -> None:
@@ -83,8 +86,14 @@ def test_follow_streams_and_ends_when_writer_is_done(tmp_path: Path) -> None:
     path = tmp_path / "c.log"
     _sample(path)
     done = threading.Event()
+    following = threading.Event()
+
+    def is_running() -> bool:
+        following.set()  # first asked after the backlog was read
+        return not done.is_set()
 
     def write_more() -> None:
+        following.wait(10)
         writer = logs.LogWriter(path)
         for i in range(5):
             writer.write("stdout", f"late{i}\n".encode())
@@ -95,7 +104,7 @@ def test_follow_streams_and_ends_when_writer_is_done(tmp_path: Path) -> None:
 
     thread = threading.Thread(target=write_more)
     thread.start()
-    got = list(logs.follow_logs(path, tail=1, is_running=lambda: not done.is_set(), poll_interval=0.01))
+    got = list(logs.follow_logs(path, tail=1, is_running=is_running, poll_interval=0.01))
     thread.join()
     assert b"".join(got) == b"stdout4\n" + b"".join(f"late{i}\n".encode() for i in range(5)) + b"no newline"
     demuxed = list(logs.follow_logs_demux(path, tail=2, is_running=lambda: False))

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import require_binary, require_root
 from containerkit.errors import CommandNotFound, RuntimeFailure, Unavailable
 from containerkit.linux.cgroups import probe
 from containerkit.runtime import runc
+from tests.conftest import require_binary, require_root
 
 
 def test_error_classification() -> None:

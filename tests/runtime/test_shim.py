@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.runtime._shim_harness import RUNTIMES, Boxes, boxes  # noqa: F401 - fixture
 from containerkit.errors import CommandNotFound, RuntimeFailure
 from containerkit.linux import proc
 from containerkit.runtime import state
@@ -21,6 +19,7 @@ from containerkit.runtime.logs import read_logs
 from containerkit.runtime.shim import ShimRequest, start_container
 from containerkit.runtime.spawner import Spawner
 from containerkit.spec import Resources
+from tests.runtime._shim_harness import RUNTIMES, Boxes, boxes_fixture  # noqa: F401 - the boxes fixture
 
 TIME_RE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z$")
 
@@ -76,14 +75,14 @@ def test_command_not_found_leaves_nothing(boxes: Boxes, spawner: Spawner, runtim
 def test_bad_bundle_is_reported(boxes: Boxes, spawner: Spawner) -> None:
     request = boxes.request(["true"])
     (request.bundle / "config.json").write_text("{not json")
-    with pytest.raises(Exception, match="config.json"):
+    with pytest.raises(Exception, match=r"config\.json"):
         start_container(request, spawner=spawner)
     assert state.read_state(request.state_dir).exit_code == 125
 
 
 def test_survives_the_process_that_started_it(boxes: Boxes) -> None:
     request = boxes.request(["sh", "-c", "read line < /dev/stdin; echo got $line"], stdin_open=True)
-    starter = f"""
+    starter = """
 import json, sys
 from containerkit.runtime.shim import ShimRequest, start_container
 from containerkit.runtime.spawner import Spawner
@@ -174,7 +173,10 @@ def test_request_round_trips_as_json(tmp_path: Path) -> None:
 def test_wait_from_many_processes(boxes: Boxes, spawner: Spawner) -> None:
     request = boxes.request(["sleep", "0.3"])
     start_container(request, spawner=spawner)
-    waiter = f"from containerkit.runtime.state import wait_for_exit; print(wait_for_exit({str(request.state_dir)!r}, 10))"
+    waiter = (
+        "from containerkit.runtime.state import wait_for_exit; "
+        f"print(wait_for_exit({str(request.state_dir)!r}, 10))"
+    )
     children = [subprocess.Popen([sys.executable, "-c", waiter], stdout=subprocess.PIPE) for _ in range(2)]
     t0 = time.monotonic()
     assert state.wait_for_exit(request.state_dir, timeout=10) == 0

@@ -7,12 +7,12 @@ import threading
 
 import pytest
 
-from tests.runtime._shim_harness import Boxes, boxes  # noqa: F401 - fixture
 from containerkit.errors import RuntimeFailure
 from containerkit.linux import proc
 from containerkit.runtime import state
 from containerkit.runtime.shim import start_container
 from containerkit.runtime.spawner import Spawner
+from tests.runtime._shim_harness import Boxes, boxes_fixture  # noqa: F401 - the boxes fixture
 
 
 def _children_of(pid: int) -> list[int]:

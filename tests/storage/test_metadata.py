@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import sqlite3
 import threading
@@ -156,10 +157,8 @@ def _add_containers(path: Path, prefix: str) -> None:
     for i in range(30):
         # every process also tries the same shared names: exactly one may win each
         for name in (f"{prefix}-{i}", f"shared-{i}"):
-            try:
+            with contextlib.suppress(Conflict):
                 store.add_container(_container(f"{prefix}{i:062x}"[:64] + name, name))
-            except Conflict:
-                pass
     store.close()
 
 

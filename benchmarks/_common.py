@@ -1,0 +1,91 @@
+"""Shared helpers for the benchmarks: timing, medians, a busybox image and a plain OCI bundle."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import statistics
+import subprocess
+import tarfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import containerkit as ck
+from containerkit.images.busybox import write_busybox_rootfs
+from containerkit.runtime.bundle import build_oci_config, write_config
+
+IMAGE = "example/busybox:latest"
+
+
+def timed(fn: Callable[[], object], runs: int, warmup: int = 2) -> list[float]:
+    """Wall-clock milliseconds of ``runs`` calls after ``warmup`` untimed ones."""
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - started) * 1000)
+    return samples
+
+
+def median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def ensure_image(engine: ck.Engine, workdir: Path) -> ck.Image:
+    try:
+        return engine.images.get(IMAGE)
+    except ck.NotFound:
+        tar = write_busybox_rootfs(workdir / "rootfs.tar")
+        return engine.images.import_rootfs(tar, IMAGE, config={"Cmd": ["sh"]})
+
+
+def plain_bundle(workdir: Path, command: list[str]) -> Path:
+    """An OCI bundle with an extracted busybox rootfs, as ``runc run`` wants it."""
+    bundle = workdir / "bundle"
+    rootfs = bundle / "rootfs"
+    rootfs.mkdir(parents=True, exist_ok=True)
+    tar_path = write_busybox_rootfs(workdir / "plain-rootfs.tar")
+    with tarfile.open(tar_path) as tar:
+        tar.extractall(rootfs, filter="fully_trusted")
+    spec = ck.ContainerSpec(image=IMAGE, command=command, network="none")
+    config = build_oci_config(
+        spec,
+        ck.ImageConfig(),
+        user=(0, 0, []),
+        hostname="bench",
+        etc_files={},
+        mounts=[],
+        cgroups_path=None,
+    )
+    write_config(bundle, config)
+    return bundle
+
+
+def peer_available(binary: str, probe: list[str]) -> bool:
+    """True when ``binary`` exists and ``probe`` (e.g. ``docker info``) succeeds quickly."""
+    if not shutil.which(binary):
+        return False
+    try:
+        return subprocess.run(probe, capture_output=True, timeout=10).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def report(title: str, rows: list[tuple[str, float | None, str]], reference: str | None = None) -> None:
+    """Print ``name  median  ratio-to-reference  note`` rows."""
+    ref = dict((name, value) for name, value, _ in rows).get(reference) if reference else None
+    print(f"\n## {title}")
+    for name, value, note in rows:
+        if value is None:
+            print(f"{name:<44} {'n/a':>10}   {note}")
+            continue
+        ratio = f"{value / ref:6.2f}x {reference}" if ref else ""
+        print(f"{name:<44} {value:10.1f} ms {ratio}  {note}")
+
+
+def dump_json(path: Path | None, data: dict[str, object]) -> None:
+    if path is not None:
+        path.write_text(json.dumps(data, indent=2))
