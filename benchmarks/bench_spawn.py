@@ -74,7 +74,9 @@ def main() -> None:
     try:
         lower = base / "busybox"
         lower.mkdir()
-        subprocess.run(["tar", "-xf", str(write_busybox_rootfs_tar(base / "rootfs.tar")), "-C", str(lower)], check=True)
+        subprocess.run(
+            ["tar", "-xf", str(write_busybox_rootfs_tar(base / "rootfs.tar")), "-C", str(lower)], check=True
+        )
         results: dict[str, float] = {}
         with Spawner() as spawner:
             spawner.start()
@@ -82,7 +84,10 @@ def main() -> None:
 
                 def via_spawner(rt: str = runtime) -> Callable[[], None]:
                     request = _request(base, lower, rt)
-                    return lambda: (start_container(request, spawner=spawner), wait_for_exit(request.state_dir))[1]
+                    return lambda: (
+                        start_container(request, spawner=spawner),
+                        wait_for_exit(request.state_dir),
+                    )[1]
 
                 def fresh(rt: str = runtime) -> Callable[[], None]:
                     request = _request(base, lower, rt)

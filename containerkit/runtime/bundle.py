@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ __all__ = [
 
 OCI_VERSION = "1.0.2"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+_DOCKER_NOFILE = 1048576
 ROOTFS_MOUNT_ANNOTATION = "org.containerkit.rootfs-mount"
 """JSON ``{"type", "source", "options"}``: the built-in runtime mounts this as the root, privately."""
 INIT_ANNOTATION = "org.containerkit.init"
@@ -222,6 +224,14 @@ def _user_mounts(
     return sorted(result, key=_depth)
 
 
+def _nofile_rlimit() -> dict[str, Any]:
+    """docker's 1048576 open files, capped at our own hard limit: raising it needs
+    CAP_SYS_RESOURCE, which some hosts withhold (runc then fails the whole start)."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    limit = _DOCKER_NOFILE if hard == resource.RLIM_INFINITY else min(_DOCKER_NOFILE, hard)
+    return {"type": "RLIMIT_NOFILE", "hard": limit, "soft": limit}
+
+
 def build_oci_config(
     spec: ContainerSpec,
     image: ImageConfig,
@@ -284,7 +294,7 @@ def build_oci_config(
             "env": _env(spec, image, hostname, home or "/"),
             "cwd": spec.workdir or image.working_dir or "/",
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}],
+            "rlimits": [_nofile_rlimit()],
             "noNewPrivileges": spec.no_new_privileges,
         },
         "root": {"path": rootfs, "readonly": spec.read_only},

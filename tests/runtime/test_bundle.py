@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import resource
 from pathlib import Path
 from typing import Any
 
@@ -203,7 +204,9 @@ def test_mounts_defaults_then_etc_files_then_user_mounts() -> None:
         "/dev/urandom",
         "/dev/tty",
     }
-    assert config["process"]["rlimits"] == [{"type": "RLIMIT_NOFILE", "hard": 1048576, "soft": 1048576}]
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    expected = 1048576 if hard == resource.RLIM_INFINITY else min(1048576, hard)
+    assert config["process"]["rlimits"] == [{"type": "RLIMIT_NOFILE", "hard": expected, "soft": expected}]
 
 
 def test_user_mount_replaces_default_at_same_destination() -> None:
