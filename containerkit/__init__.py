@@ -4,7 +4,8 @@
 :mod:`containerkit.spec` describe them; every error is a :class:`ContainerkitError`.
 """
 
-from containerkit.engine import Container, Engine
+from typing import TYPE_CHECKING, Any
+
 from containerkit.errors import (
     CommandNotFound,
     Conflict,
@@ -32,7 +33,24 @@ from containerkit.spec import (
     Volume,
 )
 
+if TYPE_CHECKING:
+    from containerkit.engine import Container, Engine
+
 __version__ = "0.1.0"
+
+# The engine pulls in the whole runtime; shims, the fork server and the CLI import this
+# package too and must not pay for it, so those names load on first use.
+_LAZY = {"Engine": "containerkit.engine", "Container": "containerkit.engine"}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'containerkit' has no attribute {name!r}")
 
 __all__ = [
     "CommandNotFound",

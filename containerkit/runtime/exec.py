@@ -171,6 +171,11 @@ class ExecProcess:
                     poller.unregister(fd)
                     del files[fd]
 
+    def __iter__(self) -> Iterator[bytes]:
+        """Output chunks (stdout and stderr interleaved as written); then call :meth:`wait`."""
+        for _stream, chunk in self.stream():
+            yield chunk
+
     def communicate(self, input: bytes | None = None, timeout: float | None = None) -> tuple[bytes, bytes]:
         """Feed ``input``, close stdin, collect all output; ``(stdout, stderr)``."""
         if input:

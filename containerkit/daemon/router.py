@@ -1,0 +1,50 @@
+"""Paths to route functions, with and without the ``/vN`` API version prefix.
+
+Patterns use ``{name}`` for one path segment and ``{name:.+}`` for a greedy match (image names
+hold ``/``, ``:`` and ``@``). The first pattern that matches wins, so specific routes go first.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from containerkit.daemon.errors import MethodNotAllowed, PageNotFound
+from containerkit.daemon.server import Request, Response
+
+__all__ = ["Handler", "Router"]
+
+Handler = Callable[[Request], "Response | None"]
+
+_PARAM = re.compile(r"\{(\w+)(?::([^}]+))?\}")
+
+
+def _compile(pattern: str) -> re.Pattern[str]:
+    out = ""
+    pos = 0
+    for match in _PARAM.finditer(pattern):
+        out += re.escape(pattern[pos : match.start()])
+        out += f"(?P<{match.group(1)}>{match.group(2) or '[^/]+'})"
+        pos = match.end()
+    return re.compile("^" + out + re.escape(pattern[pos:]) + "/?$")
+
+
+class Router:
+    def __init__(self) -> None:
+        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+
+    def add(self, method: str, pattern: str, handler: Handler) -> None:
+        self._routes.append((method.upper(), _compile(pattern), handler))
+
+    def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
+        allowed = False
+        for route_method, regex, handler in self._routes:
+            match = regex.match(path)
+            if match is None:
+                continue
+            if route_method == method or (method == "HEAD" and route_method == "GET"):
+                return handler, match.groupdict()
+            allowed = True
+        if allowed:
+            raise MethodNotAllowed(f"method {method} is not allowed on {path}")
+        raise PageNotFound("page not found")
