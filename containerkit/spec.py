@@ -23,6 +23,7 @@ __all__ = [
     "Image",
     "ImageConfig",
     "Mount",
+    "NetworkEndpoint",
     "PortBinding",
     "Resources",
     "Stats",
@@ -271,6 +272,19 @@ def parse_ports(ports: Mapping[str | int, Any] | Iterable[PortBinding] | None) -
     return tuple(bindings)
 
 
+def _check_network(_inst: Any, _a: attrs.Attribute[str], value: str) -> None:
+    """``bridge``, ``none``, ``host``, ``container:<id or name>`` or a network's name or id."""
+    if not isinstance(value, str):
+        raise InvalidArgument(f"network: expected a string, got {value!r}")
+    kind, sep, target = value.partition(":")
+    if sep and kind == "container" and target:
+        return
+    if not _NAME_RE.match(value):
+        raise InvalidArgument(
+            f"network: invalid mode {value!r} (bridge, none, host, container:<id> or a network name)"
+        )
+
+
 def _mounts(value: Iterable[Mount | str] | None) -> tuple[Mount, ...]:
     if value is None:
         return ()
@@ -327,7 +341,7 @@ class ContainerSpec:
     auto_remove: bool = False
     stop_signal: str | None = attrs.field(default=None)
     stop_timeout: int | None = attrs.field(default=None)
-    network: str = "none"
+    network: str = attrs.field(default="bridge", validator=_check_network)
     ports: tuple[PortBinding, ...] = attrs.field(default=(), converter=parse_ports)
     aliases: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)
     dns: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)
@@ -384,6 +398,19 @@ class ContainerSpec:
     @property
     def labels_dict(self) -> dict[str, str]:
         return dict(self.labels)
+
+
+@attrs.frozen(kw_only=True)
+class NetworkEndpoint:
+    """A container on one network: its address there while attached (``ip`` is ``""`` while the
+    container is not running), as ``container.networks[name]`` reports it."""
+
+    network_id: str
+    ip: str = ""
+    prefixlen: int = 0
+    gateway: str = ""
+    mac: str = ""
+    aliases: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)
 
 
 @attrs.frozen(kw_only=True)

@@ -90,7 +90,9 @@ def parse_host(
     if parts.scheme in ("tcp", "http", "https"):
         if not parts.hostname:
             raise InvalidArgument(f"daemon address {base_url!r}: no host")
-        port = parts.port or (DEFAULT_TLS_PORT if tls_config or parts.scheme == "https" else DEFAULT_PLAIN_PORT)
+        port = parts.port or (
+            DEFAULT_TLS_PORT if tls_config or parts.scheme == "https" else DEFAULT_PLAIN_PORT
+        )
         return Endpoint("tcp", host=parts.hostname, port=port, tls=tls_config)
     raise InvalidArgument(
         f"daemon address {base_url!r}: unsupported scheme {parts.scheme!r} (use unix:///path or tcp://host:port)"
@@ -130,7 +132,9 @@ def _is_socket(path: str) -> bool:
         return False
 
 
-_WHAT_TO_DO = "start containerkitd (containerkitd --host unix://{path}), or set CONTAINERKIT_HOST to its address"
+_WHAT_TO_DO = (
+    "start containerkitd (containerkitd --host unix://{path}), or set CONTAINERKIT_HOST to its address"
+)
 
 
 def describe_connect_failure(endpoint: Endpoint, error: BaseException | None = None) -> str:
@@ -145,7 +149,9 @@ def describe_connect_failure(endpoint: Endpoint, error: BaseException | None = N
     except FileNotFoundError:
         return f"no containerkitd socket at {path}{tried}: {todo}"
     except PermissionError:
-        return f"cannot reach the containerkitd socket {path}: permission denied on a parent directory; {todo}"
+        return (
+            f"cannot reach the containerkitd socket {path}: permission denied on a parent directory; {todo}"
+        )
     if not stat.S_ISSOCK(st.st_mode):
         return f"{path} exists but is not a unix socket: {todo}"
     probe_errno = _probe_unix(path)

@@ -8,6 +8,7 @@ so any Engine on the same root, in any process, sees the same container.
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import datetime as dt
 import json
@@ -409,7 +410,7 @@ class ContainerCollection:
                 result.append(container)
         return result
 
-    def prune(self, *, filters: Mapping[str, Any] | None = None) -> list[str]:
+    def prune(self, *, filters: Mapping[str, Any] | None = None) -> builtins.list[str]:
         """Remove every stopped container; the ids removed."""
         removed = []
         wanted = _filters.normalise(filters)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 import json
 import re
@@ -77,7 +78,7 @@ class VolumeCollection:
             volumes = [v for v in volumes if wanted["name"] in v.name]
         return volumes
 
-    def remove(self, name: str, *, force: bool = False, in_use_by: list[str] | None = None) -> None:
+    def remove(self, name: str, *, force: bool = False, in_use_by: builtins.list[str] | None = None) -> None:
         """Remove a volume and its data; ``Conflict`` while a container uses it (unless ``force``)."""
         record = self._metadata.get_volume(name)
         if in_use_by and not force:

@@ -31,10 +31,12 @@ import errno
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -509,11 +511,10 @@ class _Shim:
         self.runc = RuncBackend(request.runtime, root=runc_root, log_file=self.state_dir / RUNC_LOG)
         self._mount_rootfs(config)
         console: socket.socket | None = None
+        # A unix socket path must fit in 108 bytes; state dirs can be deeper than that.
+        console_path = Path(tempfile.mkdtemp(prefix="ck-console-")) / CONSOLE_SOCKET
         if request.tty:
             console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            console_path = self.state_dir / CONSOLE_SOCKET
-            with contextlib.suppress(FileNotFoundError):
-                console_path.unlink()
             console.bind(str(console_path))
             console.listen(1)
             stdio = (os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC),) * 3
@@ -530,7 +531,7 @@ class _Shim:
                     request.bundle,
                     pid_file=pid_file,
                     stdio=stdio,
-                    console_socket=self.state_dir / CONSOLE_SOCKET if console else None,
+                    console_socket=console_path if console else None,
                 )
             finally:
                 self._close_child_fds()
@@ -548,8 +549,7 @@ class _Shim:
         finally:
             if console is not None:
                 console.close()
-                with contextlib.suppress(FileNotFoundError):
-                    (self.state_dir / CONSOLE_SOCKET).unlink()
+            shutil.rmtree(console_path.parent, ignore_errors=True)
 
     def _mount_rootfs(self, config: dict[str, Any]) -> None:
         spec = self.request.rootfs_mount

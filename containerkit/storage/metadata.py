@@ -1,4 +1,4 @@
-"""The metadata store: images, tags, layers, containers and volumes in one SQLite database.
+"""The metadata store: images, tags, layers, containers, volumes and networks in one SQLite database.
 
 Several processes share one root (the CLI, the daemon, pytest-xdist workers), so the database
 runs in WAL mode with a busy timeout, every read-modify-write is one ``BEGIN IMMEDIATE``
@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -28,10 +28,13 @@ from containerkit.errors import Conflict, InvalidArgument, NotFound
 
 __all__ = [
     "ContainerRecord",
+    "EndpointRecord",
     "ImageLayer",
     "ImageRecord",
     "LayerRecord",
     "MetadataStore",
+    "NetworkRecord",
+    "PortRecord",
     "VolumeRecord",
 ]
 
@@ -95,7 +98,45 @@ CREATE TABLE volumes (
 );
 """
 
-_MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1}
+# v2: networks, each container's endpoints on them (its address while attached) and the host
+# ports published for it. An endpoint row lives from connect to disconnect; ``attached`` is 1
+# while a veth plugs the container in, and only attached rows hold their address.
+_SCHEMA_V2 = """
+CREATE TABLE networks (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL UNIQUE,
+    driver TEXT NOT NULL,
+    bridge TEXT NOT NULL UNIQUE,      -- host link name
+    subnet TEXT NOT NULL,
+    gateway TEXT NOT NULL,
+    internal INTEGER NOT NULL,
+    labels_json TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE endpoints (
+    network_id TEXT NOT NULL REFERENCES networks(id),
+    container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,        -- eth<position> in the container, 0 has the default route
+    aliases_json TEXT NOT NULL,
+    ip TEXT,                          -- the last address, held while attached
+    mac TEXT,
+    host_ifname TEXT,                 -- host end of the veth while attached
+    attached INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (network_id, container_id)
+);
+CREATE INDEX endpoints_container ON endpoints(container_id);
+CREATE UNIQUE INDEX endpoints_address ON endpoints(network_id, ip) WHERE attached = 1;
+CREATE TABLE published_ports (
+    container_id TEXT NOT NULL REFERENCES containers(id) ON DELETE CASCADE,
+    protocol TEXT NOT NULL,
+    host_ip TEXT NOT NULL,
+    host_port INTEGER NOT NULL,
+    container_port INTEGER NOT NULL,
+    PRIMARY KEY (container_id, protocol, host_ip, host_port)
+);
+"""
+
+_MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
 SCHEMA_VERSION = max(_MIGRATIONS) + 1
 
 
@@ -159,12 +200,62 @@ class VolumeRecord:
     mountpoint: str = ""
 
 
+@attrs.frozen(kw_only=True)
+class NetworkRecord:
+    id: str
+    name: str
+    bridge: str
+    subnet: str
+    gateway: str
+    internal: bool = False
+    labels_json: str = "{}"
+    created: float = 0.0
+    driver: str = "bridge"
+
+
+@attrs.frozen(kw_only=True)
+class EndpointRecord:
+    network_id: str
+    container_id: str
+    position: int = 0
+    aliases_json: str = "[]"
+    ip: str | None = None
+    mac: str | None = None
+    host_ifname: str | None = None
+    attached: bool = False
+
+
+@attrs.frozen(kw_only=True)
+class PortRecord:
+    container_id: str
+    protocol: str
+    host_ip: str
+    host_port: int
+    container_port: int
+
+
+AddressChooser = Callable[[set[str], set[str], EndpointRecord, NetworkRecord], tuple[str, str]]
+"""``(attached, reserved, endpoint, network) -> (ip, mac)``: picks an address inside the
+allocation transaction; ``reserved`` are the last addresses of detached endpoints."""
+
 _CONTAINER_FIELDS = ("id", "name", "image_id", "image_ref", "created", "spec_json", "labels_json", "runtime")
 _UPDATABLE = frozenset(_CONTAINER_FIELDS) - {"id", "name"}
 
 
 def _container(row: sqlite3.Row) -> ContainerRecord:
     return ContainerRecord(**{k: row[k] for k in _CONTAINER_FIELDS})
+
+
+def _network(row: sqlite3.Row) -> NetworkRecord:
+    data = dict(row)
+    data["internal"] = bool(data["internal"])
+    return NetworkRecord(**data)
+
+
+def _endpoint(row: sqlite3.Row) -> EndpointRecord:
+    data = dict(row)
+    data["attached"] = bool(data["attached"])
+    return EndpointRecord(**data)
 
 
 class MetadataStore:
@@ -511,3 +602,185 @@ class MetadataStore:
         with self.transaction() as db:
             if not db.execute("DELETE FROM volumes WHERE name = ?", (name,)).rowcount:
                 raise NotFound(f"no such volume: {name}")
+
+    # -------------------------------------------------------------------------- networks
+
+    def add_network(self, record: NetworkRecord) -> NetworkRecord:
+        """Insert; Conflict if the name, id or bridge is taken."""
+        with self.transaction() as db:
+            row = db.execute("SELECT id FROM networks WHERE name = ?", (record.name,)).fetchone()
+            if row:
+                raise Conflict(f"network with name {record.name} already exists (id {row[0]})")
+            if db.execute(
+                "SELECT 1 FROM networks WHERE id = ? OR bridge = ?", (record.id, record.bridge)
+            ).fetchone():
+                raise Conflict(f"a network with id {record.id} or bridge {record.bridge} already exists")
+            db.execute(
+                "INSERT INTO networks (id, name, driver, bridge, subnet, gateway, internal, labels_json,"
+                " created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    record.id,
+                    record.name,
+                    record.driver,
+                    record.bridge,
+                    record.subnet,
+                    record.gateway,
+                    int(record.internal),
+                    record.labels_json,
+                    record.created,
+                ),
+            )
+        return record
+
+    def get_network(self, network_id: str) -> NetworkRecord:
+        rows = self._query("SELECT * FROM networks WHERE id = ?", (network_id,))
+        if not rows:
+            raise NotFound(f"network {network_id} not found")
+        return _network(rows[0])
+
+    def find_network(self, ref: str) -> NetworkRecord:
+        """By full id, then name, then unique id prefix (docker's order)."""
+        rows = self._query("SELECT * FROM networks WHERE id = ?", (ref,))
+        if not rows and ref:
+            rows = self._query("SELECT * FROM networks WHERE name = ?", (ref,))
+        if not rows and ref and all(c in "0123456789abcdef" for c in ref):
+            rows = self._query(
+                "SELECT * FROM networks WHERE id >= ? AND id < ? LIMIT 2", (ref, ref + "\uffff")
+            )
+            if len(rows) > 1:
+                raise InvalidArgument(f"multiple networks match the id prefix {ref!r}; give more characters")
+        if not rows:
+            raise NotFound(f"network {ref} not found")
+        return _network(rows[0])
+
+    def list_networks(self) -> list[NetworkRecord]:
+        return [_network(r) for r in self._query("SELECT * FROM networks ORDER BY created, id")]
+
+    def set_network_subnet(self, network_id: str, subnet: str, gateway: str) -> NetworkRecord:
+        """Re-address a network none of whose endpoints is attached (the default one, moved off a
+        subnet the host took meanwhile); Conflict otherwise."""
+        with self.transaction() as db:
+            if db.execute(
+                "SELECT 1 FROM endpoints WHERE network_id = ? AND attached = 1", (network_id,)
+            ).fetchone():
+                raise Conflict(f"network {network_id} has attached containers; its subnet cannot change")
+            db.execute(
+                "UPDATE networks SET subnet = ?, gateway = ? WHERE id = ?", (subnet, gateway, network_id)
+            )
+            return self.get_network(network_id)
+
+    def remove_network(self, network_id: str) -> None:
+        """Delete; Conflict naming the containers while any is connected."""
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT c.name FROM endpoints e JOIN containers c ON c.id = e.container_id"
+                " WHERE e.network_id = ? ORDER BY c.name",
+                (network_id,),
+            ).fetchall()
+            if rows:
+                names = ", ".join(r[0] for r in rows)
+                raise Conflict(f"network {network_id} has containers connected: {names}")
+            if not db.execute("DELETE FROM networks WHERE id = ?", (network_id,)).rowcount:
+                raise NotFound(f"network {network_id} not found")
+
+    # -------------------------------------------------------------------------- endpoints
+
+    def add_endpoint(self, network_id: str, container_id: str, aliases_json: str = "[]") -> EndpointRecord:
+        """Connect (not attach): the lowest position the container does not use yet."""
+        with self.transaction() as db:
+            if db.execute(
+                "SELECT 1 FROM endpoints WHERE network_id = ? AND container_id = ?",
+                (network_id, container_id),
+            ).fetchone():
+                raise Conflict(f"container {container_id} is already connected to network {network_id}")
+            used = {
+                r[0]
+                for r in db.execute("SELECT position FROM endpoints WHERE container_id = ?", (container_id,))
+            }
+            position = next(n for n in range(len(used) + 1) if n not in used)
+            db.execute(
+                "INSERT INTO endpoints (network_id, container_id, position, aliases_json)"
+                " VALUES (?, ?, ?, ?)",
+                (network_id, container_id, position, aliases_json),
+            )
+            return EndpointRecord(
+                network_id=network_id, container_id=container_id, position=position, aliases_json=aliases_json
+            )
+
+    def endpoints(
+        self, *, container_id: str | None = None, network_id: str | None = None
+    ) -> list[EndpointRecord]:
+        """Endpoints of a container (by position) or of a network, or every one."""
+        where, params = [], []
+        if container_id is not None:
+            where.append("container_id = ?")
+            params.append(container_id)
+        if network_id is not None:
+            where.append("network_id = ?")
+            params.append(network_id)
+        sql = "SELECT * FROM endpoints" + (" WHERE " + " AND ".join(where) if where else "")
+        return [_endpoint(r) for r in self._query(sql + " ORDER BY container_id, position", params)]
+
+    def remove_endpoint(self, network_id: str, container_id: str) -> None:
+        with self.transaction() as db:
+            if not db.execute(
+                "DELETE FROM endpoints WHERE network_id = ? AND container_id = ?", (network_id, container_id)
+            ).rowcount:
+                raise NotFound(f"container {container_id} is not connected to network {network_id}")
+
+    def attach_endpoint(
+        self, network_id: str, container_id: str, host_ifname: str, choose: AddressChooser
+    ) -> EndpointRecord:
+        """Give the endpoint an address and mark it attached, in one ``BEGIN IMMEDIATE``
+        transaction: two engines on one root never hand out the same address."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT * FROM endpoints WHERE network_id = ? AND container_id = ?",
+                (network_id, container_id),
+            ).fetchone()
+            if row is None:
+                raise NotFound(f"container {container_id} is not connected to network {network_id}")
+            endpoint = _endpoint(row)
+            network = self.get_network(network_id)
+            attached: set[str] = set()
+            reserved: set[str] = set()
+            for other in db.execute(
+                "SELECT ip, attached FROM endpoints"
+                " WHERE network_id = ? AND container_id != ? AND ip IS NOT NULL",
+                (network_id, container_id),
+            ):
+                (attached if other[1] else reserved).add(other[0])
+            ip, mac = choose(attached, reserved, endpoint, network)
+            db.execute(
+                "UPDATE endpoints SET ip = ?, mac = ?, host_ifname = ?, attached = 1"
+                " WHERE network_id = ? AND container_id = ?",
+                (ip, mac, host_ifname, network_id, container_id),
+            )
+            return attrs.evolve(endpoint, ip=ip, mac=mac, host_ifname=host_ifname, attached=True)
+
+    def detach_endpoint(self, network_id: str, container_id: str) -> None:
+        """Mark detached: the address is free for others, and kept as this endpoint's preference."""
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE endpoints SET attached = 0, host_ifname = NULL"
+                " WHERE network_id = ? AND container_id = ?",
+                (network_id, container_id),
+            )
+
+    # -------------------------------------------------------------------------- published ports
+
+    def set_ports(self, container_id: str, ports: Sequence[PortRecord]) -> None:
+        """Replace what is recorded as published for the container."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM published_ports WHERE container_id = ?", (container_id,))
+            db.executemany(
+                "INSERT OR REPLACE INTO published_ports VALUES (?, ?, ?, ?, ?)",
+                [(container_id, p.protocol, p.host_ip, p.host_port, p.container_port) for p in ports],
+            )
+
+    def ports(self, container_id: str) -> list[PortRecord]:
+        rows = self._query(
+            "SELECT * FROM published_ports WHERE container_id = ? ORDER BY container_port, protocol, host_ip",
+            (container_id,),
+        )
+        return [PortRecord(**dict(r)) for r in rows]

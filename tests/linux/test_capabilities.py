@@ -6,7 +6,7 @@ import json
 import os
 
 import pytest
-from conftest import require_root
+from tests.conftest import require_root
 
 from containerkit.errors import InvalidArgument
 from containerkit.linux import capabilities as caps

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from _fake_cgroupfs import FakeCgroupfs
+from tests.linux._fake_cgroupfs import FakeCgroupfs
 
 from containerkit.errors import InvalidArgument, Unavailable
 from containerkit.linux.cgroups import (

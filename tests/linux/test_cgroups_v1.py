@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _cgroup_procs import BUSY, Spawner, eventually, go, proc_state
-from _fake_cgroupfs import FakeCgroupfs
+from tests.linux._cgroup_procs import BUSY, Spawner, eventually, go, proc_state
+from tests.linux._fake_cgroupfs import FakeCgroupfs
 
 from containerkit.errors import InvalidArgument, Unavailable
 from containerkit.linux.cgroups import CgroupManager, CgroupStats, Mode, open_cgroup, probe, remove_if_empty

@@ -15,8 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from _cgroup_procs import BUSY, Spawner, eventually, go
-from _fake_cgroupfs import FakeCgroupfs
+from tests.linux._cgroup_procs import BUSY, Spawner, eventually, go
+from tests.linux._fake_cgroupfs import FakeCgroupfs
 
 from containerkit.errors import InvalidArgument, NotFound, Unavailable
 from containerkit.linux.cgroups import (

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import require_root
+from tests.conftest import require_root
 
 from containerkit.linux.capabilities import capability_mask
 from containerkit.runtime.bundle import (

@@ -1,0 +1,204 @@
+"""Container exits as the daemon sees them: ``die`` events, auto-remove and the three wait conditions.
+
+A watcher thread per running container blocks on the shim (``wait_for_exit``: a pidfd), then
+counts the exit, emits ``die`` and removes an ``AutoRemove`` container once the attached
+streams have drained. Waiters read the exit counter *before* the caller answers (so an exit
+between ``wait`` and ``start`` is never missed: docker's ``run`` sends wait first) and block on
+one condition variable. Exit codes outlive removal, for ``wait?condition=removed``.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from containerkit.daemon.events import EventBus
+from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound
+from containerkit.runtime.state import read_state, wait_for_exit
+
+if TYPE_CHECKING:
+    from containerkit.engine import Container, Engine
+
+__all__ = ["ClientGone", "Monitor", "Waiter"]
+
+log = logging.getLogger("containerkit.daemon")
+
+CONDITIONS = ("not-running", "next-exit", "removed")
+_KEEP = 4096
+_DRAIN_WAIT = 10.0
+
+
+class ClientGone(Exception):
+    """The client of a long request hung up; nothing to answer."""
+
+
+class Waiter:
+    """A registered wait: the exit count at registration, so a later exit is never missed."""
+
+    def __init__(self, monitor: Monitor, container_id: str, condition: str) -> None:
+        self.monitor = monitor
+        self.container_id = container_id
+        self.condition = condition
+        with monitor._cond:
+            self.exits_seen = monitor._exits.get(container_id, 0)
+
+    def wait(self, container: Container, gone: Callable[[], bool]) -> int:
+        return self.monitor._wait(self, container, gone)
+
+
+class Monitor:
+    def __init__(self, engine: Engine, events: EventBus) -> None:
+        self._engine = engine
+        self._events = events
+        self._cond = threading.Condition()
+        self._exits: dict[str, int] = {}
+        self._codes: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self._removed: collections.OrderedDict[str, bool] = collections.OrderedDict()
+        self._runs: set[tuple[str, str]] = set()  # (id, started_at) watched or counted
+        self._readers: dict[str, int] = {}
+
+    # -- watching ---------------------------------------------------------------------------
+
+    def recover(self) -> None:
+        """After a daemon restart: watch what runs, auto-remove what exited meanwhile."""
+        for container in self._engine.containers.list(all=True):
+            try:
+                state = container.runtime_state()
+                if state.status == "running":
+                    self.watch(container)
+                elif state.status in ("exited", "dead") and container.spec.auto_remove:
+                    self._auto_remove(container.id, container.name)
+            except ContainerkitError as exc:
+                log.warning("recover %s: %s", container.id[:12], exc)
+
+    def watch(self, container: Container) -> None:
+        """Start watching the current run of ``container`` (once per run)."""
+        state = container.runtime_state()
+        if state.started_at is None or state.status == "created":
+            return
+        run = (container.id, state.started_at)
+        with self._cond:
+            if run in self._runs:
+                return
+            self._runs.add(run)
+        thread = threading.Thread(
+            target=self._watch,
+            args=(container.id, container.name, container.image, container.state_dir, run),
+            name=f"watch-{container.id[:12]}",
+            daemon=True,
+        )
+        thread.start()
+
+    def _watch(self, container_id: str, name: str, image: str, state_dir: object, run: tuple[str, str]) -> None:
+        try:
+            code = wait_for_exit(state_dir, None)  # type: ignore[arg-type]
+        except ContainerkitError:
+            code = read_state(state_dir).exit_code or 0  # type: ignore[arg-type]
+        except OSError as exc:
+            log.warning("watching %s failed: %s", container_id[:12], exc)
+            return
+        with self._cond:
+            self._exits[container_id] = self._exits.get(container_id, 0) + 1
+            self._codes[container_id] = code
+            self._trim(self._codes)
+            self._runs.discard(run)
+            self._cond.notify_all()
+        self._events.emit("container", "die", container_id, {"name": name, "image": image, "exitCode": str(code)})
+        try:
+            container = self._engine.containers.get(container_id)
+            if container.spec.auto_remove:
+                self._auto_remove(container_id, name)
+        except NotFound:
+            self.mark_removed(container_id, name, image)
+
+    def _auto_remove(self, container_id: str, name: str) -> None:
+        deadline = time.monotonic() + _DRAIN_WAIT
+        with self._cond:
+            while self._readers.get(container_id, 0) > 0 and time.monotonic() < deadline:
+                self._cond.wait(0.1)
+        image = ""
+        with contextlib.suppress(NotFound, Conflict):
+            container = self._engine.containers.get(container_id)
+            image = container.image
+            if container.runtime_state().status in ("exited", "dead"):
+                container.remove(volumes=True)
+        with contextlib.suppress(NotFound):
+            self._engine.containers.get(container_id)
+            return  # still there (restarted meanwhile)
+        self.mark_removed(container_id, name, image)
+
+    def mark_removed(self, container_id: str, name: str = "", image: str = "") -> None:
+        """Record a removal (idempotent) and emit ``destroy`` once."""
+        with self._cond:
+            if self._removed.get(container_id):
+                return
+            self._removed[container_id] = True
+            self._trim(self._removed)
+            self._cond.notify_all()
+        self._events.emit("container", "destroy", container_id, {"name": name, "image": image})
+
+    # -- readers of a container's output ------------------------------------------------------
+
+    @contextlib.contextmanager
+    def reading(self, container_id: str) -> collections.abc.Iterator[None]:
+        """Held by an attach stream: auto-remove waits until it has read everything."""
+        with self._cond:
+            self._readers[container_id] = self._readers.get(container_id, 0) + 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers[container_id] -= 1
+                if not self._readers[container_id]:
+                    del self._readers[container_id]
+                self._cond.notify_all()
+
+    def exits(self, container_id: str) -> int:
+        with self._cond:
+            return self._exits.get(container_id, 0)
+
+    # -- waiting ----------------------------------------------------------------------------
+
+    def waiter(self, container_id: str, condition: str | None) -> Waiter:
+        condition = condition or "not-running"
+        if condition not in CONDITIONS:
+            raise InvalidArgument(f"invalid wait condition {condition!r} (expected {', '.join(CONDITIONS)})")
+        return Waiter(self, container_id, condition)
+
+    def _wait(self, waiter: Waiter, container: Container, gone: Callable[[], bool]) -> int:
+        cid = waiter.container_id
+        if waiter.condition == "not-running":
+            state = container.runtime_state()
+            if state.status in ("created", "exited", "dead"):
+                return state.exit_code or 0
+        while True:
+            with self._cond:
+                if waiter.condition == "removed":
+                    if self._removed.get(cid):
+                        return self._codes.get(cid, 0)
+                elif self._exits.get(cid, 0) > waiter.exits_seen or self._removed.get(cid):
+                    return self._codes.get(cid, 0)
+                self._cond.wait(0.25)
+            if gone():
+                raise ClientGone()
+            self._poll(container, waiter)
+
+    def _poll(self, container: Container, waiter: Waiter) -> None:
+        """Notice what happened without the daemon (a start or removal by another process)."""
+        try:
+            container.reload()
+        except NotFound:
+            self.mark_removed(container.id)
+            return
+        if container.runtime_state().status == "running":
+            self.watch(container)
+
+    @staticmethod
+    def _trim(mapping: collections.OrderedDict[str, object]) -> None:  # type: ignore[type-arg]
+        while len(mapping) > _KEEP:
+            mapping.popitem(last=False)
