@@ -205,6 +205,10 @@ class RawStream:
                 remaining -= len(data)
             yield data
 
+    def set_timeout(self, timeout: float | None) -> None:
+        """The longest wait for the next bytes from here on (None: as long as it takes)."""
+        self._sock.settimeout(timeout)
+
     def send(self, data: bytes) -> None:
         try:
             self._sock.sendall(data)

@@ -11,6 +11,8 @@ import secrets
 import threading
 import time
 
+from typing import Any
+
 import attrs
 
 from containerkit.errors import NotFound
@@ -39,6 +41,7 @@ class ExecRecord:
     exit_code: int | None = None
     pid: int = 0
     finished_at: float | None = None
+    process: Any = None
     done: threading.Event = attrs.field(factory=threading.Event)
 
 

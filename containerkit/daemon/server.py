@@ -203,13 +203,13 @@ class Request:
         except (ValueError, UnicodeDecodeError) as exc:
             raise InvalidArgument(f"request body: invalid JSON: {exc}") from None
 
-    def spool_body(self, limit: int) -> IO[bytes]:
-        """The body in a temp file (for tars that may be large); at most ``limit`` bytes."""
+    def spool_body(self, limit: int, directory: str | None = None) -> IO[bytes]:
+        """The body in a named temp file (tars may be large); at most ``limit`` bytes."""
         if self.content_length() > limit:
             self._handler.close_connection = True
             raise PayloadTooLarge(f"request body of {self.content_length()} bytes exceeds the limit of {limit}")
         reader = self._body_reader()
-        spool = tempfile.TemporaryFile()  # noqa: SIM115 - returned to the caller, who closes it
+        spool = tempfile.NamedTemporaryFile(dir=directory, prefix="body-")  # noqa: SIM115 - caller closes
         total = 0
         while chunk := reader.read(1 << 20):
             total += len(chunk)

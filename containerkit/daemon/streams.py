@@ -57,7 +57,7 @@ def pump_stdin(rfile: BinaryIO, write: Callable[[bytes], None], close: Callable[
                 if not data:
                     break
                 write(data)
-        except (OSError, ValueError):
+        except Exception:  # noqa: BLE001 - the process or the client went away; stdin just ends
             pass
         finally:
             with contextlib.suppress(OSError):

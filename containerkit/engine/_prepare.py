@@ -10,10 +10,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from containerkit.engine._netsetup import NetPlan, netns_path
 from containerkit.errors import InvalidArgument
 from containerkit.linux.capabilities import known_capabilities
 from containerkit.linux.users import resolve_user
@@ -30,11 +32,13 @@ __all__ = [
     "prepare_bundle",
     "read_rootfs_mount",
     "reset_for_restart",
+    "set_netns_path",
 ]
 
 _ROOTFS_MOUNT_FILE = "rootfs-mount.json"
 _ANON_VOLUMES_FILE = "anonymous-volumes.json"
 _HOST_RESOLV = Path("/etc/resolv.conf")
+_HOST_HOSTS = Path("/etc/hosts")
 # What the shim writes; removed before a restart so the state reads "created" again.
 _RUN_FILES = ("state.json", "exit.json", "stdin")
 
@@ -46,16 +50,46 @@ def _write(path: Path, text: str) -> str:
     return str(path)
 
 
-def _etc_files(state_dir: Path, spec: ContainerSpec, hostname: str) -> dict[str, str]:
+def _read(path: Path) -> str:
     try:
-        host_resolv = _HOST_RESOLV.read_text()
+        return path.read_text()
     except OSError:
-        host_resolv = ""
+        return ""
+
+
+def _etc_files(
+    engine: Engine, state_dir: Path, spec: ContainerSpec, hostname: str, net: NetPlan
+) -> dict[str, str]:
+    """Per-container copies: a container on the host network gets the host's files (plus its
+    ``extra_hosts``, or its ``dns``), one joining another container's network shares that
+    container's files; the hosts file of a bridge container is rewritten at start."""
+    if net.kind == "container" and net.target_id is not None:
+        target = engine.containers.state_dir(net.target_id)
+        return {f"/etc/{name}": str(target / name) for name in ("hostname", "hosts", "resolv.conf")}
+    host_resolv = _read(_HOST_RESOLV)
+    if net.kind == "host":
+        extra = "".join(f"{ip}\t{name}\n" for name, ip in spec.extra_hosts)
+        hosts = _read(_HOST_HOSTS).rstrip("\n") + "\n" + extra
+        resolv = resolv_conf(host_resolv, list(spec.dns)) if spec.dns else host_resolv
+    else:
+        hosts = hosts_file(hostname, None, spec.extra_hosts)
+        resolv = resolv_conf(host_resolv, list(spec.dns))
     return {
         "/etc/hostname": _write(state_dir / "hostname", hostname + "\n"),
-        "/etc/hosts": _write(state_dir / "hosts", hosts_file(hostname, None, spec.extra_hosts)),
-        "/etc/resolv.conf": _write(state_dir / "resolv.conf", resolv_conf(host_resolv, list(spec.dns))),
+        "/etc/hosts": _write(state_dir / "hosts", hosts),
+        "/etc/resolv.conf": _write(state_dir / "resolv.conf", resolv),
     }
+
+
+def _hostname(engine: Engine, container_id: str, spec: ContainerSpec, net: NetPlan) -> str:
+    if spec.hostname:
+        return spec.hostname
+    if net.kind == "host":
+        return socket.gethostname()
+    if net.kind == "container" and net.target_id is not None:
+        target = engine.containers.state_dir(net.target_id) / "hostname"
+        return _read(target).strip() or net.target_id[:12]
+    return container_id[:12]
 
 
 def _volume_mounts(
@@ -95,7 +129,7 @@ def _volume_mounts(
 
 
 def prepare_bundle(
-    engine: Engine, container_id: str, spec: ContainerSpec, image: Image, state_dir: Path
+    engine: Engine, container_id: str, spec: ContainerSpec, image: Image, state_dir: Path, net: NetPlan
 ) -> None:
     """Create the snapshot and write ``bundle/config.json`` for a new container."""
     bundle = state_dir / "bundle"
@@ -104,7 +138,7 @@ def prepare_bundle(
     rootfs_mount = engine.snapshots.prepare(container_id, list(reversed(chain_ids)))
     rootfs_json = json.dumps(rootfs_mount.to_oci())
     _write(state_dir / _ROOTFS_MOUNT_FILE, rootfs_json)
-    hostname = spec.hostname or container_id[:12]
+    hostname = _hostname(engine, container_id, spec, net)
     user = resolve_user(
         spec.user if spec.user is not None else image.config.user,
         lambda path: engine.images.read_file(image.id, path),
@@ -114,11 +148,25 @@ def prepare_bundle(
         image.config,
         user=user,
         hostname=hostname,
-        etc_files=_etc_files(state_dir, spec, hostname),
+        etc_files=_etc_files(engine, state_dir, spec, hostname, net),
         mounts=_volume_mounts(engine, state_dir, spec, image),
         cgroups_path=f"containerkit/{container_id}",
+        netns_path=str(netns_path(engine, container_id)) if net.kind == "bridge" else None,
         annotations={ROOTFS_MOUNT_ANNOTATION: rootfs_json},
     )
+    if net.kind == "host":  # no network namespace entry: the host's own
+        namespaces = config["linux"]["namespaces"]
+        config["linux"]["namespaces"] = [n for n in namespaces if n["type"] != "network"]
+    write_config(bundle, config)
+
+
+def set_netns_path(state_dir: Path, path: str) -> None:
+    """Point ``config.json`` at the network namespace to join (``container:<id>``, known at start)."""
+    bundle = state_dir / "bundle"
+    config = json.loads((bundle / "config.json").read_text())
+    for entry in config["linux"]["namespaces"]:
+        if entry["type"] == "network":
+            entry["path"] = path
     write_config(bundle, config)
 
 

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from containerkit.engine import _archive, _filters, _names, _prepare
+from containerkit.engine import _archive, _filters, _names, _netsetup, _prepare
 from containerkit.errors import (
     Conflict,
     InvalidArgument,
@@ -39,7 +39,7 @@ from containerkit.runtime import logs as runtime_logs
 from containerkit.runtime.exec import ExecProcess, start_exec
 from containerkit.runtime.shim import ShimRequest, start_container
 from containerkit.runtime.state import RuntimeState, read_state, wait_for_exit
-from containerkit.spec import ContainerSpec, ExecResult, Stats, parse_signal
+from containerkit.spec import ContainerSpec, ExecResult, NetworkEndpoint, Stats, parse_signal
 from containerkit.storage.metadata import ContainerRecord
 
 if TYPE_CHECKING:
@@ -139,6 +139,41 @@ class Container:
     def finished_at(self) -> str | None:
         return self.runtime_state().finished_at
 
+    # -- its network ------------------------------------------------------------------------
+
+    @property
+    def ports(self) -> dict[str, list[tuple[str, int]]]:
+        """What is published, random ports resolved: ``{"80/tcp": [("0.0.0.0", 8080)]}``."""
+        result: dict[str, list[tuple[str, int]]] = {}
+        for port in self._engine.metadata.ports(self.id):
+            result.setdefault(f"{port.container_port}/{port.protocol}", []).append(
+                (port.host_ip, port.host_port)
+            )
+        return result
+
+    @property
+    def networks(self) -> dict[str, NetworkEndpoint]:
+        """Each connected network by name; addresses only while the container is plugged in."""
+        result = {}
+        for endpoint in self._engine.metadata.endpoints(container_id=self.id):
+            network = self._engine.metadata.get_network(endpoint.network_id)
+            on = endpoint.attached and endpoint.ip is not None
+            result[network.name] = NetworkEndpoint(
+                network_id=network.id,
+                ip=endpoint.ip or "" if on else "",
+                prefixlen=int(network.subnet.rpartition("/")[2]) if on else 0,
+                gateway=network.gateway if on else "",
+                mac=endpoint.mac or "" if on else "",
+                aliases=json.loads(endpoint.aliases_json),
+            )
+        return result
+
+    @property
+    def ip_address(self) -> str:
+        """The address on the first network (``""`` when not running or without one)."""
+        attached = [e for e in self._engine.metadata.endpoints(container_id=self.id) if e.attached]
+        return attached[0].ip or "" if attached else ""
+
     def reload(self) -> Container:
         """Re-read the record (a rename by another process shows up)."""
         self._record = self._engine.metadata.get_container(self.id)
@@ -165,6 +200,7 @@ class Container:
         if state.status == "created":
             raise NotRunning(f"container {self.name} has not been started")
         code = wait_for_exit(self.state_dir, timeout)
+        _netsetup.wait_teardown(self._engine, self.id)
         if self.spec.auto_remove:
             self._engine.containers._auto_remove(self.id)
         return code
@@ -192,11 +228,10 @@ class Container:
         except NotRunning:
             pass
         except Timeout:
-            try:
+            with contextlib.suppress(NotRunning):
                 self.kill("SIGKILL")
-            except NotRunning:
-                pass
         wait_for_exit(self.state_dir, 30)
+        _netsetup.wait_teardown(self._engine, self.id)
         if spec.auto_remove:
             self._engine.containers._auto_remove(self.id)
 
@@ -341,6 +376,7 @@ class ContainerCollection:
         elif fields:
             spec = attrs.evolve(spec, **fields)
         image = self._engine.images.get(spec.image)
+        net = _netsetup.plan(self._engine, spec)
         container_id = secrets.token_hex(32)
         name = _names.check(spec.name) if spec.name else self._free_name()
         record = ContainerRecord(
@@ -355,7 +391,10 @@ class ContainerCollection:
         )
         self._engine.metadata.add_container(record)
         try:
-            _prepare.prepare_bundle(self._engine, container_id, spec, image, self.state_dir(container_id))
+            _prepare.prepare_bundle(
+                self._engine, container_id, spec, image, self.state_dir(container_id), net
+            )
+            _netsetup.register(self._engine, container_id, net, spec)
         except BaseException:
             self._discard(container_id)
             raise
@@ -428,6 +467,10 @@ class ContainerCollection:
     # -- running ----------------------------------------------------------------------------
 
     def _start(self, container: Container) -> None:
+        with _netsetup.container_lock(self._engine, container.id):
+            self._start_locked(container)
+
+    def _start_locked(self, container: Container) -> None:
         state = container.runtime_state()
         if state.status == "running":
             raise NotModified(f"container {container.name} is already running")
@@ -435,6 +478,16 @@ class ContainerCollection:
         state_dir = container.state_dir
         if state.status in ("exited", "dead"):
             _prepare.reset_for_restart(state_dir)
+        shared_netns = _netsetup.setup(self._engine, container.id, spec)
+        try:
+            if shared_netns is not None:
+                _prepare.set_netns_path(state_dir, shared_netns)
+            self._launch(container, spec, state_dir)
+        except BaseException:
+            _netsetup.teardown(self._engine, container.id)
+            raise
+
+    def _launch(self, container: Container, spec: ContainerSpec, state_dir: Path) -> None:
         request = ShimRequest(
             container_id=container.id,
             bundle=state_dir / "bundle",
@@ -492,6 +545,8 @@ class ContainerCollection:
             wait_for_exit(container.state_dir, 30)
         elif state.status == "dead" and state.pid_alive and state.pid is not None:
             proc.send_signal(state.pid, signal.SIGKILL, state.pid_start_time)
+        with _netsetup.container_lock(self._engine, container.id):
+            _netsetup.teardown(self._engine, container.id)
         anonymous = _prepare.anonymous_volumes(container.state_dir) if volumes else []
         self._discard(container.id)
         for name in anonymous:

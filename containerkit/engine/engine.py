@@ -14,8 +14,10 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
+from containerkit.engine import _netsetup
 from containerkit.engine.containers import ContainerCollection, cgroup_name
 from containerkit.engine.images import ImageCollection
+from containerkit.engine.networks import NetworkCollection
 from containerkit.engine.volumes import VolumeCollection
 from containerkit.errors import NotFound
 from containerkit.images.content import ContentStore
@@ -32,7 +34,7 @@ DEFAULT_ROOT = Path("/var/lib/containerkit")
 
 class Engine:
     """Runs containers in this process, no daemon: ``engine.containers``, ``.images``,
-    ``.volumes``. Use as a context manager (or call :meth:`close`) to stop the fork server;
+    ``.volumes``, ``.networks``. Use as a context manager (or call :meth:`close`) to stop the fork server;
     containers keep running after the engine is gone."""
 
     def __init__(self, root: str | os.PathLike[str] = DEFAULT_ROOT, *, forkserver: bool = True) -> None:
@@ -44,6 +46,7 @@ class Engine:
         self.images = ImageCollection(self.content, self.snapshots, self.metadata)
         self.volumes = VolumeCollection(self.root / "volumes", self.metadata)
         self.containers = ContainerCollection(self)
+        self.networks = NetworkCollection(self)
         self._use_forkserver = forkserver
         self._spawner: Spawner | None = None
         self._spawner_lock = threading.Lock()
@@ -61,9 +64,10 @@ class Engine:
 
     def recover(self) -> list[str]:
         """Clean what a killed process left: state dirs and snapshots of containers that have
-        no record, cgroups of containers that are no longer running. The ids cleaned."""
+        no record, cgroups, veths, netns files and published ports of containers that are no
+        longer running. The ids cleaned."""
+        cleaned = _netsetup.recover(self)
         known = {r.id for r in self.metadata.list_containers()}
-        cleaned = []
         state_root = self.root / "containers"
         for state_dir in state_root.iterdir() if state_root.exists() else ():
             if state_dir.name in known:
@@ -90,6 +94,9 @@ class Engine:
         return cleaned
 
     def close(self) -> None:
+        """Stop the fork server and take the default network's bridge down if no container
+        uses it."""
+        self.networks.release_idle()
         with self._spawner_lock:
             if self._spawner is not None:
                 self._spawner.close()

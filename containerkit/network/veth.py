@@ -14,7 +14,7 @@ from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, No
 from containerkit.network._ifname import check_ifname
 from containerkit.network.netns import PathLike, iproute
 
-__all__ = ["attach", "detach", "random_ifname"]
+__all__ = ["attach", "check_mac", "detach", "random_ifname"]
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _BRIDGE_MODE_HAIRPIN = 1
@@ -25,7 +25,7 @@ def random_ifname(prefix: str = "veth") -> str:
     return check_ifname(prefix + secrets.token_hex(8)[: 15 - len(prefix)])
 
 
-def _check_mac(mac: str) -> str:
+def check_mac(mac: str) -> str:
     mac = mac.lower()
     if not _MAC_RE.match(mac) or int(mac[:2], 16) & 1:
         raise InvalidArgument(f"invalid mac address {mac!r} (expected a unicast aa:bb:cc:dd:ee:ff)")
@@ -65,7 +65,7 @@ def attach(
             raise InvalidArgument(f"invalid gateway {gateway!r}") from None
         if gw not in iface.network or gw == iface.ip:
             raise InvalidArgument(f"gateway {gw} is not another address in {iface.network}")
-    mac = _check_mac(mac) if mac else None
+    mac = check_mac(mac) if mac else None
 
     with iproute() as ipr:
         bridges = ipr.link_lookup(ifname=bridge)

@@ -114,6 +114,14 @@ def _write_atomic(path: Path, data: bytes) -> None:
         raise
 
 
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _disk_usage(path: Path) -> int:
     """Bytes allocated under ``path`` (hardlinks once, symlinks never followed), like ``du -s``."""
     seen: set[tuple[int, int]] = set()
@@ -284,6 +292,7 @@ class SnapshotStore:
                 if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                     raise
                 return self._check_existing(chain_id, expected_diff_id)  # lost a race: same layer
+            _fsync_dir(self.root / "layers")
             return result
         finally:
             shutil.rmtree(stage, ignore_errors=True)

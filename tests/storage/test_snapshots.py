@@ -153,7 +153,7 @@ def test_both_drivers_show_identical_trees(tmp_path: Path, busybox_rootfs_tar: P
     layers = [list(_busybox_entries(busybox_rootfs_tar)), LAYER1, LAYER2, [lf.whiteout("bin/ls")]]
     trees = []
     for driver in ("overlay", "copy"):
-        s = SnapshotStore(tmp_path / driver, driver=driver)  # type: ignore[arg-type]
+        s = SnapshotStore(tmp_path / driver, driver=driver)
         s.prepare("c", _add(s, *layers))
         merged = s.mount("c")
         try:

@@ -1,0 +1,5 @@
+"""``python -m containerkit.cli``."""
+
+from containerkit.cli.main import main
+
+main()

@@ -1,0 +1,311 @@
+"""Attaching the terminal to a container or an exec: output, stdin, raw mode and window size.
+
+A local container's output is followed in its json-file log (the shim owns its stdio); stdin
+goes to the shim's ``stdin`` FIFO. An exec's stdio are pipes or a pty master in this process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import select
+import signal
+import struct
+import sys
+import termios
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from containerkit.engine import Container
+    from containerkit.runtime.exec import ExecProcess
+
+__all__ = ["attach_container", "attach_exec", "follow_output", "raw_terminal", "write_output"]
+
+_STDIN_FIFO = "stdin"
+_LOG_FILE = "container.log"
+
+
+def write_output(stream: str, chunk: bytes) -> None:
+    out = sys.stderr if stream == "stderr" else sys.stdout
+    out.buffer.write(chunk)
+    out.flush()
+
+
+@contextlib.contextmanager
+def raw_terminal(fd: int, enabled: bool = True) -> Iterator[None]:
+    """The terminal on ``fd`` in raw mode for the block (keys go to the container as typed)."""
+    if not enabled or not os.isatty(fd):
+        yield
+        return
+    import tty
+
+    saved = termios.tcgetattr(fd)
+    tty.setraw(fd, termios.TCSANOW)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def _window_size() -> bytes | None:
+    for fd in (sys.stdout.fileno(), sys.stdin.fileno()):
+        if os.isatty(fd):
+            return fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
+    return None
+
+
+def _set_window_size(fd: int) -> None:
+    size = _window_size()
+    if size is not None and struct.unpack("HHHH", size)[:2] != (0, 0):
+        with contextlib.suppress(OSError):
+            fcntl.ioctl(fd, termios.TIOCSWINSZ, size)
+
+
+@contextlib.contextmanager
+def _track_window(apply: Callable[[], None]) -> Iterator[None]:
+    """Apply our terminal's size now and on every SIGWINCH (main thread only)."""
+    apply()
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_winch(_sig: int, _frame: FrameType | None) -> None:
+        apply()
+
+    previous = signal.signal(signal.SIGWINCH, on_winch)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGWINCH, previous)
+
+
+class _StdinPump:
+    """Copies our stdin to ``write`` in a thread until EOF (then ``on_eof``) or :meth:`stop`."""
+
+    def __init__(self, write: Callable[[bytes], None], on_eof: Callable[[], None]) -> None:
+        self._write = write
+        self._on_eof = on_eof
+        self._stop_r, self._stop_w = os.pipe2(os.O_CLOEXEC)
+        self._thread = threading.Thread(target=self._run, name="stdin", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        fd = sys.stdin.fileno()
+        try:
+            while True:
+                ready, _, _ = select.select([fd, self._stop_r], [], [])
+                if self._stop_r in ready:
+                    return
+                data = os.read(fd, 65536)
+                if not data:
+                    self._on_eof()
+                    return
+                self._write(data)
+        except OSError:
+            return
+
+    def stop(self) -> None:
+        os.write(self._stop_w, b"x")
+        self._thread.join(timeout=2)
+        os.close(self._stop_r)
+        os.close(self._stop_w)
+
+
+# -- containers -------------------------------------------------------------------------------
+
+
+def follow_output(
+    container: Container,
+    *,
+    tail: int | None = None,
+    timestamps: bool = False,
+    follow: bool = True,
+    until_exit: Callable[[float], bool] | None = None,
+) -> Iterator[tuple[str, bytes]]:
+    """``(stream, chunk)`` from the container's log (local engine) or its ``logs`` stream.
+
+    ``until_exit(timeout)`` waits up to ``timeout`` for the container to exit and says whether
+    it did; it lets the follower see the end at once instead of at the next poll.
+    """
+    state_dir = getattr(container, "state_dir", None)
+    if state_dir is None:  # a remote container: the daemon streams it, already merged
+        if follow:
+            for chunk in container.logs(follow=True, tail=tail, timestamps=timestamps):
+                yield "stdout", chunk
+        else:
+            yield "stdout", container.logs(tail=tail, timestamps=timestamps)
+        return
+    from containerkit.runtime import logs as runtime_logs
+
+    path = Path(state_dir) / _LOG_FILE
+    if not follow:
+        for entry in runtime_logs.iter_entries(path, tail=tail):
+            yield entry.stream, entry.render(timestamps)
+        return
+    if until_exit is None:
+
+        def running() -> bool:
+            return container.runtime_state().status in ("running", "created")
+
+        poll = 0.05
+    else:
+        waiter = until_exit
+
+        def running() -> bool:
+            return not waiter(0.05)
+
+        poll = 0.0
+    yield from runtime_logs.follow_logs_demux(
+        path, is_running=running, tail=tail, timestamps=timestamps, poll_interval=poll
+    )
+
+
+class _ExitWatch:
+    """Waits for a local container's exit in a thread (without auto-removing it)."""
+
+    def __init__(self, container: Container) -> None:
+        self._container = container
+        self._done = threading.Event()
+        self.error: BaseException | None = None
+        threading.Thread(target=self._run, name="exit-watch", daemon=True).start()
+
+    def _run(self) -> None:
+        from containerkit.runtime.state import wait_for_exit
+
+        try:
+            wait_for_exit(self._container.state_dir)
+        except BaseException as exc:
+            self.error = exc
+        finally:
+            self._done.set()
+
+    def wait(self, timeout: float) -> bool:
+        return self._done.wait(timeout)
+
+
+def _fifo_writer(container: Container) -> tuple[Callable[[bytes], None], Callable[[], None]]:
+    fd = os.open(Path(container.state_dir) / _STDIN_FIFO, os.O_WRONLY | os.O_CLOEXEC)
+    closed = False
+
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            try:
+                view = view[os.write(fd, view) :]
+            except OSError as exc:
+                if exc.errno in (errno.EPIPE, errno.EBADF):
+                    return
+                raise
+
+    def close() -> None:
+        nonlocal closed
+        if not closed:
+            closed = True
+            os.close(fd)
+
+    return write, close
+
+
+def _resize_container(container: Container) -> Callable[[], None]:
+    """Set the container's terminal to our size: through its pty (local) or ``resize`` (remote)."""
+
+    def apply() -> None:
+        size = _window_size()
+        if size is None:
+            return
+        rows, cols = struct.unpack("HHHH", size)[:2]
+        resize = getattr(container, "resize", None)
+        if resize is not None:
+            with contextlib.suppress(Exception):
+                resize(height=rows, width=cols)
+            return
+        pid = container.pid
+        if pid is None:
+            return
+        with contextlib.suppress(OSError):
+            fd = os.open(f"/proc/{pid}/fd/0", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
+            try:
+                if os.isatty(fd):
+                    fcntl.ioctl(fd, termios.TIOCSWINSZ, size)
+            finally:
+                os.close(fd)
+
+    return apply
+
+
+@contextlib.contextmanager
+def _proxy_signals(container: Container, enabled: bool) -> Iterator[None]:
+    """Like docker's ``--sig-proxy``: SIGINT/SIGTERM/SIGHUP received here go to the container."""
+    if not enabled or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def forward(sig: int, _frame: FrameType | None) -> None:
+        with contextlib.suppress(Exception):
+            container.kill(sig)
+
+    saved = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)
+
+
+def attach_container(container: Container, *, stdin: bool, tty: bool) -> int:
+    """Stream a started container's output (and our stdin to it) until it exits; its exit code.
+
+    With ``--rm`` the container is removed only after all its output has been read.
+    """
+    local = getattr(container, "state_dir", None) is not None
+    watch = _ExitWatch(container) if local else None
+    pump: _StdinPump | None = None
+    close_fifo: Callable[[], None] | None = None
+    try:
+        with contextlib.ExitStack() as stack:
+            if stdin and local:
+                write, close_fifo = _fifo_writer(container)
+                pump = _StdinPump(write, close_fifo)
+            elif stdin:
+                attach_stdin = getattr(container, "attach_stdin", None)
+                if attach_stdin is not None:
+                    pump = _StdinPump(attach_stdin, lambda: None)
+            if tty:
+                stack.enter_context(raw_terminal(sys.stdin.fileno(), enabled=stdin))
+                stack.enter_context(_track_window(_resize_container(container)))
+            stack.enter_context(_proxy_signals(container, enabled=not tty))
+            for stream, chunk in follow_output(container, until_exit=watch.wait if watch else None):
+                write_output(stream, chunk)
+    finally:
+        if pump is not None:
+            pump.stop()
+        if close_fifo is not None:
+            close_fifo()
+    return int(container.wait())
+
+
+# -- exec -------------------------------------------------------------------------------------
+
+
+def attach_exec(process: ExecProcess, *, stdin: bool, tty: bool) -> int:
+    """Pump our stdin into an exec and its output to ours until it ends; its exit code."""
+    pump: _StdinPump | None = None
+    with contextlib.ExitStack() as stack:
+        if stdin:
+            pump = _StdinPump(process.write_stdin, process.close_stdin)
+        if tty:
+            stack.enter_context(raw_terminal(sys.stdin.fileno(), enabled=stdin))
+            stack.enter_context(_track_window(lambda: _set_window_size(process.stdout.fileno())))
+        try:
+            for stream, chunk in process.stream():
+                write_output(stream, chunk)
+        finally:
+            if pump is not None:
+                pump.stop()
+    return process.wait()

@@ -1,0 +1,160 @@
+"""The options ``run`` and ``create`` share, and their translation into a ContainerSpec."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+
+from containerkit.cli._errors import USAGE_ERROR, CliError
+
+if TYPE_CHECKING:
+    from containerkit.spec import ContainerSpec, PortBinding
+
+__all__ = ["build_spec", "container_options", "parse_port"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_PORT = re.compile(r"^(?:(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(?P<host>\d*):)?(?P<ctr>\d+)(?:/(?P<proto>\w+))?$")
+
+_OPTIONS: list[Callable[[F], F]] = [
+    click.option("--name", help="Assign a name to the container."),
+    click.option("-e", "--env", multiple=True, metavar="NAME[=VALUE]", help="Set environment variables."),
+    click.option("--env-file", multiple=True, type=click.Path(dir_okay=False), help="Read a file of NAME=VALUE."),
+    click.option("-v", "--volume", multiple=True, metavar="SRC:DST[:ro]", help="Bind mount a volume."),
+    click.option("--tmpfs", multiple=True, metavar="DST", help="Mount a tmpfs directory."),
+    click.option("-p", "--publish", multiple=True, metavar="[IP:][HOST:]PORT[/PROTO]", help="Publish a port."),
+    click.option("--network", "--net", help="Connect the container to a network."),
+    click.option("--network-alias", multiple=True, help="Add a network-scoped alias."),
+    click.option("--dns", multiple=True, help="Set custom DNS servers."),
+    click.option("--add-host", multiple=True, metavar="HOST:IP", help="Add a custom host-to-IP mapping."),
+    click.option("-w", "--workdir", help="Working directory inside the container."),
+    click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>])."),
+    click.option("-h", "--hostname", help="Container host name."),
+    click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open even if not attached."),
+    click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY."),
+    click.option("-m", "--memory", help="Memory limit (e.g. 64m)."),
+    click.option("--memory-swap", help="Swap limit equal to memory plus swap."),
+    click.option("--cpus", type=float, help="Number of CPUs."),
+    click.option("--cpu-shares", type=int, help="CPU shares (relative weight)."),
+    click.option("--pids-limit", type=int, help="Tune container pids limit."),
+    click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image."),
+    click.option("-l", "--label", multiple=True, metavar="KEY[=VALUE]", help="Set metadata on a container."),
+    click.option("--read-only", is_flag=True, help="Mount the container's root filesystem as read only."),
+    click.option("--cap-add", multiple=True, help="Add Linux capabilities."),
+    click.option("--cap-drop", multiple=True, help="Drop Linux capabilities."),
+    click.option("--privileged", is_flag=True, help="Give extended privileges to this container."),
+    click.option("--init", is_flag=True, help="Run an init inside the container that reaps processes."),
+    click.option("--security-opt", multiple=True, help="Security options (no-new-privileges)."),
+    click.option("--stop-signal", help="Signal to stop the container."),
+    click.option("--stop-timeout", type=int, help="Timeout (in seconds) to stop a container."),
+    click.option("--runtime", type=click.Choice(["builtin", "runc", "crun"]), help="Runtime for this container."),
+    click.option("--rm", "auto_remove", is_flag=True, help="Automatically remove the container when it exits."),
+]
+
+
+def container_options(func: F) -> F:
+    """Decorate a command with every option of ``docker create``."""
+    for option in reversed(_OPTIONS):
+        func = option(func)
+    return func
+
+
+def parse_port(text: str) -> PortBinding:
+    """``80``, ``8080:80``, ``127.0.0.1:8080:80/udp``, ``127.0.0.1::80``."""
+    from containerkit.spec import PortBinding
+
+    match = _PORT.match(text.strip())
+    if not match:
+        raise CliError(f"invalid publish spec {text!r} (expected [IP:][HOST_PORT:]CONTAINER_PORT[/PROTO])", USAGE_ERROR)
+    return PortBinding(
+        container_port=int(match["ctr"]),
+        protocol=(match["proto"] or "tcp"),  # type: ignore[arg-type]
+        host_ip=(match["ip"] or "0.0.0.0").strip("[]"),
+        host_port=int(match["host"] or 0),
+    )
+
+
+def _env(values: Iterable[str], files: Iterable[str]) -> list[str]:
+    lines: list[str] = []
+    for name in files:
+        try:
+            text = Path(name).read_text()
+        except OSError as exc:
+            raise CliError(f"cannot read env file {name}: {exc.strerror}", USAGE_ERROR) from None
+        lines += [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    result = []
+    for item in [*lines, *values]:
+        if "=" in item:
+            result.append(item)
+        elif item in os.environ:  # docker: a bare NAME takes the host's value, if any
+            result.append(f"{item}={os.environ[item]}")
+    return result
+
+
+def _pairs(values: Iterable[str], sep: str, what: str) -> dict[str, str]:
+    out = {}
+    for item in values:
+        key, found, value = item.partition(sep)
+        if not key or (what == "add-host" and not found):
+            raise CliError(f"invalid {what} {item!r}", USAGE_ERROR)
+        out[key] = value
+    return out
+
+
+def build_spec(image: str, command: tuple[str, ...], opts: dict[str, Any]) -> ContainerSpec:
+    """The ContainerSpec for ``run``/``create`` options (``opts`` as click passes them)."""
+    from containerkit.spec import ContainerSpec, Mount, Resources
+
+    mounts = [Mount.parse(v) for v in opts["volume"]]
+    mounts += [Mount(type="tmpfs", target=t.split(":", 1)[0]) for t in opts["tmpfs"]]
+    entrypoint: tuple[str, ...] | None = None
+    if opts["entrypoint"] is not None:
+        entrypoint = (opts["entrypoint"],) if opts["entrypoint"] else ()
+    security = set(opts["security_opt"])
+    unknown = security - {"no-new-privileges", "no-new-privileges:true", "no-new-privileges=true"}
+    if unknown:
+        raise CliError(f"unsupported --security-opt {sorted(unknown)[0]!r}", USAGE_ERROR)
+    fields: dict[str, Any] = {
+        "image": image,
+        "command": command or None,
+        "entrypoint": entrypoint,
+        "name": opts["name"],
+        "env": _env(opts["env"], opts["env_file"]),
+        "workdir": opts["workdir"],
+        "user": opts["user"],
+        "hostname": opts["hostname"],
+        "labels": _pairs(opts["label"], "=", "label"),
+        "mounts": mounts,
+        "resources": Resources(
+            memory=opts["memory"],
+            memory_swap=opts["memory_swap"],
+            cpus=opts["cpus"],
+            cpu_shares=opts["cpu_shares"],
+            pids=opts["pids_limit"],
+        ),
+        "tty": opts["tty"],
+        "stdin_open": opts["interactive"],
+        "read_only": opts["read_only"],
+        "cap_add": opts["cap_add"],
+        "cap_drop": opts["cap_drop"],
+        "privileged": opts["privileged"],
+        "no_new_privileges": bool(security),
+        "init": opts["init"],
+        "auto_remove": opts["auto_remove"],
+        "stop_signal": opts["stop_signal"],
+        "stop_timeout": opts["stop_timeout"],
+        "ports": [parse_port(p) for p in opts["publish"]],
+        "aliases": opts["network_alias"],
+        "dns": opts["dns"],
+        "extra_hosts": _pairs(opts["add_host"], ":", "add-host"),
+    }
+    if opts["network"]:
+        fields["network"] = opts["network"]
+    if opts["runtime"]:
+        fields["runtime"] = opts["runtime"]
+    return ContainerSpec(**fields)

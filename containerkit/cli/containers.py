@@ -1,0 +1,517 @@
+"""Container verbs: run, create, start, ps, logs, exec, stop, kill, restart, pause, unpause, rm,
+rename, wait, top, stats, cp."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import shutil
+import stat
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from containerkit.cli import _output as out
+from containerkit.cli._backend import backend, engine
+from containerkit.cli._errors import USAGE_ERROR, CliError, exit_code_for, print_error
+from containerkit.cli._runopts import build_spec, container_options
+
+if TYPE_CHECKING:
+    from containerkit.engine import Container
+    from containerkit.spec import Stats
+
+_PASS_THROUGH = {"allow_interspersed_args": False}
+
+
+# -- creating and starting ------------------------------------------------------------------
+
+
+def _create(image: str, command: tuple[str, ...], opts: dict[str, Any]) -> Container:
+    from containerkit.errors import ContainerkitError
+
+    try:
+        return engine().containers.create(build_spec(image, command, opts))
+    except ContainerkitError as exc:
+        raise CliError(str(exc), USAGE_ERROR) from None
+
+
+def _start(container: Container, *, remove_on_failure: bool) -> None:
+    """Start, or fail like docker: 127 for a missing command, 126 for one that cannot run."""
+    from containerkit.errors import ContainerkitError, NotModified
+
+    try:
+        container.start()
+    except NotModified:
+        return
+    except ContainerkitError as exc:
+        code = exit_code_for(exc, USAGE_ERROR)
+        with contextlib.suppress(ContainerkitError):
+            if container.exit_code in (126, 127):
+                code = int(container.exit_code)  # type: ignore[arg-type]
+        if remove_on_failure:
+            with contextlib.suppress(ContainerkitError):
+                container.remove(force=True)
+        raise CliError(str(exc), code) from None
+    if container.spec.auto_remove and backend().local:
+        from containerkit.cli import _autoremove
+
+        _autoremove.spawn(backend().root, container.id)
+
+
+def _check_tty(interactive: bool, tty: bool) -> None:
+    if interactive and tty and not os.isatty(sys.stdin.fileno()):
+        raise CliError("the input device is not a TTY", 1)
+
+
+@click.command(context_settings=_PASS_THROUGH)
+@container_options
+@click.option("-d", "--detach", is_flag=True, help="Run in the background and print the container ID.")
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def run(image: str, command: tuple[str, ...], detach: bool, **opts: Any) -> int:
+    """Create and run a new container from an image."""
+    if not detach:
+        _check_tty(opts["interactive"], opts["tty"])
+    container = _create(image, command, opts)
+    if detach:
+        _start(container, remove_on_failure=opts["auto_remove"])
+        click.echo(container.id)
+        return 0
+    from containerkit.cli._attach import attach_container
+
+    # Started here rather than by _start so the watcher of a detached --rm is not needed.
+    from containerkit.errors import ContainerkitError
+
+    try:
+        container.start()
+    except ContainerkitError as exc:
+        code = exit_code_for(exc, USAGE_ERROR)
+        if container.exit_code in (126, 127):
+            code = int(container.exit_code)  # type: ignore[arg-type]
+        if opts["auto_remove"]:
+            with contextlib.suppress(ContainerkitError):
+                container.remove(force=True)
+        raise CliError(str(exc), code) from None
+    return attach_container(container, stdin=opts["interactive"], tty=opts["tty"])
+
+
+@click.command(context_settings=_PASS_THROUGH)
+@container_options
+@click.argument("image")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+def create(image: str, command: tuple[str, ...], **opts: Any) -> None:
+    """Create a new container."""
+    click.echo(_create(image, command, opts).id)
+
+
+@click.command()
+@click.option("-a", "--attach", is_flag=True, help="Attach STDOUT/STDERR and forward signals.")
+@click.option("-i", "--interactive", is_flag=True, help="Attach the container's STDIN.")
+@click.argument("containers", nargs=-1, required=True)
+def start(containers: tuple[str, ...], attach: bool, interactive: bool) -> int:
+    """Start one or more stopped containers."""
+    if attach or interactive:
+        if len(containers) > 1:
+            raise CliError("you cannot start and attach multiple containers at once")
+        from containerkit.cli._attach import attach_container
+
+        container = engine().containers.get(containers[0])
+        spec = container.spec
+        if interactive and spec.tty:
+            _check_tty(True, True)
+        from containerkit.errors import ContainerkitError
+
+        try:
+            container.start()
+        except ContainerkitError as exc:
+            raise CliError(str(exc), exit_code_for(exc)) from None
+        return attach_container(container, stdin=interactive and spec.stdin_open, tty=spec.tty)
+    return _each(containers, lambda c: _start(c, remove_on_failure=False))
+
+
+def _each(names: Iterable[str], action: Callable[[Container], Any], *, echo: bool = True) -> int:
+    """Apply ``action`` to each named container; report failures and go on (docker's way)."""
+    from containerkit.errors import ContainerkitError
+
+    failed = 0
+    for name in names:
+        try:
+            action(engine().containers.get(name))
+        except (ContainerkitError, CliError) as exc:
+            print_error(str(exc))
+            failed = 1
+            continue
+        if echo:
+            click.echo(name)
+    return failed
+
+
+# -- listing and logs -----------------------------------------------------------------------
+
+
+def parse_filters(values: Iterable[str]) -> dict[str, list[str]]:
+    filters: dict[str, list[str]] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"bad format of filter {item!r} (expected name=value)", USAGE_ERROR)
+        filters.setdefault(key, []).append(value)
+    return filters
+
+
+_PS_HEADERS = ("CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES")
+_PS_KEYS = ("ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names")
+
+
+@click.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running).")
+@click.option("-q", "--quiet", is_flag=True, help="Only display container IDs.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE", help="Filter output.")
+@click.option("--format", "format_", help="'table', 'json' or a template such as '{{.Names}}'.")
+@click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
+@click.option("-n", "--last", type=int, default=-1, help="Show n last created containers (includes all states).")
+@click.option("-l", "--latest", is_flag=True, help="Show the latest created container (includes all states).")
+def ps(
+    all_: bool, quiet: bool, filters: tuple[str, ...], format_: str | None, no_trunc: bool, last: int, latest: bool
+) -> None:
+    """List containers."""
+    if latest:
+        last = 1
+    eng = engine()
+    found = eng.containers.list(all=all_ or last >= 0, filters=parse_filters(filters))
+    if last >= 0:
+        found = found[:last]
+    if quiet:
+        for container in found:
+            click.echo(container.id if no_trunc else container.short_id)
+        return
+    rows = [out_row for out_row in (_row(eng, c, no_trunc) for c in found) if out_row is not None]
+    out.print_rows(format_, _PS_HEADERS, _PS_KEYS, rows)
+
+
+def _row(eng: Any, container: Container, no_trunc: bool) -> dict[str, str] | None:
+    from containerkit.cli._describe import container_row
+    from containerkit.errors import NotFound
+
+    try:
+        return container_row(eng, container, trunc=not no_trunc)
+    except NotFound:  # removed while we listed
+        return None
+
+
+def _tail(value: str) -> int | None:
+    if value == "all":
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        raise CliError(f"invalid --tail value {value!r} (a number or 'all')", USAGE_ERROR) from None
+
+
+@click.command()
+@click.option("-f", "--follow", is_flag=True, help="Follow log output.")
+@click.option("-n", "--tail", default="all", help="Number of lines to show from the end of the logs.")
+@click.option("-t", "--timestamps", is_flag=True, help="Show timestamps.")
+@click.argument("container")
+def logs(container: str, follow: bool, tail: str, timestamps: bool) -> None:
+    """Fetch the logs of a container."""
+    from containerkit.cli._attach import follow_output, write_output
+
+    target = engine().containers.get(container)
+    for stream, chunk in follow_output(target, tail=_tail(tail), timestamps=timestamps, follow=follow):
+        write_output(stream, chunk)
+
+
+# -- exec -----------------------------------------------------------------------------------
+
+
+@click.command("exec", context_settings=_PASS_THROUGH)
+@click.option("-i", "--interactive", is_flag=True, help="Keep STDIN open.")
+@click.option("-t", "--tty", is_flag=True, help="Allocate a pseudo-TTY.")
+@click.option("-e", "--env", multiple=True, metavar="NAME=VALUE", help="Set environment variables.")
+@click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>]).")
+@click.option("-w", "--workdir", help="Working directory inside the container.")
+@click.option("--privileged", is_flag=True, help="Give extended privileges to the command.")
+@click.argument("container")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(
+    container: str,
+    command: tuple[str, ...],
+    interactive: bool,
+    tty: bool,
+    env: tuple[str, ...],
+    user: str | None,
+    workdir: str | None,
+    privileged: bool,
+) -> int:
+    """Execute a command in a running container."""
+    from containerkit.cli._attach import attach_exec
+
+    _check_tty(interactive, tty)
+    target = engine().containers.get(container)
+    environment = [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in env]
+    process = target.exec(
+        list(command),
+        env=environment,
+        user=user,
+        workdir=workdir,
+        tty=tty,
+        stdin=interactive,
+        privileged=privileged,
+        stream=True,
+    )
+    try:
+        if process.error is not None:
+            raise CliError(str(process.error), process.wait())
+        return attach_exec(process, stdin=interactive, tty=tty)
+    finally:
+        process.close()
+
+
+# -- lifecycle ------------------------------------------------------------------------------
+
+
+def _stop(container: Container, timeout: int | None) -> None:
+    from containerkit.errors import NotModified
+
+    with contextlib.suppress(NotModified):
+        container.stop(timeout)
+
+
+@click.command()
+@click.option("-t", "--time", "timeout", type=int, help="Seconds to wait before killing the container.")
+@click.argument("containers", nargs=-1, required=True)
+def stop(containers: tuple[str, ...], timeout: int | None) -> int:
+    """Stop one or more running containers."""
+    return _each(containers, lambda c: _stop(c, timeout))
+
+
+@click.command()
+@click.option("-s", "--signal", "signal_", default="KILL", help="Signal to send to the container.")
+@click.argument("containers", nargs=-1, required=True)
+def kill(containers: tuple[str, ...], signal_: str) -> int:
+    """Kill one or more running containers."""
+    from containerkit.spec import parse_signal
+
+    from containerkit.errors import ContainerkitError
+
+    try:
+        number = parse_signal(signal_)
+    except ContainerkitError as exc:
+        raise CliError(str(exc), USAGE_ERROR) from None
+    return _each(containers, lambda c: c.kill(number))
+
+
+@click.command()
+@click.option("-t", "--time", "timeout", type=int, help="Seconds to wait before killing the container.")
+@click.argument("containers", nargs=-1, required=True)
+def restart(containers: tuple[str, ...], timeout: int | None) -> int:
+    """Restart one or more containers."""
+    return _each(containers, lambda c: c.restart(timeout))
+
+
+@click.command()
+@click.argument("containers", nargs=-1, required=True)
+def pause(containers: tuple[str, ...]) -> int:
+    """Pause all processes within one or more containers."""
+    return _each(containers, lambda c: c.pause())
+
+
+@click.command()
+@click.argument("containers", nargs=-1, required=True)
+def unpause(containers: tuple[str, ...]) -> int:
+    """Unpause all processes within one or more containers."""
+    return _each(containers, lambda c: c.unpause())
+
+
+@click.command()
+@click.option("-f", "--force", is_flag=True, help="Force the removal of a running container (uses SIGKILL).")
+@click.option("-v", "--volumes", is_flag=True, help="Remove anonymous volumes associated with the container.")
+@click.argument("containers", nargs=-1, required=True)
+def rm(containers: tuple[str, ...], force: bool, volumes: bool) -> int:
+    """Remove one or more containers."""
+    return _each(containers, lambda c: c.remove(force=force, volumes=volumes))
+
+
+@click.command()
+@click.argument("container")
+@click.argument("new_name")
+def rename(container: str, new_name: str) -> None:
+    """Rename a container."""
+    engine().containers.get(container).rename(new_name)
+
+
+@click.command()
+@click.argument("containers", nargs=-1, required=True)
+def wait(containers: tuple[str, ...]) -> int:
+    """Block until one or more containers stop, then print their exit codes."""
+    return _each(containers, lambda c: click.echo(c.wait()), echo=False)
+
+
+# -- observation ----------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("container")
+@click.argument("ps_args", nargs=-1)
+def top(container: str, ps_args: tuple[str, ...]) -> None:
+    """Display the running processes of a container."""
+    result = engine().containers.get(container).top()
+    click.echo(out.table(result["Titles"], result["Processes"]))
+
+
+_STATS_HEADERS = ("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS")
+_STATS_KEYS = ("ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "PIDs")
+
+
+def _sample(containers: list[Container]) -> dict[str, tuple[float, Stats]]:
+    from containerkit.errors import ContainerkitError
+
+    samples = {}
+    for container in containers:
+        with contextlib.suppress(ContainerkitError):
+            samples[container.id] = (time.monotonic(), container.stats())
+    return samples
+
+
+def _stats_rows(
+    containers: list[Container], before: dict[str, tuple[float, Stats]], after: dict[str, tuple[float, Stats]]
+) -> list[dict[str, str]]:
+    from containerkit.cli._describe import host_memory
+
+    rows = []
+    for container in containers:
+        if container.id not in after:
+            continue
+        t1, now = after[container.id]
+        cpu = 0.0
+        if container.id in before:
+            t0, then = before[container.id]
+            if t1 > t0:
+                cpu = (now.cpu_usage_ns - then.cpu_usage_ns) / ((t1 - t0) * 1e9) * 100
+        limit = now.memory_limit or host_memory()
+        rows.append(
+            {
+                "ID": container.short_id,
+                "Name": container.name,
+                "CPUPerc": f"{cpu:.2f}%",
+                "MemUsage": f"{out.iec_size(now.memory_usage)} / {out.iec_size(limit)}",
+                "MemPerc": f"{(now.memory_usage / limit * 100) if limit else 0:.2f}%",
+                "PIDs": str(now.pids),
+            }
+        )
+    return rows
+
+
+@click.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Show all containers (default shows just running).")
+@click.option("--no-stream", is_flag=True, help="Disable streaming stats and only pull the first result.")
+@click.option("--format", "format_", help="'table', 'json' or a template.")
+@click.argument("containers", nargs=-1)
+def stats(containers: tuple[str, ...], all_: bool, no_stream: bool, format_: str | None) -> None:
+    """Display a live stream of container resource usage statistics."""
+    eng = engine()
+    targets = [eng.containers.get(n) for n in containers] if containers else eng.containers.list(all=all_)
+    clear = sys.stdout.isatty() and not no_stream
+    before = _sample(targets)
+    while True:
+        time.sleep(0.5 if no_stream else 1.0)
+        after = _sample(targets)
+        if clear:
+            sys.stdout.write("\x1b[2J\x1b[H")
+        out.print_rows(format_, _STATS_HEADERS, _STATS_KEYS, _stats_rows(targets, before, after))
+        sys.stdout.flush()
+        if no_stream:
+            return
+        before = after
+
+
+# -- cp -------------------------------------------------------------------------------------
+
+
+def _split_target(text: str) -> tuple[str | None, str]:
+    """``CONTAINER:PATH`` -> (container, path); a local path -> (None, path)."""
+    name, sep, path = text.partition(":")
+    if not sep or not name or "/" in name or name.startswith("."):
+        return None, text
+    return name, path or "/"
+
+
+def _is_dir_mode(mode: int) -> bool:
+    return stat.S_ISDIR(mode) or bool(mode & (1 << 31))  # Python's st_mode, or Go's FileMode
+
+
+def _extract_to(data: bytes, dest: Path) -> None:
+    """Extract a one-entry tar at ``dest`` (into it when it is a directory, else as it)."""
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        members = tar.getmembers()
+        if not members:
+            return
+        top = members[0].name.split("/", 1)[0]
+        if dest.is_dir():
+            tar.extractall(dest, filter="tar")
+            return
+        if not dest.parent.is_dir():
+            raise CliError(f"destination directory {dest.parent} does not exist")
+        scratch = Path(tempfile.mkdtemp(prefix=".containerkit-cp-", dir=dest.parent))
+        try:
+            tar.extractall(scratch, filter="tar")
+            if dest.exists() and not dest.is_dir():
+                dest.unlink()
+            os.replace(scratch / top, dest)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _tar_of(source: Path, arcname: str) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        tar.add(source, arcname=arcname)
+    return buffer.getvalue()
+
+
+@click.command()
+@click.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid information).")
+@click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH.")
+@click.argument("src")
+@click.argument("dest")
+def cp(src: str, dest: str, archive: bool, follow_link: bool) -> None:
+    """Copy files between a container and the local filesystem (CONTAINER:PATH, '-' for a tar stream)."""
+    src_ctr, src_path = _split_target(src)
+    dst_ctr, dst_path = _split_target(dest)
+    if (src_ctr is None) == (dst_ctr is None):
+        raise CliError("copying between containers or between local paths is not supported; "
+                       "name one side as CONTAINER:PATH", USAGE_ERROR)
+    containers = engine().containers
+    if src_ctr is not None:
+        data = containers.get(src_ctr).get(src_path)
+        if dst_path == "-":
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        else:
+            _extract_to(data, Path(dst_path))
+        return
+    assert dst_ctr is not None
+    target = containers.get(dst_ctr)
+    if src_path == "-":
+        target.put(dst_path, sys.stdin.buffer.read())
+        return
+    source = Path(src_path)
+    if not source.exists() and not source.is_symlink():
+        raise CliError(f"no such file or directory: {src_path}")
+    if backend().local:
+        target.put(dst_path, source)
+        return
+    info = target.stat_path(dst_path) if dst_path != "/" else {"mode": stat.S_IFDIR}
+    if _is_dir_mode(int(info.get("mode", 0))):
+        target.put(dst_path, _tar_of(source, source.name))
+    else:
+        parent, _, name = dst_path.rstrip("/").rpartition("/")
+        target.put(parent or "/", _tar_of(source, name))

@@ -1,0 +1,429 @@
+"""``client.containers`` and the remote :class:`Container`: Engine's container API over HTTP.
+
+What a container *is* (name, image, labels, spec) comes from the last inspect and is refreshed
+by :meth:`Container.reload`; what it is *doing* (status, exit code, pid) is asked of the daemon
+on every access, as the in-process Engine reads its state files on every access.
+"""
+
+from __future__ import annotations
+
+import base64
+import builtins
+import contextlib
+import datetime as dt
+import io
+import json
+import math
+import os
+import stat as stat_mod
+import tarfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, cast
+from urllib.parse import quote
+
+import attrs
+
+from containerkit.client import _frames, _wire
+from containerkit.client._transport import DEFAULT, Transport
+from containerkit.client.exec import ExecStream
+from containerkit.errors import InvalidArgument, NotFound, NotModified, NotRunning, Timeout
+from containerkit.spec import ContainerSpec, ExecResult, Stats, parse_signal
+
+__all__ = ["Container", "ContainerCollection", "ContainerStatus"]
+
+ContainerStatus = Literal["created", "running", "paused", "exited", "dead"]
+
+_STOP_GRACE = 45.0
+"""Read-timeout slack on top of a stop's own timeout: the SIGKILL wait (30 s) and the round trip."""
+_DEFAULT_STOP_TIMEOUT = 10
+
+
+def _path(ref: str) -> str:
+    return "/containers/" + quote(ref.lstrip("/"), safe="")
+
+
+class Container:
+    """A live handle on one container in a daemon."""
+
+    def __init__(self, transport: Transport, data: Mapping[str, Any]) -> None:
+        self._transport = transport
+        self.attrs: dict[str, Any] = dict(data)
+        self.id: str = self.attrs["Id"]
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Container) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    def __repr__(self) -> str:
+        return f"<Container {self.short_id} {self.name}>"
+
+    @property
+    def _url(self) -> str:
+        return _path(self.id)
+
+    # -- what it is -------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return str(self.attrs.get("Name") or "").lstrip("/")
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
+
+    @property
+    def image_id(self) -> str:
+        return str(self.attrs.get("Image") or "")
+
+    @property
+    def image(self) -> str:
+        return str((self.attrs.get("Config") or {}).get("Image") or self.image_id)
+
+    @property
+    def spec(self) -> ContainerSpec:
+        return _wire.spec_from_inspect(self.attrs)
+
+    @property
+    def labels(self) -> dict[str, str]:
+        return dict((self.attrs.get("Config") or {}).get("Labels") or {})
+
+    @property
+    def created(self) -> dt.datetime:
+        return _wire.parse_time(self.attrs.get("Created")) or dt.datetime.fromtimestamp(0, dt.UTC)
+
+    @property
+    def tty(self) -> bool:
+        return bool((self.attrs.get("Config") or {}).get("Tty"))
+
+    # -- its state (asked of the daemon on each access) --------------------------------------
+
+    def reload(self) -> Container:
+        """Re-read everything from the daemon (a rename by another client shows up)."""
+        self.attrs = self._transport.get_json(f"{self._url}/json")
+        return self
+
+    def _state(self) -> dict[str, Any]:
+        return dict(self.reload().attrs.get("State") or {})
+
+    @property
+    def status(self) -> ContainerStatus:
+        return cast(ContainerStatus, self._state().get("Status") or "created")
+
+    @property
+    def exit_code(self) -> int | None:
+        state = self._state()
+        status = state.get("Status")
+        code = state.get("ExitCode")
+        if status in ("running", "paused") or not isinstance(code, int):
+            return None
+        if status == "created" and code == 0:
+            return None  # never ran (a failed start records 127/126)
+        return code
+
+    @property
+    def oom_killed(self) -> bool:
+        return bool(self._state().get("OOMKilled"))
+
+    @property
+    def pid(self) -> int | None:
+        state = self._state()
+        pid = state.get("Pid")
+        return (
+            pid if state.get("Status") in ("running", "paused") and isinstance(pid, int) and pid > 0 else None
+        )
+
+    @property
+    def started_at(self) -> str | None:
+        return _time_text(self._state().get("StartedAt"))
+
+    @property
+    def finished_at(self) -> str | None:
+        return _time_text(self._state().get("FinishedAt"))
+
+    # -- networking -------------------------------------------------------------------------
+
+    @property
+    def networks(self) -> dict[str, dict[str, Any]]:
+        """Per network the daemon's endpoint object (``IPAddress``, ``Gateway``, ``Aliases``...)."""
+        settings = self.reload().attrs.get("NetworkSettings") or {}
+        return dict(settings.get("Networks") or {})
+
+    @property
+    def ip_address(self) -> str | None:
+        settings = self.reload().attrs.get("NetworkSettings") or {}
+        address = settings.get("IPAddress")
+        if not address:
+            address = next((n.get("IPAddress") for n in (settings.get("Networks") or {}).values()), None)
+        return address or None
+
+    @property
+    def ports(self) -> dict[str, list[tuple[str, int]]]:
+        """Published ports: ``{"80/tcp": [("0.0.0.0", 32768)]}`` (empty list when not published)."""
+        settings = self.reload().attrs.get("NetworkSettings") or {}
+        out: dict[str, list[tuple[str, int]]] = {}
+        for key, bindings in (settings.get("Ports") or {}).items():
+            out[key] = [
+                (b.get("HostIp") or "0.0.0.0", int(b.get("HostPort") or 0))
+                for b in bindings or ()
+                if str(b.get("HostPort") or "0").isdigit()
+            ]
+        return out
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the container; returns once its process runs (or raises with the reason)."""
+        reply = self._transport.request("POST", f"{self._url}/start", allow_304=True)
+        if reply.status == 304:
+            raise NotModified(f"container {self.name} is already running")
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Block until the container exits; its exit code (128+n when killed by signal n)."""
+        state = self._state()
+        if state.get("Status") == "created":
+            raise NotRunning(f"container {self.name} has not been started")
+        condition = "removed" if (self.attrs.get("HostConfig") or {}).get("AutoRemove") else "not-running"
+        try:
+            data = self._transport.post_json(
+                f"{self._url}/wait", params={"condition": condition}, timeout=timeout
+            )
+        except Timeout:
+            raise Timeout(f"container {self.name} still running after {timeout} s") from None
+        return int(data["StatusCode"])
+
+    def kill(self, sig: int | str = "SIGKILL") -> None:
+        number = parse_signal(sig)
+        self._transport.request("POST", f"{self._url}/kill", params={"signal": number})
+
+    def stop(self, timeout: float | None = None) -> None:
+        """The stop signal, then SIGKILL after ``timeout`` seconds (the spec's, default 10)."""
+        seconds = self._stop_seconds(timeout)
+        params = {"t": math.ceil(timeout)} if timeout is not None else None
+        reply = self._transport.request(
+            "POST", f"{self._url}/stop", params=params, timeout=seconds + _STOP_GRACE, allow_304=True
+        )
+        if reply.status == 304:
+            raise NotModified(f"container {self.name} is not running")
+
+    def restart(self, timeout: float | None = None) -> None:
+        seconds = self._stop_seconds(timeout)
+        params = {"t": math.ceil(timeout)} if timeout is not None else None
+        self._transport.request("POST", f"{self._url}/restart", params=params, timeout=seconds + _STOP_GRACE)
+
+    def _stop_seconds(self, timeout: float | None) -> float:
+        if timeout is not None:
+            return timeout
+        configured = (self.attrs.get("Config") or {}).get("StopTimeout")
+        return float(configured) if isinstance(configured, int) else _DEFAULT_STOP_TIMEOUT
+
+    def pause(self) -> None:
+        self._transport.request("POST", f"{self._url}/pause")
+
+    def unpause(self) -> None:
+        self._transport.request("POST", f"{self._url}/unpause")
+
+    def remove(self, *, force: bool = False, volumes: bool = False) -> None:
+        self._transport.request(
+            "DELETE", self._url, params={"force": force, "v": volumes}, timeout=_STOP_GRACE + 30
+        )
+
+    def rename(self, name: str) -> None:
+        self._transport.request("POST", f"{self._url}/rename", params={"name": name})
+        self.reload()
+
+    # -- io ---------------------------------------------------------------------------------
+
+    def logs(
+        self,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        tail: int | None = None,
+        since: float | dt.datetime | None = None,
+        timestamps: bool = False,
+        follow: bool = False,
+    ) -> Any:
+        """A snapshot of the logs as bytes; with ``follow=True`` an iterator ending at exit."""
+        if not stdout and not stderr:
+            return iter(()) if follow else b""
+        since_ts = since.timestamp() if isinstance(since, dt.datetime) else since
+        params = {
+            "stdout": stdout,
+            "stderr": stderr,
+            "tail": "all" if tail is None else tail,
+            "since": None if since_ts is None else repr(float(since_ts)),
+            "timestamps": timestamps,
+            "follow": follow,
+        }
+        reply = self._transport.request(
+            "GET", f"{self._url}/logs", params=params, stream=True, timeout=None if follow else DEFAULT
+        )
+        multiplexed = "multiplexed" in reply.headers.get("Content-Type", "") or not self.tty
+        frames = _frames.demux(reply.chunks()) if multiplexed else _frames.raw(reply.chunks())
+        chunks = (chunk for _name, chunk in frames)
+        if follow:
+            return chunks
+        return b"".join(chunks)
+
+    def exec(
+        self,
+        command: Sequence[str] | str,
+        *,
+        env: Mapping[str, str] | Iterable[str] | None = None,
+        user: str | None = None,
+        workdir: str | None = None,
+        tty: bool = False,
+        stdin: bool = False,
+        privileged: bool = False,
+        stream: bool = False,
+    ) -> Any:
+        """Run a command in the running container: an ``ExecResult``, or with ``stream=True`` an
+        :class:`ExecStream` to iterate and ``.wait()`` on (always an exit code)."""
+        argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
+        if not argv:
+            raise InvalidArgument("exec: no command given")
+        body = _wire.exec_body(
+            argv, env=env, user=user, workdir=workdir, tty=tty, stdin=stdin, privileged=privileged
+        )
+        exec_id = self._transport.post_json(f"{self._url}/exec", body=body)["Id"]
+        raw = self._transport.hijack("POST", f"/exec/{exec_id}/start", body={"Detach": False, "Tty": tty})
+        handle = ExecStream(self._transport, exec_id, raw, tty=tty, stdin=stdin)
+        if stream:
+            return handle
+        with handle:
+            out, err = handle.communicate()
+            return ExecResult(handle.wait(), out, err)
+
+    def put(self, path: str, data: bytes | str | os.PathLike[str]) -> None:
+        """Copy into the container, also before start: ``data`` is a tar archive (bytes) that
+        is extracted at ``path`` (a directory), or a host path copied into ``path``."""
+        if isinstance(data, bytes):
+            self._put_archive(path, data)
+            return
+        source = Path(os.fspath(data))
+        if not source.exists() and not source.is_symlink():
+            raise NotFound(f"no such host path: {source}")
+        target = path.rstrip("/") or "/"
+        if self._is_dir(target):
+            target = f"{target.rstrip('/')}/{source.name}"
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w") as tar:
+            tar.add(source, arcname=target.lstrip("/"), recursive=True)
+        self._put_archive("/", buffer.getvalue())
+
+    def _put_archive(self, path: str, archive: bytes) -> None:
+        self._transport.request(
+            "PUT",
+            f"{self._url}/archive",
+            params={"path": path},
+            data=archive,
+            headers={"Content-Type": "application/x-tar"},
+            timeout=None,
+        )
+
+    def _is_dir(self, path: str) -> bool:
+        try:
+            mode = int(self.stat_path(path).get("mode") or 0)
+        except NotFound:
+            return False
+        return stat_mod.S_ISDIR(mode) or bool(mode & (1 << 31))  # unix mode, or Go's os.ModeDir
+
+    def get(self, path: str) -> bytes:
+        """A tar archive of ``path`` in the container (like ``docker cp`` / ``GET archive``)."""
+        reply = self._transport.request("GET", f"{self._url}/archive", params={"path": path}, timeout=None)
+        return reply.content
+
+    def stat_path(self, path: str) -> dict[str, Any]:
+        """docker's ``X-Docker-Container-Path-Stat``: name, size, mode, mtime, linkTarget."""
+        reply = self._transport.request("HEAD", f"{self._url}/archive", params={"path": path})
+        header = reply.headers.get("X-Docker-Container-Path-Stat", "")
+        try:
+            data = json.loads(base64.b64decode(header))
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            raise NotFound(f"Could not find the file {path} in container {self.name}")
+        return data
+
+    # -- observation ------------------------------------------------------------------------
+
+    def stats(self) -> Stats:
+        data = self._transport.get_json(f"{self._url}/stats", params={"stream": False, "one-shot": True})
+        return _wire.stats_from_wire(data)
+
+    def top(self) -> dict[str, Any]:
+        """docker's ``top`` shape: ``{"Titles": [...], "Processes": [[...], ...]}``."""
+        data: dict[str, Any] = self._transport.get_json(f"{self._url}/top")
+        return data
+
+
+def _time_text(value: Any) -> str | None:
+    return str(value) if value and not str(value).startswith("0001-01-01") else None
+
+
+class ContainerCollection:
+    """``client.containers``: create, run, get, list and prune containers."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    def create(self, spec: ContainerSpec | None = None, /, **fields: Any) -> Container:
+        """Create (not start) a container from a spec, or from the spec's fields as keywords."""
+        if spec is None:
+            spec = ContainerSpec(**fields)
+        elif fields:
+            spec = attrs.evolve(spec, **fields)
+        created = self._transport.post_json(
+            "/containers/create", params={"name": spec.name}, body=_wire.create_body(spec)
+        )
+        return self.get(created["Id"])
+
+    def run(
+        self,
+        image: str,
+        command: Sequence[str] | str | None = None,
+        /,
+        **fields: Any,
+    ) -> Container:
+        """Create and start a container (``docker run -d``); see :class:`ContainerSpec`."""
+        if isinstance(command, str):
+            command = ["sh", "-c", command]
+        container = self.create(ContainerSpec(image=image, command=command, **fields))
+        try:
+            container.start()
+        except BaseException:
+            if container.spec.auto_remove:
+                with contextlib.suppress(NotFound):
+                    container.remove(force=True)
+            raise
+        return container
+
+    def get(self, ref: str) -> Container:
+        """By full id, unique id prefix, or name (with or without the leading ``/``)."""
+        return Container(self._transport, self._transport.get_json(f"{_path(ref)}/json"))
+
+    def list(
+        self, *, all: bool = False, filters: Mapping[str, Any] | None = None
+    ) -> builtins.list[Container]:
+        """Running containers (``all=True``: every one), newest first, filtered like docker's
+        ``ps --filter`` (``status``, ``name``, ``id``, ``label``, ``ancestor``)."""
+        entries = self._transport.get_json(
+            "/containers/json", params={"all": all, "filters": _wire.filters_param(filters)}
+        )
+        found = []
+        for entry in entries or ():
+            try:
+                found.append(self.get(entry["Id"]))
+            except NotFound:
+                continue  # removed between the list and the inspect
+        return found
+
+    def prune(self, *, filters: Mapping[str, Any] | None = None) -> builtins.list[str]:
+        """Remove every stopped container; the ids removed."""
+        data = self._transport.post_json(
+            "/containers/prune", params={"filters": _wire.filters_param(filters)}, timeout=None
+        )
+        return list((data or {}).get("ContainersDeleted") or [])

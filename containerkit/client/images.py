@@ -1,0 +1,232 @@
+"""``client.images``: the Engine's image collection over the Docker API.
+
+Load, import and save move whole archives, so they have no read timeout: a slow disk on the
+daemon's side is not an error. Progress arrives as a JSON stream; an in-band ``error`` object
+(docker's way to fail after the 200) is raised like any other error.
+"""
+
+from __future__ import annotations
+
+import builtins
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, Literal
+from urllib.parse import quote
+
+from containerkit.client import _frames, _wire
+from containerkit.client._transport import Reply, Transport
+from containerkit.errors import InvalidArgument, InvalidReference, NotFound, error_class_for
+from containerkit.spec import Image, ImageConfig
+
+__all__ = ["ArchiveFormat", "ImageCollection"]
+
+ArchiveFormat = Literal["docker-archive", "oci"]
+
+_LOADED = re.compile(r"^Loaded image(?: ID)?: (\S+)\s*$")
+_IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
+
+
+def _path(ref: str) -> str:
+    return "/images/" + quote(ref, safe="/:@")
+
+
+def _progress(reply: Reply, what: str) -> Iterator[dict[str, Any]]:
+    """The objects of a progress stream; an in-band error raises."""
+    for item in _frames.json_objects(reply.chunks()):
+        if item.get("error") or item.get("errorDetail"):
+            detail = item.get("errorDetail") or {}
+            message = str(item.get("error") or detail.get("message") or f"{what} failed")
+            kind = item.get("kind") or detail.get("kind")
+            raise error_class_for(int(detail.get("code") or 500), kind if isinstance(kind, str) else None)(
+                message
+            )
+        yield item
+
+
+@contextmanager
+def _archive_file(path: Path) -> Iterator[IO[bytes]]:
+    """The file to upload: a tar as is, a directory (an OCI layout) packed into a temp tar."""
+    if not path.exists():
+        raise NotFound(f"no such file: {path}")
+    if not path.is_dir():
+        with path.open("rb") as handle:
+            yield handle
+        return
+    with tempfile.TemporaryFile() as packed:
+        with tarfile.open(fileobj=packed, mode="w") as tar:
+            for entry in sorted(path.iterdir()):
+                tar.add(entry, arcname=entry.name)
+        packed.seek(0)
+        yield packed
+
+
+class ImageCollection:
+    """Local images of the daemon: load, import, look up, tag, remove, save, prune."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+
+    # -- load / import ------------------------------------------------------------------------
+
+    def load(self, path: str | os.PathLike[str], *, name: str | None = None) -> builtins.list[Image]:
+        """Load every image of a docker-archive tar or OCI layout (dir or tar).
+
+        ``name`` is the repository for OCI entries tagged only with a bare tag (sent as the
+        ``name`` query parameter, which containerkitd honours and dockerd ignores).
+        """
+        with _archive_file(Path(path)) as upload:
+            reply = self._transport.request(
+                "POST",
+                "/images/load",
+                params={"quiet": True, "name": name},
+                data=upload,
+                headers={"Content-Type": "application/x-tar"},
+                stream=True,
+                timeout=None,
+            )
+            found: list[str] = []
+            for item in _progress(reply, f"load {path}"):
+                match = _LOADED.match(str(item.get("stream") or ""))
+                if match:
+                    found.append(match.group(1))
+        ids: dict[str, None] = {}
+        for ref in found:
+            ids.setdefault(self.get(ref).id, None)
+        return [self.get(image_id) for image_id in ids]
+
+    def import_rootfs(
+        self,
+        tar_path: str | os.PathLike[str],
+        ref: str | None = None,
+        *,
+        config: ImageConfig | Mapping[str, Any] | None = None,
+    ) -> Image:
+        """A one-layer image from a rootfs tar (plain or compressed), like ``docker import``.
+
+        ``config`` (an :class:`ImageConfig` or an OCI mapping such as ``{"Cmd": ["sh"]}``) is
+        sent as docker's ``changes`` (Dockerfile instructions).
+        """
+        repo, tag = ("", "")
+        if ref is not None:
+            if "@" in ref:
+                raise InvalidReference(f"cannot tag an imported image with a digest reference: {ref}")
+            repo, tag = _wire.split_tag(ref)
+        changes = _wire.import_changes(_wire.image_config(config))
+        path = Path(tar_path)
+        if not path.is_file():
+            raise NotFound(f"no such file: {tar_path}")
+        with path.open("rb") as upload:
+            reply = self._transport.request(
+                "POST",
+                "/images/create",
+                params={"fromSrc": "-", "repo": repo or None, "tag": tag or None, "changes": changes},
+                data=upload,
+                headers={"Content-Type": "application/x-tar"},
+                stream=True,
+                timeout=None,
+            )
+            image_id = None
+            for item in _progress(reply, f"import {tar_path}"):
+                match = _IMAGE_ID.search(str(item.get("status") or ""))
+                if match:
+                    image_id = match.group(0)
+        if image_id is None:
+            if ref is None:
+                raise InvalidArgument(f"import {tar_path}: the daemon did not report the new image's id")
+            return self.get(ref)
+        return self.get(image_id)
+
+    # -- look-up ----------------------------------------------------------------------------
+
+    def get(self, ref_or_id: str) -> Image:
+        """By tag (``busybox``, ``docker.io/library/busybox:latest``), id or prefix, or ``repo@digest``."""
+        if not ref_or_id:
+            raise NotFound(f"No such image: {ref_or_id}")
+        return _wire.image_from_wire(self._transport.get_json(f"{_path(ref_or_id)}/json"))
+
+    def config(self, image_id: str) -> ImageConfig:
+        return self.get(image_id).config
+
+    def list(self, all: bool = False, filters: Mapping[str, Any] | None = None) -> builtins.list[Image]:
+        """Newest first; ``filters``: ``dangling``, ``label``, ``reference`` (as the Engine's)."""
+        entries = self._transport.get_json(
+            "/images/json", params={"all": all, "filters": _wire.filters_param(filters)}
+        )
+        images = []
+        for entry in entries or ():
+            try:
+                images.append(self.get(entry["Id"]))
+            except NotFound:
+                continue  # removed between the list and the inspect
+        return images
+
+    # -- tags and removal ---------------------------------------------------------------------
+
+    def tag(self, src: str, dst: str) -> None:
+        """Point ``dst`` (a name with optional tag, never a digest) at the image ``src`` names."""
+        repo, tag = _wire.split_tag(dst)
+        self._transport.request("POST", f"{_path(src)}/tag", params={"repo": repo, "tag": tag or None})
+
+    def remove(self, ref: str, force: bool = False) -> builtins.list[str]:
+        """docker's ``rmi``; docker's lines: ``"Untagged: busybox:latest"``, ``"Deleted: sha256:..."``."""
+        items = self._transport.request("DELETE", _path(ref), params={"force": force}).json() or []
+        lines = []
+        for item in items:
+            for key in ("Untagged", "Deleted"):
+                if item.get(key):
+                    lines.append(f"{key}: {item[key]}")
+        return lines
+
+    def prune(self) -> builtins.list[str]:
+        """Delete dangling images no container uses; the image ids deleted."""
+        data = self._transport.post_json(
+            "/images/prune", params={"filters": _wire.filters_param({"dangling": ["true"]})}, timeout=None
+        )
+        return [item["Deleted"] for item in (data or {}).get("ImagesDeleted") or () if item.get("Deleted")]
+
+    # -- save -------------------------------------------------------------------------------
+
+    def save(
+        self,
+        refs: str | Sequence[str],
+        out_path: str | os.PathLike[str],
+        format: ArchiveFormat = "docker-archive",
+    ) -> None:
+        """Write images to a docker-archive tar, or an OCI layout (a dir, or a tar if the path
+        ends in ``.tar``). An image named by tag is saved with that tag; by id, untagged."""
+        names = [refs] if isinstance(refs, str) else list(refs)
+        if format not in ("docker-archive", "oci"):
+            raise InvalidArgument(f"format must be docker-archive or oci, got {format!r}")
+        out = Path(out_path)
+        reply = self._transport.request(
+            "GET",
+            "/images/get",
+            params={"names": names, "format": None if format == "docker-archive" else format},
+            stream=True,
+            timeout=None,
+        )
+        as_dir = format == "oci" and not out.name.endswith(".tar")
+        target = out.with_name(out.name + ".part") if not as_dir else None
+        if as_dir:
+            with tempfile.TemporaryFile() as spool:
+                reply.save_to(spool)
+                spool.seek(0)
+                out.mkdir(parents=True, exist_ok=True)
+                with tarfile.open(fileobj=spool) as tar:
+                    tar.extractall(out, filter="data")
+            return
+        assert target is not None
+        try:
+            with target.open("wb") as handle:
+                reply.save_to(handle)
+            target.replace(out)
+        finally:
+            if target.exists():
+                target.unlink()
+        shutil.os.sync() if False else None  # noqa: B018

@@ -1,0 +1,265 @@
+"""A container's streams: ``logs``, ``attach`` (hijacked), ``wait`` and ``archive``.
+
+Output comes from the json-file log the shim writes (it is the one copy of the container's
+stdout/stderr), so attach is "follow the log from now" and nothing is lost between attach and
+start. Framing follows the container's ``Tty`` exactly: raw bytes with a TTY, 8-byte frames
+without.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import errno
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from containerkit.daemon import streams
+from containerkit.daemon.monitor import ClientGone
+from containerkit.daemon.routes.containers import lookup
+from containerkit.daemon.server import Request, Response, json_response
+from containerkit.errors import ContainerkitError, InvalidArgument
+from containerkit.runtime import logs as runtime_logs
+from containerkit.runtime.state import LOG_FILE, STDIN_FIFO, read_state
+
+if TYPE_CHECKING:
+    from containerkit.daemon.app import DaemonApp
+    from containerkit.daemon.router import Router
+    from containerkit.engine import Container
+
+__all__ = ["register"]
+
+ARCHIVE_LIMIT = 1 << 30
+"""Largest tar accepted by ``PUT /archive`` (it is extracted from memory)."""
+
+HIJACK_DELAY = 0.03
+"""Pause after the 101 headers: docker-py reads the stream from the raw socket and loses bytes
+that arrive in the same ``recv`` as the headers (docker-py #3332)."""
+
+
+def _tail(request: Request) -> int | None:
+    value = request.q("tail", "all") or "all"
+    if value == "all":
+        return None
+    try:
+        count = int(value)
+    except ValueError:
+        raise InvalidArgument(f"tail: expected a number or 'all', got {value!r}") from None
+    return None if count < 0 else count
+
+
+def _seconds(request: Request, name: str) -> float | None:
+    value = request.q(name)
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            return runtime_logs.parse_time(value) / 1e9
+        except InvalidArgument:
+            raise InvalidArgument(f"{name}: expected a unix timestamp, got {value!r}") from None
+    return seconds if seconds > 0 else None
+
+
+def _alive(state_dir: Path) -> bool:
+    """Still producing output: created (may start) or running; False once removed."""
+    return state_dir.exists() and read_state(state_dir).status in ("created", "running")
+
+
+def register(router: Router, app: DaemonApp) -> None:
+    monitor = app.monitor
+
+    def logs(request: Request) -> Response:
+        container = lookup(app, request)
+        stdout, stderr = request.qbool("stdout"), request.qbool("stderr")
+        if not (stdout or stderr):
+            raise InvalidArgument("You must choose at least one stream")
+        tail = _tail(request)
+        since, until = _seconds(request, "since"), _seconds(request, "until")
+        timestamps = request.qbool("timestamps")
+        tty = container.spec.tty
+        path = container.state_dir / LOG_FILE
+        state_dir = container.state_dir
+
+        def render(stream: str, data: bytes) -> bytes:
+            return data if tty else streams.frame(streams.stream_number(stream), data)
+
+        def snapshot() -> Iterator[bytes | None]:
+            for entry in runtime_logs.iter_entries(
+                path, stdout=stdout, stderr=stderr, tail=tail, since=since, until=until
+            ):
+                yield render(entry.stream, entry.render(timestamps))
+
+        def follow() -> Iterator[bytes | None]:
+            for stream, data in runtime_logs.follow_logs_demux(
+                path,
+                stdout=stdout,
+                stderr=stderr,
+                tail=tail,
+                since=since,
+                timestamps=timestamps,
+                is_running=lambda: _alive(state_dir) and not request.client_gone(),
+            ):
+                if until is not None and time.time() > until:
+                    return
+                yield render(stream, data)
+
+        content_type = streams.content_type(tty, app.api_tuple(request))
+        return Response(200, content_type=content_type, stream=follow() if request.qbool("follow") else snapshot())
+
+    def attach(request: Request) -> Response | None:
+        container = lookup(app, request)
+        tty = container.spec.tty
+        want_stdout, want_stderr = request.qbool("stdout"), request.qbool("stderr")
+        replay, live = request.qbool("logs"), request.qbool("stream")
+        state_dir = container.state_dir
+        path = state_dir / LOG_FILE
+        sock, rfile = request.hijack(streams.content_type(tty, app.api_tuple(request)))
+        if request.qbool("stdin") and container.spec.stdin_open:
+            _StdinFifo(state_dir).pump(rfile)
+        time.sleep(HIJACK_DELAY)
+
+        def send(stream: str, data: bytes) -> None:
+            sock.sendall(data if tty else streams.frame(streams.stream_number(stream), data))
+
+        try:
+            with monitor.reading(container.id):
+                if live and (want_stdout or want_stderr):
+                    for stream, data in runtime_logs.follow_logs_demux(
+                        path,
+                        stdout=want_stdout,
+                        stderr=want_stderr,
+                        tail=None if replay else 0,
+                        is_running=lambda: _alive(state_dir),
+                    ):
+                        send(stream, data)
+                elif replay:
+                    for entry in runtime_logs.iter_entries(path, stdout=want_stdout, stderr=want_stderr):
+                        send(entry.stream, entry.data)
+                elif live:
+                    while _alive(state_dir):
+                        time.sleep(0.1)
+        except OSError:
+            pass  # the client went away
+        finally:
+            streams.finish(sock)
+        return None
+
+    def wait(request: Request) -> Response:
+        container = lookup(app, request)
+        waiter = monitor.waiter(container.id, request.q("condition"))
+
+        def body() -> Iterator[bytes | None]:
+            try:
+                code = waiter.wait(container, request.client_gone)
+            except ClientGone:
+                return
+            except ContainerkitError as exc:
+                yield json.dumps({"StatusCode": -1, "Error": {"Message": exc.message}}).encode() + b"\n"
+                return
+            yield json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n"
+
+        return Response(200, stream=body())
+
+    def _stat_header(container: Container, path: str) -> dict[str, str]:
+        stat = container.stat_path(path)
+        stat["mode"] = _go_mode(int(stat["mode"]))
+        stat["mtime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(stat["mtime"])))
+        return {"X-Docker-Container-Path-Stat": base64.b64encode(json.dumps(stat).encode()).decode()}
+
+    def archive_head(request: Request) -> Response:
+        container = lookup(app, request)
+        path = _archive_path(request)
+        return Response(200, b"", "application/x-tar", _stat_header(container, path))
+
+    def archive_get(request: Request) -> Response:
+        if request.method == "HEAD":
+            return archive_head(request)
+        container = lookup(app, request)
+        path = _archive_path(request)
+        headers = _stat_header(container, path)
+        return Response(200, container.get(path), "application/x-tar", headers)
+
+    def archive_put(request: Request) -> Response:
+        container = lookup(app, request)
+        path = _archive_path(request)
+        with request.spool_body(ARCHIVE_LIMIT) as spool:
+            data = spool.read()
+        container.put(path, data)
+        app.events.emit("container", "extract-to-dir", container.id, {"name": container.name, "path": path})
+        return Response(200, b"", None)
+
+    router.add("GET", "/containers/{id}/logs", logs)
+    router.add("POST", "/containers/{id}/attach", attach)
+    router.add("POST", "/containers/{id}/wait", wait)
+    router.add("HEAD", "/containers/{id}/archive", archive_head)
+    router.add("GET", "/containers/{id}/archive", archive_get)
+    router.add("PUT", "/containers/{id}/archive", archive_put)
+
+
+def _archive_path(request: Request) -> str:
+    path = request.q("path")
+    if not path:
+        raise InvalidArgument("path: the archive endpoints need ?path=")
+    if not path.startswith("/"):
+        path = "/" + path
+    return path
+
+
+def _go_mode(mode: int) -> int:
+    """Go's ``os.FileMode`` bits, which the docker CLI decodes (dir, symlink flags)."""
+    import stat as stat_mod
+
+    perm = mode & 0o777
+    if stat_mod.S_ISDIR(mode):
+        perm |= 1 << 31
+    elif stat_mod.S_ISLNK(mode):
+        perm |= 1 << 27
+    return perm
+
+
+class _StdinFifo:
+    """Writes the attach client's stdin into the container's stdin FIFO (made by the shim at start)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self._path = state_dir / STDIN_FIFO
+        self._state_dir = state_dir
+        self._fd = -1
+
+    def _open(self) -> bool:
+        while self._fd == -1:
+            try:
+                self._fd = os.open(self._path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                os.set_blocking(self._fd, True)
+            except FileNotFoundError:
+                if not _alive(self._state_dir):
+                    return False
+                time.sleep(0.02)
+            except OSError as exc:
+                if exc.errno != errno.ENXIO or not _alive(self._state_dir):
+                    return False
+                time.sleep(0.02)
+        return True
+
+    def write(self, data: bytes) -> None:
+        if self._open():
+            view = memoryview(data)
+            while view:
+                view = view[os.write(self._fd, view) :]
+
+    def close(self) -> None:
+        if self._fd != -1:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
+
+    def pump(self, rfile: object) -> None:
+        streams.pump_stdin(rfile, self.write, self.close)  # type: ignore[arg-type]
+
+
+

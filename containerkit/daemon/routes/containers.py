@@ -1,0 +1,229 @@
+"""``/containers``: create, list, inspect, the lifecycle, rename, top, stats, prune, delete.
+
+The streams of a container (logs, attach, wait, archive) are in :mod:`.container_io`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from containerkit.daemon.convert import create_request, filters_from_query
+from containerkit.daemon.errors import NotImplementedYet
+from containerkit.daemon.server import Request, Response, json_response
+from containerkit.daemon.shapes import DOCKER_FILE, container_inspect, container_summary, stats_json
+from containerkit.errors import ContainerkitError, NotFound, NotModified, NotRunning
+from containerkit.runtime.state import write_json_atomic
+from containerkit.spec import Stats, parse_signal
+
+if TYPE_CHECKING:
+    from containerkit.daemon.app import DaemonApp
+    from containerkit.daemon.router import Router
+    from containerkit.engine import Container
+
+__all__ = ["register"]
+
+
+def lookup(app: DaemonApp, request: Request) -> Container:
+    return app.engine.containers.get(request.params["id"])
+
+
+def _attributes(container: Container, **extra: str) -> dict[str, str]:
+    return {**container.labels, "name": container.name, "image": container.image, **extra}
+
+
+def register(router: Router, app: DaemonApp) -> None:
+    engine = app.engine
+    events = app.events
+    monitor = app.monitor
+
+    def create(request: Request) -> Response:
+        created = create_request(request.json(required=True), request.q("name"), networking=app.networking)
+        container = engine.containers.create(created.spec)
+        write_json_atomic(container.state_dir / DOCKER_FILE, created.docker)
+        events.emit("container", "create", container.id, _attributes(container))
+        return json_response({"Id": container.id, "Warnings": created.warnings}, 201)
+
+    def list_(request: Request) -> Response:
+        filters = filters_from_query(request.qjson("filters"))
+        containers = engine.containers.list(all=request.qbool("all"), filters=filters or None)
+        limit = request.qint("limit", -1) or -1
+        if limit > 0:
+            containers = containers[:limit]
+        summaries = []
+        for container in containers:
+            with contextlib.suppress(NotFound):  # removed while listing
+                summaries.append(container_summary(container))
+        return json_response(summaries)
+
+    def inspect(request: Request) -> Response:
+        container = lookup(app, request)
+        image = None
+        with contextlib.suppress(ContainerkitError):
+            image = engine.images.get(container.image_id)
+        return json_response(container_inspect(container, image, app.execs.for_container(container.id)))
+
+    def start(request: Request) -> Response:
+        container = lookup(app, request)
+        if container.status in ("running", "paused"):
+            raise NotModified(f"container {container.name} is already running")
+        try:
+            container.start()
+        except NotModified:
+            raise
+        except BaseException:
+            if container.spec.auto_remove:
+                with contextlib.suppress(ContainerkitError):
+                    container.remove(force=True)
+                monitor.mark_removed(container.id, container.name, container.image)
+            raise
+        monitor.watch(container)
+        events.emit("container", "start", container.id, _attributes(container))
+        return Response(204)
+
+    def stop(request: Request) -> Response:
+        container = lookup(app, request)
+        timeout = request.qint("t", None)
+        if timeout is None:
+            timeout = request.qint("timeout", None)
+        if container.status not in ("running", "paused"):
+            raise NotModified(f"container {container.name} is not running")
+        monitor.watch(container)
+        events.emit("container", "kill", container.id, _attributes(container, signal="15"))
+        container.stop(None if timeout is None or timeout < 0 else timeout)
+        events.emit("container", "stop", container.id, _attributes(container))
+        _note_removal(container)
+        return Response(204)
+
+    def kill(request: Request) -> Response:
+        container = lookup(app, request)
+        signal = parse_signal(request.q("signal") or "SIGKILL")
+        if container.status not in ("running", "paused"):
+            raise NotRunning(f"Cannot kill container: {container.name}: container {container.id} is not running")
+        monitor.watch(container)
+        container.kill(signal)
+        events.emit("container", "kill", container.id, _attributes(container, signal=str(signal)))
+        return Response(204)
+
+    def restart(request: Request) -> Response:
+        container = lookup(app, request)
+        timeout = request.qint("t", None)
+        monitor.watch(container)
+        container.restart(None if timeout is None or timeout < 0 else timeout)
+        monitor.watch(container)
+        events.emit("container", "restart", container.id, _attributes(container))
+        return Response(204)
+
+    def pause(request: Request) -> Response:
+        container = lookup(app, request)
+        container.pause()
+        events.emit("container", "pause", container.id, _attributes(container))
+        return Response(204)
+
+    def unpause(request: Request) -> Response:
+        container = lookup(app, request)
+        container.unpause()
+        events.emit("container", "unpause", container.id, _attributes(container))
+        return Response(204)
+
+    def remove(request: Request) -> Response:
+        container = lookup(app, request)
+        attributes = _attributes(container)
+        container.remove(force=request.qbool("force"), volumes=request.qbool("v"))
+        monitor.mark_removed(container.id, attributes["name"], attributes["image"])
+        return Response(204)
+
+    def rename(request: Request) -> Response:
+        container = lookup(app, request)
+        name = request.q("name") or ""
+        old = container.name
+        container.rename(name.lstrip("/"))
+        events.emit("container", "rename", container.id, _attributes(container, oldName="/" + old))
+        return Response(204)
+
+    def resize(request: Request) -> Response:
+        lookup(app, request)
+        request.qint("h", 0)
+        request.qint("w", 0)
+        return Response(200, b"", None)
+
+    def top(request: Request) -> Response:
+        return json_response(lookup(app, request).top())
+
+    def stats(request: Request) -> Response:
+        container = lookup(app, request)
+        one_shot = request.qbool("one-shot")
+        stream = request.qbool("stream", True)
+
+        def sample() -> Stats | None:
+            try:
+                return container.stats()
+            except NotRunning:
+                return None
+
+        def system() -> int:
+            from containerkit.daemon.shapes import _system_cpu_ns
+
+            return _system_cpu_ns()
+
+        if not stream:
+            previous, previous_system = None, 0
+            if not one_shot and container.status == "running":
+                previous, previous_system = sample(), system()
+                time.sleep(0.5)
+            return json_response(stats_json(container, sample(), previous, previous_system))
+
+        def frames() -> Iterator[bytes | None]:
+            previous, previous_system = None, 0
+            while True:
+                current = sample()
+                yield json.dumps(stats_json(container, current, previous, previous_system)).encode() + b"\n"
+                if current is None:
+                    return
+                previous, previous_system = current, system()
+                for _ in range(10):
+                    time.sleep(0.1)
+                    yield None
+
+        return Response(200, stream=frames())
+
+    def prune(request: Request) -> Response:
+        filters = filters_from_query(request.qjson("filters"))
+        removed = engine.containers.prune(filters=filters or None)
+        for container_id in removed:
+            monitor.mark_removed(container_id)
+        events.emit("container", "prune", "", {"reclaimed": "0"})
+        return json_response({"ContainersDeleted": removed or None, "SpaceReclaimed": 0})
+
+    def unsupported(request: Request) -> Response:
+        lookup(app, request)
+        raise NotImplementedYet(f"{request.path.rsplit('/', 1)[-1]} is not implemented by containerkitd")
+
+    def _note_removal(container: Container) -> None:
+        if container.spec.auto_remove:
+            with contextlib.suppress(NotFound):
+                engine.containers.get(container.id)
+                return
+            monitor.mark_removed(container.id, container.name, container.image)
+
+    router.add("POST", "/containers/create", create)
+    router.add("GET", "/containers/json", list_)
+    router.add("POST", "/containers/prune", prune)
+    router.add("GET", "/containers/{id}/json", inspect)
+    router.add("POST", "/containers/{id}/start", start)
+    router.add("POST", "/containers/{id}/stop", stop)
+    router.add("POST", "/containers/{id}/kill", kill)
+    router.add("POST", "/containers/{id}/restart", restart)
+    router.add("POST", "/containers/{id}/pause", pause)
+    router.add("POST", "/containers/{id}/unpause", unpause)
+    router.add("POST", "/containers/{id}/rename", rename)
+    router.add("POST", "/containers/{id}/resize", resize)
+    router.add("GET", "/containers/{id}/top", top)
+    router.add("GET", "/containers/{id}/stats", stats)
+    router.add("POST", "/containers/{id}/update", unsupported)
+    router.add("GET", "/containers/{id}/changes", unsupported)
+    router.add("GET", "/containers/{id}/export", unsupported)
+    router.add("DELETE", "/containers/{id}", remove)

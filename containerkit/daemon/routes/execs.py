@@ -1,0 +1,160 @@
+"""``/containers/{id}/exec`` and ``/exec/{id}/start|json|resize``.
+
+``start`` answers ``101`` first and only then starts the process: a fast ``echo`` writes before
+a client that reads the raw socket (docker-py) is ready, and its output would be lost.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import struct
+import termios
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from containerkit.daemon import streams
+from containerkit.daemon.body import Body
+from containerkit.daemon.execs import ExecRecord
+from containerkit.daemon.routes.container_io import HIJACK_DELAY
+from containerkit.daemon.routes.containers import lookup
+from containerkit.daemon.server import Request, Response, json_response
+from containerkit.daemon.shapes import exec_inspect
+from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotRunning
+
+if TYPE_CHECKING:
+    from containerkit.daemon.app import DaemonApp
+    from containerkit.daemon.router import Router
+    from containerkit.engine import Container
+
+__all__ = ["register"]
+
+
+def register(router: Router, app: DaemonApp) -> None:
+    def create(request: Request) -> Response:
+        container = lookup(app, request)
+        body = Body(request.json(required=True))
+        argv = body.str_list("Cmd")
+        if not argv:
+            raise InvalidArgument("Cmd: an exec needs a command (Cmd is empty)")
+        if container.status != "running":
+            raise NotRunning(f"Container {container.id} is not running")
+        record = app.execs.create(
+            container.id,
+            argv,
+            env=body.str_list("Env"),
+            user=body.opt_str("User"),
+            workdir=body.opt_str("WorkingDir"),
+            tty=body.bool("Tty"),
+            privileged=body.bool("Privileged"),
+            attach_stdin=body.bool("AttachStdin"),
+            attach_stdout=body.bool("AttachStdout", True),
+            attach_stderr=body.bool("AttachStderr", True),
+            detach_keys=body.str("DetachKeys"),
+        )
+        app.events.emit(
+            "container", f"exec_create: {' '.join(argv)}", container.id, {"name": container.name, "execID": record.id}
+        )
+        return json_response({"Id": record.id}, 201)
+
+    def start(request: Request) -> Response | None:
+        record = app.execs.get(request.params["id"])
+        body = Body(request.json())
+        container = app.engine.containers.get(record.container_id)
+        if record.started:
+            raise Conflict(f"exec {record.id} has already been started")
+        if container.status != "running":
+            raise NotRunning(f"Container {container.id} is not running")
+        record.started = True
+        if body.bool("Detach"):
+            process = _spawn(app, container, record)
+            if process is not None:
+                threading.Thread(target=_drain, args=(app, container, record, process, None), daemon=True).start()
+            return Response(200, b"", None)
+        sock, rfile = request.hijack(streams.content_type(record.tty, app.api_tuple(request)))
+        time.sleep(HIJACK_DELAY)
+        process = _spawn(app, container, record, sock)
+        if process is None:
+            streams.finish(sock)
+            return None
+        if record.attach_stdin:
+            streams.pump_stdin(rfile, process.write_stdin, process.close_stdin)
+        _drain(app, container, record, process, sock)
+        return None
+
+    def inspect(request: Request) -> Response:
+        return json_response(exec_inspect(app.execs.get(request.params["id"])))
+
+    def resize(request: Request) -> Response:
+        record = app.execs.get(request.params["id"])
+        height, width = request.qint("h", 0) or 0, request.qint("w", 0) or 0
+        process = record.process
+        if record.tty and process is not None and height > 0 and width > 0:
+            with contextlib.suppress(OSError, ValueError):
+                fcntl.ioctl(process.stdout.fileno(), termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+        return Response(200, b"", None)
+
+    router.add("POST", "/containers/{id}/exec", create)
+    router.add("POST", "/exec/{id}/start", start)
+    router.add("GET", "/exec/{id}/json", inspect)
+    router.add("POST", "/exec/{id}/resize", resize)
+
+
+def _spawn(app: DaemonApp, container: Container, record: ExecRecord, sock: Any = None) -> Any:
+    """Start the process; a command that cannot start ends the exec with its code and message."""
+    try:
+        process = container.exec(
+            record.argv,
+            env=record.env,
+            user=record.user,
+            workdir=record.workdir,
+            tty=record.tty,
+            stdin=record.attach_stdin,
+            privileged=record.privileged,
+            stream=True,
+        )
+    except ContainerkitError as exc:
+        if sock is not None:
+            _send_error(sock, record, exc.message)
+        app.execs.finish(record, 126 if isinstance(exc, NotRunning) else 127)
+        return None
+    record.process = process
+    record.pid = process.pid
+    record.running = True
+    app.events.emit(
+        "container", f"exec_start: {' '.join(record.argv)}", container.id, {"name": container.name, "execID": record.id}
+    )
+    if process.error is not None and sock is not None:
+        _send_error(sock, record, f"OCI runtime exec failed: {process.error.message}")
+    return process
+
+
+def _send_error(sock: Any, record: ExecRecord, message: str) -> None:
+    data = (message + "\n").encode()
+    with contextlib.suppress(OSError):
+        sock.sendall(data if record.tty else streams.frame(streams.STDERR, data))
+
+
+def _drain(app: DaemonApp, container: Container, record: ExecRecord, process: Any, sock: Any) -> None:
+    """Copy output to the client (or nowhere, detached) until EOF; record the exit code."""
+    try:
+        for name, chunk in process.stream():
+            if sock is None:
+                continue
+            if (name == "stderr" and not record.attach_stderr) or (name == "stdout" and not record.attach_stdout):
+                continue
+            try:
+                sock.sendall(chunk if record.tty else streams.frame(streams.stream_number(name), chunk))
+            except OSError:
+                sock = None  # the client left; keep draining so the process is not blocked
+        code = process.wait()
+    finally:
+        with contextlib.suppress(OSError):
+            process.close()
+        if sock is not None:
+            streams.finish(sock)
+    app.execs.finish(record, code)
+    app.events.emit(
+        "container", "exec_die", container.id, {"name": container.name, "execID": record.id, "exitCode": str(code)}
+    )
