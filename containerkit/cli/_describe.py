@@ -67,7 +67,9 @@ def _published(container: Container) -> list[tuple[str, int, int, str]]:
         for key, bindings in live.items():
             port, _, proto = str(key).partition("/")
             for binding in bindings or []:
-                if isinstance(binding, Mapping):
+                if isinstance(binding, tuple) and len(binding) == 2:
+                    result.append((str(binding[0]), int(binding[1]), int(port), proto or "tcp"))
+                elif isinstance(binding, Mapping):
                     result.append(
                         (
                             str(binding.get("HostIp") or "0.0.0.0"),
@@ -106,7 +108,7 @@ def container_row(engine: Engine, container: Container, *, trunc: bool = True) -
         "Names": container.name,
         "Labels": ",".join(f"{k}={v}" for k, v in sorted(labels.items())),
         "Mounts": ",".join(m.source or m.target for m in container.spec.mounts),
-        "Networks": container.spec.network,
+        "Networks": ",".join(_networks(container)),
     }
 
 
@@ -199,8 +201,25 @@ def container_inspect(engine: Engine, container: Container) -> dict[str, Any]:
         "NetworkSettings": {
             "Ports": ports,
             "IPAddress": getattr(container, "ip_address", None) or "",
-            "Networks": {spec.network: {"Aliases": list(spec.aliases)}},
+            "Networks": _networks(container),
         },
+    }
+
+
+def _networks(container: Container) -> dict[str, Any]:
+    endpoints = getattr(container, "networks", None)
+    if not isinstance(endpoints, Mapping):
+        return {container.spec.network: {"Aliases": list(container.spec.aliases)}}
+    return {
+        name: {
+            "NetworkID": getattr(e, "network_id", ""),
+            "IPAddress": getattr(e, "ip", ""),
+            "IPPrefixLen": getattr(e, "prefixlen", 0),
+            "Gateway": getattr(e, "gateway", ""),
+            "MacAddress": getattr(e, "mac", ""),
+            "Aliases": list(getattr(e, "aliases", []) or []),
+        }
+        for name, e in endpoints.items()
     }
 
 

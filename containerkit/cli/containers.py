@@ -42,8 +42,11 @@ def _create(image: str, command: tuple[str, ...], opts: dict[str, Any]) -> Conta
         raise CliError(str(exc), USAGE_ERROR) from None
 
 
-def _start(container: Container, *, remove_on_failure: bool) -> None:
-    """Start, or fail like docker: 127 for a missing command, 126 for one that cannot run."""
+def _start(container: Container, *, remove_on_failure: bool, detached: bool = True) -> None:
+    """Start, or fail like docker: 127 for a missing command, 126 for one that cannot run.
+
+    A detached ``--rm`` container of the local engine gets a watcher that removes it at exit.
+    """
     from containerkit.errors import ContainerkitError, NotModified
 
     try:
@@ -59,7 +62,7 @@ def _start(container: Container, *, remove_on_failure: bool) -> None:
             with contextlib.suppress(ContainerkitError):
                 container.remove(force=True)
         raise CliError(str(exc), code) from None
-    if container.spec.auto_remove and backend().local:
+    if detached and container.spec.auto_remove and backend().local:
         from containerkit.cli import _autoremove
 
         _autoremove.spawn(backend().root, container.id)
@@ -86,19 +89,7 @@ def run(image: str, command: tuple[str, ...], detach: bool, **opts: Any) -> int:
         return 0
     from containerkit.cli._attach import attach_container
 
-    # Started here rather than by _start so the watcher of a detached --rm is not needed.
-    from containerkit.errors import ContainerkitError
-
-    try:
-        container.start()
-    except ContainerkitError as exc:
-        code = exit_code_for(exc, USAGE_ERROR)
-        if container.exit_code in (126, 127):
-            code = int(container.exit_code)  # type: ignore[arg-type]
-        if opts["auto_remove"]:
-            with contextlib.suppress(ContainerkitError):
-                container.remove(force=True)
-        raise CliError(str(exc), code) from None
+    _start(container, remove_on_failure=opts["auto_remove"], detached=False)
     return attach_container(container, stdin=opts["interactive"], tty=opts["tty"])
 
 
@@ -126,12 +117,7 @@ def start(containers: tuple[str, ...], attach: bool, interactive: bool) -> int:
         spec = container.spec
         if interactive and spec.tty:
             _check_tty(True, True)
-        from containerkit.errors import ContainerkitError
-
-        try:
-            container.start()
-        except ContainerkitError as exc:
-            raise CliError(str(exc), exit_code_for(exc)) from None
+        _start(container, remove_on_failure=False, detached=False)
         return attach_container(container, stdin=interactive and spec.stdin_open, tty=spec.tty)
     return _each(containers, lambda c: _start(c, remove_on_failure=False))
 
@@ -509,8 +495,13 @@ def cp(src: str, dest: str, archive: bool, follow_link: bool) -> None:
     if backend().local:
         target.put(dst_path, source)
         return
-    info = target.stat_path(dst_path) if dst_path != "/" else {"mode": stat.S_IFDIR}
-    if _is_dir_mode(int(info.get("mode", 0))):
+    from containerkit.errors import NotFound
+
+    try:
+        mode = int(target.stat_path(dst_path).get("mode", 0))
+    except NotFound:
+        mode = 0
+    if _is_dir_mode(mode):
         target.put(dst_path, _tar_of(source, source.name))
     else:
         parent, _, name = dst_path.rstrip("/").rpartition("/")

@@ -19,6 +19,7 @@ from containerkit.spec import (
     Image,
     ImageConfig,
     Mount,
+    NetworkEndpoint,
     PortBinding,
     Resources,
     Stats,
@@ -27,6 +28,7 @@ from containerkit.spec import (
 
 __all__ = [
     "create_body",
+    "endpoint_from_wire",
     "exec_body",
     "filters_param",
     "image_config",
@@ -285,6 +287,18 @@ def _ports_from_wire(bindings: Mapping[str, Any]) -> list[PortBinding]:
     return ports
 
 
+def endpoint_from_wire(data: Mapping[str, Any]) -> NetworkEndpoint:
+    """One entry of inspect's ``NetworkSettings.Networks``."""
+    return NetworkEndpoint(
+        network_id=str(data.get("NetworkID") or ""),
+        ip=str(data.get("IPAddress") or ""),
+        prefixlen=int(data.get("IPPrefixLen") or 0),
+        gateway=str(data.get("Gateway") or ""),
+        mac=str(data.get("MacAddress") or ""),
+        aliases=data.get("Aliases") or (),
+    )
+
+
 def exec_body(
     argv: list[str],
     *,
@@ -312,14 +326,18 @@ def exec_body(
     return body
 
 
-def stats_from_wire(data: Mapping[str, Any]) -> Stats:
+def stats_from_wire(data: Mapping[str, Any], *, host_memory: int | None = None) -> Stats:
+    """docker's stats object; a memory limit equal to the host's RAM means none was set."""
     memory = data.get("memory_stats") or {}
+    memory_limit = _limit(memory.get("limit"))
+    if memory_limit is not None and host_memory is not None and memory_limit >= host_memory:
+        memory_limit = None
     cpu = (data.get("cpu_stats") or {}).get("cpu_usage") or {}
     pids = data.get("pids_stats") or {}
     return Stats(
         read_at=parse_time(data.get("read")) or dt.datetime.now(dt.UTC),
         memory_usage=int(memory.get("usage") or 0),
-        memory_limit=_limit(memory.get("limit")),
+        memory_limit=memory_limit,
         cpu_usage_ns=int(cpu.get("total_usage") or 0),
         pids=int(pids.get("current") or 0),
         pids_limit=_limit(pids.get("limit")),

@@ -28,7 +28,7 @@ from containerkit.client import _frames, _wire
 from containerkit.client._transport import DEFAULT, Transport
 from containerkit.client.exec import ExecStream
 from containerkit.errors import InvalidArgument, NotFound, NotModified, NotRunning, Timeout
-from containerkit.spec import ContainerSpec, ExecResult, Stats, parse_signal
+from containerkit.spec import ContainerSpec, ExecResult, NetworkEndpoint, Stats, parse_signal
 
 __all__ = ["Container", "ContainerCollection", "ContainerStatus"]
 
@@ -146,18 +146,23 @@ class Container:
     # -- networking -------------------------------------------------------------------------
 
     @property
-    def networks(self) -> dict[str, dict[str, Any]]:
-        """Per network the daemon's endpoint object (``IPAddress``, ``Gateway``, ``Aliases``...)."""
+    def networks(self) -> dict[str, NetworkEndpoint]:
+        """Each connected network by name; addresses only while the container is plugged in."""
         settings = self.reload().attrs.get("NetworkSettings") or {}
-        return dict(settings.get("Networks") or {})
+        return {
+            name: _wire.endpoint_from_wire(entry or {})
+            for name, entry in (settings.get("Networks") or {}).items()
+            if name != "none"
+        }
 
     @property
-    def ip_address(self) -> str | None:
+    def ip_address(self) -> str:
+        """The address on the first network (``""`` when not running or without one)."""
         settings = self.reload().attrs.get("NetworkSettings") or {}
         address = settings.get("IPAddress")
         if not address:
-            address = next((n.get("IPAddress") for n in (settings.get("Networks") or {}).values()), None)
-        return address or None
+            address = next((n.get("IPAddress") for n in (settings.get("Networks") or {}).values() if n), "")
+        return str(address or "")
 
     @property
     def ports(self) -> dict[str, list[tuple[str, int]]]:
@@ -352,7 +357,15 @@ class Container:
 
     def stats(self) -> Stats:
         data = self._transport.get_json(f"{self._url}/stats", params={"stream": False, "one-shot": True})
-        return _wire.stats_from_wire(data)
+        if _wire.parse_time(data.get("read")) is None:  # docker's answer for a stopped container
+            raise NotRunning(f"container {self.name} is not running")
+        return _wire.stats_from_wire(data, host_memory=self._host_memory())
+
+    def _host_memory(self) -> int | None:
+        """The daemon host's RAM: docker reports it as the limit of a container without one."""
+        info = self._transport.get_json("/info")
+        total = (info or {}).get("MemTotal")
+        return total if isinstance(total, int) else None
 
     def top(self) -> dict[str, Any]:
         """docker's ``top`` shape: ``{"Titles": [...], "Processes": [[...], ...]}``."""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import builtins
 import os
 import re
-import shutil
 import tarfile
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -211,9 +210,7 @@ class ImageCollection:
             stream=True,
             timeout=None,
         )
-        as_dir = format == "oci" and not out.name.endswith(".tar")
-        target = out.with_name(out.name + ".part") if not as_dir else None
-        if as_dir:
+        if format == "oci" and not out.name.endswith(".tar"):
             with tempfile.TemporaryFile() as spool:
                 reply.save_to(spool)
                 spool.seek(0)
@@ -221,12 +218,10 @@ class ImageCollection:
                 with tarfile.open(fileobj=spool) as tar:
                     tar.extractall(out, filter="data")
             return
-        assert target is not None
+        partial = out.with_name(out.name + ".part")  # never a half-written archive under the real name
         try:
-            with target.open("wb") as handle:
+            with partial.open("wb") as handle:
                 reply.save_to(handle)
-            target.replace(out)
+            partial.replace(out)
         finally:
-            if target.exists():
-                target.unlink()
-        shutil.os.sync() if False else None  # noqa: B018
+            partial.unlink(missing_ok=True)

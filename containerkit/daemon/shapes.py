@@ -171,7 +171,7 @@ def _endpoint(value: Any, name: str) -> dict[str, Any]:
         "IPAMConfig": None,
         "Links": None,
         "Aliases": list(get("Aliases", "aliases") or []) or None,
-        "MacAddress": str(get("MacAddress", "mac_address") or ""),
+        "MacAddress": str(get("MacAddress", "mac_address", "mac") or ""),
         "DriverOpts": None,
         "GwPriority": 0,
         "NetworkID": str(get("NetworkID", "network_id") or ""),
@@ -187,7 +187,7 @@ def _endpoint(value: Any, name: str) -> dict[str, Any]:
 
 
 def networks_of(container: Container, running: bool) -> dict[str, dict[str, Any]]:
-    found = getattr(container, "networks", None) if running else None
+    found = getattr(container, "networks", None)
     result: dict[str, dict[str, Any]] = {}
     if isinstance(found, Mapping):
         for name, value in found.items():
@@ -531,7 +531,7 @@ def network_inspect(network: Any) -> dict[str, Any]:
 # -- stats -----------------------------------------------------------------------------------------
 
 
-def _system_cpu_ns() -> int:
+def system_cpu_ns() -> int:
     with open("/proc/stat") as f:
         fields = f.readline().split()[1:8]
     return sum(int(x) for x in fields) * (1_000_000_000 // os.sysconf("SC_CLK_TCK"))
@@ -545,7 +545,7 @@ def _cpu(sample: Stats | None) -> dict[str, Any]:
                 "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}}
     return {
         "cpu_usage": {"total_usage": sample.cpu_usage_ns, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
-        "system_cpu_usage": _system_cpu_ns(),
+        "system_cpu_usage": system_cpu_ns(),
         "online_cpus": online,
         "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
     }

@@ -150,7 +150,7 @@ def prepare_bundle(
         hostname=hostname,
         etc_files=_etc_files(engine, state_dir, spec, hostname, net),
         mounts=_volume_mounts(engine, state_dir, spec, image),
-        cgroups_path=f"containerkit/{container_id}",
+        cgroups_path=f"/containerkit/{container_id}",
         netns_path=str(netns_path(engine, container_id)) if net.kind == "bridge" else None,
         annotations={ROOTFS_MOUNT_ANNOTATION: rootfs_json},
     )

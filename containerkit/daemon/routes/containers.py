@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from containerkit.daemon.convert import create_request, filters_from_query
 from containerkit.daemon.errors import NotImplementedYet
 from containerkit.daemon.server import Request, Response, json_response
-from containerkit.daemon.shapes import DOCKER_FILE, container_inspect, container_summary, stats_json
+from containerkit.daemon.shapes import DOCKER_FILE, container_inspect, container_summary, stats_json, system_cpu_ns
 from containerkit.errors import ContainerkitError, NotFound, NotModified, NotRunning
 from containerkit.runtime.state import write_json_atomic
 from containerkit.spec import Stats, parse_signal
@@ -165,9 +165,7 @@ def register(router: Router, app: DaemonApp) -> None:
                 return None
 
         def system() -> int:
-            from containerkit.daemon.shapes import _system_cpu_ns
-
-            return _system_cpu_ns()
+            return system_cpu_ns()
 
         if not stream:
             previous, previous_system = None, 0

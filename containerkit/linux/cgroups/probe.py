@@ -67,8 +67,13 @@ def open_cgroup(name: str, *, root: Path = DEFAULT_ROOT, mode: Mode | None = Non
 def _hierarchies(root: Path, mode: Mode) -> list[Path]:
     if mode == "unified":
         return [root]
-    names = [*CONTROLLERS, "unified"] if mode == "hybrid" else list(CONTROLLERS)
-    return [root / n for n in names if (root / n / "cgroup.procs").exists()]
+    # Every mounted hierarchy, not only the controllers we manage: runc creates its cgroups
+    # in all of them, and a sweep must find what it left.
+    try:
+        found = sorted(h for h in root.iterdir() if (h / "cgroup.procs").exists())
+    except FileNotFoundError:
+        return []
+    return found if mode == "hybrid" else [h for h in found if h.name != "unified"]
 
 
 def list_cgroups(

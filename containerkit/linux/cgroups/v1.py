@@ -7,6 +7,8 @@ directory and gives ``cgroup.kill`` (race-free kill of every process) and ``cgro
 
 from __future__ import annotations
 
+import contextlib
+
 import time
 from pathlib import Path
 
@@ -21,6 +23,7 @@ from .base import (
     read_keyed,
     read_limit,
     read_optional,
+    walk_up,
     write,
 )
 from .v2 import CPU_PERIOD_US, CgroupV2Manager, swap_limit
@@ -52,6 +55,27 @@ class CgroupV1Manager(CgroupManager):
     @property
     def paths(self) -> dict[str, Path]:
         return dict(self._paths)
+
+    def _foreign_dirs(self) -> list[Path]:
+        """This cgroup in hierarchies we do not manage (cpuset, devices, blkio, name=systemd...):
+        runc creates it there for the same ``cgroupsPath``, so cleanup must look there too."""
+        managed = {p.parent.resolve() for p in self._paths.values()}
+        try:
+            hierarchies = [h for h in self.root.iterdir() if _is_hierarchy(h) and h.resolve() not in managed]
+        except FileNotFoundError:
+            return []
+        return [h / self.name for h in hierarchies if h.name != "unified"]
+
+    def exists(self) -> bool:
+        return super().exists() or any(path.is_dir() for path in self._foreign_dirs())
+
+    def destroy(self, timeout: float = 5.0) -> None:
+        super().destroy(timeout)
+        for top in self._foreign_dirs():
+            if top.is_dir():
+                for path in walk_up(top):
+                    with contextlib.suppress(FileNotFoundError):
+                        path.rmdir()
 
     def _dir(self, controller: str) -> Path:
         path = self._paths.get(controller)

@@ -1,0 +1,196 @@
+"""``/images``: list, inspect, history, tag, delete, load, get/save, prune, and ``create`` (pull).
+
+Pulling from a registry comes with the registry client: until then ``POST /images/create``
+succeeds (with docker's progress lines) for an image that is already local and answers 404
+with a message docker-py maps to ``ImageNotFound`` for one that is not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from containerkit.daemon.convert import filters_from_query
+from containerkit.daemon.errors import NotImplementedYet
+from containerkit.daemon.server import Request, Response, json_response
+from containerkit.daemon.shapes import image_inspect, image_summary
+from containerkit.errors import InvalidArgument, NotFound
+from containerkit.images.reference import parse_reference
+
+if TYPE_CHECKING:
+    from containerkit.daemon.app import DaemonApp
+    from containerkit.daemon.router import Router
+
+__all__ = ["register"]
+
+LOAD_LIMIT = 64 << 30
+"""Largest image archive accepted by ``POST /images/load``."""
+
+
+def _progress(items: list[dict[str, Any]]) -> Response:
+    return Response(200, stream=[json.dumps(item).encode() + b"\r\n" for item in items])
+
+
+def register(router: Router, app: DaemonApp) -> None:
+    images = app.engine.images
+    events = app.events
+    spool_dir = app.engine.root / "tmp"
+
+    def list_(request: Request) -> Response:
+        filters = filters_from_query(request.qjson("filters"))
+        if request.q("filter"):
+            filters.setdefault("reference", []).append(request.q("filter") or "")
+        return json_response([image_summary(i) for i in images.list(all=request.qbool("all"), filters=filters or None)])
+
+    def inspect(request: Request) -> Response:
+        return json_response(image_inspect(images.get(request.params["name"])))
+
+    def history(request: Request) -> Response:
+        image = images.get(request.params["name"])
+        return json_response(
+            [
+                {
+                    "Id": image.id,
+                    "Created": int(image.created.timestamp()) if image.created else 0,
+                    "CreatedBy": "",
+                    "Tags": list(image.tags),
+                    "Size": image.size,
+                    "Comment": "",
+                }
+            ]
+        )
+
+    def tag(request: Request) -> Response:
+        repo = request.q("repo")
+        if not repo:
+            raise InvalidArgument("repo: the new name is missing (?repo=)")
+        target = f"{repo}:{request.q('tag')}" if request.q("tag") else repo
+        image = images.get(request.params["name"])
+        images.tag(image.id, target)
+        events.emit("image", "tag", image.id, {"name": parse_reference(target).familiar})
+        return Response(201, b"", None)
+
+    def remove(request: Request) -> Response:
+        lines = images.remove(request.params["name"], force=request.qbool("force"))
+        result = []
+        for line in lines:
+            key, _, value = line.partition(": ")
+            result.append({key: value})
+            events.emit("image", "untag" if key == "Untagged" else "delete", value, {"name": value})
+        return json_response(result)
+
+    def load(request: Request) -> Response:
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        with request.spool_body(LOAD_LIMIT, str(spool_dir)) as spool:
+            loaded = images.load(Path(spool.name))
+        lines = []
+        for image in loaded:
+            for name in image.tags or ():
+                lines.append({"stream": f"Loaded image: {name}\n"})
+            if not image.tags:
+                lines.append({"stream": f"Loaded image ID: {image.id}\n"})
+            events.emit("image", "load", image.id, {"name": image.tags[0] if image.tags else image.id})
+        return _progress(lines)
+
+    def save(names: list[str]) -> Response:
+        if not names:
+            raise InvalidArgument("names: no image given to save")
+        for name in names:
+            images.get(name)  # 404 before the 200
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        fd, path = tempfile.mkstemp(dir=spool_dir, prefix="save-", suffix=".tar")
+        os.close(fd)
+        try:
+            images.save(names, Path(path))
+            f = open(path, "rb")  # noqa: SIM115 - closed by the stream
+        finally:
+            os.unlink(path)
+
+        def chunks() -> Iterator[bytes | None]:
+            with f:
+                while chunk := f.read(1 << 20):
+                    yield chunk
+
+        return Response(200, content_type="application/x-tar", stream=chunks())
+
+    def get_one(request: Request) -> Response:
+        return save([request.params["name"]])
+
+    def get_many(request: Request) -> Response:
+        return save(request.query.get("names", []))
+
+    def prune(request: Request) -> Response:
+        filters = filters_from_query(request.qjson("filters"))
+        unsupported = set(filters) - {"dangling"}
+        if unsupported:
+            raise InvalidArgument(f"invalid filter(s) for image prune: {sorted(unsupported)}")
+        deleted = images.prune()
+        for image_id in deleted:
+            events.emit("image", "delete", image_id, {"name": image_id})
+        return json_response({"ImagesDeleted": [{"Deleted": i} for i in deleted] or None, "SpaceReclaimed": 0})
+
+    def create(request: Request) -> Response:
+        source = request.q("fromSrc")
+        if source is not None:
+            return _import(request, source)
+        name = request.q("fromImage")
+        if not name:
+            raise InvalidArgument("fromImage: the image to pull is missing")
+        tag = request.q("tag") or ""
+        ref = name
+        if tag:
+            ref = f"{name}@{tag}" if tag.startswith("sha256:") else f"{name}:{tag}"
+        try:
+            parsed = parse_reference(ref)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"invalid reference format: {exc}") from None
+        try:
+            image = images.get(ref)
+        except NotFound:
+            raise NotFound(
+                f"pull access denied for {parsed.familiar}, repository does not exist or may require "
+                "'docker login': containerkitd has no registry client yet, so only local images can be "
+                "used (load the image with `docker load`)"
+            ) from None
+        events.emit("image", "pull", parsed.familiar, {"name": parsed.familiar})
+        return _progress(
+            [
+                {"status": f"Pulling from {parsed.familiar.rsplit(':', 1)[0]}", "id": parsed.tag or "latest"},
+                {"status": f"Digest: {image.digests[0].split('@', 1)[1] if image.digests else image.id}"},
+                {"status": f"Status: Image is up to date for {parsed.familiar}"},
+            ]
+        )
+
+    def _import(request: Request, source: str) -> Response:
+        if source != "-":
+            raise NotImplementedYet("importing from a URL is not supported; send the tar as the body (fromSrc=-)")
+        repo = request.q("repo")
+        ref = f"{repo}:{request.q('tag')}" if repo and request.q("tag") else repo
+        spool_dir.mkdir(parents=True, exist_ok=True)
+        with request.spool_body(LOAD_LIMIT, str(spool_dir)) as spool:
+            image = images.import_rootfs(Path(spool.name), ref)
+        events.emit("image", "import", image.id, {"name": ref or image.id})
+        return _progress([{"status": image.id}])
+
+    def unsupported(request: Request) -> Response:
+        raise NotImplementedYet(f"{request.path} is not implemented by containerkitd yet")
+
+    router.add("GET", "/images/json", list_)
+    router.add("POST", "/images/load", load)
+    router.add("GET", "/images/get", get_many)
+    router.add("POST", "/images/prune", prune)
+    router.add("POST", "/images/create", create)
+    router.add("GET", "/images/search", unsupported)
+    router.add("POST", "/build", unsupported)
+    router.add("POST", "/build/prune", unsupported)
+    router.add("POST", "/commit", unsupported)
+    router.add("GET", "/images/{name:.+}/json", inspect)
+    router.add("GET", "/images/{name:.+}/history", history)
+    router.add("GET", "/images/{name:.+}/get", get_one)
+    router.add("POST", "/images/{name:.+}/tag", tag)
+    router.add("POST", "/images/{name:.+}/push", unsupported)
+    router.add("DELETE", "/images/{name:.+}", remove)

@@ -1,0 +1,122 @@
+"""``/volumes``: create, list (label, name and dangling filters), inspect, remove, prune."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from containerkit.daemon.body import Body
+from containerkit.daemon.convert import filters_from_query
+from containerkit.daemon.server import Request, Response, json_response
+from containerkit.daemon.shapes import volume_json
+from containerkit.errors import Conflict, InvalidArgument, NotFound
+from containerkit.spec import Volume
+
+if TYPE_CHECKING:
+    from containerkit.daemon.app import DaemonApp
+    from containerkit.daemon.router import Router
+
+__all__ = ["register"]
+
+_ANONYMOUS = re.compile(r"^[0-9a-f]{64}$")
+_FILTERS = {"label", "name", "dangling", "driver", "all"}
+
+
+def register(router: Router, app: DaemonApp) -> None:
+    volumes = app.engine.volumes
+    events = app.events
+
+    def users(name: str) -> list[str]:
+        return [
+            c.name
+            for c in app.engine.containers.list(all=True)
+            if any(m.type == "volume" and m.source == name for m in c.spec.mounts)
+        ]
+
+    def matching(filters: dict[str, list[str]]) -> list[Volume]:
+        unknown = set(filters) - _FILTERS
+        if unknown:
+            raise InvalidArgument(f"invalid filter(s) for volumes: {sorted(unknown)}")
+        result = []
+        for volume in volumes.list():
+            labels = dict(volume.labels)
+            if not all(_label(labels, w) for w in filters.get("label", [])):
+                continue
+            if "name" in filters and not any(n in volume.name for n in filters["name"]):
+                continue
+            if "driver" in filters and volume.driver not in filters["driver"]:
+                continue
+            if "dangling" in filters:
+                dangling = filters["dangling"][-1].lower() in ("1", "true")
+                if dangling == bool(users(volume.name)):
+                    continue
+            result.append(volume)
+        return result
+
+    def list_(request: Request) -> Response:
+        found = matching(filters_from_query(request.qjson("filters")))
+        return json_response({"Volumes": [volume_json(v) for v in found], "Warnings": None})
+
+    def create(request: Request) -> Response:
+        body = Body(request.json())
+        driver = body.str("Driver") or "local"
+        if driver != "local":
+            raise InvalidArgument(f"Driver: volume driver {driver!r} is not supported (local only)")
+        if body.str_map("DriverOpts"):
+            raise InvalidArgument("DriverOpts: volume driver options are not supported")
+        name = body.opt_str("Name")
+        if name is not None:
+            try:
+                return json_response(volume_json(volumes.get(name)), 201)
+            except NotFound:
+                pass
+        try:
+            volume = volumes.create(name, labels=body.str_map("Labels"))
+        except Conflict:
+            volume = volumes.get(name or "")
+        events.emit("volume", "create", volume.name, {"driver": "local"})
+        return json_response(volume_json(volume), 201)
+
+    def inspect(request: Request) -> Response:
+        return json_response(volume_json(_get(request.params["name"])))
+
+    def _get(name: str) -> Volume:
+        try:
+            return volumes.get(name)
+        except NotFound:
+            raise NotFound(f"get {name}: no such volume") from None
+
+    def remove(request: Request) -> Response:
+        name = request.params["name"]
+        _get(name)
+        volumes.remove(name, force=request.qbool("force"), in_use_by=users(name))
+        events.emit("volume", "destroy", name, {"driver": "local"})
+        return Response(204)
+
+    def prune(request: Request) -> Response:
+        filters = filters_from_query(request.qjson("filters"))
+        everything = filters.pop("all", ["false"])[-1].lower() in ("1", "true")
+        removed = []
+        for volume in matching(filters):
+            if not everything and not _ANONYMOUS.match(volume.name):
+                continue
+            if users(volume.name):
+                continue
+            try:
+                volumes.remove(volume.name)
+            except (Conflict, NotFound):
+                continue
+            removed.append(volume.name)
+            events.emit("volume", "destroy", volume.name, {"driver": "local"})
+        return json_response({"VolumesDeleted": removed or None, "SpaceReclaimed": 0})
+
+    router.add("GET", "/volumes", list_)
+    router.add("POST", "/volumes/create", create)
+    router.add("POST", "/volumes/prune", prune)
+    router.add("GET", "/volumes/{name}", inspect)
+    router.add("DELETE", "/volumes/{name}", remove)
+
+
+def _label(labels: dict[str, str], wanted: str) -> bool:
+    key, sep, value = wanted.partition("=")
+    return key in labels and (not sep or labels[key] == value)

@@ -1,0 +1,448 @@
+"""Container networking through Engine: bridge and user-defined networks, names, isolation,
+outbound NAT, published ports, host/none/container modes, and that nothing is left behind.
+
+The engine here has its own root, so its bridges and nft table (named from a hash of the root)
+are its own; "the outside" is a network namespace this module creates. No traffic leaves the host.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+
+import containerkit as ck
+from containerkit.engine import _netsetup
+from containerkit.engine.networks import Network
+from containerkit.network import veth
+from containerkit.network.netns import create_netns, iproute, netns_socket, remove_netns
+from tests.network.conftest import free_subnet
+
+from .conftest import IMAGE
+
+XDIST = "PYTEST_XDIST_WORKER" in os.environ
+
+
+def _links() -> set[str]:
+    with iproute() as ipr:
+        return {link.get("ifname") for link in ipr.get_links()}
+
+
+def _ruleset() -> str:
+    return subprocess.run(["nft", "list", "ruleset"], capture_output=True, text=True, check=True).stdout
+
+
+def _table(engine: ck.Engine) -> str:
+    done = subprocess.run(
+        ["nft", "list", "table", "ip", engine.networks.nat.name], capture_output=True, text=True
+    )
+    return done.stdout if done.returncode == 0 else ""
+
+
+@attrs.frozen
+class HostState:
+    links: frozenset[str]
+    ruleset: str
+
+    @classmethod
+    def now(cls) -> HostState:
+        return cls(frozenset(_links()), _ruleset())
+
+    def assert_back(self, ours: set[str], table: str | None = None) -> None:
+        """Exactly as before; under xdist (other workers add links and tables meanwhile) only
+        what this engine made must be gone."""
+        now = HostState.now()
+        if XDIST:
+            assert not (now.links & ours), sorted(now.links & ours)
+            if table:
+                assert f"table ip {table} " not in now.ruleset
+            return
+        assert now.links == self.links, sorted(now.links ^ self.links)
+        assert now.ruleset == self.ruleset
+
+
+@pytest.fixture(scope="module")
+def host_before() -> HostState:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: network namespaces, bridges and nftables")
+    return HostState.now()
+
+
+@pytest.fixture(scope="module")
+def net_engine(
+    tmp_path_factory: pytest.TempPathFactory, busybox_rootfs_tar: Path, host_before: HostState
+) -> Iterator[ck.Engine]:
+    root = tmp_path_factory.mktemp("net-engine")
+    engine = ck.Engine(root=root)
+    engine.images.import_rootfs(busybox_rootfs_tar, IMAGE, config={"Cmd": ["sh"]})
+    bridges: set[str] = set()
+    try:
+        yield engine
+    finally:
+        for container in engine.containers.list(all=True):
+            container.remove(force=True)
+        bridges = {n.bridge for n in engine.networks.list()}
+        engine.networks.prune()
+        table = engine.networks.nat.name
+        engine.close()
+    host_before.assert_back(bridges, table)
+    assert not list((root / "netns").glob("*"))
+
+
+def run(engine: ck.Engine, command: list[str] | str, **fields: object) -> ck.Container:
+    return engine.containers.run(IMAGE, command, **fields)
+
+
+def output(engine: ck.Engine, command: str, **fields: object) -> tuple[int, str]:
+    c = run(engine, command, **fields)
+    code = c.wait(timeout=30)
+    text = c.logs().decode()
+    c.remove()
+    return code, text
+
+
+def sh(c: ck.Container, command: str) -> ck.ExecResult:
+    result: ck.ExecResult = c.exec(["sh", "-c", command])
+    return result
+
+
+@pytest.fixture
+def network(net_engine: ck.Engine) -> Iterator[Callable[..., Network]]:
+    made: list[Network] = []
+
+    def make(name: str, **kwargs: object) -> Network:
+        made.append(net_engine.networks.create(name, subnet=str(free_subnet()), **kwargs))  # type: ignore[arg-type]
+        return made[-1]
+
+    yield make
+    for net in made:
+        for container in net.containers:
+            container.remove(force=True)
+        net.remove()
+
+
+@attrs.frozen
+class Outside:
+    netns: Path
+    host_ip: str
+    ip: str
+    host_ifname: str
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Iterator[Outside]:
+    """A netns standing for the world: a /30 to the host and no route back to our bridges."""
+    netns = tmp_path / "outside"
+    create_netns(netns)
+    subnet = free_subnet(30)
+    host_ip, ip = str(subnet.network_address + 1), str(subnet.network_address + 2)
+    host_ifname = f"cko{os.getpid() % 100000}"
+    fd = os.open(netns, os.O_RDONLY)
+    try:
+        with iproute() as ipr:
+            ipr.link("add", ifname=host_ifname, kind="veth", peer={"ifname": "eth0", "net_ns_fd": fd})
+            (index,) = ipr.link_lookup(ifname=host_ifname)
+            ipr.addr("add", index=index, address=host_ip, prefixlen=30)
+            ipr.link("set", index=index, state="up")
+    finally:
+        os.close(fd)
+    with iproute(netns) as ipr:
+        (index,) = ipr.link_lookup(ifname="eth0")
+        ipr.addr("add", index=index, address=ip, prefixlen=30)
+        ipr.link("set", index=index, state="up")
+    yield Outside(netns, host_ip, ip, host_ifname)
+    veth.detach(host_ifname)
+    remove_netns(netns)
+
+
+class Greeter:
+    """TCP server that sends a greeting and closes; remembers who connected."""
+
+    def __init__(self, sock: socket.socket, ip: str) -> None:
+        self.sock = sock
+        sock.bind((ip, 0))
+        sock.listen(8)
+        self.port: int = sock.getsockname()[1]
+        self.peers: list[str] = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        with contextlib.suppress(OSError):
+            while True:
+                conn, addr = self.sock.accept()
+                self.peers.append(addr[0])
+                with conn:
+                    conn.sendall(b"hello-from-outside\n")
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+def _http_get(ip: str, port: int, netns: Path | None = None, timeout: float = 5.0) -> bytes:
+    """GET / through a raw socket (from ``netns`` if given), retried until the server is up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        sock = netns_socket(netns) if netns else socket.socket()
+        try:
+            with sock:
+                sock.settimeout(2)
+                sock.connect((ip, port))
+                sock.sendall(f"GET / HTTP/1.0\r\nHost: {ip}\r\n\r\n".encode())
+                data = b""
+                while chunk := sock.recv(65536):
+                    data += chunk
+                return data.split(b"\r\n\r\n", 1)[-1]
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _host_address() -> str:
+    """A host address that is neither loopback nor one of ours (eth0's here)."""
+    with iproute() as ipr:
+        for link in ipr.get_links():
+            name = link.get("ifname")
+            if name == "lo" or name.startswith(("ck", "veth")):
+                continue
+            for addr in ipr.get_addr(index=link["index"], family=socket.AF_INET):
+                return str(addr.get("IFA_ADDRESS"))
+    pytest.skip("no host address besides loopback")
+
+
+HTTPD = "mkdir -p /www && echo served > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+# -- tests ------------------------------------------------------------------------------------------
+
+
+def test_default_bridge_address_route_and_files(net_engine: ck.Engine) -> None:
+    c = run(net_engine, "ip -4 -o addr show eth0; ip route; cat /etc/hosts; cat /etc/resolv.conf")
+    endpoint = c.networks["bridge"]  # read before wait(), which unplugs the exited container
+    assert c.wait(timeout=30) == 0
+    logs = c.logs().decode()
+    bridge = net_engine.networks.get("bridge")
+    assert endpoint.ip and endpoint.gateway == bridge.gateway
+    assert f"inet {endpoint.ip}/{endpoint.prefixlen}" in logs
+    assert f"default via {bridge.gateway} dev eth0" in logs
+    assert f"{endpoint.ip}\t{c.id[:12]}" in logs
+    assert "nameserver 127." not in logs
+    assert not bridge.subnet.startswith("172.17.")
+    # it exited: wait() already took its veth and netns away, and forgot its address
+    assert c.ip_address == "" and not _netsetup.netns_path(net_engine, c.id).exists()
+    assert _netsetup.host_ifname(c.id, bridge.id) not in _links()
+    c.remove()
+
+
+def test_names_aliases_late_joiner_and_connect(net_engine: ck.Engine, network: Callable[..., object]) -> None:
+    net = network("backend")
+    db = run(net_engine, ["sleep", "60"], name="db-box", network="backend", aliases=["db"])
+    web = run(net_engine, ["sleep", "60"], name="web-box", network="backend")
+    assert sh(web, "ping -c1 -W2 db && ping -c1 -W2 db-box").exit_code == 0
+    # docker's default bridge resolves no names
+    plain = run(net_engine, ["sleep", "60"], name="plain-box")
+    assert sh(plain, "ping -c1 -W1 db-box").exit_code != 0
+    # joins later: resolvable from one already running, by name and alias
+    late = run(net_engine, ["sleep", "60"], name="late-box", network="backend", aliases=["cache"])
+    assert sh(db, "ping -c1 -W2 late-box && ping -c1 -W2 cache").exit_code == 0
+    # connect a running container: a second interface, and a name for the others
+    net.connect(plain, aliases=["extra"])  # type: ignore[attr-defined]
+    assert plain.networks["backend"].ip in sh(plain, "ip -4 -o addr show eth1").stdout.decode()
+    assert sh(db, "ping -c1 -W2 extra && ping -c1 -W2 plain-box").exit_code == 0
+    net.disconnect(plain)  # type: ignore[attr-defined]
+    assert sh(db, "grep -c extra /etc/hosts").stdout.strip() == b"0"
+    assert sh(plain, "test -e /sys/class/net/eth1").exit_code != 0
+    for c in (db, web, plain, late):
+        c.remove(force=True)
+
+
+def test_networks_are_isolated_and_internal_has_no_route(
+    net_engine: ck.Engine, network: Callable[..., object]
+) -> None:
+    network("red")
+    network("blue", internal=True)
+    red = run(net_engine, ["sleep", "60"], name="red-box", network="red")
+    blue = run(net_engine, ["sleep", "60"], name="blue-box", network="blue")
+    blue2 = run(net_engine, ["sleep", "60"], name="blue2-box", network="blue")
+    assert sh(blue, "ip route | grep -c default").stdout.strip() == b"0"
+    assert sh(blue, "ping -c1 -W2 blue2-box").exit_code == 0  # inside an internal network: fine
+    assert sh(red, f"ping -c1 -W1 {blue.ip_address}").exit_code != 0
+    assert sh(blue, f"ping -c1 -W1 {red.ip_address}").exit_code != 0
+    assert sh(red, "ping -c1 -W1 blue-box").exit_code != 0  # no name either
+    for c in (red, blue, blue2):
+        c.remove(force=True)
+
+
+def test_outbound_through_masquerade(net_engine: ck.Engine, outside: Outside) -> None:
+    server = Greeter(netns_socket(outside.netns), outside.ip)
+    try:
+        code, text = output(net_engine, f"nc {outside.ip} {server.port}")
+        assert (code, text) == (0, "hello-from-outside\n")
+        assert server.peers == [outside.host_ip]  # the host's address: masqueraded
+    finally:
+        server.close()
+
+
+def test_published_ports_tcp_and_udp(net_engine: ck.Engine, outside: Outside) -> None:
+    before = _table(net_engine)
+    c = run(net_engine, HTTPD, ports={"80/tcp": None, "53/udp": None, "8080/tcp": ("127.0.0.1", 0)})
+    ports = c.ports
+    (any_ip, port), (lo_ip, lo_port), (_, udp_port) = (
+        ports["80/tcp"][0],
+        ports["8080/tcp"][0],
+        ports["53/udp"][0],
+    )
+    assert any_ip == "0.0.0.0" and lo_ip == "127.0.0.1"
+    assert min(port, lo_port, udp_port) > 0
+    assert _http_get("127.0.0.1", port) == b"served\n"
+    assert _http_get(_host_address(), port) == b"served\n"
+    assert _http_get(outside.host_ip, port, outside.netns) == b"served\n"  # from another netns
+    assert _http_get(c.ip_address, 80) == b"served\n"
+    # UDP: an echo socket in the container's own network namespace
+    echo = netns_socket(f"/proc/{c.pid}/ns/net", socket.AF_INET, socket.SOCK_DGRAM)
+    echo.bind(("0.0.0.0", 53))
+
+    def serve() -> None:
+        with contextlib.suppress(OSError):
+            data, addr = echo.recvfrom(100)
+            echo.sendto(data.upper(), addr)
+
+    threading.Thread(target=serve, daemon=True).start()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
+        client.settimeout(3)
+        client.sendto(b"dns?", ("127.0.0.1", udp_port))
+        assert client.recv(100) == b"DNS?"
+    echo.close()
+    c.remove(force=True)
+    assert _table(net_engine) == before
+    with socket.socket() as probe:  # the port is the host's again
+        probe.bind(("0.0.0.0", port))
+
+
+def test_taken_port_is_a_conflict_and_leaves_nothing(net_engine: ck.Engine) -> None:
+    holder = socket.socket()
+    holder.bind(("0.0.0.0", 0))
+    holder.listen()
+    taken = holder.getsockname()[1]
+    links, table = _links(), _table(net_engine)
+    c = net_engine.containers.create(image=IMAGE, command=["sleep", "60"], ports={"80/tcp": taken})
+    try:
+        with pytest.raises(ck.Conflict, match=f"0.0.0.0:{taken}/tcp"):
+            c.start()
+        assert c.status == "created"
+        assert c.ports == {} and c.ip_address == ""
+        assert not _netsetup.netns_path(net_engine, c.id).exists()
+        assert not {n for n in _links() - links if n.startswith("ckv")}
+        assert _table(net_engine) == table
+    finally:
+        holder.close()
+        c.remove()
+
+
+def test_restart_keeps_address(net_engine: ck.Engine, network: Callable[..., object]) -> None:
+    network("again")
+    c = run(net_engine, ["sleep", "60"], name="again-box", network="again")
+    first = c.ip_address
+    c.stop(timeout=0)
+    assert c.ip_address == "" and not _netsetup.netns_path(net_engine, c.id).exists()
+    c.start()
+    assert c.ip_address == first
+    assert first in sh(c, "ip -4 -o addr show eth0").stdout.decode()
+    c.remove(force=True)
+
+
+def test_host_none_and_container_modes(net_engine: ck.Engine) -> None:
+    code, text = output(net_engine, "ls /sys/class/net; hostname", network="host")
+    assert code == 0 and {"lo", "eth0"} <= set(text.split()) and socket.gethostname() in text.split()
+    code, text = output(net_engine, "ls /sys/class/net", network="none")
+    assert (code, text.split()) == (0, ["lo"])
+    first = run(net_engine, ["sleep", "60"])
+    code, text = output(net_engine, "ip -4 -o addr show eth0", network=f"container:{first.id}")
+    assert code == 0 and first.ip_address in text
+    first.stop(timeout=0)
+    joiner = net_engine.containers.create(image=IMAGE, command=["true"], network=f"container:{first.id}")
+    with pytest.raises(ck.NotRunning):
+        joiner.start()
+    joiner.remove()
+    first.remove()
+    with pytest.raises(ck.InvalidArgument):
+        net_engine.containers.create(image=IMAGE, command=["true"], network="none", ports={"80/tcp": 1})
+
+
+def test_network_remove_needs_no_containers(net_engine: ck.Engine) -> None:
+    net = net_engine.networks.create("short-lived", subnet=str(free_subnet()), labels={"a": "b"})
+    with pytest.raises(ck.Conflict, match="already exists"):
+        net_engine.networks.create("short-lived")
+    assert net_engine.networks.list(filters={"label": "a=b"}) == [net]
+    before = _table(net_engine)
+    assert net.bridge in _links() and f'"{net.bridge}"' in before
+    c = net_engine.containers.create(image=IMAGE, command=["true"], network="short-lived")
+    with pytest.raises(ck.Conflict, match="connected"):
+        net.remove()
+    c.remove()
+    net.remove()
+    assert net.bridge not in _links()
+    assert f'"{net.bridge}"' not in _table(net_engine)
+    with pytest.raises(ck.NotFound):
+        net_engine.networks.get("short-lived")
+
+
+_KILLED_ENGINE = """
+import os, signal, sys
+import containerkit as ck
+engine = ck.Engine(root=sys.argv[1])
+engine.images.import_rootfs(sys.argv[2], "example/busybox:latest", config={"Cmd": ["sh"]})
+engine.networks.create("crashnet", subnet=sys.argv[3])
+for n in range(2):
+    engine.containers.run(
+        "example/busybox:latest", ["sleep", "60"], network="crashnet", ports={"80/tcp": None}
+    )
+done = engine.containers.run("example/busybox:latest", ["true"], ports={"81/tcp": None})
+print(done.id, flush=True)
+os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def test_sigkilled_engine_leaves_nothing_after_a_new_engine(
+    tmp_path: Path, busybox_rootfs_tar: Path, host_before: HostState
+) -> None:
+    before = HostState.now()
+    root = tmp_path / "killed-root"
+    proc = subprocess.run(
+        [sys.executable, "-c", _KILLED_ENGINE, str(root), str(busybox_rootfs_tar), str(free_subnet())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=Path(__file__).parents[2],
+    )
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    exited_id = proc.stdout.split()[0]
+    time.sleep(0.2)  # `true` has exited; its veth is still there, nobody waited
+    with ck.Engine(root=root) as engine:
+        ours = {n.bridge for n in engine.networks.list()}
+        ours |= {
+            h
+            for n in engine.networks.list()
+            for c in engine.containers.list(all=True)
+            if (h := _netsetup.host_ifname(c.id, n.id))
+        }
+        assert not _netsetup.netns_path(engine, exited_id).exists()  # recovered at once
+        running = engine.containers.list()
+        assert len(running) == 2
+        for c in engine.containers.list(all=True):
+            c.remove(force=True)
+        engine.networks.get("crashnet").remove()
+        table = engine.networks.nat.name
+    before.assert_back(ours, table)
