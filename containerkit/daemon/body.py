@@ -48,7 +48,9 @@ class Body:
         if value is None:
             return None
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-            raise InvalidArgument(f"{self._field(key)}: expected {what}, got {_type_name(value)} {value!r:.60}")
+            raise InvalidArgument(
+                f"{self._field(key)}: expected {what}, got {_type_name(value)} {value!r:.60}"
+            )
         return value
 
     def str(self, key: str, default: str = "") -> str:
@@ -88,7 +90,7 @@ class Body:
             raise InvalidArgument(f"{self._field(key)}: expected an object of strings, got {value!r:.80}")
         return {str(k): v for k, v in value.items()}
 
-    def keys(self) -> list[str]:
+    def names(self) -> list[str]:
         return [str(k) for k in self._data]
 
     def items(self) -> list[tuple[str, Any]]:

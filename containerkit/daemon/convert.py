@@ -49,7 +49,9 @@ def port_bindings(value: Body, exposed: list[str], publish_all: bool) -> list[Po
             if "-" in host_port_text:
                 host_port_text = host_port_text.split("-", 1)[0]
             if host_port_text and not host_port_text.isdigit():
-                raise InvalidArgument(f"HostConfig.PortBindings[{key}].HostPort: invalid port {host_port_text!r}")
+                raise InvalidArgument(
+                    f"HostConfig.PortBindings[{key}].HostPort: invalid port {host_port_text!r}"
+                )
             result.append(
                 PortBinding(
                     container_port=port,
@@ -94,7 +96,9 @@ def _mounts(value: Any) -> list[Mount]:
         item = Body(raw, f"HostConfig.Mounts[{n}]")
         kind = item.str("Type", "volume")
         if kind not in ("bind", "volume", "tmpfs"):
-            raise InvalidArgument(f"HostConfig.Mounts[{n}].Type: {kind!r} is not supported (bind, volume, tmpfs)")
+            raise InvalidArgument(
+                f"HostConfig.Mounts[{n}].Type: {kind!r} is not supported (bind, volume, tmpfs)"
+            )
         options: list[str] = []
         if kind == "tmpfs":
             tmpfs = item.obj("TmpfsOptions")
@@ -120,7 +124,9 @@ def _binds(value: list[str] | None) -> list[Mount]:
         parts = text.split(":")
         if len(parts) == 3:
             opts = parts[2].split(",")
-            unknown = [o for o in opts if o not in ("ro", "rw", "z", "Z", "rprivate", "private", "rslave", "")]
+            unknown = [
+                o for o in opts if o not in ("ro", "rw", "z", "Z", "rprivate", "private", "rslave", "")
+            ]
             if unknown:
                 raise InvalidArgument(f"HostConfig.Binds: unsupported mode {unknown[0]!r} in {text!r}")
         result.append(Mount.parse(text))
@@ -149,7 +155,11 @@ def _refuse(host: Body) -> None:
     """Settings that would change what the container is, and that containerkit does not do."""
     for key in ("PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode"):
         value = host.str(key)
-        if value and value not in ("private", "shareable", "") and not (key == "CgroupnsMode" and value == "host"):
+        if (
+            value
+            and value not in ("private", "shareable", "")
+            and not (key == "CgroupnsMode" and value == "host")
+        ):
             raise InvalidArgument(f"HostConfig.{key}: {value!r} is not supported by containerkit")
     if host.str_list("VolumesFrom"):
         raise InvalidArgument("HostConfig.VolumesFrom is not supported by containerkit")
@@ -175,7 +185,7 @@ def create_request(raw: Any, name: str | None, *, networking: bool) -> CreateReq
     entrypoint = body.str_list("Entrypoint")
     if entrypoint == [""]:
         entrypoint = []
-    exposed = list(body.obj("ExposedPorts").keys())
+    exposed = body.obj("ExposedPorts").names()
     ports = port_bindings(host.obj("PortBindings"), exposed, host.bool("PublishAllPorts"))
     mode = host.str("NetworkMode")
     if body.bool("NetworkDisabled"):
@@ -188,17 +198,23 @@ def create_request(raw: Any, name: str | None, *, networking: bool) -> CreateReq
         aliases = Body(endpoint, f"NetworkingConfig.EndpointsConfig.{network}").str_list("Aliases") or []
     if not networking:
         if ports:
-            raise NotImplementedYet("port publishing needs networking, which this containerkit engine does not have yet")
+            raise NotImplementedYet(
+                "port publishing needs networking, which this containerkit engine does not have yet"
+            )
         if network not in ("bridge", "none"):
-            raise NotImplementedYet(f"network {network!r}: networking is not available in this containerkit engine yet")
+            raise NotImplementedYet(
+                f"network {network!r}: networking is not available in this containerkit engine yet"
+            )
         network = "none"
     mounts = _binds(host.str_list("Binds")) + _mounts(host.raw("Mounts")) + _tmpfs(host.obj("Tmpfs"))
     bound = {m.target for m in mounts}
-    for path in body.obj("Volumes").keys():
+    for path in body.obj("Volumes").names():
         if path not in bound:
             mounts.append(Mount(type="volume", target=path))
     security = host.str_list("SecurityOpt") or []
-    no_new_privs = any(o in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true") for o in security)
+    no_new_privs = any(
+        o in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true") for o in security
+    )
     extra_hosts: dict[str, str] = {}
     for entry in host.str_list("ExtraHosts") or []:
         sep = "=" if "=" in entry else ":"

@@ -8,6 +8,7 @@ queue, so one slow reader never delays an emitter.
 from __future__ import annotations
 
 import collections
+import contextlib
 import queue
 import threading
 import time
@@ -57,10 +58,9 @@ class EventBus:
             self._history.append(event)
             subscribers = list(self._subscribers)
         for sub in subscribers:
-            try:
+            # a reader that stopped reading loses events, not the daemon its memory
+            with contextlib.suppress(queue.Full):
                 sub.queue.put_nowait(event)
-            except queue.Full:
-                pass  # a reader that stopped reading loses events, not the daemon its memory
 
     def subscribe(self) -> Subscription:
         sub = Subscription(self)
@@ -91,10 +91,14 @@ def event_matches(event: Mapping[str, Any], filters: Mapping[str, list[str]]) ->
     checks = {
         "type": lambda v: event["Type"] == v,
         "event": lambda v: event["Action"] == v or event["Action"].split(":")[0] == v,
-        "container": lambda v: event["Type"] == "container" and (actor["ID"].startswith(v) or attrs.get("name") == v),
+        "container": lambda v: (
+            event["Type"] == "container" and (actor["ID"].startswith(v) or attrs.get("name") == v)
+        ),
         "image": lambda v: attrs.get("image") == v or (event["Type"] == "image" and actor["ID"] == v),
         "volume": lambda v: event["Type"] == "volume" and actor["ID"] == v,
-        "network": lambda v: event["Type"] == "network" and (actor["ID"].startswith(v) or attrs.get("name") == v),
+        "network": lambda v: (
+            event["Type"] == "network" and (actor["ID"].startswith(v) or attrs.get("name") == v)
+        ),
         "label": lambda v: _label(attrs, v),
     }
     for key, values in filters.items():

@@ -10,7 +10,6 @@ from __future__ import annotations
 import secrets
 import threading
 import time
-
 from typing import Any
 
 import attrs
@@ -54,7 +53,9 @@ class ExecRegistry:
         record = ExecRecord(id=secrets.token_hex(32), container_id=container_id, argv=argv, **fields)  # type: ignore[arg-type]
         now = time.monotonic()
         with self._lock:
-            for key in [k for k, r in self._records.items() if r.finished_at and now - r.finished_at > _KEEP_SECONDS]:
+            for key in [
+                k for k, r in self._records.items() if r.finished_at and now - r.finished_at > _KEEP_SECONDS
+            ]:
                 del self._records[key]
             self._records[record.id] = record
         return record

@@ -94,7 +94,9 @@ class Monitor:
         )
         thread.start()
 
-    def _watch(self, container_id: str, name: str, image: str, state_dir: object, run: tuple[str, str]) -> None:
+    def _watch(
+        self, container_id: str, name: str, image: str, state_dir: object, run: tuple[str, str]
+    ) -> None:
         try:
             code = wait_for_exit(state_dir, None)  # type: ignore[arg-type]
         except ContainerkitError:
@@ -108,7 +110,9 @@ class Monitor:
             self._trim(self._codes)
             self._runs.discard(run)
             self._cond.notify_all()
-        self._events.emit("container", "die", container_id, {"name": name, "image": image, "exitCode": str(code)})
+        self._events.emit(
+            "container", "die", container_id, {"name": name, "image": image, "exitCode": str(code)}
+        )
         try:
             container = self._engine.containers.get(container_id)
             if container.spec.auto_remove:

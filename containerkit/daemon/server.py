@@ -75,7 +75,9 @@ class _ChunkedReader:
                 try:
                     self._left = int(line.split(b";", 1)[0].strip(), 16)
                 except ValueError:
-                    raise InvalidArgument(f"malformed chunked request body: chunk size {line[:40]!r}") from None
+                    raise InvalidArgument(
+                        f"malformed chunked request body: chunk size {line[:40]!r}"
+                    ) from None
                 if self._left == 0:
                     while self._rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                         pass  # trailers
@@ -183,7 +185,9 @@ class Request:
         if self._body is None:
             if self.content_length() > limit:
                 self._handler.close_connection = True
-                raise PayloadTooLarge(f"request body of {self.content_length()} bytes exceeds the limit of {limit}")
+                raise PayloadTooLarge(
+                    f"request body of {self.content_length()} bytes exceeds the limit of {limit}"
+                )
             data = self._body_reader().read(limit + 1)
             if len(data) > limit:
                 self._handler.close_connection = True
@@ -207,7 +211,9 @@ class Request:
         """The body in a named temp file (tars may be large); at most ``limit`` bytes."""
         if self.content_length() > limit:
             self._handler.close_connection = True
-            raise PayloadTooLarge(f"request body of {self.content_length()} bytes exceeds the limit of {limit}")
+            raise PayloadTooLarge(
+                f"request body of {self.content_length()} bytes exceeds the limit of {limit}"
+            )
         reader = self._body_reader()
         spool = tempfile.NamedTemporaryFile(dir=directory, prefix="body-")  # noqa: SIM115 - caller closes
         total = 0
@@ -223,9 +229,11 @@ class Request:
 
     def drain(self) -> None:
         """Consume an unread body so the next request on the connection starts in the right place."""
-        if self._reader is None and not self.content_length() and "chunked" not in (
-            self.headers.get("Transfer-Encoding") or ""
-        ).lower():
+        if (
+            self._reader is None
+            and not self.content_length()
+            and "chunked" not in (self.headers.get("Transfer-Encoding") or "").lower()
+        ):
             return
         if self._body is None:
             try:
@@ -377,7 +385,9 @@ class UnixServer(_ServerMixin, socketserver.ThreadingMixIn, socketserver.UnixStr
     block_on_close = False
     request_queue_size = 256
 
-    def __init__(self, path: str, app: App, headers: dict[str, str], *, mode: int = 0o660, gid: int = -1) -> None:
+    def __init__(
+        self, path: str, app: App, headers: dict[str, str], *, mode: int = 0o660, gid: int = -1
+    ) -> None:
         self.app = app
         self.headers = headers
         with contextlib.suppress(FileNotFoundError):

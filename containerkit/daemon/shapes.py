@@ -210,15 +210,21 @@ def _host_config(container: Container, docker: Mapping[str, Any]) -> dict[str, A
     bindings: dict[str, list[dict[str, str]]] = {}
     for binding in spec.ports:
         bindings.setdefault(binding.key, []).append(
-            {"HostIp": "" if binding.host_ip == "0.0.0.0" else binding.host_ip,
-             "HostPort": str(binding.host_port) if binding.host_port else ""}
+            {
+                "HostIp": "" if binding.host_ip == "0.0.0.0" else binding.host_ip,
+                "HostPort": str(binding.host_port) if binding.host_port else "",
+            }
         )
     mode = raw.get("NetworkMode") or spec.network
     raw.update(
         {
-            "Binds": raw.get("Binds") or [
-                f"{m.source}:{m.target}{':ro' if m.read_only else ''}" for m in spec.mounts if m.type == "bind"
-            ] or None,
+            "Binds": raw.get("Binds")
+            or [
+                f"{m.source}:{m.target}{':ro' if m.read_only else ''}"
+                for m in spec.mounts
+                if m.type == "bind"
+            ]
+            or None,
             "LogConfig": {"Type": "json-file", "Config": {}},
             "NetworkMode": "bridge" if mode == "default" else mode,
             "PortBindings": bindings,
@@ -257,8 +263,16 @@ def _config(container: Container, docker: Mapping[str, Any], image: Image | None
         exposed.setdefault(binding.key, {})
     volumes = {v: {} for v in (image_config.volumes if image_config else ())}
     volumes.update({m.target: {} for m in spec.mounts if m.type == "volume" and not m.source})
-    cmd = list(spec.command) if spec.command is not None else list((image_config.cmd if image_config else None) or [])
-    entrypoint = spec.entrypoint if spec.entrypoint is not None else (image_config.entrypoint if image_config else None)
+    cmd = (
+        list(spec.command)
+        if spec.command is not None
+        else list((image_config.cmd if image_config else None) or [])
+    )
+    entrypoint = (
+        spec.entrypoint
+        if spec.entrypoint is not None
+        else (image_config.entrypoint if image_config else None)
+    )
     return {
         "Hostname": spec.hostname or container.id[:12],
         "Domainname": "",
@@ -515,7 +529,9 @@ def network_inspect(network: Any) -> dict[str, Any]:
         "IPAM": {
             "Driver": "default",
             "Options": {},
-            "Config": [{"Subnet": str(subnet), **({"Gateway": str(gateway)} if gateway else {})}] if subnet else [],
+            "Config": [{"Subnet": str(subnet), **({"Gateway": str(gateway)} if gateway else {})}]
+            if subnet
+            else [],
         },
         "Internal": bool(attr("internal", False)),
         "Attachable": False,
@@ -540,9 +556,12 @@ def system_cpu_ns() -> int:
 def _cpu(sample: Stats | None) -> dict[str, Any]:
     online = os.cpu_count() or 1
     if sample is None:
-        return {"cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
-                "system_cpu_usage": 0, "online_cpus": online,
-                "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}}
+        return {
+            "cpu_usage": {"total_usage": 0, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
+            "system_cpu_usage": 0,
+            "online_cpus": online,
+            "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0},
+        }
     return {
         "cpu_usage": {"total_usage": sample.cpu_usage_ns, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
         "system_cpu_usage": system_cpu_ns(),

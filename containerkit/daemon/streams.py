@@ -46,7 +46,9 @@ def content_type(tty: bool, api_version: tuple[int, int]) -> str:
     return RAW if tty or api_version < (1, 42) else MULTIPLEXED
 
 
-def pump_stdin(rfile: BinaryIO, write: Callable[[bytes], None], close: Callable[[], None]) -> threading.Thread:
+def pump_stdin(
+    rfile: BinaryIO, write: Callable[[bytes], None], close: Callable[[], None]
+) -> threading.Thread:
     """Copy what the client sends into ``write`` until it half-closes (or drops), then ``close``."""
 
     def run() -> None:
@@ -57,7 +59,7 @@ def pump_stdin(rfile: BinaryIO, write: Callable[[bytes], None], close: Callable[
                 if not data:
                     break
                 write(data)
-        except Exception:  # noqa: BLE001 - the process or the client went away; stdin just ends
+        except Exception:
             pass
         finally:
             with contextlib.suppress(OSError):

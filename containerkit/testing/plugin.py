@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Callable, Generator, Iterator, Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 
@@ -60,11 +60,13 @@ class _PluginState:
         host = self.option("containerkit_host", "CONTAINERKIT_HOST")
         root = self.option("containerkit_root", "CONTAINERKIT_ROOT")
         ttl = float(self.option("containerkit_ttl", "CONTAINERKIT_TTL") or DEFAULT_TTL)
+        backend = None
         try:
             backend = open_backend(host=host, root=root)
         except Unavailable as exc:
             self.unavailable = str(exc)
-            self.refuse(self.unavailable)
+        if backend is None:
+            self.refuse(self.unavailable or "unknown reason")
         self.session = ContainerkitSession(backend, ttl=ttl, session_id=_new_session_id())
         self.config.add_cleanup(self.finish)  # also runs after Ctrl-C
         self.session.start()
@@ -75,7 +77,7 @@ class _PluginState:
         if session is not None:
             session.finish()
 
-    def refuse(self, reason: str) -> None:
+    def refuse(self, reason: str) -> NoReturn:
         if self.config.getoption("containerkit_require"):
             pytest.fail(f"containers cannot run: {reason}", pytrace=False)
         pytest.skip(f"containers cannot run: {reason}")

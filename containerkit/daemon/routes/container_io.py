@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from containerkit.daemon import streams
 from containerkit.daemon.monitor import ClientGone
 from containerkit.daemon.routes.containers import lookup
-from containerkit.daemon.server import Request, Response, json_response
+from containerkit.daemon.server import Request, Response
 from containerkit.errors import ContainerkitError, InvalidArgument
 from containerkit.runtime import logs as runtime_logs
 from containerkit.runtime.state import LOG_FILE, STDIN_FIFO, read_state
@@ -110,7 +110,9 @@ def register(router: Router, app: DaemonApp) -> None:
                 yield render(stream, data)
 
         content_type = streams.content_type(tty, app.api_tuple(request))
-        return Response(200, content_type=content_type, stream=follow() if request.qbool("follow") else snapshot())
+        return Response(
+            200, content_type=content_type, stream=follow() if request.qbool("follow") else snapshot()
+        )
 
     def attach(request: Request) -> Response | None:
         container = lookup(app, request)
@@ -260,6 +262,3 @@ class _StdinFifo:
 
     def pump(self, rfile: object) -> None:
         streams.pump_stdin(rfile, self.write, self.close)  # type: ignore[arg-type]
-
-
-

@@ -14,7 +14,13 @@ from typing import TYPE_CHECKING
 from containerkit.daemon.convert import create_request, filters_from_query
 from containerkit.daemon.errors import NotImplementedYet
 from containerkit.daemon.server import Request, Response, json_response
-from containerkit.daemon.shapes import DOCKER_FILE, container_inspect, container_summary, stats_json, system_cpu_ns
+from containerkit.daemon.shapes import (
+    DOCKER_FILE,
+    container_inspect,
+    container_summary,
+    stats_json,
+    system_cpu_ns,
+)
 from containerkit.errors import ContainerkitError, NotFound, NotModified, NotRunning
 from containerkit.runtime.state import write_json_atomic
 from containerkit.spec import Stats, parse_signal
@@ -102,7 +108,9 @@ def register(router: Router, app: DaemonApp) -> None:
         container = lookup(app, request)
         signal = parse_signal(request.q("signal") or "SIGKILL")
         if container.status not in ("running", "paused"):
-            raise NotRunning(f"Cannot kill container: {container.name}: container {container.id} is not running")
+            raise NotRunning(
+                f"Cannot kill container: {container.name}: container {container.id} is not running"
+            )
         monitor.watch(container)
         container.kill(signal)
         events.emit("container", "kill", container.id, _attributes(container, signal=str(signal)))

@@ -54,7 +54,10 @@ def register(router: Router, app: DaemonApp) -> None:
             detach_keys=body.str("DetachKeys"),
         )
         app.events.emit(
-            "container", f"exec_create: {' '.join(argv)}", container.id, {"name": container.name, "execID": record.id}
+            "container",
+            f"exec_create: {' '.join(argv)}",
+            container.id,
+            {"name": container.name, "execID": record.id},
         )
         return json_response({"Id": record.id}, 201)
 
@@ -70,7 +73,9 @@ def register(router: Router, app: DaemonApp) -> None:
         if body.bool("Detach"):
             process = _spawn(app, container, record)
             if process is not None:
-                threading.Thread(target=_drain, args=(app, container, record, process, None), daemon=True).start()
+                threading.Thread(
+                    target=_drain, args=(app, container, record, process, None), daemon=True
+                ).start()
             return Response(200, b"", None)
         sock, rfile = request.hijack(streams.content_type(record.tty, app.api_tuple(request)))
         time.sleep(HIJACK_DELAY)
@@ -92,7 +97,9 @@ def register(router: Router, app: DaemonApp) -> None:
         process = record.process
         if record.tty and process is not None and height > 0 and width > 0:
             with contextlib.suppress(OSError, ValueError):
-                fcntl.ioctl(process.stdout.fileno(), termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+                fcntl.ioctl(
+                    process.stdout.fileno(), termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0)
+                )
         return Response(200, b"", None)
 
     router.add("POST", "/containers/{id}/exec", create)
@@ -123,7 +130,10 @@ def _spawn(app: DaemonApp, container: Container, record: ExecRecord, sock: Any =
     record.pid = process.pid
     record.running = True
     app.events.emit(
-        "container", f"exec_start: {' '.join(record.argv)}", container.id, {"name": container.name, "execID": record.id}
+        "container",
+        f"exec_start: {' '.join(record.argv)}",
+        container.id,
+        {"name": container.name, "execID": record.id},
     )
     if process.error is not None and sock is not None:
         _send_error(sock, record, f"OCI runtime exec failed: {process.error.message}")
@@ -142,7 +152,9 @@ def _drain(app: DaemonApp, container: Container, record: ExecRecord, process: An
         for name, chunk in process.stream():
             if sock is None:
                 continue
-            if (name == "stderr" and not record.attach_stderr) or (name == "stdout" and not record.attach_stdout):
+            if (name == "stderr" and not record.attach_stderr) or (
+                name == "stdout" and not record.attach_stdout
+            ):
                 continue
             try:
                 sock.sendall(chunk if record.tty else streams.frame(streams.stream_number(name), chunk))
@@ -156,5 +168,8 @@ def _drain(app: DaemonApp, container: Container, record: ExecRecord, process: An
             streams.finish(sock)
     app.execs.finish(record, code)
     app.events.emit(
-        "container", "exec_die", container.id, {"name": container.name, "execID": record.id, "exitCode": str(code)}
+        "container",
+        "exec_die",
+        container.id,
+        {"name": container.name, "execID": record.id, "exitCode": str(code)},
     )

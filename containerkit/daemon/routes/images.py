@@ -44,7 +44,9 @@ def register(router: Router, app: DaemonApp) -> None:
         filters = filters_from_query(request.qjson("filters"))
         if request.q("filter"):
             filters.setdefault("reference", []).append(request.q("filter") or "")
-        return json_response([image_summary(i) for i in images.list(all=request.qbool("all"), filters=filters or None)])
+        return json_response(
+            [image_summary(i) for i in images.list(all=request.qbool("all"), filters=filters or None)]
+        )
 
     def inspect(request: Request) -> Response:
         return json_response(image_inspect(images.get(request.params["name"])))
@@ -131,7 +133,9 @@ def register(router: Router, app: DaemonApp) -> None:
         deleted = images.prune()
         for image_id in deleted:
             events.emit("image", "delete", image_id, {"name": image_id})
-        return json_response({"ImagesDeleted": [{"Deleted": i} for i in deleted] or None, "SpaceReclaimed": 0})
+        return json_response(
+            {"ImagesDeleted": [{"Deleted": i} for i in deleted] or None, "SpaceReclaimed": 0}
+        )
 
     def create(request: Request) -> Response:
         source = request.q("fromSrc")
@@ -167,7 +171,9 @@ def register(router: Router, app: DaemonApp) -> None:
 
     def _import(request: Request, source: str) -> Response:
         if source != "-":
-            raise NotImplementedYet("importing from a URL is not supported; send the tar as the body (fromSrc=-)")
+            raise NotImplementedYet(
+                "importing from a URL is not supported; send the tar as the body (fromSrc=-)"
+            )
         repo = request.q("repo")
         ref = f"{repo}:{request.q('tag')}" if repo and request.q("tag") else repo
         spool_dir.mkdir(parents=True, exist_ok=True)

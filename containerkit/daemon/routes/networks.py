@@ -69,7 +69,11 @@ def register(router: Router, app: DaemonApp) -> None:
             first = Body(configs[0], "IPAM.Config[0]")
             subnet, gateway = first.opt_str("Subnet"), first.opt_str("Gateway")
         network = networks().create(
-            name, subnet=subnet, gateway=gateway, internal=body.bool("Internal"), labels=body.str_map("Labels")
+            name,
+            subnet=subnet,
+            gateway=gateway,
+            internal=body.bool("Internal"),
+            labels=body.str_map("Labels"),
         )
         app.events.emit("network", "create", network.id, {"name": network.name, "type": "bridge"})
         return json_response({"Id": network.id, "Warning": ""}, 201)
@@ -106,7 +110,9 @@ def register(router: Router, app: DaemonApp) -> None:
         body = Body(request.json(required=True))
         container = app.engine.containers.get(body.str("Container"))
         network.disconnect(container)
-        app.events.emit("network", "disconnect", network.id, {"name": network.name, "container": container.id})
+        app.events.emit(
+            "network", "disconnect", network.id, {"name": network.name, "container": container.id}
+        )
         return Response(200, b"", None)
 
     router.add("GET", "/networks", list_)

@@ -105,12 +105,19 @@ def register(router: Router, app: DaemonApp) -> None:
                 "IndexServerAddress": "https://index.docker.io/v1/",
                 "Runtimes": {"builtin": {"path": "containerkit"}, "runc": {"path": "runc"}},
                 "DefaultRuntime": "builtin",
-                "Swarm": {"LocalNodeState": "inactive", "NodeID": "", "NodeAddr": "", "ControlAvailable": False},
+                "Swarm": {
+                    "LocalNodeState": "inactive",
+                    "NodeID": "",
+                    "NodeAddr": "",
+                    "ControlAvailable": False,
+                },
                 "SecurityOptions": [],
                 "Labels": [],
                 "ExperimentalBuild": False,
                 "Debug": False,
-                "Warnings": [] if app.networking else ["networking is not available: containers get no network"],
+                "Warnings": []
+                if app.networking
+                else ["networking is not available: containers get no network"],
                 "SystemTime": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                 "Arch": arch,
             }

@@ -1,0 +1,188 @@
+"""containerkitd's settings: command-line flags, or the same keys in a TOML file (flags win).
+
+TCP is served only with mutual TLS (``tlsverify`` plus CA, certificate and key); plain TCP is
+refused unless ``insecure-tcp`` is set *and* the address is loopback, because the API is root
+on the host for whoever reaches it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import ssl
+import tomllib
+import urllib.parse
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from containerkit.errors import InvalidArgument
+
+__all__ = ["DEFAULT_HOST", "DaemonConfig", "Listen", "load_config", "parser", "tls_context"]
+
+DEFAULT_HOST = "unix:///run/containerkit/containerkit.sock"
+DEFAULT_ROOT = "/var/lib/containerkit"
+_KEYS = {
+    "root",
+    "host",
+    "hosts",
+    "tlsverify",
+    "tlscacert",
+    "tlscert",
+    "tlskey",
+    "group",
+    "detach",
+    "pidfile",
+    "insecure-tcp",
+    "log-level",
+}
+
+
+@attrs.frozen(kw_only=True)
+class Listen:
+    """One address: ``unix`` with a path, or ``tcp`` with host and port."""
+
+    scheme: str
+    path: str = ""
+    host: str = ""
+    port: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Listen:
+        parsed = urllib.parse.urlsplit(text if "://" in text else f"unix://{text}")
+        if parsed.scheme == "unix":
+            path = (parsed.netloc + parsed.path) or ""
+            if not path.startswith("/"):
+                raise InvalidArgument(f"--host {text}: a unix socket needs an absolute path")
+            return cls(scheme="unix", path=path)
+        if parsed.scheme == "tcp":
+            if not parsed.hostname or parsed.port is None:
+                raise InvalidArgument(f"--host {text}: expected tcp://ADDRESS:PORT")
+            return cls(scheme="tcp", host=parsed.hostname, port=parsed.port)
+        raise InvalidArgument(f"--host {text}: only unix:// and tcp:// are supported")
+
+    @property
+    def loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def __str__(self) -> str:
+        return f"unix://{self.path}" if self.scheme == "unix" else f"tcp://{self.host}:{self.port}"
+
+
+@attrs.frozen(kw_only=True)
+class DaemonConfig:
+    root: Path = Path(DEFAULT_ROOT)
+    hosts: tuple[Listen, ...] = (Listen.parse(DEFAULT_HOST),)
+    tlsverify: bool = False
+    tlscacert: Path | None = None
+    tlscert: Path | None = None
+    tlskey: Path | None = None
+    group: str | None = None
+    detach: bool = False
+    pidfile: Path | None = None
+    insecure_tcp: bool = False
+    log_level: str = "info"
+
+    def validate(self) -> DaemonConfig:
+        for listen in self.hosts:
+            if listen.scheme != "tcp":
+                continue
+            if self.tlsverify:
+                missing = [n for n in ("tlscacert", "tlscert", "tlskey") if getattr(self, n) is None]
+                if missing:
+                    raise InvalidArgument(
+                        f"--tlsverify on {listen} needs {', '.join('--' + m for m in missing)}"
+                    )
+            elif not self.insecure_tcp:
+                raise InvalidArgument(
+                    f"refusing plain TCP on {listen}: use --tlsverify with --tlscacert/--tlscert/--tlskey "
+                    "(mutual TLS), or --insecure-tcp on a loopback address"
+                )
+            elif not listen.loopback:
+                raise InvalidArgument(f"--insecure-tcp is only allowed on loopback addresses, not {listen}")
+        if self.detach and self.pidfile is None:
+            raise InvalidArgument("--detach needs --pidfile, so the daemon can be found and stopped")
+        return self
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="containerkitd", description="containerkit's Docker-compatible daemon")
+    p.add_argument("--config", type=Path, help="TOML file with the same keys as these flags")
+    p.add_argument("--root", type=Path, help=f"engine root (default {DEFAULT_ROOT})")
+    p.add_argument(
+        "-H", "--host", action="append", help=f"unix://PATH or tcp://ADDR:PORT (default {DEFAULT_HOST})"
+    )
+    p.add_argument("--tlsverify", action="store_true", default=None, help="require client certificates (TCP)")
+    p.add_argument("--tlscacert", type=Path, help="CA that signs client certificates")
+    p.add_argument("--tlscert", type=Path, help="server certificate")
+    p.add_argument("--tlskey", type=Path, help="server key")
+    p.add_argument("--group", help="group owning the unix socket (mode 0660)")
+    p.add_argument(
+        "--detach", action="store_true", default=None, help="run in the background (needs --pidfile)"
+    )
+    p.add_argument("--pidfile", type=Path, help="write the daemon's pid here")
+    p.add_argument("--insecure-tcp", action="store_true", default=None, help="allow plain TCP on loopback")
+    p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
+    return p
+
+
+def _from_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise InvalidArgument(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise InvalidArgument(f"config file {path}: {exc}") from None
+    unknown = set(data) - _KEYS
+    if unknown:
+        raise InvalidArgument(f"config file {path}: unknown key(s) {sorted(unknown)}")
+    return data
+
+
+def load_config(argv: Sequence[str] | None = None) -> DaemonConfig:
+    args = parser().parse_args(argv)
+    file = _from_toml(args.config) if args.config else {}
+    hosts = args.host or file.get("host") or file.get("hosts") or [DEFAULT_HOST]
+    if isinstance(hosts, str):
+        hosts = [hosts]
+
+    def pick(flag: Any, key: str, default: Any = None) -> Any:
+        return flag if flag is not None else file.get(key, default)
+
+    def path(flag: Any, key: str) -> Path | None:
+        value = pick(flag, key)
+        return Path(value) if value is not None else None
+
+    return DaemonConfig(
+        root=Path(pick(args.root, "root", DEFAULT_ROOT)),
+        hosts=tuple(Listen.parse(str(h)) for h in hosts),
+        tlsverify=bool(pick(args.tlsverify, "tlsverify", False)),
+        tlscacert=path(args.tlscacert, "tlscacert"),
+        tlscert=path(args.tlscert, "tlscert"),
+        tlskey=path(args.tlskey, "tlskey"),
+        group=pick(args.group, "group"),
+        detach=bool(pick(args.detach, "detach", False)),
+        pidfile=path(args.pidfile, "pidfile"),
+        insecure_tcp=bool(pick(args.insecure_tcp, "insecure-tcp", False)),
+        log_level=str(pick(args.log_level, "log-level", "info")),
+    ).validate()
+
+
+def tls_context(config: DaemonConfig) -> ssl.SSLContext | None:
+    """Mutual TLS: the server's certificate, and client certificates signed by the CA required."""
+    if not config.tlsverify:
+        return None
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(str(config.tlscert), str(config.tlskey))
+    context.load_verify_locations(cafile=str(config.tlscacert))
+    context.verify_mode = ssl.CERT_REQUIRED
+    return context
