@@ -10,6 +10,7 @@ from __future__ import annotations
 import builtins
 import os
 import re
+import shutil
 import tarfile
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -20,7 +21,7 @@ from urllib.parse import quote
 
 from containerkit.client import _frames, _wire
 from containerkit.client._transport import Reply, Transport
-from containerkit.errors import InvalidArgument, InvalidReference, NotFound, error_class_for
+from containerkit.errors import InvalidArgument, InvalidReference, NotFound, Unavailable, error_class_for
 from containerkit.spec import Image, ImageConfig
 
 __all__ = ["ArchiveFormat", "ImageCollection"]
@@ -210,13 +211,8 @@ class ImageCollection:
             stream=True,
             timeout=None,
         )
-        if format == "oci" and not out.name.endswith(".tar"):
-            with tempfile.TemporaryFile() as spool:
-                reply.save_to(spool)
-                spool.seek(0)
-                out.mkdir(parents=True, exist_ok=True)
-                with tarfile.open(fileobj=spool) as tar:
-                    tar.extractall(out, filter="data")
+        if format == "oci":
+            self._save_oci(reply, out, names)
             return
         partial = out.with_name(out.name + ".part")  # never a half-written archive under the real name
         try:
@@ -225,3 +221,29 @@ class ImageCollection:
             partial.replace(out)
         finally:
             partial.unlink(missing_ok=True)
+
+    def _save_oci(self, reply: Reply, out: Path, names: builtins.list[str]) -> None:
+        """An OCI layout from the daemon's archive (dockerd 25+ writes one alongside manifest.json)."""
+        with tempfile.TemporaryFile() as spool:
+            reply.save_to(spool)
+            spool.seek(0)
+            with tarfile.open(fileobj=spool) as tar:
+                members = set(tar.getnames())
+                if not {"index.json", "oci-layout"} <= members:
+                    raise Unavailable(
+                        f"save {', '.join(names)}: the daemon at {self._transport.endpoint} sent a "
+                        "docker-archive without an OCI layout (it ignores format=oci); "
+                        "save as docker-archive instead"
+                    )
+                if not out.name.endswith(".tar"):
+                    out.mkdir(parents=True, exist_ok=True)
+                    tar.extractall(out, filter="data")
+                    return
+            spool.seek(0)
+            partial = out.with_name(out.name + ".part")
+            try:
+                with partial.open("wb") as handle:
+                    shutil.copyfileobj(spool, handle, 1 << 20)
+                partial.replace(out)
+            finally:
+                partial.unlink(missing_ok=True)

@@ -35,7 +35,7 @@ from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, No
 from containerkit.network import veth
 from containerkit.network.dns_files import hosts_file
 from containerkit.network.ipam import next_free
-from containerkit.network.netns import create_netns, list_netns, remove_netns
+from containerkit.network.netns import create_netns, iproute, list_netns, remove_netns
 from containerkit.runtime.state import read_state
 from containerkit.spec import ContainerSpec
 from containerkit.storage.metadata import EndpointRecord, NetworkRecord, PortRecord
@@ -46,9 +46,12 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_NETWORK",
     "NetPlan",
+    "bridge_name",
     "connect",
     "container_lock",
     "disconnect",
+    "host_ifname",
+    "link_prefix",
     "mode_of",
     "netns_path",
     "plan",
@@ -87,9 +90,23 @@ def netns_path(engine: Engine, container_id: str) -> Path:
     return engine.root / "netns" / container_id
 
 
-def host_ifname(container_id: str, network_id: str) -> str:
+def _hash(*parts: str) -> str:
+    return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+def link_prefix(engine: Engine) -> str:
+    """``ck`` + 5 hex of the root: every host link of this root starts with it (and a ``b`` for
+    bridges, a ``v`` for veths), so engines on different roots never clash or touch each other's."""
+    return "ck" + _hash(str(engine.root))[:5]
+
+
+def bridge_name(engine: Engine, network_id: str) -> str:
+    return f"{link_prefix(engine)}b{_hash(network_id)[:7]}"
+
+
+def host_ifname(engine: Engine, container_id: str, network_id: str) -> str:
     """Host end of a container's veth on a network: derived, so a crash never loses the name."""
-    return "ckv" + hashlib.sha256(f"{container_id}/{network_id}".encode()).hexdigest()[:12]
+    return f"{link_prefix(engine)}v{_hash(container_id, network_id)[:7]}"
 
 
 def _mac_for(ip: str) -> str:
@@ -223,7 +240,7 @@ def _allocate(
         return str(ip), mac or _mac_for(str(ip))
 
     return engine.metadata.attach_endpoint(
-        network.id, endpoint.container_id, host_ifname(endpoint.container_id, network.id), choose
+        network.id, endpoint.container_id, host_ifname(engine, endpoint.container_id, network.id), choose
     )
 
 
@@ -280,7 +297,7 @@ def teardown(engine: Engine, container_id: str) -> None:
 def _teardown_locked(engine: Engine, container_id: str) -> None:
     attached = [e for e in engine.metadata.endpoints(container_id=container_id) if e.attached]
     for endpoint in attached:  # veths first: a dropped netns frees its pairs only later
-        veth.detach(endpoint.host_ifname or host_ifname(container_id, endpoint.network_id))
+        veth.detach(endpoint.host_ifname or host_ifname(engine, container_id, endpoint.network_id))
     if engine.metadata.ports(container_id):
         engine.networks.nat.unpublish(container_id)
         engine.metadata.set_ports(container_id, [])
@@ -379,7 +396,7 @@ def connect(engine: Engine, network: NetworkRecord, container_id: str, aliases: 
                 endpoint = _allocate(engine, up, endpoint, None)
                 _plug(netns_path(engine, container_id), up, endpoint)
             except BaseException:
-                veth.detach(host_ifname(container_id, network.id))
+                veth.detach(host_ifname(engine, container_id, network.id))
                 engine.metadata.remove_endpoint(network.id, container_id)
                 raise
             refresh_hosts(engine, [network.id])
@@ -394,7 +411,7 @@ def disconnect(engine: Engine, network: NetworkRecord, container_id: str) -> Non
             name = engine.metadata.get_container(container_id).name
             raise NotFound(f"container {name} is not connected to network {network.name}")
         if found[0].attached:
-            veth.detach(found[0].host_ifname or host_ifname(container_id, network.id))
+            veth.detach(found[0].host_ifname or host_ifname(engine, container_id, network.id))
         engine.metadata.remove_endpoint(network.id, container_id)
         refresh_hosts(engine, [network.id], also=container_id if found[0].attached else None)
 
@@ -414,7 +431,7 @@ def recover(engine: Engine) -> list[str]:
         if container_id not in known:
             with root_lock(engine):
                 for network in networks:
-                    veth.detach(host_ifname(container_id, network.id))
+                    veth.detach(host_ifname(engine, container_id, network.id))
                 remove_netns(netns_path(engine, container_id))
             cleaned.append(container_id)
             continue
@@ -427,7 +444,20 @@ def recover(engine: Engine) -> list[str]:
             cleaned.append(container_id)
     if networks:
         _recover_ports(engine, known)
+        _recover_links(engine)
     return cleaned
+
+
+def _recover_links(engine: Engine) -> None:
+    """Delete this root's veths no attached endpoint accounts for (a crash between creating a
+    pair and recording it)."""
+    wanted = {e.host_ifname for e in engine.metadata.endpoints() if e.attached}
+    prefix = link_prefix(engine) + "v"
+    with iproute() as ipr:
+        names = [str(link.get("ifname")) for link in ipr.get_links()]
+    for name in names:
+        if name.startswith(prefix) and name not in wanted:
+            veth.detach(name)
 
 
 def _recover_ports(engine: Engine, known: set[str]) -> None:

@@ -3,9 +3,9 @@
 A user-defined network's bridge exists from ``create`` to ``remove``. The default network
 ``bridge`` is recorded on first use; its bridge comes up when a container needs it and is
 taken down by :meth:`NetworkCollection.release_idle` (``Engine.close``) once no container is
-attached, so an engine root used by tests leaves no link behind. Names are per root: bridges
-``ck<8 hex>`` (hash of root and network id) and one nft table ``ck<8 hex>`` per root, so
-engines on different roots (parallel test workers) never share or clash.
+attached, so an engine root used by tests leaves no link behind. Names are per root: with
+``P = ck<5 hex of the root>``, bridges are ``P b<7 hex>``, veths ``P v<7 hex>`` and the one nft
+table is ``P``, so engines on different roots (parallel test workers) never share or clash.
 
 Subnets come from docker's pool, skipping what the host routes (``docker0`` included). The
 default network re-picks its subnet when it comes up and finds that the host took it meanwhile.
@@ -16,7 +16,6 @@ from __future__ import annotations
 import builtins
 import contextlib
 import datetime as dt
-import hashlib
 import json
 import re
 import secrets
@@ -47,10 +46,6 @@ _DOCKER0 = IPv4Network("172.17.0.0/16")
 """Left to docker's own bridge even while docker is not running, so both can coexist."""
 _HOST_LOCK = Path("/run/containerkit/subnets.lock")
 """Host-wide: engines on different roots must not bring up two bridges on one subnet."""
-
-
-def _hash8(*parts: str) -> str:
-    return hashlib.sha256("\0".join(parts).encode()).hexdigest()[:8]
 
 
 @attrs.define(eq=False)
@@ -132,11 +127,7 @@ class NetworkCollection:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
-        root = str(engine.root)
-        self.nat = NatTable(f"ck{_hash8(root)}", lock_path=engine.root / "nft.lock")
-
-    def _bridge_name(self, network_id: str) -> str:
-        return f"ck{_hash8(str(self._engine.root), network_id)}"
+        self.nat = NatTable(_netsetup.link_prefix(engine), lock_path=engine.root / "nft.lock")
 
     # -- creating ---------------------------------------------------------------------------
 
@@ -202,7 +193,7 @@ class NetworkCollection:
         return NetworkRecord(
             id=network_id,
             name=name,
-            bridge=self._bridge_name(network_id),
+            bridge=_netsetup.bridge_name(self._engine, network_id),
             subnet=str(net),
             gateway=str(gw),
             internal=bool(internal),

@@ -17,7 +17,7 @@ from containerkit.daemon.events import event_matches
 from containerkit.daemon.server import Request, Response, json_response
 from containerkit.daemon.shapes import host_platform, image_summary, volume_json
 from containerkit.errors import InvalidArgument
-from containerkit.linux.cgroups import probe
+from containerkit.linux.cgroups.probe import probe
 
 if TYPE_CHECKING:
     from containerkit.daemon.app import DaemonApp
@@ -77,7 +77,7 @@ def register(router: Router, app: DaemonApp) -> None:
         containers = app.engine.containers.list(all=True)
         states = [c.status for c in containers]
         os_name, arch = host_platform()
-        mode = str(probe.probe())
+        mode = str(probe())
         version = "2" if "2" in mode or "unified" in mode else "1"
         return json_response(
             {

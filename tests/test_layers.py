@@ -1,0 +1,77 @@
+"""Imports point down only (DESIGN.md "Layers"): checked on the source, inside functions too."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import containerkit
+
+PACKAGE = Path(containerkit.__file__).parent
+
+_BASE = {"spec", "errors"}
+# What each part may import from containerkit, besides itself. storage/ unpacks layers with
+# images/unpack (the content side of an image) into snapshot dirs.
+ALLOWED: dict[str, set[str]] = {
+    "errors": set(),
+    "spec": {"errors"},
+    "linux": _BASE,
+    "images": _BASE | {"linux"},
+    "storage": _BASE | {"linux", "images"},
+    "runtime": _BASE | {"linux"},
+    "network": _BASE | {"linux"},
+    "engine": _BASE | {"linux", "images", "storage", "runtime", "network"},
+    "client": _BASE,
+    "daemon": _BASE | {"linux", "images", "storage", "runtime", "network", "engine"},
+}
+
+
+def _part(module: Path) -> str:
+    relative = module.relative_to(PACKAGE)
+    return relative.parts[0].removesuffix(".py")
+
+
+def _imported_parts(module: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(module.read_text())):
+        names: list[str] = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names = [node.module]
+        for name in names:
+            parts = name.split(".")
+            if parts[0] == "containerkit" and len(parts) > 1:
+                found.add(parts[1])
+    return found
+
+
+def test_imports_point_down() -> None:
+    wrong = []
+    for module in sorted(PACKAGE.rglob("*.py")):
+        part = _part(module)
+        if part not in ALLOWED:
+            continue
+        for imported in _imported_parts(module) - {part}:
+            if imported not in ALLOWED[part]:
+                wrong.append(f"{module.relative_to(PACKAGE.parent)} imports containerkit.{imported}")
+    assert wrong == []
+
+
+def test_only_linux_uses_ctypes() -> None:
+    users = [
+        str(m.relative_to(PACKAGE.parent))
+        for m in PACKAGE.rglob("*.py")
+        if "ctypes" in {n.split(".")[0] for n in _module_names(m)} and _part(m) != "linux"
+    ]
+    assert users == []
+
+
+def _module_names(module: Path) -> set[str]:
+    names = set()
+    for node in ast.walk(ast.parse(module.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
