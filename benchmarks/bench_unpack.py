@@ -5,7 +5,9 @@ whiteouts in the upper layers), writes it as an OCI layout for umoci, then times
 
 * umoci unpack (all layers applied into one rootfs, plus umoci's own mtree manifest);
 * unpack_layer with ``whiteouts="apply"`` into one rootfs (the same job);
-* unpack_layer with ``whiteouts="overlay"``, one directory per layer (what the snapshot store does).
+* unpack_layer with ``whiteouts="overlay"``, one directory per layer (what the snapshot store does);
+* ``Engine.images.load`` of the OCI layout (verified ingest into the content store + unpack);
+* ``skopeo copy`` of the same layout to another OCI layout (verified copy, no unpack).
 
 Usage (as root): ``python benchmarks/bench_unpack.py [--size-mb 300] [--layers 4] [--repeat 3]``
 """
@@ -28,6 +30,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import containerkit as ck
 from containerkit.images.unpack import unpack_layer
 
 MTIME = 1_700_000_000
@@ -199,9 +202,28 @@ def main() -> int:
             "containerkit unpack_layer (apply, one rootfs)": _time(ck_apply, args.repeat, rootfs),
             "containerkit unpack_layer (overlay, dir per layer)": _time(ck_overlay, args.repeat, rootfs),
         }
+        _oci_layout(work / "oci", blobs, diff_ids)
+
+        def ck_load() -> None:
+            # The whole path a user takes: verify every blob into the content store, unpack each
+            # layer once into the snapshot store, record the image.
+            with ck.Engine(root=rootfs / "engine", forkserver=False) as engine:
+                engine.images.load(work / "oci", name="bench")
+
+        results["containerkit Engine.images.load (ingest + unpack)"] = _time(ck_load, args.repeat, rootfs)
+        skopeo = shutil.which("skopeo")
+        if skopeo:
+
+            def run_skopeo() -> None:
+                subprocess.run(
+                    [skopeo, "copy", "--quiet", f"oci:{work / 'oci'}:bench", f"oci:{rootfs / 'copy'}:bench"],
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                )
+
+            results["skopeo copy oci: -> oci: (ingest, no unpack)"] = _time(run_skopeo, args.repeat, rootfs)
         umoci = shutil.which("umoci")
         if umoci:
-            _oci_layout(work / "oci", blobs, diff_ids)
             bundle = work / "bundle"
 
             def run_umoci() -> None:

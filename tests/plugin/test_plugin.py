@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from containerkit import _reaper
+from containerkit.errors import NotFound
 from tests.plugin.conftest import session_containers
 
 HEADER = """
@@ -74,7 +75,9 @@ def test_never_ready(containerkit_run):
     )
 
 
-def test_killed_session_is_reaped_by_the_next(pytester: pytest.Pytester, inner: Any, containerkit_engine: Any) -> None:
+def test_killed_session_is_reaped_by_the_next(
+    pytester: pytest.Pytester, inner: Any, containerkit_engine: Any
+) -> None:
     pytester.makepyfile(
         test_killed=HEADER
         + """
@@ -103,7 +106,7 @@ def test_next(containerkit_session):
 """
     )
     inner("test_next.py").assert_outcomes(passed=1)
-    with pytest.raises(Exception, match="No such container|not found|no such"):
+    with pytest.raises(NotFound):
         containerkit_engine.containers.get(orphan.id)
 
 

@@ -72,9 +72,11 @@ def test_reap_expired_on_an_engine(containerkit_engine: Any, busybox: str) -> No
     mine = engine.containers.create(image=busybox, labels=_reaper.owner_labels("mine", ttl=-1))
     plain = engine.containers.create(image=busybox)
     volume = engine.volumes.create(labels=dead)
+    network = engine.networks.create(f"reap-{os.getpid()}", labels=dead)
     try:
         removed = _reaper.reap_expired(engine, now=time.time())
-        assert set(removed) == {gone.id, created.id, volume.name}
+        assert set(removed) == {gone.id, created.id, volume.name, network.name}
+        assert network.name not in {n.name for n in engine.networks.list()}
         left = {c.id for c in engine.containers.list(all=True)}
         assert {mine.id, plain.id} <= left
         assert not {gone.id, created.id} & left

@@ -175,7 +175,7 @@ class RemoteLogs(FakeContainer):
         self.records: list[tuple[str, str]] = []
         self.calls: list[float | None] = []
 
-    def logs(self, *, since: float | None = None, timestamps: bool = False, tail: Any = None, **kw: Any) -> bytes:
+    def logs(self, *, since: float | None = None, timestamps: bool = False, **kw: Any) -> bytes:
         self.calls.append(since)
         from containerkit.wait import _stamp_seconds
 

@@ -148,6 +148,7 @@ def _send_error(sock: Any, record: ExecRecord, message: str) -> None:
 
 def _drain(app: DaemonApp, container: Container, record: ExecRecord, process: Any, sock: Any) -> None:
     """Copy output to the client (or nowhere, detached) until EOF; record the exit code."""
+    code = 126
     try:
         for name, chunk in process.stream():
             if sock is None:
@@ -164,9 +165,10 @@ def _drain(app: DaemonApp, container: Container, record: ExecRecord, process: An
     finally:
         with contextlib.suppress(OSError):
             process.close()
+        # recorded before the stream ends: the CLI inspects the exec as soon as it sees EOF
+        app.execs.finish(record, code)
         if sock is not None:
             streams.finish(sock)
-    app.execs.finish(record, code)
     app.events.emit(
         "container",
         "exec_die",
