@@ -284,6 +284,8 @@ class Transport:
         except requests.exceptions.Timeout:
             raise Timeout(f"{what}: no answer from {self.endpoint} within {read_timeout} s") from None
         except requests.exceptions.ConnectionError as exc:
+            if _timed_out(exc):  # the headers came, the body did not (wait flushes its headers at once)
+                raise Timeout(f"{what}: no answer from {self.endpoint} within {read_timeout} s") from None
             raise self.unavailable(exc) from None
         except requests.exceptions.InvalidURL as exc:
             raise InvalidArgument(f"{what}: {exc}") from None
@@ -384,7 +386,7 @@ class Transport:
         return DaemonUnavailable(describe_connect_failure(self.endpoint, _root_cause(error)))
 
     def lost(self, error: BaseException, what: str) -> ContainerkitError:
-        if isinstance(_root_cause(error), TimeoutError) or "timed out" in str(error):
+        if _timed_out(error):
             return Timeout(f"{what}: the daemon at {self.endpoint} sent nothing within the read timeout")
         return DaemonUnavailable(
             f"{what}: connection to the daemon at {self.endpoint} lost: {_root_cause(error)}"
@@ -392,6 +394,13 @@ class Transport:
 
     def close(self) -> None:
         self._session.close()
+
+
+def _timed_out(error: BaseException) -> bool:
+    cause = _root_cause(error)
+    return isinstance(cause, (TimeoutError, urllib3.exceptions.TimeoutError)) or isinstance(
+        error, urllib3.exceptions.TimeoutError
+    )
 
 
 def _root_cause(error: BaseException) -> BaseException:

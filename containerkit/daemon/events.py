@@ -12,7 +12,7 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 __all__ = ["EventBus", "Subscription", "event_matches"]
@@ -88,7 +88,7 @@ def event_matches(event: Mapping[str, Any], filters: Mapping[str, list[str]]) ->
     """docker's event filters: type, event/action, container, image, volume, network, label."""
     actor = event["Actor"]
     attrs = actor["Attributes"]
-    checks = {
+    checks: dict[str, Callable[[str], bool]] = {
         "type": lambda v: event["Type"] == v,
         "event": lambda v: event["Action"] == v or event["Action"].split(":")[0] == v,
         "container": lambda v: (

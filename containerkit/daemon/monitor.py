@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from containerkit.daemon.events import EventBus
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound
@@ -203,6 +203,6 @@ class Monitor:
             self.watch(container)
 
     @staticmethod
-    def _trim(mapping: collections.OrderedDict[str, object]) -> None:  # type: ignore[type-arg]
+    def _trim(mapping: collections.OrderedDict[str, Any]) -> None:
         while len(mapping) > _KEEP:
             mapping.popitem(last=False)

@@ -163,9 +163,9 @@ class Request:
     def _body_reader(self) -> Any:
         if self._reader is None:
             if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                self._reader = _ChunkedReader(self._handler.rfile)
+                self._reader = _ChunkedReader(self._handler.rfile)  # type: ignore[arg-type]
             else:
-                self._reader = _LimitedReader(self._handler.rfile, self.content_length())
+                self._reader = _LimitedReader(self._handler.rfile, self.content_length())  # type: ignore[arg-type]
         return self._reader
 
     def content_length(self) -> int:
@@ -228,7 +228,14 @@ class Request:
         return spool
 
     def drain(self) -> None:
-        """Consume an unread body so the next request on the connection starts in the right place."""
+        """Consume an unread body so the next request on the connection starts in the right place
+        (a refused or very large body closes the connection instead)."""
+        if self._handler.close_connection:
+            return
+        with contextlib.suppress(InvalidArgument):
+            if self.content_length() > 1 << 20:
+                self._handler.close_connection = True
+                return
         if (
             self._reader is None
             and not self.content_length()
@@ -267,7 +274,7 @@ class Request:
             head += f"{key}: {value}\r\n"
         handler.wfile.write((head + "\r\n").encode())
         handler.wfile.flush()
-        return handler.connection, handler.rfile
+        return handler.connection, handler.rfile  # type: ignore[return-value]
 
     def client_gone(self) -> bool:
         """True once the client closed its side (checked without consuming request bytes)."""

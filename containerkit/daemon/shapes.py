@@ -257,11 +257,11 @@ def _config(container: Container, docker: Mapping[str, Any], image: Image | None
     env.update(spec.env)
     labels = dict(image_config.labels) if image_config else {}
     labels.update(spec.labels)
-    exposed = {p: {} for p in (image_config.exposed_ports if image_config else ())}
+    exposed: dict[str, Any] = {p: {} for p in (image_config.exposed_ports if image_config else ())}
     exposed.update(raw.get("ExposedPorts") or {})
     for binding in spec.ports:
         exposed.setdefault(binding.key, {})
-    volumes = {v: {} for v in (image_config.volumes if image_config else ())}
+    volumes: dict[str, Any] = {v: {} for v in (image_config.volumes if image_config else ())}
     volumes.update({m.target: {} for m in spec.mounts if m.type == "volume" and not m.source})
     cmd = (
         list(spec.command)

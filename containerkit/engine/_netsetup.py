@@ -32,9 +32,11 @@ from typing import TYPE_CHECKING, Literal
 import attrs
 
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound, NotRunning
+from containerkit.network import bridge as bridges
 from containerkit.network import veth
 from containerkit.network.dns_files import hosts_file
 from containerkit.network.ipam import next_free
+from containerkit.network.nat import NatTable
 from containerkit.network.netns import create_netns, iproute, list_netns, remove_netns
 from containerkit.runtime.state import read_state
 from containerkit.spec import ContainerSpec
@@ -92,6 +94,47 @@ def netns_path(engine: Engine, container_id: str) -> Path:
 
 def _hash(*parts: str) -> str:
     return hashlib.sha256("\0".join(parts).encode()).hexdigest()
+
+
+_ROOTS = Path("/run/containerkit/roots")
+"""One file per root with links up, named by its prefix and holding the root's path: a later
+engine (on any root) deletes the links and table of a root whose directory is gone."""
+
+
+def claim_prefix(engine: Engine) -> None:
+    _ROOTS.mkdir(parents=True, exist_ok=True)
+    entry = _ROOTS / link_prefix(engine)
+    if not entry.exists():
+        entry.write_text(str(engine.root))
+
+
+def release_prefix(engine: Engine) -> None:
+    (_ROOTS / link_prefix(engine)).unlink(missing_ok=True)
+
+
+def reap_vanished_roots() -> list[str]:
+    """Links and nft tables of roots deleted while their networks were up (a test's temp root
+    removed after its engine was killed). The prefixes reaped."""
+    reaped = []
+    for entry in _ROOTS.glob("ck*") if _ROOTS.exists() else ():
+        with contextlib.suppress(OSError):
+            if (Path(entry.read_text().strip()) / "metadata.db").exists():
+                continue
+            prefix = entry.name
+            with iproute() as ipr:
+                names = sorted(str(link.get("ifname")) for link in ipr.get_links())
+            for name in names:
+                with contextlib.suppress(ContainerkitError):
+                    if name.startswith(prefix + "v"):
+                        veth.detach(name)
+            for name in names:
+                with contextlib.suppress(ContainerkitError):
+                    if name.startswith(prefix + "b"):
+                        bridges.remove_bridge(name)
+            NatTable(prefix).remove_all()
+            entry.unlink(missing_ok=True)
+            reaped.append(prefix)
+    return reaped
 
 
 def link_prefix(engine: Engine) -> str:
@@ -422,6 +465,7 @@ def disconnect(engine: Engine, network: NetworkRecord, container_id: str) -> Non
 def recover(engine: Engine) -> list[str]:
     """Undo the network of containers that are not running (a killed engine's leftovers), and
     of netns files and port rules whose container is gone. The container ids cleaned."""
+    reap_vanished_roots()
     known = {r.id for r in engine.metadata.list_containers()}
     suspects = {e.container_id for e in engine.metadata.endpoints() if e.attached}
     suspects |= {p.name for p in list_netns(engine.root / "netns")}

@@ -233,6 +233,7 @@ class NetworkCollection:
         return record
 
     def _bring_up(self, record: NetworkRecord) -> None:
+        _netsetup.claim_prefix(self._engine)
         prefix = IPv4Network(record.subnet).prefixlen
         bridges.ensure_bridge(record.bridge, f"{record.gateway}/{prefix}")
         try:
@@ -246,6 +247,7 @@ class NetworkCollection:
         bridges.remove_bridge(record.bridge)
         if not any(bridges.bridge_exists(n.bridge) for n in self._engine.metadata.list_networks()):
             self.nat.remove_all()
+            _netsetup.release_prefix(self._engine)
 
     def release_idle(self) -> None:
         """Take the default network's bridge down while no container is attached to it."""

@@ -38,7 +38,15 @@ class Daemon:
 def start_daemon(base: Path, *extra: str) -> Daemon:
     """``python -m containerkit.daemon.main`` on ``base``/ck.sock, answering ``/_ping`` before return."""
     root, sock, log = base / "root", base / "ck.sock", base / "containerkitd.log"
-    command = [sys.executable, "-m", "containerkit.daemon.main", "--root", str(root), "--host", f"unix://{sock}"]
+    command = [
+        sys.executable,
+        "-m",
+        "containerkit.daemon.main",
+        "--root",
+        str(root),
+        "--host",
+        f"unix://{sock}",
+    ]
     with log.open("ab") as out:
         process = subprocess.Popen([*command, *extra], stdout=out, stderr=subprocess.STDOUT)
     daemon = Daemon(process, root, sock, log)
@@ -54,7 +62,9 @@ def start_daemon(base: Path, *extra: str) -> Daemon:
             pass
         if time.monotonic() > deadline:
             stop_daemon(daemon)
-            raise RuntimeError(f"containerkitd did not answer on {sock} within 60 s:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(
+                f"containerkitd did not answer on {sock} within 60 s:\n{log.read_text()[-3000:]}"
+            )
         time.sleep(0.05)
 
 

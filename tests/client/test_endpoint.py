@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -178,3 +180,15 @@ def test_permission_denied_names_mode_and_owner() -> None:
     assert os.waitstatus_to_exitcode(status) == 0, message
     assert f"permission denied on the containerkitd socket {path}" in message
     assert "mode 0600" in message and "owner root:root" in message
+
+
+def test_the_client_imports_no_kernel_layer() -> None:
+    """A client machine needs none of engine/, runtime/, linux/ (nor their dependencies)."""
+    script = (
+        "import sys, containerkit.client\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('containerkit'))\n"
+        "allowed = ('containerkit', 'containerkit.errors', 'containerkit.spec')\n"
+        "print([m for m in loaded if m not in allowed and not m.startswith('containerkit.client')])\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import struct
+from typing import Any
 
 import pytest
 
@@ -43,6 +44,7 @@ def test_json_objects_across_chunks_and_characters() -> None:
 
 
 def test_create_body_round_trips_through_inspect_shape() -> None:
+    ports: dict[str | int, Any] = {"80/tcp": 8080, "53/udp": None}
     spec = ContainerSpec(
         image="example/busybox:latest",
         command=["sh", "-c", "echo hi"],
@@ -68,7 +70,7 @@ def test_create_body_round_trips_through_inspect_shape() -> None:
         stop_signal="SIGINT",
         stop_timeout=3,
         network="backend",
-        ports={"80/tcp": 8080, "53/udp": None},
+        ports=ports,
         aliases=["api"],
         dns=["10.0.0.2"],
         extra_hosts={"db": "10.0.0.3"},

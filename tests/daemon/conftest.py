@@ -55,14 +55,24 @@ class Daemon:
     def start(self) -> None:
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "containerkit.daemon.main", "--root", str(self.root), "--host", self.url],
+                [
+                    sys.executable,
+                    "-m",
+                    "containerkit.daemon.main",
+                    "--root",
+                    str(self.root),
+                    "--host",
+                    self.url,
+                ],
                 stdout=log,
                 stderr=log,
             )
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"containerkitd exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+                raise RuntimeError(
+                    f"containerkitd exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}"
+                )
             try:
                 conn = UnixHTTPConnection(str(self.socket), timeout=2)
                 conn.request("GET", "/_ping")
@@ -136,7 +146,11 @@ def cli(daemon: Daemon) -> Any:
     binary = shutil.which("docker") or (DOCKER if os.path.exists(DOCKER) else None)
     if binary is None:
         pytest.skip("the docker CLI is not installed (/usr/local/bin/docker)")
-    env = {**os.environ, "DOCKER_HOST": daemon.url, "DOCKER_CONFIG": str(daemon.root.parent / "docker-config")}
+    env = {
+        **os.environ,
+        "DOCKER_HOST": daemon.url,
+        "DOCKER_CONFIG": str(daemon.root.parent / "docker-config"),
+    }
 
     def run(*args: str, input: str | None = None, check: bool = True, timeout: float = 60) -> Any:
         result = subprocess.run(

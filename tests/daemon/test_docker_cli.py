@@ -35,7 +35,9 @@ def test_load_images_and_rmi(cli: Any, client: Any, tmp_path: Path) -> None:
 
 
 def test_detached_ps_logs_exec_cp_stop_rm(cli: Any, tmp_path: Path) -> None:
-    cid = cli("run", "-d", "--name", "clitest", IMAGE, "sh", "-c", "echo one; sleep 0.5; echo two; sleep 60").stdout.strip()
+    cid = cli(
+        "run", "-d", "--name", "clitest", IMAGE, "sh", "-c", "echo one; sleep 0.5; echo two; sleep 60"
+    ).stdout.strip()
     try:
         assert "clitest" in cli("ps").stdout
         follow = subprocess.Popen(
@@ -45,7 +47,10 @@ def test_detached_ps_logs_exec_cp_stop_rm(cli: Any, tmp_path: Path) -> None:
         assert follow.stdout.readline() == "one\n"
         assert follow.stdout.readline() == "two\n"
         assert cli("exec", "clitest", "echo", "fromexec").stdout == "fromexec\n"
-        assert cli("exec", "-i", "clitest", "sh", "-c", "tr a-z A-Z", input="stdin data\n").stdout == "STDIN DATA\n"
+        assert (
+            cli("exec", "-i", "clitest", "sh", "-c", "tr a-z A-Z", input="stdin data\n").stdout
+            == "STDIN DATA\n"
+        )
         assert cli("exec", "clitest", "sh", "-c", "exit 4", check=False).returncode == 4
         source = tmp_path / "in.txt"
         source.write_text("copied")
@@ -83,7 +88,14 @@ def test_volume_and_network_commands(cli: Any) -> None:
 
 def test_run_publishes_a_port(cli: Any) -> None:
     cid = cli(
-        "run", "-d", "-p", "18080:80", IMAGE, "sh", "-c", "mkdir /www; echo served > /www/index.html; httpd -f -p 80 -h /www"
+        "run",
+        "-d",
+        "-p",
+        "18080:80",
+        IMAGE,
+        "sh",
+        "-c",
+        "mkdir /www; echo served > /www/index.html; httpd -f -p 80 -h /www",
     ).stdout.strip()
     try:
         deadline = time.monotonic() + 10

@@ -37,7 +37,9 @@ def test_run_foreground_returns_output(client: Any) -> None:
 
 
 def test_run_detached_logs_wait_exec_stop_remove(client: Any) -> None:
-    c = client.containers.run(IMAGE, ["sh", "-c", "echo up; echo warn >&2; sleep 60"], detach=True, labels={"t": "1"})
+    c = client.containers.run(
+        IMAGE, ["sh", "-c", "echo up; echo warn >&2; sleep 60"], detach=True, labels={"t": "1"}
+    )
     try:
         deadline = time.monotonic() + 10
         while b"warn" not in c.logs() and time.monotonic() < deadline:
@@ -121,7 +123,10 @@ def test_volumes(client: Any) -> None:
         assert client.volumes.get("pyvol").attrs["Labels"] == {"k": "v"}
         assert [v.name for v in client.volumes.list(filters={"label": "k=v"})] == ["pyvol"]
         out = client.containers.run(
-            IMAGE, ["sh", "-c", "echo kept > /data/x; cat /data/x"], volumes={"pyvol": {"bind": "/data"}}, remove=True
+            IMAGE,
+            ["sh", "-c", "echo kept > /data/x; cat /data/x"],
+            volumes={"pyvol": {"bind": "/data"}},
+            remove=True,
         )
         assert out == b"kept\n"
         out = client.containers.run(IMAGE, ["cat", "/data/x"], volumes=["pyvol:/data:ro"], remove=True)
@@ -139,7 +144,9 @@ def test_networks(client: Any) -> None:
             server.reload()
             address = server.attrs["NetworkSettings"]["Networks"]["pynet"]["IPAddress"]
             assert address
-            out = client.containers.run(IMAGE, ["ping", "-c", "1", "-W", "2", "pyserver"], network="pynet", remove=True)
+            out = client.containers.run(
+                IMAGE, ["ping", "-c", "1", "-W", "2", "pyserver"], network="pynet", remove=True
+            )
             assert address.encode() in out
             other = client.containers.run(IMAGE, ["sleep", "60"], detach=True)
             try:
@@ -166,4 +173,3 @@ def test_events_and_wait_conditions(client: Any, daemon: Daemon) -> None:
         for e in client.events(since=since, until=time.time() + 1, decode=True, filters={"container": c.id})
     ]
     assert actions[:4] == ["create", "start", "die", "destroy"]
-

@@ -26,6 +26,7 @@ from containerkit.engine import _netsetup
 from containerkit.engine.networks import Network
 from containerkit.network import veth
 from containerkit.network.netns import create_netns, iproute, netns_socket, remove_netns
+from containerkit.runtime.state import wait_for_exit
 from tests.network.conftest import free_subnet
 
 from .conftest import IMAGE
@@ -317,7 +318,8 @@ def test_taken_port_is_a_conflict_and_leaves_nothing(net_engine: ck.Engine) -> N
     holder.bind(("0.0.0.0", 0))
     holder.listen()
     taken = holder.getsockname()[1]
-    links, table = _links(), _table(net_engine)
+    net_engine.networks.release_idle()
+    before = HostState.of(net_engine)
     c = net_engine.containers.create(image=IMAGE, command=["sleep", "60"], ports={"80/tcp": taken})
     try:
         with pytest.raises(ck.Conflict, match=f"0.0.0.0:{taken}/tcp"):
@@ -325,8 +327,9 @@ def test_taken_port_is_a_conflict_and_leaves_nothing(net_engine: ck.Engine) -> N
         assert c.status == "created"
         assert c.ports == {} and c.ip_address == ""
         assert not _netsetup.netns_path(net_engine, c.id).exists()
-        assert not {n for n in _links() - links if n.startswith("ckv")}
-        assert _table(net_engine) == table
+        assert net_engine.networks.nat.published(owner=c.id) == []
+        net_engine.networks.release_idle()  # possible only because nothing is attached
+        assert HostState.of(net_engine) == before
     finally:
         holder.close()
         c.remove()
@@ -407,6 +410,7 @@ def test_sigkilled_engine_leaves_nothing_after_a_new_engine(tmp_path: Path, busy
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr
     exited_id = proc.stdout.split()[0]
+    wait_for_exit(root / "containers" / exited_id, 10)  # nobody of the dead engine waited
     with ck.Engine(root=root) as engine:
         # `true` exited with nobody waiting: the new engine unplugged it at once
         assert not _netsetup.netns_path(engine, exited_id).exists()

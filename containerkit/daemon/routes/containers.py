@@ -86,8 +86,8 @@ def register(router: Router, app: DaemonApp) -> None:
                     container.remove(force=True)
                 monitor.mark_removed(container.id, container.name, container.image)
             raise
-        monitor.watch(container)
         events.emit("container", "start", container.id, _attributes(container))
+        monitor.watch(container)  # after "start": a fast exit's "die" must come second
         return Response(204)
 
     def stop(request: Request) -> Response:

@@ -142,10 +142,11 @@ def register(router: Router, app: DaemonApp) -> None:
                 while True:
                     if until is not None and time.time_ns() > until:
                         return
-                    event = subscription.get(0.5)
-                    if event is None:
+                    live = subscription.get(0.5)
+                    if live is None:
                         yield None
                         continue
+                    event = live
                     if id(event) in seen or (until is not None and event["timeNano"] > until):
                         continue
                     if event_matches(event, wanted):
