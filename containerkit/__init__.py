@@ -34,25 +34,37 @@ from containerkit.spec import (
 )
 
 if TYPE_CHECKING:
-    from containerkit.engine import Container, Engine
+    from containerkit import wait
+    from containerkit.client import Client
+    from containerkit.engine import Container, Engine, Network
 
 __version__ = "0.1.0"
 
 # The engine pulls in the whole runtime; shims, the fork server and the CLI import this
 # package too and must not pay for it, so those names load on first use.
-_LAZY = {"Engine": "containerkit.engine", "Container": "containerkit.engine"}
+_LAZY = {
+    "Engine": "containerkit.engine",
+    "Container": "containerkit.engine",
+    "Network": "containerkit.engine",
+    "Client": "containerkit.client",
+}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name == "wait":
+        value: Any = importlib.import_module("containerkit.wait")
+        globals()[name] = value
+        return value
+    if name in _LAZY:
         value = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module 'containerkit' has no attribute {name!r}")
 
 __all__ = [
+    "Client",
     "CommandNotFound",
     "Conflict",
     "Container",
@@ -66,6 +78,7 @@ __all__ = [
     "InvalidArgument",
     "InvalidReference",
     "Mount",
+    "Network",
     "NotFound",
     "NotModified",
     "NotRunning",
@@ -78,4 +91,5 @@ __all__ = [
     "UnsafeArchive",
     "Volume",
     "__version__",
+    "wait",
 ]

@@ -5,6 +5,7 @@ import containerkit
 
 def test_all_is_pinned() -> None:
     assert sorted(containerkit.__all__) == [
+        "Client",
         "CommandNotFound",
         "Conflict",
         "Container",
@@ -18,6 +19,7 @@ def test_all_is_pinned() -> None:
         "InvalidArgument",
         "InvalidReference",
         "Mount",
+        "Network",
         "NotFound",
         "NotModified",
         "NotRunning",
@@ -30,6 +32,7 @@ def test_all_is_pinned() -> None:
         "UnsafeArchive",
         "Volume",
         "__version__",
+        "wait",
     ]
 
 

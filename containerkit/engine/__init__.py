@@ -1,8 +1,9 @@
-"""The engine layer: ``Engine`` and its collections of containers, images and volumes."""
+"""The engine layer: ``Engine`` and its collections of containers, images, volumes and networks."""
 
 from containerkit.engine.containers import Container, ContainerCollection
 from containerkit.engine.engine import DEFAULT_ROOT, Engine
 from containerkit.engine.images import ImageCollection
+from containerkit.engine.networks import Network, NetworkCollection
 from containerkit.engine.volumes import VolumeCollection
 
 __all__ = [
@@ -11,5 +12,7 @@ __all__ = [
     "ContainerCollection",
     "Engine",
     "ImageCollection",
+    "Network",
+    "NetworkCollection",
     "VolumeCollection",
 ]

@@ -278,7 +278,8 @@ class Container:
                 tail=tail,
                 since=since_ts,
                 timestamps=timestamps,
-                is_running=lambda: self.runtime_state().status in ("running", "created"),
+                # A removed container (no state dir) reads as "created": it must end too.
+                is_running=lambda: self.state_dir.exists() and self.runtime_state().status == "running",
             )
         if not path.exists():
             return b""
