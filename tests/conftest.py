@@ -9,6 +9,9 @@ from pathlib import Path
 
 import pytest
 
+# pytester drives inner pytest sessions for the plugin tests (tests/plugin).
+pytest_plugins = ["pytester"]
+
 BUSYBOX = Path("/bin/busybox")
 
 

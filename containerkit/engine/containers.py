@@ -113,10 +113,15 @@ class Container:
     def status(self) -> ContainerStatus:
         state = self.runtime_state()
         if state.status == "running":
-            if self._cgroup().exists() and self._cgroup().is_frozen():
-                return "paused"
-            return "running"
+            return "paused" if self._is_paused() else "running"
         return state.status
+
+    def _is_paused(self) -> bool:
+        cgroup = self._cgroup()
+        try:
+            return bool(cgroup.is_frozen())
+        except NotFound:  # the container exited and its cgroup went meanwhile
+            return False
 
     @property
     def exit_code(self) -> int | None:

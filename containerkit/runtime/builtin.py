@@ -18,7 +18,7 @@ import signal
 import socket
 import stat
 import termios
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -76,10 +76,15 @@ def _fail(error_fd: int, exc: BaseException) -> NoReturn:
 # -- namespaces and the root filesystem ------------------------------------------------------------
 
 
-def _setup_namespaces(linux: Mapping[str, Any]) -> set[str]:
-    """Join namespaces given by path, then unshare the rest (pid was done by the caller)."""
+def _setup_namespaces(linux: Mapping[str, Any]) -> tuple[set[str], dict[str, Any] | None]:
+    """Join namespaces given by path, then unshare the rest (pid was done by the caller).
+
+    The cgroup namespace is left out and returned (its entry, or None): it must be made only
+    once this process is in its cgroup (see :func:`_enter_cgroup_namespace`).
+    """
     fresh: list[str] = []
     private: set[str] = set()
+    cgroup_entry: dict[str, Any] | None = None
     for entry in linux.get("namespaces", []):
         kind = str(entry.get("type", ""))
         if kind == "pid":
@@ -90,14 +95,38 @@ def _setup_namespaces(linux: Mapping[str, Any]) -> set[str]:
         if kind not in namespaces.NAMESPACE_FLAGS:
             raise InvalidArgument(f"unknown namespace type {kind!r} in config.json")
         private.add(kind)
-        if entry.get("path"):
+        if kind == "cgroup":
+            cgroup_entry = dict(entry)
+        elif entry.get("path"):
             namespaces.setns_path(str(entry["path"]), kind)
         else:
             fresh.append(kind)
     namespaces.unshare(fresh)
     if "network" in fresh:
         namespaces.bring_up_loopback()
-    return private
+    return private, cgroup_entry
+
+
+def _enter_cgroup_namespace(cgroup_ready: int | None, entry: Mapping[str, Any] | None) -> None:
+    """Wait until the caller has put us in our cgroup, then make (or join) the cgroup namespace.
+
+    The caller writes our pid to ``cgroup.procs`` while we set up namespaces and the root: a
+    cgroup v1 migration waits for an RCU grace period (milliseconds), which this overlaps.
+    The namespace must come after the move, or its root would be the caller's cgroup.
+    """
+    if cgroup_ready is not None:
+        try:
+            ready = os.read(cgroup_ready, 1)
+        finally:
+            os.close(cgroup_ready)
+        if not ready:
+            raise RuntimeFailure("the shim could not place the container in its cgroup")
+    if entry is None:
+        return
+    if entry.get("path"):
+        namespaces.setns_path(str(entry["path"]), "cgroup")
+    else:
+        namespaces.unshare(["cgroup"])
 
 
 def _root_path(bundle: Path, config: Mapping[str, Any]) -> str:
@@ -125,7 +154,14 @@ def _mount_root(root: str, config: Mapping[str, Any]) -> None:
         _libc.libc.mount(root, root, None, _libc.MS_BIND | _libc.MS_REC, None)
 
 
-def _mount_all(bundle: Path, root: str, entries: Sequence[Mapping[str, Any]]) -> None:
+def _mount_all(
+    bundle: Path,
+    root: str,
+    entries: Sequence[Mapping[str, Any]],
+    before_cgroup: Callable[[], None] = lambda: None,
+) -> None:
+    """Mount every entry; ``before_cgroup`` runs once, before the first cgroup mount (or at the end)."""
+    pending: Callable[[], None] | None = before_cgroup
     for entry in entries:
         destination = str(entry["destination"])
         source = entry.get("source")
@@ -134,10 +170,15 @@ def _mount_all(bundle: Path, root: str, entries: Sequence[Mapping[str, Any]]) ->
         is_bind = fstype == "bind" or mounts.parse_mount_options(options).is_bind
         if is_bind and source and not os.path.isabs(str(source)):
             source = str(bundle / str(source))
+        if fstype == "cgroup" and pending is not None:
+            pending()
+            pending = None
         try:
             mounts.mount_in_root(root, destination, fstype, None if source is None else str(source), options)
         except OSError as exc:
             raise RuntimeFailure(f"mount {source} on {destination} (type {fstype or 'bind'}): {exc}") from exc
+    if pending is not None:
+        pending()
 
 
 def _setup_dev(root: str, config: Mapping[str, Any], terminal: bool) -> None:
@@ -190,12 +231,17 @@ def _after_pivot(config: Mapping[str, Any], private: set[str]) -> None:
         socket.sethostname(str(config["hostname"]))
 
 
-def _setup_rootfs(bundle: Path, config: Mapping[str, Any]) -> None:
-    private = _setup_namespaces(config.get("linux", {}))
+def _setup_rootfs(bundle: Path, config: Mapping[str, Any], cgroup_ready: int | None) -> None:
+    private, cgroup_entry = _setup_namespaces(config.get("linux", {}))
     root = _root_path(bundle, config)
     process = config.get("process", {})
     _mount_root(root, config)
-    _mount_all(bundle, root, config.get("mounts", []))
+    _mount_all(
+        bundle,
+        root,
+        config.get("mounts", []),
+        before_cgroup=lambda: _enter_cgroup_namespace(cgroup_ready, cgroup_entry),
+    )
     _setup_dev(root, config, bool(process.get("terminal")))
     cwd = str(process.get("cwd") or "/")
     with contextlib.suppress(OSError):
@@ -387,16 +433,20 @@ def _start_child(process: Mapping[str, Any], error_fd: int) -> int:
     return pid
 
 
-def run_container_init(bundle: Path, config: Mapping[str, Any], *, error_fd: int) -> NoReturn:
+def run_container_init(
+    bundle: Path, config: Mapping[str, Any], *, error_fd: int, cgroup_ready: int | None = None
+) -> NoReturn:
     """Become the container described by ``config`` (run as PID 1 of a fresh pid namespace).
 
     With the ``org.containerkit.init`` annotation this process stays PID 1: it forks the command,
     forwards signals to it, reaps every orphan and exits with the command's exit code.
+    ``cgroup_ready``: a pipe the caller writes one byte to once this process is in its cgroup
+    (EOF: it could not be); read before the cgroup namespace is made, long before the exec.
     """
     try:
         process = config.get("process", {})
         init_mode = config.get("annotations", {}).get(INIT_ANNOTATION) == "true"
-        _setup_rootfs(Path(bundle), config)
+        _setup_rootfs(Path(bundle), config, cgroup_ready)
         _apply_limits(process)
         _setup_session(process)
         _become_user(process)

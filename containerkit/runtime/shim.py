@@ -479,18 +479,51 @@ class _Shim:
         if self.request.cgroup_name:
             self._setup_cgroup()
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC) if self.cgroup is not None else (-1, -1)
         _libc.libc.unshare(_libc.CLONE_NEWPID)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the container's init
-            _container_child(self, builtin.run_container_init, config, stdio, err_r, err_w)
+            _container_child(
+                self, builtin.run_container_init, config, stdio, (err_r, err_w), (ready_r, ready_w)
+            )
         self.pid = pid
         os.close(err_w)
         self._close_child_fds()
-        report = _read_all(err_r)
-        os.close(err_r)
+        try:
+            if self.cgroup is not None:
+                os.close(ready_r)
+                self._place_in_cgroup(pid, ready_w)
+            report = _read_all(err_r)
+        finally:
+            os.close(err_r)
         if report:
             _pid, status = os.waitpid(pid, 0)
             raise _start_error(report, _exit_code(status))
+
+    def _place_in_cgroup(self, pid: int, ready_w: int) -> None:
+        """Move the forked init into the container's cgroup, then let it go on.
+
+        Done from here rather than by the child itself so that the move (a v1 migration waits
+        for an RCU grace period) overlaps the child's namespace and root setup; the child waits
+        for the byte before it makes its cgroup namespace, so it never runs its command (or
+        forks) outside the cgroup. Only the init moves: the shim never joins the cgroup, so it
+        never counts against a pids limit and is never frozen with the container.
+        """
+        assert self.cgroup is not None
+        try:
+            self.cgroup.add_process(pid)
+        except Exception as exc:
+            os.close(ready_w)  # EOF: the child gives up
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            error = exc if isinstance(exc, ContainerkitError) else RuntimeFailure(f"container init: {exc!r}")
+            raise _StartFailed(error, 128) from None
+        try:
+            os.write(ready_w, b"1")
+        finally:
+            os.close(ready_w)
 
     def _setup_cgroup(self) -> None:
         from containerkit.linux.cgroups import open_cgroup
@@ -713,12 +746,19 @@ def _container_child(
     init: Any,
     config: dict[str, Any],
     stdio: tuple[int, int, int],
-    err_r: int,
-    err_w: int,
+    error_pipe: tuple[int, int],
+    ready_pipe: tuple[int, int],
 ) -> NoReturn:  # pragma: no cover - runs in the forked child
-    """PID 1 of the new pid namespace: stdio, cgroup, then the builtin runtime's init."""
+    """PID 1 of the new pid namespace: stdio, then the builtin runtime's init.
+
+    The shim moves this process into its cgroup meanwhile; ``ready_pipe`` says when it has.
+    """
+    err_r, err_w = error_pipe
+    ready_r, ready_w = ready_pipe
     try:
         os.close(err_r)
+        if ready_w != -1:
+            os.close(ready_w)
         for fd in {shim.out_fd, shim.err_fd, shim.in_fd, shim.fifo_fd, shim.ready_fd} - {-1}:
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -728,10 +768,7 @@ def _container_child(
             if fd > 2:
                 os.close(fd)
         default_signals()
-        if shim.cgroup is not None:
-            # cgroup.procs reads pids in the writer's pid namespace, where this is 1: "0" is "me".
-            shim.cgroup.add_process(0)
-        init(shim.request.bundle, config, error_fd=err_w)
+        init(shim.request.bundle, config, error_fd=err_w, cgroup_ready=None if ready_r == -1 else ready_r)
         raise RuntimeFailure("run_container_init returned")
     except BaseException as exc:
         kind = exc.kind if isinstance(exc, ContainerkitError) else RuntimeFailure.kind

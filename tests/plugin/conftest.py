@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 
-pytest_plugins = ["pytester"]
 
 IMAGE = "example/busybox:latest"
 

@@ -16,7 +16,7 @@ from containerkit.errors import ContainerkitError, Unavailable
 from containerkit.linux import _libc
 
 from .base import CgroupManager, validate_name
-from .v1 import CONTROLLERS, CgroupV1Manager
+from .v1 import CgroupV1Manager
 from .v2 import CgroupV2Manager
 
 __all__ = ["Mode", "list_cgroups", "open_cgroup", "probe", "remove_if_empty"]

@@ -8,7 +8,6 @@ directory and gives ``cgroup.kill`` (race-free kill of every process) and ``cgro
 from __future__ import annotations
 
 import contextlib
-
 import time
 from pathlib import Path
 
