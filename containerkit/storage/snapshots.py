@@ -48,6 +48,7 @@ import errno
 import json
 import os
 import re
+import secrets
 import shutil
 import stat
 import tempfile
@@ -196,14 +197,17 @@ class SnapshotStore:
                     shutil.rmtree(entry.path)
 
     def _discard(self, path: Path) -> None:
-        """Rename ``path`` into tmp/ (atomic: it is gone at once), then delete it."""
-        trash = Path(tempfile.mkdtemp(prefix="trash-", dir=self._tmp))
+        """Rename ``path`` into tmp/ (atomic: it is gone at once), then delete it.
+
+        Renamed to a fresh random name rather than into a ``mkdtemp`` directory: on a disk where
+        a mkdir/rmdir pair costs a millisecond or more, that halves the fixed cost of a remove.
+        """
+        trash = self._tmp / f"trash-{path.name[:32]}-{secrets.token_hex(8)}"
         try:
-            os.rename(path, trash / "x")
+            os.rename(path, trash)
         except FileNotFoundError:
-            pass
-        finally:
-            shutil.rmtree(trash, ignore_errors=True)
+            return
+        shutil.rmtree(trash, ignore_errors=True)
 
     # --- layers -------------------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import errno
 import os
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import attrs
@@ -63,6 +63,8 @@ def read(path: Path) -> str:
     except FileNotFoundError:
         raise NotFound(f"cgroup file {path} does not exist") from None
     except OSError as exc:
+        if exc.errno == errno.ENODEV:  # the cgroup was removed while we read it
+            raise NotFound(f"cgroup of {path} was removed") from None
         raise ContainerkitError(f"cannot read {path}: {exc.strerror}") from exc
 
 
@@ -73,6 +75,8 @@ def read_optional(path: Path) -> str | None:
     except FileNotFoundError:
         return None
     except OSError as exc:
+        if exc.errno == errno.ENODEV:  # the cgroup was removed while we read it
+            return None
         raise ContainerkitError(f"cannot read {path}: {exc.strerror}") from exc
 
 
@@ -290,6 +294,8 @@ class CgroupManager(abc.ABC):
     def destroy(self, timeout: float = 5.0) -> None:
         """Kill what is left, then rmdir the cgroup (and any below it) everywhere; idempotent."""
         deadline = time.monotonic() + timeout
+        if _rmdir_all(self._dirs()):
+            return
         if not self.exists():
             return
         if self.pids():
@@ -299,6 +305,24 @@ class CgroupManager(abc.ABC):
                 continue
             for path in walk_up(top):
                 _rmdir_retrying(path, deadline)
+
+
+def _rmdir_all(paths: Iterable[Path]) -> bool:
+    """One rmdir per directory: True when all are gone.
+
+    The common case (the processes have exited, no child cgroups) needs nothing more, so the
+    walk, the ``cgroup.procs`` reads and the kill loop are only paid when something is left;
+    the kernel refuses to remove a cgroup that has processes or children (EBUSY).
+    """
+    gone = True
+    for path in paths:
+        try:
+            os.rmdir(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            gone = False
+    return gone
 
 
 def _procs_below(top: Path) -> set[int]:

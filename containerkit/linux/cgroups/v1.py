@@ -8,6 +8,7 @@ directory and gives ``cgroup.kill`` (race-free kill of every process) and ``cgro
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from pathlib import Path
 
@@ -56,25 +57,39 @@ class CgroupV1Manager(CgroupManager):
         return dict(self._paths)
 
     def _foreign_dirs(self) -> list[Path]:
-        """This cgroup in hierarchies we do not manage (cpuset, devices, blkio, name=systemd...):
-        runc creates it there for the same ``cgroupsPath``, so cleanup must look there too."""
-        managed = {p.parent.resolve() for p in self._paths.values()}
+        """This cgroup, where it exists, in hierarchies we do not manage (cpuset, devices, blkio,
+        name=systemd...): runc creates it there for the same ``cgroupsPath``, so cleanup must
+        look there too.
+
+        Probed name first (one stat that usually fails), hierarchy checks only for what exists:
+        this runs on every remove.
+        """
+        managed = {os.path.realpath(p.parent) for p in self._paths.values()}
         try:
-            hierarchies = [h for h in self.root.iterdir() if _is_hierarchy(h) and h.resolve() not in managed]
+            entries = list(os.scandir(self.root))
         except FileNotFoundError:
             return []
-        return [h / self.name for h in hierarchies if h.name != "unified"]
+        found = []
+        for entry in entries:
+            if entry.name == "unified":
+                continue
+            candidate = Path(entry.path) / self.name
+            if not candidate.is_dir():
+                continue
+            hierarchy = Path(entry.path)
+            if _is_hierarchy(hierarchy) and os.path.realpath(hierarchy) not in managed:
+                found.append(candidate)
+        return found
 
     def exists(self) -> bool:
-        return super().exists() or any(path.is_dir() for path in self._foreign_dirs())
+        return super().exists() or bool(self._foreign_dirs())
 
     def destroy(self, timeout: float = 5.0) -> None:
         super().destroy(timeout)
         for top in self._foreign_dirs():
-            if top.is_dir():
-                for path in walk_up(top):
-                    with contextlib.suppress(FileNotFoundError):
-                        path.rmdir()
+            for path in walk_up(top):
+                with contextlib.suppress(FileNotFoundError):
+                    path.rmdir()
 
     def _dir(self, controller: str) -> Path:
         path = self._paths.get(controller)
