@@ -194,9 +194,22 @@ def secure_join(root: str, unsafe_path: str) -> str:
     return os.path.join(root, *current)
 
 
+def _real_dir(path: str) -> str:
+    """``os.path.realpath`` of an existing directory, asked of the kernel in three syscalls
+    instead of an lstat per component (this runs for every mount of a container's setup)."""
+    try:
+        fd = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        return os.path.realpath(path)
+    try:
+        return os.readlink(f"/proc/self/fd/{fd}")
+    finally:
+        os.close(fd)
+
+
 def _check_inside(root: str, fd: int, shown: str) -> None:
     real = os.readlink(f"/proc/self/fd/{fd}")
-    root = os.path.realpath(root)
+    root = _real_dir(root)
     if real != root and not real.startswith(root.rstrip("/") + "/"):
         raise UnsafeArchive(f"mount point {shown!r} resolves to {real!r}, outside the root {root!r}")
 

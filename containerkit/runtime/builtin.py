@@ -154,31 +154,54 @@ def _mount_root(root: str, config: Mapping[str, Any]) -> None:
         _libc.libc.mount(root, root, None, _libc.MS_BIND | _libc.MS_REC, None)
 
 
+def _related(a: str, b: str) -> bool:
+    """Whether one of two container paths is the other or lies below it."""
+    a, b = os.path.normpath("/" + a), os.path.normpath("/" + b)
+    return a == b or a.startswith(b.rstrip("/") + "/") or b.startswith(a.rstrip("/") + "/")
+
+
 def _mount_all(
     bundle: Path,
     root: str,
     entries: Sequence[Mapping[str, Any]],
     before_cgroup: Callable[[], None] = lambda: None,
 ) -> None:
-    """Mount every entry; ``before_cgroup`` runs once, before the first cgroup mount (or at the end)."""
+    """Mount every entry; ``before_cgroup`` runs once, before the first cgroup mount (or at the end).
+
+    A cgroup mount that no later entry sits on, under or above is done last, so the other
+    mounts overlap the wait in ``before_cgroup`` (the caller moving us into our cgroup); the
+    resulting tree is the same.
+    """
     pending: Callable[[], None] | None = before_cgroup
-    for entry in entries:
-        destination = str(entry["destination"])
-        source = entry.get("source")
-        fstype = str(entry.get("type") or "")
-        options = [str(o) for o in entry.get("options", [])]
-        is_bind = fstype == "bind" or mounts.parse_mount_options(options).is_bind
-        if is_bind and source and not os.path.isabs(str(source)):
-            source = str(bundle / str(source))
-        if fstype == "cgroup" and pending is not None:
-            pending()
-            pending = None
-        try:
-            mounts.mount_in_root(root, destination, fstype, None if source is None else str(source), options)
-        except OSError as exc:
-            raise RuntimeFailure(f"mount {source} on {destination} (type {fstype or 'bind'}): {exc}") from exc
+    deferred: list[Mapping[str, Any]] = []
+    for index, entry in enumerate(entries):
+        if str(entry.get("type") or "") == "cgroup":
+            destination = str(entry["destination"])
+            if not any(_related(destination, str(e["destination"])) for e in entries[index + 1 :]):
+                deferred.append(entry)
+                continue
+            if pending is not None:
+                pending()
+                pending = None
+        _mount_entry(bundle, root, entry)
     if pending is not None:
         pending()
+    for entry in deferred:
+        _mount_entry(bundle, root, entry)
+
+
+def _mount_entry(bundle: Path, root: str, entry: Mapping[str, Any]) -> None:
+    destination = str(entry["destination"])
+    source = entry.get("source")
+    fstype = str(entry.get("type") or "")
+    options = [str(o) for o in entry.get("options", [])]
+    is_bind = fstype == "bind" or mounts.parse_mount_options(options).is_bind
+    if is_bind and source and not os.path.isabs(str(source)):
+        source = str(bundle / str(source))
+    try:
+        mounts.mount_in_root(root, destination, fstype, None if source is None else str(source), options)
+    except OSError as exc:
+        raise RuntimeFailure(f"mount {source} on {destination} (type {fstype or 'bind'}): {exc}") from exc
 
 
 def _setup_dev(root: str, config: Mapping[str, Any], terminal: bool) -> None:
@@ -288,17 +311,30 @@ def _apply_limits(process: Mapping[str, Any]) -> None:
             f.write(str(int(process["oomScoreAdj"])))
 
 
-def _mask(names: Sequence[str] | None) -> int:
-    """The mask of ``names`` that we hold: a privileged container gets all the caps we have."""
-    return caps.capability_mask(names or []) & caps.current_capabilities()["CapPrm"]
+_CAPABILITY_SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
 
 
-def _become_user(process: Mapping[str, Any]) -> None:
+def _capability_masks(process: Mapping[str, Any]) -> dict[str, int] | None:
+    """Each set of ``process.capabilities`` as the mask of what we hold (a privileged container
+    gets all the caps we have); None without a ``capabilities`` entry.
+
+    Computed once, early (while the caller moves us into our cgroup): nothing before
+    :func:`_become_user` changes what we hold.
+    """
+    wanted = process.get("capabilities")
+    if wanted is None:
+        return None
+    held = caps.current_capabilities()["CapPrm"]
+    return {name: caps.capability_mask(wanted.get(name) or []) & held for name in _CAPABILITY_SETS}
+
+
+def _become_user(process: Mapping[str, Any], masks: dict[str, int] | None = None) -> None:
     """Bounding set while still root, ids with KEEPCAPS, then the final sets, cwd and no_new_privs."""
     lib = _libc.libc
-    wanted = process.get("capabilities")
-    if wanted is not None:
-        caps.drop_bounding(_mask(wanted.get("bounding")))
+    if masks is None:
+        masks = _capability_masks(process)
+    if masks is not None:
+        caps.drop_bounding(masks["bounding"])
     user = process.get("user", {})
     uid, gid = int(user.get("uid", 0)), int(user.get("gid", 0))
     os.setgroups([int(g) for g in user.get("additionalGids", [])])
@@ -313,12 +349,12 @@ def _become_user(process: Mapping[str, Any]) -> None:
         os.chdir(cwd)
     except OSError as exc:
         raise RuntimeFailure(f"chdir to cwd {cwd!r} set in config.json failed: {exc.strerror}") from None
-    if wanted is not None:
+    if masks is not None:
         caps.apply_capabilities(
-            effective=_mask(wanted.get("effective")),
-            permitted=_mask(wanted.get("permitted")),
-            inheritable=_mask(wanted.get("inheritable")),
-            ambient=_mask(wanted.get("ambient")),
+            effective=masks["effective"],
+            permitted=masks["permitted"],
+            inheritable=masks["inheritable"],
+            ambient=masks["ambient"],
         )
     if process.get("noNewPrivileges"):
         lib.prctl(_libc.PR_SET_NO_NEW_PRIVS, 1)
@@ -446,10 +482,11 @@ def run_container_init(
     try:
         process = config.get("process", {})
         init_mode = config.get("annotations", {}).get(INIT_ANNOTATION) == "true"
+        masks = _capability_masks(process)
         _setup_rootfs(Path(bundle), config, cgroup_ready)
         _apply_limits(process)
         _setup_session(process)
-        _become_user(process)
+        _become_user(process, masks)
         if not init_mode:
             _exec(process)
         lookup_command(str((process.get("args") or [""])[0]), _env_path(process.get("env", [])))

@@ -11,8 +11,8 @@ Lifecycle::
     start_container(request)          shim                          container init
       | fork (spawner) or             | setsid, subreaper
       | python -m ...shim   -------->  | state.json (shim pid)
-      |                                | cgroup create+apply
       |                                | unshare(NEWPID), fork --------> run_container_init
+      |                                | cgroup create+apply+move  ----> (waits, then cgroupns)
       |                                | read error pipe until EOF <---- exec (EOF) or JSON error
       | <---- ready pipe: one JSON ---  | state.json (+ init pid)
       |                                | pump stdout/stderr -> container.log, stdin FIFO -> stdin
@@ -476,10 +476,9 @@ class _Shim:
         from containerkit.runtime import builtin
 
         stdio = self._make_pty() if self.request.tty else self._make_pipes()
-        if self.request.cgroup_name:
-            self._setup_cgroup()
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
-        ready_r, ready_w = os.pipe2(os.O_CLOEXEC) if self.cgroup is not None else (-1, -1)
+        with_cgroup = bool(self.request.cgroup_name)
+        ready_r, ready_w = os.pipe2(os.O_CLOEXEC) if with_cgroup else (-1, -1)
         _libc.libc.unshare(_libc.CLONE_NEWPID)
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the container's init
@@ -490,7 +489,7 @@ class _Shim:
         os.close(err_w)
         self._close_child_fds()
         try:
-            if self.cgroup is not None:
+            if with_cgroup:
                 os.close(ready_r)
                 self._place_in_cgroup(pid, ready_w)
             report = _read_all(err_r)
@@ -501,29 +500,33 @@ class _Shim:
             raise _start_error(report, _exit_code(status))
 
     def _place_in_cgroup(self, pid: int, ready_w: int) -> None:
-        """Move the forked init into the container's cgroup, then let it go on.
+        """Create the container's cgroup, set its limits, move the forked init in, let it go on.
 
-        Done from here rather than by the child itself so that the move (a v1 migration waits
-        for an RCU grace period) overlaps the child's namespace and root setup; the child waits
-        for the byte before it makes its cgroup namespace, so it never runs its command (or
-        forks) outside the cgroup. Only the init moves: the shim never joins the cgroup, so it
-        never counts against a pids limit and is never frozen with the container.
+        Done here, after the fork, rather than before it or by the child itself: the mkdirs and
+        the move (a v1 migration waits for an RCU grace period, milliseconds) then overlap the
+        child's namespace and root setup. The child waits for the byte before it makes its
+        cgroup namespace, so it never runs its command (or forks) outside the cgroup or before
+        the limits are set. Only the init moves: the shim never joins the cgroup, so it never
+        counts against a pids limit and is never frozen with the container.
         """
-        assert self.cgroup is not None
         try:
-            self.cgroup.add_process(pid)
-        except Exception as exc:
-            os.close(ready_w)  # EOF: the child gives up
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-            with contextlib.suppress(ChildProcessError):
-                os.waitpid(pid, 0)
-            error = exc if isinstance(exc, ContainerkitError) else RuntimeFailure(f"container init: {exc!r}")
-            raise _StartFailed(error, 128) from None
-        try:
+            try:
+                self._setup_cgroup()
+            except BaseException:
+                _kill_child(pid)
+                raise
+            assert self.cgroup is not None
+            try:
+                self.cgroup.add_process(pid)
+            except Exception as exc:
+                _kill_child(pid)
+                error = (
+                    exc if isinstance(exc, ContainerkitError) else RuntimeFailure(f"container init: {exc!r}")
+                )
+                raise _StartFailed(error, 128) from None
             os.write(ready_w, b"1")
         finally:
-            os.close(ready_w)
+            os.close(ready_w)  # before any byte: EOF, the child gives up
 
     def _setup_cgroup(self) -> None:
         from containerkit.linux.cgroups import open_cgroup
@@ -776,6 +779,14 @@ def _container_child(
         with contextlib.suppress(BaseException):
             os.write(err_w, json.dumps({"kind": kind, "message": message}).encode())
     os._exit(128)
+
+
+def _kill_child(pid: int) -> None:
+    """SIGKILL and reap a child that must not go on (its setup failed on our side)."""
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)
 
 
 def _start_error(report: bytes, exit_code: int) -> _StartFailed:

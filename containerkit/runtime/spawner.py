@@ -181,6 +181,7 @@ class _Server:
         self.sock = sock
         self.wake_r, self.wake_w = os.pipe2(os.O_CLOEXEC | os.O_NONBLOCK)
         self.execs: dict[int, int] = {}  # helper pid -> status fd
+        self.spare: tuple[int, socket.socket] | None = None  # a forked child waiting to become a shim
 
     def serve(self) -> None:
         signal.signal(signal.SIGCHLD, lambda *_: None)
@@ -190,6 +191,8 @@ class _Server:
         poller.register(self.wake_r, select.POLLIN)
         try:
             while True:
+                if self.spare is None:
+                    self._fork_spare()
                 for fd, _events in poller.poll():
                     if fd == self.wake_r:
                         with contextlib.suppress(BlockingIOError):
@@ -200,8 +203,49 @@ class _Server:
                 self._reap()
         finally:
             signal.set_wakeup_fd(-1)
+            self._drop_spare()
             for fd in self.execs.values():
                 os.close(fd)
+
+    def _fork_spare(self) -> None:
+        """Fork the next shim ahead of its request, between requests.
+
+        The fork and the copy-on-write faults right after it (a few milliseconds for an
+        interpreter this size) are then off the start path: a request only hands the spare its
+        message and ready pipe. The spare leaves when the spawner does (EOF on its socket).
+        """
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the spare
+            ours.close()
+            self._in_child(keep=[])
+            _await_shim_request(theirs)
+        theirs.close()
+        self.spare = (pid, ours)
+
+    def _drop_spare(self) -> None:
+        """Let the spare go (it exits on EOF) and reap it, so none outlives the spawner."""
+        if self.spare is None:
+            return
+        pid, sock = self.spare
+        self.spare = None
+        sock.close()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+
+    def _hand_to_spare(self, request: dict[str, Any], ready_fd: int) -> int | None:
+        """Give the request to the spare; its pid, or None when there is no (live) spare."""
+        if self.spare is None:
+            return None
+        pid, sock = self.spare
+        self.spare = None
+        try:
+            socket.send_fds(sock, [json.dumps(request).encode()], [ready_fd])
+        except OSError:  # it died: reaped by _reap; fork one the usual way
+            return None
+        finally:
+            sock.close()
+        return pid
 
     def _handle(self) -> bool:
         try:
@@ -231,12 +275,14 @@ class _Server:
         if op == "shim":
             from containerkit.runtime.shim import ShimRequest, run_shim
 
-            request = ShimRequest.from_dict(message["request"])
+            request = ShimRequest.from_dict(message["request"])  # a bad one is refused here
             (ready_fd,) = fds
-            pid = os.fork()
-            if pid == 0:  # pragma: no cover - the shim
-                self._in_child(keep=fds)
-                run_shim(request, ready_fd)
+            pid = self._hand_to_spare(message["request"], ready_fd)
+            if pid is None:
+                pid = os.fork()
+                if pid == 0:  # pragma: no cover - the shim
+                    self._in_child(keep=fds)
+                    run_shim(request, ready_fd)
             os.close(ready_fd)
             return {"ok": True, "pid": pid}
         if op == "exec":
@@ -256,6 +302,8 @@ class _Server:
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         self.sock.close()
+        if self.spare is not None:
+            self.spare[1].close()
         for fd in (self.wake_r, self.wake_w, *self.execs.values()):
             if fd not in keep:
                 os.close(fd)
@@ -268,12 +316,33 @@ class _Server:
                 return
             if pid == 0:
                 return
+            if self.spare is not None and self.spare[0] == pid:
+                self.spare[1].close()
+                self.spare = None
             status_fd = self.execs.pop(pid, None)
             if status_fd is not None:
                 code = os.waitstatus_to_exitcode(status)
                 with contextlib.suppress(OSError):
                     os.write(status_fd, json.dumps({"exit_code": 128 - code if code < 0 else code}).encode())
                 os.close(status_fd)
+
+
+def _await_shim_request(sock: socket.socket) -> NoReturn:  # pragma: no cover - the spare
+    """Wait for one shim request (message + ready pipe) and become that shim; exit on EOF."""
+    try:
+        data, fds, _flags, _addr = socket.recv_fds(sock, _MAX_MESSAGE, 1)
+    except OSError:
+        os._exit(0)
+    sock.close()
+    if not data or len(fds) != 1:
+        os._exit(0)
+    from containerkit.runtime.shim import ShimRequest, run_shim
+
+    try:
+        request = ShimRequest.from_dict(json.loads(data))
+    except BaseException:  # validated by the spawner already; the starter sees EOF, not a hang
+        os._exit(1)
+    run_shim(request, fds[0])
 
 
 def _exec_child(

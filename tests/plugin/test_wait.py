@@ -132,7 +132,7 @@ def test_http_status_forms(http_server: int) -> None:
     wait.until(container, wait.http("/empty", port=80, status={204, 205}), timeout=5)
     wait.until(container, wait.http("/empty", port=80, status=lambda code: code < 400), timeout=5)
     with pytest.raises(wait.WaitTimeout, match=r"answer 200.*answered 503"):
-        wait.until(container, wait.http("/", port=80), timeout=0.3)
+        wait.until(container, wait.http("/", port=80), timeout=2)
 
 
 def test_port_accepts_the_docker_api_shape(http_server: int) -> None:

@@ -115,6 +115,9 @@ def register(router: Router, app: DaemonApp) -> None:
         )
 
     def attach(request: Request) -> Response | None:
+        # "From now" is the moment of the request: the CLI starts the container right after the
+        # hijack, and a fast `echo` may write before the stream below is set up.
+        attached_at = time.time()
         container = lookup(app, request)
         tty = container.spec.tty
         want_stdout, want_stderr = request.qbool("stdout"), request.qbool("stderr")
@@ -136,7 +139,7 @@ def register(router: Router, app: DaemonApp) -> None:
                         path,
                         stdout=want_stdout,
                         stderr=want_stderr,
-                        tail=None if replay else 0,
+                        since=None if replay else attached_at,
                         is_running=lambda: _alive(state_dir),
                     ):
                         send(stream, data)
