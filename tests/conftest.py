@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,37 @@ def write_busybox_rootfs_tar(path: Path) -> Path:
     from containerkit.images.busybox import write_busybox_rootfs
 
     return write_busybox_rootfs(path)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sweep_engine_roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """After the session, whatever the tests' engine roots still hold on the host goes.
+
+    pytest keeps the temp dirs of recent runs, so a root a test (or a daemon it killed) left
+    with containers or bridges would keep them on the host; this is the backstop, the tests
+    themselves check that removal leaves nothing. Set up first, so it runs after every other
+    session fixture (daemons included) has finished.
+    """
+    yield
+    if os.geteuid() != 0:
+        return
+    import containerkit as ck
+    from containerkit.errors import ContainerkitError
+    from containerkit.linux.cgroups import remove_if_empty
+
+    base = tmp_path_factory.getbasetemp()
+    roots = [Path(d) for d, _dirs, files in os.walk(base) if "metadata.db" in files]  # no symlinks followed
+    for root in sorted(roots):
+        try:
+            with ck.Engine(root=root, forkserver=False) as engine:
+                for container in engine.containers.list(all=True):
+                    container.remove(force=True)
+                for network in engine.networks.list():
+                    if network.name != "bridge":
+                        network.remove()
+        except ContainerkitError:
+            continue
+    remove_if_empty("containerkit")
 
 
 @pytest.fixture(scope="session")

@@ -56,6 +56,7 @@ __all__ = [
     "parse_mount_options",
     "pivot_root",
     "readonly_path",
+    "real_dir",
     "remount_readonly",
     "secure_join",
     "set_propagation",
@@ -194,7 +195,7 @@ def secure_join(root: str, unsafe_path: str) -> str:
     return os.path.join(root, *current)
 
 
-def _real_dir(path: str) -> str:
+def real_dir(path: str) -> str:
     """``os.path.realpath`` of an existing directory, asked of the kernel in three syscalls
     instead of an lstat per component (this runs for every mount of a container's setup)."""
     try:
@@ -209,7 +210,7 @@ def _real_dir(path: str) -> str:
 
 def _check_inside(root: str, fd: int, shown: str) -> None:
     real = os.readlink(f"/proc/self/fd/{fd}")
-    root = _real_dir(root)
+    root = real_dir(root)
     if real != root and not real.startswith(root.rstrip("/") + "/"):
         raise UnsafeArchive(f"mount point {shown!r} resolves to {real!r}, outside the root {root!r}")
 

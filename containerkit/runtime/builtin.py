@@ -134,7 +134,7 @@ def _root_path(bundle: Path, config: Mapping[str, Any]) -> str:
     root = path if path.is_absolute() else bundle / path
     if not root.is_dir():
         raise InvalidArgument(f"root path {root} is not a directory")
-    return os.path.realpath(root)
+    return mounts.real_dir(str(root))
 
 
 def _mount_root(root: str, config: Mapping[str, Any]) -> None:

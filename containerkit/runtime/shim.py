@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import json
 import os
 import select
@@ -41,7 +42,7 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, TextIO
 
 import attrs
 
@@ -304,13 +305,43 @@ def run_shim(request: ShimRequest, ready_fd: int) -> NoReturn:
 def _redirect_stdio(state_dir: Path) -> None:
     """The shim holds nobody's terminal or pipes; its own complaints go to ``shim.log``."""
     null = os.open(os.devnull, os.O_RDWR)
-    log = os.open(state_dir / SHIM_LOG, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
-    os.dup2(null, 0)
-    os.dup2(null, 1)
-    os.dup2(log, 2)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
     os.close(null)
-    os.close(log)
-    sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115 - fd 2 lives as long as the process
+    sys.stderr = _ShimLog(state_dir / SHIM_LOG)
+
+
+class _ShimLog(io.TextIOBase):
+    """The shim's ``sys.stderr``: ``shim.log`` is created (and put on fd 2) at the first write.
+
+    Most shims never write a line, and on a disk where creating a file costs up to a
+    millisecond, an empty log per container is a cost on every start and every remove.
+    """
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self._path = path
+        self._file: TextIO | None = None
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if self._file is None:
+            try:
+                fd = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+            except OSError:
+                return len(text)  # the state dir is gone: nobody is left to read it
+            os.dup2(fd, 2)  # from now on also what child processes and C code write there
+            os.close(fd)
+            self._file = open(2, "w", closefd=False)  # noqa: SIM115 - fd 2 lives as long as the process
+        written = self._file.write(text)
+        self._file.flush()
+        return written
+
+    def flush(self) -> None:
+        if self._file is not None:
+            self._file.flush()
 
 
 class _Shim:

@@ -175,6 +175,10 @@ def wait_for_exit(state_dir: Path, timeout: float | None = None) -> int:
                     raise Timeout(f"container in {state_dir} still running after {timeout} s")
             finally:
                 os.close(fd)
+            # The shim is gone; what it recorded is the answer (one read, not a full classify).
+            exited = read_exit(state_dir)
+            if exited is not None:
+                return int(exited["exit_code"])
         state = read_state(state_dir)
     assert state.exit_code is not None, state
     return state.exit_code

@@ -64,18 +64,20 @@ class CgroupV1Manager(CgroupManager):
         Probed name first (one stat that usually fails), hierarchy checks only for what exists:
         this runs on every remove.
         """
-        managed = {os.path.realpath(p.parent) for p in self._paths.values()}
         try:
             entries = list(os.scandir(self.root))
         except FileNotFoundError:
             return []
         found = []
+        managed: set[str] | None = None
         for entry in entries:
             if entry.name == "unified":
                 continue
             candidate = Path(entry.path) / self.name
             if not candidate.is_dir():
                 continue
+            if managed is None:
+                managed = {os.path.realpath(p.parent) for p in self._paths.values()}
             hierarchy = Path(entry.path)
             if _is_hierarchy(hierarchy) and os.path.realpath(hierarchy) not in managed:
                 found.append(candidate)
