@@ -1,6 +1,6 @@
 """Start-to-exit of ``true``: shim via the spawner, shim via a fresh process, and plain ``runc run``.
 
-    sudo python benchmarks/bench_spawn.py [N]
+    sudo python3 benchmarks/bench_spawn.py [N]
 
 Each run gets its own overlay over one busybox tree; medians in milliseconds.
 """
@@ -18,12 +18,12 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from containerkit.images.busybox import write_busybox_rootfs
 from containerkit.runtime.bundle import ROOTFS_MOUNT_ANNOTATION, build_oci_config, write_config
 from containerkit.runtime.shim import ShimRequest, start_container
 from containerkit.runtime.spawner import Spawner
 from containerkit.runtime.state import wait_for_exit
 from containerkit.spec import ContainerSpec, ImageConfig
-from tests.conftest import write_busybox_rootfs_tar
 
 
 def _request(base: Path, lower: Path, runtime: str) -> ShimRequest:
@@ -75,7 +75,7 @@ def main() -> None:
         lower = base / "busybox"
         lower.mkdir()
         subprocess.run(
-            ["tar", "-xf", str(write_busybox_rootfs_tar(base / "rootfs.tar")), "-C", str(lower)], check=True
+            ["tar", "-xf", str(write_busybox_rootfs(base / "rootfs.tar")), "-C", str(lower)], check=True
         )
         results: dict[str, float] = {}
         with Spawner() as spawner:

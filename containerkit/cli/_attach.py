@@ -241,12 +241,21 @@ def _resize_container(container: Container) -> Callable[[], None]:
 
 @contextlib.contextmanager
 def _proxy_signals(container: Container, enabled: bool) -> Iterator[None]:
-    """Like docker's ``--sig-proxy``: SIGINT/SIGTERM/SIGHUP received here go to the container."""
+    """Like docker's ``--sig-proxy``: SIGINT/SIGTERM/SIGHUP received here go to the container.
+
+    A second signal stops waiting (exit 130) and leaves the container as it is.
+    """
     if not enabled or threading.current_thread() is not threading.main_thread():
         yield
         return
 
+    received = 0
+
     def forward(sig: int, _frame: FrameType | None) -> None:
+        nonlocal received
+        received += 1
+        if received > 1:  # a container that ignores the signal: the second one detaches
+            raise KeyboardInterrupt
         with contextlib.suppress(Exception):
             container.kill(sig)
 

@@ -36,7 +36,9 @@ def container_command(engine: Engine, container: Container) -> list[str]:
     """The argv the container runs: entrypoint + command, the image filling what the spec left."""
     spec = container.spec
     config = _image_config(engine, container)
-    entrypoint = list(spec.entrypoint) if spec.entrypoint is not None else list(config.get("Entrypoint") or [])
+    entrypoint = (
+        list(spec.entrypoint) if spec.entrypoint is not None else list(config.get("Entrypoint") or [])
+    )
     if spec.command is not None:
         command = list(spec.command)
     elif spec.entrypoint is not None:
@@ -152,10 +154,16 @@ def container_inspect(engine: Engine, container: Container) -> dict[str, Any]:
         "Platform": "linux",
         "HostConfig": {
             "AutoRemove": spec.auto_remove,
-            "Binds": [f"{m.source}:{m.target}{':ro' if m.read_only else ''}" for m in spec.mounts if m.type == "bind"],
+            "Binds": [
+                f"{m.source}:{m.target}{':ro' if m.read_only else ''}"
+                for m in spec.mounts
+                if m.type == "bind"
+            ],
             "NetworkMode": spec.network,
             "PortBindings": {
-                f"{p.container_port}/{p.protocol}": [{"HostIp": p.host_ip, "HostPort": str(p.host_port or "")}]
+                f"{p.container_port}/{p.protocol}": [
+                    {"HostIp": p.host_ip, "HostPort": str(p.host_port or "")}
+                ]
                 for p in spec.ports
             },
             "CapAdd": list(spec.cap_add),

@@ -38,10 +38,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
 def _lookup(data: Any, path: str) -> Any:
     value = data
     for part in [p for p in path.split(".") if p]:
-        if isinstance(value, Mapping):
-            value = value.get(part)
-        else:
-            value = getattr(value, part, None)
+        value = value.get(part) if isinstance(value, Mapping) else getattr(value, part, None)
     return value
 
 
@@ -50,8 +47,10 @@ def _as_text(value: Any) -> str:
         return "<no value>"
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        return json.dumps(value)
+    if isinstance(value, (list, tuple)):  # Go's fmt: [a b]
+        return "[" + " ".join(_as_text(v) for v in value) + "]"
+    if isinstance(value, Mapping):  # Go's fmt: map[k:v]
+        return "map[" + " ".join(f"{k}:{_as_text(v)}" for k, v in sorted(value.items())) + "]"
     return str(value)
 
 

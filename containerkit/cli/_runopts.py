@@ -19,15 +19,21 @@ __all__ = ["build_spec", "container_options", "parse_port"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_PORT = re.compile(r"^(?:(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(?P<host>\d*):)?(?P<ctr>\d+)(?:/(?P<proto>\w+))?$")
+_PORT = re.compile(
+    r"^(?:(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(?P<host>\d*):)?(?P<ctr>\d+)(?:/(?P<proto>\w+))?$"
+)
 
 _OPTIONS: list[Callable[[F], F]] = [
     click.option("--name", help="Assign a name to the container."),
     click.option("-e", "--env", multiple=True, metavar="NAME[=VALUE]", help="Set environment variables."),
-    click.option("--env-file", multiple=True, type=click.Path(dir_okay=False), help="Read a file of NAME=VALUE."),
+    click.option(
+        "--env-file", multiple=True, type=click.Path(dir_okay=False), help="Read a file of NAME=VALUE."
+    ),
     click.option("-v", "--volume", multiple=True, metavar="SRC:DST[:ro]", help="Bind mount a volume."),
     click.option("--tmpfs", multiple=True, metavar="DST", help="Mount a tmpfs directory."),
-    click.option("-p", "--publish", multiple=True, metavar="[IP:][HOST:]PORT[/PROTO]", help="Publish a port."),
+    click.option(
+        "-p", "--publish", multiple=True, metavar="[IP:][HOST:]PORT[/PROTO]", help="Publish a port."
+    ),
     click.option("--network", "--net", help="Connect the container to a network."),
     click.option("--network-alias", multiple=True, help="Add a network-scoped alias."),
     click.option("--dns", multiple=True, help="Set custom DNS servers."),
@@ -52,8 +58,12 @@ _OPTIONS: list[Callable[[F], F]] = [
     click.option("--security-opt", multiple=True, help="Security options (no-new-privileges)."),
     click.option("--stop-signal", help="Signal to stop the container."),
     click.option("--stop-timeout", type=int, help="Timeout (in seconds) to stop a container."),
-    click.option("--runtime", type=click.Choice(["builtin", "runc", "crun"]), help="Runtime for this container."),
-    click.option("--rm", "auto_remove", is_flag=True, help="Automatically remove the container when it exits."),
+    click.option(
+        "--runtime", type=click.Choice(["builtin", "runc", "crun"]), help="Runtime for this container."
+    ),
+    click.option(
+        "--rm", "auto_remove", is_flag=True, help="Automatically remove the container when it exits."
+    ),
 ]
 
 
@@ -70,7 +80,9 @@ def parse_port(text: str) -> PortBinding:
 
     match = _PORT.match(text.strip())
     if not match:
-        raise CliError(f"invalid publish spec {text!r} (expected [IP:][HOST_PORT:]CONTAINER_PORT[/PROTO])", USAGE_ERROR)
+        raise CliError(
+            f"invalid publish spec {text!r} (expected [IP:][HOST_PORT:]CONTAINER_PORT[/PROTO])", USAGE_ERROR
+        )
     return PortBinding(
         container_port=int(match["ctr"]),
         protocol=(match["proto"] or "tcp"),  # type: ignore[arg-type]

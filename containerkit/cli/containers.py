@@ -57,7 +57,7 @@ def _start(container: Container, *, remove_on_failure: bool, detached: bool = Tr
         code = exit_code_for(exc, USAGE_ERROR)
         with contextlib.suppress(ContainerkitError):
             if container.exit_code in (126, 127):
-                code = int(container.exit_code)  # type: ignore[arg-type]
+                code = int(container.exit_code)
         if remove_on_failure:
             with contextlib.suppress(ContainerkitError):
                 container.remove(force=True)
@@ -68,8 +68,15 @@ def _start(container: Container, *, remove_on_failure: bool, detached: bool = Tr
         _autoremove.spawn(backend().root, container.id)
 
 
+def _stdin_is_tty() -> bool:
+    try:
+        return os.isatty(sys.stdin.fileno())
+    except (OSError, ValueError):  # no real stdin (closed, or replaced by a test harness)
+        return False
+
+
 def _check_tty(interactive: bool, tty: bool) -> None:
-    if interactive and tty and not os.isatty(sys.stdin.fileno()):
+    if interactive and tty and not _stdin_is_tty():
         raise CliError("the input device is not a TTY", 1)
 
 
@@ -162,10 +169,18 @@ _PS_KEYS = ("ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names")
 @click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE", help="Filter output.")
 @click.option("--format", "format_", help="'table', 'json' or a template such as '{{.Names}}'.")
 @click.option("--no-trunc", is_flag=True, help="Don't truncate output.")
-@click.option("-n", "--last", type=int, default=-1, help="Show n last created containers (includes all states).")
+@click.option(
+    "-n", "--last", type=int, default=-1, help="Show n last created containers (includes all states)."
+)
 @click.option("-l", "--latest", is_flag=True, help="Show the latest created container (includes all states).")
 def ps(
-    all_: bool, quiet: bool, filters: tuple[str, ...], format_: str | None, no_trunc: bool, last: int, latest: bool
+    all_: bool,
+    quiet: bool,
+    filters: tuple[str, ...],
+    format_: str | None,
+    no_trunc: bool,
+    last: int,
+    latest: bool,
 ) -> None:
     """List containers."""
     if latest:
@@ -284,9 +299,8 @@ def stop(containers: tuple[str, ...], timeout: int | None) -> int:
 @click.argument("containers", nargs=-1, required=True)
 def kill(containers: tuple[str, ...], signal_: str) -> int:
     """Kill one or more running containers."""
-    from containerkit.spec import parse_signal
-
     from containerkit.errors import ContainerkitError
+    from containerkit.spec import parse_signal
 
     try:
         number = parse_signal(signal_)
@@ -473,8 +487,11 @@ def cp(src: str, dest: str, archive: bool, follow_link: bool) -> None:
     src_ctr, src_path = _split_target(src)
     dst_ctr, dst_path = _split_target(dest)
     if (src_ctr is None) == (dst_ctr is None):
-        raise CliError("copying between containers or between local paths is not supported; "
-                       "name one side as CONTAINER:PATH", USAGE_ERROR)
+        raise CliError(
+            "copying between containers or between local paths is not supported; "
+            "name one side as CONTAINER:PATH",
+            USAGE_ERROR,
+        )
     containers = engine().containers
     if src_ctr is not None:
         data = containers.get(src_ctr).get(src_path)

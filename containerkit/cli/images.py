@@ -56,7 +56,8 @@ def images(
                 click.echo(shown)
         return
     rows = image_rows(found, trunc=not no_trunc, digests=digests)
-    headers, keys = _HEADERS, _KEYS
+    headers: tuple[str, ...] = _HEADERS
+    keys: tuple[str, ...] = _KEYS
     if digests:
         headers = (*_HEADERS[:2], "DIGEST", *_HEADERS[2:])
         keys = (*_KEYS[:2], "Digest", *_KEYS[2:])
@@ -74,7 +75,9 @@ def _dir_size(path: Path) -> int:
 
 
 @click.command()
-@click.option("-i", "--input", "input_", type=click.Path(exists=True), help="Read from tar archive file or OCI layout.")
+@click.option(
+    "-i", "--input", "input_", type=click.Path(exists=True), help="Read from tar archive file or OCI layout."
+)
 @click.option("-q", "--quiet", is_flag=True, help="Suppress the load output.")
 def load(input_: str | None, quiet: bool) -> None:
     """Load images from a tar archive or OCI layout (or STDIN)."""
@@ -92,7 +95,7 @@ def load(input_: str | None, quiet: bool) -> None:
             click.echo(f"Loaded image ID: {image.id}")
 
 
-class _nothing:  # noqa: N801 - reads like the context manager it stands in for
+class _nothing:
     def __enter__(self) -> None:
         return None
 
@@ -100,7 +103,7 @@ class _nothing:  # noqa: N801 - reads like the context manager it stands in for
         return None
 
 
-class _input_file:  # noqa: N801
+class _input_file:
     """The archive to read: the named path, or STDIN spooled to a temp file."""
 
     def __init__(self, name: str | None) -> None:
@@ -129,7 +132,12 @@ def _pending_size(path: Path) -> Iterator[int]:
 
 
 @click.command()
-@click.option("-o", "--output", type=click.Path(), help="Write to a file (or an OCI layout directory) instead of STDOUT.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(),
+    help="Write to a file (or an OCI layout directory) instead of STDOUT.",
+)
 @click.option(
     "--format",
     "format_",

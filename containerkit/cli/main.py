@@ -70,7 +70,7 @@ class _Root(click.Group):
         with formatter.section("Commands"):
             formatter.write_dl([(name, entry[2]) for name, entry in _COMMANDS.items()])
 
-    def main(  # type: ignore[override]
+    def main(
         self,
         args: Sequence[str] | None = None,
         prog_name: str | None = None,
@@ -90,9 +90,7 @@ def _run(
     from containerkit.errors import ContainerkitError
 
     try:
-        rv = click.Group.main(
-            group, args, prog_name, complete_var, standalone_mode=False, **extra
-        )
+        rv = click.Group.main(group, args, prog_name, complete_var, standalone_mode=False, **extra)
     except click.UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         print_error(f"{exc.format_message()}{hint}")
@@ -134,7 +132,9 @@ def _run(
     metavar="URL",
     help="containerkitd to drive instead of the local root (default: $CONTAINERKIT_HOST).",
 )
-@click.version_option(None, "-v", "--version", package_name="containerkit", message="containerkit %(version)s")
+@click.version_option(
+    None, "-v", "--version", package_name="containerkit", message="containerkit %(version)s"
+)
 @click.pass_context
 def cli(ctx: click.Context, root: str | None, host: str | None) -> None:
     """Run and manage containers: docker's verbs on containerkit."""

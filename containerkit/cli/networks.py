@@ -60,7 +60,9 @@ def network() -> None:
 @click.option("--internal", is_flag=True, help="Restrict external access to the network.")
 @click.option("-l", "--label", multiple=True, metavar="KEY[=VALUE]", help="Set metadata on a network.")
 @click.argument("name")
-def create(name: str, driver: str, subnet: str | None, gateway: str | None, internal: bool, label: tuple[str, ...]) -> None:
+def create(
+    name: str, driver: str, subnet: str | None, gateway: str | None, internal: bool, label: tuple[str, ...]
+) -> None:
     """Create a network."""
     if driver != "bridge":
         raise CliError(f"unsupported network driver {driver!r} (only bridge)", USAGE_ERROR)
@@ -96,7 +98,9 @@ def ls(quiet: bool, filters: tuple[str, ...], format_: str | None, no_trunc: boo
         }
         for net in found
     ]
-    out.print_rows(format_, ("NETWORK ID", "NAME", "DRIVER", "SCOPE"), ("ID", "Name", "Driver", "Scope"), rows)
+    out.print_rows(
+        format_, ("NETWORK ID", "NAME", "DRIVER", "SCOPE"), ("ID", "Name", "Driver", "Scope"), rows
+    )
 
 
 @network.command("rm")
@@ -147,13 +151,17 @@ def disconnect(network_name: str, container: str, force: bool) -> None:
 
 @network.command()
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
-@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE", help="Provide filter values (label=...).")
+@click.option(
+    "--filter", "filters", multiple=True, metavar="KEY=VALUE", help="Provide filter values (label=...)."
+)
 def prune(force: bool, filters: tuple[str, ...]) -> None:
     """Remove all unused networks."""
     from containerkit.cli.containers import parse_filters
 
     if not force:
-        click.confirm("This will remove all custom networks not used by at least one container. Continue?", abort=True)
+        click.confirm(
+            "This will remove all custom networks not used by at least one container. Continue?", abort=True
+        )
     removed = _networks().prune(filters=parse_filters(filters))
     if removed:
         click.echo("Deleted Networks:\n" + "\n".join(removed))

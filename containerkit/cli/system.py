@@ -44,7 +44,9 @@ def prune(all_: bool, volumes: bool, force: bool, expired: bool) -> None:
     if not force:
         what = ["all stopped containers", "all networks not used by at least one container"]
         what += ["all anonymous volumes not used by at least one container"] if volumes else []
-        what += ["all images without at least one container associated to them" if all_ else "all dangling images"]
+        what += [
+            "all images without at least one container associated to them" if all_ else "all dangling images"
+        ]
         click.echo("WARNING! This will remove:\n" + "".join(f"  - {w}\n" for w in what))
         click.confirm("Are you sure you want to continue?", abort=True)
     from containerkit.cli.images import prune_images
@@ -158,7 +160,11 @@ def info(format_: str | None) -> None:
         f"Total Memory: {out.iec_size(doc['MemTotal'])}",
         f"Name: {doc['Name']}",
     ]
-    lines += [f"Root Dir: {doc['ContainerkitRootDir']}"] if "ContainerkitRootDir" in doc else [f"Host: {doc['Host']}"]
+    lines += (
+        [f"Root Dir: {doc['ContainerkitRootDir']}"]
+        if "ContainerkitRootDir" in doc
+        else [f"Host: {doc['Host']}"]
+    )
     click.echo("\n".join(lines))
 
 

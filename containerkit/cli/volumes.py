@@ -56,7 +56,9 @@ def create(name: str | None, driver: str, label: tuple[str, ...]) -> None:
 
 @volume.command("ls")
 @click.option("-q", "--quiet", is_flag=True, help="Only display volume names.")
-@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE", help="Filter (name=, label=, dangling=).")
+@click.option(
+    "-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE", help="Filter (name=, label=, dangling=)."
+)
 @click.option("--format", "format_", help="'table', 'json' or a template such as '{{.Name}}'.")
 def ls(quiet: bool, filters: tuple[str, ...], format_: str | None) -> None:
     """List volumes."""
@@ -157,7 +159,9 @@ def _label_ok(labels: dict[str, str], wanted: str) -> bool:
 @volume.command()
 @click.option("-a", "--all", "all_", is_flag=True, help="Remove all unused volumes, not just anonymous ones.")
 @click.option("-f", "--force", is_flag=True, help="Do not prompt for confirmation.")
-@click.option("--filter", "filters", multiple=True, metavar="label=KEY[=VALUE]", help="Provide filter values.")
+@click.option(
+    "--filter", "filters", multiple=True, metavar="label=KEY[=VALUE]", help="Provide filter values."
+)
 def prune(all_: bool, force: bool, filters: tuple[str, ...]) -> None:
     """Remove unused volumes (anonymous ones unless -a)."""
     from containerkit.cli.containers import parse_filters
@@ -166,7 +170,9 @@ def prune(all_: bool, force: bool, filters: tuple[str, ...]) -> None:
     if set(wanted) - {"label"}:
         raise CliError("only label filters are supported", USAGE_ERROR)
     if not force:
-        click.confirm("This will remove all unused local volumes. Are you sure you want to continue?", abort=True)
+        click.confirm(
+            "This will remove all unused local volumes. Are you sure you want to continue?", abort=True
+        )
     removed = prune_volumes(engine(), all_=all_, label=wanted.get("label"))
     if removed:
         click.echo("Deleted Volumes:\n" + "\n".join(removed))

@@ -33,7 +33,13 @@ from containerkit.linux import _libc, mounts, namespaces
 from containerkit.linux import capabilities as caps
 from containerkit.runtime.bundle import INIT_ANNOTATION, ROOTFS_MOUNT_ANNOTATION, STANDARD_DEVICES
 
-__all__ = ["FORWARDED_SIGNALS", "PermissionDenied", "exec_in_container", "run_container_init"]
+__all__ = [
+    "FORWARDED_SIGNALS",
+    "PermissionDenied",
+    "exec_in_container",
+    "prepare_network",
+    "run_container_init",
+]
 
 FORWARDED_SIGNALS: frozenset[int] = frozenset(
     {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT}
@@ -76,11 +82,29 @@ def _fail(error_fd: int, exc: BaseException) -> NoReturn:
 # -- namespaces and the root filesystem ------------------------------------------------------------
 
 
-def _setup_namespaces(linux: Mapping[str, Any]) -> tuple[set[str], dict[str, Any] | None]:
+def prepare_network() -> int:
+    """Ahead of a container: a fresh network namespace with ``lo`` up, for an init forked before
+    its request (a new one costs a millisecond or more). Returns an fd of the namespace we were
+    in, for a container that wants none or another one (see ``prepared_network``)."""
+    previous = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        namespaces.unshare(["network"])
+        namespaces.bring_up_loopback()
+    except BaseException:
+        os.close(previous)
+        raise
+    return previous
+
+
+def _setup_namespaces(
+    linux: Mapping[str, Any], prepared_network: int | None = None
+) -> tuple[set[str], dict[str, Any] | None]:
     """Join namespaces given by path, then unshare the rest (pid was done by the caller).
 
     The cgroup namespace is left out and returned (its entry, or None): it must be made only
     once this process is in its cgroup (see :func:`_enter_cgroup_namespace`).
+    ``prepared_network``: we already are in a fresh network namespace (:func:`prepare_network`);
+    it is used for a fresh one, left for a path, and the fd's namespace is rejoined without any.
     """
     fresh: list[str] = []
     private: set[str] = set()
@@ -99,8 +123,14 @@ def _setup_namespaces(linux: Mapping[str, Any]) -> tuple[set[str], dict[str, Any
             cgroup_entry = dict(entry)
         elif entry.get("path"):
             namespaces.setns_path(str(entry["path"]), kind)
-        else:
+        elif kind != "network" or prepared_network is None:
             fresh.append(kind)
+    if prepared_network is not None:
+        try:
+            if "network" not in private:  # the host's network: back to where we came from
+                _libc.libc.setns(prepared_network, namespaces.NAMESPACE_FLAGS["network"])
+        finally:
+            os.close(prepared_network)
     namespaces.unshare(fresh)
     if "network" in fresh:
         namespaces.bring_up_loopback()
@@ -254,8 +284,10 @@ def _after_pivot(config: Mapping[str, Any], private: set[str]) -> None:
         socket.sethostname(str(config["hostname"]))
 
 
-def _setup_rootfs(bundle: Path, config: Mapping[str, Any], cgroup_ready: int | None) -> None:
-    private, cgroup_entry = _setup_namespaces(config.get("linux", {}))
+def _setup_rootfs(
+    bundle: Path, config: Mapping[str, Any], cgroup_ready: int | None, prepared_network: int | None
+) -> None:
+    private, cgroup_entry = _setup_namespaces(config.get("linux", {}), prepared_network)
     root = _root_path(bundle, config)
     process = config.get("process", {})
     _mount_root(root, config)
@@ -470,7 +502,12 @@ def _start_child(process: Mapping[str, Any], error_fd: int) -> int:
 
 
 def run_container_init(
-    bundle: Path, config: Mapping[str, Any], *, error_fd: int, cgroup_ready: int | None = None
+    bundle: Path,
+    config: Mapping[str, Any],
+    *,
+    error_fd: int,
+    cgroup_ready: int | None = None,
+    prepared_network: int | None = None,
 ) -> NoReturn:
     """Become the container described by ``config`` (run as PID 1 of a fresh pid namespace).
 
@@ -478,12 +515,13 @@ def run_container_init(
     forwards signals to it, reaps every orphan and exits with the command's exit code.
     ``cgroup_ready``: a pipe the caller writes one byte to once this process is in its cgroup
     (EOF: it could not be); read before the cgroup namespace is made, long before the exec.
+    ``prepared_network``: see :func:`_setup_namespaces`.
     """
     try:
         process = config.get("process", {})
         init_mode = config.get("annotations", {}).get(INIT_ANNOTATION) == "true"
         masks = _capability_masks(process)
-        _setup_rootfs(Path(bundle), config, cgroup_ready)
+        _setup_rootfs(Path(bundle), config, cgroup_ready, prepared_network)
         _apply_limits(process)
         _setup_session(process)
         _become_user(process, masks)

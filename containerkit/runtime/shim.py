@@ -70,8 +70,10 @@ _ENTRY = "from containerkit.runtime.{} import main; main()"
 
 __all__ = [
     "ROOTFS_MOUNT_ANNOTATION",
+    "PreparedInit",
     "ShimRequest",
     "StartedContainer",
+    "prepare_init",
     "run_shim",
     "start_container",
 ]
@@ -284,15 +286,18 @@ class _StartFailed(Exception):
         self.exit_code = exit_code
 
 
-def run_shim(request: ShimRequest, ready_fd: int) -> NoReturn:
-    """Become the shim of ``request`` (in a freshly forked, single-threaded process); never returns."""
+def run_shim(request: ShimRequest, ready_fd: int, prepared: PreparedInit | None = None) -> NoReturn:
+    """Become the shim of ``request`` (in a freshly forked, single-threaded process); never returns.
+
+    ``prepared``: a container init this process forked ahead of the request (:func:`prepare_init`).
+    """
     code = 0
     try:
         os.setsid()
         _redirect_stdio(request.state_dir)
         os.set_inheritable(ready_fd, False)
         _libc.libc.prctl(_libc.PR_SET_CHILD_SUBREAPER, 1)
-        _Shim(request, ready_fd).run()
+        _Shim(request, ready_fd, prepared).run()
     except BaseException:  # the shim must never die silently: its creator waits on ready_fd
         traceback.print_exc()
         code = 1
@@ -344,10 +349,112 @@ class _ShimLog(io.TextIOBase):
             self._file.flush()
 
 
+class PreparedInit:
+    """A container init forked before its request, waiting on a socket for its config and fds.
+
+    The fork of an interpreter this size, its copy-on-write warm-up and a new network namespace
+    cost about two milliseconds; a spare shim (see the spawner) pays them while idle. The spare
+    has unshared its pid namespace, so this process is PID 1 of a fresh one, as a forked init is.
+    It gets the shim's priority before its work (a spare waits at a low one).
+    """
+
+    def __init__(self, pid: int, sock: socket.socket, pid_namespace: int) -> None:
+        self.pid = pid
+        self.sock = sock
+        self._pid_namespace = pid_namespace  # ours before the unshare, for discard()
+
+    def hand_over(self, message: dict[str, Any], fds: list[int]) -> None:
+        """Send the init its work; it then runs like a freshly forked one. Raises OSError when
+        it is gone (it is then reaped and the pid namespace restored)."""
+        try:
+            os.setpriority(os.PRIO_PROCESS, self.pid, os.getpriority(os.PRIO_PROCESS, 0))
+            if os.getpriority(os.PRIO_PROCESS, self.pid) != os.getpriority(os.PRIO_PROCESS, 0):
+                raise OSError(errno.EPERM, "cannot give the prepared init our priority")
+            socket.send_fds(self.sock, [json.dumps(message).encode()], fds)
+        except OSError:
+            self.discard()
+            raise
+        self.sock.close()
+        os.close(self._pid_namespace)
+        self._pid_namespace = -1
+
+    def discard(self) -> None:
+        """Let the init go unused (EOF: it exits), reap it, and fork into our own pid namespace
+        again (a dead namespace takes no new processes)."""
+        self.sock.close()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+        if self._pid_namespace != -1:
+            try:
+                _libc.libc.setns(self._pid_namespace, _libc.CLONE_NEWPID)
+            finally:
+                os.close(self._pid_namespace)
+                self._pid_namespace = -1
+
+
+def prepare_init(close: tuple[int, ...] = ()) -> PreparedInit:
+    """Fork the init of the next container now (called by a spare shim before its request).
+
+    ``close``: fds of the caller the init must not hold (the spare's request socket).
+    """
+    previous = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _libc.libc.unshare(_libc.CLONE_NEWPID)
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    except BaseException:
+        os.close(previous)
+        raise
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the prepared init
+        ours.close()
+        os.close(previous)
+        for fd in close:
+            os.close(fd)
+        _await_init_work(theirs)
+    theirs.close()
+    return PreparedInit(pid, ours, previous)
+
+
+def _await_init_work(sock: socket.socket) -> NoReturn:  # pragma: no cover - the prepared init
+    """Make a network namespace, wait for the shim's message and fds, then run the init."""
+    os.setsid()  # out of the spawner's process group: no terminal signal reaches us meanwhile
+    from containerkit.runtime import builtin
+
+    try:
+        network: int | None = builtin.prepare_network()
+    except (OSError, ContainerkitError):
+        network = None
+    try:
+        data, fds, _flags, _addr = socket.recv_fds(sock, _MAX_INIT_MESSAGE, 8)
+    except OSError:
+        os._exit(0)
+    sock.close()
+    if not data:
+        os._exit(0)
+    message = json.loads(data)
+    for fd in fds:
+        os.set_inheritable(fd, False)  # received fds are inheritable; the exec must close ours
+    stdio = tuple(fds[i] for i in message["stdio"])
+    ready = fds[message["ready"]] if message["ready"] >= 0 else -1
+    _run_init(
+        builtin.run_container_init,
+        Path(message["bundle"]),
+        message["config"],
+        (stdio[0], stdio[1], stdio[2]),
+        fds[message["error"]],
+        ready,
+        network,
+    )
+
+
+_MAX_INIT_MESSAGE = 1 << 20
+
+
 class _Shim:
-    def __init__(self, request: ShimRequest, ready_fd: int) -> None:
+    def __init__(self, request: ShimRequest, ready_fd: int, prepared: PreparedInit | None = None) -> None:
         self.request = request
         self.ready_fd = ready_fd
+        self.prepared = prepared
         self.state_dir = request.state_dir
         self.shim_pid = os.getpid()
         self.shim_start_time = proc.start_time(self.shim_pid) or 0
@@ -362,6 +469,9 @@ class _Shim:
         self.in_fd = -1
         self.fifo_fd = -1
         self.pid = 0
+        self.log: logs.LogWriter | None = None
+        self.recorded = False  # the first state.json (shim pid) is written
+        self.next_state: state.PendingWrite | None = None  # the one with the container's pid
         self.record: dict[str, Any] = {
             "container_id": request.container_id,
             "runtime": request.runtime,
@@ -373,14 +483,17 @@ class _Shim:
     # -- top level ---------------------------------------------------------------------
 
     def run(self) -> None:
-        state.write_json_atomic(self.state_dir / state.STATE_FILE, self.record)
-        self.log = logs.LogWriter(self.state_dir / state.LOG_FILE)
         try:
-            config = self._load_config()
-            self._open_stdin_fifo()
             if self.request.runtime == "builtin":
+                # state.json and the log are made after the fork, while the child sets up
+                config = self._load_config()
+                self._open_stdin_fifo()
                 self._start_builtin(config)
             else:
+                self._discard_prepared()
+                self._record_shim()
+                config = self._load_config()
+                self._open_stdin_fifo()
                 self._start_runc(config)
         except _StartFailed as failed:
             self._finish_failed(failed.error, failed.exit_code)
@@ -395,22 +508,41 @@ class _Shim:
         started_at = _now()
         pid_start_time = proc.start_time(self.pid) or 0
         self.record.update(pid=self.pid, pid_start_time=pid_start_time, started_at=started_at)
-        state.write_json_atomic(self.state_dir / state.STATE_FILE, self.record)
+        if self.next_state is not None:
+            self.next_state.commit(self.record)
+            self.next_state = None
+        else:
+            state.write_json_atomic(self.state_dir / state.STATE_FILE, self.record)
         self._report({"ok": True, **self.record})
+        exit_record: state.PendingWrite | None = None
+        with contextlib.suppress(OSError):  # made while the container runs; written at the end anyway
+            exit_record = state.PendingWrite(self.state_dir / state.EXIT_FILE)
         status = self._pump()
         exit_code = _exit_code(status)
+        assert self.log is not None
         self.log.close()
         oom = self._oom_killed()
         self._cleanup()
-        state.write_json_atomic(
-            self.state_dir / state.EXIT_FILE,
-            {
-                "exit_code": exit_code,
-                "oom_killed": oom,
-                "finished_at": _now(),
-                "error": "; ".join(self.errors) or None,
-            },
-        )
+        record = {
+            "exit_code": exit_code,
+            "oom_killed": oom,
+            "finished_at": _now(),
+            "error": "; ".join(self.errors) or None,
+        }
+        if exit_record is not None:
+            exit_record.commit(record)
+        else:
+            state.write_json_atomic(self.state_dir / state.EXIT_FILE, record)
+
+    def _record_shim(self) -> None:
+        """The first state.json and the log."""
+        self._write_first_state()
+        self.log = logs.LogWriter(self.state_dir / state.LOG_FILE)
+
+    def _write_first_state(self) -> None:
+        """state.json with the shim's pid: from now on the container reads as running."""
+        state.write_json_atomic(self.state_dir / state.STATE_FILE, self.record)
+        self.recorded = True
 
     def _report(self, message: dict[str, Any]) -> None:
         try:
@@ -421,9 +553,23 @@ class _Shim:
         finally:
             os.close(self.ready_fd)
 
+    def _discard_prepared(self) -> None:
+        if self.prepared is not None:
+            prepared, self.prepared = self.prepared, None
+            prepared.discard()
+
     def _finish_failed(self, error: ContainerkitError, exit_code: int) -> None:
+        self._discard_prepared()
         self._close_shim_fds()
+        if self.next_state is not None:
+            self.next_state.discard()
+            self.next_state = None
         with contextlib.suppress(OSError):
+            # failed before state.json or the log were made: leave the files any failure leaves
+            if not self.recorded:
+                self._write_first_state()
+            if self.log is None:
+                self.log = logs.LogWriter(self.state_dir / state.LOG_FILE)
             self.log.close()
         self._cleanup()
         state.write_json_atomic(
@@ -510,25 +656,70 @@ class _Shim:
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         with_cgroup = bool(self.request.cgroup_name)
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC) if with_cgroup else (-1, -1)
-        _libc.libc.unshare(_libc.CLONE_NEWPID)
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - runs in the container's init
-            _container_child(
-                self, builtin.run_container_init, config, stdio, (err_r, err_w), (ready_r, ready_w)
-            )
+        pid = self._hand_over(config, stdio, err_w, ready_r)
+        if pid is None:
+            _libc.libc.unshare(_libc.CLONE_NEWPID)
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - runs in the container's init
+                _container_child(
+                    self, builtin.run_container_init, config, stdio, (err_r, err_w), (ready_r, ready_w)
+                )
         self.pid = pid
         os.close(err_w)
         self._close_child_fds()
+        if ready_r != -1:
+            os.close(ready_r)
         try:
-            if with_cgroup:
-                os.close(ready_r)
-                self._place_in_cgroup(pid, ready_w)
+            self._while_child_sets_up(pid, ready_w)
             report = _read_all(err_r)
         finally:
             os.close(err_r)
         if report:
             _pid, status = os.waitpid(pid, 0)
             raise _start_error(report, _exit_code(status))
+
+    def _hand_over(
+        self, config: dict[str, Any], stdio: tuple[int, int, int], err_w: int, ready_r: int
+    ) -> int | None:
+        """Give the prepared init its work: its pid, or None (fork one) without a live one."""
+        prepared, self.prepared = self.prepared, None
+        if prepared is None:
+            return None
+        fds = list(dict.fromkeys(stdio))  # a pty is one fd three times
+        message = {
+            "bundle": str(self.request.bundle),
+            "config": config,
+            "stdio": [fds.index(fd) for fd in stdio],
+            "error": len(fds),
+            "ready": len(fds) + 1 if ready_r != -1 else -1,
+        }
+        fds.append(err_w)
+        if ready_r != -1:
+            fds.append(ready_r)
+        try:
+            prepared.hand_over(message, fds)
+        except OSError:
+            return None
+        return prepared.pid
+
+    def _while_child_sets_up(self, pid: int, ready_w: int) -> None:
+        """The shim's part of a start, done while the child makes its namespaces and root.
+
+        The cgroup first (the child waits for it before its cgroup namespace), then the first
+        state.json, the log and the file of the next state.json, which is needed only once the
+        command has exec'd (the report waits for that). A failure here kills the child: nothing
+        of it may run.
+        """
+        if ready_w != -1:
+            self._place_in_cgroup(pid, ready_w)
+        try:
+            self._write_first_state()
+            self.log = logs.LogWriter(self.state_dir / state.LOG_FILE)
+        except BaseException:
+            _kill_child(pid)
+            raise
+        with contextlib.suppress(OSError):  # else written the usual way once the command runs
+            self.next_state = state.PendingWrite(self.state_dir / state.STATE_FILE)
 
     def _place_in_cgroup(self, pid: int, ready_w: int) -> None:
         """Create the container's cgroup, set its limits, move the forked init in, let it go on.
@@ -644,6 +835,8 @@ class _Shim:
         After the exit, output still buffered in the pipes (or written by processes the init
         left behind) is collected until EOF or for at most :data:`DRAIN_SECONDS`.
         """
+        log = self.log
+        assert log is not None
         pidfd = os.pidfd_open(self.pid)
         readers: dict[int, logs.Stream] = {self.out_fd: "stdout"}
         if self.err_fd != -1:
@@ -670,7 +863,7 @@ class _Shim:
                     if fd in readers:
                         data = _read_some(fd)
                         if data:
-                            self.log.write(readers[fd], data)
+                            log.write(readers[fd], data)
                         elif data is not None:
                             del readers[fd]
                     if fd == pidfd:
@@ -796,13 +989,35 @@ def _container_child(
         for fd in {shim.out_fd, shim.err_fd, shim.in_fd, shim.fifo_fd, shim.ready_fd} - {-1}:
             with contextlib.suppress(OSError):
                 os.close(fd)
+    except BaseException:
+        os._exit(128)
+    _run_init(init, shim.request.bundle, config, stdio, err_w, ready_r, None)
+
+
+def _run_init(
+    init: Any,
+    bundle: Path,
+    config: dict[str, Any],
+    stdio: tuple[int, int, int],
+    err_w: int,
+    ready_r: int,
+    network: int | None,
+) -> NoReturn:  # pragma: no cover - runs in the container's init
+    """Stdio on 0/1/2, default signals, then the builtin runtime's init; errors go to ``err_w``."""
+    try:
         for target, fd in enumerate(stdio):
             os.dup2(fd, target)
         for fd in set(stdio):
             if fd > 2:
                 os.close(fd)
         default_signals()
-        init(shim.request.bundle, config, error_fd=err_w, cgroup_ready=None if ready_r == -1 else ready_r)
+        init(
+            bundle,
+            config,
+            error_fd=err_w,
+            cgroup_ready=None if ready_r == -1 else ready_r,
+            prepared_network=network,
+        )
         raise RuntimeFailure("run_container_init returned")
     except BaseException as exc:
         kind = exc.kind if isinstance(exc, ContainerkitError) else RuntimeFailure.kind

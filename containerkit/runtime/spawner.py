@@ -14,9 +14,13 @@ Requests (``op``) and what they carry:
           {"exit_code": n} to the status pipe and closes it.
 ``ping``  -> {"pid": spawner pid}
 
-The spawner exits when the Engine closes its end (EOF), so it never outlives the Engine's
-process. When started from the main thread it also sets ``PR_SET_PDEATHSIG``; from another
-thread it does not, because the kernel ties that signal to the *thread* that forked it.
+Between requests the spawner keeps one *spare*: a shim forked ahead of its request (at a low
+priority while it waits), which has forked the next container's init ahead too (see
+:class:`~containerkit.runtime.shim.PreparedInit`); a ``shim`` request hands the spare its
+message and ready pipe instead of forking. The spawner exits when the Engine closes its end
+(EOF), so it never outlives the Engine's process; the spare and its init leave with it. When
+started from the main thread it also sets ``PR_SET_PDEATHSIG``; from another thread it does
+not, because the kernel ties that signal to the *thread* that forked it.
 Shims are forked into their own session and do not die with the spawner.
 """
 
@@ -34,11 +38,11 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from containerkit.errors import RuntimeFailure, Unavailable, error_class_for
+from containerkit.errors import ContainerkitError, RuntimeFailure, Unavailable, error_class_for
 from containerkit.linux.proc import default_signals
 
 if TYPE_CHECKING:
-    from containerkit.runtime.shim import ShimRequest
+    from containerkit.runtime.shim import PreparedInit, ShimRequest
 
 _ENTRY = "from containerkit.runtime.{} import main; main()"
 """Not ``python -m``: the package may import this module first, and runpy would run it twice."""
@@ -46,6 +50,9 @@ _ENTRY = "from containerkit.runtime.{} import main; main()"
 __all__ = ["Spawner", "main", "serve"]
 
 _MAX_MESSAGE = 1 << 20
+_SPARE_NICE = 19
+_CAN_RENICE = os.geteuid() == 0
+"""Only root may raise a priority again, so only root lowers a spare's while it waits."""
 
 
 class Spawner:
@@ -219,7 +226,9 @@ class _Server:
         if pid == 0:  # pragma: no cover - the spare
             ours.close()
             self._in_child(keep=[])
-            _await_shim_request(theirs)
+            if _CAN_RENICE:  # get ready only with CPU time nobody else wants; see _hand_to_spare
+                os.setpriority(os.PRIO_PROCESS, 0, _SPARE_NICE)
+            _await_shim_request(theirs, _prepare_init(theirs))
         theirs.close()
         self.spare = (pid, ours)
 
@@ -240,6 +249,8 @@ class _Server:
         pid, sock = self.spare
         self.spare = None
         try:
+            if _CAN_RENICE:  # a shim runs at the priority a freshly forked one would have
+                os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, 0))
             socket.send_fds(sock, [json.dumps(request).encode()], [ready_fd])
         except OSError:  # it died: reaped by _reap; fork one the usual way
             return None
@@ -327,22 +338,39 @@ class _Server:
                 os.close(status_fd)
 
 
-def _await_shim_request(sock: socket.socket) -> NoReturn:  # pragma: no cover - the spare
-    """Wait for one shim request (message + ready pipe) and become that shim; exit on EOF."""
+def _prepare_init(sock: socket.socket) -> PreparedInit | None:  # pragma: no cover - the spare
+    """The spare's container init, forked ahead too; without one the shim forks it as usual."""
+    from containerkit.runtime.shim import prepare_init
+
+    try:
+        return prepare_init(close=(sock.fileno(),))
+    except (OSError, ContainerkitError):
+        return None
+
+
+def _await_shim_request(
+    sock: socket.socket, prepared: PreparedInit | None
+) -> NoReturn:  # pragma: no cover - the spare
+    """Wait for one shim request (message + ready pipe) and become that shim; on EOF, leave
+    (with the prepared init reaped: nothing outlives the spawner)."""
     try:
         data, fds, _flags, _addr = socket.recv_fds(sock, _MAX_MESSAGE, 1)
     except OSError:
-        os._exit(0)
+        data, fds = b"", []
     sock.close()
     if not data or len(fds) != 1:
+        if prepared is not None:
+            prepared.discard()
         os._exit(0)
     from containerkit.runtime.shim import ShimRequest, run_shim
 
     try:
         request = ShimRequest.from_dict(json.loads(data))
     except BaseException:  # validated by the spawner already; the starter sees EOF, not a hang
+        if prepared is not None:
+            prepared.discard()
         os._exit(1)
-    run_shim(request, fds[0])
+    run_shim(request, fds[0], prepared)
 
 
 def _exec_child(

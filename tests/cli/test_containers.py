@@ -48,7 +48,7 @@ def test_run_failures_map_to_docker_exit_codes(ck: Ck) -> None:
 def test_run_options_reach_the_container(ck: Ck, tmp_path: Path) -> None:
     (tmp_path / "in.txt").write_text("bound\n")
     tmp_path.chmod(0o755)  # readable by uid 1000 in the container
-    script = "echo $FOO; pwd; id -u; hostname; cat /host/in.txt; cat /sys/fs/cgroup/memory.max 2>/dev/null; touch /x"
+    script = "echo $FOO; pwd; id -u; hostname; cat /host/in.txt; touch /x"
     result = ck(
         "run", "--rm", "--network", "none",
         "-e", "FOO=bar", "-w", "/tmp", "-u", "1000", "--hostname", "box",
@@ -87,7 +87,19 @@ def test_detached_container_lifecycle(ck: Ck) -> None:
     assert ck("logs", "--tail", "1", "cli-life").stdout == "second\n"
     assert ck("logs", "-t", "cli-life").stdout.split("\n")[0].endswith("Z first")
 
-    exec_ = ck("exec", "-e", "A=1", "-w", "/etc", "-u", "1000", "cli-life", "sh", "-c", "echo $A $(pwd) $(id -u); exit 4")
+    exec_ = ck(
+        "exec",
+        "-e",
+        "A=1",
+        "-w",
+        "/etc",
+        "-u",
+        "1000",
+        "cli-life",
+        "sh",
+        "-c",
+        "echo $A $(pwd) $(id -u); exit 4",
+    )
     assert (exec_.exit_code, exec_.stdout) == (4, "1 /etc 1000\n")
     missing = ck("exec", "cli-life", "no-such-command")
     assert missing.exit_code == 127 and missing.stderr.startswith("containerkit: ")
@@ -118,7 +130,9 @@ def test_detached_container_lifecycle(ck: Ck) -> None:
 
 
 def test_create_then_start_attached(ck: Ck) -> None:
-    created = ck("create", "--name", "cli-created", "--network", "none", IMAGE, "sh", "-c", "echo hello; exit 5")
+    created = ck(
+        "create", "--name", "cli-created", "--network", "none", IMAGE, "sh", "-c", "echo hello; exit 5"
+    )
     assert created.exit_code == 0
     assert "Created" in ck("ps", "-a").stdout
     started = ck("start", "-a", "cli-created")

@@ -323,3 +323,42 @@ def test_real_legacy_mode_kills_by_freezing_and_signalling(spawn: Spawner) -> No
         cgroup.destroy()
         assert remove_if_empty(parent, mode="legacy")
     assert [h.name for h in ROOT.iterdir() if (h / parent).exists()] == []
+
+
+def test_real_destroy_of_an_empty_cgroup_also_clears_foreign_hierarchies() -> None:
+    """The one-rmdir-per-hierarchy path: ours and those runc also uses (devices, blkio...)."""
+    if os.geteuid() != 0 or probe() == "unified":
+        pytest.skip("needs root and cgroup v1 hierarchies")
+    parent = f"cktest-{uuid.uuid4().hex[:12]}"
+    cgroup = open_cgroup(f"{parent}/c")
+    cgroup.create()
+    foreign = ROOT / "devices" / parent / "c"
+    try:
+        if (ROOT / "devices" / "cgroup.procs").exists():
+            foreign.mkdir(parents=True)
+        assert cgroup.exists()
+        cgroup.destroy()
+        assert not cgroup.exists()
+        assert not foreign.exists()
+    finally:
+        cgroup.destroy()
+        assert remove_if_empty(parent)
+    assert [h.name for h in ROOT.iterdir() if (h / parent).exists()] == []
+
+
+def test_create_survives_its_parent_vanishing_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process may rmdir the shared parent between our mkdirs of parent and child."""
+    FakeCgroupfs.v1(tmp_path, unified=True)
+    real_mkdir = Path.mkdir
+    failures = iter([True, False])
+
+    def flaky(self: Path, *args: object, **kwargs: object) -> None:
+        if self.name == "c1" and next(failures, False):
+            raise FileNotFoundError(2, "No such file or directory", str(self))
+        real_mkdir(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(Path, "mkdir", flaky)
+    open_cgroup("containerkit/c1", root=tmp_path, mode="hybrid").create()
+    assert (tmp_path / "memory/containerkit/c1").is_dir()

@@ -369,3 +369,29 @@ def test_terminal_makes_the_pty_the_controlling_tty(box: Box) -> None:
         os.close(master)
         if slave >= 0:
             os.close(slave)
+
+
+def test_cgroup_mounts_wait_for_the_cgroup_and_go_last_when_nothing_depends_on_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from containerkit.runtime import builtin
+
+    done: list[str] = []
+    monkeypatch.setattr(builtin, "_mount_entry", lambda _b, _r, entry: done.append(entry["destination"]))
+    entries = [
+        {"destination": "/proc", "type": "proc"},
+        {"destination": "/sys", "type": "sysfs"},
+        {"destination": "/sys/fs/cgroup", "type": "cgroup"},
+        {"destination": "/dev/shm", "type": "tmpfs"},
+    ]
+    builtin._mount_all(Path("/b"), "/r", entries, before_cgroup=lambda: done.append("ready"))
+    assert done == ["/proc", "/sys", "/dev/shm", "ready", "/sys/fs/cgroup"]
+
+    done.clear()  # something mounted on or under it later: the order of config.json is kept
+    entries.append({"destination": "/sys/fs/cgroup/x", "type": "tmpfs"})
+    builtin._mount_all(Path("/b"), "/r", entries, before_cgroup=lambda: done.append("ready"))
+    assert done == ["/proc", "/sys", "ready", "/sys/fs/cgroup", "/dev/shm", "/sys/fs/cgroup/x"]
+
+    done.clear()  # no cgroup mount: still told once, after the rest
+    builtin._mount_all(Path("/b"), "/r", entries[:2], before_cgroup=lambda: done.append("ready"))
+    assert done == ["/proc", "/sys", "ready"]

@@ -182,3 +182,46 @@ def test_wait_from_many_processes(boxes: Boxes, spawner: Spawner) -> None:
     assert state.wait_for_exit(request.state_dir, timeout=10) == 0
     assert [c.communicate(timeout=10)[0].strip() for c in children] == [b"0", b"0"]
     assert time.monotonic() - t0 < 5
+
+
+def test_in_its_cgroup_and_namespace_before_the_command_runs(boxes: Boxes, spawner: Spawner) -> None:
+    """The shim moves the init while it sets up; the command sees the container's cgroup as its
+    namespace root in every managed hierarchy, with the limits already set."""
+    request = boxes.request(
+        ["sh", "-c", "cat /proc/self/cgroup; cat /sys/fs/cgroup/pids/pids.max"], resources=Resources(pids=9)
+    )
+    start_container(request, spawner=spawner)
+    assert state.wait_for_exit(request.state_dir, timeout=10) == 0
+    out = read_logs(request.state_dir / state.LOG_FILE).decode()
+    lines = dict(line.split(":", 2)[1:] for line in out.splitlines() if line.count(":") >= 2)
+    for controller in ("memory", "pids", "freezer", "cpu"):
+        assert lines[controller] == "/", out
+    assert out.splitlines()[-1] == "9"
+
+
+def test_shim_log_only_when_the_shim_has_something_to_say(boxes: Boxes, spawner: Spawner) -> None:
+    request = boxes.request(["true"])
+    start_container(request, spawner=spawner)
+    assert state.wait_for_exit(request.state_dir, timeout=10) == 0
+    assert not (request.state_dir / "shim.log").exists()
+    assert (request.state_dir / state.LOG_FILE).exists()
+    assert sorted(p.name for p in request.state_dir.iterdir() if p.name.endswith(".tmp")) == []
+
+
+def test_shim_log_is_created_on_first_write(tmp_path: Path) -> None:
+    script = f"""
+import os, sys, traceback
+from pathlib import Path
+from containerkit.runtime import shim
+shim._redirect_stdio(Path({str(tmp_path)!r}))
+assert not Path({str(tmp_path)!r}, "shim.log").exists()
+try:
+    raise ValueError("boom")
+except ValueError:
+    traceback.print_exc()
+os.write(2, b"from fd 2\\n")
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=30)
+    text = (tmp_path / "shim.log").read_text()
+    assert "ValueError: boom" in text
+    assert text.endswith("from fd 2\n")

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 
 from containerkit.errors import RuntimeFailure
 from containerkit.linux import proc
 from containerkit.runtime import state
+from containerkit.runtime.logs import read_logs
 from containerkit.runtime.shim import start_container
 from containerkit.runtime.spawner import Spawner
 from tests.runtime._shim_harness import Boxes, boxes_fixture  # noqa: F401 - the boxes fixture
@@ -68,3 +70,47 @@ def test_shims_outlive_the_spawner(boxes: Boxes) -> None:
         assert started.shim_pid in _children_of(spawner.pid or 0)
     assert proc.is_alive(started.shim_pid, started.shim_start_time)
     assert state.wait_for_exit(request.state_dir, timeout=10) == 0
+
+
+def _wait_for_children(pid: int, exclude: set[int]) -> list[int]:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        found = [c for c in _children_of(pid) if c not in exclude]
+        if found:
+            return found
+        time.sleep(0.01)
+    return []
+
+
+def test_spare_shim_is_used_and_never_outlives_the_spawner(boxes: Boxes) -> None:
+    """A shim is forked ahead of its request; an unused one leaves (reaped) with the spawner."""
+    spawner = Spawner()
+    spawner.start()
+    pid = spawner.pid
+    assert pid is not None
+    try:
+        (spare,) = _wait_for_children(pid, set())
+        request = boxes.request(["true"])
+        started = start_container(request, spawner=spawner)
+        assert started.shim_pid == spare
+        assert state.wait_for_exit(request.state_dir, timeout=10) == 0
+        (next_spare,) = _wait_for_children(pid, {spare})
+    finally:
+        spawner.close()
+    assert not os.path.exists(f"/proc/{next_spare}")
+
+
+def test_containers_from_a_spare_run_at_the_spawners_priority(boxes: Boxes) -> None:
+    """A spare waits at a low priority; neither its shim nor the container keeps it."""
+    with Spawner() as spawner:
+        spawner.start()
+        assert spawner.pid is not None
+        _wait_for_children(spawner.pid, set())
+        command = "cut -d' ' -f19 /proc/self/stat; cut -d' ' -f19 /proc/1/stat; sleep 0.3"
+        request = boxes.request(["sh", "-c", command])
+        started = start_container(request, spawner=spawner)
+        shim_nice = os.getpriority(os.PRIO_PROCESS, started.shim_pid)
+        assert state.wait_for_exit(request.state_dir, timeout=10) == 0
+    expected = os.getpriority(os.PRIO_PROCESS, 0)
+    assert shim_nice == expected
+    assert read_logs(request.state_dir / state.LOG_FILE).split() == [str(expected).encode()] * 2

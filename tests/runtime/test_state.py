@@ -105,3 +105,14 @@ def test_atomic_write_and_corrupt_file(tmp_path: Path) -> None:
     (tmp_path / state.EXIT_FILE).write_text("{half")
     with pytest.raises(RuntimeFailure, match=str(tmp_path / state.EXIT_FILE)):
         state.read_exit(tmp_path)
+
+
+def test_pending_write_commits_or_leaves_nothing(tmp_path: Path) -> None:
+    target = tmp_path / "state.json"
+    state.write_json_atomic(target, {"a": 1})
+    pending = state.PendingWrite(target)
+    assert state.read_json(target) == {"a": 1}  # made ahead, invisible until committed
+    pending.commit({"a": 2})
+    assert state.read_json(target) == {"a": 2}
+    state.PendingWrite(target).discard()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]

@@ -31,6 +31,7 @@ from containerkit.spec import Resources
 __all__ = ["CgroupManager", "CgroupStats"]
 
 _POLL = 0.005
+_MKDIR_ATTEMPTS = 5
 _KILL_WAIT = 5.0
 
 
@@ -131,11 +132,17 @@ def _write_error(path: Path, value: str | int, exc: OSError) -> ContainerkitErro
 
 
 def mkdir_p(path: Path) -> None:
-    try:
-        path.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        cls = Unavailable if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else ContainerkitError
-        raise cls(f"cannot create cgroup {path}: {exc.strerror}") from exc
+    """``mkdir -p``, retried when a parent vanishes in between: another process removing the
+    shared parent (``containerkit``) once it emptied must not fail this create."""
+    for attempt in range(_MKDIR_ATTEMPTS):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            return
+        except OSError as exc:
+            if isinstance(exc, FileNotFoundError) and attempt + 1 < _MKDIR_ATTEMPTS:
+                continue
+            cls = Unavailable if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS) else ContainerkitError
+            raise cls(f"cannot create cgroup {path}: {exc.strerror}") from exc
 
 
 def walk_up(top: Path) -> Iterator[Path]:
