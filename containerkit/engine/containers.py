@@ -384,18 +384,7 @@ class ContainerCollection:
         image = self._engine.images.get(spec.image)
         net = _netsetup.plan(self._engine, spec)
         container_id = secrets.token_hex(32)
-        name = _names.check(spec.name) if spec.name else self._free_name()
-        record = ContainerRecord(
-            id=container_id,
-            name=name,
-            image_id=image.id,
-            image_ref=spec.image,
-            created=time.time(),
-            spec_json=spec.to_json(),
-            labels_json=json.dumps(spec.labels_dict, sort_keys=True),
-            runtime=spec.runtime,
-        )
-        self._engine.metadata.add_container(record)
+        record = self._add_record(container_id, spec, image.id)
         try:
             _prepare.prepare_bundle(
                 self._engine, container_id, spec, image, self.state_dir(container_id), net
@@ -424,6 +413,30 @@ class ContainerCollection:
                 self._remove(container, force=True, volumes=False)
             raise
         return container
+
+    def _add_record(self, container_id: str, spec: ContainerSpec, image_id: str) -> ContainerRecord:
+        """Record the container; a generated name taken meanwhile by another process is
+        replaced by a fresh one, a name the user chose is a ``Conflict``."""
+        for attempt in range(20):
+            name = _names.check(spec.name) if spec.name else self._free_name()
+            record = ContainerRecord(
+                id=container_id,
+                name=name,
+                image_id=image_id,
+                image_ref=spec.image,
+                created=time.time(),
+                spec_json=spec.to_json(),
+                labels_json=json.dumps(spec.labels_dict, sort_keys=True),
+                runtime=spec.runtime,
+            )
+            try:
+                self._engine.metadata.add_container(record)
+            except Conflict:
+                if spec.name or attempt == 19:
+                    raise
+                continue
+            return record
+        raise AssertionError("unreachable")
 
     def _free_name(self) -> str:
         taken = {r.name for r in self._engine.metadata.list_containers()}

@@ -138,6 +138,7 @@ def test_stop_with_handler_and_restart(engine: ck.Engine) -> None:
     assert c.exit_code == 5
     c.restart()
     assert c.status == "running"
+    _wait_for(lambda: c.logs().count(b"up") == 2)
     c.kill("SIGKILL")
     assert c.wait(timeout=10) == 137
     assert c.logs().count(b"up") == 2
