@@ -36,7 +36,7 @@ from containerkit.network import bridge as bridges
 from containerkit.network import veth
 from containerkit.network.dns_files import hosts_file
 from containerkit.network.ipam import next_free
-from containerkit.network.nat import NatTable
+from containerkit.network.nat import NatTable, list_tables
 from containerkit.network.netns import create_netns, iproute, list_netns, remove_netns
 from containerkit.runtime.state import read_state
 from containerkit.spec import ContainerSpec
@@ -112,17 +112,33 @@ def release_prefix(engine: Engine) -> None:
     (_ROOTS / link_prefix(engine)).unlink(missing_ok=True)
 
 
+_OUR_LINK = re.compile(r"^(ck[0-9a-f]{5})[bv][0-9a-f]{7}$")
+_OUR_TABLE = re.compile(r"^ck[0-9a-f]{5}$")
+
+
 def reap_vanished_roots() -> list[str]:
-    """Links and nft tables of roots deleted while their networks were up (a test's temp root
-    removed after its engine was killed). The prefixes reaped."""
-    reaped = []
-    for entry in _ROOTS.glob("ck*") if _ROOTS.exists() else ():
+    """Links and nft tables of roots that are gone: a root deleted while its networks were up
+    (a test's temp root removed after its engine was killed), or links and tables with our
+    naming whose root never registered or no longer does (a root registers before its first
+    link and releases after its last). The prefixes reaped."""
+    _ROOTS.mkdir(parents=True, exist_ok=True)
+    with iproute() as ipr:
+        names = sorted(str(link.get("ifname")) for link in ipr.get_links())
+    live: set[str] = set()
+    vanished: set[str] = set()
+    for entry in _ROOTS.glob("ck*"):
         with contextlib.suppress(OSError):
             if (Path(entry.read_text().strip()) / "metadata.db").exists():
-                continue
-            prefix = entry.name
-            with iproute() as ipr:
-                names = sorted(str(link.get("ifname")) for link in ipr.get_links())
+                live.add(entry.name)
+            else:
+                vanished.add(entry.name)
+    seen = {m.group(1) for m in map(_OUR_LINK.match, names) if m}
+    seen |= {t for t in list_tables() if _OUR_TABLE.match(t)}
+    reaped = []
+    for prefix in sorted(vanished | (seen - live)):
+        with _flock(_ROOTS / f".{prefix}.lock"):
+            if (_ROOTS / prefix).exists() and prefix not in vanished:
+                continue  # registered meanwhile: a root is bringing its network up
             for name in names:
                 with contextlib.suppress(ContainerkitError):
                     if name.startswith(prefix + "v"):
@@ -132,8 +148,8 @@ def reap_vanished_roots() -> list[str]:
                     if name.startswith(prefix + "b"):
                         bridges.remove_bridge(name)
             NatTable(prefix).remove_all()
-            entry.unlink(missing_ok=True)
-            reaped.append(prefix)
+            (_ROOTS / prefix).unlink(missing_ok=True)
+        reaped.append(prefix)
     return reaped
 
 

@@ -48,7 +48,11 @@ from containerkit.network.ports import (
 from containerkit.network.sysctl import enable_ip_forward, set_route_localnet
 from containerkit.spec import PortBinding
 
-__all__ = ["NatTable", "Rule"]
+__all__ = [
+    "NatTable",
+    "Rule",
+    "list_tables",
+]
 
 _PICK_ATTEMPTS = 20
 
@@ -58,6 +62,21 @@ class Rule:
     chain: str
     handle: int
     comment: str
+
+
+def list_tables(family: str = "ip") -> list[str]:
+    """Names of the host's nft tables of ``family`` (for sweeping tables whose owner is gone)."""
+    nft = shutil.which("nft") or "/usr/sbin/nft"
+    try:
+        done = subprocess.run(
+            [nft, "-j", "list", "tables", family], capture_output=True, text=True, check=False
+        )
+    except FileNotFoundError:
+        return []
+    if done.returncode != 0:
+        return []
+    items = json.loads(done.stdout).get("nftables", [])
+    return [str(item["table"]["name"]) for item in items if "table" in item]
 
 
 class NatTable:
