@@ -355,8 +355,8 @@ def teardown(engine: Engine, container_id: str) -> None:
 
 def _teardown_locked(engine: Engine, container_id: str) -> None:
     attached = [e for e in engine.metadata.endpoints(container_id=container_id) if e.attached]
-    for endpoint in attached:  # veths first: a dropped netns frees its pairs only later
-        veth.detach(endpoint.host_ifname or host_ifname(engine, container_id, endpoint.network_id))
+    for endpoint in attached:  # down now; the kernel deletes the pairs with the netns, later
+        veth.retire(endpoint.host_ifname or host_ifname(engine, container_id, endpoint.network_id))
     if engine.metadata.ports(container_id):
         engine.networks.nat.unpublish(container_id)
         engine.metadata.set_ports(container_id, [])

@@ -37,6 +37,17 @@ def _links() -> set[str]:
         return {link.get("ifname") for link in ipr.get_links()}
 
 
+def _eventually(check: Callable[[], bool], timeout: float = 5.0) -> bool:
+    """A container's veth pair goes with its network namespace, which the kernel deletes in
+    the background shortly after teardown: link checks poll for it."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
 def _table(engine: ck.Engine) -> str:
     done = subprocess.run(
         ["nft", "list", "table", "ip", engine.networks.nat.name], capture_output=True, text=True
@@ -64,7 +75,7 @@ def net_engine(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs_tar: Pat
         pytest.skip("needs root: network namespaces, bridges and nftables")
     root = tmp_path_factory.mktemp("net-engine")
     engine = ck.Engine(root=root)
-    assert HostState.of(engine) == HostState(frozenset(), "")
+    assert _eventually(lambda: HostState.of(engine) == HostState(frozenset(), ""))
     engine.images.import_rootfs(busybox_rootfs_tar, IMAGE, config={"Cmd": ["sh"]})
     try:
         yield engine
@@ -74,7 +85,7 @@ def net_engine(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs_tar: Pat
         engine.networks.prune()
         engine.close()
     # the default bridge went with close(): nothing of this root is left on the host
-    assert HostState.of(engine) == HostState(frozenset(), "")
+    assert _eventually(lambda: HostState.of(engine) == HostState(frozenset(), ""))
     assert not list((root / "netns").glob("*"))
 
 
@@ -221,7 +232,7 @@ def test_default_bridge_address_route_and_files(net_engine: ck.Engine) -> None:
     assert not bridge.subnet.startswith("172.17.")
     # it exited: wait() already took its veth and netns away, and forgot its address
     assert c.ip_address == "" and not _netsetup.netns_path(net_engine, c.id).exists()
-    assert _netsetup.host_ifname(net_engine, c.id, bridge.id) not in _links()
+    assert _eventually(lambda: _netsetup.host_ifname(net_engine, c.id, bridge.id) not in _links())
     c.remove()
 
 
@@ -308,7 +319,7 @@ def test_published_ports_tcp_and_udp(net_engine: ck.Engine, outside: Outside) ->
     assert HostState.of(net_engine) != before
     c.remove(force=True)
     net_engine.networks.release_idle()
-    assert HostState.of(net_engine) == before  # links and nft table exactly as before
+    assert _eventually(lambda: HostState.of(net_engine) == before)  # links and nft table as before
     with socket.socket() as probe:  # the port is the host's again
         probe.bind(("0.0.0.0", port))
 
@@ -329,7 +340,7 @@ def test_taken_port_is_a_conflict_and_leaves_nothing(net_engine: ck.Engine) -> N
         assert not _netsetup.netns_path(net_engine, c.id).exists()
         assert net_engine.networks.nat.published(owner=c.id) == []
         net_engine.networks.release_idle()  # possible only because nothing is attached
-        assert HostState.of(net_engine) == before
+        assert _eventually(lambda: HostState.of(net_engine) == before)
     finally:
         holder.close()
         c.remove()
@@ -415,10 +426,11 @@ def test_sigkilled_engine_leaves_nothing_after_a_new_engine(tmp_path: Path, busy
         # `true` exited with nobody waiting: the new engine unplugged it at once
         assert not _netsetup.netns_path(engine, exited_id).exists()
         assert engine.containers.get(exited_id).ports == {}
+        # the two running ones keep theirs (the exited one's pair goes with its netns)
+        assert _eventually(lambda: len([n for n in HostState.of(engine).links if n[7] == "v"]) == 2)
         left = HostState.of(engine)
-        assert len([n for n in left.links if n[7] == "v"]) == 2  # the two running ones
         assert len(engine.containers.list()) == 2
         for c in engine.containers.list(all=True):
             c.remove(force=True)
         engine.networks.get("crashnet").remove()
-    assert HostState.of(engine) == HostState(frozenset(), "")
+    assert _eventually(lambda: HostState.of(engine) == HostState(frozenset(), ""))
