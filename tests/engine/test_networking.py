@@ -428,7 +428,6 @@ def test_sigkilled_engine_leaves_nothing_after_a_new_engine(tmp_path: Path, busy
         assert engine.containers.get(exited_id).ports == {}
         # the two running ones keep theirs (the exited one's pair goes with its netns)
         assert _eventually(lambda: len([n for n in HostState.of(engine).links if n[7] == "v"]) == 2)
-        left = HostState.of(engine)
         assert len(engine.containers.list()) == 2
         for c in engine.containers.list(all=True):
             c.remove(force=True)

@@ -35,7 +35,11 @@ def test_container_outlives_its_starter(engine: ck.Engine, engine_root: Path) ->
     os._exit(0)  # no cleanup, no close: as if the program simply ended
     """
     out = subprocess.run(
-        [sys.executable, "-c", _script(engine_root, body)], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", _script(engine_root, body)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     container_id = json.loads(out.stdout)["id"]
     # A new Engine (here the session's, created before) finds it, its logs, and its exit code.
@@ -94,12 +98,17 @@ def test_forkserver_gone_with_engine(engine_root: Path) -> None:
     engine.close()
     """
     out = subprocess.run(
-        [sys.executable, "-c", _script(engine_root, body)], capture_output=True, text=True, timeout=60, check=True
+        [sys.executable, "-c", _script(engine_root, body)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
     )
     spawner_pid = int(out.stdout.split()[-1])
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and Path(f"/proc/{spawner_pid}").exists():
         time.sleep(0.05)
-    assert not Path(f"/proc/{spawner_pid}/cmdline").exists() or b"spawner" not in Path(
-        f"/proc/{spawner_pid}/cmdline"
-    ).read_bytes()
+    assert (
+        not Path(f"/proc/{spawner_pid}/cmdline").exists()
+        or b"spawner" not in Path(f"/proc/{spawner_pid}/cmdline").read_bytes()
+    )
