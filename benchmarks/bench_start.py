@@ -19,9 +19,9 @@ import uuid
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import containerkit as ck
-
 from _common import IMAGE, dump_json, ensure_image, median, peer_available, plain_bundle, report, timed
+
+import containerkit as ck
 
 
 def _engine_cycle(engine: ck.Engine, runtime: str = "builtin") -> None:
@@ -75,7 +75,13 @@ def main() -> None:
             warm.start()
             idle_engine = _rss_kib(os.getpid()) - rss_before
             idle_spawner = _rss_kib(warm.pid) if warm.pid else 0
-            rows.append(("containerkit Engine (fork server)", median(timed(lambda: _engine_cycle(engine), args.runs)), ""))
+            rows.append(
+                (
+                    "containerkit Engine (fork server)",
+                    median(timed(lambda: _engine_cycle(engine), args.runs)),
+                    "",
+                )
+            )
             bundle = plain_bundle(work, ["true"])
             runc_root = work / "runc-state"
             for binary in ("runc", "crun"):
@@ -89,14 +95,29 @@ def main() -> None:
                     rows.append((f"{binary} run", None, str(exc).splitlines()[-1][:80]))
             try:
                 rows.append(
-                    ("containerkit Engine, runtime=runc", median(timed(lambda: _engine_cycle(engine, "runc"), args.runs)), "")
+                    (
+                        "containerkit Engine, runtime=runc",
+                        median(timed(lambda: _engine_cycle(engine, "runc"), args.runs)),
+                        "",
+                    )
                 )
             except ck.ContainerkitError as exc:
                 rows.append(("containerkit Engine, runtime=runc", None, str(exc)[:80]))
             for peer in ("docker", "podman"):
                 if peer_available(peer, [peer, "info"]):
                     cmd = [peer, "run", "--rm", "--network", "none", "busybox", "true"]
-                    rows.append((f"{peer} run --rm --network none", median(timed(lambda c=cmd: subprocess.run(c, check=True, capture_output=True), min(args.runs, 10))), ""))
+                    rows.append(
+                        (
+                            f"{peer} run --rm --network none",
+                            median(
+                                timed(
+                                    lambda c=cmd: subprocess.run(c, check=True, capture_output=True),
+                                    min(args.runs, 10),
+                                )
+                            ),
+                            "",
+                        )
+                    )
                 else:
                     rows.append((f"{peer} run --rm --network none", None, "no daemon answers here"))
             report("start-to-exit of `true` (median)", rows, reference="runc run")
@@ -106,15 +127,27 @@ def main() -> None:
                 ("containerkit Engine 20 at 4", _batch(lambda: _engine_cycle(engine), 20, 4), "total"),
             ]
             if peer_available("runc", ["runc", "--version"]):
-                batch_rows.append(("runc run 20 at 4", _batch(lambda: _runc_cycle("runc", bundle, runc_root), 20, 4), "total"))
+                batch_rows.append(
+                    (
+                        "runc run 20 at 4",
+                        _batch(lambda: _runc_cycle("runc", bundle, runc_root), 20, 4),
+                        "total",
+                    )
+                )
             report("20 containers, 4 at a time (total)", batch_rows, reference="runc run 20 at 4")
             results["twenty_at_four_ms"] = {name: value for name, value, _ in batch_rows}
 
         with ck.Engine(root=work / "root", forkserver=False) as fresh:
             samples = timed(lambda: _engine_cycle(fresh), max(5, args.runs // 3))
-            report("without the fork server (fresh interpreter per shim)", [("containerkit Engine (fresh shim)", median(samples), "")])
+            report(
+                "without the fork server (fresh interpreter per shim)",
+                [("containerkit Engine (fresh shim)", median(samples), "")],
+            )
             results["fresh_shim_ms"] = median(samples)
-        print(f"\nidle Engine: +{idle_engine / 1024:.1f} MiB in this process, fork server {idle_spawner / 1024:.1f} MiB resident")
+        print(
+            f"\nidle Engine: +{idle_engine / 1024:.1f} MiB in this process, "
+            f"fork server {idle_spawner / 1024:.1f} MiB resident"
+        )
         results["idle_engine_kib"] = idle_engine
         results["idle_spawner_kib"] = idle_spawner
     dump_json(args.json, results)

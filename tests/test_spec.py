@@ -16,7 +16,7 @@ def test_parse_bytes(text: str, expected: int) -> None:
 
 
 def test_parse_bytes_names_the_field() -> None:
-    with pytest.raises(InvalidArgument, match="memory.*'lots'"):
+    with pytest.raises(InvalidArgument, match=r"memory.*'lots'"):
         ck.Resources(memory="lots")
 
 

@@ -6,10 +6,10 @@ import json
 import os
 
 import pytest
-from tests.conftest import require_root
 
 from containerkit.errors import InvalidArgument
 from containerkit.linux import capabilities as caps
+from tests.conftest import require_root
 
 
 def test_names_and_numbers_match_the_kernel_header() -> None:

@@ -6,7 +6,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from tests.linux._fake_cgroupfs import FakeCgroupfs
 
 from containerkit.errors import InvalidArgument, Unavailable
 from containerkit.linux.cgroups import (
@@ -18,6 +17,7 @@ from containerkit.linux.cgroups import (
     remove_if_empty,
 )
 from containerkit.linux.cgroups.probe import CGROUP2_SUPER_MAGIC, TMPFS_MAGIC
+from tests.linux._fake_cgroupfs import FakeCgroupfs
 
 ROOT = Path("/fake/cgroup")
 

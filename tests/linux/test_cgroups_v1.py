@@ -12,13 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.linux._cgroup_procs import BUSY, Spawner, eventually, go, proc_state
-from tests.linux._fake_cgroupfs import FakeCgroupfs
 
 from containerkit.errors import InvalidArgument, Unavailable
 from containerkit.linux.cgroups import CgroupManager, CgroupStats, Mode, open_cgroup, probe, remove_if_empty
 from containerkit.linux.cgroups import base as cgroup_base
 from containerkit.spec import Resources
+from tests.linux._cgroup_procs import BUSY, Spawner, eventually, go, proc_state
+from tests.linux._fake_cgroupfs import FakeCgroupfs
 
 ROOT = Path("/sys/fs/cgroup")
 UNLIMITED_V1 = "9223372036854771712"

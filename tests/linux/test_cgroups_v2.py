@@ -15,8 +15,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tests.linux._cgroup_procs import BUSY, Spawner, eventually, go
-from tests.linux._fake_cgroupfs import FakeCgroupfs
 
 from containerkit.errors import InvalidArgument, NotFound, Unavailable
 from containerkit.linux.cgroups import (
@@ -27,6 +25,8 @@ from containerkit.linux.cgroups import (
     shares_to_weight,
 )
 from containerkit.spec import Resources
+from tests.linux._cgroup_procs import BUSY, Spawner, eventually, go
+from tests.linux._fake_cgroupfs import FakeCgroupfs
 
 UNIFIED = Path("/sys/fs/cgroup/unified")
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.conftest import require_root
 
 from containerkit.linux.capabilities import capability_mask
 from containerkit.runtime.bundle import (
@@ -25,6 +24,7 @@ from containerkit.runtime.bundle import (
     write_config,
 )
 from containerkit.spec import ContainerSpec, ImageConfig, Mount
+from tests.conftest import require_root
 
 HARNESS = Path(__file__).with_name("_builtin_harness.py")
 
