@@ -332,6 +332,7 @@ class ContainerSpec:
     resources: Resources = attrs.field(default=None, converter=_resources)
     tty: bool = False
     stdin_open: bool = False
+    stdin_once: bool = False  # close the container's stdin when the first attached writer ends
     read_only: bool = False
     cap_add: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)
     cap_drop: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)

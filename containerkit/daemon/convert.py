@@ -236,6 +236,7 @@ def create_request(raw: Any, name: str | None, *, networking: bool) -> CreateReq
         "resources": _resources(host),
         "tty": body.bool("Tty"),
         "stdin_open": body.bool("OpenStdin"),
+        "stdin_once": body.bool("StdinOnce"),
         "read_only": host.bool("ReadonlyRootfs"),
         "cap_add": host.str_list("CapAdd") or (),
         "cap_drop": host.str_list("CapDrop") or (),

@@ -283,7 +283,7 @@ def _config(container: Container, docker: Mapping[str, Any], image: Image | None
         "ExposedPorts": exposed or None,
         "Tty": spec.tty,
         "OpenStdin": spec.stdin_open,
-        "StdinOnce": bool(raw.get("StdinOnce", False)),
+        "StdinOnce": spec.stdin_once,
         "Env": [f"{k}={v}" for k, v in env.items()],
         "Cmd": cmd or None,
         "Image": container.image,

@@ -514,6 +514,7 @@ class ContainerCollection:
             runtime=spec.runtime,  # type: ignore[arg-type]
             tty=spec.tty,
             stdin_open=spec.stdin_open,
+            stdin_once=spec.stdin_once,
             cgroup_name=cgroup_name(container.id),
             resources=spec.resources,
             rootfs_mount=_prepare.read_rootfs_mount(state_dir),
