@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import re
+import shlex
 import signal as _signal
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -414,6 +415,32 @@ class NetworkEndpoint:
     aliases: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)
 
 
+_CHANGE_KEYS = {
+    "CMD": "Cmd",
+    "ENTRYPOINT": "Entrypoint",
+    "ENV": "Env",
+    "WORKDIR": "WorkingDir",
+    "USER": "User",
+    "EXPOSE": "ExposedPorts",
+    "VOLUME": "Volumes",
+    "LABEL": "Labels",
+    "STOPSIGNAL": "StopSignal",
+}
+
+
+def _exec_form(change: str, rest: str) -> list[str]:
+    """``["a", "b"]`` as a list; anything else is the shell form ``/bin/sh -c rest``."""
+    if not rest.startswith("["):
+        return ["/bin/sh", "-c", rest]
+    try:
+        value = json.loads(rest)
+    except ValueError:
+        raise InvalidArgument(f"change {change!r}: not a JSON array") from None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InvalidArgument(f"change {change!r}: expected a JSON array of strings")
+    return value
+
+
 @attrs.frozen(kw_only=True)
 class ImageConfig:
     """The runtime part of an OCI image config (``config`` in the config blob)."""
@@ -443,6 +470,58 @@ class ImageConfig:
             labels=config.get("Labels") or {},
             stop_signal=config.get("StopSignal") or None,
         )
+
+    @classmethod
+    def from_changes(cls, changes: Iterable[str]) -> ImageConfig:
+        """``docker import --change`` / ``commit --change``: Dockerfile instructions
+        (``CMD ["sh"]``, ``ENV A=1``, ``EXPOSE 80``...) as a config."""
+        config: dict[str, Any] = {}
+        for change in changes:
+            word, _, rest = change.strip().partition(" ")
+            key = _CHANGE_KEYS.get(word.upper())
+            rest = rest.strip()
+            if key is None or not rest:
+                raise InvalidArgument(f"unsupported change {change!r} (one of {', '.join(_CHANGE_KEYS)})")
+            if key in ("Cmd", "Entrypoint"):
+                config[key] = _exec_form(change, rest)
+            elif key == "Env":
+                pairs = shlex.split(rest)
+                items = pairs if all("=" in p for p in pairs) else [f"{pairs[0]}={' '.join(pairs[1:])}"]
+                config.setdefault("Env", []).extend(items)
+            elif key == "Labels":
+                for item in shlex.split(rest):
+                    name, _, value = item.partition("=")
+                    config.setdefault("Labels", {})[name] = value
+            elif key in ("ExposedPorts", "Volumes"):
+                items = _exec_form(change, rest) if rest.startswith("[") else rest.split()
+                for item in items:
+                    entry = f"{item}/tcp" if key == "ExposedPorts" and "/" not in item else item
+                    config.setdefault(key, {})[entry] = {}
+            else:
+                config[key] = rest
+        return cls.from_oci(config)
+
+    def to_changes(self) -> list[str]:
+        """The inverse of :meth:`from_changes`."""
+        changes = []
+        if self.entrypoint is not None:
+            changes.append(f"ENTRYPOINT {json.dumps(list(self.entrypoint))}")
+        if self.cmd is not None:
+            changes.append(f"CMD {json.dumps(list(self.cmd))}")
+        for item in self.env:
+            key, _, value = item.partition("=")
+            changes.append(f"ENV {key}={shlex.quote(value)}")
+        if self.working_dir:
+            changes.append(f"WORKDIR {self.working_dir}")
+        if self.user:
+            changes.append(f"USER {self.user}")
+        changes.extend(f"EXPOSE {port}" for port in self.exposed_ports)
+        if self.volumes:
+            changes.append(f"VOLUME {json.dumps(list(self.volumes))}")
+        changes.extend(f"LABEL {shlex.quote(k)}={shlex.quote(v)}" for k, v in self.labels)
+        if self.stop_signal:
+            changes.append(f"STOPSIGNAL {self.stop_signal}")
+        return changes
 
     def to_oci(self) -> dict[str, Any]:
         out: dict[str, Any] = {}

@@ -98,3 +98,33 @@ def test_resources_validation() -> None:
         ck.Resources(pids=0)
     with pytest.raises(InvalidArgument, match="cpu_shares"):
         ck.Resources(cpu_shares=1)
+
+
+def test_image_config_from_docker_changes() -> None:
+    config = ck.ImageConfig.from_changes(
+        [
+            'CMD ["sh", "-c", "echo hi"]',
+            "ENTRYPOINT /bin/run",
+            "ENV A=1 B='two words'",
+            "EXPOSE 80 53/udp",
+            'VOLUME ["/data"]',
+            "LABEL org.example=yes",
+            "WORKDIR /srv",
+            "USER app",
+            "STOPSIGNAL SIGINT",
+        ]
+    )
+    assert config.cmd == ("sh", "-c", "echo hi")
+    assert config.entrypoint == ("/bin/sh", "-c", "/bin/run")
+    assert config.env == ("A=1", "B=two words")
+    assert config.exposed_ports == ("53/udp", "80/tcp")
+    assert config.volumes == ("/data",)
+    assert dict(config.labels) == {"org.example": "yes"}
+    assert (config.working_dir, config.user, config.stop_signal) == ("/srv", "app", "SIGINT")
+    assert ck.ImageConfig.from_changes(config.to_changes()) == config
+
+
+@pytest.mark.parametrize("change", ["FROM busybox", "CMD", 'CMD ["unterminated'])
+def test_bad_changes_are_named(change: str) -> None:
+    with pytest.raises(InvalidArgument, match="change"):
+        ck.ImageConfig.from_changes([change])

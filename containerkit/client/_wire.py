@@ -398,22 +398,4 @@ def image_config(config: ImageConfig | Mapping[str, Any] | None) -> ImageConfig:
 
 def import_changes(config: ImageConfig) -> list[str]:
     """The config as Dockerfile instructions, the ``changes`` of ``docker import``."""
-    changes = []
-    if config.entrypoint is not None:
-        changes.append(f"ENTRYPOINT {json.dumps(list(config.entrypoint))}")
-    if config.cmd is not None:
-        changes.append(f"CMD {json.dumps(list(config.cmd))}")
-    for item in config.env:
-        key, _, value = item.partition("=")
-        changes.append(f"ENV {key}={json.dumps(value)}")
-    if config.working_dir:
-        changes.append(f"WORKDIR {config.working_dir}")
-    if config.user:
-        changes.append(f"USER {config.user}")
-    changes.extend(f"EXPOSE {port}" for port in config.exposed_ports)
-    if config.volumes:
-        changes.append(f"VOLUME {json.dumps(list(config.volumes))}")
-    changes.extend(f"LABEL {json.dumps(key)}={json.dumps(value)}" for key, value in config.labels)
-    if config.stop_signal:
-        changes.append(f"STOPSIGNAL {config.stop_signal}")
-    return changes
+    return config.to_changes()

@@ -252,6 +252,7 @@ def create_request(raw: Any, name: str | None, *, networking: bool) -> CreateReq
         "dns": host.str_list("Dns") or (),
         "extra_hosts": extra_hosts,
         "mac_address": body.opt_str("MacAddress"),
+        "runtime": host.opt_str("Runtime") or "builtin",  # `docker run --runtime runc`
     }
     if body.raw("StopTimeout") is not None and not isinstance(body.raw("StopTimeout"), int):
         raise InvalidArgument(f"StopTimeout: expected an integer, got {body.raw('StopTimeout')!r}")

@@ -250,7 +250,6 @@ def test_import_rootfs_and_prune(client: Client, busybox_rootfs_tar: Path) -> No
         client.images.import_rootfs(busybox_rootfs_tar.parent / "missing.tar")
 
 
-@pytest.mark.xfail(reason="containerkitd does not apply docker import's changes yet", strict=False)
 def test_import_rootfs_applies_the_config(client: Client, busybox_rootfs_tar: Path) -> None:
     image = client.images.import_rootfs(busybox_rootfs_tar, "client/configured:1", config={"Cmd": ["sh"]})
     try:

@@ -117,3 +117,9 @@ def test_run_publishes_a_port(cli: Any) -> None:
         assert "0.0.0.0:18080->80/tcp" in cli("ps").stdout
     finally:
         cli("rm", "-f", cid)
+
+
+def test_run_with_the_runc_runtime(cli: Any) -> None:
+    assert cli("run", "--rm", "--runtime", "runc", IMAGE, "echo", "via runc").stdout == "via runc\n"
+    refused = cli("run", "--rm", "--runtime", "nosuch", IMAGE, "true", check=False)
+    assert refused.returncode == 125 and "runtime" in refused.stderr

@@ -20,6 +20,7 @@ from containerkit.daemon.server import Request, Response, json_response
 from containerkit.daemon.shapes import image_inspect, image_summary
 from containerkit.errors import InvalidArgument, NotFound
 from containerkit.images.reference import parse_reference
+from containerkit.spec import ImageConfig
 
 if TYPE_CHECKING:
     from containerkit.daemon.app import DaemonApp
@@ -177,8 +178,9 @@ def register(router: Router, app: DaemonApp) -> None:
         repo = request.q("repo")
         ref = f"{repo}:{request.q('tag')}" if repo and request.q("tag") else repo
         spool_dir.mkdir(parents=True, exist_ok=True)
+        config = ImageConfig.from_changes(request.query.get("changes", []))
         with request.spool_body(LOAD_LIMIT, str(spool_dir)) as spool:
-            image = images.import_rootfs(Path(spool.name), ref)
+            image = images.import_rootfs(Path(spool.name), ref, config=config)
         events.emit("image", "import", image.id, {"name": ref or image.id})
         return _progress([{"status": image.id}])
 
