@@ -118,8 +118,14 @@ def _pairs(values: Iterable[str], sep: str, what: str) -> dict[str, str]:
     return out
 
 
-def build_spec(image: str, command: tuple[str, ...], opts: dict[str, Any]) -> ContainerSpec:
-    """The ContainerSpec for ``run``/``create`` options (``opts`` as click passes them)."""
+def build_spec(
+    image: str, command: tuple[str, ...], opts: dict[str, Any], *, attached: bool = False
+) -> ContainerSpec:
+    """The ContainerSpec for ``run``/``create`` options (``opts`` as click passes them).
+
+    ``attached``: ``run`` without ``-d``; with ``-i`` the container's stdin then closes when ours
+    ends (docker's StdinOnce), so ``echo hi | containerkit run -i IMG cat`` finishes.
+    """
     from containerkit.spec import ContainerSpec, Mount, Resources
 
     mounts = [Mount.parse(v) for v in opts["volume"]]
@@ -151,6 +157,7 @@ def build_spec(image: str, command: tuple[str, ...], opts: dict[str, Any]) -> Co
         ),
         "tty": opts["tty"],
         "stdin_open": opts["interactive"],
+        "stdin_once": opts["interactive"] and attached,
         "read_only": opts["read_only"],
         "cap_add": opts["cap_add"],
         "cap_drop": opts["cap_drop"],

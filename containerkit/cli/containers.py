@@ -33,11 +33,13 @@ _PASS_THROUGH = {"allow_interspersed_args": False}
 # -- creating and starting ------------------------------------------------------------------
 
 
-def _create(image: str, command: tuple[str, ...], opts: dict[str, Any]) -> Container:
+def _create(
+    image: str, command: tuple[str, ...], opts: dict[str, Any], *, attached: bool = False
+) -> Container:
     from containerkit.errors import ContainerkitError
 
     try:
-        return engine().containers.create(build_spec(image, command, opts))
+        return engine().containers.create(build_spec(image, command, opts, attached=attached))
     except ContainerkitError as exc:
         raise CliError(str(exc), USAGE_ERROR) from None
 
@@ -89,7 +91,7 @@ def run(image: str, command: tuple[str, ...], detach: bool, **opts: Any) -> int:
     """Create and run a new container from an image."""
     if not detach:
         _check_tty(opts["interactive"], opts["tty"])
-    container = _create(image, command, opts)
+    container = _create(image, command, opts, attached=not detach)
     if detach:
         _start(container, remove_on_failure=opts["auto_remove"])
         click.echo(container.id)

@@ -56,11 +56,12 @@ def leftovers(root: Path) -> list[str]:
     return found + [line for line in ps.splitlines() if str(root) in line and "pytest" not in line]
 
 
-def subprocess_ck(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def subprocess_ck(root: Path, *args: str, input: str | None = None) -> subprocess.CompletedProcess[str]:
     """``python -m containerkit.cli --root ROOT ARGS`` as a real process."""
     return subprocess.run(
         [sys.executable, "-m", "containerkit.cli", "--root", str(root), *args],
         capture_output=True,
         text=True,
         timeout=60,
+        input=input,
     )

@@ -82,6 +82,8 @@ def test_system_prune_and_info(ck: Ck) -> None:
 def test_entry_point_as_a_process(cli_root: Path) -> None:
     ran = subprocess_ck(cli_root, "run", "--rm", "--network", "none", IMAGE, "sh", "-c", "echo real; exit 7")
     assert (ran.returncode, ran.stdout) == (7, "real\n")
+    piped = subprocess_ck(cli_root, "run", "-i", "--rm", "--network", "none", IMAGE, "cat", input="in\nout\n")
+    assert (piped.returncode, piped.stdout) == (0, "in\nout\n")  # our EOF closed the container's stdin
     failed = subprocess_ck(cli_root, "inspect", "no-such-thing")
     assert failed.returncode == 1
     assert failed.stderr == "containerkit: No such object: no-such-thing\n"
