@@ -85,8 +85,11 @@ class LogEntry:
 class LogWriter:
     """Appends container output to a json-file log, one record per line per stream."""
 
-    def __init__(self, path: Path, *, clock: Callable[[], int] = time.time_ns) -> None:
+    def __init__(self, path: Path, *, raw: bool = False, clock: Callable[[], int] = time.time_ns) -> None:
+        """``raw``: every chunk is a record at once, partial lines included (a terminal's
+        output: a shell prompt has no newline and must show before the user types)."""
         self.path = Path(path)
+        self._raw = raw
         self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
         self._partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
         self._clock = clock
@@ -109,6 +112,9 @@ class LogWriter:
             out.append(self._record(stream, buffered[start : end + 1], stamp))
             start = end + 1
         self._partial[stream] = buffered[start:]
+        if self._raw and self._partial[stream]:
+            out.append(self._record(stream, self._partial[stream], stamp))
+            self._partial[stream] = b""
         if out:
             os.write(self._fd, b"".join(out))
 

@@ -537,7 +537,7 @@ class _Shim:
     def _record_shim(self) -> None:
         """The first state.json and the log."""
         self._write_first_state()
-        self.log = logs.LogWriter(self.state_dir / state.LOG_FILE)
+        self.log = logs.LogWriter(self.state_dir / state.LOG_FILE, raw=self.request.tty)
 
     def _write_first_state(self) -> None:
         """state.json with the shim's pid: from now on the container reads as running."""
@@ -569,7 +569,7 @@ class _Shim:
             if not self.recorded:
                 self._write_first_state()
             if self.log is None:
-                self.log = logs.LogWriter(self.state_dir / state.LOG_FILE)
+                self.log = logs.LogWriter(self.state_dir / state.LOG_FILE, raw=self.request.tty)
             self.log.close()
         self._cleanup()
         state.write_json_atomic(
@@ -714,7 +714,7 @@ class _Shim:
             self._place_in_cgroup(pid, ready_w)
         try:
             self._write_first_state()
-            self.log = logs.LogWriter(self.state_dir / state.LOG_FILE)
+            self.log = logs.LogWriter(self.state_dir / state.LOG_FILE, raw=self.request.tty)
         except BaseException:
             _kill_child(pid)
             raise
@@ -860,7 +860,9 @@ class _Shim:
                     poller.register(fd, mask)
                 timeout = None if status is None else max(1, int((deadline - time.monotonic()) * 1000))
                 for fd, events in poller.poll(timeout):
-                    if fd in readers:
+                    # With a tty the pty master is both output and stdin: only read it when
+                    # poll says it is readable, not when it was polled for writing only.
+                    if fd in readers and events & (select.POLLIN | select.POLLHUP | select.POLLERR):
                         data = _read_some(fd)
                         if data:
                             log.write(readers[fd], data)

@@ -59,11 +59,6 @@ def test_exec_it_gives_an_interactive_shell(ck: Ck, cli_root: Path) -> None:
     assert b"40 100" in output  # the terminal's size reached the container
 
 
-@pytest.mark.xfail(
-    reason="runtime/shim.py _pump reads the tty master on POLLOUT events and blocks, "
-    "so stdin written to the shim's FIFO never reaches a tty container",
-    strict=False,
-)
 def test_run_it_gives_an_interactive_shell(ck: Ck, cli_root: Path) -> None:
     code, output = _drive(
         cli_root,

@@ -109,3 +109,14 @@ def test_follow_streams_and_ends_when_writer_is_done(tmp_path: Path) -> None:
     assert b"".join(got) == b"stdout4\n" + b"".join(f"late{i}\n".encode() for i in range(5)) + b"no newline"
     demuxed = list(logs.follow_logs_demux(path, tail=2, is_running=lambda: False))
     assert demuxed == [("stdout", b"late4\n"), ("stderr", b"no newline")]
+
+
+def test_raw_writer_records_partial_lines_at_once(tmp_path: Path) -> None:
+    """A terminal's output (a prompt has no newline) is logged as it comes, not held back."""
+    path = tmp_path / "tty.log"
+    writer = logs.LogWriter(path, raw=True)
+    writer.write("stdout", b"/ # ")
+    assert logs.read_logs(path) == b"/ # "
+    writer.write("stdout", b"echo hi\r\nhi\r\n/ # ")
+    assert logs.read_logs(path) == b"/ # echo hi\r\nhi\r\n/ # "
+    writer.close()
