@@ -13,8 +13,6 @@ import termios
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.cli.conftest import IMAGE, Ck
 
 
