@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 import os
-import shlex
 import shutil
 import sys
 import tempfile
@@ -17,6 +15,8 @@ import click
 from containerkit.cli import _output as out
 from containerkit.cli._backend import engine
 from containerkit.cli._errors import USAGE_ERROR, CliError, print_error
+from containerkit.errors import InvalidArgument
+from containerkit.spec import ImageConfig
 
 _HEADERS = ("REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE")
 _KEYS = ("Repository", "Tag", "ID", "CreatedSince", "Size")
@@ -166,55 +166,6 @@ def save(refs: tuple[str, ...], output: str | None, format_: str) -> None:
             sys.stdout.flush()
 
 
-_CHANGE_KEYS = {
-    "CMD": "Cmd",
-    "ENTRYPOINT": "Entrypoint",
-    "ENV": "Env",
-    "WORKDIR": "WorkingDir",
-    "USER": "User",
-    "EXPOSE": "ExposedPorts",
-    "VOLUME": "Volumes",
-    "LABEL": "Labels",
-    "STOPSIGNAL": "StopSignal",
-}
-
-
-def parse_changes(changes: tuple[str, ...]) -> dict[str, Any]:
-    """Dockerfile instructions (``CMD ["sh"]``, ``ENV A=1``...) as an OCI image config."""
-    config: dict[str, Any] = {}
-    for change in changes:
-        word, _, rest = change.strip().partition(" ")
-        key = _CHANGE_KEYS.get(word.upper())
-        rest = rest.strip()
-        if key is None or not rest:
-            raise CliError(f"unsupported --change {change!r} (one of {', '.join(_CHANGE_KEYS)})", USAGE_ERROR)
-        if key in ("Cmd", "Entrypoint"):
-            if rest.startswith("["):
-                try:
-                    value = json.loads(rest)
-                except ValueError:
-                    raise CliError(f"--change {change!r}: not a JSON array", USAGE_ERROR) from None
-            else:
-                value = ["/bin/sh", "-c", rest]
-            config[key] = value
-        elif key == "Env":
-            pairs = shlex.split(rest)
-            items = pairs if all("=" in p for p in pairs) else [f"{pairs[0]}={' '.join(pairs[1:])}"]
-            config.setdefault("Env", []).extend(items)
-        elif key == "Labels":
-            for item in shlex.split(rest):
-                name, _, value = item.partition("=")
-                config.setdefault("Labels", {})[name] = value
-        elif key in ("ExposedPorts", "Volumes"):
-            items = json.loads(rest) if rest.startswith("[") else rest.split()
-            for item in items:
-                port = f"{item}/tcp" if key == "ExposedPorts" and "/" not in item else item
-                config.setdefault(key, {})[port] = {}
-        else:
-            config[key] = rest
-    return config
-
-
 @click.command("import")
 @click.option("-c", "--change", multiple=True, help="Apply a Dockerfile instruction, e.g. 'CMD [\"sh\"]'.")
 @click.option("-m", "--message", help="Set a commit message for the imported image.")
@@ -222,11 +173,14 @@ def parse_changes(changes: tuple[str, ...]) -> dict[str, Any]:
 @click.argument("reference", required=False)
 def import_(file: str, reference: str | None, change: tuple[str, ...], message: str | None) -> None:
     """Import a rootfs tarball (FILE, or '-' for STDIN) as an image."""
-    config = parse_changes(change)
+    try:
+        config = ImageConfig.from_changes(change) if change else None
+    except InvalidArgument as exc:
+        raise CliError(f"--change: {exc}", USAGE_ERROR) from None
     with _input_file(None if file == "-" else file) as path:
         if not path.exists():
             raise CliError(f"open {file}: no such file or directory")
-        image = engine().images.import_rootfs(path, reference, config=config or None)
+        image = engine().images.import_rootfs(path, reference, config=config)
     click.echo(image.id)
 
 

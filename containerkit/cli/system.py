@@ -28,18 +28,15 @@ def system() -> None:
     "--expired",
     is_flag=True,
     help="Only remove what test sessions left: things labelled containerkit.session whose "
-    "containerkit.expires passed or whose containerkit.owner-pid is dead (no prompt).",
+    "owner process is gone, or (owner on another host) whose containerkit.expires passed.",
 )
 def prune(all_: bool, volumes: bool, force: bool, expired: bool) -> None:
     """Remove stopped containers, unused networks and dangling images (and optionally volumes)."""
     eng = engine()
     if expired:
-        from containerkit.cli._reaper import reap_expired
+        from containerkit._reaper import reap_expired
 
-        reaped = reap_expired(eng)
-        _section("Deleted Containers", reaped.containers)
-        _section("Deleted Volumes", reaped.volumes)
-        _section("Deleted Networks", reaped.networks)
+        _section("Deleted", reap_expired(eng))
         return
     if not force:
         what = ["all stopped containers", "all networks not used by at least one container"]
