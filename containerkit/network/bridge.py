@@ -5,11 +5,10 @@ from __future__ import annotations
 import errno
 from ipaddress import IPv4Interface, IPv4Network
 
-from pyroute2 import NetlinkError
 
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument
 from containerkit.network._ifname import check_ifname
-from containerkit.network.netns import iproute
+from containerkit.network.netns import iproute, netlink_error
 
 __all__ = ["bridge_exists", "ensure_bridge", "host_networks", "remove_bridge"]
 
@@ -42,7 +41,7 @@ def ensure_bridge(name: str, gateway_cidr: str) -> int:
     with iproute() as ipr:
         try:
             ipr.link("add", ifname=name, kind="bridge")
-        except NetlinkError as exc:
+        except netlink_error() as exc:
             if exc.code != errno.EEXIST:
                 raise ContainerkitError(f"cannot create bridge {name}: {exc}") from exc
         (link,) = ipr.get_links(ifname=name)
@@ -61,7 +60,7 @@ def ensure_bridge(name: str, gateway_cidr: str) -> int:
         if iface not in current:
             try:
                 ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-            except NetlinkError as exc:
+            except netlink_error() as exc:
                 if exc.code != errno.EEXIST:
                     raise ContainerkitError(f"cannot add {iface} to bridge {name}: {exc}") from exc
         ipr.link("set", index=index, state="up")
@@ -79,7 +78,7 @@ def remove_bridge(name: str) -> None:
     with iproute() as ipr:
         try:
             ipr.link("del", ifname=name)
-        except NetlinkError as exc:
+        except netlink_error() as exc:
             if exc.code not in (errno.ENODEV, errno.ENOENT):
                 raise ContainerkitError(f"cannot remove bridge {name}: {exc}") from exc
 

@@ -26,7 +26,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pyroute2 import IPRoute
 
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound
 from containerkit.linux._libc import CLONE_NEWNET, MNT_DETACH, MS_BIND, libc
@@ -101,7 +100,7 @@ def create_netns(path: PathLike) -> None:
     def make() -> None:
         libc.unshare(CLONE_NEWNET)
         libc.mount("/proc/thread-self/ns/net", target, None, MS_BIND)
-        with IPRoute() as ipr:
+        with iproute() as ipr:
             ipr.link("set", index=1, state="up")
 
     try:
@@ -157,12 +156,25 @@ def netns_socket(
     return run_in_netns(path, socket.socket, family, type, proto)
 
 
-def iproute(path: PathLike | None = None) -> IPRoute:
+def netlink_error() -> Any:
+    """pyroute2's ``NetlinkError``, for ``except netlink_error() as exc:`` (evaluated only when
+    something is raised, so importing this module does not import pyroute2)."""
+    from pyroute2 import NetlinkError
+
+    return NetlinkError
+
+
+def iproute(path: PathLike | None = None) -> Any:
     """An ``IPRoute`` bound to the namespace at ``path`` (the host's when ``None``).
+
+    pyroute2 is imported here, on first use: it costs ~70 ms, which a container on network
+    "none" (or a CLI command) should not pay.
 
     The netlink socket is opened inside the namespace and handed to pyroute2 by fd, so pyroute2
     forks nothing. Use it as a context manager.
     """
+    from pyroute2 import IPRoute
+
     if path is None:
         return IPRoute()
     sock = netns_socket(path, socket.AF_NETLINK, socket.SOCK_DGRAM, 0)  # NETLINK_ROUTE

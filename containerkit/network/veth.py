@@ -8,11 +8,10 @@ import re
 import secrets
 from ipaddress import IPv4Address, IPv4Interface
 
-from pyroute2 import NetlinkError
 
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound
 from containerkit.network._ifname import check_ifname
-from containerkit.network.netns import PathLike, iproute
+from containerkit.network.netns import PathLike, iproute, netlink_error
 
 __all__ = ["attach", "check_mac", "detach", "random_ifname"]
 
@@ -81,7 +80,7 @@ def attach(
             if mtu:
                 peer["mtu"] = extra["mtu"] = mtu
             ipr.link("add", ifname=host_name, kind="veth", peer=peer, **extra)
-        except NetlinkError as exc:
+        except netlink_error() as exc:
             if exc.code == errno.EEXIST:
                 raise Conflict(
                     f"cannot create veth {host_name}: {host_name} on the host or {ifname} in "
@@ -97,7 +96,7 @@ def attach(
             _configure_peer(netns_path, ifname, iface, gw, mac)
         except BaseException as exc:
             detach(host_name)
-            if isinstance(exc, NetlinkError):
+            if isinstance(exc, netlink_error()):
                 raise ContainerkitError(f"cannot attach {host_name} to bridge {bridge}: {exc}") from exc
             raise
     return host_name
@@ -112,17 +111,17 @@ def _configure_peer(
         if mac:
             try:
                 ipr.link("set", index=index, address=mac)
-            except NetlinkError as exc:
+            except netlink_error() as exc:
                 raise ContainerkitError(f"cannot set mac {mac} on {where}: {exc}") from exc
         try:
             ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-        except NetlinkError as exc:
+        except netlink_error() as exc:
             raise ContainerkitError(f"cannot add address {iface} to {where}: {exc}") from exc
         ipr.link("set", index=index, state="up")
         if gw is not None:
             try:
                 ipr.route("add", dst="0.0.0.0/0", gateway=str(gw), oif=index)
-            except NetlinkError as exc:
+            except netlink_error() as exc:
                 raise ContainerkitError(f"cannot add default route via {gw} on {where}: {exc}") from exc
 
 
@@ -138,7 +137,7 @@ def retire(host_ifname: str) -> None:
     with iproute() as ipr:
         try:
             ipr.link("set", ifname=host_ifname, state="down")
-        except NetlinkError as exc:
+        except netlink_error() as exc:
             if exc.code not in (errno.ENODEV, errno.ENOENT):
                 raise ContainerkitError(f"cannot take veth {host_ifname} down: {exc}") from exc
 
@@ -149,6 +148,6 @@ def detach(host_ifname: str) -> None:
     with iproute() as ipr:
         try:
             ipr.link("del", ifname=host_ifname)
-        except NetlinkError as exc:
+        except netlink_error() as exc:
             if exc.code not in (errno.ENODEV, errno.ENOENT):
                 raise ContainerkitError(f"cannot remove veth {host_ifname}: {exc}") from exc
