@@ -66,9 +66,10 @@ class Backend:
 
     def close(self) -> None:
         if self._engine is not None:
-            close = getattr(self._engine, "close", None)
-            if close is not None:
-                close()
+            if self.local:
+                self._engine.close(release_network=False)  # the default bridge stays up, like docker0
+            else:
+                self._engine.close()
             self._engine = None
 
 

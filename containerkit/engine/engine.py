@@ -93,10 +93,12 @@ class Engine:
             remove_if_empty("containerkit")
         return cleaned
 
-    def close(self) -> None:
-        """Stop the fork server and take the default network's bridge down if no container
-        uses it."""
-        self.networks.release_idle()
+    def close(self, *, release_network: bool = True) -> None:
+        """Stop the fork server; with ``release_network`` also take the default network's
+        bridge down if no container uses it (a command line keeps it up between commands,
+        as docker keeps docker0)."""
+        if release_network:
+            self.networks.release_idle()
         with self._spawner_lock:
             if self._spawner is not None:
                 self._spawner.close()

@@ -38,6 +38,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -181,7 +182,7 @@ def start_container(
         if spawner is not None:
             spawner.spawn_shim(request, ready_fd=write_fd)
         else:
-            _launch_fresh(request, write_fd)
+            _launch(request, write_fd)
         os.close(write_fd)
         write_fd = -1
         report = _read_report(read_fd, timeout, request)
@@ -209,6 +210,33 @@ def start_container(
                 os.close(fd)
     cls = error_class_for(500, str(report.get("kind") or "runtime_failure"))
     raise cls(str(report.get("message") or f"container {request.container_id} failed to start"))
+
+
+def _launch(request: ShimRequest, ready_fd: int) -> None:
+    """Start a shim without a fork server: forked straight from this process when it is
+    single-threaded (a CLI command: no new interpreter, ~100 ms saved), else a fresh one."""
+    if threading.active_count() == 1:
+        _launch_forked(request, ready_fd)
+    else:
+        _launch_fresh(request, ready_fd)
+
+
+def _launch_forked(request: ShimRequest, ready_fd: int) -> None:
+    """Double fork, so the shim is nobody's child here; it keeps only the ready pipe of our fds
+    (a held database or lock file would outlive this process in it)."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the intermediate and the shim
+        try:
+            os.closerange(3, ready_fd)
+            os.closerange(ready_fd + 1, os.sysconf("SC_OPEN_MAX"))
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+            if os.fork() == 0:
+                run_shim(request, ready_fd)
+        finally:
+            os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise RuntimeFailure(f"shim launcher for {request.container_id} failed (status {status:#x})")
 
 
 def _launch_fresh(request: ShimRequest, ready_fd: int) -> None:
