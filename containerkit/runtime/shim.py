@@ -1,8 +1,8 @@
 """The per-container shim: a small detached process that owns one running container.
 
 It is the parent (subreaper) of the container's init, holds its stdio, writes the json-file log,
-forwards the ``stdin`` FIFO, and records the exit in the state dir (see
-:mod:`containerkit.runtime.state`). Because it runs in its own session and is nobody's pipe,
+forwards the ``stdin`` FIFO, serves the ``control`` FIFO (a tty's resize: only the shim holds
+the pty master), and records the exit in the state dir (see :mod:`containerkit.runtime.state`). Because it runs in its own session and is nobody's pipe,
 the process that started the container may exit: the container keeps running and the state dir
 finds it again.
 
@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import io
 import json
 import os
@@ -35,9 +36,11 @@ import select
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import termios
 import threading
 import time
 import traceback
@@ -75,6 +78,7 @@ __all__ = [
     "ShimRequest",
     "StartedContainer",
     "prepare_init",
+    "request_resize",
     "run_shim",
     "start_container",
 ]
@@ -302,6 +306,33 @@ def _now() -> str:
     return logs.format_time(time.time_ns())
 
 
+_MAX_CONTROL_LINE = 256
+
+
+def request_resize(state_dir: Path, rows: int, cols: int) -> bool:
+    """Ask the shim of a tty container to set its terminal to ``rows`` x ``cols``.
+
+    Any process may ask (the pty master lives in the shim). False when no shim is listening
+    (the container is not running, or has no tty). The line is shorter than ``PIPE_BUF``, so
+    requests of concurrent callers never mix; the shim applies it within its next poll.
+    """
+    try:
+        fd = os.open(state_dir / state.CONTROL_FIFO, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENXIO):  # no FIFO, or no shim reading it
+            return False
+        raise
+    try:
+        os.write(fd, f"resize {rows} {cols}\n".encode())
+    except OSError as exc:
+        if exc.errno in (errno.EPIPE, errno.EAGAIN):  # the shim left, or stopped reading
+            return False
+        raise
+    finally:
+        os.close(fd)
+    return True
+
+
 # -- the shim itself ------------------------------------------------------------------------
 
 
@@ -496,6 +527,8 @@ class _Shim:
         self.err_fd = -1
         self.in_fd = -1
         self.fifo_fd = -1
+        self.control_fd = -1
+        self.control_pending = b""
         self.pid = 0
         self.log: logs.LogWriter | None = None
         self.recorded = False  # the first state.json (shim pid) is written
@@ -516,12 +549,14 @@ class _Shim:
                 # state.json and the log are made after the fork, while the child sets up
                 config = self._load_config()
                 self._open_stdin_fifo()
+                self._open_control_fifo()
                 self._start_builtin(config)
             else:
                 self._discard_prepared()
                 self._record_shim()
                 config = self._load_config()
                 self._open_stdin_fifo()
+                self._open_control_fifo()
                 self._start_runc(config)
         except _StartFailed as failed:
             self._finish_failed(failed.error, failed.exit_code)
@@ -640,6 +675,43 @@ class _Shim:
         flags = os.O_RDONLY if self.request.stdin_once else os.O_RDWR
         self.fifo_fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC)
 
+    def _open_control_fifo(self) -> None:
+        """Only a tty container has something to control: its window size."""
+        if not self.request.tty:
+            return
+        path = self.state_dir / state.CONTROL_FIFO
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        os.mkfifo(path, 0o600)
+        # O_RDWR: opening never blocks, and a writer that leaves is no EOF.
+        self.control_fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
+
+    def _read_control(self) -> None:
+        data = _read_some(self.control_fd)
+        if not data:
+            return
+        lines = (self.control_pending + data).split(b"\n")
+        self.control_pending = lines.pop()
+        if len(self.control_pending) > _MAX_CONTROL_LINE:
+            self.control_pending = b""  # not a request of ours: skip to the next line
+        for line in lines:
+            self._control(line)
+
+    def _control(self, line: bytes) -> None:
+        words = line.split()
+        if len(words) == 3 and words[0] == b"resize" and words[1].isdigit() and words[2].isdigit():
+            rows, cols = int(words[1]), int(words[2])
+            if rows <= 0xFFFF and cols <= 0xFFFF and self.out_fd != -1:
+                with contextlib.suppress(OSError):  # the terminal is gone: the container is exiting
+                    fcntl.ioctl(self.out_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+                return
+        print(f"control: ignored request {line[:80]!r}", file=sys.stderr)
+
+    def _close_control(self) -> None:
+        if self.control_fd != -1:
+            os.close(self.control_fd)
+            self.control_fd = -1
+
     def _make_pipes(self) -> tuple[int, int, int]:
         """The container's stdin, stdout, stderr; the shim keeps the other ends."""
         if self.request.stdin_open:
@@ -670,10 +742,10 @@ class _Shim:
 
     def _close_shim_fds(self) -> None:
         self._close_child_fds()
-        for fd in {self.out_fd, self.err_fd, self.in_fd, self.fifo_fd} - {-1}:
+        for fd in {self.out_fd, self.err_fd, self.in_fd, self.fifo_fd, self.control_fd} - {-1}:
             with contextlib.suppress(OSError):
                 os.close(fd)
-        self.out_fd = self.err_fd = self.in_fd = self.fifo_fd = -1
+        self.out_fd = self.err_fd = self.in_fd = self.fifo_fd = self.control_fd = -1
 
     # -- builtin runtime ---------------------------------------------------------------
 
@@ -881,6 +953,8 @@ class _Shim:
                     wanted[pidfd] = select.POLLIN
                 if self.fifo_fd != -1 and len(pending) < (1 << 20):
                     wanted[self.fifo_fd] = select.POLLIN
+                if self.control_fd != -1:
+                    wanted[self.control_fd] = select.POLLIN
                 if pending and self.in_fd != -1:
                     wanted[self.in_fd] = wanted.get(self.in_fd, 0) | select.POLLOUT
                 poller = select.poll()
@@ -903,6 +977,7 @@ class _Shim:
                             pending = b""
                             self._close_fifo()
                             self._close_stdin()
+                            self._close_control()
                     if fd == self.fifo_fd and fd != -1:
                         data = _read_some(fd)
                         if data:
@@ -911,6 +986,8 @@ class _Shim:
                             self._close_fifo()
                             if not pending:
                                 self._close_stdin()
+                    if fd == self.control_fd and fd != -1:
+                        self._read_control()
                     if fd == self.in_fd and fd != -1 and events & ~select.POLLIN and pending:
                         pending = self._write_stdin(pending)
                         if not pending and self.fifo_fd == -1:
@@ -1016,7 +1093,7 @@ def _container_child(
         os.close(err_r)
         if ready_w != -1:
             os.close(ready_w)
-        for fd in {shim.out_fd, shim.err_fd, shim.in_fd, shim.fifo_fd, shim.ready_fd} - {-1}:
+        for fd in {shim.out_fd, shim.err_fd, shim.in_fd, shim.fifo_fd, shim.control_fd, shim.ready_fd} - {-1}:
             with contextlib.suppress(OSError):
                 os.close(fd)
     except BaseException:

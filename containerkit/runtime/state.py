@@ -12,6 +12,8 @@ Files, all written atomically (temp file + rename) so a reader never sees half a
     the json-file log (see :mod:`containerkit.runtime.logs`).
 ``stdin``
     a FIFO the shim forwards to the container's stdin (only with ``stdin_open``).
+``control``
+    a FIFO of requests to the shim, one line each (only with a tty): ``resize ROWS COLS``.
 
 Any process can read this back: the pids are trusted only while their start times match, so a
 recycled pid is never mistaken for the shim or the container.
@@ -32,6 +34,7 @@ from containerkit.errors import NotRunning, RuntimeFailure, Timeout
 from containerkit.linux import proc
 
 __all__ = [
+    "CONTROL_FIFO",
     "EXIT_FILE",
     "LOG_FILE",
     "STATE_FILE",
@@ -49,6 +52,7 @@ STATE_FILE = "state.json"
 EXIT_FILE = "exit.json"
 LOG_FILE = "container.log"
 STDIN_FIFO = "stdin"
+CONTROL_FIFO = "control"
 
 DEAD_EXIT_CODE = 137
 """What a container whose shim vanished without a record exited with, as far as anyone can tell."""

@@ -131,7 +131,8 @@ def test_stats_limits() -> None:
 def test_import_changes() -> None:
     config = _wire.image_config({"Cmd": ["sh"], "Env": ["A=b c"], "ExposedPorts": {"80/tcp": {}}})
     assert config == ImageConfig(cmd=["sh"], env=["A=b c"], exposed_ports=["80/tcp"])
-    assert _wire.import_changes(config) == ['CMD ["sh"]', 'ENV A="b c"', "EXPOSE 80/tcp"]
+    assert _wire.import_changes(config) == ['CMD ["sh"]', "ENV A='b c'", "EXPOSE 80/tcp"]
+    assert ImageConfig.from_changes(_wire.import_changes(config)) == config  # what the daemon reads
     assert _wire.image_config({"cmd": ["true"]}).cmd == ("true",)
 
 
