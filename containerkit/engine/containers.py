@@ -37,7 +37,7 @@ from containerkit.linux import proc, ps
 from containerkit.linux.cgroups import open_cgroup, remove_if_empty
 from containerkit.runtime import logs as runtime_logs
 from containerkit.runtime.exec import ExecProcess, start_exec
-from containerkit.runtime.shim import ShimRequest, start_container
+from containerkit.runtime.shim import ShimRequest, request_resize, start_container
 from containerkit.runtime.state import RuntimeState, read_state, wait_for_exit
 from containerkit.spec import ContainerSpec, ExecResult, NetworkEndpoint, Stats, parse_signal
 from containerkit.storage.metadata import ContainerRecord
@@ -292,6 +292,20 @@ class Container:
             path, stdout=stdout, stderr=stderr, tail=tail, since=since_ts, timestamps=timestamps
         )
 
+    def resize(self, rows: int, cols: int) -> None:
+        """Set the size of the container's terminal; its processes get SIGWINCH.
+
+        The shim holds the pty master, so this works from any process on the root.
+        """
+        _check_terminal_size(rows, cols)
+        self._running_state()
+        if not self.spec.tty:
+            raise InvalidArgument(
+                f"container {self.name} has no terminal to resize (it was created without tty)"
+            )
+        if not request_resize(self.state_dir, rows, cols):
+            raise NotRunning(f"container {self.name} is not running")
+
     def exec(
         self,
         command: Sequence[str] | str,
@@ -356,6 +370,12 @@ class Container:
         self._running_state()
         rows = [ps.process_row(pid) for pid in sorted(self._cgroup().pids())]
         return {"Titles": list(ps.PROCESS_TITLES), "Processes": [r for r in rows if r is not None]}
+
+
+def _check_terminal_size(rows: int, cols: int) -> None:
+    for name, value in (("rows", rows), ("cols", cols)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFF:
+            raise InvalidArgument(f"resize: {name} must be a whole number from 0 to 65535, got {value!r}")
 
 
 _HOST_RESOLV = Path("/etc/resolv.conf")

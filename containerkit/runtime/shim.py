@@ -2,9 +2,9 @@
 
 It is the parent (subreaper) of the container's init, holds its stdio, writes the json-file log,
 forwards the ``stdin`` FIFO, serves the ``control`` FIFO (a tty's resize: only the shim holds
-the pty master), and records the exit in the state dir (see :mod:`containerkit.runtime.state`). Because it runs in its own session and is nobody's pipe,
-the process that started the container may exit: the container keeps running and the state dir
-finds it again.
+the pty master), and records the exit in the state dir (see :mod:`containerkit.runtime.state`).
+Because it runs in its own session and is nobody's pipe, the process that started the container
+may exit: the container keeps running and the state dir finds it again.
 
 Lifecycle::
 
@@ -16,6 +16,7 @@ Lifecycle::
       |                                | read error pipe until EOF <---- exec (EOF) or JSON error
       | <---- ready pipe: one JSON ---  | state.json (+ init pid)
       |                                | pump stdout/stderr -> container.log, stdin FIFO -> stdin
+      |                                | control FIFO "resize R C" -> TIOCSWINSZ on the pty master
       |                                | reap init, OOM?, cleanup (cgroup, runc delete, unmount)
       |                                | exit.json, exit
 
