@@ -472,6 +472,25 @@ class ImageConfig:
         )
 
     @classmethod
+    def coerce(cls, config: ImageConfig | Mapping[str, Any] | None) -> ImageConfig:
+        """What callers may pass as a config: an ImageConfig, an OCI mapping (``{"Cmd": [...]}``)
+        or this class's fields as a mapping (``{"cmd": [...]}``)."""
+        if config is None:
+            return cls()
+        if isinstance(config, ImageConfig):
+            return config
+        if not isinstance(config, Mapping):
+            raise InvalidArgument(
+                f"config: expected an ImageConfig or a mapping, got {type(config).__name__}"
+            )
+        if any(key[:1].isupper() for key in config):
+            return cls.from_oci(config)
+        try:
+            return cls(**config)
+        except TypeError as exc:
+            raise InvalidArgument(f"config: {exc}") from None
+
+    @classmethod
     def from_changes(cls, changes: Iterable[str]) -> ImageConfig:
         """``docker import --change`` / ``commit --change``: Dockerfile instructions
         (``CMD ["sh"]``, ``ENV A=1``, ``EXPOSE 80``...) as a config."""

@@ -213,28 +213,19 @@ def _fifo_writer(container: Container) -> tuple[Callable[[bytes], None], Callabl
 
 
 def _resize_container(container: Container) -> Callable[[], None]:
-    """Set the container's terminal to our size: through its pty (local) or ``resize`` (remote)."""
+    """Set the container's terminal to our size (its shim holds the pty, local or remote)."""
 
     def apply() -> None:
+        from containerkit.errors import ContainerkitError
+
         size = _window_size()
         if size is None:
             return
         rows, cols = struct.unpack("HHHH", size)[:2]
-        resize = getattr(container, "resize", None)
-        if resize is not None:
-            with contextlib.suppress(Exception):
-                resize(height=rows, width=cols)
+        if (rows, cols) == (0, 0):
             return
-        pid = container.pid
-        if pid is None:
-            return
-        with contextlib.suppress(OSError):
-            fd = os.open(f"/proc/{pid}/fd/0", os.O_RDWR | os.O_NOCTTY | os.O_CLOEXEC)
-            try:
-                if os.isatty(fd):
-                    fcntl.ioctl(fd, termios.TIOCSWINSZ, size)
-            finally:
-                os.close(fd)
+        with contextlib.suppress(ContainerkitError):  # it exited meanwhile
+            container.resize(rows, cols)
 
     return apply
 

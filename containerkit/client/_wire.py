@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from containerkit.errors import InvalidArgument, InvalidReference
+from containerkit.errors import InvalidReference
 from containerkit.spec import (
     ContainerSpec,
     Image,
@@ -381,19 +381,8 @@ def volume_from_wire(data: Mapping[str, Any]) -> Volume:
 
 
 def image_config(config: ImageConfig | Mapping[str, Any] | None) -> ImageConfig:
-    """``import_rootfs``'s ``config``: an ImageConfig, an OCI mapping (``{"Cmd": [...]}``) or fields."""
-    if config is None:
-        return ImageConfig()
-    if isinstance(config, ImageConfig):
-        return config
-    if not isinstance(config, Mapping):
-        raise InvalidArgument(f"config: expected an ImageConfig or a mapping, got {type(config).__name__}")
-    if any(key[:1].isupper() for key in config):
-        return ImageConfig.from_oci(config)
-    try:
-        return ImageConfig(**config)
-    except TypeError as exc:
-        raise InvalidArgument(f"config: {exc}") from None
+    """``import_rootfs``'s ``config``, as the Engine takes it."""
+    return ImageConfig.coerce(config)
 
 
 def import_changes(config: ImageConfig) -> list[str]:

@@ -273,6 +273,10 @@ class Container:
             return chunks
         return b"".join(chunks)
 
+    def resize(self, rows: int, cols: int) -> None:
+        """Set the size of the container's terminal; its processes get SIGWINCH."""
+        self._transport.request("POST", f"{self._url}/resize", params={"h": rows, "w": cols})
+
     def exec(
         self,
         command: Sequence[str] | str,

@@ -136,7 +136,7 @@ class ImageCollection:
         image_ref = parse_reference(ref) if ref is not None else None
         if image_ref is not None and image_ref.digest is not None:
             raise InvalidReference(f"cannot tag an imported image with a digest reference: {ref}")
-        image_config = _image_config(config)
+        image_config = ImageConfig.coerce(config)
         blobs_before = set(self.content.list())
         created: list[str] = []
         try:
@@ -511,21 +511,6 @@ class ImageCollection:
 
 def _familiar(ref: str) -> str:
     return parse_reference(ref).familiar
-
-
-def _image_config(config: ImageConfig | Mapping[str, Any] | None) -> ImageConfig:
-    if config is None:
-        return ImageConfig()
-    if isinstance(config, ImageConfig):
-        return config
-    if not isinstance(config, Mapping):
-        raise InvalidArgument(f"config: expected an ImageConfig or a mapping, got {type(config).__name__}")
-    if any(key[:1].isupper() for key in config):
-        return ImageConfig.from_oci(config)
-    try:
-        return ImageConfig(**config)
-    except TypeError as exc:
-        raise InvalidArgument(f"config: {exc}") from None
 
 
 def _normalise_filters(filters: Mapping[str, Any] | None) -> dict[str, list[str]]:

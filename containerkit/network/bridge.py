@@ -5,7 +5,6 @@ from __future__ import annotations
 import errno
 from ipaddress import IPv4Interface, IPv4Network
 
-
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument
 from containerkit.network._ifname import check_ifname
 from containerkit.network.netns import iproute, netlink_error

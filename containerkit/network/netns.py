@@ -26,7 +26,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound
 from containerkit.linux._libc import CLONE_NEWNET, MNT_DETACH, MS_BIND, libc
 

@@ -8,7 +8,6 @@ import re
 import secrets
 from ipaddress import IPv4Address, IPv4Interface
 
-
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound
 from containerkit.network._ifname import check_ifname
 from containerkit.network.netns import PathLike, iproute, netlink_error

@@ -16,8 +16,19 @@ from pathlib import Path
 from tests.cli.conftest import IMAGE, Ck
 
 
-def _drive(root: Path, args: list[str], typed: bytes, *, timeout: float = 15) -> tuple[int, bytes]:
-    """Run the CLI on a pty sized 40x100, type ``typed`` once it is up; (exit code, all output)."""
+def _drive(
+    root: Path,
+    args: list[str],
+    typed: bytes,
+    *,
+    timeout: float = 15,
+    resize: tuple[int, int] | None = None,
+    then: bytes = b"",
+) -> tuple[int, bytes]:
+    """Run the CLI on a pty sized 40x100, type ``typed`` once it is up; (exit code, all output).
+
+    With ``resize`` the pty is then set to that size (the CLI gets SIGWINCH) and ``then`` typed.
+    """
     pid, fd = pty.fork()
     if pid == 0:  # pragma: no cover - the child execs at once
         os.execv(sys.executable, [sys.executable, "-m", "containerkit.cli", "--root", str(root), *args])
@@ -25,12 +36,17 @@ def _drive(root: Path, args: list[str], typed: bytes, *, timeout: float = 15) ->
     output = b""
     deadline = time.monotonic() + timeout
     typed_at = time.monotonic() + 1.0  # give the CLI time to start the container and go raw
-    sent = False
+    steps: list[tuple[float, bytes | tuple[int, int]]] = [(typed_at, typed)]
+    if resize is not None:
+        steps += [(typed_at + 0.5, resize), (typed_at + 1.0, then)]
     try:
         while time.monotonic() < deadline:
-            if not sent and time.monotonic() >= typed_at:
-                os.write(fd, typed)
-                sent = True
+            while steps and time.monotonic() >= steps[0][0]:
+                step = steps.pop(0)[1]
+                if isinstance(step, bytes):
+                    os.write(fd, step)
+                else:
+                    fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", *step, 0, 0))
             ready, _, _ = select.select([fd], [], [], 0.05)
             if not ready:
                 continue
@@ -73,6 +89,28 @@ def test_run_it_gives_an_interactive_shell(ck: Ck, cli_root: Path) -> None:
         if ids:
             ck("rm", "-f", *ids)
     assert ck("ps", "-aq").stdout == ""
+
+
+def test_run_it_follows_the_terminal_size(ck: Ck, cli_root: Path) -> None:
+    code, output = _drive(
+        cli_root,
+        ["run", "-it", "--rm", "--network", "none", IMAGE, "sh"],
+        b"stty size\r",
+        resize=(30, 90),
+        then=b"stty size; exit 3\r",
+        timeout=8,
+    )
+    assert code == 3, output
+    assert b"\r\n40 100\r\n" in output  # at start
+    assert b"\r\n30 90\r\n" in output  # after SIGWINCH
+    assert ck("ps", "-aq").stdout == ""
+
+
+def test_start_ai_gives_the_terminal_size(ck: Ck, cli_root: Path) -> None:
+    container_id = ck("create", "-it", "--network", "none", IMAGE, "sh").stdout.strip()
+    code, output = _drive(cli_root, ["start", "-ai", container_id], b"stty size; exit 4\r", timeout=8)
+    assert code == 4, output
+    assert b"\r\n40 100\r\n" in output
 
 
 def test_interactive_without_a_terminal_is_refused(ck: Ck) -> None:

@@ -77,6 +77,31 @@ def test_exec_stream_and_missing_command(client: Any) -> None:
         c.remove(force=True)
 
 
+def test_resize_a_tty_container(client: Any, daemon: Daemon) -> None:
+    docker = pytest.importorskip("docker")
+    c = client.containers.run(IMAGE, ["sleep", "60"], detach=True, tty=True)
+    plain = client.containers.run(IMAGE, ["sleep", "60"], detach=True)
+    try:
+        c.resize(height=40, width=132)
+        deadline = time.monotonic() + 10
+        while (
+            c.exec_run(["sh", "-c", "stty size </dev/console"]).output != b"40 132\n"
+            and time.monotonic() < deadline
+        ):
+            time.sleep(0.05)
+        assert c.exec_run(["sh", "-c", "stty size </dev/console"]).output == b"40 132\n"
+        status, _headers, body = daemon.request("POST", f"/containers/{c.id}/resize?h=40")
+        assert status == 400 and b"w" in body
+        with pytest.raises(docker.errors.APIError) as info:
+            plain.resize(height=40, width=132)
+        assert info.value.status_code == 400 and b"tty" in info.value.response.content
+    finally:
+        c.remove(force=True)
+        plain.remove(force=True)
+    with pytest.raises(docker.errors.NotFound):
+        c.resize(height=40, width=132)
+
+
 def test_put_and_get_archive(client: Any) -> None:
     c = client.containers.create(IMAGE, ["sleep", "60"])
     try:

@@ -304,6 +304,37 @@ def test_tty_logs_hold_terminal_output(engine: ck.Engine) -> None:
     c.remove()
 
 
+def test_resize_tty(engine: ck.Engine) -> None:
+    """The pty master is the shim's: a resize reaches it, and the kernel sends SIGWINCH."""
+    c = run(engine, "trap 'stty size' WINCH; echo ready; while sleep 0.05; do :; done", tty=True)
+    deadline = time.monotonic() + 10
+    while b"ready" not in c.logs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    c.resize(50, 120)
+    while b"50 120" not in c.logs() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert b"50 120\r\n" in c.logs()  # printed by the trap: the container got SIGWINCH
+    c.resize(24, 80)
+    deadline = time.monotonic() + 10
+    while c.exec("stty size </dev/console").stdout != b"24 80\n" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert c.exec("stty size </dev/console").stdout == b"24 80\n"
+    with pytest.raises(ck.InvalidArgument):
+        c.resize(-1, 80)
+    c.remove(force=True)
+
+
+def test_resize_needs_a_running_tty_container(engine: ck.Engine) -> None:
+    plain = run(engine, ["sleep", "60"])
+    with pytest.raises(ck.InvalidArgument):
+        plain.resize(24, 80)
+    plain.remove(force=True)
+    tty = finished(engine, ["true"], tty=True)
+    with pytest.raises(ck.NotRunning):
+        tty.resize(24, 80)
+    tty.remove()
+
+
 def test_auto_remove(engine: ck.Engine) -> None:
     c = run(engine, ["true"], auto_remove=True)
     assert c.wait(timeout=30) == 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 import containerkit as ck
@@ -56,3 +58,17 @@ def test_crun_refusal_is_explained() -> None:
     if runc.available("crun"):
         pytest.skip("crun works on this host")
     assert "hybrid" in (runc.unavailable_reason("crun") or "")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_tty_resize(engine: ck.Engine, backend: str) -> None:
+    """The pty master is the shim's with every backend (runc's comes over the console socket)."""
+    _require(backend)
+    c = engine.containers.run(IMAGE, ["sleep", "60"], runtime=backend, tty=True)
+    c.resize(33, 77)
+    deadline = time.monotonic() + 10
+    while c.exec("stty size </dev/console").stdout != b"33 77\n" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert c.exec("stty size </dev/console").stdout == b"33 77\n"
+    c.remove(force=True)
+    assert leftovers(c.id) == []

@@ -21,7 +21,7 @@ from containerkit.daemon.shapes import (
     stats_json,
     system_cpu_ns,
 )
-from containerkit.errors import ContainerkitError, NotFound, NotModified, NotRunning
+from containerkit.errors import ContainerkitError, InvalidArgument, NotFound, NotModified, NotRunning
 from containerkit.runtime.state import write_json_atomic
 from containerkit.spec import Stats, parse_signal
 
@@ -153,9 +153,11 @@ def register(router: Router, app: DaemonApp) -> None:
         return Response(204)
 
     def resize(request: Request) -> Response:
-        lookup(app, request)
-        request.qint("h", 0)
-        request.qint("w", 0)
+        container = lookup(app, request)
+        height, width = request.qint("h"), request.qint("w")
+        if height is None or width is None:
+            raise InvalidArgument("resize: both h (rows) and w (columns) are required")
+        container.resize(height, width)
         return Response(200, b"", None)
 
     def top(request: Request) -> Response:
