@@ -134,12 +134,8 @@ def follow_output(
     it did; it lets the follower see the end at once instead of at the next poll.
     """
     state_dir = getattr(container, "state_dir", None)
-    if state_dir is None:  # a remote container: the daemon streams it, already merged
-        if follow:
-            for chunk in container.logs(follow=True, tail=tail, timestamps=timestamps):
-                yield "stdout", chunk
-        else:
-            yield "stdout", container.logs(tail=tail, timestamps=timestamps)
+    if state_dir is None:  # a remote container: the daemon streams it
+        yield from container.logs(follow=follow, tail=tail, timestamps=timestamps, demux=True)
         return
     from containerkit.runtime import logs as runtime_logs
 

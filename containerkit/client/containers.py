@@ -250,10 +250,15 @@ class Container:
         since: float | dt.datetime | None = None,
         timestamps: bool = False,
         follow: bool = False,
+        demux: bool = False,
     ) -> Any:
-        """A snapshot of the logs as bytes; with ``follow=True`` an iterator ending at exit."""
+        """A snapshot of the logs as bytes; with ``follow=True`` an iterator ending at exit.
+
+        ``demux=True`` keeps the streams apart (a command line prints each where it belongs):
+        always an iterator of ``("stdout" | "stderr", chunk)``; a tty's output is all stdout.
+        """
         if not stdout and not stderr:
-            return iter(()) if follow else b""
+            return iter(()) if follow or demux else b""
         since_ts = since.timestamp() if isinstance(since, dt.datetime) else since
         params = {
             "stdout": stdout,
@@ -268,6 +273,8 @@ class Container:
         )
         multiplexed = "multiplexed" in reply.headers.get("Content-Type", "") or not self.tty
         frames = _frames.demux(reply.chunks()) if multiplexed else _frames.raw(reply.chunks())
+        if demux:
+            return frames if follow else iter(list(frames))
         chunks = (chunk for _name, chunk in frames)
         if follow:
             return chunks

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from containerkit.engine import _archive, _filters, _names, _netsetup, _prepare
+from containerkit.engine._handle import RecordHandle
 from containerkit.errors import (
     Conflict,
     InvalidArgument,
@@ -57,28 +58,10 @@ def cgroup_name(container_id: str) -> str:
 
 
 @attrs.define(eq=False)
-class Container:
+class Container(RecordHandle[ContainerRecord]):
     """A live handle on one container; properties read the current state on each access."""
 
-    id: str
-    _engine: Engine = attrs.field(repr=False)
-    _record: ContainerRecord = attrs.field(repr=False)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Container) and other.id == self.id
-
-    def __hash__(self) -> int:
-        return hash(self.id)
-
     # -- what it is -------------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        return self._record.name
-
-    @property
-    def short_id(self) -> str:
-        return self.id[:12]
 
     @property
     def image_id(self) -> str:
@@ -271,12 +254,21 @@ class Container:
         since: float | dt.datetime | None = None,
         timestamps: bool = False,
         follow: bool = False,
+        demux: bool = False,
     ) -> Any:
-        """A snapshot of the logs as bytes; with ``follow=True`` an iterator ending at exit."""
+        """A snapshot of the logs as bytes; with ``follow=True`` an iterator ending at exit.
+
+        ``demux=True`` keeps the streams apart (a command line prints each where it belongs):
+        always an iterator of ``("stdout" | "stderr", chunk)``; a tty's output is all stdout.
+        """
         path = self.state_dir / LOG_FILE
         since_ts = since.timestamp() if isinstance(since, dt.datetime) else since
+        if demux and not follow:
+            entries = runtime_logs.iter_entries(path, stdout=stdout, stderr=stderr, tail=tail, since=since_ts)
+            return iter([(entry.stream, entry.render(timestamps)) for entry in entries])
         if follow:
-            return runtime_logs.follow_logs(
+            follower = runtime_logs.follow_logs_demux if demux else runtime_logs.follow_logs
+            return follower(
                 path,
                 stdout=stdout,
                 stderr=stderr,

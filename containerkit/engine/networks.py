@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from containerkit.engine import _netsetup
+from containerkit.engine._handle import RecordHandle
 from containerkit.errors import Conflict, InvalidArgument, NotFound
 from containerkit.network import bridge as bridges
 from containerkit.network.ipam import gateway_for, parse_subnet, pick_subnet
@@ -49,26 +50,8 @@ _HOST_LOCK = Path("/run/containerkit/subnets.lock")
 
 
 @attrs.define(eq=False)
-class Network:
+class Network(RecordHandle[NetworkRecord]):
     """A live handle on one network; :meth:`reload` re-reads its record."""
-
-    id: str
-    _engine: Engine = attrs.field(repr=False)
-    _record: NetworkRecord = attrs.field(repr=False)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Network) and other.id == self.id
-
-    def __hash__(self) -> int:
-        return hash(self.id)
-
-    @property
-    def name(self) -> str:
-        return self._record.name
-
-    @property
-    def short_id(self) -> str:
-        return self.id[:12]
 
     @property
     def driver(self) -> str:
