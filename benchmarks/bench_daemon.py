@@ -63,6 +63,13 @@ def _rss_kib(pid: int) -> int:
     return total
 
 
+def _own_rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
 def _answers(path: str) -> bool:
     try:
         conn = _Conn(path)
@@ -146,6 +153,7 @@ def main() -> None:
             time.sleep(1)
             figures["idle RSS at start, daemon + fork server (MiB)"] = idle_start / 1024
             figures["RSS after the run (MiB)"] = _rss_kib(proc.pid) / 1024
+            figures["  of which the daemon alone (MiB)"] = _own_rss_kib(proc.pid) / 1024
         finally:
             proc.terminate()
             proc.wait(30)

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from containerkit.engine import Container
     from containerkit.runtime.exec import ExecProcess
 
-__all__ = ["attach_container", "attach_exec", "follow_output", "raw_terminal", "write_output"]
+__all__ = ["attach_container", "attach_exec", "follow_output", "open_output", "raw_terminal", "write_output"]
 
 _STDIN_FIFO = "stdin"
 _LOG_FILE = "container.log"
@@ -254,10 +254,22 @@ def _proxy_signals(container: Container, enabled: bool) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def attach_container(container: Container, *, stdin: bool, tty: bool) -> int:
+def open_output(container: Container) -> Iterator[tuple[str, bytes]] | None:
+    """A remote container's output, connected before it starts (then nothing is missed, and
+    the daemon keeps an auto-remove container until the stream is drained); None for a local
+    one, whose log :func:`attach_container` follows from the start."""
+    if getattr(container, "state_dir", None) is not None:
+        return None
+    return container.attach()
+
+
+def attach_container(
+    container: Container, *, stdin: bool, tty: bool, output: Iterator[tuple[str, bytes]] | None = None
+) -> int:
     """Stream a started container's output (and our stdin to it) until it exits; its exit code.
 
-    With ``--rm`` the container is removed only after all its output has been read.
+    ``output``: what :func:`open_output` opened before the start. With ``--rm`` the container
+    is removed only after all its output has been read.
     """
     local = getattr(container, "state_dir", None) is not None
     watch = _ExitWatch(container) if local else None
@@ -276,7 +288,9 @@ def attach_container(container: Container, *, stdin: bool, tty: bool) -> int:
                 stack.enter_context(raw_terminal(sys.stdin.fileno(), enabled=stdin))
                 stack.enter_context(_track_window(_resize_container(container)))
             stack.enter_context(_proxy_signals(container, enabled=not tty))
-            for stream, chunk in follow_output(container, until_exit=watch.wait if watch else None):
+            if output is None:
+                output = follow_output(container, until_exit=watch.wait if watch else None)
+            for stream, chunk in output:
                 write_output(stream, chunk)
     finally:
         if pump is not None:

@@ -17,7 +17,7 @@ import math
 import os
 import stat as stat_mod
 import tarfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import quote
@@ -187,10 +187,16 @@ class Container:
 
     def wait(self, timeout: float | None = None) -> int:
         """Block until the container exits; its exit code (128+n when killed by signal n)."""
-        state = self._state()
+        auto_remove = bool((self.attrs.get("HostConfig") or {}).get("AutoRemove"))
+        try:
+            state = self._state()
+        except NotFound:
+            if not auto_remove:
+                raise
+            state = {}  # removed at its exit: the daemon remembers the code
         if state.get("Status") == "created":
             raise NotRunning(f"container {self.name} has not been started")
-        condition = "removed" if (self.attrs.get("HostConfig") or {}).get("AutoRemove") else "not-running"
+        condition = "removed" if auto_remove else "not-running"
         try:
             data = self._transport.post_json(
                 f"{self._url}/wait", params={"condition": condition}, timeout=timeout
@@ -283,6 +289,27 @@ class Container:
     def resize(self, rows: int, cols: int) -> None:
         """Set the size of the container's terminal; its processes get SIGWINCH."""
         self._transport.request("POST", f"{self._url}/resize", params={"h": rows, "w": cols})
+
+    def attach(
+        self, *, stdout: bool = True, stderr: bool = True, logs: bool = False
+    ) -> Iterator[tuple[str, bytes]]:
+        """``(stream, chunk)`` of the output from now (``logs=True``: from the first line) until
+        the container stops. Connected before this returns: attach, then start, and nothing is
+        missed; the daemon removes an auto-remove container only after the stream is drained."""
+        raw = self._transport.hijack(
+            "POST",
+            f"{self._url}/attach",
+            params={"stream": True, "logs": logs, "stdout": stdout, "stderr": stderr},
+        )
+        frames = _frames.raw(raw.chunks()) if self.tty else _frames.demux(raw.chunks())
+
+        def stream() -> Iterator[tuple[str, bytes]]:
+            try:
+                yield from frames
+            finally:
+                raw.close()
+
+        return stream()
 
     def exec(
         self,

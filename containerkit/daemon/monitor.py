@@ -162,6 +162,11 @@ class Monitor:
                     del self._readers[container_id]
                 self._cond.notify_all()
 
+    def removed_exit_code(self, container_id: str) -> int | None:
+        """The last exit code of a container removed lately (by full id), else None."""
+        with self._cond:
+            return self._codes.get(container_id, 0) if self._removed.get(container_id) else None
+
     def exits(self, container_id: str) -> int:
         with self._cond:
             return self._exits.get(container_id, 0)

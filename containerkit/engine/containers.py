@@ -284,6 +284,21 @@ class Container(RecordHandle[ContainerRecord]):
             path, stdout=stdout, stderr=stderr, tail=tail, since=since_ts, timestamps=timestamps
         )
 
+    def attach(
+        self, *, stdout: bool = True, stderr: bool = True, logs: bool = False
+    ) -> Iterator[tuple[str, bytes]]:
+        """``(stream, chunk)`` of the output from now (``logs=True``: from the first line) until
+        the container stops; a created container counts as about to run, so attach, then start,
+        and nothing is missed."""
+        state_dir = self.state_dir
+        return runtime_logs.follow_logs_demux(
+            state_dir / LOG_FILE,
+            stdout=stdout,
+            stderr=stderr,
+            since=None if logs else time.time(),
+            is_running=lambda: state_dir.exists() and read_state(state_dir).status in ("created", "running"),
+        )
+
     def resize(self, rows: int, cols: int) -> None:
         """Set the size of the container's terminal; its processes get SIGWINCH.
 

@@ -266,7 +266,9 @@ class MetadataStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._busy_ms = int(busy_timeout * 1000)
         self._local = threading.local()
-        self._all: list[sqlite3.Connection] = []
+        # Each connection with its thread: those of finished threads are closed when the next
+        # one opens (a daemon with a thread per client would otherwise keep one per request).
+        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._all_lock = threading.Lock()
         with self.transaction() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -299,7 +301,12 @@ class MetadataStore:
         self._local.pid = os.getpid()
         self._local.depth = 0
         with self._all_lock:
-            self._all.append(conn)
+            finished = [c for t, c in self._all if not t.is_alive()]
+            self._all = [(t, c) for t, c in self._all if t.is_alive()]
+            self._all.append((threading.current_thread(), conn))
+        for old in finished:
+            with suppress(sqlite3.Error):
+                old.close()
         return conn
 
     @contextmanager
@@ -331,7 +338,7 @@ class MetadataStore:
     def close(self) -> None:
         """Close every connection this process opened (other threads must be done with the store)."""
         with self._all_lock:
-            conns, self._all = self._all, []
+            conns, self._all = [c for _t, c in self._all], []
         for conn in conns:
             with suppress(sqlite3.Error):
                 conn.close()

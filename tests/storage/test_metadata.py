@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -176,3 +177,24 @@ def test_two_processes_never_lose_or_duplicate(tmp_path: Path) -> None:
     names = [c.name for c in store.list_containers()]
     store.close()
     assert len(names) == len(set(names)) == 90
+
+
+def test_connections_of_finished_threads_are_closed(tmp_path: Path) -> None:
+    """A daemon serves each client on its own thread: their connections must not pile up."""
+    store = MetadataStore(tmp_path / "meta.db")
+
+    def open_fds() -> int:
+        found = 0
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(OSError):
+                found += "meta.db" in os.readlink(f"/proc/self/fd/{fd}")
+        return found
+
+    for _ in range(40):
+        worker = threading.Thread(target=store.list_containers)
+        worker.start()
+        worker.join()
+    # each new thread's connection closed those of the threads before it: what is open is this
+    # thread's and the last worker's (3 files each: database, WAL, shared memory), not 41
+    assert open_fds() <= 6
+    store.close()

@@ -22,7 +22,7 @@ from containerkit.daemon import streams
 from containerkit.daemon.monitor import ClientGone
 from containerkit.daemon.routes.containers import lookup
 from containerkit.daemon.server import Request, Response
-from containerkit.errors import ContainerkitError, InvalidArgument
+from containerkit.errors import ContainerkitError, InvalidArgument, NotFound
 from containerkit.runtime import logs as runtime_logs
 from containerkit.runtime.state import LOG_FILE, STDIN_FIFO, read_state
 
@@ -35,6 +35,9 @@ __all__ = ["register"]
 
 ARCHIVE_LIMIT = 1 << 30
 """Largest tar accepted by ``PUT /archive`` (it is extracted from memory)."""
+
+ATTACH_POLL = 0.01
+"""How often an attach stream looks for new output and for the container's exit (seconds)."""
 
 HIJACK_DELAY = 0.03
 """Pause after the 101 headers: docker-py reads the stream from the raw socket and loses bytes
@@ -141,6 +144,9 @@ def register(router: Router, app: DaemonApp) -> None:
                         stderr=want_stderr,
                         since=None if replay else attached_at,
                         is_running=lambda: _alive(state_dir),
+                        # an attached client (`docker run`) exits when this stream ends: notice
+                        # the container's exit quickly
+                        poll_interval=ATTACH_POLL,
                     ):
                         send(stream, data)
                 elif replay:
@@ -148,7 +154,7 @@ def register(router: Router, app: DaemonApp) -> None:
                         send(entry.stream, entry.data)
                 elif live:
                     while _alive(state_dir):
-                        time.sleep(0.1)
+                        time.sleep(ATTACH_POLL)
         except OSError:
             pass  # the client went away
         finally:
@@ -156,7 +162,14 @@ def register(router: Router, app: DaemonApp) -> None:
         return None
 
     def wait(request: Request) -> Response:
-        container = lookup(app, request)
+        try:
+            container = lookup(app, request)
+        except NotFound:
+            # An auto-remove container may be gone before its client asks (it exited at once).
+            code = monitor.removed_exit_code(request.params["id"])
+            if code is None:
+                raise
+            return Response(200, json.dumps({"StatusCode": code, "Error": None}).encode() + b"\n")
         waiter = monitor.waiter(container.id, request.q("condition"))
 
         def body() -> Iterator[bytes | None]:
