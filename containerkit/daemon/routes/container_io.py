@@ -122,9 +122,18 @@ def register(router: Router, app: DaemonApp) -> None:
         # hijack, and a fast `echo` may write before the stream below is set up.
         attached_at = time.time()
         container = lookup(app, request)
+        replay, live = request.qbool("logs"), request.qbool("stream")
+        # A reader from the request on: an auto-remove container that exits at once (before the
+        # stream below is set up) must keep its log until this stream has sent it.
+        with monitor.reading(container.id):
+            _attach_stream(request, container, replay=replay, live=live, attached_at=attached_at)
+        return None
+
+    def _attach_stream(
+        request: Request, container: Container, *, replay: bool, live: bool, attached_at: float
+    ) -> None:
         tty = container.spec.tty
         want_stdout, want_stderr = request.qbool("stdout"), request.qbool("stderr")
-        replay, live = request.qbool("logs"), request.qbool("stream")
         state_dir = container.state_dir
         path = state_dir / LOG_FILE
         sock, rfile = request.hijack(streams.content_type(tty, app.api_tuple(request)))
@@ -136,30 +145,28 @@ def register(router: Router, app: DaemonApp) -> None:
             sock.sendall(data if tty else streams.frame(streams.stream_number(stream), data))
 
         try:
-            with monitor.reading(container.id):
-                if live and (want_stdout or want_stderr):
-                    for stream, data in runtime_logs.follow_logs_demux(
-                        path,
-                        stdout=want_stdout,
-                        stderr=want_stderr,
-                        since=None if replay else attached_at,
-                        is_running=lambda: _alive(state_dir),
-                        # an attached client (`docker run`) exits when this stream ends: notice
-                        # the container's exit quickly
-                        poll_interval=ATTACH_POLL,
-                    ):
-                        send(stream, data)
-                elif replay:
-                    for entry in runtime_logs.iter_entries(path, stdout=want_stdout, stderr=want_stderr):
-                        send(entry.stream, entry.data)
-                elif live:
-                    while _alive(state_dir):
-                        time.sleep(ATTACH_POLL)
+            if live and (want_stdout or want_stderr):
+                for stream, data in runtime_logs.follow_logs_demux(
+                    path,
+                    stdout=want_stdout,
+                    stderr=want_stderr,
+                    since=None if replay else attached_at,
+                    is_running=lambda: _alive(state_dir),
+                    # an attached client (`docker run`) exits when this stream ends: notice
+                    # the container's exit quickly
+                    poll_interval=ATTACH_POLL,
+                ):
+                    send(stream, data)
+            elif replay:
+                for entry in runtime_logs.iter_entries(path, stdout=want_stdout, stderr=want_stderr):
+                    send(entry.stream, entry.data)
+            elif live:
+                while _alive(state_dir):
+                    time.sleep(ATTACH_POLL)
         except OSError:
             pass  # the client went away
         finally:
             streams.finish(sock)
-        return None
 
     def wait(request: Request) -> Response:
         try:
