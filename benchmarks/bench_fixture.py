@@ -102,9 +102,7 @@ def main() -> None:
             )
             rows.append(("testcontainers on dockerd", median(samples), ""))
         else:
-            rows.append(
-                ("testcontainers on dockerd", 335.0, "no dockerd here: the issue's recorded figure")
-            )
+            rows.append(("testcontainers on dockerd", 335.0, "no dockerd here: the issue's recorded figure"))
         with ck.Engine(root=root):  # takes the default bridge down again
             pass
     report("fixture cycle: httpd, wait, GET, remove (median)", rows, reference="testcontainers on dockerd")

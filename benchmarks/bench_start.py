@@ -3,7 +3,8 @@
 containerkit through ``Engine`` (built-in runtime and runc; with the fork server, and without
 one, where this single-threaded process forks each shim itself), ``runc run`` / ``crun run`` on
 a bundle of the same image, and ``docker``/``podman run --rm`` where a daemon answers. Then
-20 containers 4 at a time, and the resident memory an idle Engine adds. Medians in milliseconds, ratios to runc.
+20 containers 4 at a time, and the resident memory an idle Engine adds. Medians in
+milliseconds, ratios to runc.
 
     python3 benchmarks/bench_start.py [--runs 30] [--json out.json]
 """
