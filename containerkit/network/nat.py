@@ -37,6 +37,7 @@ from typing import Any
 import attrs
 
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound, Unavailable
+from containerkit.linux.nftables import open_nftables
 from containerkit.network._ifname import check_ifname
 from containerkit.network.ports import (
     PublishedPort,
@@ -64,16 +65,26 @@ class Rule:
     comment: str
 
 
-def list_tables(family: str = "ip") -> list[str]:
-    """Names of the host's nft tables of ``family`` (for sweeping tables whose owner is gone)."""
+def _nft(args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    """``nft ARGS`` (``-j``, ``-a``, ``-f -`` understood): in-process through libnftables where
+    it is installed (no process per call), else the ``nft`` command."""
+    lib = open_nftables()
+    if lib is not None:
+        rest = [a for a in args if a not in ("-j", "-a")]
+        commands = stdin or "" if rest == ["-f", "-"] else " ".join(rest)
+        status, out, err = lib.run(commands, json="-j" in args, handles="-a" in args)
+        return subprocess.CompletedProcess(["nft", *args], 1 if status else 0, out, err)
     nft = shutil.which("nft") or "/usr/sbin/nft"
     try:
-        done = subprocess.run(
-            [nft, "-j", "list", "tables", family], capture_output=True, text=True, check=False
-        )
+        return subprocess.run([nft, *args], input=stdin, capture_output=True, text=True, check=False)
     except FileNotFoundError:
-        return []
-    if done.returncode != 0:
+        raise Unavailable("nft (Debian package nftables) is not installed") from None
+
+
+def list_tables(family: str = "ip") -> list[str]:
+    """Names of the host's nft tables of ``family`` (for sweeping tables whose owner is gone)."""
+    done = _nft(["-j", "list", "tables", family])
+    if done.returncode != 0 or not done.stdout.strip():
         return []
     items = json.loads(done.stdout).get("nftables", [])
     return [str(item["table"]["name"]) for item in items if "table" in item]
@@ -88,17 +99,11 @@ class NatTable:
         check_ifname(name)  # same charset; keeps the name safe to splice into nft input
         self.name = name
         self.lock_path = Path(lock_path or f"/run/containerkit/nft-{name}.lock")
-        self._nft = shutil.which("nft") or "/usr/sbin/nft"
 
     # -- nft plumbing ---------------------------------------------------------------------------
 
     def _run(self, args: list[str], stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        try:
-            return subprocess.run(
-                [self._nft, *args], input=stdin, capture_output=True, text=True, check=False
-            )
-        except FileNotFoundError:
-            raise Unavailable("nft (Debian package nftables) is not installed") from None
+        return _nft(args, stdin)
 
     def _apply(self, commands: Sequence[str]) -> None:
         """Run ``commands`` as one nft transaction: all of them happen, or none."""
