@@ -2,7 +2,7 @@
 
 Each invocation is a new process, as a user types it: interpreter start, imports, engine open,
 create + start + wait + remove, exit. Python byte-code caching matters a lot for that; the
-figures are printed for the environment as it is (``PYTHONDONTWRITEBYTECODE`` is reported).
+package is byte-compiled first, as pip does when it installs one.
 
     python3 benchmarks/bench_cli.py [--runs 20]
 """
@@ -29,7 +29,13 @@ def main() -> None:
     cli = shutil.which("containerkit") or sys.exit(
         "the containerkit command is not installed (pip install -e .)"
     )
-    print(f"PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}")
+    # An installed package ships compiled byte-code (pip compiles at install); an editable
+    # checkout under PYTHONDONTWRITEBYTECODE would otherwise compile every module every run.
+    package = Path(ck.__file__).parent
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
+    print(
+        f"byte-code compiled for {package} (PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r})"
+    )
     with tempfile.TemporaryDirectory(prefix="ck-bench-cli-") as tmp:
         root = Path(tmp) / "root"
         with ck.Engine(root=root) as engine:
