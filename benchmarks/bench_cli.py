@@ -10,7 +10,6 @@ package is byte-compiled first, as pip does when it installs one.
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import subprocess
 import sys
@@ -33,9 +32,7 @@ def main() -> None:
     # checkout under PYTHONDONTWRITEBYTECODE would otherwise compile every module every run.
     package = Path(ck.__file__).parent
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
-    print(
-        f"byte-code compiled for {package} (PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r})"
-    )
+    print(f"byte-code compiled for {package}")
     with tempfile.TemporaryDirectory(prefix="ck-bench-cli-") as tmp:
         root = Path(tmp) / "root"
         with ck.Engine(root=root) as engine:

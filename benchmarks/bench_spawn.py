@@ -1,4 +1,5 @@
-"""Start-to-exit of ``true``: shim via the spawner, shim via a fresh process, and plain ``runc run``.
+"""Start-to-exit of ``true``: the shim via the spawner, without one (forked from this
+single-threaded process), and plain ``runc run``.
 
     sudo python3 benchmarks/bench_spawn.py [N]
 
@@ -94,7 +95,7 @@ def main() -> None:
                     return lambda: (start_container(request), wait_for_exit(request.state_dir))[1]
 
                 results[f"shim+{runtime} via spawner"] = _time(n, via_spawner)
-                results[f"shim+{runtime} fresh python"] = _time(n, fresh)
+                results[f"shim+{runtime} without spawner"] = _time(n, fresh)
 
         def plain_runc() -> Callable[[], None]:
             request = _request(base, lower, "runc")
