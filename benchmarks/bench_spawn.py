@@ -101,6 +101,9 @@ def main() -> None:
             request = _request(base, lower, "runc")
             config = json.loads((request.bundle / "config.json").read_text())
             config["root"] = {"path": str(lower), "readonly": True}
+            # runc's own default cgroup (/<id>), which it removes whole; under our "containerkit/"
+            # parent it would leave the parent behind, nobody's to clean
+            config["linux"].pop("cgroupsPath", None)
             write_config(request.bundle, config)
             argv = ["runc", "--root", str(base / "runc-root"), "run", "--bundle", str(request.bundle)]
             return lambda: subprocess.run([*argv, request.container_id], check=True, stdin=subprocess.DEVNULL)
