@@ -868,6 +868,10 @@ class _Shim:
         request = self.request
         runc_root = request.runc_root or Path("/run/containerkit") / request.runtime
         self.runc = RuncBackend(request.runtime, root=runc_root, log_file=self.state_dir / RUNC_LOG)
+        if request.cgroup_name:
+            from containerkit.linux.cgroups import open_cgroup
+
+            open_cgroup(request.cgroup_name).create_everywhere()
         self._mount_rootfs(config)
         console: socket.socket | None = None
         # A unix socket path must fit in 108 bytes; state dirs can be deeper than that.

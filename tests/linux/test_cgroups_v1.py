@@ -362,3 +362,20 @@ def test_create_survives_its_parent_vanishing_meanwhile(
     monkeypatch.setattr(Path, "mkdir", flaky)
     open_cgroup("containerkit/c1", root=tmp_path, mode="hybrid").create()
     assert (tmp_path / "memory/containerkit/c1").is_dir()
+
+
+def test_create_everywhere_covers_hierarchies_runc_uses(tmp_path: Path) -> None:
+    """runc makes its cgroup in every v1 hierarchy (devices, blkio...), not only ours: made there
+    first, a concurrent cleanup can never remove the shared parent under runc's plain mkdir."""
+    FakeCgroupfs.v1(tmp_path, unified=True)
+    for other in ("devices", "blkio"):
+        (tmp_path / other).mkdir()
+        (tmp_path / other / "cgroup.procs").write_text("")
+    manager = open_cgroup("containerkit/c1", root=tmp_path, mode="hybrid")
+    manager.create()
+    assert not (tmp_path / "devices/containerkit/c1").exists()
+    manager.create_everywhere()
+    assert (tmp_path / "devices/containerkit/c1").is_dir() and (tmp_path / "blkio/containerkit/c1").is_dir()
+    manager.destroy()
+    for hierarchy in ("memory", "devices", "blkio", "unified"):
+        assert not (tmp_path / hierarchy / "containerkit/c1").exists(), hierarchy

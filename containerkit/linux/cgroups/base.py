@@ -185,6 +185,10 @@ class CgroupManager(abc.ABC):
     def paths(self) -> dict[str, Path]:
         """Hierarchy key (controller, or ``unified``) -> this cgroup's directory in it."""
 
+    def create_everywhere(self) -> None:
+        """:meth:`create`, plus every hierarchy another runtime may use (v1); v2 has one."""
+        self.create()
+
     @abc.abstractmethod
     def create(self) -> None:
         """``mkdir -p`` the cgroup wherever it lives; idempotent."""

@@ -76,12 +76,16 @@ class CgroupV1Manager(CgroupManager):
             candidate = Path(entry.path) / self.name
             if not candidate.is_dir():
                 continue
-            if managed is None:
-                managed = {os.path.realpath(p.parent) for p in self._paths.values()}
             hierarchy = Path(entry.path)
+            if managed is None:
+                managed = self._managed_hierarchies()
             if _is_hierarchy(hierarchy) and os.path.realpath(hierarchy) not in managed:
                 found.append(candidate)
         return found
+
+    def _managed_hierarchies(self) -> set[str]:
+        depth = len(Path(self.name).parts)
+        return {os.path.realpath(p.parents[depth - 1]) for p in self._paths.values()}
 
     def exists(self) -> bool:
         return super().exists() or bool(self._foreign_dirs())
@@ -131,6 +135,18 @@ class CgroupV1Manager(CgroupManager):
     def create(self) -> None:
         for path in self._dirs():
             mkdir_p(path)
+
+    def create_everywhere(self) -> None:
+        """Also in the hierarchies we do not manage: runc makes its cgroup in all of them with a
+        plain ``mkdir``, which fails if another process removes the emptied shared parent at
+        that moment. Made here first (retrying), the parent is never empty meanwhile."""
+        self.create()
+        managed = self._managed_hierarchies()
+        for entry in os.scandir(self.root):
+            hierarchy = Path(entry.path)
+            foreign = entry.name != "unified" and os.path.realpath(hierarchy) not in managed
+            if foreign and _is_hierarchy(hierarchy):
+                mkdir_p(hierarchy / self.name)
 
     def apply(self, resources: Resources) -> None:
         swap = swap_limit(resources)  # validates memory_swap against memory
