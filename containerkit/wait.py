@@ -53,8 +53,13 @@ DEFAULT_TIMEOUT = 60.0
 LOG_LINES = 20
 """Log lines quoted in a failed wait's message."""
 
-_FIRST_DELAY = 0.005
+_FIRST_DELAY = 0.001
+_GROWTH = 1.5
 _MAX_DELAY = 0.1
+"""Polls start 1 ms apart and back off gently to 100 ms: a service in a fresh container is
+often ready a millisecond or two after the start returns, and a refused probe (DNAT to a port
+nobody listens on yet) costs a fraction of a millisecond, so early polls are cheap and a
+coarse first delay would be most of the wait."""
 _ATTEMPT_TIMEOUT = 2.0
 
 StatusCheck = int | range | Collection[int] | Callable[[int], bool]
@@ -150,7 +155,7 @@ def until(container: Any, strategy: Strategy, *, timeout: float = DEFAULT_TIMEOU
                     logs=_last_logs(container),
                 )
             time.sleep(min(delay, remaining))
-            delay = min(delay * 2, _MAX_DELAY)
+            delay = min(delay * _GROWTH, _MAX_DELAY)
     finally:
         probe.close()
 
@@ -383,7 +388,9 @@ class _HttpProbe(Probe):
             response = conn.getresponse()
             response.read()
         except (OSError, _http_client.HTTPException) as exc:
-            self.detail = f"http://{host}:{port}{self._strategy.path}: {exc}"
+            # an attempt cut short by the deadline says less than the answer before it
+            if not (isinstance(exc, TimeoutError) and "answered" in self.detail):
+                self.detail = f"http://{host}:{port}{self._strategy.path}: {exc}"
             return False
         finally:
             conn.close()

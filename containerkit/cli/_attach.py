@@ -1,7 +1,8 @@
 """Attaching the terminal to a container or an exec: output, stdin, raw mode and window size.
 
 A local container's output is followed in its json-file log (the shim owns its stdio); stdin
-goes to the shim's ``stdin`` FIFO. An exec's stdio are pipes or a pty master in this process.
+goes to the shim's ``stdin`` FIFO. A remote container's output and stdin share one hijacked
+attach connection. An exec's stdio are pipes or a pty master in this process.
 """
 
 from __future__ import annotations
@@ -19,13 +20,21 @@ import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from containerkit.engine import Container
     from containerkit.runtime.exec import ExecProcess
 
-__all__ = ["attach_container", "attach_exec", "follow_output", "open_output", "raw_terminal", "write_output"]
+__all__ = [
+    "attach_container",
+    "attach_exec",
+    "close_output",
+    "follow_output",
+    "open_output",
+    "raw_terminal",
+    "write_output",
+]
 
 _STDIN_FIFO = "stdin"
 _LOG_FILE = "container.log"
@@ -85,6 +94,17 @@ def _track_window(apply: Callable[[], None]) -> Iterator[None]:
         signal.signal(signal.SIGWINCH, previous)
 
 
+@runtime_checkable
+class _AttachedStdin(Protocol):
+    """A remote attach opened with stdin (the Client's ``AttachStream``)."""
+
+    def write_stdin(self, data: bytes) -> None: ...
+
+    def close_stdin(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
 class _StdinPump:
     """Copies our stdin to ``write`` in a thread until EOF (then ``on_eof``) or :meth:`stop`."""
 
@@ -96,8 +116,10 @@ class _StdinPump:
         self._thread.start()
 
     def _run(self) -> None:
-        fd = sys.stdin.fileno()
+        from containerkit.errors import ContainerkitError
+
         try:
+            fd = sys.stdin.fileno()
             while True:
                 ready, _, _ = select.select([fd, self._stop_r], [], [])
                 if self._stop_r in ready:
@@ -107,7 +129,7 @@ class _StdinPump:
                     self._on_eof()
                     return
                 self._write(data)
-        except OSError:
+        except (OSError, ContainerkitError):  # no stdin here, or the container's end went away
             return
 
     def stop(self) -> None:
@@ -254,13 +276,24 @@ def _proxy_signals(container: Container, enabled: bool) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def open_output(container: Container) -> Iterator[tuple[str, bytes]] | None:
+def open_output(container: Container, *, stdin: bool = False) -> Iterator[tuple[str, bytes]] | None:
     """A remote container's output, connected before it starts (then nothing is missed, and
     the daemon keeps an auto-remove container until the stream is drained); None for a local
-    one, whose log :func:`attach_container` follows from the start."""
+    one, whose log :func:`attach_container` follows from the start. ``stdin``: the same
+    connection also carries our stdin to the container."""
     if getattr(container, "state_dir", None) is not None:
         return None
-    return container.attach()
+    if not stdin:
+        return container.attach()
+    attach: Callable[..., Iterator[tuple[str, bytes]]] = container.attach  # the Client's takes stdin
+    return attach(stdin=True)
+
+
+def close_output(output: Iterator[tuple[str, bytes]] | None) -> None:
+    """Drop what :func:`open_output` opened when the container will not be attached after all."""
+    close = getattr(output, "close", None)
+    if close is not None:
+        close()
 
 
 def attach_container(
@@ -280,10 +313,8 @@ def attach_container(
             if stdin and local:
                 write, close_fifo = _fifo_writer(container)
                 pump = _StdinPump(write, close_fifo)
-            elif stdin:
-                attach_stdin = getattr(container, "attach_stdin", None)
-                if attach_stdin is not None:
-                    pump = _StdinPump(attach_stdin, lambda: None)
+            elif stdin and isinstance(output, _AttachedStdin):
+                pump = _StdinPump(output.write_stdin, output.close_stdin)
             if tty:
                 stack.enter_context(raw_terminal(sys.stdin.fileno(), enabled=stdin))
                 stack.enter_context(_track_window(_resize_container(container)))
@@ -297,6 +328,7 @@ def attach_container(
             pump.stop()
         if close_fifo is not None:
             close_fifo()
+        close_output(output)
     return int(container.wait())
 
 

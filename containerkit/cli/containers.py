@@ -96,10 +96,14 @@ def run(image: str, command: tuple[str, ...], detach: bool, **opts: Any) -> int:
         _start(container, remove_on_failure=opts["auto_remove"])
         click.echo(container.id)
         return 0
-    from containerkit.cli._attach import attach_container, open_output
+    from containerkit.cli._attach import attach_container, close_output, open_output
 
-    output = open_output(container)
-    _start(container, remove_on_failure=opts["auto_remove"], detached=False)
+    output = open_output(container, stdin=opts["interactive"])
+    try:
+        _start(container, remove_on_failure=opts["auto_remove"], detached=False)
+    except BaseException:
+        close_output(output)
+        raise
     return attach_container(container, stdin=opts["interactive"], tty=opts["tty"], output=output)
 
 
@@ -121,15 +125,20 @@ def start(containers: tuple[str, ...], attach: bool, interactive: bool) -> int:
     if attach or interactive:
         if len(containers) > 1:
             raise CliError("you cannot start and attach multiple containers at once")
-        from containerkit.cli._attach import attach_container, open_output
+        from containerkit.cli._attach import attach_container, close_output, open_output
 
         container = engine().containers.get(containers[0])
         spec = container.spec
         if interactive and spec.tty:
             _check_tty(True, True)
-        output = open_output(container)
-        _start(container, remove_on_failure=False, detached=False)
-        return attach_container(container, stdin=interactive and spec.stdin_open, tty=spec.tty, output=output)
+        stdin = interactive and spec.stdin_open
+        output = open_output(container, stdin=stdin)
+        try:
+            _start(container, remove_on_failure=False, detached=False)
+        except BaseException:
+            close_output(output)
+            raise
+        return attach_container(container, stdin=stdin, tty=spec.tty, output=output)
     return _each(containers, lambda c: _start(c, remove_on_failure=False))
 
 

@@ -8,6 +8,7 @@ package: a client needs none of the kernel-facing layers.
 
 from containerkit.client._client import Client
 from containerkit.client._endpoint import TLSConfig
+from containerkit.client.attach import AttachStream
 from containerkit.client.containers import Container, ContainerCollection
 from containerkit.client.exec import ExecStream
 from containerkit.client.images import ImageCollection
@@ -15,6 +16,7 @@ from containerkit.client.networks import Network, NetworkCollection
 from containerkit.client.volumes import VolumeCollection
 
 __all__ = [
+    "AttachStream",
     "Client",
     "Container",
     "ContainerCollection",

@@ -17,7 +17,8 @@ import math
 import os
 import stat as stat_mod
 import tarfile
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, cast
 from urllib.parse import quote
@@ -26,6 +27,7 @@ import attrs
 
 from containerkit.client import _frames, _wire
 from containerkit.client._transport import DEFAULT, Transport
+from containerkit.client.attach import AttachStream
 from containerkit.client.exec import ExecStream
 from containerkit.errors import InvalidArgument, NotFound, NotModified, NotRunning, Timeout
 from containerkit.spec import ContainerSpec, ExecResult, NetworkEndpoint, Stats, parse_signal
@@ -37,6 +39,9 @@ ContainerStatus = Literal["created", "running", "paused", "exited", "dead"]
 _STOP_GRACE = 45.0
 """Read-timeout slack on top of a stop's own timeout: the SIGKILL wait (30 s) and the round trip."""
 _DEFAULT_STOP_TIMEOUT = 10
+_REMOVAL_GRACE = 5.0
+"""How long an auto-remove container reading ``created`` is taken for one being removed."""
+_REMOVAL_POLL = 0.05
 
 
 def _path(ref: str) -> str:
@@ -188,12 +193,7 @@ class Container:
     def wait(self, timeout: float | None = None) -> int:
         """Block until the container exits; its exit code (128+n when killed by signal n)."""
         auto_remove = bool((self.attrs.get("HostConfig") or {}).get("AutoRemove"))
-        try:
-            state = self._state()
-        except NotFound:
-            if not auto_remove:
-                raise
-            state = {}  # removed at its exit: the daemon remembers the code
+        state = self._state_before_wait(auto_remove)
         if state.get("Status") == "created":
             raise NotRunning(f"container {self.name} has not been started")
         condition = "removed" if auto_remove else "not-running"
@@ -204,6 +204,25 @@ class Container:
         except Timeout:
             raise Timeout(f"container {self.name} still running after {timeout} s") from None
         return int(data["StatusCode"])
+
+    def _state_before_wait(self, auto_remove: bool) -> dict[str, Any]:
+        """The state, ``{}`` once auto-removed (the daemon remembers the code).
+
+        An auto-remove container reads as ``created`` for a moment while the daemon removes it
+        (its run state goes before its record): that is looked at again before it counts as
+        never started.
+        """
+        deadline = time.monotonic() + (_REMOVAL_GRACE if auto_remove else 0.0)
+        while True:
+            try:
+                state = self._state()
+            except NotFound:
+                if not auto_remove:
+                    raise
+                return {}
+            if state.get("Status") != "created" or time.monotonic() >= deadline:
+                return state
+            time.sleep(_REMOVAL_POLL)
 
     def kill(self, sig: int | str = "SIGKILL") -> None:
         number = parse_signal(sig)
@@ -291,25 +310,21 @@ class Container:
         self._transport.request("POST", f"{self._url}/resize", params={"h": rows, "w": cols})
 
     def attach(
-        self, *, stdout: bool = True, stderr: bool = True, logs: bool = False
-    ) -> Iterator[tuple[str, bytes]]:
+        self, *, stdout: bool = True, stderr: bool = True, logs: bool = False, stdin: bool = False
+    ) -> AttachStream:
         """``(stream, chunk)`` of the output from now (``logs=True``: from the first line) until
         the container stops. Connected before this returns: attach, then start, and nothing is
-        missed; the daemon removes an auto-remove container only after the stream is drained."""
+        missed; the daemon removes an auto-remove container only after the stream is drained.
+
+        ``stdin=True`` forwards :meth:`AttachStream.write_stdin` to a container created with
+        ``stdin_open``; :meth:`AttachStream.close_stdin` ends it (with ``stdin_once``: for good).
+        """
         raw = self._transport.hijack(
             "POST",
             f"{self._url}/attach",
-            params={"stream": True, "logs": logs, "stdout": stdout, "stderr": stderr},
+            params={"stream": True, "logs": logs, "stdin": stdin, "stdout": stdout, "stderr": stderr},
         )
-        frames = _frames.raw(raw.chunks()) if self.tty else _frames.demux(raw.chunks())
-
-        def stream() -> Iterator[tuple[str, bytes]]:
-            try:
-                yield from frames
-            finally:
-                raw.close()
-
-        return stream()
+        return AttachStream(raw, tty=self.tty, stdin=stdin, name=self.name or self.short_id)
 
     def exec(
         self,

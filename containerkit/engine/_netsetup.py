@@ -5,7 +5,7 @@ file ``<root>/netns/<id>`` that ``config.json`` names at create; the namespace i
 addresses, published ports and ``/etc/hosts`` are made at start, before the shim runs, and
 undone when the container is seen exited (wait, stop, remove, or a later Engine's recover).
 
-Two locks, always taken in this order: a per-container ``flock`` (start and teardown of one
+Two locks, always taken in this order: a per-container ``flock`` on its state dir (start and teardown of one
 container never interleave, and recovery skips a container another process is starting) and a
 per-root ``flock`` around anything several containers share (bridges coming up or going away,
 addresses, peers' hosts files). Addresses are handed out inside one ``BEGIN IMMEDIATE``
@@ -37,7 +37,8 @@ from containerkit.network import veth
 from containerkit.network.dns_files import hosts_file
 from containerkit.network.ipam import next_free
 from containerkit.network.nat import NatTable, list_tables
-from containerkit.network.netns import create_netns, iproute, list_netns, remove_netns
+from containerkit.network.netns import create_netns_rtnl, iproute, list_netns, remove_netns
+from containerkit.network.rtnl import Rtnl
 from containerkit.runtime.state import read_state
 from containerkit.spec import ContainerSpec
 from containerkit.storage.metadata import EndpointRecord, NetworkRecord, PortRecord
@@ -67,7 +68,6 @@ __all__ = [
 DEFAULT_NETWORK = "bridge"
 NetKind = Literal["none", "host", "container", "bridge"]
 _ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
-_CONTAINER_LOCK = "network.lock"
 
 
 @attrs.frozen
@@ -177,11 +177,16 @@ def _mac_for(ip: str) -> str:
 
 
 @contextlib.contextmanager
-def _flock(path: Path, *, blocking: bool = True) -> Iterator[bool]:
+def _flock(path: Path, *, blocking: bool = True, directory: bool = False) -> Iterator[bool]:
     """Hold an exclusive ``flock`` on ``path``; yields False (not held) if ``blocking`` is off
-    and someone else has it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    and someone else has it. ``directory``: lock the directory ``path`` itself (made if
+    missing), so no lock file is created and deleted."""
+    if directory:
+        path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
@@ -196,7 +201,9 @@ def _flock(path: Path, *, blocking: bool = True) -> Iterator[bool]:
 def container_lock(
     engine: Engine, container_id: str, *, blocking: bool = True
 ) -> contextlib.AbstractContextManager[bool]:
-    return _flock(engine.containers.state_dir(container_id) / _CONTAINER_LOCK, blocking=blocking)
+    """The container's state dir, locked: taken on every start and removal, and creating a lock
+    file there costs a file creation and deletion (~0.2 ms on this ext4) per container."""
+    return _flock(engine.containers.state_dir(container_id), blocking=blocking, directory=True)
 
 
 def root_lock(engine: Engine) -> contextlib.AbstractContextManager[bool]:
@@ -267,9 +274,9 @@ def setup(engine: Engine, container_id: str, spec: ContainerSpec) -> str | None:
                 attached.append((network, _allocate(engine, network, endpoint, mac)))
             if spec.ports and attached:
                 _publish(engine, container_id, spec, attached[0][1])
-            create_netns(path)
-            for network, endpoint in attached:
-                _plug(path, network, endpoint)
+            with create_netns_rtnl(path) as inside:
+                for network, endpoint in attached:
+                    _plug(path, network, endpoint, inside)
             refresh_hosts(engine, {n.id for n, _ in attached}, also=container_id)
         except BaseException:
             _teardown_locked(engine, container_id)
@@ -321,7 +328,7 @@ def _publish(engine: Engine, container_id: str, spec: ContainerSpec, primary: En
     )
 
 
-def _plug(path: Path, network: NetworkRecord, endpoint: EndpointRecord) -> None:
+def _plug(path: Path, network: NetworkRecord, endpoint: EndpointRecord, inside: Rtnl | None = None) -> None:
     assert endpoint.ip is not None and endpoint.host_ifname is not None
     subnet = IPv4Network(network.subnet)
     routed = endpoint.position == 0 and not network.internal
@@ -334,6 +341,7 @@ def _plug(path: Path, network: NetworkRecord, endpoint: EndpointRecord) -> None:
         ifname=f"eth{endpoint.position}",
         mac=endpoint.mac,
         host_ifname=endpoint.host_ifname,
+        netns_rtnl=inside,
     )
 
 

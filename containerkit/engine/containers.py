@@ -39,7 +39,7 @@ from containerkit.linux.cgroups import open_cgroup, remove_if_empty
 from containerkit.runtime import logs as runtime_logs
 from containerkit.runtime.exec import ExecProcess, start_exec
 from containerkit.runtime.shim import ShimRequest, request_resize, start_container
-from containerkit.runtime.state import RuntimeState, read_state, wait_for_exit
+from containerkit.runtime.state import RuntimeState, read_exit, read_state, wait_for_exit
 from containerkit.spec import ContainerSpec, ExecResult, NetworkEndpoint, Stats, parse_signal
 from containerkit.storage.metadata import ContainerRecord
 
@@ -385,6 +385,14 @@ def _check_terminal_size(rows: int, cols: int) -> None:
             raise InvalidArgument(f"resize: {name} must be a whole number from 0 to 65535, got {value!r}")
 
 
+def _shim_cleaned_up(state_dir: Path) -> bool:
+    """True when the shim recorded an exit without errors: it writes ``exit.json`` only after its
+    cleanup (cgroup destroyed, shared parent removed if empty), and any failed step or failed
+    start is recorded as an error."""
+    exited = read_exit(state_dir)
+    return exited is not None and not exited.get("error")
+
+
 _HOST_RESOLV = Path("/etc/resolv.conf")
 
 
@@ -595,7 +603,7 @@ class ContainerCollection:
         with _netsetup.container_lock(self._engine, container.id):
             _netsetup.teardown(self._engine, container.id)
         anonymous = _prepare.anonymous_volumes(container.state_dir) if volumes else []
-        self._discard(container.id)
+        self._discard(container.id, cgroup_gone=_shim_cleaned_up(container.state_dir))
         for name in anonymous:
             with contextlib.suppress(NotFound, Conflict):
                 self._engine.volumes.remove(name)
@@ -606,14 +614,20 @@ class ContainerCollection:
             if container.runtime_state().status in ("exited", "dead"):
                 self._remove(container, force=False, volumes=True)
 
-    def _discard(self, container_id: str) -> None:
-        """Remove everything of a container that is not running: cgroup, snapshot, state, record."""
-        cgroup = open_cgroup(cgroup_name(container_id))
-        if cgroup.exists():
-            cgroup.destroy()
-        with contextlib.suppress(OSError):
-            remove_if_empty("containerkit")
-        self._engine.snapshots.remove(container_id)
+    def _discard(self, container_id: str, *, cgroup_gone: bool = False) -> None:
+        """Remove everything of a container that is not running: cgroup, snapshot, state, record.
+
+        ``cgroup_gone``: its shim destroyed the cgroup (and the shared parent, when it was the
+        last) and said so; checking every v1 hierarchy again costs a millisecond per container.
+        """
+        if not cgroup_gone:
+            cgroup = open_cgroup(cgroup_name(container_id))
+            if cgroup.exists():
+                cgroup.destroy()
+            with contextlib.suppress(OSError):
+                remove_if_empty("containerkit")
+        with contextlib.suppress(NotFound):  # a crash between this and the record's removal
+            self._engine.snapshots.remove(container_id)
         shutil.rmtree(self.state_dir(container_id), ignore_errors=True)
         with contextlib.suppress(NotFound):
             self._engine.metadata.remove_container(container_id)

@@ -8,6 +8,7 @@ from ipaddress import IPv4Interface, IPv4Network
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument
 from containerkit.network._ifname import check_ifname
 from containerkit.network.netns import iproute, netlink_error
+from containerkit.network.rtnl import Rtnl
 
 __all__ = ["bridge_exists", "ensure_bridge", "host_networks", "remove_bridge"]
 
@@ -67,8 +68,10 @@ def ensure_bridge(name: str, gateway_cidr: str) -> int:
 
 
 def bridge_exists(name: str) -> bool:
-    with iproute() as ipr:
-        return bool(ipr.link_lookup(ifname=check_ifname(name)))
+    """Whether a link ``name`` exists (checked on every bridge-mode start: no pyroute2 here)."""
+    check_ifname(name)
+    with Rtnl() as sock:
+        return sock.link_index(name) is not None
 
 
 def remove_bridge(name: str) -> None:

@@ -28,12 +28,16 @@ from typing import Any, TypeVar
 
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound
 from containerkit.linux._libc import CLONE_NEWNET, MNT_DETACH, MS_BIND, libc
+from containerkit.linux.namespaces import bring_up_loopback
+from containerkit.network.rtnl import NETLINK_ROUTE, Rtnl
 
 __all__ = [
     "create_netns",
+    "create_netns_rtnl",
     "iproute",
     "is_netns",
     "list_netns",
+    "netns_rtnl",
     "netns_socket",
     "remove_netns",
     "run_in_netns",
@@ -89,6 +93,12 @@ def create_netns(path: PathLike) -> None:
 
     Raises Conflict if ``path`` already exists; on failure nothing is left behind.
     """
+    create_netns_rtnl(path).close()
+
+
+def create_netns_rtnl(path: PathLike) -> Rtnl:
+    """:func:`create_netns`, handing back a route netlink socket inside the new namespace: what
+    configures it next needs no second thread to get into it."""
     target = os.fspath(path)
     Path(target).parent.mkdir(parents=True, exist_ok=True)
     try:
@@ -96,14 +106,14 @@ def create_netns(path: PathLike) -> None:
     except FileExistsError:
         raise Conflict(f"network namespace file {target} already exists") from None
 
-    def make() -> None:
+    def make() -> Rtnl:
         libc.unshare(CLONE_NEWNET)
         libc.mount("/proc/thread-self/ns/net", target, None, MS_BIND)
-        with iproute() as ipr:
-            ipr.link("set", index=1, state="up")
+        bring_up_loopback()
+        return Rtnl()
 
     try:
-        _in_thread(make)
+        return _in_thread(make)
     except BaseException as exc:
         remove_netns(target)
         if isinstance(exc, OSError):
@@ -153,6 +163,11 @@ def netns_socket(
 ) -> socket.socket:
     """A socket that lives in the namespace at ``path``; use it from any thread."""
     return run_in_netns(path, socket.socket, family, type, proto)
+
+
+def netns_rtnl(path: PathLike) -> Rtnl:
+    """A :class:`~containerkit.network.rtnl.Rtnl` socket inside the namespace at ``path``."""
+    return Rtnl(netns_socket(path, socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC, NETLINK_ROUTE))
 
 
 def netlink_error() -> Any:

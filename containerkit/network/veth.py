@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import re
@@ -9,10 +10,13 @@ import secrets
 from ipaddress import IPv4Address, IPv4Interface
 
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound
+from containerkit.network import rtnl
 from containerkit.network._ifname import check_ifname
-from containerkit.network.netns import PathLike, iproute, netlink_error
+from containerkit.network.netns import PathLike
+from containerkit.network.netns import netns_rtnl as open_netns_rtnl
+from containerkit.network.rtnl import Rtnl, RtnlError
 
-__all__ = ["attach", "check_mac", "detach", "random_ifname"]
+__all__ = ["attach", "check_mac", "detach", "random_ifname", "retire"]
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _BRIDGE_MODE_HAIRPIN = 1
@@ -40,6 +44,7 @@ def attach(
     mac: str | None = None,
     host_ifname: str | None = None,
     mtu: int | None = None,
+    netns_rtnl: Rtnl | None = None,
 ) -> str:
     """Plug the namespace at ``netns_path`` into ``bridge``; returns the host-side interface name.
 
@@ -47,6 +52,7 @@ def attach(
     route via ``gateway`` (none when ``gateway`` is None: internal networks). The peer is created
     directly in the namespace, so ``eth0`` never clashes with the host's. Hairpin mode is on so
     a container reaches its own published ports. On failure the pair is deleted.
+    ``netns_rtnl``: a socket already in the namespace (see ``create_netns_rtnl``).
     """
     check_ifname(bridge)
     check_ifname(ifname)
@@ -65,63 +71,71 @@ def attach(
             raise InvalidArgument(f"gateway {gw} is not another address in {iface.network}")
     mac = check_mac(mac) if mac else None
 
-    with iproute() as ipr:
-        bridges = ipr.link_lookup(ifname=bridge)
-        if not bridges:
+    with Rtnl() as host:
+        master = host.link_index(bridge)
+        if master is None:
             raise NotFound(f"bridge {bridge} does not exist")
         try:
             fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
         except FileNotFoundError:
             raise NotFound(f"network namespace {os.fspath(netns_path)} does not exist") from None
         try:
-            peer: dict[str, object] = {"ifname": ifname, "net_ns_fd": fd}
-            extra: dict[str, object] = {}
-            if mtu:
-                peer["mtu"] = extra["mtu"] = mtu
-            ipr.link("add", ifname=host_name, kind="veth", peer=peer, **extra)
-        except netlink_error() as exc:
-            if exc.code == errno.EEXIST:
+            # One write: the pair (up, on the bridge, its peer made up in the namespace with
+            # its mac), then hairpin on the new bridge port.
+            created, hairpin = host.batch(
+                [
+                    rtnl.veth_create(
+                        host_name, ifname, peer_netns_fd=fd, master=master, peer_mac=mac, mtu=mtu
+                    ),
+                    rtnl.bridge_port_hairpin(host_name),
+                ]
+            )
+        finally:
+            os.close(fd)
+        if created is not None:
+            if created.errno == errno.EEXIST:
                 raise Conflict(
                     f"cannot create veth {host_name}: {host_name} on the host or {ifname} in "
                     f"{os.fspath(netns_path)} already exists"
                 ) from None
-            raise ContainerkitError(f"cannot create veth {host_name}: {exc}") from exc
-        finally:
-            os.close(fd)
+            raise ContainerkitError(f"cannot create veth {host_name}: {created}") from created
         try:
-            (index,) = ipr.link_lookup(ifname=host_name)
-            ipr.link("set", index=index, master=bridges[0], state="up")
-            ipr.brport("set", index=index, mode=_BRIDGE_MODE_HAIRPIN)
-            _configure_peer(netns_path, ifname, iface, gw, mac)
-        except BaseException as exc:
-            detach(host_name)
-            if isinstance(exc, netlink_error()):
-                raise ContainerkitError(f"cannot attach {host_name} to bridge {bridge}: {exc}") from exc
+            if hairpin is not None:
+                raise ContainerkitError(
+                    f"cannot attach {host_name} to bridge {bridge}: {hairpin}"
+                ) from hairpin
+            _configure_peer(netns_path, ifname, iface, gw, netns_rtnl)
+        except BaseException:
+            with contextlib.suppress(RtnlError):
+                host.link_del(host_name)
             raise
     return host_name
 
 
 def _configure_peer(
-    netns_path: PathLike, ifname: str, iface: IPv4Interface, gw: IPv4Address | None, mac: str | None
+    netns_path: PathLike, ifname: str, iface: IPv4Interface, gw: IPv4Address | None, ns: Rtnl | None
 ) -> None:
+    """The peer up, its address and default route: one write on a socket in its namespace."""
     where = f"{ifname} in {os.fspath(netns_path)}"
-    with iproute(netns_path) as ipr:
-        (index,) = ipr.link_lookup(ifname=ifname)
-        if mac:
-            try:
-                ipr.link("set", index=index, address=mac)
-            except netlink_error() as exc:
-                raise ContainerkitError(f"cannot set mac {mac} on {where}: {exc}") from exc
-        try:
-            ipr.addr("add", index=index, address=str(iface.ip), prefixlen=iface.network.prefixlen)
-        except netlink_error() as exc:
-            raise ContainerkitError(f"cannot add address {iface} to {where}: {exc}") from exc
-        ipr.link("set", index=index, state="up")
+    own = ns is None
+    sock = open_netns_rtnl(netns_path) if ns is None else ns
+    try:
+        index = sock.link_index(ifname)
+        if index is None:
+            raise ContainerkitError(f"{where} vanished while it was configured")
+        requests = [rtnl.link_set_up(index), rtnl.addr_add(index, iface.ip, iface.network.prefixlen)]
         if gw is not None:
-            try:
-                ipr.route("add", dst="0.0.0.0/0", gateway=str(gw), oif=index)
-            except netlink_error() as exc:
-                raise ContainerkitError(f"cannot add default route via {gw} on {where}: {exc}") from exc
+            requests.append(rtnl.route_add_default(gw, index))
+        errors = sock.batch(requests)
+    finally:
+        if own:
+            sock.close()
+    if errors[0] is not None:
+        raise ContainerkitError(f"cannot set {where} up: {errors[0]}") from errors[0]
+    if errors[1] is not None:
+        raise ContainerkitError(f"cannot add address {iface} to {where}: {errors[1]}") from errors[1]
+    if gw is not None and errors[2] is not None:
+        raise ContainerkitError(f"cannot add default route via {gw} on {where}: {errors[2]}") from errors[2]
 
 
 def retire(host_ifname: str) -> None:
@@ -133,20 +147,17 @@ def retire(host_ifname: str) -> None:
     missing link is fine.
     """
     check_ifname(host_ifname)
-    with iproute() as ipr:
-        try:
-            ipr.link("set", ifname=host_ifname, state="down")
-        except netlink_error() as exc:
-            if exc.code not in (errno.ENODEV, errno.ENOENT):
-                raise ContainerkitError(f"cannot take veth {host_ifname} down: {exc}") from exc
+    with Rtnl() as sock:
+        (error,) = sock.batch([rtnl.link_set_down(host_ifname)])
+    if error is not None and error.errno not in (errno.ENODEV, errno.ENOENT):
+        raise ContainerkitError(f"cannot take veth {host_ifname} down: {error}") from error
 
 
 def detach(host_ifname: str) -> None:
     """Delete the pair by its host end (the peer goes with it); a missing link is fine."""
     check_ifname(host_ifname)
-    with iproute() as ipr:
-        try:
-            ipr.link("del", ifname=host_ifname)
-        except netlink_error() as exc:
-            if exc.code not in (errno.ENODEV, errno.ENOENT):
-                raise ContainerkitError(f"cannot remove veth {host_ifname}: {exc}") from exc
+    try:
+        with Rtnl() as sock:
+            sock.link_del(host_ifname)
+    except RtnlError as exc:
+        raise ContainerkitError(f"cannot remove veth {host_ifname}: {exc}") from exc

@@ -17,21 +17,24 @@ from tests.cli.conftest import IMAGE, Ck
 
 
 def _drive(
-    root: Path,
+    root: Path | None,
     args: list[str],
     typed: bytes,
     *,
     timeout: float = 15,
     resize: tuple[int, int] | None = None,
     then: bytes = b"",
+    host: str | None = None,
 ) -> tuple[int, bytes]:
     """Run the CLI on a pty sized 40x100, type ``typed`` once it is up; (exit code, all output).
 
     With ``resize`` the pty is then set to that size (the CLI gets SIGWINCH) and ``then`` typed.
+    ``host`` drives a daemon (``-H``) instead of the engine on ``root``.
     """
+    target = ["-H", host] if host is not None else ["--root", str(root)]
     pid, fd = pty.fork()
     if pid == 0:  # pragma: no cover - the child execs at once
-        os.execv(sys.executable, [sys.executable, "-m", "containerkit.cli", "--root", str(root), *args])
+        os.execv(sys.executable, [sys.executable, "-m", "containerkit.cli", *target, *args])
     fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
     output = b""
     deadline = time.monotonic() + timeout

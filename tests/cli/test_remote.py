@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 import containerkit as ck
+from tests.cli.test_interactive import _drive
 from tests.daemon.conftest import Daemon
 
 IMAGE = "example/busybox"
@@ -82,6 +84,32 @@ def test_run_rm_output_and_exit_code(remote: Remote) -> None:
     assert failed.stdout == "out\n" and failed.stderr == "err\n"
     missing = remote("run", "--rm", "--network", "none", IMAGE, "no-such-command")
     assert missing.exit_code == 127
+    assert ok(remote("ps", "-aq")) == ""
+
+
+def test_run_i_forwards_stdin_and_its_end(remote: Remote, remote_daemon: Daemon) -> None:
+    """The piped input reaches the container and its EOF ends ``tr``; then the rest runs."""
+    command = [sys.executable, "-m", "containerkit.cli", "-H", remote_daemon.url, "run", "-i", "--rm"]
+    command += ["--network", "none", IMAGE, "sh", "-c", "tr a-z A-Z; echo done"]
+    piped = subprocess.run(command, input="hello\nremote world\n", capture_output=True, text=True, timeout=60)
+    assert (piped.returncode, piped.stdout, piped.stderr) == (0, "HELLO\nREMOTE WORLD\ndone\n", "")
+    command[-1] = "cat; echo done"  # no input at all: the EOF alone
+    empty = subprocess.run(command, input="", capture_output=True, text=True, timeout=60)
+    assert (empty.returncode, empty.stdout) == (0, "done\n"), empty.stderr
+    assert ok(remote("ps", "-aq")) == ""
+
+
+def test_run_it_through_a_terminal(remote: Remote, remote_daemon: Daemon) -> None:
+    code, output = _drive(
+        None,
+        ["run", "-it", "--rm", "--network", "none", IMAGE, "sh"],
+        b"echo hi; stty size; exit 3\r",
+        timeout=8,
+        host=remote_daemon.url,
+    )
+    assert code == 3, output
+    assert b"\r\nhi\r\n" in output  # the command's output, after the echoed input line
+    assert b"40 100" in output  # the terminal's size reached the container
     assert ok(remote("ps", "-aq")) == ""
 
 

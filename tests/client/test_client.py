@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import containerkit.errors as ck_errors
-from containerkit.client import Client, Container, ExecStream
+from containerkit.client import AttachStream, Client, Container, ExecStream
 from containerkit.spec import ExecResult, Image, Stats, Volume
 
 from .conftest import IMAGE, Daemon, start_daemon, stop_daemon
@@ -170,6 +170,44 @@ def test_exec_stream_handle_always_has_an_exit_code(client: Client) -> None:
             handle.close_stdin()
             assert b"".join(handle) == b"through stdin\n"
             assert handle.wait(timeout=30) == 0
+    finally:
+        c.remove(force=True)
+
+
+def test_attach_with_stdin_reaches_a_stdin_once_container(client: Client) -> None:
+    c = client.containers.create(
+        image=IMAGE, command=["sh", "-c", "tr a-z A-Z; echo done >&2"], stdin_open=True, stdin_once=True
+    )
+    try:
+        with c.attach(stdin=True) as attached:
+            assert isinstance(attached, AttachStream)
+            c.start()
+            attached.write_stdin(b"hello ")
+            attached.write_stdin(b"world\n")
+            attached.close_stdin()  # the half-close is the container's EOF: tr ends
+            assert list(attached) == [("stdout", b"HELLO WORLD\n"), ("stderr", b"done\n")]
+        assert c.wait(timeout=30) == 0
+    finally:
+        c.remove(force=True)
+
+
+def test_attach_stdin_eof_without_input(client: Client) -> None:
+    c = client.containers.create(image=IMAGE, command=["cat"], stdin_open=True, stdin_once=True)
+    try:
+        with c.attach(stdin=True) as attached:
+            c.start()
+            attached.close_stdin()
+            assert list(attached) == []
+        assert c.wait(timeout=30) == 0
+    finally:
+        c.remove(force=True)
+
+
+def test_attach_without_stdin_refuses_writes(client: Client) -> None:
+    c = client.containers.create(image=IMAGE, command=["true"])
+    try:
+        with c.attach() as attached, pytest.raises(ck_errors.RuntimeFailure, match="no open stdin"):
+            attached.write_stdin(b"x")
     finally:
         c.remove(force=True)
 

@@ -278,7 +278,9 @@ class _StdinFifo:
                 view = view[os.write(self._fd, view) :]
 
     def close(self) -> None:
-        if self._fd != -1:
+        # A client that sent nothing still ends a stdin_once container's input: the shim sees
+        # EOF only after a writer came and went.
+        if self._fd != -1 or self._open():
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = -1
