@@ -20,6 +20,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from containerkit.images.busybox import write_busybox_rootfs
+from containerkit.linux.cgroups import remove_if_empty
 from containerkit.runtime.bundle import ROOTFS_MOUNT_ANNOTATION, build_oci_config, write_config
 from containerkit.runtime.shim import ShimRequest, start_container
 from containerkit.runtime.spawner import Spawner
@@ -114,6 +115,7 @@ def main() -> None:
     finally:
         subprocess.run(["umount", "-R", "-l", str(base)], stderr=subprocess.DEVNULL, check=False)
         shutil.rmtree(base, ignore_errors=True)
+        remove_if_empty("containerkit")  # the shared parent cgroup (an Engine removes it at close)
 
 
 if __name__ == "__main__":

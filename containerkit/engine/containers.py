@@ -35,7 +35,7 @@ from containerkit.errors import (
     Timeout,
 )
 from containerkit.linux import proc, ps
-from containerkit.linux.cgroups import open_cgroup, remove_if_empty
+from containerkit.linux.cgroups import open_cgroup
 from containerkit.runtime import logs as runtime_logs
 from containerkit.runtime.exec import ExecProcess, start_exec
 from containerkit.runtime.shim import ShimRequest, request_resize, start_container
@@ -617,15 +617,15 @@ class ContainerCollection:
     def _discard(self, container_id: str, *, cgroup_gone: bool = False) -> None:
         """Remove everything of a container that is not running: cgroup, snapshot, state, record.
 
-        ``cgroup_gone``: its shim destroyed the cgroup (and the shared parent, when it was the
-        last) and said so; checking every v1 hierarchy again costs a millisecond per container.
+        ``cgroup_gone``: its shim destroyed the cgroup and said so; checking every v1 hierarchy
+        again costs a millisecond per container. The shared parent cgroup stays while the
+        engine is open (removing and re-creating it for every container costs milliseconds on
+        each start); :meth:`Engine.close` and :meth:`Engine.recover` remove it when empty.
         """
         if not cgroup_gone:
             cgroup = open_cgroup(cgroup_name(container_id))
             if cgroup.exists():
                 cgroup.destroy()
-            with contextlib.suppress(OSError):
-                remove_if_empty("containerkit")
         with contextlib.suppress(NotFound):  # a crash between this and the record's removal
             self._engine.snapshots.remove(container_id)
         shutil.rmtree(self.state_dir(container_id), ignore_errors=True)

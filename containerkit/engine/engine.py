@@ -19,7 +19,7 @@ from containerkit.engine.containers import ContainerCollection, cgroup_name
 from containerkit.engine.images import ImageCollection
 from containerkit.engine.networks import NetworkCollection
 from containerkit.engine.volumes import VolumeCollection
-from containerkit.errors import NotFound
+from containerkit.errors import ContainerkitError, NotFound
 from containerkit.images.content import ContentStore
 from containerkit.linux.cgroups import open_cgroup, remove_if_empty
 from containerkit.runtime.spawner import Spawner
@@ -99,6 +99,8 @@ class Engine:
         as docker keeps docker0)."""
         if release_network:
             self.networks.release_idle()
+        with contextlib.suppress(OSError, ContainerkitError):
+            remove_if_empty("containerkit")  # the shared parent cgroup, once no container uses it
         with self._spawner_lock:
             if self._spawner is not None:
                 self._spawner.close()

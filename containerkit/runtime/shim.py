@@ -1067,13 +1067,10 @@ class _Shim:
         _reap_orphans()
 
     def _destroy_cgroup(self) -> None:
-        from containerkit.linux.cgroups import open_cgroup, remove_if_empty
+        from containerkit.linux.cgroups import open_cgroup
 
         manager = self.cgroup or open_cgroup(self.request.cgroup_name or "")
         manager.destroy()
-        parent = manager.name.rpartition("/")[0]
-        if parent:  # the last container out takes the shared parent ("containerkit") along
-            remove_if_empty(parent)
 
     def _attempt(self, what: str, step: Callable[[], object]) -> None:
         try:
