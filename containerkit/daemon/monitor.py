@@ -61,6 +61,7 @@ class Monitor:
         self._removed: collections.OrderedDict[str, bool] = collections.OrderedDict()
         self._runs: set[tuple[str, str]] = set()  # (id, started_at) watched or counted
         self._readers: dict[str, int] = {}
+        self._removing: set[str] = set()  # auto-removal under way: gone any moment now
 
     # -- watching ---------------------------------------------------------------------------
 
@@ -126,15 +127,21 @@ class Monitor:
             while self._readers.get(container_id, 0) > 0 and time.monotonic() < deadline:
                 self._cond.wait(0.1)
         image = ""
-        with contextlib.suppress(NotFound, Conflict):
-            container = self._engine.containers.get(container_id)
-            image = container.image
-            if container.runtime_state().status in ("exited", "dead"):
-                container.remove(volumes=True)
-        with contextlib.suppress(NotFound):
-            self._engine.containers.get(container_id)
-            return  # still there (restarted meanwhile)
-        self.mark_removed(container_id, name, image)
+        with self._cond:
+            self._removing.add(container_id)
+        try:
+            with contextlib.suppress(NotFound, Conflict):
+                container = self._engine.containers.get(container_id)
+                image = container.image
+                if container.runtime_state().status in ("exited", "dead"):
+                    container.remove(volumes=True)
+            with contextlib.suppress(NotFound):
+                self._engine.containers.get(container_id)
+                return  # still there (restarted meanwhile)
+            self.mark_removed(container_id, name, image)
+        finally:
+            with self._cond:
+                self._removing.discard(container_id)
 
     def mark_removed(self, container_id: str, name: str = "", image: str = "") -> None:
         """Record a removal (idempotent) and emit ``destroy`` once."""
@@ -165,7 +172,8 @@ class Monitor:
     def removed_exit_code(self, container_id: str) -> int | None:
         """The last exit code of a container removed lately (by full id), else None."""
         with self._cond:
-            return self._codes.get(container_id, 0) if self._removed.get(container_id) else None
+            known = self._removed.get(container_id) or container_id in self._removing
+            return self._codes.get(container_id, 0) if known else None
 
     def exits(self, container_id: str) -> int:
         with self._cond:
