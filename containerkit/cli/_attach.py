@@ -36,9 +36,6 @@ __all__ = [
     "write_output",
 ]
 
-_STDIN_FIFO = "stdin"
-_LOG_FILE = "container.log"
-
 
 def write_output(stream: str, chunk: bytes) -> None:
     out = sys.stderr if stream == "stderr" else sys.stdout
@@ -160,8 +157,9 @@ def follow_output(
         yield from container.logs(follow=follow, tail=tail, timestamps=timestamps, demux=True)
         return
     from containerkit.runtime import logs as runtime_logs
+    from containerkit.runtime.state import LOG_FILE
 
-    path = Path(state_dir) / _LOG_FILE
+    path = Path(state_dir) / LOG_FILE
     if not follow:
         for entry in runtime_logs.iter_entries(path, tail=tail):
             yield entry.stream, entry.render(timestamps)
@@ -208,7 +206,9 @@ class _ExitWatch:
 
 
 def _fifo_writer(container: Container) -> tuple[Callable[[bytes], None], Callable[[], None]]:
-    fd = os.open(Path(container.state_dir) / _STDIN_FIFO, os.O_WRONLY | os.O_CLOEXEC)
+    from containerkit.runtime.state import STDIN_FIFO
+
+    fd = os.open(Path(container.state_dir) / STDIN_FIFO, os.O_WRONLY | os.O_CLOEXEC)
     closed = False
 
     def write(data: bytes) -> None:

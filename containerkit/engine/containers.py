@@ -39,7 +39,7 @@ from containerkit.linux.cgroups import open_cgroup
 from containerkit.runtime import logs as runtime_logs
 from containerkit.runtime.exec import ExecProcess, start_exec
 from containerkit.runtime.shim import ShimRequest, request_resize, start_container
-from containerkit.runtime.state import RuntimeState, read_exit, read_state, wait_for_exit
+from containerkit.runtime.state import LOG_FILE, RuntimeState, read_exit, read_state, wait_for_exit
 from containerkit.spec import ContainerSpec, ExecResult, NetworkEndpoint, Stats, parse_signal
 from containerkit.storage.metadata import ContainerRecord
 
@@ -49,8 +49,6 @@ if TYPE_CHECKING:
 __all__ = ["Container", "ContainerCollection", "ContainerStatus"]
 
 ContainerStatus = Literal["created", "running", "paused", "exited", "dead"]
-
-LOG_FILE = "container.log"
 
 
 def cgroup_name(container_id: str) -> str:

@@ -13,9 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
-import containerkit as ck
 from tests.cli.test_interactive import _drive
-from tests.daemon.conftest import Daemon
+from tests.daemon.conftest import Daemon, serve
 
 IMAGE = "example/busybox"
 
@@ -26,26 +25,8 @@ Remote = Callable[..., Result]
 def remote_daemon(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs_tar: Path) -> Iterator[Daemon]:
     if os.geteuid() != 0:
         pytest.skip("needs root: containers use namespaces, mounts and cgroups")
-    base = tmp_path_factory.mktemp("cli-remote")
-    root = base / "root"
-    with ck.Engine(root=root) as engine:
-        engine.images.import_rootfs(busybox_rootfs_tar, IMAGE, config={"Cmd": ["sh"]})
-    daemon = Daemon(root, base / "d.sock", base / "daemon.log")
-    daemon.start()
-    yield daemon
-    daemon.stop()
-    with ck.Engine(root=root) as engine:
-        ids = [c.id for c in engine.containers.list(all=True)]
-        for container in engine.containers.list(all=True):
-            container.remove(force=True)
-        for network in engine.networks.list():
-            if network.name != "bridge":
-                network.remove()
-    leaks = [line for line in Path("/proc/mounts").read_text().splitlines() if str(root) in line]
-    ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
-    leaks += [line for line in ps.splitlines() if any(i in line for i in ids)]
-    leaks += [str(p) for p in Path("/sys/fs/cgroup").glob("**/containerkit/*") if p.name in ids]
-    assert leaks == [], leaks
+    with serve(tmp_path_factory.mktemp("cli-remote"), busybox_rootfs_tar, IMAGE) as running:
+        yield running
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ end every container is removed and nothing may be left in mounts, cgroups or pro
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import shutil
@@ -106,14 +107,13 @@ class Daemon:
             conn.close()
 
 
-@pytest.fixture(scope="session")
-def daemon(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs_tar: Path) -> Iterator[Daemon]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root: containers use namespaces, mounts and cgroups")
-    base = tmp_path_factory.mktemp("ckd")
+@contextlib.contextmanager
+def serve(base: Path, busybox_rootfs_tar: Path, image: str = IMAGE) -> Iterator[Daemon]:
+    """A containerkitd on ``base`` with the busybox image as ``image``; afterwards every container and network
+    it made is removed, and nothing of them may be left on the host."""
     root = base / "root"
     with ck.Engine(root=root) as engine:
-        engine.images.import_rootfs(busybox_rootfs_tar, IMAGE, config={"Cmd": ["sh"]})
+        engine.images.import_rootfs(busybox_rootfs_tar, image, config={"Cmd": ["sh"]})
     daemon = Daemon(root, base / "d.sock", base / "daemon.log")
     daemon.start()
     yield daemon
@@ -130,6 +130,14 @@ def daemon(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs_tar: Path) -
     leaks += [line for line in ps.splitlines() if any(i in line for i in ids)]
     leaks += [str(p) for p in Path("/sys/fs/cgroup").glob("**/containerkit/*") if p.name in ids]
     assert leaks == [], leaks
+
+
+@pytest.fixture(scope="session")
+def daemon(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs_tar: Path) -> Iterator[Daemon]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: containers use namespaces, mounts and cgroups")
+    with serve(tmp_path_factory.mktemp("ckd"), busybox_rootfs_tar) as running:
+        yield running
 
 
 @pytest.fixture(scope="session")
