@@ -30,6 +30,7 @@ __all__ = [
     "Stats",
     "Volume",
     "parse_bytes",
+    "parse_env",
     "parse_signal",
 ]
 
@@ -89,7 +90,7 @@ def _str_tuple_required(value: Iterable[str] | None) -> tuple[str, ...]:
     return _str_tuple(value) or ()
 
 
-def _env_tuple(value: Mapping[str, str] | Iterable[str] | None) -> tuple[tuple[str, str], ...]:
+def parse_env(value: Mapping[str, str] | Iterable[str] | None) -> tuple[tuple[str, str], ...]:
     """Accepts ``{"A": "1"}`` or ``["A=1"]``; keeps order, last one wins."""
     if value is None:
         return ()
@@ -324,7 +325,7 @@ class ContainerSpec:
     command: tuple[str, ...] | None = attrs.field(default=None, converter=_str_tuple)
     entrypoint: tuple[str, ...] | None = attrs.field(default=None, converter=_str_tuple)
     name: str | None = attrs.field(default=None, validator=_check_name)
-    env: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_env_tuple)
+    env: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=parse_env)
     workdir: str | None = attrs.field(default=None)
     user: str | None = None
     hostname: str | None = None

@@ -21,7 +21,7 @@ from containerkit.linux.capabilities import known_capabilities
 from containerkit.linux.users import resolve_user
 from containerkit.network.dns_files import hosts_file, resolv_conf
 from containerkit.runtime.bundle import ROOTFS_MOUNT_ANNOTATION, build_oci_config, write_config
-from containerkit.spec import ContainerSpec, Image
+from containerkit.spec import ContainerSpec, Image, parse_env
 
 if TYPE_CHECKING:
     from containerkit.engine.engine import Engine
@@ -215,8 +215,7 @@ def exec_process(
     process["terminal"] = tty
     if env:
         merged = dict(item.split("=", 1) for item in process.get("env", []) if "=" in item)
-        extra = ContainerSpec(image="x", env=env).env
-        merged.update(extra)
+        merged.update(parse_env(env))
         process["env"] = [f"{k}={v}" for k, v in merged.items()]
     if workdir:
         if not workdir.startswith("/"):
