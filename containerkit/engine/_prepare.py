@@ -30,12 +30,10 @@ __all__ = [
     "anonymous_volumes",
     "exec_process",
     "prepare_bundle",
-    "read_rootfs_mount",
     "reset_for_restart",
     "set_netns_path",
 ]
 
-_ROOTFS_MOUNT_FILE = "rootfs-mount.json"
 _ANON_VOLUMES_FILE = "anonymous-volumes.json"
 _HOST_RESOLV = Path("/etc/resolv.conf")
 _HOST_HOSTS = Path("/etc/hosts")
@@ -169,13 +167,6 @@ def set_netns_path(state_dir: Path, path: str) -> None:
         if entry["type"] == "network":
             entry["path"] = path
     write_config(bundle, config)
-
-
-def read_rootfs_mount(state_dir: Path) -> dict[str, Any] | None:
-    try:
-        return dict(json.loads((state_dir / _ROOTFS_MOUNT_FILE).read_text()))
-    except FileNotFoundError:
-        return None
 
 
 def anonymous_volumes(state_dir: Path) -> list[str]:

@@ -550,7 +550,7 @@ class ContainerCollection:
             stdin_once=spec.stdin_once,
             cgroup_name=cgroup_name(container.id),
             resources=spec.resources,
-            rootfs_mount=_prepare.read_rootfs_mount(state_dir),
+            # rootfs_mount: the shim reads it from config.json's annotation
             runc_root=self._engine.root / "runc",
         )
         start_container(request, spawner=self._engine.spawner)
