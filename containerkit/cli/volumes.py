@@ -21,12 +21,9 @@ def volume_users(eng: Engine) -> dict[str, list[str]]:
     """Volume name -> the containers (names) that mount it."""
     users: dict[str, list[str]] = {}
     for container in eng.containers.list(all=True):
-        names = {m.source for m in container.spec.mounts if m.type == "volume" and m.source}
-        state_dir = getattr(container, "state_dir", None)
-        if state_dir is not None:
-            from containerkit.engine._prepare import anonymous_volumes
-
-            names.update(anonymous_volumes(state_dir))
+        names = getattr(container, "volume_names", None)  # the Engine's knows anonymous ones too
+        if names is None:
+            names = {m.source for m in container.spec.mounts if m.type == "volume" and m.source}
         for name in names:
             users.setdefault(name, []).append(container.name)
     return users

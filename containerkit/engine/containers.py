@@ -70,6 +70,12 @@ class Container(RecordHandle[ContainerRecord]):
         return self._record.image_ref
 
     @property
+    def volume_names(self) -> list[str]:
+        """The named and anonymous volumes this container mounts."""
+        named = [m.source for m in self.spec.mounts if m.type == "volume" and m.source]
+        return sorted({*named, *_prepare.anonymous_volumes(self.state_dir)})
+
+    @property
     def spec(self) -> ContainerSpec:
         return ContainerSpec.from_json(self._record.spec_json)
 

@@ -27,11 +27,7 @@ def register(router: Router, app: DaemonApp) -> None:
     events = app.events
 
     def users(name: str) -> list[str]:
-        return [
-            c.name
-            for c in app.engine.containers.list(all=True)
-            if any(m.type == "volume" and m.source == name for m in c.spec.mounts)
-        ]
+        return [c.name for c in app.engine.containers.list(all=True) if name in c.volume_names]
 
     def matching(filters: dict[str, list[str]]) -> list[Volume]:
         unknown = set(filters) - _FILTERS
