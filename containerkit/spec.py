@@ -351,6 +351,14 @@ class ContainerSpec:
     extra_hosts: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_labels)
     mac_address: str | None = None
     runtime: str = attrs.field(default="builtin")
+    # docker's --security-opt: "seccomp=unconfined", "seccomp=<profile.json>", "apparmor=<name>",
+    # "no-new-privileges" (also the no_new_privileges field), "label=..." accepted as docker does.
+    security_opt: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)
+    # User namespace: None/"host" runs as host root (docker's default); "auto" maps container
+    # root to an unprivileged host range from /etc/subuid.
+    userns: str | None = attrs.field(default=None)
+    log_driver: str = attrs.field(default="json-file")
+    log_opts: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_labels)
 
     @image.validator
     def _check_image(self, _a: attrs.Attribute[str], value: str) -> None:
@@ -376,6 +384,15 @@ class ContainerSpec:
     def _check_runtime(self, _a: attrs.Attribute[str], value: str) -> None:
         if value not in ("builtin", "runc", "crun"):
             raise InvalidArgument(f"runtime must be builtin, runc or crun, got {value!r}")
+
+    @userns.validator
+    def _check_userns(self, _a: attrs.Attribute[str | None], value: str | None) -> None:
+        if value not in (None, "", "host", "auto"):
+            raise InvalidArgument(f"userns must be 'host' or 'auto', got {value!r}")
+
+    @property
+    def log_opts_dict(self) -> dict[str, str]:
+        return dict(self.log_opts)
 
     @property
     def env_dict(self) -> dict[str, str]:
