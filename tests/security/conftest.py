@@ -87,7 +87,9 @@ def probe_mount(binary: Path) -> ck.Mount:
     return ck.Mount(target="/probe", source=str(binary), type="bind", read_only=True)
 
 
-def run_to_exit(engine: ck.Engine, runtime: str, command: list[str] | str, **fields: object) -> tuple[int, str]:
+def run_to_exit(
+    engine: ck.Engine, runtime: str, command: list[str] | str, **fields: object
+) -> tuple[int, str]:
     """Run ``command`` to its end; its exit code and combined output. The container is removed."""
     c = engine.containers.run(IMAGE, command, runtime=runtime, **fields)
     try:
