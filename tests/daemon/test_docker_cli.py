@@ -123,3 +123,13 @@ def test_run_with_the_runc_runtime(cli: Any) -> None:
     assert cli("run", "--rm", "--runtime", "runc", IMAGE, "echo", "via runc").stdout == "via runc\n"
     refused = cli("run", "--rm", "--runtime", "nosuch", IMAGE, "true", check=False)
     assert refused.returncode == 125 and "runtime" in refused.stderr
+
+
+def test_login_is_not_claimed_without_a_check(cli: Any) -> None:
+    # Without a registry client nothing checks the password: the daemon must not say it did.
+    result = cli(
+        "login", "127.0.0.1:5999", "-u", "someone", "--password-stdin", input="wrong\n", check=False
+    )
+    assert result.returncode != 0
+    assert "Login Succeeded" not in result.stdout
+    assert "no registry client" in result.stderr

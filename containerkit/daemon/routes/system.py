@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from containerkit import __version__
 from containerkit.daemon.app import API_VERSION, MIN_API_VERSION
 from containerkit.daemon.convert import filters_from_query
-from containerkit.daemon.errors import SwarmUnavailable
+from containerkit.daemon.errors import NotImplementedYet, SwarmUnavailable
 from containerkit.daemon.events import event_matches
 from containerkit.daemon.server import Request, Response, json_response
 from containerkit.daemon.shapes import host_platform, image_summary, volume_json
@@ -21,7 +21,8 @@ from containerkit.linux.cgroups.probe import probe
 
 if TYPE_CHECKING:
     from containerkit.daemon.app import DaemonApp
-    from containerkit.daemon.router import Router
+    from containerkit.daemon.errors import NotImplementedYet
+from containerkit.daemon.router import Router
 
 __all__ = ["register", "register_fallbacks"]
 
@@ -158,8 +159,14 @@ def register(router: Router, app: DaemonApp) -> None:
         return Response(200, content_type="application/json", stream=stream())
 
     def auth(request: Request) -> Response:
-        request.json()
-        return json_response({"Status": "Login Succeeded", "IdentityToken": ""})
+        """Nothing can check credentials without a registry client: say so rather than
+        answer ``Login Succeeded`` for any password, as a real check would not."""
+        body = request.json(required=True)
+        server = body.get("serveraddress") if isinstance(body, dict) else None
+        raise NotImplementedYet(
+            f"login to {server or 'the default registry'}: containerkitd has no registry client yet, "
+            "so credentials cannot be checked (only local images can be used)"
+        )
 
     def system_df(request: Request) -> Response:
         return json_response(
