@@ -49,7 +49,8 @@ def plain_bundle(workdir: Path, command: list[str]) -> Path:
     rootfs.mkdir(parents=True, exist_ok=True)
     tar_path = write_busybox_rootfs(workdir / "plain-rootfs.tar")
     with tarfile.open(tar_path) as tar:
-        tar.extractall(rootfs, filter="fully_trusted")
+        # our own archive; extraction filters exist only from 3.11.4 (Debian 12 has 3.11.2)
+        tar.extractall(rootfs, **({"filter": "fully_trusted"} if hasattr(tarfile, "data_filter") else {}))
     spec = ck.ContainerSpec(image=IMAGE, command=command, network="none")
     config = build_oci_config(
         spec,

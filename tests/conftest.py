@@ -67,7 +67,8 @@ def busybox_rootfs_dir(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs_
     """The same rootfs extracted to a directory (for runtime tests that need no image store)."""
     target = tmp_path_factory.mktemp("busybox-dir")
     with tarfile.open(busybox_rootfs_tar) as tar:
-        tar.extractall(target, filter="fully_trusted")
+        # our own archive; extraction filters exist only from 3.11.4 (Debian 12 has 3.11.2)
+        tar.extractall(target, **({"filter": "fully_trusted"} if hasattr(tarfile, "data_filter") else {}))
     return target
 
 
