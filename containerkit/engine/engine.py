@@ -44,13 +44,17 @@ class Engine:
         self.content = ContentStore(self.root / "content")
         self.snapshots = SnapshotStore(self.root / "snapshots")
         self.images = ImageCollection(self.content, self.snapshots, self.metadata)
-        self.volumes = VolumeCollection(self.root / "volumes", self.metadata)
+        self.volumes = VolumeCollection(self.root / "volumes", self.metadata, users=self._volume_users)
         self.containers = ContainerCollection(self)
         self.networks = NetworkCollection(self)
         self._use_forkserver = forkserver
         self._spawner: Spawner | None = None
         self._spawner_lock = threading.Lock()
         self.recover()
+
+    def _volume_users(self, name: str) -> list[str]:
+        """The containers (names) that mount volume ``name``, running or not."""
+        return [c.name for c in self.containers.list(all=True) if name in c.volume_names]
 
     @property
     def spawner(self) -> Spawner | None:

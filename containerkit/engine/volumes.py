@@ -9,7 +9,7 @@ import re
 import secrets
 import shutil
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from containerkit.errors import Conflict, InvalidArgument, NotFound
@@ -24,9 +24,16 @@ _VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 class VolumeCollection:
     """``engine.volumes``: create, get, list, remove and prune named volumes."""
 
-    def __init__(self, root: Path, metadata: MetadataStore) -> None:
+    def __init__(
+        self,
+        root: Path,
+        metadata: MetadataStore,
+        *,
+        users: Callable[[str], builtins.list[str]] | None = None,
+    ) -> None:
         self._root = root
         self._metadata = metadata
+        self._users = users
         root.mkdir(parents=True, exist_ok=True)
 
     def _to_volume(self, record: VolumeRecord) -> Volume:
@@ -79,9 +86,18 @@ class VolumeCollection:
         return volumes
 
     def remove(self, name: str, *, force: bool = False, in_use_by: builtins.list[str] | None = None) -> None:
-        """Remove a volume and its data; ``Conflict`` while a container uses it (unless ``force``)."""
-        record = self._metadata.get_volume(name)
-        if in_use_by and not force:
-            raise Conflict(f"remove {name}: volume is in use - [{', '.join(in_use_by)}]")
+        """Remove a volume and its data; ``Conflict`` while any container (running or not) uses
+        it, even with ``force``, as dockerd refuses: removing it would lose the data under a
+        container. ``force`` only makes a missing volume no error. ``in_use_by`` overrides
+        the engine's own lookup of the users."""
+        try:
+            record = self._metadata.get_volume(name)
+        except NotFound:
+            if force:
+                return
+            raise
+        users = in_use_by if in_use_by is not None else (self._users(name) if self._users else [])
+        if users:
+            raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
         self._metadata.remove_volume(record.name)
         shutil.rmtree(Path(record.mountpoint).parent, ignore_errors=True)

@@ -368,3 +368,29 @@ def _wait_for(check: object, timeout: float = 10) -> None:
             return
         time.sleep(0.05)
     raise AssertionError(f"condition not met within {timeout}s")
+
+
+def test_volume_in_use_is_not_removed(engine: ck.Engine) -> None:
+    c = engine.containers.run(
+        IMAGE, ["sh", "-c", "echo precious > /vol/f; echo ready; sleep 60"], mounts=["ckvol-busy:/vol"]
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while b"ready" not in c.logs() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        for force in (False, True):  # dockerd refuses an in-use volume even with force
+            with pytest.raises(ck.Conflict, match=c.name):
+                engine.volumes.remove("ckvol-busy", force=force)
+        c.stop(timeout=0)
+        with pytest.raises(ck.Conflict):  # a stopped container still uses it
+            engine.volumes.remove("ckvol-busy")
+        reader = engine.containers.run(IMAGE, ["cat", "/vol/f"], mounts=["ckvol-busy:/vol"])
+        assert reader.wait(timeout=30) == 0 and reader.logs() == b"precious\n"
+    finally:
+        for other in engine.containers.list(all=True):
+            if "ckvol-busy" in other.volume_names:
+                other.remove(force=True)
+    engine.volumes.remove("ckvol-busy")
+    engine.volumes.remove("ckvol-busy", force=True)  # missing: no error with force
+    with pytest.raises(ck.NotFound):
+        engine.volumes.remove("ckvol-busy")

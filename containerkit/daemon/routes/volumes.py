@@ -84,8 +84,10 @@ def register(router: Router, app: DaemonApp) -> None:
 
     def remove(request: Request) -> Response:
         name = request.params["name"]
-        _get(name)
-        volumes.remove(name, force=request.qbool("force"), in_use_by=users(name))
+        force = request.qbool("force")
+        if not force:
+            _get(name)  # docker's "get NAME: no such volume"; with force a missing volume is fine
+        volumes.remove(name, force=force)
         events.emit("volume", "destroy", name, {"driver": "local"})
         return Response(204)
 
