@@ -157,8 +157,18 @@ class Resources:
 
     @pids.validator
     def _check_pids(self, _a: attrs.Attribute[int | None], value: int | None) -> None:
-        if value is not None and not (isinstance(value, int) and value > 0):
-            raise InvalidArgument(f"pids: must be a positive integer, got {value!r}")
+        if value is not None and not (
+            isinstance(value, int) and not isinstance(value, bool) and (value > 0 or value == -1)
+        ):
+            raise InvalidArgument(f"pids: must be a positive integer, or -1 for no limit, got {value!r}")
+
+    def effective(self, default_pids: int | None) -> Resources:
+        """The limits to apply: an unset ``pids`` takes the engine's default, ``-1`` is none."""
+        if self.pids is None and default_pids is not None and default_pids > 0:
+            return attrs.evolve(self, pids=default_pids)
+        if self.pids == -1:
+            return attrs.evolve(self, pids=None)
+        return self
 
     @memory.validator
     def _check_memory(self, _a: attrs.Attribute[int | None], value: int | None) -> None:
@@ -317,11 +327,18 @@ def _check_name(_inst: Any, _a: attrs.Attribute[str | None], value: str | None) 
         raise InvalidArgument(f"invalid container name {value!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
 
 
+def _image_ref(value: Any) -> Any:
+    """An :class:`Image` (what ``images.get`` or a fixture returns) stands for its id."""
+    if isinstance(value, Image):
+        return value.id
+    return value
+
+
 @attrs.frozen(kw_only=True)
 class ContainerSpec:
     """Everything needed to create a container; the image config fills what is left ``None``."""
 
-    image: str = attrs.field()
+    image: str = attrs.field(converter=_image_ref)
     command: tuple[str, ...] | None = attrs.field(default=None, converter=_str_tuple)
     entrypoint: tuple[str, ...] | None = attrs.field(default=None, converter=_str_tuple)
     name: str | None = attrs.field(default=None, validator=_check_name)

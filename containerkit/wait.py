@@ -296,6 +296,17 @@ def host_address(container: Any, container_port: int | str, proto: str = "tcp") 
             f"container {_name(container)} has no published ports (this engine does not publish ports)"
         )
     bindings = ports.get(key) or []
+    if not bindings and _status(container) in ("exited", "dead"):
+        # A stopped container keeps its port keys with no bindings (dockerd's shape): the
+        # reason is the exit, not the port.
+        code = _exit_code(container)
+        raise ContainerExited(
+            f"container {_name(container)} exited with status {code}: port {key} cannot be "
+            "reached" + _quote_logs(container),
+            waited_for=f"port {key}",
+            logs=_last_logs(container),
+            exit_code=code,
+        )
     if not bindings:
         published = ", ".join(sorted(ports)) or "none"
         raise InvalidArgument(

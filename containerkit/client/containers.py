@@ -30,7 +30,7 @@ from containerkit.client._transport import DEFAULT, Transport
 from containerkit.client.attach import AttachStream
 from containerkit.client.exec import ExecStream
 from containerkit.errors import InvalidArgument, NotFound, NotModified, NotRunning, Timeout
-from containerkit.spec import ContainerSpec, ExecResult, NetworkEndpoint, Stats, parse_signal
+from containerkit.spec import ContainerSpec, ExecResult, Image, NetworkEndpoint, Stats, parse_signal
 
 __all__ = ["Container", "ContainerCollection", "ContainerStatus"]
 
@@ -449,7 +449,7 @@ class ContainerCollection:
 
     def run(
         self,
-        image: str,
+        image: str | Image,
         command: Sequence[str] | str | None = None,
         /,
         **fields: Any,

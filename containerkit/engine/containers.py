@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -36,11 +36,12 @@ from containerkit.errors import (
 )
 from containerkit.linux import proc, ps
 from containerkit.linux.cgroups import open_cgroup
+from containerkit.linux.inroot import Root
 from containerkit.runtime import logs as runtime_logs
 from containerkit.runtime.exec import ExecProcess, start_exec
 from containerkit.runtime.shim import ShimRequest, request_resize, start_container
 from containerkit.runtime.state import LOG_FILE, RuntimeState, read_exit, read_state, wait_for_exit
-from containerkit.spec import ContainerSpec, ExecResult, NetworkEndpoint, Stats, parse_signal
+from containerkit.spec import ContainerSpec, ExecResult, Image, NetworkEndpoint, Stats, parse_signal
 from containerkit.storage.metadata import ContainerRecord
 
 if TYPE_CHECKING:
@@ -347,20 +348,48 @@ class Container(RecordHandle[ContainerRecord]):
         out, err = handle.communicate()
         return ExecResult(handle.wait(), out, err)
 
-    def put(self, path: str, data: bytes | str | os.PathLike[str]) -> None:
-        """Copy into the container, also before start: ``data`` is a tar archive (bytes) that
-        is extracted at ``path`` (a directory), or a host path copied into ``path``."""
-        with self._engine.containers._rootfs(self) as root:
-            _archive.put(root, path, data)
+    def put(
+        self,
+        path: str,
+        data: bytes | IO[bytes] | str | os.PathLike[str],
+        *,
+        owner: tuple[int, int] | None = None,
+        no_overwrite_dir_non_dir: bool = False,
+    ) -> None:
+        """Copy into the container, also before start: ``data`` is a tar archive (bytes, or a
+        binary file object read as a stream) that is extracted at ``path`` (a directory), or a
+        host path copied into ``path``. Paths resolve inside the container's root; ``owner``
+        sets every entry's uid/gid (else the archive's are kept, as docker does)."""
+        with self._in_root() as root:
+            _archive.put(root, path, data, owner=owner, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir)
 
     def get(self, path: str) -> bytes:
-        """A tar archive of ``path`` in the container (like ``docker cp`` / ``GET archive``)."""
-        with self._engine.containers._rootfs(self) as root:
-            return _archive.get(root, path)
+        """A tar archive of ``path`` in the container (like ``docker cp`` / ``GET archive``), in
+        memory: for large paths use :meth:`get_archive`."""
+        stream, _ = self.get_archive(path)
+        return stream.read_all()
+
+    def get_archive(self, path: str) -> tuple[_archive.TarStream, dict[str, Any]]:
+        """A tar of ``path`` streamed in chunks (close it, or read it to the end), and the stat
+        of ``path`` it was made from (docker's ``X-Docker-Container-Path-Stat`` fields)."""
+        stack = contextlib.ExitStack()
+        try:
+            root = stack.enter_context(self._in_root())
+            stream = _archive.tar_stream(root, path, stack)
+        except BaseException:
+            stack.close()
+            raise
+        return stream, stream.stat
 
     def stat_path(self, path: str) -> dict[str, Any]:
-        with self._engine.containers._rootfs(self) as root:
+        with self._in_root() as root:
             return _archive.stat(root, path)
+
+    @contextlib.contextmanager
+    def _in_root(self) -> Iterator[Root]:
+        """The container's root as a directory fd that paths are resolved in."""
+        with self._engine.containers._rootfs(self) as path, Root.open(path) as root:
+            yield root
 
     # -- observation ------------------------------------------------------------------------
 
@@ -436,7 +465,7 @@ class ContainerCollection:
 
     def run(
         self,
-        image: str,
+        image: str | Image,
         command: Sequence[str] | str | None = None,
         /,
         **fields: Any,
@@ -555,7 +584,7 @@ class ContainerCollection:
             stdin_open=spec.stdin_open,
             stdin_once=spec.stdin_once,
             cgroup_name=cgroup_name(container.id),
-            resources=spec.resources,
+            resources=spec.resources.effective(self._engine.default_pids_limit),
             # rootfs_mount: the shim reads it from config.json's annotation
             runc_root=self._engine.root / "runc",
         )

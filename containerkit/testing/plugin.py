@@ -6,7 +6,8 @@ Registered through the ``pytest11`` entry point, so installing containerkit is e
 * ``containerkit_engine``: the engine (or client) shared by the session;
 * ``containerkit_session``: the session's id and labels, for things you create yourself;
 * ``containerkit_run``: start a container, wait until it is ready, remove it after the test;
-* ``containerkit_image``: an image from a rootfs directory or tar next to the test.
+* ``containerkit_image``: an image from a rootfs directory or tar next to the test;
+* ``containerkit_busybox``: a small busybox image built offline from Debian's ``busybox-static``.
 
 Options (each also an environment variable): ``--containerkit-root`` (``CONTAINERKIT_ROOT``),
 ``--containerkit-host`` (``CONTAINERKIT_HOST``), ``--containerkit-ttl`` (``CONTAINERKIT_TTL``),
@@ -17,18 +18,23 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Callable, Generator, Iterator, Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 
 from containerkit import wait as _wait
 from containerkit.errors import ContainerkitError, NotFound, Unavailable
+from containerkit.images.busybox import write_busybox_rootfs
+from containerkit.spec import Image
 from containerkit.testing.images import image_from_rootfs
 from containerkit.testing.session import DEFAULT_TTL, ContainerkitSession, open_backend
 from containerkit.testing.session import new_session_id as _new_session_id
 
 __all__ = [
+    "containerkit_busybox",
     "containerkit_engine",
     "containerkit_image",
     "containerkit_run",
@@ -197,7 +203,7 @@ def containerkit_run(
     request.node.stash[_USED] = used
 
     def run(
-        image: str,
+        image: str | Image,
         command: Sequence[str] | str | None = None,
         /,
         *,
@@ -234,3 +240,20 @@ def containerkit_image(
         return image_from_rootfs(containerkit_session.backend, base / path, tag=tag, config=config)
 
     return build
+
+
+@pytest.fixture(scope="session")
+def containerkit_busybox(containerkit_session: ContainerkitSession) -> Image:
+    """Name: containerkit_busybox. Scope: session. Depends: containerkit_session.
+
+    A busybox image (every applet, ``/etc/passwd`` with ``root``, ``nobody`` and ``app`` =
+    uid 1000), built offline from Debian's ``busybox-static`` and imported once per engine root
+    (its tar is byte-for-byte the same each time, so the digest tag finds it again). Pass it
+    to ``containerkit_run`` as the image. Skips with the reason when busybox is missing.
+    """
+    with tempfile.TemporaryDirectory(prefix="containerkit-busybox-") as tmp:
+        try:
+            tar = write_busybox_rootfs(Path(tmp) / "busybox.tar")
+        except Unavailable as exc:
+            pytest.skip(f"containerkit_busybox: {exc}")
+        return image_from_rootfs(containerkit_session.backend, tar, config={"Cmd": ["sh"]})

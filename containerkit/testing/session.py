@@ -79,7 +79,7 @@ class ContainerkitSession:
         """``labels`` plus this session's, for anything created on its behalf."""
         return {**dict(labels or {}), **self.labels}
 
-    def run(self, image: str, command: Any = None, /, **fields: Any) -> Any:
+    def run(self, image: Any, command: Any = None, /, **fields: Any) -> Any:
         """Create and start a container labelled as this session's."""
         fields["labels"] = self.label(fields.get("labels"))
         return self.backend.containers.run(image, command, **fields)

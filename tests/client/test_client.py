@@ -401,3 +401,18 @@ def test_streams_do_not_block_other_calls(client: Client) -> None:
     c.remove(force=True)
     reader.join(30)
     assert not reader.is_alive()
+
+
+def test_port_wait_on_an_exited_container_says_it_exited(client: Client) -> None:
+    from containerkit import wait
+
+    c = client.containers.run(IMAGE, ["sh", "-c", "echo cannot listen >&2; exit 4"], ports={"80/tcp": None})
+    try:
+        c.wait(timeout=30)
+        with pytest.raises(wait.ContainerExited) as caught:
+            wait.until(c, wait.port(80), timeout=5)
+        message = str(caught.value)
+        assert "exited with status 4" in message and "cannot listen" in message
+        assert "is not published" not in message
+    finally:
+        c.remove(force=True)

@@ -24,7 +24,13 @@ IMAGE = "example/busybox:latest"
 
 def test_fixtures_are_registered(pytester: pytest.Pytester) -> None:
     result = pytester.runpytest_subprocess("--fixtures", "-p", "no:cacheprovider")
-    for name in ("containerkit_engine", "containerkit_session", "containerkit_run", "containerkit_image"):
+    for name in (
+        "containerkit_engine",
+        "containerkit_session",
+        "containerkit_run",
+        "containerkit_image",
+        "containerkit_busybox",
+    ):
         result.stdout.fnmatch_lines([f"{name}*"])
     result = pytester.runpytest_subprocess("--markers")
     result.stdout.fnmatch_lines(["@pytest.mark.containerkit:*"])
@@ -225,6 +231,31 @@ def test_image(containerkit_image, containerkit_run):
     c = containerkit_run(image.tags[0])
     assert c.wait(timeout=10) == 0
     assert c.logs() == b"from-the-test-dir\\n"
+"""
+    )
+    inner().assert_outcomes(passed=1)
+
+
+def test_documented_example_runs_on_a_fresh_root(
+    pytester: pytest.Pytester, inner: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The docs' first example, as a new user types it: no image imported beforehand, and the
+    # Image object a fixture returns is accepted by containerkit_run.
+    monkeypatch.setenv("CONTAINERKIT_ROOT", str(pytester.path / "fresh-root"))
+    pytester.makepyfile(
+        """
+import urllib.request
+import containerkit.wait as wait
+
+def test_http(containerkit_run, containerkit_busybox):
+    web = containerkit_run(
+        containerkit_busybox,
+        ["sh", "-c", "mkdir -p /www && echo ok > /www/index.html && exec httpd -f -p 80 -h /www"],
+        ports={"80/tcp": None},
+        wait=wait.http("/", port=80),
+    )
+    host, port = wait.host_address(web, 80)
+    assert urllib.request.urlopen(f"http://{host}:{port}/").read() == b"ok\\n"
 """
     )
     inner().assert_outcomes(passed=1)
