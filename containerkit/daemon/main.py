@@ -9,6 +9,7 @@ from __future__ import annotations
 import grp
 import logging
 import os
+import resource
 import signal
 import sys
 import threading
@@ -36,11 +37,36 @@ def _gid(group: str | None) -> int:
         raise ContainerkitError(f"--group {group}: no such group") from None
 
 
+def _raise_nofile() -> None:
+    """Soft RLIMIT_NOFILE up to the hard limit: every connection and container stream is a
+    descriptor, and the server caps its connections below what is left."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, exc)
+
+
+def _warn_insecure(config: DaemonConfig) -> None:
+    """Plain TCP has no authentication: every local user can reach it, and the API is root."""
+    for listen in config.hosts:
+        if listen.scheme == "tcp" and not config.tlsverify:
+            message = (
+                f"WARNING: plain TCP on {listen} (--insecure-tcp): any local user can connect and drive "
+                "the API, which runs containers as root (root on this host); use --tlsverify instead"
+            )
+            log.warning("%s", message)
+            print(f"containerkitd: {message}", file=sys.stderr, flush=True)
+
+
 def serve(config: DaemonConfig, stop: threading.Event | None = None) -> None:
     """Serve every configured address until ``stop`` is set (or SIGTERM/SIGINT arrives)."""
     from containerkit.engine import Engine
 
     stop = stop or threading.Event()
+    _raise_nofile()
+    _warn_insecure(config)
     engine = Engine(root=config.root)
     app = DaemonApp(engine)
     headers = app.headers()

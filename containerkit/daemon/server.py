@@ -1,33 +1,51 @@
-"""HTTP/1.1 plumbing: keep-alive, chunked request and response bodies, and the connection hijack.
+"""HTTP/1.1 plumbing: a bounded connection model, keep-alive, chunked bodies, and the hijack.
 
-A thread per connection (stdlib ``socketserver``), so a slow stream (``logs -f``, ``events``,
-``attach``) holds only its own thread. Routes receive a :class:`Request` and return a
-:class:`Response`; a route that took over the socket (``101 UPGRADED``) returns ``None``.
+One selector thread per listening socket accepts connections, holds the idle (keep-alive) ones
+and reads request heads without a thread each, so idle or slow clients cost a socket, not a
+thread. A complete head goes to a bounded worker pool; requests that stream for as long as the
+client likes (``logs``, ``events``, ``attach``, exec start, ``wait``, ``stats``, pulls, builds,
+archives) get a thread of their own under a separate, larger cap, so they never starve short
+requests. Open connections are capped (at the cap the longest-idle one is closed to make room:
+accepting never stops), idle connections and slow heads time out, and a head that is too large
+or malformed is refused and the connection closed. Routes receive a :class:`Request` and return
+a :class:`Response`; a route that took over the socket (``101 UPGRADED``) returns ``None``.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import email.utils
+import errno
+import http
+import http.client
+import io
 import json
 import logging
 import os
+import queue
+import re
+import resource
 import select
+import selectors
 import socket
-import socketserver
 import ssl
 import tempfile
+import threading
+import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
-from http.server import BaseHTTPRequestHandler
+from email.message import Message
 from typing import IO, Any, BinaryIO
 
 import attrs
 
-from containerkit.daemon.errors import PayloadTooLarge
+from containerkit.daemon.errors import PayloadTooLarge, error_body, status_and_body
 from containerkit.errors import InvalidArgument
 
 __all__ = [
     "JSON_LIMIT",
+    "Limits",
     "Request",
     "Response",
     "TCPServer",
@@ -42,6 +60,30 @@ JSON_LIMIT = 4 << 20
 
 TICK = None
 """What a stream yields to say "nothing yet": the server checks whether the client went away."""
+
+_FD_RESERVE = 512
+"""File descriptors kept out of the connection cap for containers, logs, pipes and the store."""
+
+
+@attrs.frozen
+class Limits:
+    """How much the server holds at once, and how long it waits for a client."""
+
+    max_connections: int = 16384
+    """Open connections; at the cap the longest-idle one is closed for a new one."""
+    workers: int = 32
+    """Threads for short requests."""
+    stream_workers: int = 1024
+    """Threads for long streams (one each); beyond this a stream request gets 503."""
+    idle_timeout: float = 120.0
+    """A keep-alive connection with no request in progress is closed after this long."""
+    header_timeout: float = 10.0
+    """A request head (or a TLS handshake) must be complete this long after it began."""
+    io_timeout: float = 120.0
+    """A blocked read of a request body or write of a response gives up after this long."""
+    max_header_bytes: int = 64 << 10
+    """A larger request head is answered 431 and the connection closed."""
+    backlog: int = max(4096, socket.SOMAXCONN)
 
 
 @attrs.define
@@ -59,43 +101,123 @@ def json_response(value: Any, status: int = 200) -> Response:
     return Response(status, json.dumps(value).encode() + b"\n")
 
 
-class _ChunkedReader:
-    """A file-like view of a ``Transfer-Encoding: chunked`` request body."""
+class _Conn:
+    """One client connection: its socket and the bytes read from it but not yet consumed."""
 
-    def __init__(self, rfile: BinaryIO) -> None:
-        self._rfile = rfile
+    __slots__ = ("buffer", "fd", "handshaking", "head_started", "since", "sock")
+
+    def __init__(self, sock: socket.socket, handshaking: bool) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.buffer = bytearray()
+        self.handshaking = handshaking
+        self.since = time.monotonic()
+        self.head_started: float | None = self.since if handshaking else None
+
+
+class _Reader:
+    """Blocking, buffered reads from a connection, starting with what the loop already read."""
+
+    def __init__(self, conn: _Conn) -> None:
+        self._conn = conn
+
+    def _fill(self) -> bool:
+        data = self._conn.sock.recv(65536)
+        if not data:
+            return False
+        self._conn.buffer += data
+        return True
+
+    def _take(self, size: int) -> bytes:
+        buf = self._conn.buffer
+        out = bytes(buf[:size])
+        del buf[:size]
+        return out
+
+    def read1(self, size: int = -1) -> bytes:
+        if not self._conn.buffer and not self._fill():
+            return b""
+        return self._take(len(self._conn.buffer) if size < 0 else size)
+
+    def read(self, size: int = -1) -> bytes:
+        while (size < 0 or len(self._conn.buffer) < size) and self._fill():
+            pass
+        return self._take(len(self._conn.buffer) if size < 0 else size)
+
+    def readline(self, limit: int = -1) -> bytes:
+        while True:
+            buf = self._conn.buffer
+            end = buf.find(b"\n")
+            if end >= 0 and (limit < 0 or end < limit):
+                return self._take(end + 1)
+            if 0 <= limit <= len(buf):
+                return self._take(limit)
+            if not self._fill():
+                return self._take(len(self._conn.buffer))
+
+
+class _Exchange:
+    """One request/response on a connection: what :class:`Request` reads from and writes to."""
+
+    def __init__(self, server: _Server, conn: _Conn, headers: Message) -> None:
+        self.server = server
+        self.conn = conn
+        self.headers = headers
+        self.rfile = _Reader(conn)
+        self.close_connection = False
+
+    @property
+    def connection(self) -> socket.socket:
+        return self.conn.sock
+
+    def common_headers(self) -> dict[str, str]:
+        return self.server.headers
+
+
+class _ChunkedReader:
+    """A file-like view of a ``Transfer-Encoding: chunked`` request body.
+
+    A malformed chunk closes the connection after the answer: where the next request would
+    start is unknown, and reading on would wait for bytes that never come."""
+
+    def __init__(self, exchange: _Exchange) -> None:
+        self._exchange = exchange
+        self._rfile = exchange.rfile
         self._left = 0
         self._done = False
+
+    def _fail(self, message: str) -> InvalidArgument:
+        self._exchange.close_connection = True
+        self._done = True
+        return InvalidArgument(message)
 
     def read(self, size: int = -1) -> bytes:
         out = bytearray()
         while not self._done and (size < 0 or len(out) < size):
             if self._left == 0:
                 line = self._rfile.readline(1024)
-                try:
-                    self._left = int(line.split(b";", 1)[0].strip(), 16)
-                except ValueError:
-                    raise InvalidArgument(
-                        f"malformed chunked request body: chunk size {line[:40]!r}"
-                    ) from None
+                text = line.split(b";", 1)[0].strip()
+                if not line.endswith(b"\n") or not re.fullmatch(rb"[0-9a-fA-F]{1,15}", text):
+                    raise self._fail(f"malformed chunked request body: chunk size {line[:40]!r}")
+                self._left = int(text, 16)
                 if self._left == 0:
                     while self._rfile.readline(1024) not in (b"\r\n", b"\n", b""):
                         pass  # trailers
                     self._done = True
                     break
             want = self._left if size < 0 else min(self._left, size - len(out))
-            data = self._rfile.read(want)
+            data = self._rfile.read1(want)
             if not data:
-                raise InvalidArgument("request body ended in the middle of a chunk")
+                raise self._fail("request body ended in the middle of a chunk")
             out += data
             self._left -= len(data)
-            if self._left == 0:
-                self._rfile.readline(16)  # the CRLF after the chunk
+            if self._left == 0 and self._rfile.readline(16) not in (b"\r\n", b"\n"):
+                raise self._fail("malformed chunked request body: no CRLF after a chunk")
         return bytes(out)
 
 
 class _LimitedReader:
-    def __init__(self, rfile: BinaryIO, length: int) -> None:
+    def __init__(self, rfile: _Reader, length: int) -> None:
         self._rfile = rfile
         self._left = length
 
@@ -103,7 +225,7 @@ class _LimitedReader:
         if self._left <= 0:
             return b""
         want = self._left if size < 0 else min(size, self._left)
-        data = self._rfile.read(want)
+        data = self._rfile.read1(want)
         self._left -= len(data)
         if not data:
             self._left = 0
@@ -113,14 +235,14 @@ class _LimitedReader:
 class Request:
     """One API request: method, path (without the ``/vN`` prefix), query, body, and the socket."""
 
-    def __init__(self, handler: _Handler, method: str, target: str) -> None:
-        self._handler = handler
+    def __init__(self, exchange: _Exchange, method: str, target: str) -> None:
+        self._exchange = exchange
         self.method = method
         parsed = urllib.parse.urlsplit(target)
         self.raw_path = urllib.parse.unquote(parsed.path)
         self.path = self.raw_path
         self.query: dict[str, list[str]] = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
-        self.headers = handler.headers
+        self.headers = exchange.headers
         self.api_version = ""
         self.params: dict[str, str] = {}
         self._body: bytes | None = None
@@ -153,19 +275,16 @@ class Request:
         value = self.q(name)
         if not value:
             return None
-        try:
-            return json.loads(value)
-        except ValueError as exc:
-            raise InvalidArgument(f"query parameter {name}: invalid JSON: {exc}") from None
+        return _loads(value, f"query parameter {name}")
 
     # -- body -------------------------------------------------------------------------------
 
     def _body_reader(self) -> Any:
         if self._reader is None:
             if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
-                self._reader = _ChunkedReader(self._handler.rfile)  # type: ignore[arg-type]
+                self._reader = _ChunkedReader(self._exchange)
             else:
-                self._reader = _LimitedReader(self._handler.rfile, self.content_length())  # type: ignore[arg-type]
+                self._reader = _LimitedReader(self._exchange.rfile, self.content_length())
         return self._reader
 
     def content_length(self) -> int:
@@ -175,8 +294,10 @@ class Request:
         try:
             value = int(text)
         except ValueError:
+            self._exchange.close_connection = True
             raise InvalidArgument(f"invalid Content-Length {text!r}") from None
         if value < 0:
+            self._exchange.close_connection = True
             raise InvalidArgument(f"invalid Content-Length {text!r}")
         return value
 
@@ -184,15 +305,18 @@ class Request:
         """The whole body, refusing (413) more than ``limit`` bytes without reading it all."""
         if self._body is None:
             if self.content_length() > limit:
-                self._handler.close_connection = True
+                self._exchange.close_connection = True
                 raise PayloadTooLarge(
                     f"request body of {self.content_length()} bytes exceeds the limit of {limit}"
                 )
-            data = self._body_reader().read(limit + 1)
+            reader = self._body_reader()
+            data = bytearray()
+            while len(data) <= limit and (chunk := reader.read(limit + 1 - len(data))):
+                data += chunk
             if len(data) > limit:
-                self._handler.close_connection = True
+                self._exchange.close_connection = True
                 raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-            self._body = data
+            self._body = bytes(data)
         return self._body
 
     def json(self, *, required: bool = False) -> Any:
@@ -202,40 +326,42 @@ class Request:
             if required:
                 raise InvalidArgument("request body: expected a JSON object, got nothing")
             return None
-        try:
-            return json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise InvalidArgument(f"request body: invalid JSON: {exc}") from None
+        return _loads(data, "request body")
 
     def spool_body(self, limit: int, directory: str | None = None) -> IO[bytes]:
         """The body in a named temp file (tars may be large); at most ``limit`` bytes."""
         if self.content_length() > limit:
-            self._handler.close_connection = True
+            self._exchange.close_connection = True
             raise PayloadTooLarge(
                 f"request body of {self.content_length()} bytes exceeds the limit of {limit}"
             )
         reader = self._body_reader()
         spool = tempfile.NamedTemporaryFile(dir=directory, prefix="body-")  # noqa: SIM115 - caller closes
-        total = 0
-        while chunk := reader.read(1 << 20):
-            total += len(chunk)
-            if total > limit:
-                spool.close()
-                self._handler.close_connection = True
-                raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
-            spool.write(chunk)
+        try:
+            total = 0
+            while chunk := reader.read(1 << 20):
+                total += len(chunk)
+                if total > limit:
+                    self._exchange.close_connection = True
+                    raise PayloadTooLarge(f"request body exceeds the limit of {limit} bytes")
+                spool.write(chunk)
+        except BaseException:
+            spool.close()
+            raise
         spool.seek(0)
         return spool
 
     def drain(self) -> None:
         """Consume an unread body so the next request on the connection starts in the right place
         (a refused or very large body closes the connection instead)."""
-        if self._handler.close_connection:
+        if self._exchange.close_connection:
             return
-        with contextlib.suppress(InvalidArgument):
+        try:
             if self.content_length() > 1 << 20:
-                self._handler.close_connection = True
+                self._exchange.close_connection = True
                 return
+        except InvalidArgument:
+            return
         if (
             self._reader is None
             and not self.content_length()
@@ -249,9 +375,9 @@ class Request:
                 while left > 0 and (chunk := reader.read(1 << 16)):
                     left -= len(chunk)
                 if left <= 0:
-                    self._handler.close_connection = True
-            except InvalidArgument:
-                self._handler.close_connection = True
+                    self._exchange.close_connection = True
+            except (InvalidArgument, OSError):
+                self._exchange.close_connection = True
 
     # -- the connection ---------------------------------------------------------------------
 
@@ -262,178 +388,576 @@ class Request:
     def hijack(self, content_type: str) -> tuple[socket.socket, BinaryIO]:
         """Answer ``101 UPGRADED`` (or ``200`` to a client that did not ask to upgrade) and hand
         over the raw connection: the socket to write to and the buffered reader for stdin."""
-        handler = self._handler
-        handler.close_connection = True
+        exchange = self._exchange
+        exchange.close_connection = True
         self.hijacked = True
         if self.wants_upgrade:
             head = "HTTP/1.1 101 UPGRADED\r\nConnection: Upgrade\r\nUpgrade: tcp\r\n"
         else:
             head = "HTTP/1.1 200 OK\r\n"
         head += f"Content-Type: {content_type}\r\n"
-        for key, value in handler.server.common_headers().items():
+        for key, value in exchange.common_headers().items():
             head += f"{key}: {value}\r\n"
-        handler.wfile.write((head + "\r\n").encode())
-        handler.wfile.flush()
-        return handler.connection, handler.rfile  # type: ignore[return-value]
+        sock = exchange.connection
+        sock.settimeout(None)  # stdin may stay quiet for as long as the session lasts
+        sock.sendall((head + "\r\n").encode())
+        return sock, exchange.rfile  # type: ignore[return-value]
 
     def client_gone(self) -> bool:
         """True once the client closed its side (checked without consuming request bytes)."""
-        return _peer_closed(self._handler.connection)
+        return _peer_closed(self._exchange.connection)
+
+
+def _loads(data: str | bytes, what: str) -> Any:
+    """JSON from a client; nesting deep enough to exhaust the parser's stack is a 400, too."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise InvalidArgument(f"{what}: invalid JSON: nested too deeply") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InvalidArgument(f"{what}: invalid JSON: {exc}") from None
 
 
 def _peer_closed(sock: socket.socket) -> bool:
     try:
-        readable, _, _ = select.select([sock], [], [], 0)
-        if not readable:
+        poller = select.poll()  # not select(): descriptors above 1024 are normal here
+        poller.register(sock, select.POLLIN)
+        events = poller.poll(0)
+        if not events:
             return False
+        if events[0][1] & (select.POLLHUP | select.POLLERR | select.POLLNVAL):
+            return True
         if isinstance(sock, ssl.SSLSocket):
             return False  # TLS records cannot be peeked at; the next write notices instead
         return sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
     except (BlockingIOError, InterruptedError):
         return False
-    except OSError:
+    except (OSError, ValueError):
         return True
 
 
 App = Callable[[Request], "Response | None"]
 
+_LONG = re.compile(
+    r"^(?:/v[0-9.]+)?/(?:events|build|images/create|images/load|images/get|images/.+/(?:push|get)"
+    r"|containers/[^/]+/(?:logs|attach|attach/ws|wait|stats|archive|export)|exec/[^/]+/start)/?$"
+)
+"""Requests that may last as long as the client likes: each gets a thread of its own."""
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-    server: _ServerMixin  # type: ignore[assignment]
 
-    def setup(self) -> None:
-        if isinstance(self.request, ssl.SSLSocket):
-            self.request.settimeout(30)
-            self.request.do_handshake()
-            self.request.settimeout(None)
-        super().setup()
+def _is_long(method: str, target: str) -> bool:
+    return _LONG.match(target.split("?", 1)[0]) is not None
 
-    def version_string(self) -> str:
-        return self.server.common_headers()["Server"]
 
-    def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s", format % args)
+def _head_end(buffer: bytearray) -> int:
+    """The offset just past the blank line that ends a request head, or -1."""
+    ends = [i + n for i, n in ((buffer.find(b"\r\n\r\n"), 4), (buffer.find(b"\n\n"), 2)) if i >= 0]
+    return min(ends) if ends else -1
 
-    def handle_one_request(self) -> None:
+
+def _status_line(status: int) -> str:
+    try:
+        phrase = http.HTTPStatus(status).phrase
+    except ValueError:
+        phrase = ""
+    return f"HTTP/1.1 {status} {phrase}\r\n"
+
+
+def _refusal(status: int, message: str, headers: dict[str, str]) -> bytes:
+    body = error_body(message, InvalidArgument.kind)
+    head = _status_line(status)
+    for key, value in headers.items():
+        head += f"{key}: {value}\r\n"
+    head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    return head.encode() + body
+
+
+class _Pool:
+    """At most ``size`` threads, started as work arrives; work beyond them waits its turn."""
+
+    def __init__(self, size: int, name: str) -> None:
+        self._size = max(1, size)
+        self._name = name
+        self._queue: queue.SimpleQueue[tuple[Callable[[_Conn], None], _Conn] | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._threads = 0
+        self._idle = 0
+
+    def submit(self, fn: Callable[[_Conn], None], conn: _Conn) -> None:
+        with self._lock:
+            if self._idle == 0 and self._threads < self._size:
+                self._threads += 1
+                threading.Thread(target=self._run, name=f"{self._name}-{self._threads}", daemon=True).start()
+        self._queue.put((fn, conn))
+
+    def stop(self) -> None:
+        with self._lock:
+            for _ in range(self._threads):
+                self._queue.put(None)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                self._idle += 1
+            item = self._queue.get()
+            with self._lock:
+                self._idle -= 1
+            if item is None:
+                with self._lock:
+                    self._threads -= 1
+                return
+            fn, conn = item
+            fn(conn)
+
+
+_LISTENER = object()
+_WAKE = object()
+
+
+class _Server:
+    """The connection loop and the two kinds of worker threads around one listening socket."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        app: App,
+        headers: dict[str, str],
+        limits: Limits | None,
+        tls: ssl.SSLContext | None,
+    ) -> None:
+        self.app = app
+        self.headers = headers
+        self.tls = tls
+        self.limits = limits or Limits()
+        self.socket = sock
+        sock.listen(self.limits.backlog)
+        sock.setblocking(False)
+        soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        budget = self.limits.max_connections
+        if soft != resource.RLIM_INFINITY:
+            budget = min(budget, soft - _FD_RESERVE)
+        self.max_connections = max(16, budget)
+        self._selector = selectors.DefaultSelector()
+        self._selector.register(sock, selectors.EVENT_READ, _LISTENER)
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._selector.register(self._wake_r, selectors.EVENT_READ, _WAKE)
+        self._held: collections.OrderedDict[int, _Conn] = collections.OrderedDict()
+        self._returned: collections.deque[_Conn] = collections.deque()
+        self._lock = threading.Lock()
+        self._open = 0
+        self._streams = 0
+        self._pool = _Pool(self.limits.workers, "ckd-worker")
+        self._reserve: int | None = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        self._stop = threading.Event()
+        self._running = threading.Event()
+        self._done = threading.Event()
+        self._done.set()
+
+    # -- what the daemon calls ------------------------------------------------------------------
+
+    @property
+    def open_connections(self) -> int:
+        return self._open
+
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self._done.clear()
+        self._running.set()
+        next_sweep = 0.0
         try:
-            super().handle_one_request()
-        except (ConnectionError, ssl.SSLError, TimeoutError) as exc:
-            log.debug("connection dropped: %s", exc)
-            self.close_connection = True
+            while not self._stop.is_set():
+                for key, mask in self._selector.select(poll_interval):
+                    if key.data is _LISTENER:
+                        self._accept()
+                    elif key.data is _WAKE:
+                        self._take_back()
+                    else:
+                        self._on_ready(key.data, mask)
+                now = time.monotonic()
+                if now >= next_sweep:
+                    self._sweep(now)
+                    next_sweep = now + 0.5
+        finally:
+            self._running.clear()
+            self._done.set()
 
-    def _dispatch(self) -> None:
-        request = Request(self, self.command, self.path)
-        response = self.server.app(request)
-        if response is None or request.hijacked:
-            self.close_connection = True
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._wake()
+        self._done.wait(10)
+
+    def server_close(self) -> None:
+        self._stop.set()
+        self._done.wait(10)
+        for conn in list(self._held.values()):
+            self._drop(conn)
+        self._pool.stop()
+        with contextlib.suppress(KeyError, ValueError):
+            self._selector.unregister(self.socket)
+        self._selector.close()
+        self.socket.close()
+        self._wake_r.close()
+        self._wake_w.close()
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _accept(self) -> None:
+        for _ in range(256):
+            try:
+                sock, _addr = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:
+                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    self._out_of_descriptors()
+                else:
+                    log.warning("accept failed: %s", exc)
+                return
+            sock.setblocking(False)
+            if self._open >= self.max_connections and not self._evict():
+                with contextlib.suppress(OSError):
+                    sock.send(_refusal(503, "too many connections", self.headers))
+                sock.close()
+                continue
+            self._adopt(sock)
+
+    def _out_of_descriptors(self) -> None:
+        """Free descriptors rather than spin: close the longest-idle connections, and refuse the
+        waiting client with the reserved descriptor if none could be closed."""
+        log.warning("out of file descriptors with %d connections open", self._open)
+        if sum(self._evict() for _ in range(16)):
             return
+        if self._reserve is not None:
+            os.close(self._reserve)
+            self._reserve = None
+            with contextlib.suppress(OSError):
+                self.socket.accept()[0].close()
+            with contextlib.suppress(OSError):
+                self._reserve = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+    def _evict(self) -> bool:
+        """Close the connection the loop has held longest without activity; False if none.
+
+        Only connections waiting for a client are held here: one in a worker is never evicted."""
+        for conn in self._held.values():
+            self._drop(conn)
+            return True
+        return False
+
+    def _adopt(self, sock: socket.socket) -> None:
+        if self.tls is not None:
+            try:
+                sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
+            except (OSError, ValueError) as exc:
+                log.debug("TLS wrap failed: %s", exc)
+                sock.close()
+                return
+        conn = _Conn(sock, handshaking=self.tls is not None)
+        with self._lock:
+            self._open += 1
+        self._hold(conn)
+
+    def _hold(self, conn: _Conn) -> None:
+        try:
+            self._selector.register(conn.sock, selectors.EVENT_READ, conn)
+        except (OSError, ValueError) as exc:
+            log.debug("cannot watch a connection: %s", exc)
+            self._release(conn)
+            return
+        self._held[conn.fd] = conn
+
+    def _on_ready(self, conn: _Conn, mask: int) -> None:
+        if conn.handshaking and not self._handshake(conn):
+            return
+        try:
+            data = conn.sock.recv(65536)
+            while isinstance(conn.sock, ssl.SSLSocket) and conn.sock.pending():
+                data += conn.sock.recv(conn.sock.pending())
+        except (BlockingIOError, InterruptedError, ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            return
+        except OSError:
+            self._drop(conn)
+            return
+        if not data:
+            self._drop(conn)
+            return
+        now = time.monotonic()
+        conn.since = now
+        self._held.move_to_end(conn.fd)
+        conn.buffer += data
+        if conn.head_started is None:
+            while conn.buffer and conn.buffer[0] in b"\r\n":
+                del conn.buffer[:1]  # blank lines between requests are allowed
+            if conn.buffer:
+                conn.head_started = now
+        self._dispatch(conn)
+
+    def _handshake(self, conn: _Conn) -> bool:
+        sock = conn.sock
+        assert isinstance(sock, ssl.SSLSocket)
+        try:
+            sock.do_handshake()
+        except ssl.SSLWantReadError:
+            self._selector.modify(sock, selectors.EVENT_READ, conn)
+            return False
+        except ssl.SSLWantWriteError:
+            self._selector.modify(sock, selectors.EVENT_WRITE, conn)
+            return False
+        except (OSError, ValueError) as exc:
+            log.debug("TLS handshake failed: %s", exc)
+            self._drop(conn)
+            return False
+        conn.handshaking = False
+        conn.head_started = None
+        conn.since = time.monotonic()
+        self._selector.modify(sock, selectors.EVENT_READ, conn)
+        return True
+
+    def _dispatch(self, conn: _Conn) -> None:
+        end = _head_end(conn.buffer)
+        if end < 0 and len(conn.buffer) <= self.limits.max_header_bytes:
+            return
+        if end < 0 or end > self.limits.max_header_bytes:
+            self._refuse(conn, 431, f"request head larger than {self.limits.max_header_bytes} bytes")
+            return
+        self._selector.unregister(conn.sock)
+        del self._held[conn.fd]
+        line = bytes(conn.buffer[: conn.buffer.find(b"\n")]).decode("latin-1").split()
+        if len(line) == 3 and _is_long(line[0], line[1]):
+            with self._lock:
+                room = self._streams < self.limits.stream_workers
+                if room:
+                    self._streams += 1
+            if not room:
+                with contextlib.suppress(OSError):
+                    conn.sock.send(_refusal(503, "too many streaming requests", self.headers))
+                self._release(conn)
+                return
+            threading.Thread(target=self._serve_stream, args=(conn,), name="ckd-stream", daemon=True).start()
+        else:
+            self._pool.submit(self._serve, conn)
+
+    def _refuse(self, conn: _Conn, status: int, message: str) -> None:
+        with contextlib.suppress(OSError):
+            conn.sock.send(_refusal(status, message, self.headers))
+        self._drop(conn)
+
+    def _sweep(self, now: float) -> None:
+        """Close the connections whose head (or handshake) is late, or that idled too long."""
+        late = []
+        for conn in self._held.values():
+            if conn.head_started is not None:
+                if now - conn.head_started > self.limits.header_timeout:
+                    late.append(conn)
+            elif now - conn.since > self.limits.idle_timeout:
+                late.append(conn)
+        for conn in late:
+            log.debug("closing connection %d: timed out", conn.fd)
+            self._drop(conn)
+
+    def _wake(self) -> None:
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"\0")
+
+    def _take_back(self) -> None:
+        with contextlib.suppress(OSError):
+            while self._wake_r.recv(4096):
+                pass
+        while self._returned:
+            conn = self._returned.popleft()
+            if self._stop.is_set():
+                self._release(conn)
+            else:
+                self._hold(conn)
+
+    def _drop(self, conn: _Conn) -> None:
+        with contextlib.suppress(KeyError, ValueError, OSError):
+            self._selector.unregister(conn.sock)
+        self._held.pop(conn.fd, None)
+        self._release(conn)
+
+    def _release(self, conn: _Conn) -> None:
+        with self._lock:
+            self._open -= 1
+        with contextlib.suppress(OSError):
+            conn.sock.close()
+
+    # -- the workers ----------------------------------------------------------------------------
+
+    def _serve_stream(self, conn: _Conn) -> None:
+        try:
+            self._serve(conn)
+        finally:
+            with self._lock:
+                self._streams -= 1
+
+    def _serve(self, conn: _Conn) -> None:
+        """Answer the requests whose heads are in the buffer, then give the connection back."""
+        try:
+            conn.sock.settimeout(self.limits.io_timeout)
+            while self._exchange(conn):
+                if self._stop.is_set():
+                    break
+                if _head_end(conn.buffer) < 0:
+                    conn.sock.setblocking(False)
+                    conn.since = time.monotonic()
+                    conn.head_started = conn.since if conn.buffer else None
+                    self._returned.append(conn)
+                    self._wake()
+                    return
+        except (OSError, ssl.SSLError) as exc:
+            log.debug("connection dropped: %s", exc)
+        except Exception:
+            log.exception("connection failed")
+        self._release(conn)
+
+    def _exchange(self, conn: _Conn) -> bool:
+        """One request and its answer; True when the connection stays open for another."""
+        end = _head_end(conn.buffer)
+        head = bytes(conn.buffer[:end])
+        del conn.buffer[:end]
+        request_line, _, header_block = head.partition(b"\n")
+        parts = request_line.decode("latin-1").split()
+        if len(parts) != 3 or not re.fullmatch(r"HTTP/1\.[01]", parts[2]):
+            conn.sock.sendall(_refusal(400, f"malformed request line {request_line[:80]!r}", self.headers))
+            return False
+        method, target, version = parts
+        try:
+            headers = http.client.parse_headers(io.BytesIO(header_block))
+        except http.client.HTTPException as exc:
+            conn.sock.sendall(_refusal(431, f"request head refused: {exc}", self.headers))
+            return False
+        exchange = _Exchange(self, conn, headers)
+        tokens = (headers.get("Connection") or "").lower()
+        exchange.close_connection = "close" in tokens or (
+            version == "HTTP/1.0" and "keep-alive" not in tokens
+        )
+        if version == "HTTP/1.1" and (headers.get("Expect") or "").lower() == "100-continue":
+            conn.sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
+        try:
+            request = Request(exchange, method, target)
+        except ValueError as exc:
+            conn.sock.sendall(_refusal(400, f"malformed request target: {exc}", self.headers))
+            return False
+        try:
+            response = self.app(request)
+        except Exception as exc:
+            status, body = status_and_body(exc)
+            response = Response(status, body)
+        if response is None or request.hijacked:
+            return False
         request.drain()
-        self._send(request, response)
+        self._send(exchange, request, response)
+        return not exchange.close_connection
 
-    do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = do_PATCH = do_OPTIONS = _dispatch
-
-    def _send(self, request: Request, response: Response) -> None:
-        self.send_response(response.status)
-        headers = {**self.server.common_headers(), **response.headers}
-        headers.pop("Server", None)
+    def _send(self, exchange: _Exchange, request: Request, response: Response) -> None:
+        sock = exchange.connection
+        head = _status_line(response.status)
+        headers = {**self.headers, **response.headers}
+        head += f"Server: {headers.pop('Server', '')}\r\nDate: {email.utils.formatdate(usegmt=True)}\r\n"
         for key, value in headers.items():
-            self.send_header(key, value)
+            head += f"{key}: {value}\r\n"
         bodyless = response.status in (204, 304) or 100 <= response.status < 200
         if response.content_type and not bodyless:
-            self.send_header("Content-Type", response.content_type)
+            head += f"Content-Type: {response.content_type}\r\n"
+        if exchange.close_connection:
+            head += "Connection: close\r\n"
         if response.stream is not None and not bodyless:
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            self.wfile.flush()
-            self._send_stream(request, response.stream)
+            sock.sendall((head + "Transfer-Encoding: chunked\r\n\r\n").encode())
+            self._send_stream(exchange, request, response.stream)
             return
         if not bodyless:
-            self.send_header("Content-Length", str(len(response.body)))
-        self.end_headers()
-        if request.method != "HEAD" and not bodyless and response.body:
-            self.wfile.write(response.body)
-        self.wfile.flush()
+            head += f"Content-Length: {len(response.body)}\r\n"
+        data = (head + "\r\n").encode()
+        if request.method != "HEAD" and not bodyless:
+            data += response.body
+        sock.sendall(data)
 
-    def _send_stream(self, request: Request, stream: Iterable[bytes | None]) -> None:
+    def _send_stream(self, exchange: _Exchange, request: Request, stream: Iterable[bytes | None]) -> None:
+        sock = exchange.connection
         iterator: Iterator[bytes | None] = iter(stream)
         try:
             for chunk in iterator:
                 if chunk is None:
                     if request.client_gone():
-                        self.close_connection = True
+                        exchange.close_connection = True
                         return
                     continue
                 if chunk:
-                    self.wfile.write(b"%x\r\n%b\r\n" % (len(chunk), chunk))
-            self.wfile.write(b"0\r\n\r\n")
-            self.wfile.flush()
+                    sock.sendall(b"%x\r\n%b\r\n" % (len(chunk), chunk))
+            sock.sendall(b"0\r\n\r\n")
         except OSError as exc:
             log.debug("stream to client ended: %s", exc)
-            self.close_connection = True
+            exchange.close_connection = True
         finally:
             close = getattr(iterator, "close", None)
             if close is not None:
                 close()
 
 
-class _ServerMixin:
-    """What the handler needs from its server: the app and the headers every response carries."""
-
-    app: App
-    headers: dict[str, str]
-
-    def common_headers(self) -> dict[str, str]:
-        return self.headers
-
-
-class UnixServer(_ServerMixin, socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
-    daemon_threads = True
-    block_on_close = False
-    request_queue_size = 256
+class UnixServer(_Server):
+    """The API on a unix socket, created ``mode`` (0660 by default) and owned by ``gid``."""
 
     def __init__(
-        self, path: str, app: App, headers: dict[str, str], *, mode: int = 0o660, gid: int = -1
+        self,
+        path: str,
+        app: App,
+        headers: dict[str, str],
+        *,
+        mode: int = 0o660,
+        gid: int = -1,
+        limits: Limits | None = None,
     ) -> None:
-        self.app = app
-        self.headers = headers
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)
         try:
-            super().__init__(path, _Handler)
+            sock.bind(path)
+        except OSError:
+            sock.close()
+            raise
         finally:
             os.umask(old)
-        os.chown(path, 0 if os.geteuid() == 0 else -1, gid)
-        os.chmod(path, mode)
+        self.server_address = path
+        try:
+            os.chown(path, 0 if os.geteuid() == 0 else -1, gid)
+            os.chmod(path, mode)
+            super().__init__(sock, app, headers, limits, None)
+        except BaseException:
+            sock.close()
+            raise
 
     def server_close(self) -> None:
         super().server_close()
         with contextlib.suppress(OSError):
-            os.unlink(self.server_address)  # type: ignore[arg-type]
+            os.unlink(self.server_address)
 
 
-class TCPServer(_ServerMixin, socketserver.ThreadingMixIn, socketserver.TCPServer):
-    """TCP, wrapped in TLS when a context is given (the handshake runs in the connection's thread)."""
-
-    daemon_threads = True
-    block_on_close = False
-    allow_reuse_address = True
-    request_queue_size = 256
+class TCPServer(_Server):
+    """TCP, wrapped in TLS when a context is given (the handshake runs in the loop, non-blocking)."""
 
     def __init__(
-        self, address: tuple[str, int], app: App, headers: dict[str, str], tls: ssl.SSLContext | None
+        self,
+        address: tuple[str, int],
+        app: App,
+        headers: dict[str, str],
+        tls: ssl.SSLContext | None,
+        *,
+        limits: Limits | None = None,
     ) -> None:
-        self.app = app
-        self.headers = headers
-        self.tls = tls
-        if ":" in address[0]:
-            self.address_family = socket.AF_INET6
-        super().__init__(address, _Handler)
-
-    def get_request(self) -> tuple[Any, Any]:
-        sock, addr = super().get_request()
-        if self.tls is not None:
-            sock = self.tls.wrap_socket(sock, server_side=True, do_handshake_on_connect=False)
-        return sock, addr
+        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(address)
+            self.server_address = sock.getsockname()
+            super().__init__(sock, app, headers, limits, tls)
+        except BaseException:
+            sock.close()
+            raise
