@@ -33,7 +33,7 @@ import attrs
 
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound, NotRunning
 from containerkit.network import bridge as bridges
-from containerkit.network import veth
+from containerkit.network import foreign_firewall, veth
 from containerkit.network.dns_files import hosts_file
 from containerkit.network.ipam import next_free
 from containerkit.network.nat import NatTable, list_tables
@@ -117,10 +117,10 @@ _OUR_TABLE = re.compile(r"^ck[0-9a-f]{5}$")
 
 
 def reap_vanished_roots() -> list[str]:
-    """Links and nft tables of roots that are gone: a root deleted while its networks were up
-    (a test's temp root removed after its engine was killed), or links and tables with our
-    naming whose root never registered or no longer does (a root registers before its first
-    link and releases after its last). The prefixes reaped."""
+    """Links, nft tables and iptables accept rules of roots that are gone: a root deleted
+    while its networks were up (a test's temp root removed after its engine was killed), or
+    links and tables with our naming whose root never registered or no longer does (a root
+    registers before its first link and releases after its last). The prefixes reaped."""
     if not _ROOTS.exists():
         return []  # no root here ever brought a network up
     names = sorted(os.listdir("/sys/class/net"))  # cheap: no netlink, no pyroute2 import
@@ -148,6 +148,8 @@ def reap_vanished_roots() -> list[str]:
                     if name.startswith(prefix + "b"):
                         bridges.remove_bridge(name)
             NatTable(prefix).remove_all()
+            with contextlib.suppress(ContainerkitError):
+                foreign_firewall.forget_prefix(prefix)
             (_ROOTS / prefix).unlink(missing_ok=True)
         reaped.append(prefix)
     return reaped

@@ -9,6 +9,11 @@ table is ``P``, so engines on different roots (parallel test workers) never shar
 
 Subnets come from docker's pool, skipping what the host routes (``docker0`` included). The
 default network re-picks its subnet when it comes up and finds that the host took it meanwhile.
+
+Beside Docker (FORWARD policy DROP), a bridge coming up also gets accept rules in the host's
+iptables firewall (``network/foreign_firewall.py``); they go with the bridge. Without
+nftables the engine still works for ``none``, ``host`` and ``container:`` networks; bringing a
+bridge up is then ``Unavailable``, naming the Debian package to install.
 """
 
 from __future__ import annotations
@@ -29,10 +34,11 @@ import attrs
 
 from containerkit.engine import _netsetup
 from containerkit.engine._handle import RecordHandle
-from containerkit.errors import Conflict, InvalidArgument, NotFound
+from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound, Unavailable
 from containerkit.network import bridge as bridges
+from containerkit.network import foreign_firewall
 from containerkit.network.ipam import gateway_for, parse_subnet, pick_subnet
-from containerkit.network.nat import NatTable
+from containerkit.network.nat import NFT_MISSING, NatTable, nft_available
 from containerkit.storage.metadata import NetworkRecord
 
 if TYPE_CHECKING:
@@ -216,16 +222,26 @@ class NetworkCollection:
         return record
 
     def _bring_up(self, record: NetworkRecord) -> None:
+        """Bridge, our nft rules, and accept rules in a foreign iptables firewall (Docker's
+        FORWARD DROP); all or nothing."""
+        if not nft_available():
+            raise Unavailable(f"network {record.name}: {NFT_MISSING}")
         _netsetup.claim_prefix(self._engine)
         prefix = IPv4Network(record.subnet).prefixlen
         bridges.ensure_bridge(record.bridge, f"{record.gateway}/{prefix}")
         try:
             self.nat.ensure_network(record.bridge, record.subnet, internal=record.internal)
+            foreign_firewall.allow_bridge(record.bridge)
         except BaseException:
+            with contextlib.suppress(ContainerkitError):
+                foreign_firewall.forget_bridge(record.bridge)
+            with contextlib.suppress(ContainerkitError):
+                self.nat.remove_network(record.bridge)
             bridges.remove_bridge(record.bridge)
             raise
 
     def _bring_down(self, record: NetworkRecord) -> None:
+        foreign_firewall.forget_bridge(record.bridge)
         self.nat.remove_network(record.bridge)
         bridges.remove_bridge(record.bridge)
         if not any(bridges.bridge_exists(n.bridge) for n in self._engine.metadata.list_networks()):

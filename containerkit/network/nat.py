@@ -50,9 +50,11 @@ from containerkit.network.sysctl import enable_ip_forward, set_route_localnet
 from containerkit.spec import PortBinding
 
 __all__ = [
+    "NFT_MISSING",
     "NatTable",
     "Rule",
     "list_tables",
+    "nft_available",
 ]
 
 _PICK_ATTEMPTS = 20
@@ -74,15 +76,39 @@ def _nft(args: list[str], stdin: str | None = None) -> subprocess.CompletedProce
         commands = stdin or "" if rest == ["-f", "-"] else " ".join(rest)
         status, out, err = lib.run(commands, json="-j" in args, handles="-a" in args)
         return subprocess.CompletedProcess(["nft", *args], 1 if status else 0, out, err)
-    nft = shutil.which("nft") or "/usr/sbin/nft"
+    nft = _nft_command()
+    if nft is None:
+        raise Unavailable(NFT_MISSING)
     try:
         return subprocess.run([nft, *args], input=stdin, capture_output=True, text=True, check=False)
     except FileNotFoundError:
-        raise Unavailable("nft (Debian package nftables) is not installed") from None
+        raise Unavailable(NFT_MISSING) from None
+
+
+NFT_MISSING = (
+    "bridge networks need nftables: neither libnftables nor the nft command is installed "
+    "(install the Debian package nftables); networks none, host and container: work without it"
+)
+
+
+def _nft_command() -> str | None:
+    """The ``nft`` command: on PATH, else where Debian puts it; None if it is not installed."""
+    found = shutil.which("nft")
+    if found is None and os.path.exists("/usr/sbin/nft"):
+        found = "/usr/sbin/nft"
+    return found
+
+
+def nft_available() -> bool:
+    """Whether nftables can be driven here (libnftables in-process, or the ``nft`` command)."""
+    return open_nftables() is not None or _nft_command() is not None
 
 
 def list_tables(family: str = "ip") -> list[str]:
-    """Names of the host's nft tables of ``family`` (for sweeping tables whose owner is gone)."""
+    """Names of the host's nft tables of ``family`` (for sweeping tables whose owner is gone);
+    none where nftables is not installed (then nobody can have made one through us)."""
+    if not nft_available():
+        return []
     done = _nft(["-j", "list", "tables", family])
     if done.returncode != 0 or not done.stdout.strip():
         return []
@@ -190,6 +216,8 @@ class NatTable:
         forwarding. Both: no forwarding to any other of our bridges.
         """
         check_ifname(bridge)
+        if not nft_available():
+            raise Unavailable(NFT_MISSING)
         try:
             net = IPv4Network(subnet)
         except ValueError:
@@ -224,6 +252,8 @@ class NatTable:
     def remove_network(self, bridge: str) -> None:
         """Drop the rules of the network on ``bridge``; a network we do not know is fine."""
         check_ifname(bridge)
+        if not nft_available():
+            return  # nothing could have been added through us
         with self._locked():
             listing = self._listing()
             if listing is None:
@@ -329,6 +359,8 @@ class NatTable:
 
     def remove_all(self) -> None:
         """Drop our whole table (every network and port rule); fine if it is not there."""
+        if not nft_available():
+            return
         with self._locked():
             if self.exists():
                 self._apply([f"delete table ip {self.name}"])
