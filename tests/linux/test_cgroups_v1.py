@@ -6,6 +6,7 @@ import errno
 import functools
 import os
 import signal
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -325,25 +326,50 @@ def test_real_legacy_mode_kills_by_freezing_and_signalling(spawn: Spawner) -> No
     assert [h.name for h in ROOT.iterdir() if (h / parent).exists()] == []
 
 
-def test_real_destroy_of_an_empty_cgroup_also_clears_foreign_hierarchies() -> None:
-    """The one-rmdir-per-hierarchy path: ours and those runc also uses (devices, blkio...)."""
+def test_real_create_and_destroy_cover_every_hierarchy() -> None:
+    """Every mounted v1 hierarchy gets the cgroup (devices, blkio, cpuset, name=systemd...), and
+    the one-rmdir-per-hierarchy destroy clears each, also where it appeared after the manager."""
     if os.geteuid() != 0 or probe() == "unified":
         pytest.skip("needs root and cgroup v1 hierarchies")
     parent = f"cktest-{uuid.uuid4().hex[:12]}"
     cgroup = open_cgroup(f"{parent}/c")
-    cgroup.create()
-    foreign = ROOT / "devices" / parent / "c"
+    hierarchies = [h for h in ROOT.iterdir() if (h / "cgroup.procs").exists()]
     try:
-        if (ROOT / "devices" / "cgroup.procs").exists():
-            foreign.mkdir(parents=True)
-        assert cgroup.exists()
+        cgroup.create()
+        missing = [h.name for h in hierarchies if not (h / parent / "c").is_dir()]
+        assert missing == []
+        late = open_cgroup(f"{parent}/c")
         cgroup.destroy()
         assert not cgroup.exists()
-        assert not foreign.exists()
+        late.create()
+        cgroup.destroy()  # made again by another manager: still cleared in one pass
+        assert not cgroup.exists()
     finally:
         cgroup.destroy()
         assert remove_if_empty(parent)
     assert [h.name for h in ROOT.iterdir() if (h / parent).exists()] == []
+
+
+def test_real_cpuset_is_inherited_so_a_process_can_join() -> None:
+    """A new v1 cpuset is empty and refuses processes; create copies cpus and mems down."""
+    if os.geteuid() != 0 or not (ROOT / "cpuset" / "cgroup.procs").exists():
+        pytest.skip("needs root and a v1 cpuset hierarchy")
+    parent = f"cktest-{uuid.uuid4().hex[:12]}"
+    cgroup = open_cgroup(f"{parent}/c")
+    proc = subprocess.Popen(["sleep", "30"])
+    try:
+        cgroup.create()
+        for name in ("cpuset.cpus", "cpuset.mems"):
+            expected = (ROOT / "cpuset" / name).read_text()
+            assert (ROOT / "cpuset" / parent / name).read_text() == expected
+            assert (ROOT / "cpuset" / parent / "c" / name).read_text() == expected
+        cgroup.add_process(proc.pid)
+        assert f"cpuset:/{parent}/c" in Path(f"/proc/{proc.pid}/cgroup").read_text()
+    finally:
+        proc.kill()
+        proc.wait()
+        cgroup.destroy()
+        assert remove_if_empty(parent)
 
 
 def test_create_survives_its_parent_vanishing_meanwhile(
@@ -364,18 +390,23 @@ def test_create_survives_its_parent_vanishing_meanwhile(
     assert (tmp_path / "memory/containerkit/c1").is_dir()
 
 
-def test_create_everywhere_covers_hierarchies_runc_uses(tmp_path: Path) -> None:
-    """runc makes its cgroup in every v1 hierarchy (devices, blkio...), not only ours: made there
-    first, a concurrent cleanup can never remove the shared parent under runc's plain mkdir."""
+def test_create_covers_every_hierarchy_on_a_fake_tree(tmp_path: Path) -> None:
+    """Not only the controllers limits use: devices, blkio, cpuset, name=systemd too."""
     FakeCgroupfs.v1(tmp_path, unified=True)
-    for other in ("devices", "blkio"):
+    for other in ("devices", "blkio", "systemd", "cpuset"):
         (tmp_path / other).mkdir()
         (tmp_path / other / "cgroup.procs").write_text("")
+    (tmp_path / "cpuset/cpuset.cpus").write_text("0-1\n")
+    (tmp_path / "cpuset/cpuset.mems").write_text("0\n")
+    for level in ("containerkit", "containerkit/c1"):  # as the kernel's mkdir makes them: empty
+        (tmp_path / "cpuset" / level).mkdir()
+        (tmp_path / "cpuset" / level / "cpuset.cpus").write_text("\n")
+        (tmp_path / "cpuset" / level / "cpuset.mems").write_text("\n")
+    (tmp_path / "not-a-hierarchy").mkdir()
     manager = open_cgroup("containerkit/c1", root=tmp_path, mode="hybrid")
     manager.create()
-    assert not (tmp_path / "devices/containerkit/c1").exists()
-    manager.create_everywhere()
-    assert (tmp_path / "devices/containerkit/c1").is_dir() and (tmp_path / "blkio/containerkit/c1").is_dir()
-    manager.destroy()
-    for hierarchy in ("memory", "devices", "blkio", "unified"):
-        assert not (tmp_path / hierarchy / "containerkit/c1").exists(), hierarchy
+    for hierarchy in ("memory", "devices", "blkio", "systemd", "cpuset", "unified"):
+        assert (tmp_path / hierarchy / "containerkit/c1").is_dir(), hierarchy
+    assert not (tmp_path / "not-a-hierarchy/containerkit").exists()
+    assert (tmp_path / "cpuset/containerkit/c1/cpuset.cpus").read_text() == "0-1"
+    assert (tmp_path / "cpuset/containerkit/cpuset.mems").read_text() == "0"

@@ -13,7 +13,7 @@ import errno
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import attrs
@@ -27,6 +27,8 @@ from containerkit.errors import (
     Unavailable,
 )
 from containerkit.spec import Resources
+
+from .devices import DeviceRule
 
 __all__ = ["CgroupManager", "CgroupStats"]
 
@@ -196,6 +198,10 @@ class CgroupManager(abc.ABC):
     @abc.abstractmethod
     def apply(self, resources: Resources) -> None:
         """Set every limit in ``resources``; a ``None`` field is written back to unlimited."""
+
+    @abc.abstractmethod
+    def apply_devices(self, rules: Sequence[DeviceRule]) -> None:
+        """Enforce device ``rules`` (in order, the last match wins) before any process joins."""
 
     @abc.abstractmethod
     def freeze(self) -> None:

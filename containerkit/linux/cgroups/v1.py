@@ -1,15 +1,18 @@
-"""cgroup v1: one directory per controller hierarchy, plus the unified tree on hybrid hosts.
+"""cgroup v1: one directory per hierarchy, plus the unified tree on hybrid hosts.
 
-On a hybrid host the cgroup is also made in the controller-less v2 mount: that costs one
-directory and gives ``cgroup.kill`` (race-free kill of every process) and ``cgroup.events``.
-``cpuset`` is not used: a new v1 cpuset starts empty and Resources sets no cpuset limits.
+The cgroup is made in *every* mounted v1 hierarchy (blkio, cpuset, devices, perf_event,
+name=systemd... not only the controllers limits use): a process left in a host root cgroup of
+any hierarchy can mount that hierarchy from inside and reach its ``release_agent``, and one left
+in the root ``devices`` cgroup may open every host device. On a hybrid host the cgroup is also
+made in the controller-less v2 mount: that gives ``cgroup.kill`` (race-free kill of every
+process) and ``cgroup.events``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from containerkit.errors import Timeout, Unavailable
@@ -23,14 +26,16 @@ from .base import (
     read_keyed,
     read_limit,
     read_optional,
-    walk_up,
     write,
 )
+from .devices import DeviceRule
 from .v2 import CPU_PERIOD_US, CgroupV2Manager, swap_limit
 
 __all__ = ["CONTROLLERS", "CgroupV1Manager"]
 
 CONTROLLERS = ("memory", "cpu", "cpuacct", "pids", "freezer")
+"""The controllers limits, stats and the freezer use; the cgroup is made in every hierarchy."""
+_CPUSET_FILES = ("cpuset.cpus", "cpuset.mems")
 _UNLIMITED = -1
 _FREEZE_TIMEOUT = 5.0
 
@@ -40,13 +45,13 @@ def _is_hierarchy(path: Path) -> bool:
 
 
 class CgroupV1Manager(CgroupManager):
-    """A cgroup in every v1 controller hierarchy under ``root`` (and in ``unified``, if given)."""
+    """A cgroup in every v1 hierarchy under ``root`` (and in ``unified``, if given)."""
 
     def __init__(
         self, name: str, root: Path = Path("/sys/fs/cgroup"), *, unified: Path | None = None
     ) -> None:
         super().__init__(name, root)
-        self._paths = {c: self.root / c / self.name for c in CONTROLLERS if _is_hierarchy(self.root / c)}
+        self._paths = {h.name: h / self.name for h in _hierarchies(self.root)}
         self._unified: CgroupV2Manager | None = None
         if unified is not None and _is_hierarchy(unified):
             self._unified = CgroupV2Manager(name, unified)
@@ -56,51 +61,14 @@ class CgroupV1Manager(CgroupManager):
     def paths(self) -> dict[str, Path]:
         return dict(self._paths)
 
-    def _foreign_dirs(self) -> list[Path]:
-        """This cgroup, where it exists, in hierarchies we do not manage (cpuset, devices, blkio,
-        name=systemd...): runc creates it there for the same ``cgroupsPath``, so cleanup must
-        look there too.
-
-        Probed name first (one stat that usually fails), hierarchy checks only for what exists:
-        this runs on every remove.
-        """
-        try:
-            entries = list(os.scandir(self.root))
-        except FileNotFoundError:
-            return []
-        found = []
-        managed: set[str] | None = None
-        for entry in entries:
-            if entry.name == "unified":
-                continue
-            candidate = Path(entry.path) / self.name
-            if not candidate.is_dir():
-                continue
-            hierarchy = Path(entry.path)
-            if managed is None:
-                managed = self._managed_hierarchies()
-            if _is_hierarchy(hierarchy) and os.path.realpath(hierarchy) not in managed:
-                found.append(candidate)
-        return found
-
-    def _managed_hierarchies(self) -> set[str]:
-        depth = len(Path(self.name).parts)
-        return {os.path.realpath(p.parents[depth - 1]) for p in self._paths.values()}
-
-    def exists(self) -> bool:
-        return super().exists() or bool(self._foreign_dirs())
-
     def destroy(self, timeout: float = 5.0) -> None:
         if self._rmdir_everywhere():
             return
         super().destroy(timeout)
-        for top in self._foreign_dirs():
-            for path in walk_up(top):
-                with contextlib.suppress(FileNotFoundError):
-                    path.rmdir()
 
     def _rmdir_everywhere(self) -> bool:
-        """One rmdir of this cgroup in every hierarchy, ours and foreign: True when it is gone.
+        """One rmdir of this cgroup in every hierarchy, also one mounted since this manager was
+        made: True when it is gone.
 
         The common end of a container (no process left, no child cgroup) in a dozen syscalls,
         without the stats and walks of the general path, which runs when this says False.
@@ -133,20 +101,22 @@ class CgroupV1Manager(CgroupManager):
         return path
 
     def create(self) -> None:
-        for path in self._dirs():
+        for key, path in self._paths.items():
             mkdir_p(path)
+            if "cpuset" in key.split(","):
+                _inherit_cpuset(path.parents[len(Path(self.name).parts) - 1], self.name)
 
-    def create_everywhere(self) -> None:
-        """Also in the hierarchies we do not manage: runc makes its cgroup in all of them with a
-        plain ``mkdir``, which fails if another process removes the emptied shared parent at
-        that moment. Made here first (retrying), the parent is never empty meanwhile."""
-        self.create()
-        managed = self._managed_hierarchies()
-        for entry in os.scandir(self.root):
-            hierarchy = Path(entry.path)
-            foreign = entry.name != "unified" and os.path.realpath(hierarchy) not in managed
-            if foreign and _is_hierarchy(hierarchy):
-                mkdir_p(hierarchy / self.name)
+    def apply_devices(self, rules: Sequence[DeviceRule]) -> None:
+        """``devices.deny``/``devices.allow`` lines in order, as runc writes them.
+
+        A list that does not start from a wildcard gets ``devices.deny a`` first, so the result
+        never depends on what the cgroup allowed before (a new cgroup inherits its parent's list).
+        """
+        directory = self._dir("devices")
+        if not any(rule.is_wildcard for rule in rules):
+            write(directory / "devices.deny", "a")
+        for rule in rules:
+            write(directory / ("devices.allow" if rule.allow else "devices.deny"), rule.v1_line())
 
     def apply(self, resources: Resources) -> None:
         swap = swap_limit(resources)  # validates memory_swap against memory
@@ -260,3 +230,30 @@ def _set_memory(directory: Path, limit: int | None, memsw: int | None) -> None:
     else:
         write(limit_file, new_limit)
         write(memsw_file, new_memsw)
+
+
+def _hierarchies(root: Path) -> list[Path]:
+    """Every v1 hierarchy mounted under ``root`` (``unified`` is the v2 tree, handled apart).
+
+    Co-mounted controllers (``cpu,cpuacct`` with ``cpu`` and ``cpuacct`` symlinks) appear under
+    each name; :meth:`CgroupManager._dirs` folds them into one directory.
+    """
+    try:
+        entries = list(os.scandir(root))
+    except FileNotFoundError:
+        return []
+    return [Path(e.path) for e in entries if e.name != "unified" and _is_hierarchy(Path(e.path))]
+
+
+def _inherit_cpuset(hierarchy: Path, name: str) -> None:
+    """Copy ``cpuset.cpus``/``cpuset.mems`` down to each new level: a new v1 cpuset starts empty,
+    and the kernel refuses to add a process to a cpuset without CPUs or memory nodes."""
+    parent = hierarchy
+    for part in name.split("/"):
+        child = parent / part
+        for filename in _CPUSET_FILES:
+            if not read_optional(child / filename):
+                value = read_optional(parent / filename)
+                if value:
+                    write(child / filename, value)
+        parent = child

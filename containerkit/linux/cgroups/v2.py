@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+from collections.abc import Sequence
 from pathlib import Path
 
-from containerkit.errors import InvalidArgument, Timeout, Unavailable
+from containerkit.errors import ContainerkitError, InvalidArgument, NotFound, Timeout, Unavailable
+from containerkit.linux import bpf
 from containerkit.spec import Resources
 
 from .base import (
@@ -18,6 +23,7 @@ from .base import (
     wait_for,
     write,
 )
+from .devices import DeviceRule, build_device_program
 
 __all__ = ["CPU_PERIOD_US", "CgroupV2Manager", "shares_to_weight", "swap_limit"]
 
@@ -121,6 +127,34 @@ class CgroupV2Manager(CgroupManager):
             if path is not None:
                 write(path, value)
 
+    def apply_devices(self, rules: Sequence[DeviceRule]) -> None:
+        """A device filter program built from ``rules``, attached in place of any earlier one.
+
+        Attached with ``BPF_F_ALLOW_MULTI``: a program a parent has (systemd's) still runs too, so
+        a device either one denies stays denied. The cgroup holds the program; it goes with it.
+        """
+        program = build_device_program(rules)
+        try:
+            cgroup_fd = os.open(self.path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            raise NotFound(f"cgroup {self.path} does not exist") from None
+        try:
+            try:
+                old = bpf.attached_program_ids(cgroup_fd, bpf.BPF_CGROUP_DEVICE)
+                prog_fd = bpf.load_program(bpf.BPF_PROG_TYPE_CGROUP_DEVICE, program, name="ck_devices")
+            except OSError as exc:
+                raise _bpf_error(self.path, exc) from exc
+            try:
+                bpf.attach_cgroup_program(cgroup_fd, prog_fd, bpf.BPF_CGROUP_DEVICE, bpf.BPF_F_ALLOW_MULTI)
+            except OSError as exc:
+                raise _bpf_error(self.path, exc) from exc
+            finally:
+                os.close(prog_fd)
+            for prog_id in old:  # the new program is in place first: no moment without a filter
+                _detach(cgroup_fd, prog_id)
+        finally:
+            os.close(cgroup_fd)
+
     def _frozen(self) -> bool:
         return read_keyed(self.path / "cgroup.events").get("frozen") == 1
 
@@ -160,3 +194,22 @@ class CgroupV2Manager(CgroupManager):
 
     def _kill_file(self) -> Path | None:
         return self.path / "cgroup.kill"
+
+
+def _detach(cgroup_fd: int, prog_id: int) -> None:
+    try:
+        prog_fd = bpf.program_fd_by_id(prog_id)
+    except FileNotFoundError:
+        return  # already gone
+    try:
+        with contextlib.suppress(FileNotFoundError):
+            bpf.detach_cgroup_program(cgroup_fd, prog_fd, bpf.BPF_CGROUP_DEVICE)
+    finally:
+        os.close(prog_fd)
+
+
+def _bpf_error(path: Path, exc: OSError) -> ContainerkitError:
+    message = f"cannot set the device filter of cgroup {path}: {exc.strerror}"
+    if exc.errno in (errno.EPERM, errno.EACCES, errno.ENOSYS, errno.EINVAL):
+        return Unavailable(message)
+    return ContainerkitError(message)
