@@ -287,6 +287,11 @@ class Request:
                 self._reader = _LimitedReader(self._exchange.rfile, self.content_length())
         return self._reader
 
+    def body_stream(self) -> Any:
+        """The body as a file object (``read(size)``) that reads it as it arrives: for bodies too
+        large to hold (a tar extracted while it streams). Whatever is left unread is drained."""
+        return self._body_reader()
+
     def content_length(self) -> int:
         text = self.headers.get("Content-Length")
         if not text:

@@ -37,6 +37,7 @@ from containerkit.errors import (
 from containerkit.linux import proc, ps
 from containerkit.linux.cgroups import open_cgroup
 from containerkit.linux.inroot import Root
+from containerkit.linux.users import resolve_user
 from containerkit.runtime import logs as runtime_logs
 from containerkit.runtime.exec import ExecProcess, start_exec
 from containerkit.runtime.shim import ShimRequest, request_resize, start_container
@@ -384,6 +385,22 @@ class Container(RecordHandle[ContainerRecord]):
     def stat_path(self, path: str) -> dict[str, Any]:
         with self._in_root() as root:
             return _archive.stat(root, path)
+
+    def copy_owner(self) -> tuple[int, int]:
+        """The uid/gid of the container's user (``docker cp -a`` / ``copyUIDGID``: copied files
+        are given to it), read from the container's own ``/etc/passwd`` and ``/etc/group``."""
+        with self._in_root() as root:
+
+            def read(path: str) -> bytes | None:
+                try:
+                    fd = root.open_fd(path, os.O_RDONLY)
+                except OSError:
+                    return None
+                with os.fdopen(fd, "rb") as handle:
+                    return handle.read(4 << 20)
+
+            user = resolve_user(self.spec.user or "", read)
+        return user.uid, user.gid
 
     @contextlib.contextmanager
     def _in_root(self) -> Iterator[Root]:

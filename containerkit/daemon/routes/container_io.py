@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from containerkit.daemon import streams
 from containerkit.daemon.monitor import ClientGone
@@ -32,9 +32,6 @@ if TYPE_CHECKING:
     from containerkit.engine import Container
 
 __all__ = ["register"]
-
-ARCHIVE_LIMIT = 1 << 30
-"""Largest tar accepted by ``PUT /archive`` (it is extracted from memory)."""
 
 ATTACH_POLL = 0.01
 """How often an attach stream looks for new output and for the container's exit (seconds)."""
@@ -191,31 +188,36 @@ def register(router: Router, app: DaemonApp) -> None:
 
         return Response(200, stream=body())
 
-    def _stat_header(container: Container, path: str) -> dict[str, str]:
-        stat = container.stat_path(path)
-        stat["mode"] = _go_mode(int(stat["mode"]))
+    def _stat_header(stat: dict[str, Any]) -> dict[str, str]:
+        stat = {**stat, "mode": _go_mode(int(stat["mode"]))}
         stat["mtime"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(stat["mtime"])))
         return {"X-Docker-Container-Path-Stat": base64.b64encode(json.dumps(stat).encode()).decode()}
 
     def archive_head(request: Request) -> Response:
         container = lookup(app, request)
         path = _archive_path(request)
-        return Response(200, b"", "application/x-tar", _stat_header(container, path))
+        return Response(200, b"", "application/x-tar", _stat_header(container.stat_path(path)))
 
     def archive_get(request: Request) -> Response:
         if request.method == "HEAD":
             return archive_head(request)
         container = lookup(app, request)
         path = _archive_path(request)
-        headers = _stat_header(container, path)
-        return Response(200, container.get(path), "application/x-tar", headers)
+        # streamed in chunks as the walk reads it: memory stays bounded whatever the size
+        stream, stat = container.get_archive(path)
+        return Response(200, content_type="application/x-tar", headers=_stat_header(stat), stream=stream)
 
     def archive_put(request: Request) -> Response:
         container = lookup(app, request)
         path = _archive_path(request)
-        with request.spool_body(ARCHIVE_LIMIT) as spool:
-            data = spool.read()
-        container.put(path, data)
+        owner = container.copy_owner() if request.qbool("copyUIDGID") else None
+        # extracted as the body arrives, entry by entry: nothing is buffered whole
+        container.put(
+            path,
+            request.body_stream(),
+            owner=owner,
+            no_overwrite_dir_non_dir=request.qbool("noOverwriteDirNonDir"),
+        )
         app.events.emit("container", "extract-to-dir", container.id, {"name": container.name, "path": path})
         return Response(200, b"", None)
 
