@@ -248,16 +248,50 @@ class PortBinding:
         return f"{self.container_port}/{self.protocol}"
 
 
-def parse_ports(ports: Mapping[str | int, Any] | Iterable[PortBinding] | None) -> tuple[PortBinding, ...]:
-    """docker-py's ``ports=`` shape: ``{"80/tcp": 8080, "53/udp": None, "9000": ("127.0.0.1", 0)}``."""
+_PUBLISH = re.compile(
+    r"^(?:(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(?P<host>\d*):)?(?P<ctr>\d+)(?:/(?P<proto>\w+))?$"
+)
+
+
+def parse_publish(text: str) -> PortBinding:
+    """docker's ``-p`` syntax: ``80``, ``8080:80``, ``127.0.0.1:8080:80/udp``, ``127.0.0.1::80``."""
+    match = _PUBLISH.match(text.strip())
+    if not match:
+        raise InvalidArgument(
+            f"invalid publish spec {text!r} (expected [IP:][HOST_PORT:]CONTAINER_PORT[/PROTO])"
+        )
+    proto = match["proto"] or "tcp"
+    if proto not in ("tcp", "udp"):
+        raise InvalidArgument(f"invalid publish spec {text!r}: protocol must be tcp or udp")
+    return PortBinding(
+        container_port=int(match["ctr"]),
+        protocol=proto,  # type: ignore[arg-type]
+        host_ip=(match["ip"] or "0.0.0.0").strip("[]"),
+        host_port=int(match["host"] or 0),
+    )
+
+
+def parse_ports(
+    ports: Mapping[str | int, Any] | Iterable[PortBinding | str] | None,
+) -> tuple[PortBinding, ...]:
+    """docker-py's ``ports=`` shape: ``{"80/tcp": 8080, "53/udp": None, "9000": ("127.0.0.1", 0)}``,
+    or a list of :class:`PortBinding` and ``-p`` strings (``["8080:80", "127.0.0.1::53/udp"]``)."""
     if ports is None:
         return ()
+    if isinstance(ports, str):
+        raise InvalidArgument(
+            f"ports: expected a mapping or a list, got the string {ports!r}; use [{ports!r}]"
+        )
     if not isinstance(ports, Mapping):
-        result = tuple(ports)
-        for item in result:
-            if not isinstance(item, PortBinding):
-                raise InvalidArgument(f"ports: expected PortBinding items, got {item!r}")
-        return result
+        result = []
+        for item in ports:
+            if isinstance(item, str):
+                result.append(parse_publish(item))
+            elif isinstance(item, PortBinding):
+                result.append(item)
+            else:
+                raise InvalidArgument(f"ports: expected PortBinding items or '8080:80' strings, got {item!r}")
+        return tuple(result)
     bindings: list[PortBinding] = []
     for key, value in ports.items():
         port_text, _, proto = str(key).partition("/")
@@ -322,9 +356,107 @@ def _resources(value: Resources | Mapping[str, Any] | None) -> Resources:
         raise InvalidArgument(f"resources: {exc}") from None
 
 
+LOG_DRIVERS = ("json-file", "local", "none")
+"""docker's drivers that containerkit keeps: ``local`` is kept in the json-file format."""
+
+_LOG_OPTS = {
+    "json-file": {"max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag"},
+    "local": {"max-size", "max-file", "compress"},
+}
+_LOG_DEFAULTS = {"json-file": (None, 1), "local": (20 << 20, 5)}
+
+
+def log_limits(driver: str, opts: Mapping[str, str]) -> tuple[int | None, int]:
+    """``(max_size, max_file)`` for a log driver and its options, with docker's defaults and
+    messages: json-file unbounded with one file, local 20m and 5 files, ``-1`` no size cap."""
+    if driver not in LOG_DRIVERS:
+        raise InvalidArgument(f"logger: no log driver named '{driver}' is registered")
+    if driver == "none":
+        return None, 1
+    for key in opts:
+        if key not in _LOG_OPTS[driver]:
+            raise InvalidArgument(f"unknown log opt '{key}' for {driver} log driver")
+    max_size, max_file = _LOG_DEFAULTS[driver]
+    if "max-size" in opts:
+        text = opts["max-size"].strip()
+        max_size = None if text == "-1" else parse_bytes(text, field="log-opt max-size")
+        if max_size == 0:
+            max_size = None
+    if "max-file" in opts:
+        try:
+            max_file = int(opts["max-file"])
+        except ValueError:
+            raise InvalidArgument(f"log-opt max-file: not an integer: {opts['max-file']!r}") from None
+        if max_file < 1:
+            raise InvalidArgument("max-file cannot be less than 1")
+    return max_size, max_file
+
+
 def _check_name(_inst: Any, _a: attrs.Attribute[str | None], value: str | None) -> None:
     if value is not None and not _NAME_RE.match(value):
         raise InvalidArgument(f"invalid container name {value!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+
+
+_RESOURCE_KWARGS = {
+    "mem_limit": "memory",
+    "memswap_limit": "memory_swap",
+    "cpu_shares": "cpu_shares",
+    "pids_limit": "pids",
+}
+_RENAMED_KWARGS = {
+    "environment": "env",
+    "working_dir": "workdir",
+    "remove": "auto_remove",
+    "security_opt": "security_opt",
+    "network_mode": "network",
+    "stdin_open": "stdin_open",
+    "userns_mode": "userns",
+}
+
+
+def _volume_mounts(volumes: Any) -> list[Mount]:
+    """docker-py's ``volumes=``: ``{"name or /host": {"bind": "/ctr", "mode": "ro"}}`` or
+    ``["name:/ctr:ro"]``."""
+    if isinstance(volumes, Mapping):
+        mounts = []
+        for source, how in volumes.items():
+            if not isinstance(how, Mapping) or "bind" not in how:
+                raise InvalidArgument(
+                    f"volumes: {source!r} needs {{'bind': '/path', 'mode': 'rw'}}, got {how!r}; "
+                    f"or use mounts=['{source}:/path']"
+                )
+            mode = str(how.get("mode", "rw"))
+            if mode not in ("rw", "ro"):
+                raise InvalidArgument(f"volumes: mode of {source!r} must be 'rw' or 'ro', got {mode!r}")
+            mounts.append(Mount.parse(f"{source}:{how['bind']}:{mode}"))
+        return mounts
+    if isinstance(volumes, (list, tuple)):
+        return [Mount.parse(str(v)) for v in volumes]
+    raise InvalidArgument(f"volumes: expected a mapping or a list, got {volumes!r}")
+
+
+def _translate_docker_py(fields: dict[str, Any]) -> dict[str, Any]:
+    out = dict(fields)
+    for old, new in _RENAMED_KWARGS.items():
+        if old in out and old != new:
+            if new in out:
+                raise InvalidArgument(f"give either {old}= or {new}=, not both")
+            out[new] = out.pop(old)
+    detach = out.pop("detach", True)
+    if not detach:
+        raise InvalidArgument(
+            "detach=False: containerkit's run returns once the container started; "
+            "call container.wait() and container.logs() for its exit code and output"
+        )
+    limits = {new: out.pop(old) for old, new in _RESOURCE_KWARGS.items() if old in out}
+    if "nano_cpus" in out:
+        limits["cpus"] = int(out.pop("nano_cpus")) / 1e9
+    if limits:
+        base = _resources(out.get("resources"))
+        out["resources"] = attrs.evolve(base, **limits)
+    if "volumes" in out:
+        out["mounts"] = [*_mounts(out.get("mounts")), *_volume_mounts(out.pop("volumes"))]
+    return out
 
 
 def _image_ref(value: Any) -> Any:
@@ -406,6 +538,23 @@ class ContainerSpec:
     def _check_userns(self, _a: attrs.Attribute[str | None], value: str | None) -> None:
         if value not in (None, "", "host", "auto"):
             raise InvalidArgument(f"userns must be 'host' or 'auto', got {value!r}")
+
+    @classmethod
+    def from_kwargs(cls, **fields: Any) -> ContainerSpec:
+        """A spec from keywords, also in the spellings docker-py users type (``environment=``,
+        ``mem_limit=``, ``volumes={"data": {"bind": "/data", "mode": "rw"}}``, ``remove=True``,
+        ``detach=True``...); a docker-py keyword with no unambiguous meaning here is an error
+        that shows the containerkit spelling."""
+        translated = _translate_docker_py(fields)
+        unknown = sorted(set(translated) - {f.name for f in attrs.fields(cls)})
+        if unknown:
+            raise InvalidArgument(
+                f"unknown container option(s) {', '.join(unknown)}; see ContainerSpec for the fields"
+            )
+        return cls(**translated)
+
+    def __attrs_post_init__(self) -> None:
+        log_limits(self.log_driver, self.log_opts_dict)
 
     @property
     def log_opts_dict(self) -> dict[str, str]:

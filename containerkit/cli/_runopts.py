@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 
 from containerkit.cli._errors import USAGE_ERROR, CliError
+from containerkit.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from containerkit.spec import ContainerSpec, PortBinding
@@ -18,10 +18,6 @@ if TYPE_CHECKING:
 __all__ = ["build_spec", "container_options", "parse_port"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-_PORT = re.compile(
-    r"^(?:(?:(?P<ip>\[[0-9a-fA-F:.]+\]|[0-9.]+):)?(?P<host>\d*):)?(?P<ctr>\d+)(?:/(?P<proto>\w+))?$"
-)
 
 _OPTIONS: list[Callable[[F], F]] = [
     click.option("--name", help="Assign a name to the container."),
@@ -76,19 +72,12 @@ def container_options(func: F) -> F:
 
 def parse_port(text: str) -> PortBinding:
     """``80``, ``8080:80``, ``127.0.0.1:8080:80/udp``, ``127.0.0.1::80``."""
-    from containerkit.spec import PortBinding
+    from containerkit.spec import parse_publish
 
-    match = _PORT.match(text.strip())
-    if not match:
-        raise CliError(
-            f"invalid publish spec {text!r} (expected [IP:][HOST_PORT:]CONTAINER_PORT[/PROTO])", USAGE_ERROR
-        )
-    return PortBinding(
-        container_port=int(match["ctr"]),
-        protocol=(match["proto"] or "tcp"),  # type: ignore[arg-type]
-        host_ip=(match["ip"] or "0.0.0.0").strip("[]"),
-        host_port=int(match["host"] or 0),
-    )
+    try:
+        return parse_publish(text)
+    except InvalidArgument as exc:
+        raise CliError(exc.message, USAGE_ERROR) from None
 
 
 def _env(values: Iterable[str], files: Iterable[str]) -> list[str]:

@@ -439,7 +439,7 @@ class ContainerCollection:
     def create(self, spec: ContainerSpec | None = None, /, **fields: Any) -> Container:
         """Create (not start) a container from a spec, or from the spec's fields as keywords."""
         if spec is None:
-            spec = ContainerSpec(**fields)
+            spec = ContainerSpec.from_kwargs(**fields)
         elif fields:
             spec = attrs.evolve(spec, **fields)
         created = self._transport.post_json(
@@ -457,7 +457,7 @@ class ContainerCollection:
         """Create and start a container (``docker run -d``); see :class:`ContainerSpec`."""
         if isinstance(command, str):
             command = ["sh", "-c", command]
-        container = self.create(ContainerSpec(image=image, command=command, **fields))
+        container = self.create(ContainerSpec.from_kwargs(image=image, command=command, **fields))
         try:
             container.start()
         except BaseException:
