@@ -20,7 +20,13 @@ from containerkit.errors import InvalidArgument
 from containerkit.linux.capabilities import known_capabilities
 from containerkit.linux.users import resolve_user
 from containerkit.network.dns_files import hosts_file, resolv_conf
-from containerkit.runtime.bundle import ROOTFS_MOUNT_ANNOTATION, build_oci_config, write_config
+from containerkit.runtime.bundle import (
+    EXEC_KEYRING_KEY,
+    EXEC_SECCOMP_KEY,
+    ROOTFS_MOUNT_ANNOTATION,
+    build_oci_config,
+    write_config,
+)
 from containerkit.spec import ContainerSpec, Image, parse_env
 
 if TYPE_CHECKING:
@@ -222,4 +228,8 @@ def exec_process(
     if privileged and not spec.privileged:
         caps = known_capabilities()
         process["capabilities"] = {"bounding": caps, "effective": caps, "permitted": caps}
+    # the built-in runtime confines an exec as the container (runc reads both from its state)
+    process[EXEC_KEYRING_KEY] = f"_ses.{container_id}"
+    if config.get("linux", {}).get("seccomp"):
+        process[EXEC_SECCOMP_KEY] = config["linux"]["seccomp"]
     return process

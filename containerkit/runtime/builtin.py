@@ -29,9 +29,15 @@ from containerkit.errors import (
     RuntimeFailure,
     Unavailable,
 )
-from containerkit.linux import _libc, mounts, namespaces
+from containerkit.linux import _libc, keyring, mounts, namespaces, seccomp
 from containerkit.linux import capabilities as caps
-from containerkit.runtime.bundle import INIT_ANNOTATION, ROOTFS_MOUNT_ANNOTATION, STANDARD_DEVICES
+from containerkit.runtime.bundle import (
+    EXEC_KEYRING_KEY,
+    EXEC_SECCOMP_KEY,
+    INIT_ANNOTATION,
+    ROOTFS_MOUNT_ANNOTATION,
+    STANDARD_DEVICES,
+)
 
 __all__ = [
     "FORWARDED_SIGNALS",
@@ -392,6 +398,41 @@ def _become_user(process: Mapping[str, Any], masks: dict[str, int] | None = None
         lib.prctl(_libc.PR_SET_NO_NEW_PRIVS, 1)
 
 
+def _seccomp_program(filter_: Mapping[str, Any] | None) -> tuple[bytes, int] | None:
+    """The filter's BPF (from the host's cache, else built now) and its flags; None without one.
+
+    Read before the root moves: the cache lives on the host.
+    """
+    if not filter_:
+        return None
+    try:
+        return seccomp.program(filter_), seccomp.filter_flags(filter_)
+    except OSError as exc:
+        raise RuntimeFailure(f"seccomp filter: {exc}") from None
+
+
+def _confine(
+    process: Mapping[str, Any],
+    masks: dict[str, int] | None,
+    program: tuple[bytes, int] | None,
+    session_keyring: str,
+) -> None:
+    """A fresh session keyring, the user and capabilities, and the seccomp filter, in runc's order.
+
+    The keyring comes first (the filter forbids keyctl). Without no_new_privs loading a filter
+    needs CAP_SYS_ADMIN, so it goes in before the capabilities are dropped (the default
+    profile allows every call the drop makes); with no_new_privs it goes in last, so that as
+    few of our own calls as possible run under it.
+    """
+    keyring.new_session_keyring(session_keyring)
+    late = bool(process.get("noNewPrivileges"))
+    if program is not None and not late:
+        seccomp.load_bpf(*program)
+    _become_user(process, masks)
+    if program is not None and late:
+        seccomp.load_bpf(*program)
+
+
 def _env_path(env: Sequence[str]) -> str:
     for item in env:
         if item.startswith("PATH="):
@@ -521,10 +562,12 @@ def run_container_init(
         process = config.get("process", {})
         init_mode = config.get("annotations", {}).get(INIT_ANNOTATION) == "true"
         masks = _capability_masks(process)
+        program = _seccomp_program(config.get("linux", {}).get("seccomp"))
         _setup_rootfs(Path(bundle), config, cgroup_ready, prepared_network)
         _apply_limits(process)
         _setup_session(process)
-        _become_user(process, masks)
+        # runc names it after the container id; an engine bundle lives in <root>/<id>/bundle
+        _confine(process, masks, program, f"_ses.{Path(bundle).absolute().parent.name}")
         if not init_mode:
             _exec(process)
         lookup_command(str((process.get("args") or [""])[0]), _env_path(process.get("env", [])))
@@ -542,6 +585,8 @@ def exec_in_container(target_pid: int, process: Mapping[str, Any], *, error_fd: 
     cgroups and namespaces, forks (the pid namespace only applies to children) and waits.
     """
     try:
+        program = _seccomp_program(process.get(EXEC_SECCOMP_KEY))
+        session_keyring = str(process.get(EXEC_KEYRING_KEY) or f"_ses.exec.{target_pid}")
         try:
             namespaces.join_process_cgroups(target_pid)
             fds = namespaces.open_namespaces(target_pid, _EXEC_NAMESPACES)
@@ -553,7 +598,7 @@ def exec_in_container(target_pid: int, process: Mapping[str, Any], *, error_fd: 
         if pid == 0:
             _apply_limits(process)
             _setup_session(process)
-            _become_user(process)
+            _confine(process, None, program, session_keyring)
             _exec(process)
         os.close(error_fd)
     except BaseException as exc:

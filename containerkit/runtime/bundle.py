@@ -16,11 +16,14 @@ from typing import Any
 from containerkit.errors import InvalidArgument
 from containerkit.linux.capabilities import known_capabilities, normalize_capability
 from containerkit.linux.users import ResolvedUser, resolve_user
+from containerkit.runtime.seccomp_profile import parse_security_opt, seccomp_for
 from containerkit.spec import ContainerSpec, ImageConfig
 
 __all__ = [
     "DEFAULT_CAPABILITIES",
     "DEFAULT_PATH",
+    "EXEC_KEYRING_KEY",
+    "EXEC_SECCOMP_KEY",
     "INIT_ANNOTATION",
     "MASKED_PATHS",
     "READONLY_PATHS",
@@ -40,6 +43,10 @@ ROOTFS_MOUNT_ANNOTATION = "org.containerkit.rootfs-mount"
 """JSON ``{"type", "source", "options"}``: the built-in runtime mounts this as the root, privately."""
 INIT_ANNOTATION = "org.containerkit.init"
 """``"true"``: the built-in runtime keeps a reaping, signal-forwarding PID 1 (``docker run --init``)."""
+EXEC_SECCOMP_KEY = "org.containerkit.seccomp"
+"""In an exec's ``process``: the container's ``linux.seccomp`` (the built-in runtime applies it)."""
+EXEC_KEYRING_KEY = "org.containerkit.session-keyring"
+"""In an exec's ``process``: the session keyring to join, the container's own (runc's name)."""
 
 DEFAULT_CAPABILITIES: tuple[str, ...] = (
     "CAP_CHOWN",
@@ -258,6 +265,10 @@ def build_oci_config(
     else:
         uid, gid, gids = user[0], user[1], list(user[2])
     caps = capabilities_for(spec)
+    security = parse_security_opt(spec.security_opt)
+    no_new_privileges = (
+        spec.no_new_privileges if security.no_new_privileges is None else security.no_new_privileges
+    )
     user_mounts = _user_mounts(spec, etc_files, mounts)
     taken = {m["destination"] for m in user_mounts}
     all_mounts = [m for m in _default_mounts(spec.privileged) if m["destination"] not in taken] + user_mounts
@@ -281,6 +292,9 @@ def build_oci_config(
     }
     if cgroups_path:
         linux["cgroupsPath"] = cgroups_path
+    seccomp = seccomp_for(security, caps, privileged=spec.privileged)
+    if seccomp is not None:
+        linux["seccomp"] = seccomp
 
     notes = dict(annotations or {})
     if spec.init:
@@ -295,7 +309,7 @@ def build_oci_config(
             "cwd": spec.workdir or image.working_dir or "/",
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
             "rlimits": [_nofile_rlimit()],
-            "noNewPrivileges": spec.no_new_privileges,
+            "noNewPrivileges": no_new_privileges,
         },
         "root": {"path": rootfs, "readonly": spec.read_only},
         "hostname": hostname,

@@ -337,7 +337,9 @@ def _start_runc_exec(
 ) -> ExecProcess:
     tmp = Path(tempfile.mkdtemp(prefix="containerkit-exec-"))
     process_file = tmp / "process.json"
-    process_file.write_text(json.dumps(process))
+    # runc confines an exec itself, from its state: our keys for the built-in runtime stay out
+    ours = {k: v for k, v in process.items() if not k.startswith("org.containerkit.")}
+    process_file.write_text(json.dumps(ours))
     log_file = tmp / "runtime.log"
     backend = RuncBackend(target.runtime, root=target.root, log_file=log_file)
     cleanup = [process_file, log_file, tmp]
