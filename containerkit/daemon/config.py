@@ -18,12 +18,27 @@ from typing import Any
 
 import attrs
 
+from containerkit.daemon.activation import for_us
 from containerkit.errors import InvalidArgument
 
-__all__ = ["DEFAULT_HOST", "DaemonConfig", "Listen", "load_config", "parser", "tls_context"]
+__all__ = [
+    "ACTIVATED",
+    "DEFAULT_HOST",
+    "DEFAULT_LOG_FILE",
+    "DEFAULT_PIDFILE",
+    "DaemonConfig",
+    "Listen",
+    "load_config",
+    "parser",
+    "tls_context",
+]
 
 DEFAULT_HOST = "unix:///run/containerkit/containerkit.sock"
 DEFAULT_ROOT = "/var/lib/containerkit"
+DEFAULT_PIDFILE = "/run/containerkitd.pid"
+DEFAULT_LOG_FILE = "/var/log/containerkit/containerkitd.log"
+ACTIVATED = "fd://"
+"""``-H fd://``: serve the sockets systemd passed (socket activation), as dockerd's ``-H fd://``."""
 _KEYS = {
     "root",
     "host",
@@ -37,6 +52,7 @@ _KEYS = {
     "pidfile",
     "insecure-tcp",
     "log-level",
+    "log-file",
 }
 
 
@@ -51,6 +67,8 @@ class Listen:
 
     @classmethod
     def parse(cls, text: str) -> Listen:
+        if text == ACTIVATED:
+            return cls(scheme="fd")
         parsed = urllib.parse.urlsplit(text if "://" in text else f"unix://{text}")
         if parsed.scheme == "unix":
             path = (parsed.netloc + parsed.path) or ""
@@ -61,7 +79,7 @@ class Listen:
             if not parsed.hostname or parsed.port is None:
                 raise InvalidArgument(f"--host {text}: expected tcp://ADDRESS:PORT")
             return cls(scheme="tcp", host=parsed.hostname, port=parsed.port)
-        raise InvalidArgument(f"--host {text}: only unix:// and tcp:// are supported")
+        raise InvalidArgument(f"--host {text}: only unix://, tcp:// and fd:// are supported")
 
     @property
     def loopback(self) -> bool:
@@ -73,6 +91,8 @@ class Listen:
             return False
 
     def __str__(self) -> str:
+        if self.scheme == "fd":
+            return ACTIVATED
         return f"unix://{self.path}" if self.scheme == "unix" else f"tcp://{self.host}:{self.port}"
 
 
@@ -89,6 +109,8 @@ class DaemonConfig:
     pidfile: Path | None = None
     insecure_tcp: bool = False
     log_level: str = "info"
+    # None: stderr in the foreground, DEFAULT_LOG_FILE when detached
+    log_file: Path | None = None
 
     def validate(self) -> DaemonConfig:
         for listen in self.hosts:
@@ -107,9 +129,17 @@ class DaemonConfig:
                 )
             elif not listen.loopback:
                 raise InvalidArgument(f"--insecure-tcp is only allowed on loopback addresses, not {listen}")
-        if self.detach and self.pidfile is None:
-            raise InvalidArgument("--detach needs --pidfile, so the daemon can be found and stopped")
         return self
+
+    @property
+    def effective_pidfile(self) -> Path | None:
+        """The pidfile in use: the one given, else ``DEFAULT_PIDFILE`` when detached."""
+        return self.pidfile or (Path(DEFAULT_PIDFILE) if self.detach else None)
+
+    @property
+    def effective_log_file(self) -> Path | None:
+        """The log file in use: the one given, else ``DEFAULT_LOG_FILE`` when detached (None: stderr)."""
+        return self.log_file or (Path(DEFAULT_LOG_FILE) if self.detach else None)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -117,7 +147,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", type=Path, help="TOML file with the same keys as these flags")
     p.add_argument("--root", type=Path, help=f"engine root (default {DEFAULT_ROOT})")
     p.add_argument(
-        "-H", "--host", action="append", help=f"unix://PATH or tcp://ADDR:PORT (default {DEFAULT_HOST})"
+        "-H",
+        "--host",
+        action="append",
+        help=f"unix://PATH, tcp://ADDR:PORT or fd:// (systemd socket activation; default {DEFAULT_HOST}, "
+        "or fd:// when started with sockets)",
     )
     p.add_argument("--tlsverify", action="store_true", default=None, help="require client certificates (TCP)")
     p.add_argument("--tlscacert", type=Path, help="CA that signs client certificates")
@@ -125,9 +159,21 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--tlskey", type=Path, help="server key")
     p.add_argument("--group", help="group owning the unix socket (mode 0660)")
     p.add_argument(
-        "--detach", action="store_true", default=None, help="run in the background (needs --pidfile)"
+        "--detach",
+        action="store_true",
+        default=None,
+        help="run in the background; returns once the daemon serves, or fails with its error",
     )
-    p.add_argument("--pidfile", type=Path, help="write the daemon's pid here")
+    p.add_argument(
+        "--pidfile",
+        type=Path,
+        help=f"write and lock the daemon's pid here (default with --detach: {DEFAULT_PIDFILE})",
+    )
+    p.add_argument(
+        "--log-file",
+        type=Path,
+        help=f"log here, rotated at 10 MiB (default: stderr; with --detach {DEFAULT_LOG_FILE})",
+    )
     p.add_argument("--insecure-tcp", action="store_true", default=None, help="allow plain TCP on loopback")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
     return p
@@ -150,7 +196,7 @@ def _from_toml(path: Path) -> dict[str, Any]:
 def load_config(argv: Sequence[str] | None = None) -> DaemonConfig:
     args = parser().parse_args(argv)
     file = _from_toml(args.config) if args.config else {}
-    hosts = args.host or file.get("host") or file.get("hosts") or [DEFAULT_HOST]
+    hosts = args.host or file.get("host") or file.get("hosts") or [ACTIVATED if for_us() else DEFAULT_HOST]
     if isinstance(hosts, str):
         hosts = [hosts]
 
@@ -173,6 +219,7 @@ def load_config(argv: Sequence[str] | None = None) -> DaemonConfig:
         pidfile=path(args.pidfile, "pidfile"),
         insecure_tcp=bool(pick(args.insecure_tcp, "insecure-tcp", False)),
         log_level=str(pick(args.log_level, "log-level", "info")),
+        log_file=path(args.log_file, "log-file"),
     ).validate()
 
 

@@ -11,15 +11,18 @@ import logging
 import os
 import resource
 import signal
+import socket
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import FrameType
 
+from containerkit.daemon.activation import listen_sockets, notify
 from containerkit.daemon.app import DaemonApp
 from containerkit.daemon.config import DaemonConfig, load_config, tls_context
-from containerkit.daemon.server import TCPServer, UnixServer
-from containerkit.errors import ContainerkitError
+from containerkit.daemon.server import TCPServer, UnixServer, _Server
+from containerkit.daemon.service import Detached, PidFile, check_socket_free, detach, setup_logging
+from containerkit.errors import ContainerkitError, InvalidArgument
 
 __all__ = ["main", "serve"]
 
@@ -60,8 +63,27 @@ def _warn_insecure(config: DaemonConfig) -> None:
             print(f"containerkitd: {message}", file=sys.stderr, flush=True)
 
 
-def serve(config: DaemonConfig, stop: threading.Event | None = None) -> None:
-    """Serve every configured address until ``stop`` is set (or SIGTERM/SIGINT arrives)."""
+class _ActivatedServer(_Server):
+    """The API on a unix socket systemd made and listens on: its path, mode and owner are the
+    socket unit's, so nothing here binds, chmods or unlinks it."""
+
+    def __init__(self, sock: socket.socket, app: DaemonApp, headers: dict[str, str]) -> None:
+        self.server_address = sock.getsockname()
+        super().__init__(sock, app, headers, None, None)
+
+
+def serve(
+    config: DaemonConfig,
+    stop: threading.Event | None = None,
+    *,
+    activated: Sequence[socket.socket] = (),
+    ready: Callable[[], None] | None = None,
+) -> None:
+    """Serve every configured address until ``stop`` is set (or SIGTERM/SIGINT arrives).
+
+    ``activated``: the sockets from systemd, served for ``fd://``. ``ready`` is called once
+    every address listens.
+    """
     from containerkit.engine import Engine
 
     stop = stop or threading.Event()
@@ -70,29 +92,29 @@ def serve(config: DaemonConfig, stop: threading.Event | None = None) -> None:
     engine = Engine(root=config.root)
     app = DaemonApp(engine)
     headers = app.headers()
-    servers: list[UnixServer | TCPServer] = []
+    servers: list[tuple[_Server, str]] = []
     try:
         tls = tls_context(config)
         gid = _gid(config.group)
         for listen in config.hosts:
-            if listen.scheme == "unix":
-                servers.append(UnixServer(listen.path, app, headers, mode=0o660, gid=gid))
+            if listen.scheme == "fd":
+                servers += [(_ActivatedServer(s, app, headers), f"fd://{s.getsockname()}") for s in activated]
+            elif listen.scheme == "unix":
+                check_socket_free(listen.path)
+                servers.append((UnixServer(listen.path, app, headers, mode=0o660, gid=gid), str(listen)))
             else:
-                servers.append(TCPServer((listen.host, listen.port), app, headers, tls))
-        for server, listen in zip(servers, config.hosts, strict=True):
+                servers.append((TCPServer((listen.host, listen.port), app, headers, tls), str(listen)))
+        for server, where in servers:
             threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2}, daemon=True).start()
-            log.info("containerkitd listening on %s (root %s)", listen, config.root)
-        if config.pidfile is not None:
-            config.pidfile.parent.mkdir(parents=True, exist_ok=True)
-            config.pidfile.write_text(f"{os.getpid()}\n")
+            log.info("containerkitd listening on %s (root %s)", where, config.root)
+        if ready is not None:
+            ready()
         stop.wait()
     finally:
         log.info("containerkitd stopping; containers keep running")
-        for server in servers:
+        for server, _where in servers:
             server.shutdown()
             server.server_close()
-        if config.pidfile is not None:
-            config.pidfile.unlink(missing_ok=True)
         engine.close()
 
 
@@ -102,19 +124,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ContainerkitError as exc:
         print(f"containerkitd: {exc}", file=sys.stderr)
         return 2
+    # Everything that can refuse the start is checked here, on the caller's terminal, before
+    # going to the background: the sockets systemd passed (LISTEN_PID names this pid), a daemon
+    # already on the pidfile or on a socket.
+    pidfile = PidFile(config.effective_pidfile) if config.effective_pidfile is not None else None
+    try:
+        activated = listen_sockets() if any(h.scheme == "fd" for h in config.hosts) else []
+        if any(h.scheme == "fd" for h in config.hosts) and not activated:
+            raise InvalidArgument(
+                "--host fd:// but no sockets were passed (LISTEN_FDS/LISTEN_PID): start containerkitd "
+                "through its socket unit (contrib/systemd/containerkitd.socket)"
+            )
+        for listen in config.hosts:
+            if listen.scheme == "unix":
+                check_socket_free(listen.path)
+        if pidfile is not None:
+            pidfile.acquire()
+    except ContainerkitError as exc:
+        print(f"containerkitd: {exc}", file=sys.stderr)
+        return 1
+    keep = [s.fileno() for s in activated] + ([pidfile.fd] if pidfile is not None else [])
     if config.detach:
-        import daemon
-
-        with daemon.DaemonContext(umask=0o022, working_directory="/", stderr=None):
-            return _run(config)
-    return _run(config)
+        with detach(keep, config.effective_log_file) as report:
+            return _run(config, pidfile, activated, report)
+    return _run(config, pidfile, activated, None)
 
 
-def _run(config: DaemonConfig) -> int:
-    logging.basicConfig(
-        level=getattr(logging, config.log_level.upper()),
-        format="%(asctime)s containerkitd %(levelname)s %(message)s",
-    )
+def _run(
+    config: DaemonConfig,
+    pidfile: PidFile | None,
+    activated: list[socket.socket],
+    report: Detached | None,
+) -> int:
+    try:
+        setup_logging(config.log_level, config.effective_log_file)
+    except ContainerkitError as exc:
+        if report is not None:
+            report.failed(str(exc))
+        print(f"containerkitd: {exc}", file=sys.stderr)
+        if pidfile is not None:
+            pidfile.release()
+        return 1
+    if pidfile is not None:
+        if pidfile.stale_pid is not None:
+            log.info("pidfile %s named pid %d, which is gone: taken over", pidfile.path, pidfile.stale_pid)
+        pidfile.write(os.getpid())
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -122,11 +176,22 @@ def _run(config: DaemonConfig) -> int:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+
+    def ready() -> None:
+        notify(f"READY=1\nMAINPID={os.getpid()}")  # systemd's Type=notify
+        if report is not None:
+            report.ready()
+
     try:
-        serve(config, stop)
+        serve(config, stop, activated=activated, ready=ready)
     except (ContainerkitError, OSError) as exc:
         log.error("%s", exc)
+        if report is not None:
+            report.failed(str(exc))
         return 1
+    finally:
+        if pidfile is not None:
+            pidfile.release()
     return 0
 
 
