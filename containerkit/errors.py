@@ -12,6 +12,7 @@ place and the client maps the status (and the ``kind`` field of the error body) 
     ├── Conflict                      409   name in use, container running, resource still in use
     │   └── NotRunning                409   operation needs a running container
     ├── NotModified                   304   start of a running / stop of a stopped container
+    ├── NotSupported                  501   a request the configuration cannot serve (logs of driver none)
     ├── Unavailable                   503   a kernel feature, binary or daemon that is not there
     │   └── DaemonUnavailable         503   no containerkitd answers on the socket
     ├── IntegrityError                500   content does not match its digest, truncated blob
@@ -32,6 +33,7 @@ __all__ = [
     "NotFound",
     "NotModified",
     "NotRunning",
+    "NotSupported",
     "RuntimeFailure",
     "Timeout",
     "Unavailable",
@@ -90,6 +92,11 @@ class NotModified(ContainerkitError):
     kind = "not_modified"
 
 
+class NotSupported(ContainerkitError):
+    status = 501
+    kind = "not_supported"
+
+
 class Unavailable(ContainerkitError):
     status = 503
     kind = "unavailable"
@@ -126,6 +133,7 @@ _BY_KIND: dict[str, type[ContainerkitError]] = {
         Conflict,
         NotRunning,
         NotModified,
+        NotSupported,
         Unavailable,
         DaemonUnavailable,
         IntegrityError,
@@ -139,6 +147,7 @@ _BY_STATUS: dict[int, type[ContainerkitError]] = {
     404: NotFound,
     409: Conflict,
     304: NotModified,
+    501: NotSupported,
     503: Unavailable,
     504: Timeout,
 }

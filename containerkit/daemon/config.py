@@ -53,6 +53,7 @@ _KEYS = {
     "insecure-tcp",
     "log-level",
     "log-file",
+    "default-pids-limit",
 }
 
 
@@ -111,6 +112,8 @@ class DaemonConfig:
     log_level: str = "info"
     # None: stderr in the foreground, DEFAULT_LOG_FILE when detached
     log_file: Path | None = None
+    # A container whose create body sets no PidsLimit gets this one (Podman's); 0 or -1: none.
+    default_pids_limit: int = 2048
 
     def validate(self) -> DaemonConfig:
         for listen in self.hosts:
@@ -129,6 +132,12 @@ class DaemonConfig:
                 )
             elif not listen.loopback:
                 raise InvalidArgument(f"--insecure-tcp is only allowed on loopback addresses, not {listen}")
+        if isinstance(self.default_pids_limit, bool) or not isinstance(self.default_pids_limit, int):
+            raise InvalidArgument(f"default-pids-limit: expected an integer, got {self.default_pids_limit!r}")
+        if self.default_pids_limit < -1:
+            raise InvalidArgument(
+                f"default-pids-limit: expected -1, 0 or a positive integer, got {self.default_pids_limit}"
+            )
         return self
 
     @property
@@ -176,6 +185,11 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--insecure-tcp", action="store_true", default=None, help="allow plain TCP on loopback")
     p.add_argument("--log-level", choices=["debug", "info", "warning", "error"], help="default info")
+    p.add_argument(
+        "--default-pids-limit",
+        type=int,
+        help="pids limit of containers that set none (default 2048; 0 or -1: unlimited)",
+    )
     return p
 
 
@@ -220,6 +234,7 @@ def load_config(argv: Sequence[str] | None = None) -> DaemonConfig:
         insecure_tcp=bool(pick(args.insecure_tcp, "insecure-tcp", False)),
         log_level=str(pick(args.log_level, "log-level", "info")),
         log_file=path(args.log_file, "log-file"),
+        default_pids_limit=pick(args.default_pids_limit, "default-pids-limit", 2048),
     ).validate()
 
 

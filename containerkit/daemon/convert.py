@@ -141,13 +141,14 @@ def _resources(host: Body) -> Resources:
         cpus = host.int("NanoCpus") / 1e9
     elif host.int("CpuQuota") > 0:
         cpus = host.int("CpuQuota") / (host.int("CpuPeriod") or 100_000)
-    pids = host.int("PidsLimit")
+    # dockerd: absent or null is "not set" (the daemon's default applies); 0 or -1 is no limit.
+    pids: int | None = host.int("PidsLimit") if host.raw("PidsLimit") is not None else None
     return Resources(
         memory=memory,
         memory_swap=swap if swap > 0 else None,
         cpus=cpus,
         cpu_shares=host.int("CpuShares") or None,
-        pids=pids if pids > 0 else None,
+        pids=None if pids is None else (pids if pids > 0 else -1),
     )
 
 

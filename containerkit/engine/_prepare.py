@@ -15,6 +15,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import attrs
+
 from containerkit.engine._netsetup import NetPlan, netns_path
 from containerkit.errors import InvalidArgument
 from containerkit.linux.capabilities import known_capabilities
@@ -27,6 +29,7 @@ from containerkit.runtime.bundle import (
     build_oci_config,
     write_config,
 )
+from containerkit.runtime.state import make_private_dir
 from containerkit.spec import ContainerSpec, Image, parse_env
 
 if TYPE_CHECKING:
@@ -137,7 +140,7 @@ def prepare_bundle(
     engine: Engine, container_id: str, spec: ContainerSpec, image: Image, state_dir: Path, net: NetPlan
 ) -> None:
     """Create the snapshot and write ``bundle/config.json`` for a new container."""
-    bundle = state_dir / "bundle"
+    bundle = make_private_dir(state_dir) / "bundle"
     (bundle / "rootfs").mkdir(parents=True, exist_ok=True)
     chain_ids = engine.images.chain_ids(image.id)
     rootfs_mount = engine.snapshots.prepare(container_id, list(reversed(chain_ids)))
@@ -149,7 +152,7 @@ def prepare_bundle(
         lambda path: engine.images.read_file(image.id, path),
     )
     config = build_oci_config(
-        spec,
+        attrs.evolve(spec, resources=spec.resources.effective(engine.default_pids_limit)),
         image.config,
         user=user,
         hostname=hostname,

@@ -266,7 +266,9 @@ class Container(RecordHandle[ContainerRecord]):
 
         ``demux=True`` keeps the streams apart (a command line prints each where it belongs):
         always an iterator of ``("stdout" | "stderr", chunk)``; a tty's output is all stdout.
+        Raises :class:`NotSupported` for a container whose log driver is ``none``, as docker.
         """
+        runtime_logs.check_readable(self.spec.log_driver)
         path = self.state_dir / LOG_FILE
         since_ts = since.timestamp() if isinstance(since, dt.datetime) else since
         if demux and not follow:
@@ -604,6 +606,8 @@ class ContainerCollection:
             resources=spec.resources.effective(self._engine.default_pids_limit),
             # rootfs_mount: the shim reads it from config.json's annotation
             runc_root=self._engine.root / "runc",
+            log_driver=spec.log_driver,
+            log_opts=spec.log_opts_dict,
         )
         start_container(request, spawner=self._engine.spawner)
 

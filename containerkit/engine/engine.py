@@ -14,12 +14,12 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-from containerkit.engine import _netsetup
+from containerkit.engine import _netsetup, _perms
 from containerkit.engine.containers import ContainerCollection, cgroup_name
 from containerkit.engine.images import ImageCollection
 from containerkit.engine.networks import NetworkCollection
 from containerkit.engine.volumes import VolumeCollection
-from containerkit.errors import ContainerkitError, NotFound
+from containerkit.errors import ContainerkitError, InvalidArgument, NotFound
 from containerkit.images.content import ContentStore
 from containerkit.linux.cgroups import open_cgroup, remove_if_empty
 from containerkit.runtime.spawner import Spawner
@@ -27,9 +27,18 @@ from containerkit.runtime.state import read_state
 from containerkit.storage.metadata import MetadataStore
 from containerkit.storage.snapshots import SnapshotStore
 
-__all__ = ["DEFAULT_ROOT", "Engine"]
+__all__ = ["DEFAULT_PIDS_LIMIT", "DEFAULT_ROOT", "Engine"]
 
 DEFAULT_ROOT = Path("/var/lib/containerkit")
+DEFAULT_PIDS_LIMIT = 2048
+"""Podman's default: a fork bomb in one container cannot take every pid of the host."""
+
+
+def _pids_default(value: int | None) -> int | None:
+    """The engine's default pids limit as applied: None for none (given as None, 0 or -1)."""
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < -1):
+        raise InvalidArgument(f"default_pids_limit: expected an integer >= -1, got {value!r}")
+    return value if value is not None and value > 0 else None
 
 
 class Engine:
@@ -37,9 +46,18 @@ class Engine:
     ``.volumes``, ``.networks``. Use as a context manager (or call :meth:`close`) to stop the fork server;
     containers keep running after the engine is gone."""
 
-    def __init__(self, root: str | os.PathLike[str] = DEFAULT_ROOT, *, forkserver: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike[str] = DEFAULT_ROOT,
+        *,
+        forkserver: bool = True,
+        default_pids_limit: int | None = DEFAULT_PIDS_LIMIT,
+    ) -> None:
+        """``default_pids_limit``: the pids limit of a container whose spec sets none
+        (Podman's 2048); None, 0 or -1 leave such containers unlimited."""
+        self.default_pids_limit = _pids_default(default_pids_limit)
         self.root = Path(root).absolute()
-        self.root.mkdir(parents=True, exist_ok=True)
+        _perms.secure_root(self.root)
         self.metadata = MetadataStore(self.root / "metadata.db")
         self.content = ContentStore(self.root / "content")
         self.snapshots = SnapshotStore(self.root / "snapshots")

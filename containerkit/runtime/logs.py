@@ -11,27 +11,35 @@ containerkit reads back exactly what the container wrote while other readers see
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import time
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import BinaryIO, Literal, Protocol
 
 import attrs
 
-from containerkit.errors import InvalidArgument
+from containerkit.errors import InvalidArgument, NotSupported
+from containerkit.spec import log_limits
 
 __all__ = [
+    "DiscardLog",
     "LogEntry",
+    "LogSink",
     "LogWriter",
+    "check_readable",
     "follow_logs",
     "follow_logs_demux",
     "format_time",
     "iter_entries",
+    "log_files",
+    "open_log",
     "parse_time",
     "read_logs",
+    "rotated_name",
 ]
 
 Stream = Literal["stdout", "stderr"]
@@ -83,16 +91,38 @@ class LogEntry:
 
 
 class LogWriter:
-    """Appends container output to a json-file log, one record per line per stream."""
+    """Appends container output to a json-file log, one record per line per stream.
 
-    def __init__(self, path: Path, *, raw: bool = False, clock: Callable[[], int] = time.time_ns) -> None:
+    With ``max_size`` the log rotates like docker's json-file driver: once the next records
+    would take ``container.log`` past ``max_size`` bytes it becomes ``container.log.1`` (the
+    older ones shift to ``.2`` ...; beyond ``max_files`` files the oldest is deleted) and a fresh
+    ``container.log`` is started. ``max_files=1`` keeps only the current file.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        raw: bool = False,
+        clock: Callable[[], int] = time.time_ns,
+        max_size: int | None = None,
+        max_files: int = 1,
+    ) -> None:
         """``raw``: every chunk is a record at once, partial lines included (a terminal's
         output: a shell prompt has no newline and must show before the user types)."""
+        if max_files < 1:
+            raise InvalidArgument(f"log max_files must be at least 1, got {max_files}")
         self.path = Path(path)
         self._raw = raw
-        self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
+        self._max_size = max_size if max_size and max_size > 0 else None
+        self._max_files = max_files
+        self._fd = self._open()
+        self._size = os.fstat(self._fd).st_size
         self._partial: dict[str, bytes] = {"stdout": b"", "stderr": b""}
         self._clock = clock
+
+    def _open(self) -> int:
+        return os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o640)
 
     def write(self, stream: Stream, data: bytes) -> None:
         """Record ``data``; complete lines go out now, a trailing partial line waits for more."""
@@ -115,25 +145,150 @@ class LogWriter:
         if self._raw and self._partial[stream]:
             out.append(self._record(stream, self._partial[stream], stamp))
             self._partial[stream] = b""
-        if out:
-            os.write(self._fd, b"".join(out))
+        self._emit(out)
 
     def flush(self) -> None:
         """Write out partial lines (at exit: docker keeps an unterminated last line as is)."""
         stamp = format_time(self._clock())
         out = [self._record(s, rest, stamp) for s, rest in self._partial.items() if rest]  # type: ignore[arg-type]
         self._partial = {"stdout": b"", "stderr": b""}
-        if out:
-            os.write(self._fd, b"".join(out))
+        self._emit(out)
 
     def close(self) -> None:
         self.flush()
         os.close(self._fd)
 
+    def _emit(self, records: list[bytes]) -> None:
+        """Write whole records, rotating between them where the size cap says so."""
+        if not records:
+            return
+        if self._max_size is None:
+            self._write(b"".join(records))
+            return
+        batch: list[bytes] = []
+        size = self._size
+        for record in records:
+            if size > 0 and size + len(record) > self._max_size:
+                if batch:
+                    self._write(b"".join(batch))
+                    batch = []
+                self._rotate()
+                size = 0
+            batch.append(record)
+            size += len(record)
+        self._write(b"".join(batch))
+
+    def _write(self, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._size += len(data)
+
+    def _rotate(self) -> None:
+        """``container.log`` -> ``.1`` -> ``.2`` ...; the file past ``max_files`` goes."""
+        os.close(self._fd)
+        if self._max_files == 1:
+            os.unlink(self.path)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(rotated_name(self.path, self._max_files - 1))
+            for n in range(self._max_files - 2, 0, -1):
+                with contextlib.suppress(FileNotFoundError):
+                    os.rename(rotated_name(self.path, n), rotated_name(self.path, n + 1))
+            os.rename(self.path, rotated_name(self.path, 1))
+        self._fd = self._open()
+        self._size = 0
+
     @staticmethod
     def _record(stream: Stream, line: bytes, stamp: str) -> bytes:
         text = line.decode("utf-8", "surrogateescape")
         return (json.dumps({"log": text, "stream": stream, "time": stamp}) + "\n").encode()
+
+
+class LogSink(Protocol):
+    """What the shim writes container output to."""
+
+    def write(self, stream: Stream, data: bytes) -> None: ...
+
+    def flush(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class DiscardLog:
+    """The ``none`` driver: output is read from the container and dropped, no file is made."""
+
+    def write(self, stream: Stream, data: bytes) -> None:
+        pass
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def check_readable(driver: str) -> None:
+    """Docker's answer to reading the logs of a container whose driver keeps none."""
+    if driver == "none":
+        raise NotSupported("configured logging driver does not support reading")
+
+
+def open_log(path: Path, *, driver: str, opts: Mapping[str, str], raw: bool = False) -> LogSink:
+    """The sink of a container's log driver (``json-file``, ``local`` or ``none``)."""
+    max_size, max_files = log_limits(driver, opts)
+    if driver == "none":
+        return DiscardLog()
+    return LogWriter(path, raw=raw, max_size=max_size, max_files=max_files)
+
+
+def rotated_name(path: Path, n: int) -> Path:
+    """The ``n``-th older file of a rotated log: ``container.log.1`` is the newest of them."""
+    return path.with_name(f"{path.name}.{n}")
+
+
+def log_files(path: Path) -> list[Path]:
+    """The files of a log, oldest first: ``container.log.N`` ... ``container.log.1``, ``container.log``."""
+    path = Path(path)
+    prefix = path.name + "."
+    numbered: list[tuple[int, Path]] = []
+    try:
+        entries = os.listdir(path.parent)
+    except FileNotFoundError:
+        return []
+    for name in entries:
+        if name.startswith(prefix) and name[len(prefix) :].isdigit():
+            numbered.append((int(name[len(prefix) :]), path.parent / name))
+    return [p for _n, p in sorted(numbered, reverse=True)] + [path]
+
+
+def _open_chain(path: Path) -> list[BinaryIO]:
+    """The log's files opened, oldest first, each once.
+
+    Opened newest first: a rotation meanwhile renames a file already open to an older name,
+    which is then seen twice (same inode) and kept once, so no record is read twice.
+    """
+    opened: list[BinaryIO] = []
+    seen: set[tuple[int, int]] = set()
+    for file in reversed(log_files(path)):
+        try:
+            f = open(file, "rb")  # noqa: SIM115 - the caller closes them
+        except FileNotFoundError:
+            continue
+        st = os.fstat(f.fileno())
+        if (st.st_dev, st.st_ino) in seen:
+            f.close()
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        opened.append(f)
+    opened.reverse()
+    return opened
+
+
+def _close_all(files: list[BinaryIO]) -> None:
+    for f in files:
+        f.close()
 
 
 def _parse(line: bytes) -> LogEntry | None:
@@ -187,7 +342,7 @@ def _reverse_lines(f: BinaryIO, end: int | None = None, block: int = 64 * 1024) 
 
 
 def _tail(
-    f: BinaryIO,
+    files: list[BinaryIO],
     count: int,
     end: int | None,
     stdout: bool,
@@ -195,17 +350,19 @@ def _tail(
     since_ns: int | None,
     until_ns: int | None,
 ) -> deque[LogEntry]:
+    """The last ``count`` wanted records of the chain (``end``: where the newest file stops)."""
     picked: deque[LogEntry] = deque()
-    for line in _reverse_lines(f, end):
-        entry = _parse(line)
-        if entry is None:
-            continue
-        if since_ns is not None and entry.time_ns < since_ns:
-            break  # records are appended in time order: nothing older can match
-        if _wanted(entry, stdout, stderr, since_ns, until_ns):
-            picked.appendleft(entry)
-            if len(picked) >= count:
-                break
+    for index in range(len(files) - 1, -1, -1):
+        for line in _reverse_lines(files[index], end if index == len(files) - 1 else None):
+            entry = _parse(line)
+            if entry is None:
+                continue
+            if since_ns is not None and entry.time_ns < since_ns:
+                return picked  # records are appended in time order: nothing older can match
+            if _wanted(entry, stdout, stderr, since_ns, until_ns):
+                picked.appendleft(entry)
+                if len(picked) >= count:
+                    return picked
     return picked
 
 
@@ -218,26 +375,27 @@ def iter_entries(
     since: float | None = None,
     until: float | None = None,
 ) -> Iterator[LogEntry]:
-    """The records of a log in order, filtered by stream and time; ``tail`` counts kept records.
+    """The records of a log in order (rotated files first), filtered by stream and time;
+    ``tail`` counts kept records.
 
     ``since``/``until`` are seconds since the epoch (inclusive). ``tail`` applies after the
     stream filter, so ``stderr=False, tail=3`` gives the last three stdout lines.
     """
     since_ns, until_ns = _to_ns(since), _to_ns(until)
-    try:
-        f = open(path, "rb")  # noqa: SIM115 - closed below; generator keeps it open while iterated
-    except FileNotFoundError:
+    if tail == 0:
         return
-    with f:
-        if tail is not None and tail >= 0:
-            if tail == 0:
-                return
-            yield from _tail(f, tail, None, stdout, stderr, since_ns, until_ns)
+    files = _open_chain(Path(path))
+    try:
+        if tail is not None and tail > 0:
+            yield from _tail(files, tail, None, stdout, stderr, since_ns, until_ns)
             return
-        for line in _lines_from(f):
-            entry = _parse(line)
-            if entry is not None and _wanted(entry, stdout, stderr, since_ns, until_ns):
-                yield entry
+        for f in files:
+            for line in _lines_from(f):
+                entry = _parse(line)
+                if entry is not None and _wanted(entry, stdout, stderr, since_ns, until_ns):
+                    yield entry
+    finally:
+        _close_all(files)
 
 
 def read_logs(
@@ -270,6 +428,35 @@ def _last_newline_before(f: BinaryIO, end: int, block: int = 64 * 1024) -> int:
     return 0
 
 
+def _same_file(path: Path, f: BinaryIO) -> bool:
+    """Whether ``path`` still names the open file ``f`` (False once it was rotated away;
+    True while the writer is between renaming it and creating the next one)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return True
+    own = os.fstat(f.fileno())
+    return (st.st_dev, st.st_ino) == (own.st_dev, own.st_ino)
+
+
+def _complete_lines(f: BinaryIO, offset: int) -> tuple[list[bytes], int]:
+    """The complete records of ``f`` from ``offset``, and the offset after the last one."""
+    f.seek(offset)
+    data = f.read()
+    end = data.rfind(b"\n") + 1
+    return data[:end].splitlines(), offset + end
+
+
+def _successors(path: Path, f: BinaryIO) -> list[BinaryIO]:
+    """The files of the log written after ``f`` (all of them when ``f`` was deleted), opened."""
+    chain = _open_chain(path)
+    own = os.fstat(f.fileno())
+    keys = [(os.fstat(g.fileno()).st_dev, os.fstat(g.fileno()).st_ino) for g in chain]
+    index = keys.index((own.st_dev, own.st_ino)) if (own.st_dev, own.st_ino) in keys else -1
+    _close_all(chain[: index + 1])
+    return chain[index + 1 :]
+
+
 def _follow_entries(
     path: Path,
     *,
@@ -282,39 +469,63 @@ def _follow_entries(
 ) -> Iterator[LogEntry]:
     since_ns = _to_ns(since)
     path = Path(path)
-    # The backlog first, then whatever is appended after the offset where the backlog ended.
+
+    def wanted(lines: list[bytes]) -> Iterator[LogEntry]:
+        for line in lines:
+            entry = _parse(line)
+            if entry is not None and _wanted(entry, stdout, stderr, since_ns, None):
+                yield entry
+
+    # The backlog first, then whatever is appended after the offset where the backlog ended;
+    # when the file followed is rotated away, its rest and then the files after it are read.
+    files = _open_chain(path)
+    current: BinaryIO | None = files[-1] if files else None
     offset = 0
-    if tail is not None and tail >= 0:
-        try:
-            with open(path, "rb") as f:
-                offset = f.seek(0, os.SEEK_END)
+    try:
+        if tail is not None and tail >= 0:
+            backlog: deque[LogEntry] = deque()
+            if current is not None:
+                offset = current.seek(0, os.SEEK_END)
                 # Only complete records up to ``offset``; later ones come from the loop below.
-                f.seek(max(0, offset - 1))
-                if offset and f.read(1) != b"\n":
-                    offset = _last_newline_before(f, offset)
-                backlog = _tail(f, tail, offset, stdout, stderr, since_ns, None) if tail else deque()
-        except FileNotFoundError:
-            backlog = deque()
-        yield from backlog
-    while True:
-        # Sample "running" first: whatever was written before it turned False is drained below.
-        running = is_running()
-        try:
-            with open(path, "rb") as f:
-                f.seek(offset)
-                data = f.read()
-        except FileNotFoundError:
-            data = b""
-        end = data.rfind(b"\n") + 1
-        if end:
-            offset += end
-            for line in data[:end].splitlines():
-                entry = _parse(line)
-                if entry is not None and _wanted(entry, stdout, stderr, since_ns, None):
-                    yield entry
-        if not running:
-            return
-        time.sleep(poll_interval)
+                current.seek(max(0, offset - 1))
+                if offset and current.read(1) != b"\n":
+                    offset = _last_newline_before(current, offset)
+                if tail:
+                    backlog = _tail(files, tail, offset, stdout, stderr, since_ns, None)
+            _close_all(files[:-1])
+            yield from backlog
+        else:
+            for f in files[:-1]:
+                yield from wanted(list(_lines_from(f)))
+                f.close()
+        while True:
+            # Sample "running" first: whatever was written before it turned False is drained below.
+            running = is_running()
+            if current is None:
+                try:
+                    current = open(path, "rb")  # noqa: SIM115 - closed in the finally below
+                except FileNotFoundError:
+                    current = None
+                offset = 0
+            while current is not None and not _same_file(path, current):
+                lines, offset = _complete_lines(current, offset)
+                yield from wanted(lines)
+                later = _successors(path, current)
+                current.close()
+                current = None
+                for f in later[:-1]:
+                    yield from wanted(list(_lines_from(f)))
+                    f.close()
+                current, offset = (later[-1], 0) if later else (None, 0)
+            if current is not None:
+                lines, offset = _complete_lines(current, offset)
+                yield from wanted(lines)
+            if not running:
+                return
+            time.sleep(poll_interval)
+    finally:
+        if current is not None:
+            current.close()
 
 
 def follow_logs(

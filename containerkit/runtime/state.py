@@ -41,6 +41,7 @@ __all__ = [
     "STDIN_FIFO",
     "PendingWrite",
     "RuntimeState",
+    "make_private_dir",
     "read_exit",
     "read_json",
     "read_state",
@@ -53,6 +54,9 @@ EXIT_FILE = "exit.json"
 LOG_FILE = "container.log"
 STDIN_FIFO = "stdin"
 CONTROL_FIFO = "control"
+
+PRIVATE_DIR_MODE = 0o700
+"""A state dir: its bundle's ``config.json`` holds the container's environment (secrets)."""
 
 DEAD_EXIT_CODE = 137
 """What a container whose shim vanished without a record exited with, as far as anyone can tell."""
@@ -85,6 +89,16 @@ class RuntimeState:
     @property
     def running(self) -> bool:
         return self.status == "running"
+
+
+def make_private_dir(path: Path, mode: int = PRIVATE_DIR_MODE) -> Path:
+    """``mkdir -p path`` whose last component has exactly ``mode`` (not widened by the umask);
+    an existing directory is tightened to it, so a root made by an older version is fixed."""
+    path = Path(path)
+    path.mkdir(mode=mode, parents=True, exist_ok=True)
+    if (path.stat().st_mode & 0o7777) != mode:
+        os.chmod(path, mode)
+    return path
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
