@@ -32,6 +32,7 @@ __all__ = [
     "ResolvedUser",
     "build_oci_config",
     "capabilities_for",
+    "device_rules",
     "resolve_user",
     "write_config",
 ]
@@ -118,6 +119,11 @@ _DEVICE_RULES: tuple[dict[str, Any], ...] = (
 )
 
 
+def device_rules(privileged: bool) -> list[dict[str, Any]]:
+    """``linux.resources.devices``: docker's list, or every device for a privileged container."""
+    return [_cgroup_rule(True)] if privileged else [dict(r) for r in _DEVICE_RULES]
+
+
 def _mount(destination: str, fstype: str, source: str, options: Sequence[str]) -> dict[str, Any]:
     return {"destination": destination, "type": fstype, "source": source, "options": list(options)}
 
@@ -190,9 +196,7 @@ def _env(spec: ContainerSpec, image: ImageConfig, hostname: str, home: str) -> l
 
 def _resources(spec: ContainerSpec) -> dict[str, Any]:
     res = spec.resources
-    out: dict[str, Any] = {
-        "devices": [_cgroup_rule(True)] if spec.privileged else [dict(r) for r in _DEVICE_RULES]
-    }
+    out: dict[str, Any] = {"devices": device_rules(spec.privileged)}
     if res.memory is not None:
         swap = res.memory_swap if res.memory_swap is not None else 2 * res.memory
         out["memory"] = {"limit": res.memory, "swap": max(swap, res.memory)}
@@ -323,10 +327,7 @@ def write_config(bundle: Path, config: Mapping[str, Any]) -> Path:
     """Write ``bundle/config.json`` atomically (temp file + rename)."""
     path = bundle / "config.json"
     tmp = bundle / ".config.json.tmp"
-    # 0600: it holds the container's environment, and so any secret passed with -e.
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    os.fchmod(fd, 0o600)  # a temp file left by a crash may have had another mode
-    with open(fd, "w") as f:
+    with open(tmp, "w") as f:
         json.dump(config, f, indent=2)
         f.flush()
         os.fsync(f.fileno())

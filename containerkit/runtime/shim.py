@@ -62,7 +62,7 @@ from containerkit.errors import (
 from containerkit.linux import _libc, proc
 from containerkit.linux.proc import default_signals
 from containerkit.runtime import logs, state
-from containerkit.runtime.bundle import ROOTFS_MOUNT_ANNOTATION
+from containerkit.runtime.bundle import ROOTFS_MOUNT_ANNOTATION, device_rules
 from containerkit.spec import Resources
 
 if TYPE_CHECKING:
@@ -130,8 +130,6 @@ class ShimRequest:
     resources: Resources | None = attrs.field(default=None, converter=_resources)
     rootfs_mount: dict[str, Any] | None = None
     runc_root: Path | None = attrs.field(default=None, converter=_optional_path)
-    log_driver: str = "json-file"
-    log_opts: dict[str, str] = attrs.field(factory=dict)
 
     @runtime.validator
     def _check_runtime(self, _a: attrs.Attribute[str], value: str) -> None:
@@ -151,8 +149,6 @@ class ShimRequest:
             "resources": None if self.resources is None else attrs.asdict(self.resources),
             "rootfs_mount": self.rootfs_mount,
             "runc_root": None if self.runc_root is None else str(self.runc_root),
-            "log_driver": self.log_driver,
-            "log_opts": dict(self.log_opts),
         }
 
     @classmethod
@@ -523,6 +519,7 @@ class _Shim:
         self.shim_pid = os.getpid()
         self.shim_start_time = proc.start_time(self.shim_pid) or 0
         self.cgroup: CgroupManager | None = None
+        self.device_rules: list[dict[str, Any]] = []
         self.runc: RuncBackend | None = None
         self.rootfs_target: str | None = None
         self.errors: list[str] = []
@@ -535,7 +532,7 @@ class _Shim:
         self.control_fd = -1
         self.control_pending = b""
         self.pid = 0
-        self.log: logs.LogSink | None = None
+        self.log: logs.LogWriter | None = None
         self.recorded = False  # the first state.json (shim pid) is written
         self.next_state: state.PendingWrite | None = None  # the one with the container's pid
         self.record: dict[str, Any] = {
@@ -605,13 +602,7 @@ class _Shim:
     def _record_shim(self) -> None:
         """The first state.json and the log."""
         self._write_first_state()
-        self.log = self._open_log()
-
-    def _open_log(self) -> logs.LogSink:
-        """The container's log as its driver keeps it (json-file rotation, or none)."""
-        request = self.request
-        path = self.state_dir / state.LOG_FILE
-        return logs.open_log(path, driver=request.log_driver, opts=request.log_opts, raw=request.tty)
+        self.log = logs.LogWriter(self.state_dir / state.LOG_FILE, raw=self.request.tty)
 
     def _write_first_state(self) -> None:
         """state.json with the shim's pid: from now on the container reads as running."""
@@ -643,7 +634,7 @@ class _Shim:
             if not self.recorded:
                 self._write_first_state()
             if self.log is None:
-                self.log = self._open_log()
+                self.log = logs.LogWriter(self.state_dir / state.LOG_FILE, raw=self.request.tty)
             self.log.close()
         self._cleanup()
         state.write_json_atomic(
@@ -763,6 +754,7 @@ class _Shim:
     def _start_builtin(self, config: dict[str, Any]) -> None:
         from containerkit.runtime import builtin
 
+        self.device_rules = _device_rules(config)
         stdio = self._make_pty() if self.request.tty else self._make_pipes()
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         with_cgroup = bool(self.request.cgroup_name)
@@ -825,7 +817,7 @@ class _Shim:
             self._place_in_cgroup(pid, ready_w)
         try:
             self._write_first_state()
-            self.log = self._open_log()
+            self.log = logs.LogWriter(self.state_dir / state.LOG_FILE, raw=self.request.tty)
         except BaseException:
             _kill_child(pid)
             raise
@@ -863,12 +855,14 @@ class _Shim:
 
     def _setup_cgroup(self) -> None:
         from containerkit.linux.cgroups import open_cgroup
+        from containerkit.linux.cgroups.devices import parse_rules
 
         assert self.request.cgroup_name is not None
         self.cgroup = open_cgroup(self.request.cgroup_name)
         self.cgroup.create()
         if self.request.resources is not None:
             self.cgroup.apply(self.request.resources)
+        self.cgroup.apply_devices(parse_rules(self.device_rules))
 
     # -- runc / crun -------------------------------------------------------------------
 
@@ -1088,6 +1082,19 @@ class _Shim:
         except Exception as exc:
             traceback.print_exc()
             self.errors.append(f"{what}: {exc}")
+
+
+def _device_rules(config: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bundle's ``linux.resources.devices``: the list runc applies, applied the same way.
+
+    A bundle without one gets the engine's default list rather than the host's (allow all).
+    """
+    rules = ((config.get("linux") or {}).get("resources") or {}).get("devices")
+    if rules is None:
+        return device_rules(privileged=False)
+    if not isinstance(rules, list):
+        raise InvalidArgument(f"linux.resources.devices must be a list, got {rules!r}")
+    return rules
 
 
 def _container_child(
