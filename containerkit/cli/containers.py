@@ -4,13 +4,8 @@ rename, wait, top, stats, cp."""
 from __future__ import annotations
 
 import contextlib
-import io
 import os
-import shutil
-import stat
 import sys
-import tarfile
-import tempfile
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -457,39 +452,6 @@ def _split_target(text: str) -> tuple[str | None, str]:
     return name, path or "/"
 
 
-def _is_dir_mode(mode: int) -> bool:
-    return stat.S_ISDIR(mode) or bool(mode & (1 << 31))  # Python's st_mode, or Go's FileMode
-
-
-def _extract_to(data: bytes, dest: Path) -> None:
-    """Extract a one-entry tar at ``dest`` (into it when it is a directory, else as it)."""
-    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        members = tar.getmembers()
-        if not members:
-            return
-        top = members[0].name.split("/", 1)[0]
-        if dest.is_dir():
-            tar.extractall(dest, filter="tar")
-            return
-        if not dest.parent.is_dir():
-            raise CliError(f"destination directory {dest.parent} does not exist")
-        scratch = Path(tempfile.mkdtemp(prefix=".containerkit-cp-", dir=dest.parent))
-        try:
-            tar.extractall(scratch, filter="tar")
-            if dest.exists() and not dest.is_dir():
-                dest.unlink()
-            os.replace(scratch / top, dest)
-        finally:
-            shutil.rmtree(scratch, ignore_errors=True)
-
-
-def _tar_of(source: Path, arcname: str) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        tar.add(source, arcname=arcname)
-    return buffer.getvalue()
-
-
 @click.command()
 @click.option("-a", "--archive", is_flag=True, help="Archive mode (copy all uid/gid information).")
 @click.option("-L", "--follow-link", is_flag=True, help="Always follow symbol link in SRC_PATH.")
@@ -507,32 +469,27 @@ def cp(src: str, dest: str, archive: bool, follow_link: bool) -> None:
         )
     containers = engine().containers
     if src_ctr is not None:
-        data = containers.get(src_ctr).get(src_path)
+        chunks, stat_ = containers.get(src_ctr).get_archive(src_path)
         if dst_path == "-":
-            sys.stdout.buffer.write(data)
+            for chunk in chunks:
+                sys.stdout.buffer.write(chunk)
             sys.stdout.flush()
-        else:
-            _extract_to(data, Path(dst_path))
+            return
+        from containerkit.engine._archive import extract_to_host
+
+        # the archive comes from the container: extracted with the destination as its root
+        owner = None if archive else (os.getuid(), os.getgid())
+        extract_to_host(chunks, str(stat_.get("name") or "."), Path(dst_path), owner=owner)
         return
     assert dst_ctr is not None
     target = containers.get(dst_ctr)
     if src_path == "-":
-        target.put(dst_path, sys.stdin.buffer.read())
+        target.put(dst_path, sys.stdin.buffer, copy_uid_gid=archive)
         return
     source = Path(src_path)
     if not source.exists() and not source.is_symlink():
         raise CliError(f"no such file or directory: {src_path}")
-    if backend().local:
-        target.put(dst_path, source)
-        return
-    from containerkit.errors import NotFound
-
-    try:
-        mode = int(target.stat_path(dst_path).get("mode", 0))
-    except NotFound:
-        mode = 0
-    if _is_dir_mode(mode):
-        target.put(dst_path, _tar_of(source, source.name))
-    else:
-        parent, _, name = dst_path.rstrip("/").rpartition("/")
-        target.put(parent or "/", _tar_of(source, name))
+    if follow_link and source.is_symlink():
+        source = source.resolve()
+    # docker cp: files land owned by root, or by the container's user with --archive
+    target.put(dst_path, source, owner=None if archive else (0, 0), copy_uid_gid=archive)

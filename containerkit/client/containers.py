@@ -11,16 +11,16 @@ import base64
 import builtins
 import contextlib
 import datetime as dt
-import io
 import json
 import math
 import os
 import stat as stat_mod
 import tarfile
+import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import IO, Any, Literal, cast
 from urllib.parse import quote
 
 import attrs
@@ -355,28 +355,53 @@ class Container:
             out, err = handle.communicate()
             return ExecResult(handle.wait(), out, err)
 
-    def put(self, path: str, data: bytes | str | os.PathLike[str]) -> None:
-        """Copy into the container, also before start: ``data`` is a tar archive (bytes) that
-        is extracted at ``path`` (a directory), or a host path copied into ``path``."""
-        if isinstance(data, bytes):
-            self._put_archive(path, data)
+    def put(
+        self,
+        path: str,
+        data: bytes | IO[bytes] | Iterable[bytes] | str | os.PathLike[str],
+        *,
+        owner: tuple[int, int] | None = None,
+        copy_uid_gid: bool = False,
+        no_overwrite_dir_non_dir: bool = False,
+    ) -> None:
+        """Copy into the container, also before start: ``data`` is a tar archive (bytes, a binary
+        file object or an iterable of chunks, sent as it is read) that is extracted at ``path``
+        (a directory), or a host path copied into ``path`` (into it when it is a directory, else
+        as it), packed as it is sent. ``owner`` sets the uid/gid of a host path's entries;
+        ``copy_uid_gid`` gives everything to the container's user (``docker cp -a``)."""
+        params: dict[str, Any] = {"path": path}
+        if copy_uid_gid:
+            params["copyUIDGID"] = "1"
+        if no_overwrite_dir_non_dir:
+            params["noOverwriteDirNonDir"] = "1"
+        if not isinstance(data, (str, os.PathLike)):
+            if owner is not None:
+                raise InvalidArgument("owner: only for a host path (a tar keeps its own uid/gid)")
+            self._put_archive(params, data)
             return
         source = Path(os.fspath(data))
         if not source.exists() and not source.is_symlink():
             raise NotFound(f"no such host path: {source}")
         target = path.rstrip("/") or "/"
         if self._is_dir(target):
-            target = f"{target.rstrip('/')}/{source.name}"
-        buffer = io.BytesIO()
-        with tarfile.open(fileobj=buffer, mode="w") as tar:
-            tar.add(source, arcname=target.lstrip("/"), recursive=True)
-        self._put_archive("/", buffer.getvalue())
+            params["path"], name = target, source.name
+        else:
+            parent, _, name = target.rpartition("/")
+            params["path"] = parent or "/"
+            if not self._is_dir(params["path"]):
+                # a missing parent is made, as the Engine makes it: the entry carries the path
+                params["path"], name = "/", target.lstrip("/")
+        chunks = _tar_chunks(source, name, owner)
+        try:
+            self._put_archive(params, chunks)
+        finally:
+            chunks.close()
 
-    def _put_archive(self, path: str, archive: bytes) -> None:
+    def _put_archive(self, params: dict[str, Any], archive: bytes | IO[bytes] | Iterable[bytes]) -> None:
         self._transport.request(
             "PUT",
             f"{self._url}/archive",
-            params={"path": path},
+            params=params,
             data=archive,
             headers={"Content-Type": "application/x-tar"},
             timeout=None,
@@ -390,14 +415,29 @@ class Container:
         return stat_mod.S_ISDIR(mode) or bool(mode & (1 << 31))  # unix mode, or Go's os.ModeDir
 
     def get(self, path: str) -> bytes:
-        """A tar archive of ``path`` in the container (like ``docker cp`` / ``GET archive``)."""
-        reply = self._transport.request("GET", f"{self._url}/archive", params={"path": path}, timeout=None)
-        return reply.content
+        """A tar archive of ``path`` in the container (like ``docker cp`` / ``GET archive``), in
+        memory: for large paths use :meth:`get_archive`."""
+        chunks, _ = self.get_archive(path)
+        return b"".join(chunks)
+
+    def get_archive(self, path: str) -> tuple[Iterator[bytes], dict[str, Any]]:
+        """A tar of ``path`` as chunks in the order they arrive, and the stat of ``path``."""
+        reply = self._transport.request(
+            "GET", f"{self._url}/archive", params={"path": path}, timeout=None, stream=True
+        )
+        try:
+            stat = self._decode_stat(reply.headers.get("X-Docker-Container-Path-Stat", ""), path)
+        except BaseException:
+            reply.close()
+            raise
+        return reply.chunks(), stat
 
     def stat_path(self, path: str) -> dict[str, Any]:
         """docker's ``X-Docker-Container-Path-Stat``: name, size, mode, mtime, linkTarget."""
         reply = self._transport.request("HEAD", f"{self._url}/archive", params={"path": path})
-        header = reply.headers.get("X-Docker-Container-Path-Stat", "")
+        return self._decode_stat(reply.headers.get("X-Docker-Container-Path-Stat", ""), path)
+
+    def _decode_stat(self, header: str, path: str) -> dict[str, Any]:
         try:
             data = json.loads(base64.b64decode(header))
         except ValueError:
@@ -493,3 +533,40 @@ class ContainerCollection:
             "/containers/prune", params={"filters": _wire.filters_param(filters)}, timeout=None
         )
         return list((data or {}).get("ContainersDeleted") or [])
+
+
+_PIPE_CHUNK = 1 << 20
+
+
+def _tar_chunks(source: Path, name: str, owner: tuple[int, int] | None) -> Generator[bytes, None, None]:
+    """A tar of host path ``source`` (its top entry named ``name``) as it is written: tarfile
+    writes into a pipe from a thread, so memory stays bounded whatever the size. Closing the
+    generator early closes the pipe, which ends the writer."""
+    read_fd, write_fd = os.pipe()
+    errors: list[BaseException] = []
+
+    def reset(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        if owner is not None:
+            info.uid, info.gid = owner
+            info.uname = info.gname = ""
+        return info
+
+    def write() -> None:
+        try:
+            with os.fdopen(write_fd, "wb") as out, tarfile.open(fileobj=out, mode="w|") as tar:
+                tar.add(source, arcname=name, recursive=True, filter=reset)
+        except BrokenPipeError:
+            pass  # the reader stopped early
+        except BaseException as exc:
+            errors.append(exc)
+
+    thread = threading.Thread(target=write, name="tar-writer", daemon=True)
+    thread.start()
+    try:
+        with os.fdopen(read_fd, "rb") as pipe:
+            while chunk := pipe.read(_PIPE_CHUNK):
+                yield chunk
+    finally:
+        thread.join()
+    if errors:
+        raise InvalidArgument(f"packing {source}: {errors[0]}")

@@ -21,7 +21,14 @@ from urllib.parse import quote
 
 from containerkit.client import _frames, _wire
 from containerkit.client._transport import Reply, Transport
-from containerkit.errors import InvalidArgument, InvalidReference, NotFound, Unavailable, error_class_for
+from containerkit.errors import (
+    InvalidArgument,
+    InvalidReference,
+    NotFound,
+    Unavailable,
+    UnsafeArchive,
+    error_class_for,
+)
 from containerkit.spec import Image, ImageConfig
 
 __all__ = ["ArchiveFormat", "ImageCollection"]
@@ -237,7 +244,7 @@ class ImageCollection:
                     )
                 if not out.name.endswith(".tar"):
                     out.mkdir(parents=True, exist_ok=True)
-                    tar.extractall(out, filter="data")
+                    _extract_layout(tar, out)
                     return
             spool.seek(0)
             partial = out.with_name(out.name + ".part")
@@ -247,3 +254,26 @@ class ImageCollection:
                 partial.replace(out)
             finally:
                 partial.unlink(missing_ok=True)
+
+
+def _extract_layout(tar: tarfile.TarFile, out: Path) -> None:
+    """An OCI layout holds only plain files and directories under relative names: anything else
+    (links, devices, ``..``, absolute names) is refused, so no tarfile extraction filter is
+    needed (there is none before Python 3.11.4). Files are created anew, never through a link."""
+    for member in tar.getmembers():
+        parts = member.name.split("/")
+        if member.name.startswith("/") or ".." in parts or not (member.isfile() or member.isdir()):
+            raise UnsafeArchive(f"OCI layout entry {member.name!r} is not a plain file or directory")
+    for member in tar.getmembers():
+        target = out.joinpath(*[p for p in member.name.split("/") if p not in ("", ".")])
+        if member.isdir():
+            target.mkdir(parents=True, exist_ok=True)
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source = tar.extractfile(member)
+        if source is None:
+            raise UnsafeArchive(f"OCI layout entry {member.name!r} has no content")
+        target.unlink(missing_ok=True)
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            shutil.copyfileobj(source, handle, 1 << 20)

@@ -17,7 +17,7 @@ import os
 import posixpath
 import stat as stat_mod
 import tarfile
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -25,7 +25,7 @@ from containerkit.errors import ContainerkitError, InvalidArgument, NotFound, Un
 from containerkit.linux import inroot
 from containerkit.linux.inroot import Root
 
-__all__ = ["TarStream", "extract", "get", "put", "stat", "tar_stream"]
+__all__ = ["TarStream", "extract", "extract_to_host", "get", "put", "stat", "tar_stream"]
 
 CHUNK = 1 << 20
 """Bytes read or written at a time: the most an archive copy holds of a file's content."""
@@ -311,6 +311,18 @@ class _Extractor:
         self.no_overwrite = no_overwrite_dir_non_dir
         self.dir_times: list[tuple[str, tuple[int, int]]] = []
         self.chown_allowed = os.geteuid() == 0
+        self.rebase: tuple[str, str] | None = None
+
+    def _rebased(self, rel: str) -> str:
+        """docker's ``RebaseNames``: the archive's top entry ``old`` lands as ``new``."""
+        if self.rebase is None:
+            return rel
+        old, new = self.rebase
+        if rel == old:
+            return new
+        if rel.startswith(old + "/"):
+            return new + rel[len(old) :]
+        return rel
 
     def _parent(self, rel: str) -> tuple[int, str]:
         parent, name = posixpath.split(rel)
@@ -344,7 +356,7 @@ class _Extractor:
                 raise
 
     def add(self, info: tarfile.TarInfo, content: IO[bytes] | None) -> None:
-        rel = _clean(info.name)
+        rel = self._rebased(_clean(info.name))
         if not rel:
             return  # the destination itself ("." entries): it exists and is kept
         dirfd, name = self._parent(rel)
@@ -407,7 +419,7 @@ class _Extractor:
         # other types (sockets, GNU volume labels) carry nothing to create
 
     def _link(self, dirfd: int, name: str, info: tarfile.TarInfo) -> None:
-        target = _clean(info.linkname, f"hard link {info.name!r} ->")
+        target = self._rebased(_clean(info.linkname, f"hard link {info.name!r} ->"))
         if not target:
             raise UnsafeArchive(f"{info.name}: a hard link to the destination directory itself")
         parent, target_name = posixpath.split(target)
@@ -453,9 +465,11 @@ def extract(
     devices: bool = True,
     owner: tuple[int, int] | None = None,
     no_overwrite_dir_non_dir: bool = False,
+    rebase: tuple[str, str] | None = None,
 ) -> None:
     """Extract a tar stream (plain or compressed) into directory ``dest`` of the root, entry by
-    entry. ``devices=False`` refuses device nodes (a host directory: they would be a way out)."""
+    entry. ``devices=False`` refuses device nodes (a host directory: they would be a way out);
+    ``rebase`` = (old, new) renames the top entry ``old`` (and what is under it) to ``new``."""
     try:
         dest_fd = root.open_dir(dest)
     except (FileNotFoundError, NotADirectoryError):
@@ -464,6 +478,7 @@ def extract(
     extractor = _Extractor(
         root, dest, devices=devices, owner=owner, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir
     )
+    extractor.rebase = rebase
     with _open_tar(data) as tar:
         try:
             for info in tar:
@@ -506,6 +521,10 @@ def put(
         dest, name = path, source.name
     else:
         dest, name = posixpath.split(posixpath.normpath(path))
+        try:
+            os.close(root.make_dirs(dest))  # a missing parent is made, as before start
+        except (NotADirectoryError, FileExistsError):
+            raise InvalidArgument(f"{dest}: not a directory in the container") from None
     with Root.open(source.parent) as host:
         chunks = _renamed(host, source.name, name)
         try:
@@ -544,3 +563,20 @@ class _ChunkReader(io.RawIOBase):
         buffer[:size] = self._pending[:size]
         self._pending = self._pending[size:]
         return size
+
+
+def extract_to_host(chunks: Iterable[bytes], top: str, dest: Path, *, owner: tuple[int, int] | None) -> None:
+    """``docker cp CONTAINER:PATH DEST`` on the host side: the tar (top entry ``top``) lands in
+    ``dest`` when it is a directory, else as ``dest`` (its parent must exist). The archive comes
+    from a container and is not trusted: it is extracted with ``dest``'s directory as the root
+    (nothing resolves above it), and device nodes are refused."""
+    if dest.is_dir():  # the user's own path: a symlink to a directory is followed
+        directory, rebase = dest, None
+    else:
+        directory = dest.parent
+        if not directory.is_dir():
+            raise NotFound(f"destination directory {directory} does not exist")
+        rebase = (top, dest.name) if top != dest.name else None
+    reader = io.BufferedReader(_ChunkReader(iter(chunks)), CHUNK)
+    with Root.open(directory) as root:
+        extract(root, "/", reader, devices=False, owner=owner, rebase=rebase)

@@ -357,12 +357,16 @@ class Container(RecordHandle[ContainerRecord]):
         data: bytes | IO[bytes] | str | os.PathLike[str],
         *,
         owner: tuple[int, int] | None = None,
+        copy_uid_gid: bool = False,
         no_overwrite_dir_non_dir: bool = False,
     ) -> None:
         """Copy into the container, also before start: ``data`` is a tar archive (bytes, or a
         binary file object read as a stream) that is extracted at ``path`` (a directory), or a
         host path copied into ``path``. Paths resolve inside the container's root; ``owner``
-        sets every entry's uid/gid (else the archive's are kept, as docker does)."""
+        sets every entry's uid/gid (else the archive's are kept, as docker does);
+        ``copy_uid_gid`` gives them to the container's user (``docker cp -a``)."""
+        if copy_uid_gid:
+            owner = self.copy_owner() or owner
         with self._in_root() as root:
             _archive.put(root, path, data, owner=owner, no_overwrite_dir_non_dir=no_overwrite_dir_non_dir)
 
@@ -388,9 +392,12 @@ class Container(RecordHandle[ContainerRecord]):
         with self._in_root() as root:
             return _archive.stat(root, path)
 
-    def copy_owner(self) -> tuple[int, int]:
+    def copy_owner(self) -> tuple[int, int] | None:
         """The uid/gid of the container's user (``docker cp -a`` / ``copyUIDGID``: copied files
-        are given to it), read from the container's own ``/etc/passwd`` and ``/etc/group``."""
+        are given to it), read from the container's own ``/etc/passwd`` and ``/etc/group``;
+        None when it sets no user (then, as in docker, the archive's ids are kept)."""
+        if not self.spec.user:
+            return None
         with self._in_root() as root:
 
             def read(path: str) -> bytes | None:
@@ -401,7 +408,7 @@ class Container(RecordHandle[ContainerRecord]):
                 with os.fdopen(fd, "rb") as handle:
                     return handle.read(4 << 20)
 
-            user = resolve_user(self.spec.user or "", read)
+            user = resolve_user(self.spec.user, read)
         return user.uid, user.gid
 
     @contextlib.contextmanager

@@ -210,12 +210,11 @@ def register(router: Router, app: DaemonApp) -> None:
     def archive_put(request: Request) -> Response:
         container = lookup(app, request)
         path = _archive_path(request)
-        owner = container.copy_owner() if request.qbool("copyUIDGID") else None
         # extracted as the body arrives, entry by entry: nothing is buffered whole
         container.put(
             path,
             request.body_stream(),
-            owner=owner,
+            copy_uid_gid=request.qbool("copyUIDGID"),
             no_overwrite_dir_non_dir=request.qbool("noOverwriteDirNonDir"),
         )
         app.events.emit("container", "extract-to-dir", container.id, {"name": container.name, "path": path})
