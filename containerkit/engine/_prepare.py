@@ -20,6 +20,12 @@ import attrs
 from containerkit.engine._netsetup import NetPlan, netns_path
 from containerkit.errors import InvalidArgument
 from containerkit.linux.capabilities import known_capabilities
+from containerkit.linux.userns import (
+    DEFAULT_REMAP_NAME,
+    UsernsMapping,
+    ensure_subordinate_ranges,
+    read_subordinate_ranges,
+)
 from containerkit.linux.users import resolve_user
 from containerkit.network.dns_files import hosts_file, resolv_conf
 from containerkit.runtime.bundle import (
@@ -30,6 +36,7 @@ from containerkit.runtime.bundle import (
     write_config,
 )
 from containerkit.runtime.state import make_private_dir
+from containerkit.runtime.usermap import add_user_namespace
 from containerkit.spec import ContainerSpec, Image, parse_env
 
 if TYPE_CHECKING:
@@ -41,6 +48,7 @@ __all__ = [
     "prepare_bundle",
     "reset_for_restart",
     "set_netns_path",
+    "userns_mapping",
 ]
 
 _ANON_VOLUMES_FILE = "anonymous-volumes.json"
@@ -99,8 +107,39 @@ def _hostname(engine: Engine, container_id: str, spec: ContainerSpec, net: NetPl
     return container_id[:12]
 
 
+def userns_mapping(engine: Engine, spec: ContainerSpec) -> UsernsMapping | None:
+    """The id ranges a container's root maps to; None for the host's user namespace.
+
+    ``spec.userns`` decides ("host" or "auto"); unset, the engine's ``userns_remap`` does, as
+    docker's daemon-wide ``userns-remap``: ``"default"`` uses (and creates) the ``containerkit``
+    entries of ``/etc/subuid`` and ``/etc/subgid``, another name must have entries there. Every
+    container of an engine shares the one range, as under docker.
+    """
+    remap: str | None = getattr(engine, "userns_remap", None)
+    mode = spec.userns or ("auto" if remap else "host")
+    if mode == "host":
+        return None
+    if spec.privileged:
+        raise InvalidArgument(
+            "privileged mode is incompatible with user namespaces: run the container with userns='host'"
+        )
+    name = remap if remap and remap != "default" else DEFAULT_REMAP_NAME
+    if name == DEFAULT_REMAP_NAME:
+        return ensure_subordinate_ranges(name)
+    return read_subordinate_ranges(name)
+
+
+def _chown_volume(path: str, mapping: UsernsMapping | None) -> None:
+    """A fresh (root-owned) volume dir becomes the mapped root's, as docker does with userns-remap."""
+    if mapping is None:
+        return
+    st = os.stat(path)
+    if st.st_uid == 0 and st.st_gid == 0:
+        os.chown(path, mapping.uids.start, mapping.gids.start)
+
+
 def _volume_mounts(
-    engine: Engine, state_dir: Path, spec: ContainerSpec, image: Image
+    engine: Engine, state_dir: Path, spec: ContainerSpec, image: Image, mapping: UsernsMapping | None = None
 ) -> list[dict[str, Any]]:
     """Binds for ``bind`` and ``volume`` mounts, plus an anonymous volume for each image VOLUME
     the spec does not cover (docker's behaviour)."""
@@ -120,6 +159,7 @@ def _volume_mounts(
             if not mount.source:
                 anonymous.append(volume.name)
             source = volume.mountpoint
+            _chown_volume(source, mapping)
         options = ["rbind", "ro" if mount.read_only else "rw", *mount.options]
         result.append({"destination": mount.target, "type": "bind", "source": source, "options": options})
     covered = {m.target.rstrip("/") for m in spec.mounts}
@@ -128,6 +168,7 @@ def _volume_mounts(
             continue
         volume = engine.volumes.create()
         anonymous.append(volume.name)
+        _chown_volume(volume.mountpoint, mapping)
         result.append(
             {"destination": path, "type": "bind", "source": volume.mountpoint, "options": ["rbind", "rw"]}
         )
@@ -143,7 +184,9 @@ def prepare_bundle(
     bundle = make_private_dir(state_dir) / "bundle"
     (bundle / "rootfs").mkdir(parents=True, exist_ok=True)
     chain_ids = engine.images.chain_ids(image.id)
-    rootfs_mount = engine.snapshots.prepare(container_id, list(reversed(chain_ids)))
+    mapping = userns_mapping(engine, spec)
+    offset = None if mapping is None else (mapping.uids.start, mapping.gids.start)
+    rootfs_mount = engine.snapshots.prepare(container_id, list(reversed(chain_ids)), id_offset=offset)
     # Only in config.json's annotation (the shim reads it there when the request has none).
     rootfs_json = json.dumps(rootfs_mount.to_oci())
     hostname = _hostname(engine, container_id, spec, net)
@@ -157,7 +200,7 @@ def prepare_bundle(
         user=user,
         hostname=hostname,
         etc_files=_etc_files(engine, state_dir, spec, hostname, net),
-        mounts=_volume_mounts(engine, state_dir, spec, image),
+        mounts=_volume_mounts(engine, state_dir, spec, image, mapping),
         cgroups_path=f"/containerkit/{container_id}",
         netns_path=str(netns_path(engine, container_id)) if net.kind == "bridge" else None,
         annotations={ROOTFS_MOUNT_ANNOTATION: rootfs_json},
@@ -165,6 +208,8 @@ def prepare_bundle(
     if net.kind == "host":  # no network namespace entry: the host's own
         namespaces = config["linux"]["namespaces"]
         config["linux"]["namespaces"] = [n for n in namespaces if n["type"] != "network"]
+    if mapping is not None:
+        add_user_namespace(config, container_id, mapping, own_network=net.kind == "none")
     write_config(bundle, config)
 
 

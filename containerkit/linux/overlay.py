@@ -6,6 +6,7 @@ The snapshotter decides *what* to mount; this module only turns paths into mount
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -15,12 +16,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from containerkit.errors import ContainerkitError, InvalidArgument, NotFound, Unavailable
-from containerkit.linux import _libc
+from containerkit.linux import _libc, idmap
 from containerkit.linux._libc import MNT_DETACH, MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT
 
 __all__ = [
     "bind_mount",
     "is_mountpoint",
+    "mount_idmapped_overlay",
     "mount_overlay",
     "overlay_options",
     "overlay_supported",
@@ -82,6 +84,55 @@ def mount_overlay(
         _libc.libc.mount("overlay", str(target), "overlay", MS_RDONLY if readonly else 0, data)
     except OSError as err:
         raise _failed(f"overlay mount on {target}", err) from err
+
+
+def mount_idmapped_overlay(options: Sequence[str], target: str | Path, userns_fd: int, staging: Path) -> None:
+    """Mount an overlay given as option strings (``lowerdir=..``, ``upperdir=..``, ...) on
+    ``target`` with every lower dir idmapped through ``userns_fd``.
+
+    Each lower is bound, idmapped, under ``staging`` (a new empty directory, removed again);
+    overlay keeps private clones of its lowers, so those binds are detached once it is mounted
+    and only the overlay remains to unmount. The upper dir is used as it is (its owner is the
+    mapped root already).
+    """
+    lowers: list[str] = []
+    rest: list[str] = []
+    for option in options:
+        if option.startswith("lowerdir="):
+            lowers = option.removeprefix("lowerdir=").split(":")
+        else:
+            rest.append(option)
+    if not lowers:
+        raise InvalidArgument(f"overlay options for {target} have no lowerdir")
+    staging.mkdir(mode=0o700)
+    mapped: list[Path] = []
+    try:
+        for index, lower in enumerate(lowers):
+            where = staging / str(index)
+            where.mkdir()
+            idmap.idmapped_bind(os.path.realpath(lower), where, userns_fd)
+            mapped.append(where)
+        data = ",".join(["lowerdir=" + ":".join(str(p) for p in mapped), *rest])
+        if len(data) >= os.sysconf("SC_PAGESIZE"):
+            raise InvalidArgument(f"overlay options for {target} are {len(data)} bytes, over one page")
+        try:
+            _libc.libc.mount("overlay", str(target), "overlay", 0, data)
+        except OSError as err:
+            raise _failed(f"overlay mount (idmapped lowers) on {target}", err) from err
+    finally:
+        for where in mapped:
+            try:
+                _libc.libc.umount2(str(where), MNT_DETACH)
+            except OSError:
+                continue
+        # rmdir only, never a recursive delete: a bind left mounted must not take a layer with it
+        for where in sorted(staging.iterdir(), reverse=True):
+            try:
+                where.rmdir()
+            except OSError:
+                continue
+        with contextlib.suppress(OSError):
+            staging.rmdir()
 
 
 def bind_mount(

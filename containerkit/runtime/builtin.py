@@ -50,7 +50,9 @@ __all__ = [
 FORWARDED_SIGNALS: frozenset[int] = frozenset(
     {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1, signal.SIGUSR2, signal.SIGQUIT}
 )
-_EXEC_NAMESPACES = ("ipc", "uts", "network", "pid", "mount", "cgroup")
+# The user namespace last: host root may join the others (its descendants' included), and
+# after it we are the container's root, with no rights left over namespaces the host owns.
+_EXEC_NAMESPACES = ("ipc", "uts", "network", "pid", "mount", "cgroup", "user")
 _DEV_LINKS = (
     ("/proc/self/fd", "fd"),
     ("/proc/self/fd/0", "stdin"),
@@ -114,6 +116,7 @@ def _setup_namespaces(
     """
     fresh: list[str] = []
     private: set[str] = set()
+    with_userns = any(n.get("type") == "user" for n in linux.get("namespaces", []))
     cgroup_entry: dict[str, Any] | None = None
     for entry in linux.get("namespaces", []):
         kind = str(entry.get("type", ""))
@@ -121,14 +124,19 @@ def _setup_namespaces(
             private.add(kind)
             continue
         if kind == "user":
-            raise Unavailable("user namespaces are not supported by the built-in runtime")
+            if not _in_user_namespace():
+                raise Unavailable("the user namespace must be made by the shim before the init runs")
+            private.add(kind)  # made (and mapped) by the shim's helper, before every other one
+            continue
         if kind not in namespaces.NAMESPACE_FLAGS:
             raise InvalidArgument(f"unknown namespace type {kind!r} in config.json")
         private.add(kind)
         if kind == "cgroup":
             cgroup_entry = dict(entry)
         elif entry.get("path"):
-            namespaces.setns_path(str(entry["path"]), kind)
+            # with a user namespace the shim's helper joined it already, as host root
+            if not with_userns:
+                namespaces.setns_path(str(entry["path"]), kind)
         elif kind != "network" or prepared_network is None:
             fresh.append(kind)
     if prepared_network is not None:
@@ -173,13 +181,23 @@ def _root_path(bundle: Path, config: Mapping[str, Any]) -> str:
     return mounts.real_dir(str(root))
 
 
+def _in_user_namespace() -> bool:
+    """Whether we run in a user namespace other than the initial one (its map is not identity)."""
+    with open("/proc/self/uid_map") as f:
+        return f.read().split() != ["0", "0", "4294967295"]
+
+
+def _has_user_namespace(config: Mapping[str, Any]) -> bool:
+    return any(n.get("type") == "user" for n in config.get("linux", {}).get("namespaces", []))
+
+
 def _mount_root(root: str, config: Mapping[str, Any]) -> None:
     """Make host mounts unreachable from here, then mount the root (overlay from the annotation)."""
     linux = config.get("linux", {})
     propagation = mounts.parse_mount_options([str(linux.get("rootfsPropagation") or "rslave")]).propagation
     mounts.set_propagation("/", propagation[0] if propagation else _libc.MS_SLAVE | _libc.MS_REC)
     spec = config.get("annotations", {}).get(ROOTFS_MOUNT_ANNOTATION)
-    if spec:
+    if spec and not _has_user_namespace(config):  # with one, the shim mounted it (idmapped)
         try:
             desc = json.loads(spec)
             parsed = mounts.parse_mount_options([str(o) for o in desc.get("options", [])])
@@ -235,7 +253,15 @@ def _mount_entry(bundle: Path, root: str, entry: Mapping[str, Any]) -> None:
     if is_bind and source and not os.path.isabs(str(source)):
         source = str(bundle / str(source))
     try:
-        mounts.mount_in_root(root, destination, fstype, None if source is None else str(source), options)
+        try:
+            mounts.mount_in_root(root, destination, fstype, None if source is None else str(source), options)
+        except PermissionError:
+            if fstype != "sysfs" or not _in_user_namespace():
+                raise
+            # sysfs belongs to the network namespace's owner: in a user namespace without a
+            # network namespace of its own, bind the host's /sys instead (as runc does).
+            source, fstype = "/sys", "bind"
+            mounts.mount_in_root(root, destination, "bind", source, ["rbind", *options])
     except OSError as exc:
         raise RuntimeFailure(f"mount {source} on {destination} (type {fstype or 'bind'}): {exc}") from exc
 

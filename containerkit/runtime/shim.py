@@ -61,7 +61,8 @@ from containerkit.errors import (
 )
 from containerkit.linux import _libc, proc
 from containerkit.linux.proc import default_signals
-from containerkit.runtime import logs, state
+from containerkit.linux.userns import UsernsMapping, make_userns, write_id_maps
+from containerkit.runtime import logs, state, usermap
 from containerkit.runtime.bundle import ROOTFS_MOUNT_ANNOTATION, device_rules
 from containerkit.spec import Resources
 
@@ -522,6 +523,7 @@ class _Shim:
         self.device_rules: list[dict[str, Any]] = []
         self.runc: RuncBackend | None = None
         self.rootfs_target: str | None = None
+        self.userns_staged = False  # /run/containerkit-userns/<id> to release at the end
         self.errors: list[str] = []
         # container side of stdio, and the shim's side
         self.child_fds: list[int] = []
@@ -759,7 +761,14 @@ class _Shim:
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         with_cgroup = bool(self.request.cgroup_name)
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC) if with_cgroup else (-1, -1)
-        pid = self._hand_over(config, stdio, err_w, ready_r)
+        mapping = usermap.mapping_of(config)
+        pid: int | None = None
+        if mapping is not None:  # a spare init is in the host's user namespace: of no use here
+            self._discard_prepared()
+            self._stage_userns(config)
+            pid = self._fork_userns_init(config, stdio, (err_r, err_w), (ready_r, ready_w), mapping)
+        else:
+            pid = self._hand_over(config, stdio, err_w, ready_r)
         if pid is None:
             _libc.libc.unshare(_libc.CLONE_NEWPID)
             pid = os.fork()
@@ -780,6 +789,75 @@ class _Shim:
         if report:
             _pid, status = os.waitpid(pid, 0)
             raise _start_error(report, _exit_code(status))
+
+    def _stage_userns(self, config: dict[str, Any]) -> None:
+        """The paths the mapped root must reach, mounted below its staging dir (see usermap)."""
+        self.userns_staged = True
+        usermap.prepare_staging(self.request.container_id)
+        usermap.mount_staged_binds(config)
+        self._mount_rootfs(config)
+
+    def _fork_userns_init(
+        self,
+        config: dict[str, Any],
+        stdio: tuple[int, int, int],
+        error_pipe: tuple[int, int],
+        ready_pipe: tuple[int, int],
+        mapping: UsernsMapping,
+    ) -> int:
+        """runc's nsexec order: a helper child joins the namespaces given by path, unshares the
+        user namespace and waits while we write its id maps; then, root inside it, it unshares
+        the pid namespace (so the container's namespaces belong to its user namespace) and forks
+        the init, whose pid it sends us before it exits. The init is then our child (subreaper).
+        """
+        from containerkit.runtime import builtin
+
+        sync_r, sync_w = os.pipe2(os.O_CLOEXEC)
+        go_r, go_w = os.pipe2(os.O_CLOEXEC)
+        helper = os.fork()
+        if helper == 0:  # pragma: no cover - the helper child
+            _userns_helper(
+                self,
+                builtin.run_container_init,
+                config,
+                stdio,
+                error_pipe,
+                ready_pipe,
+                (sync_r, sync_w),
+                (go_r, go_w),
+            )
+        os.close(sync_w)
+        os.close(go_r)
+        data = b""
+        try:
+            if os.read(sync_r, 1) == b"1":
+                try:
+                    write_id_maps(helper, mapping)
+                except ContainerkitError:
+                    _kill_child(helper)
+                    raise
+                os.write(go_w, b"1")
+            os.close(go_w)
+            go_w = -1
+            data = _read_all(sync_r)
+        finally:
+            if go_w != -1:
+                os.close(go_w)
+            os.close(sync_r)
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(helper, 0)
+        if not data.isdigit():
+            os.close(error_pipe[1])
+            self._close_child_fds()
+            for fd in ready_pipe:
+                if fd != -1:
+                    os.close(fd)
+            try:
+                report = _read_all(error_pipe[0])
+            finally:
+                os.close(error_pipe[0])
+            raise _start_error(report or b'{"message": "user namespace setup failed"}', 128)
+        return int(data)
 
     def _hand_over(
         self, config: dict[str, Any], stdio: tuple[int, int, int], err_w: int, ready_r: int
@@ -876,7 +954,10 @@ class _Shim:
             from containerkit.linux.cgroups import open_cgroup
 
             open_cgroup(request.cgroup_name).create_everywhere()
-        self._mount_rootfs(config)
+        if usermap.mapping_of(config) is not None:
+            self._stage_userns(config)
+        else:
+            self._mount_rootfs(config)
         console: socket.socket | None = None
         # A unix socket path must fit in 108 bytes; state dirs can be deeper than that.
         console_path = Path(tempfile.mkdtemp(prefix="ck-console-")) / CONSOLE_SOCKET
@@ -930,6 +1011,19 @@ class _Shim:
         root = (config.get("root") or {}).get("path") or "rootfs"
         target = Path(root) if os.path.isabs(root) else self.request.bundle / root
         target.mkdir(parents=True, exist_ok=True)
+        mapping = usermap.mapping_of(config)
+        if mapping is not None and spec["type"] == "overlay":
+            # The image layers, owned by host root, read as owned by the mapped root.
+            from containerkit.linux.overlay import mount_idmapped_overlay
+
+            userns_fd = make_userns(mapping)
+            try:
+                staging = usermap.STAGING_ROOT / f"l-{os.urandom(4).hex()}"
+                mount_idmapped_overlay(list(spec.get("options") or ()), target, userns_fd, staging)
+            finally:
+                os.close(userns_fd)
+            self.rootfs_target = str(target)
+            return
         options = parse_mount_options(list(spec.get("options") or ()))
         _libc.libc.mount(
             spec.get("source") or spec["type"], str(target), spec["type"], options.flags, options.data or None
@@ -1066,6 +1160,9 @@ class _Shim:
         if self.rootfs_target is not None:
             target = self.rootfs_target
             self._attempt("rootfs unmount", lambda: _unmount(target))
+        if self.userns_staged:
+            container_id = self.request.container_id
+            self._attempt("user namespace staging release", lambda: usermap.release_staging(container_id))
         if self.request.cgroup_name is not None:
             self._attempt("cgroup destroy", self._destroy_cgroup)
         _reap_orphans()
@@ -1121,6 +1218,58 @@ def _container_child(
     except BaseException:
         os._exit(128)
     _run_init(init, shim.request.bundle, config, stdio, err_w, ready_r, None)
+
+
+def _userns_helper(
+    shim: _Shim,
+    init: Any,
+    config: dict[str, Any],
+    stdio: tuple[int, int, int],
+    error_pipe: tuple[int, int],
+    ready_pipe: tuple[int, int],
+    sync_pipe: tuple[int, int],
+    go_pipe: tuple[int, int],
+) -> NoReturn:  # pragma: no cover - runs in the forked helper
+    """The helper of :meth:`_Shim._fork_userns_init`; errors go to the error pipe."""
+    from containerkit.linux import namespaces
+
+    err_r, err_w = error_pipe
+    sync_r, sync_w = sync_pipe
+    go_r, go_w = go_pipe
+    try:
+        for fd in (err_r, sync_r, go_w, ready_pipe[1]):
+            if fd != -1:
+                os.close(fd)
+        for fd in {shim.out_fd, shim.err_fd, shim.in_fd, shim.fifo_fd, shim.control_fd, shim.ready_fd} - {-1}:
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        # Namespaces given by path belong to the host's user namespace: joined while we are
+        # still its root (the init skips what it is already in).
+        for entry in (config.get("linux") or {}).get("namespaces", []):
+            kind = str(entry.get("type", ""))
+            if entry.get("path") and kind not in ("user", "pid", "cgroup"):
+                namespaces.setns_path(str(entry["path"]), kind)
+        _libc.libc.unshare(_libc.CLONE_NEWUSER)
+        os.write(sync_w, b"1")
+        if os.read(go_r, 1) != b"1":
+            raise RuntimeFailure("the shim could not write the user namespace's id maps")
+        os.close(go_r)
+        os.setresgid(0, 0, 0)  # root of the namespace: files we make belong to the mapped root
+        os.setresuid(0, 0, 0)
+        os.setgroups([])
+        _libc.libc.unshare(_libc.CLONE_NEWPID)
+        pid = os.fork()
+        if pid == 0:
+            os.close(sync_w)
+            _run_init(init, shim.request.bundle, config, stdio, err_w, ready_pipe[0], None)
+        os.write(sync_w, str(pid).encode())
+    except BaseException as exc:
+        kind = exc.kind if isinstance(exc, ContainerkitError) else RuntimeFailure.kind
+        message = exc.message if isinstance(exc, ContainerkitError) else f"user namespace setup: {exc!r}"
+        with contextlib.suppress(BaseException):
+            os.write(err_w, json.dumps({"kind": kind, "message": message}).encode())
+        os._exit(128)
+    os._exit(0)
 
 
 def _run_init(

@@ -64,7 +64,7 @@ from containerkit.images.unpack import DEFAULT_MAX_BYTES, UnpackResult, unpack_l
 from containerkit.linux import overlay
 from containerkit.storage._apply import apply_layer_dir
 
-__all__ = ["Driver", "RootfsMount", "SnapshotStore"]
+__all__ = ["Driver", "RootfsMount", "SnapshotStore", "shift_ownership"]
 
 Driver = Literal["overlay", "copy"]
 
@@ -139,6 +139,31 @@ def _disk_usage(path: Path) -> int:
                 if stat.S_ISDIR(st.st_mode):
                     stack.append(entry.path)
     return total
+
+
+def shift_ownership(root: Path, uid_offset: int, gid_offset: int) -> None:
+    """Add the offsets to the owner of every file under ``root`` (symlinks not followed).
+
+    A chown clears setuid/setgid bits, so each non-symlink's mode is set again afterwards.
+    """
+    stack = [str(root)]
+    st = os.lstat(root)
+    os.lchown(root, st.st_uid + uid_offset, st.st_gid + gid_offset)
+    os.chmod(root, stat.S_IMODE(st.st_mode))
+    linked: set[tuple[int, int]] = set()
+    while stack:
+        with os.scandir(stack.pop()) as it:
+            for entry in it:
+                st = entry.stat(follow_symlinks=False)
+                if st.st_nlink > 1 and not stat.S_ISDIR(st.st_mode):
+                    if (st.st_dev, st.st_ino) in linked:  # a hardlink: shifted once already
+                        continue
+                    linked.add((st.st_dev, st.st_ino))
+                os.lchown(entry.path, st.st_uid + uid_offset, st.st_gid + gid_offset)
+                if not stat.S_ISLNK(st.st_mode):
+                    os.chmod(entry.path, stat.S_IMODE(st.st_mode))
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(entry.path)
 
 
 class SnapshotStore:
@@ -341,8 +366,16 @@ class SnapshotStore:
     def list_snapshots(self) -> list[str]:
         return sorted(name for name in os.listdir(self.root / "snapshots") if _KEY_RE.match(name))
 
-    def prepare(self, key: str, parents: Sequence[str]) -> RootfsMount:
-        """Create the writable snapshot ``key`` over ``parents`` (chain ids, top-most first)."""
+    def prepare(
+        self, key: str, parents: Sequence[str], *, id_offset: tuple[int, int] | None = None
+    ) -> RootfsMount:
+        """Create the writable snapshot ``key`` over ``parents`` (chain ids, top-most first).
+
+        ``id_offset``: (uid, gid) of a user-namespaced container's root on the host. The overlay
+        upper dir is then owned by that root (the lowers are idmapped when mounted, see
+        :func:`~containerkit.linux.overlay.mount_idmapped_overlay`); the copy driver's private
+        rootfs is chowned by the offset instead.
+        """
         target = self._snap(key)
         if isinstance(parents, str):
             raise InvalidArgument("parents must be a sequence of chain ids, not one string")
@@ -359,10 +392,13 @@ class SnapshotStore:
                 self._check_options(key, parents)
                 (stage / "upper").mkdir()
                 (stage / "work").mkdir()
+                uoff, goff = id_offset or (0, 0)
                 if parents:  # the merged root shows the upper dir's owner and mode
                     st = os.stat(self.layer_dir(parents[0]))
-                    os.chown(stage / "upper", st.st_uid, st.st_gid)
+                    os.chown(stage / "upper", st.st_uid + uoff, st.st_gid + goff)
                     os.chmod(stage / "upper", stat.S_IMODE(st.st_mode))
+                elif id_offset is not None:
+                    os.chown(stage / "upper", uoff, goff)
             else:
                 rootfs = stage / "rootfs"
                 rootfs.mkdir()
@@ -370,6 +406,8 @@ class SnapshotStore:
                 for chain_id in reversed(parents):
                     info = self.layer_info(chain_id)
                     apply_layer_dir(self.layer_dir(chain_id), rootfs, info.whiteouts, info.opaque_dirs)
+                if id_offset is not None:
+                    shift_ownership(rootfs, *id_offset)
             try:
                 os.rename(stage, target)
             except OSError as err:
