@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from containerkit.engine import _archive, _filters, _names, _netsetup, _prepare
+from containerkit.engine import _archive, _filters, _names, _netsetup, _prepare, _recovery
 from containerkit.engine._handle import RecordHandle
 from containerkit.errors import (
     Conflict,
@@ -332,9 +332,17 @@ class Container(RecordHandle[ContainerRecord]):
         stdin: bool = False,
         privileged: bool = False,
         stream: bool = False,
+        detach: bool = False,
+        timeout: float | None = None,
     ) -> Any:
         """Run a command in the running container: an ``ExecResult``, or with ``stream=True`` a
-        process handle to iterate and ``.wait()`` on (always an exit code)."""
+        process handle to iterate and ``.wait()`` on (always an exit code).
+
+        ``detach=True`` (``docker exec -d``) returns the handle once the command started, its
+        output going nowhere. ``timeout``: seconds until :class:`Timeout` (the command keeps
+        running; it is not killed). A command that cannot start gives 127 (missing) or 126 (not
+        executable), with the reason on stderr, as the daemon and the CLI show it.
+        """
         process = self._engine.containers._exec_process(
             self, command, env=env, user=user, workdir=workdir, tty=tty, privileged=privileged
         )
@@ -343,13 +351,18 @@ class Container(RecordHandle[ContainerRecord]):
             state.pid,  # type: ignore[arg-type]
             process,
             tty=tty,
-            stdin=stdin,
+            stdin=stdin and not detach,
+            detach=detach,
             spawner=self._engine.spawner,
         )
-        if stream:
+        if stream or detach:
             return handle
-        out, err = handle.communicate()
-        return ExecResult(handle.wait(), out, err)
+        with handle:
+            out, err = handle.communicate(timeout=timeout)
+            code = handle.wait(timeout=timeout)
+        if handle.error is not None and not err:
+            err = f"{handle.error.message}\n".encode()
+        return ExecResult(code, out, err)
 
     def put(
         self,
@@ -433,8 +446,12 @@ class Container(RecordHandle[ContainerRecord]):
 
     def top(self) -> dict[str, Any]:
         """docker's ``top`` shape: ``{"Titles": [...], "Processes": [[...], ...]}``."""
-        self._running_state()
-        rows = [ps.process_row(pid) for pid in sorted(self._cgroup().pids())]
+        state = self._running_state()
+        # Only the container's own processes: an exec helper sits in the cgroup while it waits
+        # for its command, but lives in the host's pid namespace (the container never sees it).
+        own = ps.pid_namespace(state.pid) if state.pid else None
+        pids = [p for p in sorted(self._cgroup().pids()) if own is None or ps.pid_namespace(p) == own]
+        rows = [ps.process_row(pid) for pid in pids]
         return {"Titles": list(ps.PROCESS_TITLES), "Processes": [r for r in rows if r is not None]}
 
 
@@ -472,18 +489,21 @@ class ContainerCollection:
     def create(self, spec: ContainerSpec | None = None, /, **fields: Any) -> Container:
         """Create (not start) a container from a spec, or from the spec's fields as keywords."""
         if spec is None:
-            spec = ContainerSpec(**fields)
+            spec = ContainerSpec.from_kwargs(**fields)
         elif fields:
             spec = attrs.evolve(spec, **fields)
         image = self._engine.images.get(spec.image)
         net = _netsetup.plan(self._engine, spec)
         container_id = secrets.token_hex(32)
+        # The record holds the name from the start but stays hidden ("creating") until the
+        # bundle is complete; a crash before that is rolled back by Engine.recover.
         record = self._add_record(container_id, spec, image.id)
         try:
             _prepare.prepare_bundle(
                 self._engine, container_id, spec, image, self.state_dir(container_id), net
             )
             _netsetup.register(self._engine, container_id, net, spec)
+            self._engine.metadata.set_container_state(container_id, "created")
         except BaseException:
             self._discard(container_id)
             raise
@@ -499,7 +519,7 @@ class ContainerCollection:
         """Create and start a container (``docker run -d``); see :class:`ContainerSpec`."""
         if isinstance(command, str):
             command = ["sh", "-c", command]
-        container = self.create(ContainerSpec(image=image, command=command, **fields))
+        container = self.create(ContainerSpec.from_kwargs(image=image, command=command, **fields))
         try:
             container.start()
         except BaseException:
@@ -524,7 +544,7 @@ class ContainerCollection:
                 runtime=spec.runtime,
             )
             try:
-                self._engine.metadata.add_container(record)
+                self._engine.metadata.add_container(record, state="creating", owner=_recovery.owner_token())
             except Conflict:
                 if spec.name or attempt == 19:
                     raise
@@ -661,10 +681,15 @@ class ContainerCollection:
             wait_for_exit(container.state_dir, 30)
         elif state.status == "dead" and state.pid_alive and state.pid is not None:
             proc.send_signal(state.pid, signal.SIGKILL, state.pid_start_time)
-        with _netsetup.container_lock(self._engine, container.id):
-            _netsetup.teardown(self._engine, container.id)
         anonymous = _prepare.anonymous_volumes(container.state_dir) if volumes else []
-        self._discard(container.id, cgroup_gone=_shim_cleaned_up(container.state_dir))
+        # Hidden from here on; a crash part-way is finished by Engine.recover.
+        self._engine.metadata.set_container_state(container.id, "removing", owner=_recovery.owner_token())
+        try:
+            self._take_apart(container.id)
+        except BaseException:
+            with contextlib.suppress(NotFound):  # visible again, so the removal can be retried
+                self._engine.metadata.set_container_state(container.id, "created")
+            raise
         for name in anonymous:
             with contextlib.suppress(NotFound, Conflict):
                 self._engine.volumes.remove(name)
@@ -674,6 +699,13 @@ class ContainerCollection:
             container = self.get(container_id)
             if container.runtime_state().status in ("exited", "dead"):
                 self._remove(container, force=False, volumes=True)
+
+    def _take_apart(self, container_id: str) -> None:
+        """Network, cgroup, snapshot, state dir, record of a container that no longer runs; each
+        step may be done again (recovery repeats what a killed removal began)."""
+        with _netsetup.container_lock(self._engine, container_id):
+            _netsetup.teardown(self._engine, container_id)
+        self._discard(container_id, cgroup_gone=_shim_cleaned_up(self.state_dir(container_id)))
 
     def _discard(self, container_id: str, *, cgroup_gone: bool = False) -> None:
         """Remove everything of a container that is not running: cgroup, snapshot, state, record.

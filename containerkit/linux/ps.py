@@ -6,7 +6,7 @@ import os
 import pwd
 import time
 
-__all__ = ["PROCESS_TITLES", "process_row"]
+__all__ = ["PROCESS_TITLES", "pid_namespace", "process_row"]
 
 PROCESS_TITLES = ("UID", "PID", "PPID", "C", "STIME", "TTY", "TIME", "CMD")
 
@@ -53,3 +53,11 @@ def process_row(pid: int, *, proc: str = "/proc") -> list[str] | None:
         time.strftime("%H:%M:%S", time.gmtime(cpu_seconds)),
         cmdline or f"[{name}]",
     ]
+
+
+def pid_namespace(pid: int, *, proc: str = "/proc") -> str | None:
+    """``pid:[inode]`` of the pid namespace ``pid`` lives in, or None when it is gone."""
+    try:
+        return os.readlink(f"{proc}/{pid}/ns/pid")
+    except (FileNotFoundError, ProcessLookupError):
+        return None

@@ -35,6 +35,11 @@ from containerkit.runtime.runc import RuncBackend, classify_error
 if TYPE_CHECKING:
     from containerkit.runtime.spawner import Spawner
 
+_EXIT_CHECK_MS = 100
+"""How often a stream whose pipes stay open checks whether the exec'd process has exited."""
+_DRAIN_MS = 20
+"""After the exit, a stream ends once its pipes are quiet this long (or at EOF, usually at once)."""
+
 _ENTRY = "from containerkit.runtime.{} import main; main()"
 """Not ``python -m``: the package may import this module first, and runpy would run it twice."""
 
@@ -81,6 +86,14 @@ class _Waiter:
         except (ValueError, KeyError, TypeError):
             raise RuntimeFailure("exec status lost: the spawner exited before the exec finished") from None
         return self.code
+
+    def exited(self) -> bool:
+        """Whether the process has exited, without consuming the exit status."""
+        if self.code is not None:
+            return True
+        if self.child is not None:
+            return self.child.poll() is not None
+        return self.status_fd != -1 and _wait_readable(self.status_fd, 0)
 
     def close(self) -> None:
         if self.status_fd != -1:
@@ -148,16 +161,29 @@ class ExecProcess:
         os.close(self._stdin_fd)
         self._stdin_fd = -1
 
-    def stream(self) -> Iterator[tuple[Stream, bytes]]:
-        """``(stream, chunk)`` pairs as the process writes them, until both streams reach EOF."""
+    def stream(self, *, deadline: float | None = None) -> Iterator[tuple[Stream, bytes]]:
+        """``(stream, chunk)`` pairs as the process writes them, until both streams reach EOF
+        or the process has exited and what it wrote is read: a background child that keeps
+        the streams open (``sh -c 'daemon &'``) does not hold the exec, as with docker.
+        ``deadline`` (``time.monotonic()``): :class:`Timeout` once passed."""
         files: dict[int, tuple[Stream, Any]] = {self.stdout.fileno(): ("stdout", self.stdout)}
         if self.stderr is not None:
             files[self.stderr.fileno()] = ("stderr", self.stderr)
         poller = select.poll()
         for fd in files:
             poller.register(fd, select.POLLIN)
+        exited = False
         while files:
-            for fd, _events in poller.poll():
+            if not exited and self._waiter.exited():
+                exited = True
+            # Until the exit, wake up now and then to notice it; after it, only drain what
+            # is already written (a short quiet period ends the stream).
+            events = poller.poll(_DRAIN_MS if exited else _EXIT_CHECK_MS)
+            if not events and exited:
+                return
+            if deadline is not None and time.monotonic() > deadline:
+                raise Timeout(f"exec {self.pid} still running after its timeout")
+            for fd, _events in events:
                 name, f = files[fd]
                 try:
                     chunk = f.read(65536)
@@ -184,10 +210,8 @@ class ExecProcess:
             self.close_stdin()
         deadline = None if timeout is None else time.monotonic() + timeout
         out: dict[Stream, list[bytes]] = {"stdout": [], "stderr": []}
-        for name, chunk in self.stream():
+        for name, chunk in self.stream(deadline=deadline):
             out[name].append(chunk)
-            if deadline is not None and time.monotonic() > deadline:
-                raise Timeout(f"exec {self.pid} still writing after {timeout} s")
         return b"".join(out["stdout"]), b"".join(out["stderr"])
 
     def wait(self, timeout: float | None = None) -> int:
@@ -221,15 +245,26 @@ def start_exec(
     *,
     tty: bool = False,
     stdin: bool = False,
+    detach: bool = False,
     spawner: Spawner | None = None,
     runc: RuncTarget | None = None,
 ) -> ExecProcess:
     """Start ``process`` (an OCI ``process`` object) in the container whose init is ``target_pid``.
 
     Returns once the command has exec'd or failed to; see the module docstring for failures.
+    ``detach``: the process's stdio is ``/dev/null`` (``docker exec -d``), so it never blocks
+    on a reader that went away; the returned streams are at EOF at once.
     """
-    process = {**process, "terminal": tty}
-    if tty:
+    process = {**process, "terminal": tty and not detach}
+    if detach:
+        null_in = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        null_out = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
+        ours_out, out_w = os.pipe2(os.O_CLOEXEC)
+        ours_err, err_w = os.pipe2(os.O_CLOEXEC)
+        ours_in, tty = -1, False
+        child = (null_in, null_out, null_out)
+        to_close = [null_in, null_out, out_w, err_w]
+    elif tty:
         master, slave = os.openpty()
         os.set_inheritable(master, False)
         os.set_inheritable(slave, False)

@@ -300,7 +300,10 @@ class _Server:
             stdin, stdout, stderr, error_fd, status_fd = fds
             pid = os.fork()
             if pid == 0:  # pragma: no cover - the exec helper
-                self._in_child(keep=fds)
+                # Not the status pipe: only the spawner writes it, and a copy in the exec'd
+                # process (or a background child of it) would hold its EOF back.
+                os.close(status_fd)
+                self._in_child(keep=[stdin, stdout, stderr, error_fd])
                 _exec_child(int(message["target_pid"]), message["process"], (stdin, stdout, stderr), error_fd)
             for fd in (stdin, stdout, stderr, error_fd):
                 os.close(fd)

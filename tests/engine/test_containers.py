@@ -235,7 +235,17 @@ def test_stats_and_top(engine: ck.Engine) -> None:
     top = c.top()
     assert "PID" in top["Titles"]
     assert any("sleep" in " ".join(row) for row in top["Processes"])
-    c.remove(force=True)
+    # An exec shows as its own command, never as the helper that waits for it.
+    running = c.exec(["sh", "-c", "exec sleep 31"], stream=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not any("sleep 31" in row[-1] for row in c.top()["Processes"]):
+            assert time.monotonic() < deadline, c.top()
+            time.sleep(0.02)
+        assert not any("python" in row[-1] or "containerkit" in row[-1] for row in c.top()["Processes"])
+    finally:
+        running.close()
+        c.remove(force=True)
 
 
 def test_memory_limit_oom_killed(engine: ck.Engine) -> None:
@@ -394,3 +404,32 @@ def test_volume_in_use_is_not_removed(engine: ck.Engine) -> None:
     engine.volumes.remove("ckvol-busy", force=True)  # missing: no error with force
     with pytest.raises(ck.NotFound):
         engine.volumes.remove("ckvol-busy")
+
+
+@pytest.mark.parametrize("backend", ["builtin", "runc"])
+def test_exec_edges(engine: ck.Engine, backend: str) -> None:
+    from containerkit.runtime import runc
+
+    if backend != "builtin" and not runc.available(backend):
+        pytest.skip(f"{backend}: {runc.unavailable_reason(backend)}")
+    c = engine.containers.run(IMAGE, ["sleep", "60"], runtime=backend)
+    try:
+        missing = c.exec(["nosuchcommand"])
+        assert missing.exit_code in (126, 127)
+        assert b"executable file not found in $PATH" in missing.stderr
+        # A background child keeps the exec's stdout open: the exec still ends with its command.
+        started = time.monotonic()
+        result = c.exec(["sh", "-c", "sleep 30 & echo started"])
+        assert result.exit_code == 0 and result.stdout == b"started\n"
+        assert time.monotonic() - started < 5
+        c.exec(["sh", "-c", "sleep 0.2; echo detached > /tmp/d"], detach=True)
+        deadline = time.monotonic() + 10
+        while c.exec(["cat", "/tmp/d"]).stdout != b"detached\n":
+            assert time.monotonic() < deadline, "the detached exec never ran"
+            time.sleep(0.05)
+        started = time.monotonic()
+        with pytest.raises(ck.Timeout):
+            c.exec(["sleep", "5"], timeout=0.3)
+        assert time.monotonic() - started < 3
+    finally:
+        c.remove(force=True)
