@@ -111,6 +111,12 @@ def check_socket_free(path: str) -> None:
     raise Conflict(f"another daemon is listening on unix://{path}: stop it first, or choose another --host")
 
 
+def _own_chatter_only(record: logging.LogRecord) -> bool:
+    """Below warnings, only containerkit's own lines: ``--log-level debug`` must not turn
+    into pyroute2's netlink dumps or urllib3's connection chatter."""
+    return record.levelno >= logging.WARNING or record.name.split(".", 1)[0] == "containerkit"
+
+
 def setup_logging(level: str, log_file: Path | None) -> None:
     """Log to ``log_file`` (rotated at :data:`LOG_MAX_BYTES`, mode 0640) or, without one, stderr."""
     handler: logging.Handler
@@ -126,6 +132,7 @@ def setup_logging(level: str, log_file: Path | None) -> None:
             log_file, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
         )
     handler.setFormatter(logging.Formatter(_FORMAT))
+    handler.addFilter(_own_chatter_only)
     root = logging.getLogger()
     for old in list(root.handlers):
         root.removeHandler(old)
