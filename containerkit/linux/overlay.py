@@ -17,7 +17,7 @@ from pathlib import Path
 
 from containerkit.errors import ContainerkitError, InvalidArgument, NotFound, Unavailable
 from containerkit.linux import _libc, idmap
-from containerkit.linux._libc import MNT_DETACH, MS_BIND, MS_RDONLY, MS_REC, MS_REMOUNT
+from containerkit.linux._libc import MNT_DETACH, MS_BIND, MS_NODEV, MS_RDONLY, MS_REC, MS_REMOUNT
 
 __all__ = [
     "bind_mount",
@@ -93,7 +93,7 @@ def mount_idmapped_overlay(options: Sequence[str], target: str | Path, userns_fd
     Each lower is bound, idmapped, under ``staging`` (a new empty directory, removed again);
     overlay keeps private clones of its lowers, so those binds are detached once it is mounted
     and only the overlay remains to unmount. The upper dir is used as it is (its owner is the
-    mapped root already).
+    mapped root already). The overlay is ``nodev``.
     """
     lowers: list[str] = []
     rest: list[str] = []
@@ -116,7 +116,8 @@ def mount_idmapped_overlay(options: Sequence[str], target: str | Path, userns_fd
         if len(data) >= os.sysconf("SC_PAGESIZE"):
             raise InvalidArgument(f"overlay options for {target} are {len(data)} bytes, over one page")
         try:
-            _libc.libc.mount("overlay", str(target), "overlay", 0, data)
+            # nodev: a device node an image ships is never opened, whatever the device cgroup says
+            _libc.libc.mount("overlay", str(target), "overlay", MS_NODEV, data)
         except OSError as err:
             raise _failed(f"overlay mount (idmapped lowers) on {target}", err) from err
     finally:

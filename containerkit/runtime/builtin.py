@@ -618,7 +618,12 @@ def exec_in_container(target_pid: int, process: Mapping[str, Any], *, error_fd: 
             fds = namespaces.open_namespaces(target_pid, _EXEC_NAMESPACES)
         except FileNotFoundError:
             raise RuntimeFailure(f"container process {target_pid} is not running") from None
+        joins_userns = "user" in fds
         namespaces.join_namespaces(fds)
+        if joins_userns:  # its root from now on, as runc's nsexec: what we make (keys too) is its
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+            os.setgroups([])
         _block_signals()
         pid = os.fork()
         if pid == 0:

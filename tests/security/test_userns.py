@@ -1,0 +1,260 @@
+"""Issue 9, finding 9: user namespaces (``userns="auto"``, docker's ``userns-remap``).
+
+Container root is the first id of the ``containerkit`` range of ``/etc/subuid`` and
+``/etc/subgid`` on the host (created on first use, as docker creates ``dockremap``). Every
+attack here is also run without a user namespace first, where it works or is stopped by another
+layer, so each assertion shows what the user namespace alone adds.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import containerkit as ck
+from containerkit.linux.userns import UsernsMapping, ensure_subordinate_ranges
+from containerkit.runtime.usermap import STAGING_ROOT
+
+from .conftest import IMAGE, probe_mount, run_to_exit
+from .test_devices import CANARY, Loop, device_image, loop_device  # noqa: F401 - fixtures
+
+KEY_PROBE = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+/* hostkey add DESC DATA | read ID | revoke ID */
+int main(int argc, char **argv) {
+    if (argc == 4 && !strcmp(argv[1], "add")) {
+        long id = syscall(SYS_add_key, "user", argv[2], argv[3], strlen(argv[3]), -4 /* @u */);
+        if (id < 0) { perror("add_key"); return 1; }
+        /* possessor and owner (uid) may view, read, write, search, link, setattr */
+        if (syscall(SYS_keyctl, 5 /* SETPERM */, id, 0x3f3f0000) < 0) { perror("setperm"); return 1; }
+        printf("%ld\n", id);
+        return 0;
+    }
+    if (argc == 3 && !strcmp(argv[1], "read")) {
+        char buf[256] = {0};
+        long n = syscall(SYS_keyctl, 11 /* READ */, atol(argv[2]), buf, sizeof buf - 1);
+        if (n < 0) { printf("READ-DENIED %s\n", strerror(errno)); return 0; }
+        printf("READ-OK %s\n", buf);
+        return 0;
+    }
+    if (argc == 3 && !strcmp(argv[1], "revoke")) {
+        syscall(SYS_keyctl, 3 /* REVOKE */, atol(argv[2]));
+        return syscall(SYS_keyctl, 9 /* UNLINK */, atol(argv[2]), -4) < 0;
+    }
+    return 2;
+}
+"""
+
+
+@pytest.fixture(scope="module")
+def mapping() -> UsernsMapping:
+    return ensure_subordinate_ranges()
+
+
+def _host_mounts() -> str:
+    return Path("/proc/self/mountinfo").read_text()
+
+
+def _run(engine: ck.Engine, runtime: str, command: str, **fields: object) -> tuple[ck.Container, int, str]:
+    """Run to the end and keep the container (the caller inspects its files, then removes it)."""
+    c = engine.containers.run(IMAGE, ["sh", "-c", command], runtime=runtime, **fields)
+    code = c.wait(timeout=60)
+    return c, code, (c.logs(stdout=True, stderr=True) or b"").decode(errors="replace")
+
+
+def test_root_files_belong_to_the_mapped_range(
+    engine: ck.Engine, runtime: str, mapping: UsernsMapping
+) -> None:
+    volume = engine.volumes.create(f"ck-userns-{uuid.uuid4().hex[:8]}")
+    try:
+        c, code, out = _run(
+            engine,
+            runtime,
+            "id; cat /proc/self/uid_map; echo x > /created; echo x > /vol/created; ls -ln /bin/busybox",
+            userns="auto",
+            network="none",
+            mounts=[ck.Mount(target="/vol", source=volume.name, type="volume")],
+        )
+        try:
+            assert code == 0, out
+            assert "uid=0(root) gid=0(root)" in out, out
+            assert out.split("\n")[1].split() == ["0", str(mapping.uids.start), str(mapping.uids.size)], out
+            # image files (host root's) read as root's inside, through the idmapped lowers
+            assert " 0        0 " in out.splitlines()[2], out
+            upper = engine.snapshots.root / "snapshots" / c.id / "upper" / "created"
+            st = os.stat(upper)
+            assert (st.st_uid, st.st_gid) == (mapping.uids.start, mapping.gids.start)
+            data = Path(volume.mountpoint)
+            assert (data.stat().st_uid, data.stat().st_gid) == (mapping.uids.start, mapping.gids.start)
+            st = os.stat(data / "created")
+            assert (st.st_uid, st.st_gid) == (mapping.uids.start, mapping.gids.start)
+        finally:
+            c.remove(force=True)
+    finally:
+        engine.volumes.remove(volume.name, force=True)
+
+
+def test_without_userns_root_is_host_root(engine: ck.Engine, runtime: str) -> None:
+    """The control: the same file, without a user namespace, belongs to host root."""
+    c, code, out = _run(engine, runtime, "echo x > /created", network="none")
+    try:
+        assert code == 0, out
+        assert os.stat(engine.snapshots.root / "snapshots" / c.id / "upper" / "created").st_uid == 0
+    finally:
+        c.remove(force=True)
+
+
+def test_bind_mount_of_a_root_owned_dir(engine: ck.Engine, runtime: str, tmp_path: Path) -> None:
+    """As under docker's userns-remap: a root-owned host dir is readable, but not writable, by the
+    remapped root; once chowned to the mapped root it is."""
+    host = tmp_path / "shared"
+    host.mkdir(mode=0o755)
+    (host / "readme").write_text("from the host\n")
+    script = "cat /host/readme; if echo x > /host/new; then echo WRITE-OK; else echo WRITE-DENIED; fi"
+    mount = ck.Mount(target="/host", source=str(host), type="bind")
+    _code, out = run_to_exit(engine, runtime, ["sh", "-c", script], userns="auto", mounts=[mount])
+    assert "from the host" in out and "WRITE-DENIED" in out and "Permission denied" in out, out
+    assert not (host / "new").exists()
+
+
+def test_bind_mount_chowned_to_the_mapped_root_is_writable(
+    engine: ck.Engine, runtime: str, tmp_path: Path, mapping: UsernsMapping
+) -> None:
+    host = tmp_path / "owned"
+    host.mkdir(mode=0o755)
+    os.chown(host, mapping.uids.start, mapping.gids.start)
+    mount = ck.Mount(target="/host", source=str(host), type="bind")
+    code, out = run_to_exit(
+        engine, runtime, ["sh", "-c", "echo x > /host/new"], userns="auto", mounts=[mount]
+    )
+    assert code == 0, out
+    assert os.stat(host / "new").st_uid == mapping.uids.start
+
+
+def test_mknod_is_denied_in_a_user_namespace(engine: ck.Engine, runtime: str, loop_device: Loop) -> None:  # noqa: F811
+    """CAP_MKNOD (a default capability) means nothing in a user namespace: no node is made, so no
+    host block device can be reached this way even without a device cgroup."""
+    script = (
+        f"if mknod /tmp/disk b {loop_device.major} {loop_device.minor}; then echo MKNOD-OK; "
+        "else echo MKNOD-DENIED; fi; head -c 8 /tmp/disk && echo READ-OK"
+    )
+    _code, out = run_to_exit(engine, runtime, ["sh", "-c", script], network="none")
+    assert "MKNOD-OK" in out, out  # without a user namespace docker allows the mknod itself
+    _code, out = run_to_exit(engine, runtime, ["sh", "-c", script], network="none", userns="auto")
+    assert "MKNOD-DENIED" in out and "READ-OK" not in out, out
+    assert loop_device.content() == CANARY
+
+
+def test_device_node_from_the_image_cannot_be_opened(
+    engine: ck.Engine,
+    runtime: str,
+    loop_device: Loop,  # noqa: F811
+    device_image: str,  # noqa: F811
+) -> None:
+    """The rootfs of a user-namespaced container is ``nodev``: a node an image ships is refused
+    before the device cgroup is even asked (EACCES, where the cgroup answers EPERM)."""
+    script = (
+        "ls -l /nodes/disk; if head -c 8 /nodes/disk; then echo READ-OK; else echo READ-DENIED; fi; "
+        "if printf OVERWRITTEN | dd of=/nodes/disk conv=notrunc; then echo WRITE-OK; "
+        "else echo WRITE-DENIED; fi"
+    )
+    c = engine.containers.run(
+        device_image, ["sh", "-c", script], runtime=runtime, network="none", userns="auto"
+    )
+    try:
+        c.wait(timeout=60)
+        out = (c.logs(stdout=True, stderr=True) or b"").decode(errors="replace")
+    finally:
+        c.remove(force=True)
+    assert "brw-rw-rw-" in out, out
+    assert "READ-DENIED" in out and "WRITE-DENIED" in out, out
+    assert "Permission denied" in out and "Operation not permitted" not in out, out
+    assert CANARY.decode().strip() not in out
+    assert loop_device.content() == CANARY
+
+
+@pytest.fixture
+def host_key(compile_probe: Callable[[str, str], Path]) -> Iterator[tuple[Path, str, str]]:
+    """A key in host root's user keyring that any uid-0 process may read by its serial."""
+    probe = compile_probe("hostkey", KEY_PROBE)
+    secret = f"ck-secret-{uuid.uuid4().hex}"
+    added = subprocess.run(
+        [str(probe), "add", f"ck-canary-{uuid.uuid4().hex[:8]}", secret], capture_output=True, text=True
+    )
+    if added.returncode != 0:
+        pytest.skip(f"cannot add a key on this host: {added.stderr.strip()}")
+    serial = added.stdout.strip()
+    try:
+        yield probe, serial, secret
+    finally:
+        subprocess.run([str(probe), "revoke", serial], capture_output=True, check=False)
+
+
+def test_host_key_is_out_of_reach(engine: ck.Engine, runtime: str, host_key: tuple[Path, str, str]) -> None:
+    """With seccomp off (only the user namespace left to hold): host root's key, readable by any
+    uid-0 process, is read without a user namespace and refused with one."""
+    probe, serial, secret = host_key
+    fields: dict[str, object] = {
+        "network": "none",
+        "security_opt": ["seccomp=unconfined"],
+        "mounts": [probe_mount(probe)],
+    }
+    _code, out = run_to_exit(engine, runtime, ["/probe", "read", serial], **fields)
+    assert f"READ-OK {secret}" in out, out  # the attack works where only uid 0 is checked
+    _code, out = run_to_exit(engine, runtime, ["/probe", "read", serial], userns="auto", **fields)
+    assert "READ-DENIED" in out and secret not in out, out
+
+
+def test_exec_joins_the_user_namespace(engine: ck.Engine, runtime: str, mapping: UsernsMapping) -> None:
+    c = engine.containers.run(IMAGE, ["sleep", "60"], runtime=runtime, userns="auto", network="none")
+    try:
+        result = c.exec(["sh", "-c", "id -u; cat /proc/self/uid_map; echo x > /from-exec"])
+        out = result.stdout.decode()
+        assert result.exit_code == 0, out
+        lines = out.splitlines()
+        assert lines[0] == "0" and lines[1].split()[:2] == ["0", str(mapping.uids.start)], out
+        assert (
+            os.stat(engine.snapshots.root / "snapshots" / c.id / "upper" / "from-exec").st_uid
+            == mapping.uids.start
+        )
+    finally:
+        c.remove(force=True)
+
+
+def test_remove_leaves_nothing(engine: ck.Engine, runtime: str) -> None:
+    volume = engine.volumes.create(f"ck-userns-{uuid.uuid4().hex[:8]}")
+    try:
+        c = engine.containers.run(
+            IMAGE,
+            ["sleep", "60"],
+            runtime=runtime,
+            userns="auto",
+            mounts=[ck.Mount(target="/vol", source=volume.name, type="volume")],
+        )
+        staging = STAGING_ROOT / c.id
+        assert c.id in _host_mounts() and staging.is_dir()
+        cgroups = [p for p in Path("/sys/fs/cgroup").glob(f"*/containerkit/{c.id}")]
+        assert cgroups
+        c.remove(force=True)
+        assert c.id not in _host_mounts()
+        assert not staging.exists()
+        assert not [p for p in cgroups if p.exists()]
+        assert not (engine.snapshots.root / "snapshots" / c.id).exists()
+        assert not [p for p in STAGING_ROOT.iterdir() if p.name.startswith("l-")]  # idmapped lowers
+    finally:
+        engine.volumes.remove(volume.name, force=True)
+
+
+def test_privileged_is_refused_with_a_user_namespace(engine: ck.Engine) -> None:
+    with pytest.raises(ck.InvalidArgument, match="privileged mode is incompatible with user namespaces"):
+        engine.containers.create(image=IMAGE, userns="auto", privileged=True)
