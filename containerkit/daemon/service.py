@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import NoReturn
 
-from containerkit.errors import Conflict, ContainerkitError, InvalidArgument
+from containerkit.errors import Conflict, InvalidArgument
 
 __all__ = [
     "LOG_BACKUPS",
@@ -216,8 +216,3 @@ def _wait_for_report(fd: int, child: int, log_file: Path | None) -> NoReturn:
         text = f"error: containerkitd exited during start-up (see {log_file or 'its log'})"
     print(f"containerkitd: {text.removeprefix('error: ')}", file=sys.stderr, flush=True)
     os._exit(1)
-
-
-def describe(exc: BaseException) -> str:
-    """One line for a start-up failure."""
-    return str(exc) if isinstance(exc, ContainerkitError | OSError) else f"{type(exc).__name__}: {exc}"
