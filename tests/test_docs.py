@@ -28,7 +28,23 @@ def test_site_builds_strict(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     api = (site / "api" / "index.html").read_text()
-    for name in ("Engine", "ContainerCollection", "WaitTimeout", "reap_expired", "containerkit_run"):
+    for name in (
+        "Engine",
+        "ContainerCollection",
+        "WaitTimeout",
+        "reap_expired",
+        "containerkit_run",
+        "Client",
+        "NetworkCollection",
+        "ExecProcess",
+        "AttachStream",
+    ):
         assert name in api, f"{name} missing from the API reference"
-    for page in ("architecture", "pytest", "compatibility", "security"):
+    for method in ("exec", "put", "get_archive", "stats", "top", "pause", "resize", "attach"):
+        assert f"{method}" in api, f"Container.{method} missing from the API reference"
+    assert ":class:" not in api and ":meth:" not in api, "raw reST roles in the rendered API page"
+    for page in ("architecture", "pytest", "compatibility", "security", "daemon", "cli"):
         assert (site / page / "index.html").exists()
+    cli = (site / "cli" / "index.html").read_text()
+    for verb in ("run", "exec", "cp", "volume", "network", "logs"):
+        assert f"containerkit {verb}" in cli, f"{verb} missing from the CLI reference"
