@@ -54,6 +54,7 @@ _KEYS = {
     "log-level",
     "log-file",
     "default-pids-limit",
+    "userns-remap",
 }
 
 
@@ -114,6 +115,9 @@ class DaemonConfig:
     log_file: Path | None = None
     # A container whose create body sets no PidsLimit gets this one (Podman's); 0 or -1: none.
     default_pids_limit: int = 2048
+    # docker's userns-remap: "default" (the containerkit range of /etc/subuid and /etc/subgid,
+    # created when missing) or a name with entries there; containers get a user namespace
+    userns_remap: str | None = None
 
     def validate(self) -> DaemonConfig:
         for listen in self.hosts:
@@ -137,6 +141,12 @@ class DaemonConfig:
         if self.default_pids_limit < -1:
             raise InvalidArgument(
                 f"default-pids-limit: expected -1, 0 or a positive integer, got {self.default_pids_limit}"
+            )
+        if self.userns_remap is not None and (
+            not isinstance(self.userns_remap, str) or not self.userns_remap or ":" in self.userns_remap
+        ):
+            raise InvalidArgument(
+                f"userns-remap: expected 'default' or a name in /etc/subuid, got {self.userns_remap!r}"
             )
         return self
 
@@ -190,6 +200,11 @@ def parser() -> argparse.ArgumentParser:
         type=int,
         help="pids limit of containers that set none (default 2048; 0 or -1: unlimited)",
     )
+    p.add_argument(
+        "--userns-remap",
+        help='user namespaces for containers: "default" (a containerkit range in /etc/subuid and '
+        "/etc/subgid) or a name with entries there",
+    )
     return p
 
 
@@ -235,6 +250,7 @@ def load_config(argv: Sequence[str] | None = None) -> DaemonConfig:
         log_level=str(pick(args.log_level, "log-level", "info")),
         log_file=path(args.log_file, "log-file"),
         default_pids_limit=pick(args.default_pids_limit, "default-pids-limit", 2048),
+        userns_remap=pick(args.userns_remap, "userns-remap"),
     ).validate()
 
 

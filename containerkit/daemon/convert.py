@@ -154,7 +154,7 @@ def _resources(host: Body) -> Resources:
 
 def _refuse(host: Body) -> None:
     """Settings that would change what the container is, and that containerkit does not do."""
-    for key in ("PidMode", "IpcMode", "UTSMode", "UsernsMode", "CgroupnsMode"):
+    for key in ("PidMode", "IpcMode", "UTSMode", "CgroupnsMode"):
         value = host.str(key)
         if (
             value
@@ -169,6 +169,16 @@ def _refuse(host: Body) -> None:
     log = host.obj("LogConfig").str("Type")
     if log not in ("", "json-file", "local"):
         raise InvalidArgument(f"HostConfig.LogConfig.Type: {log!r} is not supported (json-file only)")
+
+
+def _userns_mode(host: Body) -> str | None:
+    """``UsernsMode``: ``"host"`` opts out of the daemon's ``userns-remap``; empty keeps its default."""
+    mode = host.str("UsernsMode")
+    if mode not in ("", "host"):
+        raise InvalidArgument(
+            f"HostConfig.UsernsMode: {mode!r} is not supported (only 'host', or empty for the default)"
+        )
+    return mode or None
 
 
 def create_request(raw: Any, name: str | None, *, networking: bool) -> CreateRequest:
@@ -253,6 +263,7 @@ def create_request(raw: Any, name: str | None, *, networking: bool) -> CreateReq
         "dns": host.str_list("Dns") or (),
         "extra_hosts": extra_hosts,
         "mac_address": body.opt_str("MacAddress"),
+        "userns": _userns_mode(host),
         "runtime": host.opt_str("Runtime") or "builtin",  # `docker run --runtime runc`
     }
     if body.raw("StopTimeout") is not None and not isinstance(body.raw("StopTimeout"), int):

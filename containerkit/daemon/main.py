@@ -89,7 +89,9 @@ def serve(
     stop = stop or threading.Event()
     _raise_nofile()
     _warn_insecure(config)
-    engine = Engine(root=config.root, default_pids_limit=config.default_pids_limit)
+    engine = Engine(
+        root=config.root, default_pids_limit=config.default_pids_limit, userns_remap=config.userns_remap
+    )
     app = DaemonApp(engine)
     headers = app.headers()
     servers: list[tuple[_Server, str]] = []

@@ -52,10 +52,18 @@ class Engine:
         *,
         forkserver: bool = True,
         default_pids_limit: int | None = DEFAULT_PIDS_LIMIT,
+        userns_remap: str | None = None,
     ) -> None:
         """``default_pids_limit``: the pids limit of a container whose spec sets none
-        (Podman's 2048); None, 0 or -1 leave such containers unlimited."""
+        (Podman's 2048); None, 0 or -1 leave such containers unlimited. ``userns_remap``:
+        ``"default"`` or a name with ``/etc/subuid`` and ``/etc/subgid`` entries, to give every
+        container whose spec sets no ``userns`` a user namespace (docker's ``userns-remap``)."""
         self.default_pids_limit = _pids_default(default_pids_limit)
+        if userns_remap is not None and (not isinstance(userns_remap, str) or ":" in userns_remap):
+            raise InvalidArgument(f"userns_remap: expected 'default' or a subuid name, got {userns_remap!r}")
+        # docker's userns-remap: containers whose spec sets no userns get a user namespace
+        # ("default": the containerkit range of /etc/subuid, /etc/subgid, created when missing)
+        self.userns_remap = userns_remap or None
         self.root = Path(root).absolute()
         _perms.secure_root(self.root)
         self.metadata = MetadataStore(self.root / "metadata.db")

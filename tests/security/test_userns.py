@@ -8,6 +8,7 @@ layer, so each assertion shows what the user namespace alone adds.
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import subprocess
 import uuid
@@ -17,7 +18,15 @@ from pathlib import Path
 import pytest
 
 import containerkit as ck
-from containerkit.linux.userns import UsernsMapping, ensure_subordinate_ranges
+from containerkit.daemon.config import load_config
+from containerkit.daemon.convert import create_request
+from containerkit.errors import InvalidArgument, NotFound
+from containerkit.linux.userns import (
+    IdRange,
+    UsernsMapping,
+    ensure_subordinate_ranges,
+    read_subordinate_ranges,
+)
 from containerkit.runtime.usermap import STAGING_ROOT
 
 from .conftest import IMAGE, probe_mount, run_to_exit
@@ -258,3 +267,79 @@ def test_remove_leaves_nothing(engine: ck.Engine, runtime: str) -> None:
 def test_privileged_is_refused_with_a_user_namespace(engine: ck.Engine) -> None:
     with pytest.raises(ck.InvalidArgument, match="privileged mode is incompatible with user namespaces"):
         engine.containers.create(image=IMAGE, userns="auto", privileged=True)
+
+
+# -- the subordinate id ranges, docker's userns-remap, and the API's UsernsMode -------------------
+
+
+def test_subordinate_range_is_added_once_past_existing_ones(tmp_path: Path) -> None:
+    subuid, subgid = tmp_path / "subuid", tmp_path / "subgid"
+    subuid.write_text("alice:100000:65536\nbob:165536:65536")  # no final newline
+    subgid.write_text("alice:100000:65536\n")
+    first = ensure_subordinate_ranges(subuid=subuid, subgid=subgid)
+    assert first.uids == first.gids == IdRange(231072, 65536)
+    again = ensure_subordinate_ranges(subuid=subuid, subgid=subgid)
+    assert again == first
+    assert subuid.read_text() == "alice:100000:65536\nbob:165536:65536\ncontainerkit:231072:65536\n"
+    assert subgid.read_text() == "alice:100000:65536\ncontainerkit:231072:65536\n"
+    assert read_subordinate_ranges("containerkit", subuid=subuid, subgid=subgid) == first
+
+
+def test_subordinate_range_of_an_unknown_name_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "subuid").write_text("alice:100000:65536\n")
+    (tmp_path / "subgid").write_text("")
+    with pytest.raises(NotFound, match=r"no subordinate id range for 'alice' in .*subgid"):
+        read_subordinate_ranges("alice", subuid=tmp_path / "subuid", subgid=tmp_path / "subgid")
+    (tmp_path / "subgid").write_text("broken line\n")
+    with pytest.raises(InvalidArgument, match=r"subgid:1: expected name:start:count"):
+        ensure_subordinate_ranges(subuid=tmp_path / "subuid", subgid=tmp_path / "subgid")
+
+
+def test_concurrent_callers_agree_on_one_range(tmp_path: Path) -> None:
+    subuid, subgid = tmp_path / "subuid", tmp_path / "subgid"
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        results = set(pool.map(lambda _i: ensure_subordinate_ranges(subuid=subuid, subgid=subgid), range(16)))
+    assert len(results) == 1
+    assert subuid.read_text().count("containerkit:") == 1 and subgid.read_text().count("containerkit:") == 1
+
+
+def test_daemon_userns_remap_setting(tmp_path: Path) -> None:
+    assert load_config(["--userns-remap", "default"]).userns_remap == "default"
+    toml = tmp_path / "daemon.toml"
+    toml.write_text('userns-remap = "default"\n')
+    assert load_config(["--config", str(toml)]).userns_remap == "default"
+    assert load_config([]).userns_remap is None
+    with pytest.raises(InvalidArgument, match="userns-remap"):
+        load_config(["--userns-remap", "a:b"])
+
+
+def test_api_userns_mode() -> None:
+    def userns(mode: str | None) -> str | None:
+        host = {} if mode is None else {"UsernsMode": mode}
+        return create_request({"Image": IMAGE, "HostConfig": host}, None, networking=False).spec.userns
+
+    assert userns(None) is None and userns("") is None  # the daemon's default
+    assert userns("host") == "host"  # docker run --userns=host: out of the daemon's userns-remap
+    with pytest.raises(InvalidArgument, match=r"HostConfig\.UsernsMode: 'private'"):
+        userns("private")
+
+
+@pytest.fixture
+def remapped_engine(tmp_path: Path, busybox_rootfs_tar: Path) -> Iterator[ck.Engine]:
+    with ck.Engine(root=tmp_path / "remapped", userns_remap="default") as eng:
+        eng.images.import_rootfs(busybox_rootfs_tar, IMAGE, config={"Cmd": ["sh"]})
+        try:
+            yield eng
+        finally:
+            for container in eng.containers.list(all=True):
+                container.remove(force=True)
+
+
+def test_engine_userns_remap_is_the_default(
+    remapped_engine: ck.Engine, runtime: str, mapping: UsernsMapping
+) -> None:
+    command = ["cat", "/proc/self/uid_map"]
+    _code, out = run_to_exit(remapped_engine, runtime, command, network="none")
+    assert out.split()[:2] == ["0", str(mapping.uids.start)], out
+    _code, out = run_to_exit(remapped_engine, runtime, command, network="none", userns="host")
+    assert out.split()[:2] == ["0", "0"], out
