@@ -24,6 +24,7 @@ from containerkit.linux.cgroups import (
     remove_if_empty,
     shares_to_weight,
 )
+from containerkit.linux.cgroups.devices import parse_rules
 from containerkit.spec import Resources
 from tests.linux._cgroup_procs import BUSY, Spawner, eventually, go
 from tests.linux._fake_cgroupfs import FakeCgroupfs
@@ -140,6 +141,16 @@ def test_stats_of_missing_cgroup_is_not_found(fake: FakeCgroupfs) -> None:
         _open(fake, "containerkit/gone").stats()
     assert _open(fake, "containerkit/gone").oom_kill_count() == 0
     _open(fake, "containerkit/gone").destroy()  # idempotent on nothing
+
+
+def test_apply_devices_needs_a_real_cgroup2_directory(fake: FakeCgroupfs) -> None:
+    """A BPF program attaches only to a cgroup2 directory: a plain one is a clear error, not a
+    container started without its device filter."""
+    rules = parse_rules([{"allow": False}])
+    with pytest.raises(Unavailable, match=r"containerkit/c1.*not a directory of a cgroup2 mount"):
+        _open(fake).apply_devices(rules)
+    with pytest.raises(NotFound, match="containerkit/absent"):
+        _open(fake, "containerkit/absent").apply_devices(rules)
 
 
 # -- real cgroup2 core files ------------------------------------------------------------------

@@ -210,6 +210,8 @@ def _detach(cgroup_fd: int, prog_id: int) -> None:
 
 def _bpf_error(path: Path, exc: OSError) -> ContainerkitError:
     message = f"cannot set the device filter of cgroup {path}: {exc.strerror}"
+    if exc.errno == errno.EBADF:
+        return Unavailable(f"{message} (not a directory of a cgroup2 mount)")
     if exc.errno in (errno.EPERM, errno.EACCES, errno.ENOSYS, errno.EINVAL):
         return Unavailable(message)
     return ContainerkitError(message)
