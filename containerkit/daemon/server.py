@@ -42,6 +42,7 @@ import attrs
 
 from containerkit.daemon.errors import PayloadTooLarge, error_body, status_and_body
 from containerkit.errors import InvalidArgument
+from containerkit.storage import staging
 
 __all__ = [
     "JSON_LIMIT",
@@ -343,6 +344,7 @@ class Request:
         reader = self._body_reader()
         spool = tempfile.NamedTemporaryFile(dir=directory, prefix="body-")  # noqa: SIM115 - caller closes
         try:
+            staging.hold(spool.fileno())  # left by a killed daemon: unheld, removed at recovery
             total = 0
             while chunk := reader.read(1 << 20):
                 total += len(chunk)

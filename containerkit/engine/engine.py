@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-from containerkit.engine import _netsetup, _perms
+from containerkit.engine import _netsetup, _perms, _recovery
 from containerkit.engine.containers import ContainerCollection, cgroup_name
 from containerkit.engine.images import ImageCollection
 from containerkit.engine.networks import NetworkCollection
@@ -93,11 +93,16 @@ class Engine:
             return self._spawner
 
     def recover(self) -> list[str]:
-        """Clean what a killed process left: state dirs and snapshots of containers that have
-        no record, cgroups, veths, netns files and published ports of containers that are no
-        longer running. The ids cleaned."""
-        cleaned = _netsetup.recover(self)
+        """Clean what a killed process left: containers it was creating (rolled back) or removing
+        (finished), state dirs and snapshots of containers that have no record, cgroups, veths,
+        netns files and published ports of containers that are no longer running, spooled
+        request bodies and staged layers. The ids cleaned."""
+        cleaned = _recovery.finish_containers(self)
+        cleaned += _netsetup.recover(self)
+        _recovery.reap_staging(self)
+        # Containers another live process is creating or removing keep their dirs.
         known = {r.id for r in self.metadata.list_containers()}
+        known |= {c[0] for c in self.metadata.unfinished_containers()}
         state_root = self.root / "containers"
         for state_dir in state_root.iterdir() if state_root.exists() else ():
             if state_dir.name in known:

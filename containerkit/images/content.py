@@ -26,6 +26,7 @@ import attrs
 
 from containerkit.errors import IntegrityError, InvalidArgument, NotFound
 from containerkit.images.reference import is_digest
+from containerkit.storage import staging
 
 __all__ = ["ContentStore", "Descriptor", "check_digest", "sha256_digest"]
 
@@ -117,6 +118,7 @@ class ContentStore:
         hasher = hashlib.sha256()
         written = 0
         fd, tmp_name = tempfile.mkstemp(dir=self._ingest, prefix="ingest-")
+        staging.hold(fd)  # a crash leaves it unheld: recovery removes it
         tmp = Path(tmp_name)
         try:
             with os.fdopen(fd, "wb") as out:
@@ -145,6 +147,10 @@ class ContentStore:
             tmp.unlink(missing_ok=True)
             raise
         return Descriptor(digest, written)
+
+    def reap_ingest(self) -> tuple[str, ...]:
+        """Remove the temp files of ingests whose process is gone (live ones stay)."""
+        return tuple(staging.reap(self._ingest))
 
     def clean_ingest(self, older_than: float = 3600.0) -> int:
         """Remove temp files a crashed ingest left behind; returns how many."""

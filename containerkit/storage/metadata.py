@@ -142,7 +142,18 @@ CREATE TABLE published_ports (
 );
 """
 
-_MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _SCHEMA_V2}
+# v3: a container's lifecycle state. Only ``created`` rows are containers to the user; a
+# ``creating`` row reserves its name while the bundle is written, a ``removing`` row is being
+# taken apart. ``owner`` ("<pid>:<start time>") is the process doing that: once it is gone,
+# recovery rolls the creation back or finishes the removal.
+_SCHEMA_V3 = """
+ALTER TABLE containers ADD COLUMN state TEXT NOT NULL DEFAULT 'created';
+ALTER TABLE containers ADD COLUMN owner TEXT NOT NULL DEFAULT ''
+"""
+
+_MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _SCHEMA_V2, 2: _SCHEMA_V3}
+
+CONTAINER_STATES = ("creating", "created", "removing")
 SCHEMA_VERSION = max(_MIGRATIONS) + 1
 
 
@@ -246,6 +257,11 @@ allocation transaction; ``reserved`` are the last addresses of detached endpoint
 
 _CONTAINER_FIELDS = ("id", "name", "image_id", "image_ref", "created", "spec_json", "labels_json", "runtime")
 _UPDATABLE = frozenset(_CONTAINER_FIELDS) - {"id", "name"}
+
+
+def _check_state(state: str) -> None:
+    if state not in CONTAINER_STATES:
+        raise InvalidArgument(f"container state must be one of {', '.join(CONTAINER_STATES)}, got {state!r}")
 
 
 def _container(row: sqlite3.Row) -> ContainerRecord:
@@ -516,8 +532,12 @@ class MetadataStore:
 
     # -------------------------------------------------------------------------- containers
 
-    def add_container(self, record: ContainerRecord) -> ContainerRecord:
-        """Insert; the stored name has no leading ``/``. Conflict if the name or id is taken."""
+    def add_container(
+        self, record: ContainerRecord, *, state: str = "created", owner: str = ""
+    ) -> ContainerRecord:
+        """Insert; the stored name has no leading ``/``. Conflict if the name or id is taken (by
+        any row: a container being created holds its name)."""
+        _check_state(state)
         record = attrs.evolve(record, name=record.name.lstrip("/"))
         with self.transaction() as db:
             row = db.execute("SELECT id FROM containers WHERE name = ?", (record.name,)).fetchone()
@@ -528,25 +548,44 @@ class MetadataStore:
             if db.execute("SELECT 1 FROM containers WHERE id = ?", (record.id,)).fetchone():
                 raise Conflict(f"a container with id {record.id} already exists")
             db.execute(
-                f"INSERT INTO containers ({', '.join(_CONTAINER_FIELDS)}) VALUES ({', '.join('?' * 8)})",
-                [getattr(record, k) for k in _CONTAINER_FIELDS],
+                f"INSERT INTO containers ({', '.join(_CONTAINER_FIELDS)}, state, owner)"
+                f" VALUES ({', '.join('?' * (len(_CONTAINER_FIELDS) + 2))})",
+                [*(getattr(record, k) for k in _CONTAINER_FIELDS), state, owner],
             )
         return record
 
+    def set_container_state(self, container_id: str, state: str, *, owner: str = "") -> None:
+        """Move a container to ``state`` (one transaction: it is visible exactly when ``created``)."""
+        _check_state(state)
+        with self.transaction() as db:
+            if not db.execute(
+                "UPDATE containers SET state = ?, owner = ? WHERE id = ?", (state, owner, container_id)
+            ).rowcount:
+                raise NotFound(f"No such container: {container_id}")
+
+    def unfinished_containers(self) -> list[tuple[str, str, str]]:
+        """``(id, state, owner)`` of every container being created or removed."""
+        rows = self._query("SELECT id, state, owner FROM containers WHERE state != 'created' ORDER BY id")
+        return [(r[0], r[1], r[2]) for r in rows]
+
     def get_container(self, container_id: str) -> ContainerRecord:
+        """By exact id, in any state (the engine's own lookups, teardown included)."""
         rows = self._query("SELECT * FROM containers WHERE id = ?", (container_id,))
         if not rows:
             raise NotFound(f"No such container: {container_id}")
         return _container(rows[0])
 
     def find_container(self, ref: str) -> ContainerRecord:
-        """By full id, then name (with or without ``/``), then unique id prefix, as docker resolves."""
-        rows = self._query("SELECT * FROM containers WHERE id = ?", (ref,))
+        """By full id, then name (with or without ``/``), then unique id prefix, as docker resolves;
+        only complete containers (``created``) are found."""
+        visible = "state = 'created'"
+        rows = self._query(f"SELECT * FROM containers WHERE id = ? AND {visible}", (ref,))
         if not rows and ref:
-            rows = self._query("SELECT * FROM containers WHERE name = ?", (ref.lstrip("/"),))
+            rows = self._query(f"SELECT * FROM containers WHERE name = ? AND {visible}", (ref.lstrip("/"),))
         if not rows and ref and all(c in "0123456789abcdef" for c in ref):
             rows = self._query(
-                "SELECT * FROM containers WHERE id >= ? AND id < ? LIMIT 2", (ref, ref + "\uffff")
+                f"SELECT * FROM containers WHERE id >= ? AND id < ? AND {visible} LIMIT 2",
+                (ref, ref + "\uffff"),
             )
             if len(rows) > 1:
                 raise InvalidArgument(
@@ -557,7 +596,9 @@ class MetadataStore:
         return _container(rows[0])
 
     def list_containers(self) -> list[ContainerRecord]:
-        return [_container(r) for r in self._query("SELECT * FROM containers ORDER BY created DESC, id")]
+        """The complete containers; those being created or removed are not listed."""
+        rows = self._query("SELECT * FROM containers WHERE state = 'created' ORDER BY created DESC, id")
+        return [_container(r) for r in rows]
 
     def update_container(self, container_id: str, **fields: Any) -> ContainerRecord:
         unknown = set(fields) - _UPDATABLE

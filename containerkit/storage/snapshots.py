@@ -62,6 +62,7 @@ import attrs
 from containerkit.errors import Conflict, IntegrityError, InvalidArgument, NotFound
 from containerkit.images.unpack import DEFAULT_MAX_BYTES, UnpackResult, unpack_layer
 from containerkit.linux import overlay
+from containerkit.storage import staging
 from containerkit.storage._apply import apply_layer_dir
 
 __all__ = ["Driver", "RootfsMount", "SnapshotStore", "shift_ownership"]
@@ -213,6 +214,11 @@ class SnapshotStore:
             raise Conflict(f"snapshot store {self.root} uses the {recorded} driver, not {wanted}")
         return "overlay" if recorded == "overlay" else "copy"
 
+    def reap_staging(self) -> list[str]:
+        """Remove the staging and trash dirs of processes that are gone (a crash mid-unpack or
+        mid-remove); those of live processes stay. The names removed."""
+        return staging.reap(self._tmp)
+
     def _reap_stale_tmp(self) -> None:
         """Remove staging dirs a crashed process left (old enough that nobody still writes there)."""
         cutoff = time.time() - _STALE_TMP_SECONDS
@@ -297,6 +303,7 @@ class SnapshotStore:
         if self.has_layer(chain_id):
             return self._check_existing(chain_id, expected_diff_id)
         stage = Path(tempfile.mkdtemp(prefix=f"layer-{hexid[:_LINK_LEN]}-", dir=self._tmp))
+        stage_fd = staging.hold_dir(stage)  # recovery removes it once this process is gone
         try:
             content = stage / "fs"
             content.mkdir()
@@ -325,6 +332,7 @@ class SnapshotStore:
             return result
         finally:
             shutil.rmtree(stage, ignore_errors=True)
+            os.close(stage_fd)
 
     def _check_existing(self, chain_id: str, expected_diff_id: str | None) -> UnpackResult:
         info = self.layer_info(chain_id)
@@ -386,6 +394,7 @@ class SnapshotStore:
         if target.exists():
             raise Conflict(f"snapshot {key!r} already exists")
         stage = Path(tempfile.mkdtemp(prefix=f"snap-{key[:32]}-", dir=self._tmp))
+        stage_fd = staging.hold_dir(stage)  # recovery removes it once this process is gone
         try:
             (stage / "parents.json").write_text(json.dumps(parents))
             if self.driver == "overlay":
@@ -417,6 +426,8 @@ class SnapshotStore:
         except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
             raise
+        finally:
+            os.close(stage_fd)
         return self.mounts(key)
 
     def _check_options(self, key: str, parents: Sequence[str]) -> None:

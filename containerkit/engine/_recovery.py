@@ -1,0 +1,78 @@
+"""Finishing what a killed process left half done under an engine root.
+
+A container being created or removed is marked in the metadata with its owner, the process
+doing it (pid and start time, so a reused pid is not taken for it); staged files and dirs are
+held with a lock by their writer. Only what a process that is gone left behind is rolled back
+or finished, so one process recovers safely while others work on the same root.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+from typing import TYPE_CHECKING
+
+from containerkit.engine import _prepare
+from containerkit.errors import Conflict, ContainerkitError, NotFound
+from containerkit.linux import proc
+from containerkit.storage import staging
+
+if TYPE_CHECKING:
+    from containerkit.engine.engine import Engine
+
+__all__ = ["SPOOL_DIR", "finish_containers", "owner_alive", "owner_token", "reap_staging"]
+
+log = logging.getLogger("containerkit.engine")
+
+SPOOL_DIR = "tmp"
+"""``<root>/tmp``: request bodies the daemon spools to disk (image loads)."""
+
+_token: tuple[int, str] | None = None
+
+
+def owner_token() -> str:
+    """``<pid>:<start time>`` of this process."""
+    global _token
+    pid = os.getpid()
+    if _token is None or _token[0] != pid:
+        _token = (pid, f"{pid}:{proc.start_time(pid)}")
+    return _token[1]
+
+
+def owner_alive(token: str) -> bool:
+    """Whether the process ``token`` names still runs (an unparsable token: no)."""
+    pid, _, start = token.partition(":")
+    try:
+        return proc.is_alive(int(pid), int(start))
+    except ValueError:
+        return False
+
+
+def finish_containers(engine: Engine) -> list[str]:
+    """Roll back the creations and finish the removals whose process is gone; the ids done."""
+    done = []
+    for container_id, state, owner in engine.metadata.unfinished_containers():
+        if owner_alive(owner):
+            continue
+        anonymous = _prepare.anonymous_volumes(engine.containers.state_dir(container_id))
+        try:
+            engine.containers._take_apart(container_id)
+        except ContainerkitError as exc:
+            log.warning("cannot finish %s of container %s: %s", state, container_id, exc)
+            continue
+        if state == "creating":  # its anonymous volumes were made for it alone
+            for name in anonymous:
+                with contextlib.suppress(NotFound, Conflict):
+                    engine.volumes.remove(name)
+        done.append(container_id)
+    return done
+
+
+def reap_staging(engine: Engine) -> list[str]:
+    """Remove spooled request bodies, staged layers and snapshots, and ingest temp files that
+    no live process holds; the paths removed."""
+    removed = [str(engine.root / SPOOL_DIR / name) for name in staging.reap(engine.root / SPOOL_DIR)]
+    removed += engine.snapshots.reap_staging()
+    removed += engine.content.reap_ingest()
+    return removed
