@@ -92,6 +92,12 @@ class Container:
         return _wire.spec_from_inspect(self.attrs)
 
     @property
+    def volume_names(self) -> list[str]:
+        """The named and anonymous volumes this container mounts (from its inspect ``Mounts``)."""
+        mounts = self.attrs.get("Mounts") or []
+        return sorted({str(m["Name"]) for m in mounts if m.get("Type") == "volume" and m.get("Name")})
+
+    @property
     def labels(self) -> dict[str, str]:
         return dict((self.attrs.get("Config") or {}).get("Labels") or {})
 
@@ -337,23 +343,38 @@ class Container:
         stdin: bool = False,
         privileged: bool = False,
         stream: bool = False,
+        detach: bool = False,
+        timeout: float | None = None,
     ) -> Any:
         """Run a command in the running container: an ``ExecResult``, or with ``stream=True`` an
-        :class:`ExecStream` to iterate and ``.wait()`` on (always an exit code)."""
+        :class:`ExecStream` to iterate and ``.wait()`` on (always an exit code).
+
+        ``detach=True`` (``docker exec -d``) returns the handle once the command started, its
+        output going nowhere; ``timeout``: seconds until :class:`Timeout` (the command is not
+        killed). As :meth:`containerkit.Container.exec`."""
         argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
         if not argv:
             raise InvalidArgument("exec: no command given")
         body = _wire.exec_body(
-            argv, env=env, user=user, workdir=workdir, tty=tty, stdin=stdin, privileged=privileged
+            argv,
+            env=env,
+            user=user,
+            workdir=workdir,
+            tty=tty,
+            stdin=stdin and not detach,
+            privileged=privileged,
         )
         exec_id = self._transport.post_json(f"{self._url}/exec", body=body)["Id"]
+        if detach:
+            self._transport.request("POST", f"/exec/{exec_id}/start", body={"Detach": True, "Tty": tty})
+            return ExecStream(self._transport, exec_id, None, tty=tty, stdin=False)
         raw = self._transport.hijack("POST", f"/exec/{exec_id}/start", body={"Detach": False, "Tty": tty})
         handle = ExecStream(self._transport, exec_id, raw, tty=tty, stdin=stdin)
         if stream:
             return handle
         with handle:
-            out, err = handle.communicate()
-            return ExecResult(handle.wait(), out, err)
+            out, err = handle.communicate(timeout=timeout)
+            return ExecResult(handle.wait(timeout=timeout), out, err)
 
     def put(
         self,

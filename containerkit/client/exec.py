@@ -26,15 +26,19 @@ class ExecStream:
     """A started exec: iterate for output chunks (or :meth:`stream` for ``(name, chunk)``), then
     :meth:`wait` for the exit code. With a tty everything arrives as stdout."""
 
-    def __init__(self, transport: Transport, exec_id: str, raw: RawStream, *, tty: bool, stdin: bool) -> None:
+    def __init__(
+        self, transport: Transport, exec_id: str, raw: RawStream | None, *, tty: bool, stdin: bool
+    ) -> None:
+        """``raw`` None: a detached exec (``docker exec -d``), no output, only the exit code."""
         self.id = exec_id
         self.tty = tty
         self.error: Exception | None = None  # the in-process handle's field; the daemon reports 127/126
         self._transport = transport
         self._raw = raw
-        self._stdin_open = stdin
-        frames = _frames.raw(raw.chunks()) if tty else _frames.demux(raw.chunks())
-        self._source: Iterator[tuple[Stream, bytes]] | None = frames
+        self._stdin_open = stdin and raw is not None
+        self._source: Iterator[tuple[Stream, bytes]] | None = None
+        if raw is not None:
+            self._source = _frames.raw(raw.chunks()) if tty else _frames.demux(raw.chunks())
         self._pending: deque[tuple[Stream, bytes]] = deque()
         self._code: int | None = None
 
@@ -61,7 +65,7 @@ class ExecStream:
             yield from self._source
         finally:
             self._source = None
-            self._raw.close()
+            self._close_raw()
 
     def __iter__(self) -> Iterator[bytes]:
         for _name, chunk in self.stream():
@@ -73,6 +77,8 @@ class ExecStream:
             self.write_stdin(input)
         self.close_stdin()
         deadline = None if timeout is None else time.monotonic() + timeout
+        if timeout is not None and self._raw is not None:
+            self._raw.set_timeout(timeout)  # a silent command times out too, not only a chatty one
         out: dict[Stream, list[bytes]] = {"stdout": [], "stderr": []}
         for name, chunk in self.stream():
             out[name].append(chunk)
@@ -83,13 +89,13 @@ class ExecStream:
     # -- stdin --------------------------------------------------------------------------------
 
     def write_stdin(self, data: bytes) -> None:
-        if not self._stdin_open:
+        if not self._stdin_open or self._raw is None:
             raise RuntimeFailure(f"exec {self.id[:12]} has no open stdin (start it with stdin=True)")
         self._raw.send(data)
 
     def close_stdin(self) -> None:
         """EOF for the process (with a tty: ^D, the terminal's EOF character)."""
-        if not self._stdin_open:
+        if not self._stdin_open or self._raw is None:
             return
         if self.tty:
             self._raw.send(b"\x04")
@@ -135,15 +141,20 @@ class ExecStream:
         source, self._source = self._source, None
         if source is None:
             return
-        self._raw.set_timeout(timeout)
+        if self._raw is not None:
+            self._raw.set_timeout(timeout)
         try:
             self._pending.extend(source)
         except Timeout:
             raise Timeout(f"exec {self.id[:12]} still running after {timeout} s") from None
         finally:
+            self._close_raw()
+
+    def _close_raw(self) -> None:
+        if self._raw is not None:
             self._raw.close()
 
     def close(self) -> None:
         """Drop the connection (does not stop the process)."""
         self._source = None
-        self._raw.close()
+        self._close_raw()
