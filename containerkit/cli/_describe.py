@@ -12,7 +12,7 @@ from containerkit.cli import _output as out
 
 if TYPE_CHECKING:
     from containerkit.engine import Container, Engine
-    from containerkit.spec import Image, Volume
+    from containerkit.spec import ContainerSpec, Image, Volume
 
 __all__ = [
     "container_command",
@@ -179,7 +179,7 @@ def container_inspect(engine: Engine, container: Container) -> dict[str, Any]:
             "Runtime": spec.runtime,
             "Dns": list(spec.dns),
             "ExtraHosts": [f"{h}:{ip}" for h, ip in spec.extra_hosts],
-            "SecurityOpt": ["no-new-privileges"] if spec.no_new_privileges else None,
+            "SecurityOpt": _security_opt(spec) or None,
         },
         "Mounts": [
             {
@@ -212,6 +212,14 @@ def container_inspect(engine: Engine, container: Container) -> dict[str, Any]:
             "Networks": _networks(container),
         },
     }
+
+
+def _security_opt(spec: ContainerSpec) -> list[str]:
+    """``HostConfig.SecurityOpt``: the spec's options, plus the no_new_privileges flag."""
+    options = list(spec.security_opt)
+    if spec.no_new_privileges and not any(o.startswith("no-new-privileges") for o in options):
+        options.append("no-new-privileges")
+    return options
 
 
 def _networks(container: Container) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from containerkit.errors import InvalidReference
+from containerkit.errors import InvalidArgument, InvalidReference
 from containerkit.spec import (
     ContainerSpec,
     Image,
@@ -141,7 +141,7 @@ def _host_config(spec: ContainerSpec) -> dict[str, Any]:
         "CapAdd": list(spec.cap_add),
         "CapDrop": list(spec.cap_drop),
         "Privileged": spec.privileged,
-        "SecurityOpt": ["no-new-privileges"] if spec.no_new_privileges else [],
+        "SecurityOpt": _security_opt_to_wire(spec),
         "Init": spec.init,
         "AutoRemove": spec.auto_remove,
         "PortBindings": _port_bindings(spec.ports),
@@ -176,6 +176,43 @@ def _mount_to_wire(mount: Mount) -> dict[str, Any]:
     if mount.type == "volume" and "nocopy" in mount.options:
         wire["VolumeOptions"] = {"NoCopy": True}
     return wire
+
+
+def _option_key(option: str) -> str:
+    return option.partition("=")[0].partition(":")[0]
+
+
+def _no_new_privileges(options: Iterable[str]) -> bool:
+    """The last no-new-privileges entry of ``SecurityOpt`` (bare, ``=true`` or ``=false``)."""
+    value = False
+    for option in options:
+        if _option_key(option) == "no-new-privileges":
+            value = option[len("no-new-privileges") + 1 :].lower() not in ("false", "0", "f")
+    return value
+
+
+def _profile_json(path: str) -> str:
+    what = f"seccomp profile ({path})"
+    try:
+        with open(path) as f:
+            return json.dumps(json.load(f), separators=(",", ":"))
+    except OSError as exc:
+        raise InvalidArgument(f"opening {what} failed: {exc.strerror}") from None
+    except ValueError as exc:
+        raise InvalidArgument(f"compacting json for {what} failed: {exc}") from None
+
+
+def _security_opt_to_wire(spec: ContainerSpec) -> list[str]:
+    """``SecurityOpt`` as the docker CLI sends it: a seccomp profile file is sent as its JSON
+    (the daemon may be on another machine), and the no_new_privileges flag as an option."""
+    options = []
+    for option in spec.security_opt:
+        key, _, value = option.partition("=")
+        file = value not in ("unconfined", "builtin", "") and not value.lstrip().startswith("{")
+        options.append(f"seccomp={_profile_json(value)}" if key == "seccomp" and file else option)
+    if spec.no_new_privileges and not any(_option_key(o) == "no-new-privileges" for o in options):
+        options.append("no-new-privileges")
+    return options
 
 
 def _tmpfs_options(mount: Mount) -> str:
@@ -226,9 +263,8 @@ def spec_from_inspect(data: Mapping[str, Any]) -> ContainerSpec:
         cap_add=host.get("CapAdd") or (),
         cap_drop=host.get("CapDrop") or (),
         privileged=bool(host.get("Privileged")),
-        no_new_privileges=any(
-            o.split(":", 1)[0].split("=", 1)[0] == "no-new-privileges" for o in host.get("SecurityOpt") or ()
-        ),
+        no_new_privileges=_no_new_privileges(host.get("SecurityOpt") or ()),
+        security_opt=[o for o in host.get("SecurityOpt") or () if _option_key(o) != "no-new-privileges"],
         init=bool(host.get("Init")),
         auto_remove=bool(host.get("AutoRemove")),
         stop_signal=config.get("StopSignal") or None,

@@ -16,6 +16,7 @@ import attrs
 from containerkit.daemon.body import Body
 from containerkit.daemon.errors import NotImplementedYet
 from containerkit.errors import InvalidArgument
+from containerkit.runtime.seccomp_profile import split_no_new_privileges
 from containerkit.spec import ContainerSpec, Mount, PortBinding, Resources
 
 __all__ = ["CreateRequest", "create_request", "filters_from_query", "port_bindings"]
@@ -222,10 +223,8 @@ def create_request(raw: Any, name: str | None, *, networking: bool) -> CreateReq
     for path in body.obj("Volumes").names():
         if path not in bound:
             mounts.append(Mount(type="volume", target=path))
-    security = host.str_list("SecurityOpt") or []
-    no_new_privs = any(
-        o in ("no-new-privileges", "no-new-privileges:true", "no-new-privileges=true") for o in security
-    )
+    # dockerd's parseSecurityOpt errors; seccomp=<profile JSON> is what the docker CLI sends
+    security, no_new_privs = split_no_new_privileges(host.str_list("SecurityOpt") or [])
     extra_hosts: dict[str, str] = {}
     for entry in host.str_list("ExtraHosts") or []:
         sep = "=" if "=" in entry else ":"
@@ -253,6 +252,7 @@ def create_request(raw: Any, name: str | None, *, networking: bool) -> CreateReq
         "cap_drop": host.str_list("CapDrop") or (),
         "privileged": host.bool("Privileged"),
         "no_new_privileges": no_new_privs,
+        "security_opt": security,
         "init": host.bool("Init"),
         "auto_remove": host.bool("AutoRemove"),
         "stop_signal": body.opt_str("StopSignal"),

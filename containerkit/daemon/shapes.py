@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from containerkit.spec import Image, PortBinding, Stats, Volume
+from containerkit.spec import ContainerSpec, Image, PortBinding, Stats, Volume
 
 if TYPE_CHECKING:
     from containerkit.engine import Container
@@ -203,6 +203,14 @@ def networks_of(container: Container, running: bool) -> dict[str, dict[str, Any]
 # -- containers -------------------------------------------------------------------------
 
 
+def _security_opt_list(spec: ContainerSpec) -> list[str]:
+    """docker's ``HostConfig.SecurityOpt`` for a spec: its options, plus the no_new_privileges flag."""
+    options = list(spec.security_opt)
+    if spec.no_new_privileges and not any(o.startswith("no-new-privileges") for o in options):
+        options.append("no-new-privileges")
+    return options
+
+
 def _host_config(container: Container, docker: Mapping[str, Any]) -> dict[str, Any]:
     spec = container.spec
     res = spec.resources
@@ -234,6 +242,8 @@ def _host_config(container: Container, docker: Mapping[str, Any]) -> dict[str, A
             "ReadonlyRootfs": spec.read_only,
             "CapAdd": list(spec.cap_add) or None,
             "CapDrop": list(spec.cap_drop) or None,
+            # as the client sent it (dockerd keeps it verbatim), else from the spec
+            "SecurityOpt": raw.get("SecurityOpt") or _security_opt_list(spec) or None,
             "Dns": list(spec.dns),
             "ExtraHosts": [f"{h}:{ip}" for h, ip in spec.extra_hosts] or None,
             "Init": spec.init or None,

@@ -29,6 +29,7 @@ __all__ = [
     "load_profile",
     "parse_security_opt",
     "seccomp_for",
+    "split_no_new_privileges",
     "to_oci",
 ]
 
@@ -243,6 +244,17 @@ def parse_security_opt(options: Iterable[str]) -> SecurityOptions:
         else:
             raise InvalidArgument(f'invalid --security-opt 2: "{opt}"')
     return SecurityOptions(seccomp, nnp, apparmor, tuple(labels))
+
+
+def split_no_new_privileges(options: Iterable[str]) -> tuple[list[str], bool]:
+    """``(the other options, no_new_privileges)``: the spec keeps the flag in its own field.
+
+    Options are checked first (dockerd's errors); the last no-new-privileges entry wins.
+    """
+    listed = list(options)
+    parsed = parse_security_opt(listed)
+    rest = [o for o in listed if o.partition("=")[0].partition(":")[0] != "no-new-privileges"]
+    return rest, bool(parsed.no_new_privileges)
 
 
 def seccomp_for(

@@ -9,8 +9,12 @@ Each attack runs under the built-in runtime and runc (``runtime`` fixture).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -213,3 +217,82 @@ def test_profile_errors_name_the_path_or_option(engine: ck.Engine, tmp_path: Pat
     with pytest.raises(InvalidArgument, match='invalid --security-opt 1: "bogus"'):
         engine.containers.create(image=IMAGE, security_opt=["bogus"])
     assert not [c for c in engine.containers.list(all=True) if c.spec.security_opt]
+
+
+# -- through the Docker API: the docker CLI and docker-py against containerkitd -----------------
+
+
+@pytest.fixture(scope="module")
+def docker_cli(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs_tar: Path) -> Iterator[Any]:
+    """``docker_cli(*args)`` -> CompletedProcess, against a containerkitd of this module."""
+    from tests.daemon.conftest import DOCKER, serve
+
+    binary = shutil.which("docker") or (DOCKER if os.path.exists(DOCKER) else None)
+    if binary is None:
+        pytest.skip("the docker CLI is not installed")
+    base = tmp_path_factory.mktemp("ckd-seccomp")
+    with serve(base, busybox_rootfs_tar, image=IMAGE) as daemon:
+        env = {**os.environ, "DOCKER_HOST": daemon.url, "DOCKER_CONFIG": str(base / "docker-config")}
+
+        def run(*args: str) -> subprocess.CompletedProcess[str]:
+            return subprocess.run([binary, *args], capture_output=True, text=True, env=env, timeout=60)
+
+        run.url = daemon.url  # type: ignore[attr-defined]
+        yield run
+
+
+def test_docker_cli_security_opt(docker_cli: Any, tmp_path: Path) -> None:
+    status = docker_cli("run", "--rm", IMAGE, "grep", "^Seccomp:", "/proc/self/status")
+    assert status.stdout.split() == ["Seccomp:", "2"], status.stderr
+    status = docker_cli(
+        "run", "--rm", "--security-opt", "seccomp=unconfined", IMAGE, "grep", "^Seccomp:", "/proc/self/status"
+    )
+    assert status.stdout.split() == ["Seccomp:", "0"], status.stderr
+    profile = tmp_path / "no-mkdir.json"
+    profile.write_text(
+        json.dumps(
+            {
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}],
+            }
+        )
+    )
+    made = docker_cli("run", "--rm", "--security-opt", f"seccomp={profile}", IMAGE, "mkdir", "/tmp/x")
+    assert made.returncode == 1 and "Operation not permitted" in made.stderr, made
+    created = docker_cli(
+        "create", "--security-opt", f"seccomp={profile}", "--security-opt", "no-new-privileges", IMAGE
+    )
+    assert created.returncode == 0, created.stderr
+    try:
+        shown = json.loads(
+            docker_cli(
+                "inspect", "--format", "{{json .HostConfig.SecurityOpt}}", created.stdout.strip()
+            ).stdout
+        )
+    finally:
+        docker_cli("rm", "-f", created.stdout.strip())
+    # as dockerd shows it: the CLI sent the profile's JSON, not the path
+    assert shown == [
+        "seccomp=" + json.dumps(json.loads(profile.read_text()), separators=(",", ":")),
+        "no-new-privileges",
+    ]
+    bad = docker_cli("create", "--security-opt", "seccom=unconfined", IMAGE)
+    assert bad.returncode != 0 and 'invalid --security-opt 2: "seccom=unconfined"' in bad.stderr, bad.stderr
+
+
+def test_docker_py_security_opt(docker_cli: Any) -> None:
+    docker = pytest.importorskip("docker")
+    client = docker.DockerClient(base_url=docker_cli.url, timeout=60)
+    try:
+        c = client.containers.create(
+            IMAGE, ["true"], security_opt=["seccomp=unconfined", "apparmor=unconfined"]
+        )
+        try:
+            assert c.attrs["HostConfig"]["SecurityOpt"] == ["seccomp=unconfined", "apparmor=unconfined"]
+        finally:
+            c.remove(force=True)
+        with pytest.raises(docker.errors.APIError, match='invalid --security-opt 1: "bogus"') as info:
+            client.containers.create(IMAGE, ["true"], security_opt=["bogus"])
+        assert info.value.status_code == 400
+    finally:
+        client.close()
