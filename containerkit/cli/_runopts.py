@@ -44,7 +44,9 @@ _OPTIONS: list[Callable[[F], F]] = [
     click.option("--memory-swap", help="Swap limit equal to memory plus swap."),
     click.option("--cpus", type=float, help="Number of CPUs."),
     click.option("--cpu-shares", type=int, help="CPU shares (relative weight)."),
-    click.option("--pids-limit", type=int, help="Tune container pids limit."),
+    click.option("--pids-limit", type=int, help="Tune container pids limit (0 or -1 for unlimited)."),
+    click.option("--log-driver", help="Logging driver for the container (json-file, local, none)."),
+    click.option("--log-opt", multiple=True, metavar="KEY=VALUE", help="Log driver options (max-size...)."),
     click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image."),
     click.option("-l", "--label", multiple=True, metavar="KEY[=VALUE]", help="Set metadata on a container."),
     click.option("--read-only", is_flag=True, help="Mount the container's root filesystem as read only."),
@@ -106,7 +108,7 @@ def _pairs(values: Iterable[str], sep: str, what: str) -> dict[str, str]:
     out = {}
     for item in values:
         key, found, value = item.partition(sep)
-        if not key or (what == "add-host" and not found):
+        if not key or (what in ("add-host", "log-opt") and not found):
             raise CliError(f"invalid {what} {item!r}", USAGE_ERROR)
         out[key] = value
     return out
@@ -138,6 +140,11 @@ def _security_opts(values: Iterable[str]) -> tuple[list[str], bool]:
         return split_no_new_privileges(result)
     except InvalidArgument as exc:
         raise CliError(exc.message, USAGE_ERROR) from None
+
+
+def _pids(value: int | None) -> int | None:
+    """docker's ``--pids-limit``: 0 or -1 is no limit; unset takes the engine's default."""
+    return None if value is None else (value if value > 0 else -1)
 
 
 def build_spec(
@@ -172,7 +179,7 @@ def build_spec(
             memory_swap=opts["memory_swap"],
             cpus=opts["cpus"],
             cpu_shares=opts["cpu_shares"],
-            pids=opts["pids_limit"],
+            pids=_pids(opts["pids_limit"]),
         ),
         "tty": opts["tty"],
         "stdin_open": opts["interactive"],
@@ -196,4 +203,8 @@ def build_spec(
         fields["network"] = opts["network"]
     if opts["runtime"]:
         fields["runtime"] = opts["runtime"]
+    if opts.get("log_driver"):
+        fields["log_driver"] = opts["log_driver"]
+    if opts.get("log_opt"):
+        fields["log_opts"] = _pairs(opts["log_opt"], "=", "log-opt")
     return ContainerSpec(**fields)

@@ -15,6 +15,7 @@ from typing import Any
 
 from containerkit.errors import InvalidArgument, InvalidReference
 from containerkit.spec import (
+    LOG_DRIVERS,
     ContainerSpec,
     Image,
     ImageConfig,
@@ -147,7 +148,7 @@ def _host_config(spec: ContainerSpec) -> dict[str, Any]:
         "PortBindings": _port_bindings(spec.ports),
         "Dns": list(spec.dns),
         "ExtraHosts": [f"{host}:{address}" for host, address in spec.extra_hosts],
-        "LogConfig": {"Type": "json-file", "Config": {}},
+        "LogConfig": {"Type": spec.log_driver, "Config": spec.log_opts_dict},
     }
     resources = spec.resources
     limits = {
@@ -276,7 +277,18 @@ def spec_from_inspect(data: Mapping[str, Any]) -> ContainerSpec:
         extra_hosts=[tuple(item.split(":", 1)) for item in host.get("ExtraHosts") or () if ":" in item],
         mac_address=config.get("MacAddress") or None,
         runtime=runtime if runtime in ("builtin", "runc", "crun") else "builtin",
+        **_log_config_from_wire(host),
     )
+
+
+def _log_config_from_wire(host: Mapping[str, Any]) -> dict[str, Any]:
+    """``log_driver``/``log_opts`` from ``HostConfig.LogConfig``; a driver containerkit does not
+    keep (another daemon's syslog, journald...) reads as the default rather than failing."""
+    log = host.get("LogConfig") or {}
+    driver = log.get("Type") or "json-file"
+    if driver not in LOG_DRIVERS:
+        return {}
+    return {"log_driver": driver, "log_opts": dict(log.get("Config") or {})}
 
 
 def _mounts_from_wire(host: Mapping[str, Any]) -> list[Mount]:

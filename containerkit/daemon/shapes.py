@@ -2,7 +2,7 @@
 
 Only shapes live here, no I/O beyond reading what the objects expose. The fields are the
 ones docker's clients read (see the compat note): ``State.Status``, ``Config.Tty``,
-``HostConfig.LogConfig.Type`` (``json-file``, or docker-py returns no output),
+``HostConfig.LogConfig.Type`` (``json-file``/``local``, or docker-py returns no output),
 ``NetworkSettings.Ports`` (never null), list ``Status`` strings like ``Up 2 seconds``.
 """
 
@@ -233,7 +233,7 @@ def _host_config(container: Container, docker: Mapping[str, Any]) -> dict[str, A
                 if m.type == "bind"
             ]
             or None,
-            "LogConfig": {"Type": "json-file", "Config": {}},
+            "LogConfig": {"Type": spec.log_driver, "Config": spec.log_opts_dict},
             "NetworkMode": "bridge" if mode == "default" else mode,
             "PortBindings": bindings,
             "RestartPolicy": raw.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0},

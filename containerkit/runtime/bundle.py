@@ -331,7 +331,10 @@ def write_config(bundle: Path, config: Mapping[str, Any]) -> Path:
     """Write ``bundle/config.json`` atomically (temp file + rename)."""
     path = bundle / "config.json"
     tmp = bundle / ".config.json.tmp"
-    with open(tmp, "w") as f:
+    # 0600: it holds the container's environment, and so any secret passed with -e.
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    os.fchmod(fd, 0o600)  # a temp file left by a crash may have had another mode
+    with open(fd, "w") as f:
         json.dump(config, f, indent=2)
         f.flush()
         os.fsync(f.fileno())

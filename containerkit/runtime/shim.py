@@ -131,6 +131,8 @@ class ShimRequest:
     resources: Resources | None = attrs.field(default=None, converter=_resources)
     rootfs_mount: dict[str, Any] | None = None
     runc_root: Path | None = attrs.field(default=None, converter=_optional_path)
+    log_driver: str = "json-file"
+    log_opts: dict[str, str] = attrs.field(factory=dict)
 
     @runtime.validator
     def _check_runtime(self, _a: attrs.Attribute[str], value: str) -> None:
@@ -150,6 +152,8 @@ class ShimRequest:
             "resources": None if self.resources is None else attrs.asdict(self.resources),
             "rootfs_mount": self.rootfs_mount,
             "runc_root": None if self.runc_root is None else str(self.runc_root),
+            "log_driver": self.log_driver,
+            "log_opts": dict(self.log_opts),
         }
 
     @classmethod
@@ -534,7 +538,7 @@ class _Shim:
         self.control_fd = -1
         self.control_pending = b""
         self.pid = 0
-        self.log: logs.LogWriter | None = None
+        self.log: logs.LogSink | None = None
         self.recorded = False  # the first state.json (shim pid) is written
         self.next_state: state.PendingWrite | None = None  # the one with the container's pid
         self.record: dict[str, Any] = {
@@ -604,7 +608,13 @@ class _Shim:
     def _record_shim(self) -> None:
         """The first state.json and the log."""
         self._write_first_state()
-        self.log = logs.LogWriter(self.state_dir / state.LOG_FILE, raw=self.request.tty)
+        self.log = self._open_log()
+
+    def _open_log(self) -> logs.LogSink:
+        """The container's log as its driver keeps it (json-file rotation, or none)."""
+        request = self.request
+        path = self.state_dir / state.LOG_FILE
+        return logs.open_log(path, driver=request.log_driver, opts=request.log_opts, raw=request.tty)
 
     def _write_first_state(self) -> None:
         """state.json with the shim's pid: from now on the container reads as running."""
@@ -636,7 +646,7 @@ class _Shim:
             if not self.recorded:
                 self._write_first_state()
             if self.log is None:
-                self.log = logs.LogWriter(self.state_dir / state.LOG_FILE, raw=self.request.tty)
+                self.log = self._open_log()
             self.log.close()
         self._cleanup()
         state.write_json_atomic(
@@ -895,7 +905,7 @@ class _Shim:
             self._place_in_cgroup(pid, ready_w)
         try:
             self._write_first_state()
-            self.log = logs.LogWriter(self.state_dir / state.LOG_FILE, raw=self.request.tty)
+            self.log = self._open_log()
         except BaseException:
             _kill_child(pid)
             raise

@@ -8,6 +8,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from containerkit.runtime import logs
 
 
@@ -120,3 +122,103 @@ def test_raw_writer_records_partial_lines_at_once(tmp_path: Path) -> None:
     writer.write("stdout", b"echo hi\r\nhi\r\n/ # ")
     assert logs.read_logs(path) == b"/ # echo hi\r\nhi\r\n/ # "
     writer.close()
+
+
+def _lines(n: int, start: int = 0) -> list[bytes]:
+    return [f"line {i:05d}\n".encode() for i in range(start, start + n)]
+
+
+def test_rotation_keeps_max_files_of_max_size(tmp_path: Path) -> None:
+    path = tmp_path / "container.log"
+    writer = logs.LogWriter(path, max_size=1000, max_files=3)
+    for line in _lines(200):
+        writer.write("stdout", line)
+    writer.close()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "container.log",
+        "container.log.1",
+        "container.log.2",
+    ]
+    assert all(p.stat().st_size <= 1000 for p in tmp_path.iterdir())
+    assert logs.log_files(path) == [tmp_path / "container.log.2", tmp_path / "container.log.1", path]
+    kept = logs.read_logs(path).splitlines(keepends=True)
+    # the newest records, in order, with nothing missing between the files
+    assert kept == _lines(200)[-len(kept) :]
+    per_file = 1000 // len(path.read_bytes().splitlines(keepends=True)[0])
+    assert 2 * per_file < len(kept) <= 3 * per_file  # two full files and the current one
+    assert logs.read_logs(path, tail=len(kept) - 3) == b"".join(kept[3:])
+    assert logs.read_logs(path, tail=5) == b"".join(_lines(200)[-5:])
+
+
+def test_one_file_is_truncated_by_rotation(tmp_path: Path) -> None:
+    path = tmp_path / "container.log"
+    writer = logs.LogWriter(path, max_size=500, max_files=1)
+    for line in _lines(100):
+        writer.write("stdout", line)
+    writer.close()
+    assert [p.name for p in tmp_path.iterdir()] == ["container.log"]
+    assert path.stat().st_size <= 500
+    kept = logs.read_logs(path).splitlines(keepends=True)
+    assert kept and kept == _lines(100)[-len(kept) :]
+
+
+def test_follow_reads_across_rotations(tmp_path: Path) -> None:
+    """The writer is driven from the follower's poll: each poll, ten more lines, which rotate
+    the file it follows away (at times twice), deterministically."""
+    path = tmp_path / "container.log"
+    writer = logs.LogWriter(path, max_size=600, max_files=2)
+    writer.write("stdout", b"before\n")
+    batches = iter(range(12))
+
+    def is_running() -> bool:
+        batch = next(batches, None)
+        if batch is None:
+            writer.close()
+            return False
+        for line in _lines(10, start=batch * 10):
+            writer.write("stdout", line)
+        return True
+
+    got = list(logs.follow_logs(path, tail=1, is_running=is_running, poll_interval=0.001))
+    assert sorted(tmp_path.iterdir()) == [path, tmp_path / "container.log.1"]
+    assert b"".join(got) == b"before\n" + b"".join(_lines(120))
+
+
+def test_follow_from_the_start_reads_rotated_files_first(tmp_path: Path) -> None:
+    path = tmp_path / "container.log"
+    writer = logs.LogWriter(path, max_size=300, max_files=4)
+    for line in _lines(30):
+        writer.write("stdout", line)
+    writer.close()
+    assert len(logs.log_files(path)) == 4
+    got = b"".join(logs.follow_logs(path, is_running=lambda: False))
+    assert got == logs.read_logs(path)
+    assert (
+        got.endswith(_lines(30)[-1]) and got.splitlines(keepends=True) == _lines(30)[-len(got.splitlines()) :]
+    )
+
+
+def test_log_drivers_and_options(tmp_path: Path) -> None:
+    from containerkit.errors import InvalidArgument, NotSupported
+    from containerkit.spec import log_limits
+
+    sink = logs.open_log(tmp_path / "container.log", driver="none", opts={})
+    sink.write("stdout", b"dropped\n")
+    sink.close()
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(NotSupported, match=r"^configured logging driver does not support reading$"):
+        logs.check_readable("none")
+    logs.check_readable("json-file")
+    assert log_limits("json-file", {}) == (None, 1)
+    assert log_limits("json-file", {"max-size": "10k", "max-file": "3"}) == (10 * 1024, 3)
+    assert log_limits("json-file", {"max-size": "1g"}) == (1 << 30, 1)
+    assert log_limits("json-file", {"max-size": "-1"}) == (None, 1)
+    assert log_limits("local", {}) == (20 << 20, 5)
+    with pytest.raises(InvalidArgument, match=r"^logger: no log driver named 'syslog' is registered$"):
+        log_limits("syslog", {})
+    with pytest.raises(InvalidArgument, match="unknown log opt 'max-sise' for json-file log driver"):
+        log_limits("json-file", {"max-sise": "1m"})
+    with pytest.raises(InvalidArgument, match="max-file cannot be less than 1"):
+        log_limits("json-file", {"max-file": "0"})
+    with pytest.raises(InvalidArgument, match="max-size"):
+        log_limits("json-file", {"max-size": "lots"})

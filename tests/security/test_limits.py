@@ -3,6 +3,7 @@ the engine says otherwise), and json-file logs that rotate instead of filling th
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,8 @@ import pytest
 
 import containerkit as ck
 
+from ..daemon.conftest import IMAGE as DAEMON_IMAGE
+from ..daemon.conftest import Daemon, serve
 from .conftest import IMAGE
 
 # The shell is pid 1 of the container and forks ``sleep`` until a fork fails; a fork failure
@@ -79,3 +82,139 @@ def test_pids_validation() -> None:
     assert ck.Resources(pids=7).effective(2048).pids == 7
     with pytest.raises(ck.errors.InvalidArgument, match="default_pids_limit"):
         ck.Engine(root="/nonexistent-never-made", default_pids_limit=-5)
+
+
+# -- logs ----------------------------------------------------------------------------------
+
+PAD = "x" * 90
+TEN_MB = f"seq 1 100000 | sed 's/$/ {PAD}/'"  # 100,000 numbered lines, ~10 MB
+
+
+def _log_bytes(state_dir: Path) -> int:
+    return sum(p.stat().st_size for p in state_dir.glob("container.log*"))
+
+
+def test_json_file_log_rotates(engine: ck.Engine, runtime: str) -> None:
+    c = engine.containers.run(
+        IMAGE, ["sh", "-c", TEN_MB], runtime=runtime, log_opts={"max-size": "1m", "max-file": "3"}
+    )
+    try:
+        assert c.wait(timeout=120) == 0
+        names = sorted(p.name for p in c.state_dir.glob("container.log*"))
+        assert names == ["container.log", "container.log.1", "container.log.2"]
+        assert _log_bytes(c.state_dir) <= 3 * (1 << 20)
+        numbers = [int(line.split()[0]) for line in c.logs().decode().splitlines()]
+        # the newest lines, in order, none missing between the rotated files
+        assert numbers == list(range(100001 - len(numbers), 100001))
+        assert len(numbers) > 2 * (1 << 20) // 200
+        assert c.logs(tail=3).decode().split()[::2] == ["99998", "99999", "100000"]
+    finally:
+        c.remove(force=True)
+
+
+def test_follow_across_rotation(engine: ck.Engine, runtime: str) -> None:
+    script = (
+        f"sleep 0.3; for b in $(seq 0 29); do for i in $(seq 1 100); do echo $((b*100+i)) {PAD}; done; "
+        "sleep 0.05; done"
+    )
+    c = engine.containers.run(
+        IMAGE, ["sh", "-c", script], runtime=runtime, log_opts={"max-size": "50k", "max-file": "5"}
+    )
+    try:
+        got = b"".join(c.logs(follow=True)).decode()
+        assert c.wait(timeout=60) == 0
+        assert (c.state_dir / "container.log.4").exists()  # it rotated (more than once)
+        assert [int(line.split()[0]) for line in got.splitlines()] == list(range(1, 3001))
+    finally:
+        c.remove(force=True)
+
+
+def test_none_driver_keeps_no_log(engine: ck.Engine, runtime: str) -> None:
+    c = engine.containers.run(IMAGE, ["echo", "not kept"], runtime=runtime, log_driver="none")
+    try:
+        assert c.wait(timeout=60) == 0
+        assert list(c.state_dir.glob("container.log*")) == []
+        with pytest.raises(
+            ck.errors.NotSupported, match="configured logging driver does not support reading"
+        ):
+            c.logs()
+    finally:
+        c.remove(force=True)
+
+
+def test_unknown_log_driver_is_refused() -> None:
+    with pytest.raises(ck.errors.InvalidArgument, match="logger: no log driver named 'syslog' is registered"):
+        ck.ContainerSpec(image=IMAGE, log_driver="syslog")
+
+
+# -- through containerkitd (docker's API) ----------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def ckd(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs_tar: Path) -> Iterator[Daemon]:
+    with serve(tmp_path_factory.mktemp("limits-ckd"), busybox_rootfs_tar) as running:
+        yield running
+
+
+def _call(daemon: Daemon, method: str, path: str, body: object = None) -> tuple[int, object]:
+    data = None if body is None else json.dumps(body).encode()
+    status, _headers, raw = daemon.request(method, path, data, {"Content-Type": "application/json"})
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw
+
+
+def _create(daemon: Daemon, host_config: dict[str, object], cmd: list[str]) -> str:
+    status, body = _call(
+        daemon, "POST", "/containers/create", {"Image": DAEMON_IMAGE, "Cmd": cmd, "HostConfig": host_config}
+    )
+    assert status == 201, body
+    assert isinstance(body, dict)
+    return str(body["Id"])
+
+
+def test_daemon_refuses_an_unknown_log_driver(ckd: Daemon) -> None:
+    status, body = _call(
+        ckd,
+        "POST",
+        "/containers/create",
+        {"Image": DAEMON_IMAGE, "HostConfig": {"LogConfig": {"Type": "syslog", "Config": {}}}},
+    )
+    assert status == 400
+    assert isinstance(body, dict) and body["message"] == "logger: no log driver named 'syslog' is registered"
+
+
+def test_daemon_log_config_and_none_driver(ckd: Daemon) -> None:
+    rotated = _create(ckd, {"LogConfig": {"Type": "json-file", "Config": {"max-size": "1m"}}}, ["true"])
+    none = _create(ckd, {"LogConfig": {"Type": "none", "Config": {}}}, ["echo", "hi"])
+    try:
+        status, info = _call(ckd, "GET", f"/containers/{rotated}/json")
+        assert status == 200 and isinstance(info, dict)
+        assert info["HostConfig"]["LogConfig"] == {"Type": "json-file", "Config": {"max-size": "1m"}}
+        assert _call(ckd, "POST", f"/containers/{none}/start")[0] == 204
+        assert _call(ckd, "POST", f"/containers/{none}/wait")[0] == 200
+        status, body = _call(ckd, "GET", f"/containers/{none}/logs?stdout=1&stderr=1")
+        assert status == 501
+        assert (
+            isinstance(body, dict) and body["message"] == "configured logging driver does not support reading"
+        )
+    finally:
+        for cid in (rotated, none):
+            _call(ckd, "DELETE", f"/containers/{cid}?force=1")
+
+
+def test_daemon_pids_limit(ckd: Daemon) -> None:
+    default = _create(ckd, {}, ["sleep", "60"])
+    unlimited = _create(ckd, {"PidsLimit": 0}, ["sleep", "60"])
+    try:
+        limits = []
+        for cid in (default, unlimited):
+            assert _call(ckd, "POST", f"/containers/{cid}/start")[0] == 204
+            status, stats = _call(ckd, "GET", f"/containers/{cid}/stats?stream=0")
+            assert status == 200 and isinstance(stats, dict)
+            limits.append(stats["pids_stats"].get("limit"))
+        assert limits == [2048, None]
+    finally:
+        for cid in (default, unlimited):
+            _call(ckd, "DELETE", f"/containers/{cid}?force=1")

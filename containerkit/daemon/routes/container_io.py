@@ -76,6 +76,7 @@ def register(router: Router, app: DaemonApp) -> None:
 
     def logs(request: Request) -> Response:
         container = lookup(app, request)
+        runtime_logs.check_readable(container.spec.log_driver)  # driver none: docker's 501
         stdout, stderr = request.qbool("stdout"), request.qbool("stderr")
         if not (stdout or stderr):
             raise InvalidArgument("You must choose at least one stream")
