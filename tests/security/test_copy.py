@@ -476,3 +476,21 @@ def test_daemon_archive_memory_is_bounded(daemon: Daemon, docker_container: Call
     assert grown < 100 << 20, f"the daemon's peak RSS grew by {grown >> 20} MiB"
     with contextlib.suppress(Exception):
         c.exec_run(["rm", "-f", "/tmp/big", "/tmp/upload"])
+
+
+# -- ownership and modes as docker cp keeps them ---------------------------------------------
+
+
+def test_put_keeps_archive_ids_modes_and_times_or_gives_them_to_the_user(
+    running: Callable[..., ck.Container],
+) -> None:
+    c = running("true", user="1000:1000")
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo("owned")
+        info.uid, info.gid, info.mode, info.mtime, info.size = 1234, 4321, 0o4750, 1_000_000_000, 2
+        tar.addfile(info, io.BytesIO(b"x\n"))
+    c.put("/tmp", buffer.getvalue())
+    assert c.exec(["stat", "-c", "%u %g %a %Y", "/tmp/owned"]).output == b"1234 4321 4750 1000000000\n"
+    c.put("/tmp", buffer.getvalue(), copy_uid_gid=True)  # docker cp -a: the container's user
+    assert c.exec(["stat", "-c", "%u %g %a", "/tmp/owned"]).output == b"1000 1000 4750\n"
