@@ -29,7 +29,7 @@ from containerkit.errors import (
     RuntimeFailure,
     Unavailable,
 )
-from containerkit.linux import _libc, keyring, mounts, namespaces, seccomp
+from containerkit.linux import _libc, apparmor, keyring, mounts, namespaces, seccomp
 from containerkit.linux import capabilities as caps
 from containerkit.runtime.bundle import (
     EXEC_KEYRING_KEY,
@@ -509,6 +509,8 @@ def _exec(process: Mapping[str, Any]) -> NoReturn:
     env = [str(e) for e in process.get("env", [])]
     path = lookup_command(args[0], _env_path(env))
     environ = dict(item.split("=", 1) for item in env if "=" in item)
+    if process.get("apparmorProfile"):  # at the exec, as runc: nothing before runs confined
+        apparmor.apply_exec_profile(str(process["apparmorProfile"]))
     _restore_signals()
     try:
         os.execve(path, args, environ)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from containerkit.errors import InvalidArgument
+from containerkit.linux import apparmor
 from containerkit.linux import seccomp as seccomp_filter
 from containerkit.linux.capabilities import known_capabilities, normalize_capability
 from containerkit.linux.users import ResolvedUser, resolve_user
@@ -244,6 +245,25 @@ def _nofile_rlimit() -> dict[str, Any]:
     return {"type": "RLIMIT_NOFILE", "hard": limit, "soft": limit}
 
 
+def _apparmor_profile(spec: ContainerSpec, requested: str | None) -> str | None:
+    """docker's choice: the default profile (loaded now if the kernel lacks it) where AppArmor is
+    on, none for ``privileged`` or ``apparmor=unconfined``, else the profile named. A named
+    profile where AppArmor is off is an error, not silently no confinement."""
+    if requested == "unconfined" or (requested is None and spec.privileged):
+        return None
+    if requested is not None and not requested.strip():
+        raise InvalidArgument("security_opt apparmor=: the profile name is empty")
+    reason = apparmor.unavailable_reason()
+    if reason is not None:
+        if requested is None:
+            return None
+        raise InvalidArgument(f"security_opt apparmor={requested}: {reason}")
+    if requested is None:
+        apparmor.ensure_loaded(apparmor.DEFAULT_PROFILE)
+        return apparmor.DEFAULT_PROFILE
+    return requested
+
+
 def build_oci_config(
     spec: ContainerSpec,
     image: ImageConfig,
@@ -304,6 +324,7 @@ def build_oci_config(
         seccomp_filter.program(seccomp)
         linux["seccomp"] = seccomp
 
+    aa_profile = _apparmor_profile(spec, security.apparmor)
     notes = dict(annotations or {})
     if spec.init:
         notes.setdefault(INIT_ANNOTATION, "true")
@@ -318,6 +339,7 @@ def build_oci_config(
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
             "rlimits": [_nofile_rlimit()],
             "noNewPrivileges": no_new_privileges,
+            **({"apparmorProfile": aa_profile} if aa_profile else {}),
         },
         "root": {"path": rootfs, "readonly": spec.read_only},
         "hostname": hostname,
