@@ -426,9 +426,15 @@ class Container(RecordHandle[ContainerRecord]):
 
     @contextlib.contextmanager
     def _in_root(self) -> Iterator[Root]:
-        """The container's root as a directory fd that paths are resolved in."""
-        with self._engine.containers._rootfs(self) as path, Root.open(path) as root:
+        """The container's root as a directory fd that paths are resolved in. A stopped
+        container's rootfs is mounted only while the fd is opened: the lazily detached mount
+        lives on through the fd, so a long copy (a streamed GET) holds no engine lock."""
+        with self._engine.containers._rootfs(self) as path:
+            root = Root.open(path)
+        try:
             yield root
+        finally:
+            root.close()
 
     # -- observation ------------------------------------------------------------------------
 
