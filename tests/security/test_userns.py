@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import stat
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -28,6 +29,7 @@ from containerkit.linux.userns import (
     read_subordinate_ranges,
 )
 from containerkit.runtime.usermap import STAGING_ROOT
+from containerkit.storage.snapshots import shift_ownership
 
 from .conftest import IMAGE, probe_mount, run_to_exit
 from .test_devices import CANARY, Loop, device_image, loop_device  # noqa: F401 - fixtures
@@ -343,3 +345,53 @@ def test_engine_userns_remap_is_the_default(
     assert out.split()[:2] == ["0", str(mapping.uids.start)], out
     _code, out = run_to_exit(remapped_engine, runtime, command, network="none", userns="host")
     assert out.split()[:2] == ["0", "0"], out
+
+
+def test_shift_ownership_keeps_modes_and_hardlinks(tmp_path: Path) -> None:
+    root = tmp_path / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    tool = root / "bin" / "tool"
+    tool.write_bytes(b"x")
+    tool.chmod(0o4755)  # setuid: a chown clears it, the shift must put it back
+    os.link(tool, root / "bin" / "tool-link")
+    os.symlink("tool", root / "bin" / "alias")
+    os.lchown(root / "bin" / "alias", 0, 5)
+    shift_ownership(root, 100000, 200000)
+    st = os.stat(tool)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (100000, 200000, 0o4755)  # once, not twice
+    st = os.lstat(root / "bin" / "alias")
+    assert (st.st_uid, st.st_gid) == (100000, 200005)
+    assert os.stat(root).st_uid == 100000
+
+
+@pytest.fixture
+def copy_driver_engine(tmp_path: Path, busybox_rootfs_tar: Path) -> Iterator[ck.Engine]:
+    """An engine whose snapshot store uses the copy driver (where overlay or idmapped lowers
+    are unavailable): a user-namespaced container then gets a chowned private copy."""
+    root = tmp_path / "copy-engine"
+    (root / "snapshots").mkdir(parents=True)
+    (root / "snapshots" / "driver").write_text("copy")
+    with ck.Engine(root=root) as eng:
+        eng.images.import_rootfs(busybox_rootfs_tar, IMAGE, config={"Cmd": ["sh"]})
+        try:
+            yield eng
+        finally:
+            for container in eng.containers.list(all=True):
+                container.remove(force=True)
+
+
+def test_copy_driver_rootfs_is_chowned_to_the_mapped_range(
+    copy_driver_engine: ck.Engine, runtime: str, mapping: UsernsMapping
+) -> None:
+    eng = copy_driver_engine
+    assert eng.snapshots.driver == "copy"
+    c, code, out = _run(eng, runtime, "ls -ln /bin/busybox; echo x > /created", userns="auto", network="none")
+    try:
+        assert code == 0, out
+        assert " 0        0 " in out, out
+        rootfs = eng.snapshots.root / "snapshots" / c.id / "rootfs"
+        assert os.stat(rootfs / "bin" / "busybox").st_uid == mapping.uids.start
+        assert os.stat(rootfs / "created").st_uid == mapping.uids.start
+    finally:
+        c.remove(force=True)
+    assert c.id not in _host_mounts()
