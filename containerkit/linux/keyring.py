@@ -26,17 +26,14 @@ KEY_USR_SEARCH = 0x00080000
 
 _SYS_KEYCTL = {"x86_64": 250, "aarch64": 219, "ppc64le": 288, "s390x": 280, "riscv64": 219}
 
-_libc: ctypes.CDLL | None = None
+_libc = ctypes.CDLL(None, use_errno=True)  # at import: a forked container init finds it ready
+_libc.syscall.restype = ctypes.c_long
 
 
 def _keyctl(*args: int | bytes | None) -> int:
-    global _libc
     number = _SYS_KEYCTL.get(platform.machine())
     if number is None:
         raise OSError(errno.ENOSYS, f"keyctl: no syscall number known for {platform.machine()}")
-    if _libc is None:
-        _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.syscall.restype = ctypes.c_long
     converted = [ctypes.c_long(a) if isinstance(a, int) else ctypes.c_char_p(a) for a in args]
     result = int(_libc.syscall(ctypes.c_long(number), *converted))
     if result < 0:

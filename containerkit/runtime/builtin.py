@@ -36,6 +36,7 @@ from containerkit.runtime.bundle import (
     EXEC_SECCOMP_KEY,
     INIT_ANNOTATION,
     ROOTFS_MOUNT_ANNOTATION,
+    SECCOMP_PROGRAM_ANNOTATION,
     STANDARD_DEVICES,
 )
 
@@ -424,15 +425,17 @@ def _become_user(process: Mapping[str, Any], masks: dict[str, int] | None = None
         lib.prctl(_libc.PR_SET_NO_NEW_PRIVS, 1)
 
 
-def _seccomp_program(filter_: Mapping[str, Any] | None) -> tuple[bytes, int] | None:
-    """The filter's BPF (from the host's cache, else built now) and its flags; None without one.
-
-    Read before the root moves: the cache lives on the host.
+def _seccomp_program(
+    filter_: Mapping[str, Any] | None, cached: str | None = None
+) -> tuple[bytes, int] | None:
+    """The filter's BPF (the file the create cached, else built now) and its flags; None
+    without a filter. Read before the root moves: the cache lives on the host.
     """
     if not filter_:
         return None
     try:
-        return seccomp.program(filter_), seccomp.filter_flags(filter_)
+        program = seccomp.read_program(Path(cached)) if cached else None
+        return program or seccomp.program(filter_), seccomp.filter_flags(filter_)
     except OSError as exc:
         raise RuntimeFailure(f"seccomp filter: {exc}") from None
 
@@ -590,7 +593,10 @@ def run_container_init(
         process = config.get("process", {})
         init_mode = config.get("annotations", {}).get(INIT_ANNOTATION) == "true"
         masks = _capability_masks(process)
-        program = _seccomp_program(config.get("linux", {}).get("seccomp"))
+        program = _seccomp_program(
+            config.get("linux", {}).get("seccomp"),
+            config.get("annotations", {}).get(SECCOMP_PROGRAM_ANNOTATION),
+        )
         _setup_rootfs(Path(bundle), config, cgroup_ready, prepared_network)
         _apply_limits(process)
         _setup_session(process)

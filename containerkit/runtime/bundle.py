@@ -30,6 +30,7 @@ __all__ = [
     "MASKED_PATHS",
     "READONLY_PATHS",
     "ROOTFS_MOUNT_ANNOTATION",
+    "SECCOMP_PROGRAM_ANNOTATION",
     "STANDARD_DEVICES",
     "ResolvedUser",
     "build_oci_config",
@@ -46,6 +47,8 @@ ROOTFS_MOUNT_ANNOTATION = "org.containerkit.rootfs-mount"
 """JSON ``{"type", "source", "options"}``: the built-in runtime mounts this as the root, privately."""
 INIT_ANNOTATION = "org.containerkit.init"
 """``"true"``: the built-in runtime keeps a reaping, signal-forwarding PID 1 (``docker run --init``)."""
+SECCOMP_PROGRAM_ANNOTATION = "org.containerkit.seccomp-program"
+"""The cached BPF of ``linux.seccomp`` (libseccomp's output): the built-in runtime loads it as is."""
 EXEC_SECCOMP_KEY = "org.containerkit.seccomp"
 """In an exec's ``process``: the container's ``linux.seccomp`` (the built-in runtime applies it)."""
 EXEC_KEYRING_KEY = "org.containerkit.session-keyring"
@@ -318,14 +321,17 @@ def build_oci_config(
     if cgroups_path:
         linux["cgroupsPath"] = cgroups_path
     seccomp = seccomp_for(security, caps, privileged=spec.privileged)
+    program_file = None
     if seccomp is not None:
-        # compiled now: a profile libseccomp refuses fails the create, and the start finds
-        # the program in the cache instead of spending tens of milliseconds on it
-        seccomp_filter.program(seccomp)
+        # compiled now: a profile libseccomp refuses fails the create, and the start reads
+        # the program from the cache instead of spending tens of milliseconds on it
+        program_file = seccomp_filter.cached_program(seccomp)[1]
         linux["seccomp"] = seccomp
 
     aa_profile = _apparmor_profile(spec, security.apparmor)
     notes = dict(annotations or {})
+    if program_file is not None:
+        notes[SECCOMP_PROGRAM_ANNOTATION] = str(program_file)
     if spec.init:
         notes.setdefault(INIT_ANNOTATION, "true")
     return {
