@@ -350,17 +350,19 @@ def _plug(path: Path, network: NetworkRecord, endpoint: EndpointRecord, inside: 
 # -- teardown ---------------------------------------------------------------------------------------
 
 
-def teardown(engine: Engine, container_id: str) -> None:
-    """Undo :func:`setup` (idempotent, cheap when there is nothing to undo)."""
-    attached = [e for e in engine.metadata.endpoints(container_id=container_id) if e.attached]
-    if (
-        not attached
-        and not engine.metadata.ports(container_id)
-        and not netns_path(engine, container_id).exists()
-    ):
-        return
-    with root_lock(engine):
-        _teardown_locked(engine, container_id)
+def teardown(engine: Engine, container_id: str, *, settle: bool = True) -> None:
+    """Undo :func:`setup` (idempotent, cheap when there is nothing to undo).
+
+    ``settle``: return only once the container's host veths are gone (removal: docker's
+    ``rm`` leaves no link behind); wait and stop leave them to the kernel's background cleanup.
+    """
+    endpoints = engine.metadata.endpoints(container_id=container_id)
+    attached = [e for e in endpoints if e.attached]
+    if attached or engine.metadata.ports(container_id) or netns_path(engine, container_id).exists():
+        with root_lock(engine):
+            _teardown_locked(engine, container_id)
+    if settle and endpoints:
+        veth.wait_gone([host_ifname(engine, container_id, e.network_id) for e in endpoints])
 
 
 def _teardown_locked(engine: Engine, container_id: str) -> None:
@@ -382,7 +384,7 @@ def wait_teardown(engine: Engine, container_id: str) -> None:
     another process is starting it)."""
     with container_lock(engine, container_id, blocking=False) as held:
         if held and read_state(engine.containers.state_dir(container_id)).status in ("exited", "dead"):
-            teardown(engine, container_id)
+            teardown(engine, container_id, settle=False)
 
 
 # -- hosts files ------------------------------------------------------------------------------------
@@ -510,7 +512,7 @@ def recover(engine: Engine) -> list[str]:
                 continue  # another process is starting it right now
             if read_state(engine.containers.state_dir(container_id)).status == "running":
                 continue
-            teardown(engine, container_id)
+            teardown(engine, container_id, settle=False)
             cleaned.append(container_id)
     if networks:
         _recover_ports(engine, known)

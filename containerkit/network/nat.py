@@ -94,7 +94,7 @@ NFT_MISSING = (
 def _nft_command() -> str | None:
     """The ``nft`` command: on PATH, else where Debian puts it; None if it is not installed."""
     found = shutil.which("nft")
-    if found is None and os.path.exists("/usr/sbin/nft"):
+    if found is None and os.access("/usr/sbin/nft", os.X_OK):
         found = "/usr/sbin/nft"
     return found
 

@@ -7,6 +7,8 @@ import errno
 import os
 import re
 import secrets
+import time
+from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Interface
 
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound
@@ -16,7 +18,7 @@ from containerkit.network.netns import PathLike
 from containerkit.network.netns import netns_rtnl as open_netns_rtnl
 from containerkit.network.rtnl import Rtnl, RtnlError
 
-__all__ = ["attach", "check_mac", "detach", "random_ifname", "retire"]
+__all__ = ["attach", "check_mac", "detach", "random_ifname", "retire", "wait_gone"]
 
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 _BRIDGE_MODE_HAIRPIN = 1
@@ -161,3 +163,32 @@ def detach(host_ifname: str) -> None:
             sock.link_del(host_ifname)
     except RtnlError as exc:
         raise ContainerkitError(f"cannot remove veth {host_ifname}: {exc}") from exc
+
+
+def wait_gone(host_ifnames: Sequence[str], timeout: float = 0.5) -> None:
+    """Return once none of ``host_ifnames`` exists, as ``docker rm`` leaves no veth behind.
+
+    A retired pair goes with its namespace, deleted by the kernel in the background some
+    milliseconds later (the RCU grace period comes with the namespace's cleanup): waiting for
+    that costs what remains of it, where deleting a pair here would cost a grace period of its
+    own. A pair still there after ``timeout`` (its namespace kept alive by someone) is deleted.
+    """
+    names = [check_ifname(n) for n in host_ifnames]
+    if not names:
+        return
+    deadline = time.monotonic() + timeout
+    pause = 0.001
+    with Rtnl() as sock:
+        while True:
+            try:
+                names = [n for n in names if sock.link_index(n) is not None]
+            except RtnlError as exc:
+                raise ContainerkitError(f"cannot look up veth {names[0]}: {exc}") from exc
+            if not names:
+                return
+            if time.monotonic() > deadline:
+                break
+            time.sleep(pause)
+            pause = min(pause * 2, 0.01)
+    for name in names:
+        detach(name)

@@ -8,6 +8,7 @@ are its own; "the outside" is a network namespace this module creates. No traffi
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -433,3 +434,120 @@ def test_sigkilled_engine_leaves_nothing_after_a_new_engine(tmp_path: Path, busy
             c.remove(force=True)
         engine.networks.get("crashnet").remove()
     assert _eventually(lambda: HostState.of(engine) == HostState(frozenset(), ""))
+
+
+def test_veth_is_gone_when_remove_returns(net_engine: ck.Engine) -> None:
+    """``remove()`` returns with no host veth left (docker's ``rm`` deletes it synchronously):
+    checked at once, without polling, after force removals and after exits seen by wait()
+    (the kernel's background cleanup left one in about eight before), and when someone else
+    still holds the container's network namespace (then the pair would never go by itself)."""
+    bridge_id = net_engine.networks.default().id
+    for command in (["sleep", "60"], ["true"]) * 6:
+        c = run(net_engine, command)
+        name = _netsetup.host_ifname(net_engine, c.id, bridge_id)
+        if command[0] == "sleep":
+            assert name in _links()
+        else:
+            assert c.wait(timeout=30) == 0  # unplugged here; the pair goes in the background
+        c.remove(force=True)
+        assert name not in _links()
+    c = run(net_engine, ["sleep", "60"])
+    name = _netsetup.host_ifname(net_engine, c.id, bridge_id)
+    holder = os.open(f"/proc/{c.pid}/ns/net", os.O_RDONLY)  # as an nsenter session would
+    try:
+        c.remove(force=True)
+        assert name not in _links()
+    finally:
+        os.close(holder)
+
+
+_NO_NFT = """
+import json, sys, time, subprocess
+from pathlib import Path
+import containerkit as ck
+from containerkit.network.nat import nft_available
+
+root, tar, socket_path = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+image = "example/busybox:latest"
+found = {"nft_available": nft_available()}
+with ck.Engine(root=root) as engine:  # the root registry of other roots is swept here too
+    engine.images.import_rootfs(tar, image, config={"Cmd": ["sh"]})
+    c = engine.containers.run(image, "ls /sys/class/net", network="none")
+    found["none"] = [c.wait(timeout=30), c.logs().decode().split()]
+    c.remove()
+    c = engine.containers.run(image, "true", network="host")
+    found["host"] = c.wait(timeout=30)
+    c.remove()
+    first = engine.containers.run(image, ["sleep", "60"], network="none")
+    c = engine.containers.run(image, "ls /sys/class/net", network=f"container:{first.id}")
+    found["container"] = c.wait(timeout=30)
+    c.remove()
+    first.remove(force=True)
+    for what, call in (
+        ("bridge", lambda: engine.containers.run(image, ["true"])),
+        ("create", lambda: engine.networks.create("needs-nft")),
+    ):
+        try:
+            call()
+            found[what] = "no error"
+        except ck.Unavailable as exc:
+            found[what] = str(exc)
+    found["networks"] = sorted(n.name for n in engine.networks.list())
+    for c in engine.containers.list(all=True):
+        c.remove(force=True)
+daemon = subprocess.Popen(
+    [sys.executable, "-m", "containerkit.daemon.main", "--root", str(root), "--host", f"unix://{socket_path}"],
+    stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+)
+try:
+    client = ck.Client(f"unix://{socket_path}")
+    deadline = time.monotonic() + 30
+    while not Path(socket_path).exists() and daemon.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if daemon.poll() is not None:
+        found["daemon"] = daemon.stderr.read()
+    else:
+        c = client.containers.run(image, "true", network="none")
+        found["daemon"] = c.wait(timeout=30)
+        c.remove()
+finally:
+    daemon.terminate()
+    daemon.wait(30)
+print(json.dumps(found))
+"""
+
+
+@pytest.mark.slow
+def test_without_nftables_the_engine_and_daemon_start(tmp_path: Path, busybox_rootfs_tar: Path) -> None:
+    """As on a host without the nftables package: in a private mount namespace the ``nft``
+    command and ``libnftables.so.1`` are covered by an empty, non-executable file (a simulation
+    of the package being absent; the host's files are untouched). The engine and the daemon
+    start, none/host/container networks work, a bridge network says which package to install."""
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    hidden = [
+        os.path.realpath(p)
+        for p in ("/usr/sbin/nft", *Path("/usr/lib").glob("*/libnftables.so.1"))
+        if os.path.exists(p)
+    ]
+    cover = "".join(f"mount --bind {empty} {path}\n" for path in hidden)
+    done = subprocess.run(
+        [
+            *("unshare", "--mount", "--propagation", "slave", "sh", "-ec", cover + 'exec "$@"', "sh"),
+            *(sys.executable, "-c", _NO_NFT, str(tmp_path / "root"), str(busybox_rootfs_tar)),
+            str(tmp_path / "d.sock"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=Path(__file__).parents[2],
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    found = json.loads(done.stdout.splitlines()[-1])
+    assert found["nft_available"] is False
+    assert found["none"] == [0, ["lo"]]
+    assert found["host"] == 0 and found["container"] == 0
+    for what in ("bridge", "create"):
+        assert "nftables" in found[what] and "Debian package" in found[what], found
+    assert found["networks"] == ["bridge"]  # the failed create left no record
+    assert found["daemon"] == 0, found
