@@ -9,6 +9,7 @@ simply closes it and the caller reads EOF.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import json
@@ -426,16 +427,21 @@ def _become_user(process: Mapping[str, Any], masks: dict[str, int] | None = None
 
 
 def _seccomp_program(
-    filter_: Mapping[str, Any] | None, cached: str | None = None
+    filter_: Mapping[str, Any] | None, compiled: str | None = None
 ) -> tuple[bytes, int] | None:
-    """The filter's BPF (the file the create cached, else built now) and its flags; None
-    without a filter. Read before the root moves: the cache lives on the host.
+    """The filter's BPF (as the create compiled it, else built now) and its flags; None
+    without a filter. Called before the root moves: a build uses the host's cache.
     """
     if not filter_:
         return None
+    program = None
+    if compiled:
+        with contextlib.suppress(ValueError):
+            program = base64.b64decode(compiled, validate=True)
     try:
-        program = seccomp.read_program(Path(cached)) if cached else None
-        return program or seccomp.program(filter_), seccomp.filter_flags(filter_)
+        if not program or len(program) % 8:
+            program = seccomp.program(filter_)
+        return program, seccomp.filter_flags(filter_)
     except OSError as exc:
         raise RuntimeFailure(f"seccomp filter: {exc}") from None
 

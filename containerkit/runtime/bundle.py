@@ -6,6 +6,7 @@ time (args, env, caps, masked paths, the standard mounts and devices) is decided
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import resource
@@ -47,8 +48,9 @@ ROOTFS_MOUNT_ANNOTATION = "org.containerkit.rootfs-mount"
 """JSON ``{"type", "source", "options"}``: the built-in runtime mounts this as the root, privately."""
 INIT_ANNOTATION = "org.containerkit.init"
 """``"true"``: the built-in runtime keeps a reaping, signal-forwarding PID 1 (``docker run --init``)."""
-SECCOMP_PROGRAM_ANNOTATION = "org.containerkit.seccomp-program"
-"""The cached BPF of ``linux.seccomp`` (libseccomp's output): the built-in runtime loads it as is."""
+SECCOMP_PROGRAM_ANNOTATION = "org.containerkit.seccomp-bpf"
+"""``linux.seccomp`` as libseccomp compiled it at create (base64): the built-in runtime loads it as
+is, with no file to trust at start (a user namespace sees the host's files as nobody's)."""
 EXEC_SECCOMP_KEY = "org.containerkit.seccomp"
 """In an exec's ``process``: the container's ``linux.seccomp`` (the built-in runtime applies it)."""
 EXEC_KEYRING_KEY = "org.containerkit.session-keyring"
@@ -321,17 +323,17 @@ def build_oci_config(
     if cgroups_path:
         linux["cgroupsPath"] = cgroups_path
     seccomp = seccomp_for(security, caps, privileged=spec.privileged)
-    program_file = None
+    program = None
     if seccomp is not None:
-        # compiled now: a profile libseccomp refuses fails the create, and the start reads
-        # the program from the cache instead of spending tens of milliseconds on it
-        program_file = seccomp_filter.cached_program(seccomp)[1]
+        # compiled now (or taken from the cache): a profile libseccomp refuses fails the
+        # create, and the start does not spend tens of milliseconds on it
+        program = seccomp_filter.program(seccomp)
         linux["seccomp"] = seccomp
 
     aa_profile = _apparmor_profile(spec, security.apparmor)
     notes = dict(annotations or {})
-    if program_file is not None:
-        notes[SECCOMP_PROGRAM_ANNOTATION] = str(program_file)
+    if program is not None:
+        notes[SECCOMP_PROGRAM_ANNOTATION] = base64.b64encode(program).decode()
     if spec.init:
         notes.setdefault(INIT_ANNOTATION, "true")
     return {
