@@ -222,6 +222,14 @@ def test_containerkit_cp_to_host_refuses_a_hostile_archive(
         with pytest.raises(UnsafeArchive):
             extract_to_host([tar_of(entry)], "out", dest, owner=None)
     assert not (tmp_path / "escape").exists()
+    device = io.BytesIO()
+    with tarfile.open(fileobj=device, mode="w") as tar:
+        info = tarfile.TarInfo("out/disk")
+        info.type, info.devmajor, info.devminor = tarfile.BLKTYPE, 7, 0  # a loop device
+        tar.addfile(info)
+    with pytest.raises(UnsafeArchive, match="device"):
+        extract_to_host([device.getvalue()], "out", dest, owner=None)
+    assert not (dest / "out" / "disk").exists()
     assert_canary_untouched(canary)
 
 
