@@ -51,6 +51,15 @@ def _raise_nofile() -> None:
             log.warning("cannot raise the open-file limit from %d to %d: %s", soft, hard, exc)
 
 
+def _warn_without_nftables() -> None:
+    """The daemon serves without nftables (none, host and container: networks work); say once
+    at start why bridge networks will fail."""
+    from containerkit.network.nat import NFT_MISSING, nft_available
+
+    if not nft_available():
+        log.warning("%s", NFT_MISSING)
+
+
 def _warn_insecure(config: DaemonConfig) -> None:
     """Plain TCP has no authentication: every local user can reach it, and the API is root."""
     for listen in config.hosts:
@@ -92,6 +101,7 @@ def serve(
     engine = Engine(
         root=config.root, default_pids_limit=config.default_pids_limit, userns_remap=config.userns_remap
     )
+    _warn_without_nftables()
     app = DaemonApp(engine)
     headers = app.headers()
     servers: list[tuple[_Server, str]] = []

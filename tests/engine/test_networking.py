@@ -513,6 +513,7 @@ try:
 finally:
     daemon.terminate()
     daemon.wait(30)
+    found["daemon_log"] = daemon.stderr.read()
 print(json.dumps(found))
 """
 
@@ -551,3 +552,4 @@ def test_without_nftables_the_engine_and_daemon_start(tmp_path: Path, busybox_ro
         assert "nftables" in found[what] and "Debian package" in found[what], found
     assert found["networks"] == ["bridge"]  # the failed create left no record
     assert found["daemon"] == 0, found
+    assert "WARNING bridge networks need nftables" in found["daemon_log"], found["daemon_log"]
