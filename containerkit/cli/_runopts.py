@@ -55,6 +55,11 @@ _OPTIONS: list[Callable[[F], F]] = [
     click.option("--privileged", is_flag=True, help="Give extended privileges to this container."),
     click.option("--init", is_flag=True, help="Run an init inside the container that reaps processes."),
     click.option(
+        "--userns",
+        type=click.Choice(["host", "auto"]),
+        help="User namespace: auto (root maps to the containerkit range of /etc/subuid) or host.",
+    ),
+    click.option(
         "--security-opt",
         multiple=True,
         help="Security options: seccomp=unconfined|PROFILE.json, no-new-privileges, apparmor=NAME, label=...",
@@ -190,6 +195,7 @@ def build_spec(
         "privileged": opts["privileged"],
         "no_new_privileges": no_new_privileges,
         "security_opt": security,
+        "userns": opts["userns"],
         "init": opts["init"],
         "auto_remove": opts["auto_remove"],
         "stop_signal": opts["stop_signal"],

@@ -395,3 +395,28 @@ def test_copy_driver_rootfs_is_chowned_to_the_mapped_range(
     finally:
         c.remove(force=True)
     assert c.id not in _host_mounts()
+
+
+def test_cli_userns_option(tmp_path: Path, busybox_rootfs_tar: Path, mapping: UsernsMapping) -> None:
+    """``containerkit run --userns auto|host``, with the engine's default left as docker's (host)."""
+    from click.testing import CliRunner
+
+    from containerkit.cli.main import cli
+
+    def invoke(*args: str) -> str:
+        result = CliRunner().invoke(cli, ["--root", str(tmp_path / "cli-root"), *args])
+        assert result.exit_code == 0, result.output
+        return str(result.output)
+
+    invoke("import", "--change", 'CMD ["sh"]', str(busybox_rootfs_tar), IMAGE)
+    try:
+        out = invoke(
+            "run", "--rm", "--network", "none", "--userns", "auto", IMAGE, "cat", "/proc/self/uid_map"
+        )
+        assert out.split()[:2] == ["0", str(mapping.uids.start)], out
+        out = invoke(
+            "run", "--rm", "--network", "none", "--userns", "host", IMAGE, "cat", "/proc/self/uid_map"
+        )
+        assert out.split()[:2] == ["0", "0"], out
+    finally:
+        invoke("system", "prune", "-f", "--volumes")
