@@ -215,7 +215,7 @@ def test_slow_head_is_cut_off(ckd: Daemon) -> None:
             except (BrokenPipeError, ConnectionResetError):
                 closed = True
                 break
-            assert _ping_ms(ckd.socket) < 100
+            assert _ping_ms(ckd.socket) < 1000  # others are served meanwhile
             time.sleep(1)
         elapsed = time.monotonic() - start
         if not closed:
