@@ -39,6 +39,7 @@ from containerkit.linux.cgroups import open_cgroup
 from containerkit.linux.inroot import Root
 from containerkit.linux.users import resolve_user
 from containerkit.runtime import logs as runtime_logs
+from containerkit.runtime import usermap
 from containerkit.runtime.exec import ExecProcess, start_exec
 from containerkit.runtime.shim import ShimRequest, request_resize, start_container
 from containerkit.runtime.state import LOG_FILE, RuntimeState, read_exit, read_state, wait_for_exit
@@ -725,6 +726,8 @@ class ContainerCollection:
             cgroup = open_cgroup(cgroup_name(container_id))
             if cgroup.exists():
                 cgroup.destroy()
+        # a user-namespaced container's staged mounts, if its shim died before releasing them
+        usermap.release_staging(container_id)
         with contextlib.suppress(NotFound):  # a crash between this and the record's removal
             self._engine.snapshots.remove(container_id)
         shutil.rmtree(self.state_dir(container_id), ignore_errors=True)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import signal
 import stat
 import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -420,3 +422,22 @@ def test_cli_userns_option(tmp_path: Path, busybox_rootfs_tar: Path, mapping: Us
         assert out.split()[:2] == ["0", "0"], out
     finally:
         invoke("system", "prune", "-f", "--volumes")
+
+
+def test_remove_after_the_shim_was_killed_leaves_nothing(engine: ck.Engine, runtime: str) -> None:
+    """The shim releases the staged mounts when the container ends; if it is killed first,
+    removing the container does it."""
+    c = engine.containers.run(IMAGE, ["sleep", "60"], runtime=runtime, userns="auto", network="none")
+    try:
+        shim = c.runtime_state().shim_pid
+        assert shim is not None
+        os.kill(shim, signal.SIGKILL)
+        for _ in range(100):
+            if not Path(f"/proc/{shim}").exists():
+                break
+            time.sleep(0.05)
+        assert c.id in _host_mounts()  # nobody released them
+    finally:
+        c.remove(force=True)
+    assert c.id not in _host_mounts()
+    assert not (STAGING_ROOT / c.id).exists()
