@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -284,3 +286,118 @@ def test_insecure_tcp_warns(tmp_path: Path) -> None:
         proc.terminate()
         _, err = proc.communicate(timeout=30)
     assert b"any local user can connect" in err, err.decode(errors="replace")[-2000:]
+
+
+def _certs(path: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1 and a client certificate, made with openssl."""
+
+    def run(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=path)
+
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.pem",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=test-ca",
+    )
+    for name, ext in (("server", "subjectAltName=IP:127.0.0.1"), ("client", "extendedKeyUsage=clientAuth")):
+        run(
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            f"{name}.key",
+            "-out",
+            f"{name}.csr",
+            "-subj",
+            f"/CN={name}",
+        )
+        (path / f"{name}.ext").write_text(ext + "\n")
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            f"{name}.pem",
+            "-days",
+            "1",
+            "-extfile",
+            f"{name}.ext",
+        )
+    return {n: path / n for n in ("ca.pem", "server.pem", "server.key", "client.pem", "client.key")}
+
+
+def test_tls_handshakes_do_not_block_the_loop(tmp_path: Path) -> None:
+    """Clients that connect to the TLS port and never say hello (or say it a byte at a time)
+    hold neither the loop nor a worker: a real client is served meanwhile, twice on one
+    keep-alive connection, and the silent ones are dropped at the header timeout."""
+    import ssl
+
+    from containerkit.daemon.server import Limits, TCPServer, json_response
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make the test certificates")
+    certs = _certs(tmp_path)
+    server_tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_tls.load_cert_chain(certs["server.pem"], certs["server.key"])
+    server_tls.load_verify_locations(cafile=certs["ca.pem"])
+    server_tls.verify_mode = ssl.CERT_REQUIRED
+    server = TCPServer(
+        ("127.0.0.1", 0),
+        lambda request: json_response({"path": request.path}),
+        {"Server": "test"},
+        server_tls,
+        limits=Limits(header_timeout=1.0, workers=2),
+    )
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    silent = []
+    try:
+        address = server.server_address[:2]
+        silent = [socket.create_connection(address, timeout=5) for _ in range(20)]
+        silent[0].sendall(b"\x16\x03")  # the start of a ClientHello, then nothing
+        client_tls = ssl.create_default_context(cafile=str(certs["ca.pem"]))
+        client_tls.load_cert_chain(certs["client.pem"], certs["client.key"])
+        start = time.perf_counter()
+        with client_tls.wrap_socket(
+            socket.create_connection(address, timeout=5), server_hostname="127.0.0.1"
+        ) as tls:
+            for path in (b"/one", b"/two"):
+                tls.sendall(b"GET " + path + b" HTTP/1.1\r\nHost: x\r\n\r\n")
+                assert path in _read_response(tls)
+        assert time.perf_counter() - start < 1
+        for sock in silent:
+            assert _closed_within(sock, 3) == b""
+        # Without a client certificate: refused in the handshake, the server goes on.
+        anonymous = ssl.create_default_context(cafile=str(certs["ca.pem"]))
+        try:
+            with anonymous.wrap_socket(
+                socket.create_connection(address, timeout=5), server_hostname="127.0.0.1"
+            ) as tls:
+                tls.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+                answer = tls.recv(100)
+        except (ssl.SSLError, OSError):
+            answer = b""
+        assert answer == b""
+    finally:
+        for sock in silent:
+            sock.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
