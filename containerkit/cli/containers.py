@@ -234,6 +234,10 @@ def logs(container: str, follow: bool, tail: str, timestamps: bool) -> None:
     from containerkit.cli._attach import follow_output, write_output
 
     target = engine().containers.get(container)
+    if getattr(target, "state_dir", None) is not None:  # a remote daemon answers this itself
+        from containerkit.runtime.logs import check_readable
+
+        check_readable(target.spec.log_driver)
     for stream, chunk in follow_output(target, tail=_tail(tail), timestamps=timestamps, follow=follow):
         write_output(stream, chunk)
 
