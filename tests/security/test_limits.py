@@ -218,3 +218,25 @@ def test_daemon_pids_limit(ckd: Daemon) -> None:
     finally:
         for cid in (default, unlimited):
             _call(ckd, "DELETE", f"/containers/{cid}?force=1")
+
+
+def test_client_log_config_round_trip(ckd: Daemon) -> None:
+    """The Client sends LogConfig and maps the daemon's 501 back to NotSupported."""
+    with ck.Client(ckd.url) as client:
+        c = client.containers.run(DAEMON_IMAGE, ["echo", "hi"], log_driver="none")
+        try:
+            assert c.wait(timeout=60) == 0
+            assert (c.spec.log_driver, c.spec.log_opts) == ("none", ())
+            with pytest.raises(
+                ck.errors.NotSupported, match="configured logging driver does not support reading"
+            ):
+                c.logs()
+        finally:
+            c.remove(force=True)
+        c = client.containers.run(DAEMON_IMAGE, ["echo", "hi"], log_opts={"max-size": "10k", "max-file": "2"})
+        try:
+            assert c.wait(timeout=60) == 0
+            assert c.spec.log_opts_dict == {"max-size": "10k", "max-file": "2"}
+            assert c.logs() == b"hi\n"
+        finally:
+            c.remove(force=True)
