@@ -265,6 +265,13 @@ def seccomp_for(
     Docker's default, resolved for the container's bounding capabilities."""
     if privileged or options.seccomp == UNCONFINED:
         return None
-    builtin = options.seccomp in (None, "", BUILTIN)
-    profile = default_profile() if builtin else load_profile(str(options.seccomp))
-    return to_oci(profile, bounding)
+    if options.seccomp in (None, "", BUILTIN):
+        result: dict[str, Any] = json.loads(_default_for(tuple(bounding)))
+        return result
+    return to_oci(load_profile(str(options.seccomp)), bounding)
+
+
+@functools.lru_cache(maxsize=64)
+def _default_for(bounding: tuple[str, ...]) -> str:
+    """Docker's default profile for one bounding set, as JSON text (a create copies it)."""
+    return json.dumps(to_oci(default_profile(), bounding))
