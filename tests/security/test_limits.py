@@ -240,3 +240,16 @@ def test_client_log_config_round_trip(ckd: Daemon) -> None:
             assert c.logs() == b"hi\n"
         finally:
             c.remove(force=True)
+
+
+def test_daemon_config_default_pids_limit(tmp_path: Path) -> None:
+    from containerkit.daemon.config import load_config
+
+    assert load_config([]).default_pids_limit == 2048
+    assert load_config(["--default-pids-limit", "-1"]).default_pids_limit == -1
+    toml = tmp_path / "daemon.toml"
+    toml.write_text("default-pids-limit = 100\n")
+    assert load_config(["--config", str(toml)]).default_pids_limit == 100
+    toml.write_text('default-pids-limit = "lots"\n')
+    with pytest.raises(ck.errors.InvalidArgument, match="default-pids-limit"):
+        load_config(["--config", str(toml)])
