@@ -32,6 +32,7 @@ from containerkit.runtime.bundle import (
     EXEC_KEYRING_KEY,
     EXEC_SECCOMP_KEY,
     ROOTFS_MOUNT_ANNOTATION,
+    SECCOMP_PROGRAM_ANNOTATION,
     build_oci_config,
     write_config,
 )
@@ -280,4 +281,7 @@ def exec_process(
     process[EXEC_KEYRING_KEY] = f"_ses.{container_id}"
     if config.get("linux", {}).get("seccomp"):
         process[EXEC_SECCOMP_KEY] = config["linux"]["seccomp"]
+        compiled = config.get("annotations", {}).get(SECCOMP_PROGRAM_ANNOTATION)
+        if compiled:
+            process[SECCOMP_PROGRAM_ANNOTATION] = compiled
     return process

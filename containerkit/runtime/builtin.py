@@ -625,7 +625,7 @@ def exec_in_container(target_pid: int, process: Mapping[str, Any], *, error_fd: 
     cgroups and namespaces, forks (the pid namespace only applies to children) and waits.
     """
     try:
-        program = _seccomp_program(process.get(EXEC_SECCOMP_KEY))
+        program = _seccomp_program(process.get(EXEC_SECCOMP_KEY), process.get(SECCOMP_PROGRAM_ANNOTATION))
         session_keyring = str(process.get(EXEC_KEYRING_KEY) or f"_ses.exec.{target_pid}")
         try:
             namespaces.join_process_cgroups(target_pid)
