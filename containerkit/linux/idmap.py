@@ -13,8 +13,9 @@ import os
 from pathlib import Path
 
 from containerkit.errors import Unavailable
+from containerkit.linux import _libc
 
-__all__ = ["idmapped_bind"]
+__all__ = ["idmapped_bind", "overlay_lowers_supported"]
 
 # x86_64 and aarch64 share these numbers (the new-mount-API calls are in the common table).
 _SYS_OPEN_TREE = 428
@@ -26,6 +27,37 @@ _AT_RECURSIVE = 0x8000
 _OPEN_TREE_CLONE = 1
 _MOVE_MOUNT_F_EMPTY_PATH = 0x4
 _MOUNT_ATTR_IDMAP = 0x00100000
+
+
+# Filesystems with idmapped mounts (FS_ALLOW_IDMAP), and the kernel release that added each.
+_IDMAP_FILESYSTEMS = {
+    0xEF53: (5, 12),  # ext4
+    0x58465342: (5, 12),  # xfs
+    0xF2F52010: (5, 12),  # f2fs
+    0x9123683E: (6, 0),  # btrfs
+    0x01021994: (6, 3),  # tmpfs
+}
+_OVERLAY_IDMAPPED_LOWERS = (5, 19)
+
+
+def _kernel_release() -> tuple[int, int]:
+    parts = os.uname().release.split(".")
+    try:
+        return int(parts[0]), int("".join(c for c in parts[1] if c.isdigit()) or 0)
+    except (IndexError, ValueError):
+        return 0, 0
+
+
+def overlay_lowers_supported(path: str | Path) -> bool:
+    """Whether overlayfs can stack idmapped mounts of directories on the filesystem of ``path``
+    (decided from the kernel release and the filesystem type: probing would need a user
+    namespace, hence a fork, which a threaded engine must not do)."""
+    kernel = _kernel_release()
+    try:
+        since = _IDMAP_FILESYSTEMS.get(_libc.libc.statfs_type(str(path)))
+    except OSError:
+        return False
+    return since is not None and kernel >= max(since, _OVERLAY_IDMAPPED_LOWERS)
 
 
 class _MountAttr(ctypes.Structure):

@@ -1022,7 +1022,7 @@ class _Shim:
         target = Path(root) if os.path.isabs(root) else self.request.bundle / root
         target.mkdir(parents=True, exist_ok=True)
         mapping = usermap.mapping_of(config)
-        if mapping is not None and spec["type"] == "overlay":
+        if mapping is not None and spec["type"] == "overlay" and spec.get("idmapLowers"):
             # The image layers, owned by host root, read as owned by the mapped root.
             from containerkit.linux.overlay import mount_idmapped_overlay
 
@@ -1035,8 +1035,10 @@ class _Shim:
             self.rootfs_target = str(target)
             return
         options = parse_mount_options(list(spec.get("options") or ()))
+        # a user-namespaced root is nodev, whatever the device cgroup allows (see the idmapped case)
+        flags = options.flags | (_libc.MS_NODEV if mapping is not None and spec["type"] == "overlay" else 0)
         _libc.libc.mount(
-            spec.get("source") or spec["type"], str(target), spec["type"], options.flags, options.data or None
+            spec.get("source") or spec["type"], str(target), spec["type"], flags, options.data or None
         )
         self.rootfs_target = str(target)
 

@@ -61,11 +61,11 @@ import attrs
 
 from containerkit.errors import Conflict, IntegrityError, InvalidArgument, NotFound
 from containerkit.images.unpack import DEFAULT_MAX_BYTES, UnpackResult, unpack_layer
-from containerkit.linux import overlay
+from containerkit.linux import idmap, overlay
 from containerkit.storage import staging
 from containerkit.storage._apply import apply_layer_dir
 
-__all__ = ["Driver", "RootfsMount", "SnapshotStore", "shift_ownership"]
+__all__ = ["Driver", "RootfsMount", "SnapshotStore", "copy_shifted", "shift_ownership"]
 
 Driver = Literal["overlay", "copy"]
 
@@ -74,6 +74,7 @@ _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _LINK_LEN = 12
 _STALE_TMP_SECONDS = 24 * 3600
 _OVERLAY_EXTRA = ("index=off",)
+_USERNS_FILE = "userns.json"  # a user-namespaced snapshot: {"offset": [uid, gid], "shifted": bool}
 
 
 @attrs.frozen
@@ -83,10 +84,16 @@ class RootfsMount:
     type: Literal["overlay", "bind"]
     source: str
     options: tuple[str, ...]
+    idmap_lowers: bool = False
+    """The runtime must idmap each lower dir into the container's user namespace."""
 
     def to_oci(self) -> dict[str, Any]:
-        """The OCI runtime-spec mount fields (``destination`` is the runtime's to choose)."""
-        return {"type": self.type, "source": self.source, "options": list(self.options)}
+        """The OCI runtime-spec mount fields (``destination`` is the runtime's to choose), and
+        ``idmapLowers`` when set."""
+        fields: dict[str, Any] = {"type": self.type, "source": self.source, "options": list(self.options)}
+        if self.idmap_lowers:
+            fields["idmapLowers"] = True
+        return fields
 
 
 def _chain_hex(chain_id: str) -> str:
@@ -167,6 +174,50 @@ def shift_ownership(root: Path, uid_offset: int, gid_offset: int) -> None:
                     stack.append(entry.path)
 
 
+def copy_shifted(source: Path, target: Path, uid_offset: int, gid_offset: int) -> None:
+    """Copy a layer dir (whiteout devices, opaque xattrs, hardlinks and all) to the new ``target``
+    with every owner moved by the offsets (setuid/setgid bits kept)."""
+    linked: dict[tuple[int, int], str] = {}
+    dirs: list[tuple[str, os.stat_result]] = []
+
+    def own(path: str, st: os.stat_result) -> None:
+        os.lchown(path, st.st_uid + uid_offset, st.st_gid + gid_offset)
+        if not stat.S_ISLNK(st.st_mode):
+            os.chmod(path, stat.S_IMODE(st.st_mode))
+
+    os.mkdir(target)
+    shutil.copystat(source, target, follow_symlinks=False)  # with xattrs (trusted.overlay.*)
+    dirs.append((str(target), os.lstat(source)))
+    stack = [(str(source), str(target))]
+    while stack:
+        src_dir, dst_dir = stack.pop()
+        with os.scandir(src_dir) as it:
+            for entry in it:
+                src, dst = entry.path, os.path.join(dst_dir, entry.name)
+                st = entry.stat(follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    os.mkdir(dst)
+                    shutil.copystat(src, dst, follow_symlinks=False)
+                    dirs.append((dst, st))
+                    stack.append((src, dst))
+                    continue
+                if st.st_nlink > 1 and (st.st_dev, st.st_ino) in linked:
+                    os.link(linked[(st.st_dev, st.st_ino)], dst)
+                    continue
+                if stat.S_ISREG(st.st_mode):
+                    shutil.copy2(src, dst, follow_symlinks=False)
+                elif stat.S_ISLNK(st.st_mode):
+                    os.symlink(os.readlink(src), dst)
+                else:  # devices (whiteouts among them), fifos, sockets
+                    os.mknod(dst, st.st_mode, st.st_rdev)
+                own(dst, st)
+                if st.st_nlink > 1:
+                    linked[(st.st_dev, st.st_ino)] = dst
+    for path, st in reversed(dirs):  # last: a chmod may take away our own write access
+        own(path, st)
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
 class SnapshotStore:
     """Layers shared by chain id and writable snapshots by key, under one ``root`` directory.
 
@@ -187,6 +238,9 @@ class SnapshotStore:
         self._tmp = self.root / "tmp"
         self.max_layer_bytes = max_layer_bytes
         self.driver: Driver = self._choose_driver(driver)
+        # Overlay over idmapped lowers for user-namespaced containers; else (an older kernel, a
+        # filesystem without idmapped mounts) chowned copies of the layers, one per id range.
+        self.idmap_lowers = idmap.overlay_lowers_supported(self.root)
         self._reap_stale_tmp()
 
     # --- driver -------------------------------------------------------------------------------
@@ -351,6 +405,8 @@ class SnapshotStore:
         if users:
             raise Conflict(f"layer {chain_id} is used by snapshot(s) {', '.join(users)}")
         self._discard(self.layer_dir(chain_id))
+        for shifted in (self.root / "shifted").glob(f"*/{hexid}"):
+            self._discard(shifted)
         with contextlib.suppress(FileNotFoundError):
             self._link_path(hexid).unlink()
         with contextlib.suppress(FileNotFoundError):
@@ -398,7 +454,15 @@ class SnapshotStore:
         try:
             (stage / "parents.json").write_text(json.dumps(parents))
             if self.driver == "overlay":
-                self._check_options(key, parents)
+                shift = id_offset if id_offset is not None and parents and not self.idmap_lowers else None
+                if id_offset is not None:
+                    (stage / _USERNS_FILE).write_text(
+                        json.dumps({"offset": list(id_offset), "shifted": bool(shift)})
+                    )
+                if shift is not None:
+                    for chain_id in parents:
+                        self._shifted_layer(chain_id, shift)
+                self._check_options(key, parents, shift)
                 (stage / "upper").mkdir()
                 (stage / "work").mkdir()
                 uoff, goff = id_offset or (0, 0)
@@ -430,21 +494,56 @@ class SnapshotStore:
             os.close(stage_fd)
         return self.mounts(key)
 
-    def _check_options(self, key: str, parents: Sequence[str]) -> None:
+    def _check_options(self, key: str, parents: Sequence[str], shift: tuple[int, int] | None = None) -> None:
         snap = self._snap(key)
-        data = ",".join(self._overlay_options(snap, parents))
+        data = ",".join(self._overlay_options(snap, parents, shift))
         if len(data) >= os.sysconf("SC_PAGESIZE"):
             raise InvalidArgument(
                 f"snapshot {key!r}: {len(parents)} layers make overlay options of {len(data)} bytes, "
                 "over one page; flatten the image or use a store root with a shorter path"
             )
 
-    def _lowerdirs(self, parents: Sequence[str]) -> list[str]:
+    def _lowerdirs(self, parents: Sequence[str], shift: tuple[int, int] | None = None) -> list[str]:
+        if shift is not None:
+            return [str(self._shifted_dir(p, shift)) for p in parents]
         return [str(self._link_path(_chain_hex(p))) for p in parents]
 
-    def _overlay_options(self, snap: Path, parents: Sequence[str]) -> tuple[str, ...]:
+    def _shifted_dir(self, chain_id: str, shift: tuple[int, int]) -> Path:
+        return self.root / "shifted" / f"{shift[0]}-{shift[1]}" / _chain_hex(chain_id)
+
+    def _shifted_layer(self, chain_id: str, shift: tuple[int, int]) -> Path:
+        """Layer ``chain_id`` with every owner moved by ``shift``: made once per (layer, range),
+        in tmp/ and renamed into place, then shared by every container of that range."""
+        target = self._shifted_dir(chain_id, shift)
+        if target.is_dir():
+            return target
+        target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f"shift-{_chain_hex(chain_id)[:_LINK_LEN]}-", dir=self._tmp))
+        try:
+            copy_shifted(self.layer_dir(chain_id), stage / "fs", *shift)
+            try:
+                os.rename(stage / "fs", target)
+            except OSError as err:
+                if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                    raise  # else another process made the same copy first
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+        return target
+
+    def _shift_of(self, snap: Path) -> tuple[tuple[int, int] | None, bool]:
+        """(the id offset of a user-namespaced snapshot, whether its lowers are shifted copies)."""
+        try:
+            data = json.loads((snap / _USERNS_FILE).read_text())
+        except FileNotFoundError:
+            return None, False
+        offset = (int(data["offset"][0]), int(data["offset"][1]))
+        return offset, bool(data.get("shifted"))
+
+    def _overlay_options(
+        self, snap: Path, parents: Sequence[str], shift: tuple[int, int] | None = None
+    ) -> tuple[str, ...]:
         return (
-            "lowerdir=" + ":".join(self._lowerdirs(parents)),
+            "lowerdir=" + ":".join(self._lowerdirs(parents, shift)),
             f"upperdir={snap / 'upper'}",
             f"workdir={snap / 'work'}",
             *_OVERLAY_EXTRA,
@@ -458,7 +557,14 @@ class SnapshotStore:
             return RootfsMount(type="bind", source=str(snap / "rootfs"), options=("rbind", "rw"))
         if not parents:
             return RootfsMount(type="bind", source=str(snap / "upper"), options=("rbind", "rw"))
-        return RootfsMount(type="overlay", source="overlay", options=self._overlay_options(snap, parents))
+        offset, shifted = self._shift_of(snap)
+        shift = offset if shifted else None
+        return RootfsMount(
+            type="overlay",
+            source="overlay",
+            options=self._overlay_options(snap, parents, shift),
+            idmap_lowers=offset is not None and not shifted,
+        )
 
     def mount(self, key: str, target: Path | None = None) -> Path:
         """Mount snapshot ``key`` on the host at ``target`` (default ``snapshots/<key>/merged``)."""
@@ -470,8 +576,13 @@ class SnapshotStore:
             overlay.bind_mount(m.source, where)
         else:
             parents = self._parents(key)
+            offset, shifted = self._shift_of(snap)
             overlay.mount_overlay(
-                self._lowerdirs(parents), snap / "upper", snap / "work", where, options=_OVERLAY_EXTRA
+                self._lowerdirs(parents, offset if shifted else None),
+                snap / "upper",
+                snap / "work",
+                where,
+                options=_OVERLAY_EXTRA,
             )
         return where
 

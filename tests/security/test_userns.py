@@ -31,7 +31,7 @@ from containerkit.linux.userns import (
     read_subordinate_ranges,
 )
 from containerkit.runtime.usermap import STAGING_ROOT
-from containerkit.storage.snapshots import shift_ownership
+from containerkit.storage.snapshots import copy_shifted, shift_ownership
 
 from .conftest import IMAGE, probe_mount, run_to_exit
 from .test_devices import CANARY, Loop, device_image, loop_device  # noqa: F401 - fixtures
@@ -441,3 +441,61 @@ def test_remove_after_the_shim_was_killed_leaves_nothing(engine: ck.Engine, runt
         c.remove(force=True)
     assert c.id not in _host_mounts()
     assert not (STAGING_ROOT / c.id).exists()
+
+
+@pytest.fixture
+def shifted_engine(tmp_path: Path, busybox_rootfs_tar: Path) -> Iterator[ck.Engine]:
+    """An overlay store told that idmapped lowers are unavailable (this kernel has them; an
+    older one, or a filesystem without idmapped mounts, cannot be had here)."""
+    with ck.Engine(root=tmp_path / "shifted-engine") as eng:
+        eng.snapshots.idmap_lowers = False
+        eng.images.import_rootfs(busybox_rootfs_tar, IMAGE, config={"Cmd": ["sh"]})
+        try:
+            yield eng
+        finally:
+            for container in eng.containers.list(all=True):
+                container.remove(force=True)
+
+
+def test_without_idmapped_mounts_layers_are_chowned_copies(
+    shifted_engine: ck.Engine, runtime: str, mapping: UsernsMapping
+) -> None:
+    eng = shifted_engine
+    if eng.snapshots.driver != "overlay":
+        pytest.skip("the snapshot store here uses the copy driver")
+    script = "ls -ln /bin/busybox; grep ' / / ' /proc/self/mountinfo; echo x > /created"
+    shifted = eng.snapshots.root / "shifted" / f"{mapping.uids.start}-{mapping.gids.start}"
+    for _ in range(2):  # the second container shares the first one's copy
+        c, code, out = _run(eng, runtime, script, userns="auto", network="none")
+        try:
+            assert code == 0, out
+            assert " 0        0 " in out.splitlines()[0], out
+            assert str(shifted) in out and "nodev" in out, out  # the copies are the lowers
+            upper = eng.snapshots.root / "snapshots" / c.id / "upper" / "created"
+            assert os.stat(upper).st_uid == mapping.uids.start
+        finally:
+            c.remove(force=True)
+    [copy] = list(shifted.iterdir())
+    assert os.stat(copy / "bin" / "busybox").st_uid == mapping.uids.start
+    eng.images.remove(IMAGE, force=True)
+    assert not list(shifted.iterdir())  # removed with its layer
+
+
+def test_copy_shifted_keeps_whiteouts_xattrs_and_links(tmp_path: Path) -> None:
+    src = tmp_path / "layer"
+    (src / "opaque").mkdir(parents=True)
+    os.setxattr(src / "opaque", "trusted.overlay.opaque", b"y")
+    os.mknod(src / "gone", stat.S_IFCHR | 0o600, 0)  # an overlay whiteout
+    (src / "tool").write_bytes(b"x")
+    (src / "tool").chmod(0o4755)
+    os.link(src / "tool", src / "tool-link")
+    os.symlink("tool", src / "alias")
+    copy_shifted(src, tmp_path / "copy", 100000, 100000)
+    dst = tmp_path / "copy"
+    assert os.getxattr(dst / "opaque", "trusted.overlay.opaque") == b"y"
+    st = os.stat(dst / "gone")
+    assert stat.S_ISCHR(st.st_mode) and st.st_rdev == 0 and st.st_uid == 100000
+    st = os.stat(dst / "tool")
+    assert (st.st_uid, stat.S_IMODE(st.st_mode), st.st_nlink) == (100000, 0o4755, 2)
+    assert os.readlink(dst / "alias") == "tool" and os.lstat(dst / "alias").st_uid == 100000
+    assert os.stat(src / "tool").st_uid == 0  # the layer itself is untouched
