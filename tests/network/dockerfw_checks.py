@@ -196,3 +196,40 @@ def test_rules_of_others_are_never_touched(fw_engine: ck.Engine) -> None:
         subprocess.run(["iptables", "-w", "-D", *rule], check=True)
         if MODE == "plain":  # the filter table this test made
             subprocess.run(["nft", "delete", "table", "ip", "filter"], check=True)
+
+
+def test_legacy_backend_is_detected_and_used(tmp_path: Path) -> None:
+    """A host whose ``iptables`` is iptables-legacy (Docker's rules are then in the legacy
+    tables): found from where the command leads, and the rules go there."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name in ("iptables", "iptables-restore"):
+        (bin_dir / name).symlink_to("/usr/sbin/xtables-legacy-multi")
+    path = os.environ["PATH"]
+    os.environ["PATH"] = f"{bin_dir}:{path}"
+    try:
+        fw = foreign_firewall.detect()
+    finally:
+        os.environ["PATH"] = path
+    assert fw is not None and fw.backend == "legacy" and fw.restore == str(bin_dir / "iptables-restore")
+    version = subprocess.run(["iptables", "-V"], capture_output=True, text=True, check=True).stdout
+    host = foreign_firewall.detect()
+    assert host is not None and host.backend == ("legacy" if "legacy" in version else "nft"), version
+    subprocess.run(["iptables-legacy-restore", "-w"], input=dockerfw.DOCKER_RULES, text=True, check=True)
+    name = f"ck{secrets.token_hex(3)[:5]}b{secrets.token_hex(4)[:7]}"
+    try:
+        assert foreign_firewall.allow_bridge(name, fw) == "DOCKER-USER"
+        listed = subprocess.run(
+            ["iptables-legacy", "-w", "-S", "DOCKER-USER"], capture_output=True, text=True
+        )
+        assert listed.stdout.count(f"containerkit:{name}") == 3, listed.stdout
+        assert foreign_firewall.bridges_with_rules(fw) == {name}
+        assert _ours_for(name) == []  # nothing of ours in the nft-backed tables
+        assert foreign_firewall.forget_bridge(name, fw) == 3
+        assert foreign_firewall.bridges_with_rules(fw) == set()
+    finally:
+        foreign_firewall.forget_bridge(name, fw)
+        for table in ("filter", "nat"):  # the legacy tables this test filled, emptied again
+            subprocess.run(["iptables-legacy", "-w", "-t", table, "-F"], check=True)
+            subprocess.run(["iptables-legacy", "-w", "-t", table, "-X"], check=True)
+        subprocess.run(["iptables-legacy", "-w", "-P", "FORWARD", "ACCEPT"], check=True)
