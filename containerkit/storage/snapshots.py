@@ -25,6 +25,8 @@ On disk (``root`` must be one filesystem, so every rename is atomic)::
     meta/<chain-id-hex>.json   diff_id, size, whiteouts (written before the content appears)
     l/<12 hex>                 -> ../layers/<chain-id-hex>: short names for lowerdir=
     snapshots/<key>/           parents.json, upper/ work/ [merged/]  (copy driver: rootfs/)
+                               [userns.json: a user-namespaced container's id offset]
+    shifted/<uid>-<gid>/<hex>  layers chowned for one id range, where overlay cannot idmap them
     tmp/                       staging: unpacks and removals happen here, then rename
 
 Two drivers, same tree. ``overlay`` unpacks layers with overlay whiteouts (0/0 char devices,
