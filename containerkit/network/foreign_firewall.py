@@ -136,6 +136,8 @@ def _listing(fw: Iptables) -> tuple[set[str], list[_Rule]] | None:
     if not _filter_table_exists(fw):
         return None
     done = fw.run(["-w", "-t", "filter", "-S"])
+    if done.returncode != 0 and "incompatible" in done.stderr:
+        return None  # an nftables table named filter, not iptables': no iptables firewall
     if done.returncode != 0:
         raise ContainerkitError(f"{fw.command} -t filter -S: {done.stderr.strip()}")
     chains = {"INPUT", "FORWARD", "OUTPUT"}
