@@ -366,9 +366,28 @@ _LOG_OPTS = {
 _LOG_DEFAULTS = {"json-file": (None, 1), "local": (20 << 20, 5)}
 
 
+_DECIMAL_UNITS = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12, "p": 10**15}
+
+
+def _log_max_size(driver: str, text: str) -> int:
+    """json-file reads ``max-size`` as docker's ``units.FromHumanSize`` (decimal: ``1m`` is
+    1,000,000 bytes), ``local`` as ``units.RAMInBytes`` (binary); either must be positive."""
+    negative = text.strip().startswith("-")
+    match = _SIZE_RE.match(text.strip()[1:] if negative else text)
+    if not match:
+        raise InvalidArgument(f"log-opt max-size: cannot parse size {text!r} (expected e.g. 10m, 1g, 512k)")
+    if negative:
+        raise InvalidArgument("max-size must be a positive number")
+    units = _DECIMAL_UNITS if driver == "json-file" else _UNITS
+    size = int(float(match.group(1)) * units[match.group(2).lower()])
+    if size <= 0:
+        raise InvalidArgument("max-size must be a positive number")
+    return size
+
+
 def log_limits(driver: str, opts: Mapping[str, str]) -> tuple[int | None, int]:
     """``(max_size, max_file)`` for a log driver and its options, with docker's defaults and
-    messages: json-file unbounded with one file, local 20m and 5 files, ``-1`` no size cap."""
+    messages: json-file unbounded with one file, local 20 MiB and 5 files."""
     if driver not in LOG_DRIVERS:
         raise InvalidArgument(f"logger: no log driver named '{driver}' is registered")
     if driver == "none":
@@ -378,10 +397,7 @@ def log_limits(driver: str, opts: Mapping[str, str]) -> tuple[int | None, int]:
             raise InvalidArgument(f"unknown log opt '{key}' for {driver} log driver")
     max_size, max_file = _LOG_DEFAULTS[driver]
     if "max-size" in opts:
-        text = opts["max-size"].strip()
-        max_size = None if text == "-1" else parse_bytes(text, field="log-opt max-size")
-        if max_size == 0:
-            max_size = None
+        max_size = _log_max_size(driver, opts["max-size"])
     if "max-file" in opts:
         try:
             max_file = int(opts["max-file"])
@@ -389,6 +405,9 @@ def log_limits(driver: str, opts: Mapping[str, str]) -> tuple[int | None, int]:
             raise InvalidArgument(f"log-opt max-file: not an integer: {opts['max-file']!r}") from None
         if max_file < 1:
             raise InvalidArgument("max-file cannot be less than 1")
+    compress = opts.get("compress", "false").strip().lower() in ("1", "t", "true")
+    if driver == "json-file" and compress and (max_file < 2 or max_size is None):
+        raise InvalidArgument("compress cannot be true when max-file is less than 2 or max-size is not set")
     return max_size, max_file
 
 

@@ -210,10 +210,16 @@ def test_log_drivers_and_options(tmp_path: Path) -> None:
         logs.check_readable("none")
     logs.check_readable("json-file")
     assert log_limits("json-file", {}) == (None, 1)
-    assert log_limits("json-file", {"max-size": "10k", "max-file": "3"}) == (10 * 1024, 3)
-    assert log_limits("json-file", {"max-size": "1g"}) == (1 << 30, 1)
-    assert log_limits("json-file", {"max-size": "-1"}) == (None, 1)
+    # json-file sizes are decimal as docker's units.FromHumanSize, local's binary (RAMInBytes)
+    assert log_limits("json-file", {"max-size": "10k", "max-file": "3"}) == (10_000, 3)
+    assert log_limits("json-file", {"max-size": "1g"}) == (10**9, 1)
     assert log_limits("local", {}) == (20 << 20, 5)
+    assert log_limits("local", {"max-size": "1m", "max-file": "2"}) == (1 << 20, 2)
+    for bad in ("-1", "0"):
+        with pytest.raises(InvalidArgument, match=r"^max-size must be a positive number$"):
+            log_limits("json-file", {"max-size": bad})
+    with pytest.raises(InvalidArgument, match=r"^compress cannot be true when max-file is less than 2"):
+        log_limits("json-file", {"max-size": "1m", "compress": "true"})
     with pytest.raises(InvalidArgument, match=r"^logger: no log driver named 'syslog' is registered$"):
         log_limits("syslog", {})
     with pytest.raises(InvalidArgument, match="unknown log opt 'max-sise' for json-file log driver"):
