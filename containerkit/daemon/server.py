@@ -84,6 +84,9 @@ class Limits:
     """A blocked read of a request body or write of a response gives up after this long."""
     max_header_bytes: int = 64 << 10
     """A larger request head is answered 431 and the connection closed."""
+    max_buffered_heads: int = 64 << 20
+    """Bytes of unfinished heads held for all connections together: past it, the connection
+    that adds more is answered 503 and closed (16,384 slow heads of 64 KiB would be 1 GiB)."""
     backlog: int = max(4096, socket.SOMAXCONN)
 
 
@@ -105,7 +108,7 @@ def json_response(value: Any, status: int = 200) -> Response:
 class _Conn:
     """One client connection: its socket and the bytes read from it but not yet consumed."""
 
-    __slots__ = ("buffer", "fd", "handshaking", "head_started", "since", "sock")
+    __slots__ = ("buffer", "counted", "fd", "handshaking", "head_started", "since", "sock")
 
     def __init__(self, sock: socket.socket, handshaking: bool) -> None:
         self.sock = sock
@@ -114,6 +117,7 @@ class _Conn:
         self.handshaking = handshaking
         self.since = time.monotonic()
         self.head_started: float | None = self.since if handshaking else None
+        self.counted = 0  # bytes of ``buffer`` in the server's total of buffered heads
 
 
 class _Reader:
@@ -555,6 +559,7 @@ class _Server:
         self._lock = threading.Lock()
         self._open = 0
         self._streams = 0
+        self._buffered = 0  # bytes of unfinished heads held by the loop (the loop's alone)
         self._pool = _Pool(self.limits.workers, "ckd-worker")
         self._reserve: int | None = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self._stop = threading.Event()
@@ -676,6 +681,7 @@ class _Server:
             self._release(conn)
             return
         self._held[conn.fd] = conn
+        self._count(conn)
 
     def _on_ready(self, conn: _Conn, mask: int) -> None:
         if conn.handshaking and not self._handshake(conn):
@@ -701,6 +707,9 @@ class _Server:
                 del conn.buffer[:1]  # blank lines between requests are allowed
             if conn.buffer:
                 conn.head_started = now
+        if self._count(conn) > self.limits.max_buffered_heads:
+            self._refuse(conn, 503, "too many unfinished request heads held; try again")
+            return
         self._dispatch(conn)
 
     def _handshake(self, conn: _Conn) -> bool:
@@ -733,6 +742,7 @@ class _Server:
             return
         self._selector.unregister(conn.sock)
         del self._held[conn.fd]
+        self._uncount(conn)
         line = bytes(conn.buffer[: conn.buffer.find(b"\n")]).decode("latin-1").split()
         if len(line) == 3 and _is_long(line[0], line[1]):
             with self._lock:
@@ -747,6 +757,16 @@ class _Server:
             threading.Thread(target=self._serve_stream, args=(conn,), name="ckd-stream", daemon=True).start()
         else:
             self._pool.submit(self._serve, conn)
+
+    def _count(self, conn: _Conn) -> int:
+        """Account for what ``conn`` buffers now; the total over held connections."""
+        self._buffered += len(conn.buffer) - conn.counted
+        conn.counted = len(conn.buffer)
+        return self._buffered
+
+    def _uncount(self, conn: _Conn) -> None:
+        self._buffered -= conn.counted
+        conn.counted = 0
 
     def _refuse(self, conn: _Conn, status: int, message: str) -> None:
         with contextlib.suppress(OSError):
@@ -784,7 +804,8 @@ class _Server:
     def _drop(self, conn: _Conn) -> None:
         with contextlib.suppress(KeyError, ValueError, OSError):
             self._selector.unregister(conn.sock)
-        self._held.pop(conn.fd, None)
+        if self._held.pop(conn.fd, None) is not None:
+            self._uncount(conn)
         self._release(conn)
 
     def _release(self, conn: _Conn) -> None:

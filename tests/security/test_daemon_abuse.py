@@ -401,3 +401,38 @@ def test_tls_handshakes_do_not_block_the_loop(tmp_path: Path) -> None:
         server.shutdown()
         server.server_close()
         thread.join(10)
+
+
+def test_unfinished_heads_are_bounded_in_memory(tmp_path: Path) -> None:
+    """Slow heads cannot pile up memory: past the server's budget of buffered head bytes, the
+    connection that adds more gets 503 and is closed, and complete requests still go through."""
+    from containerkit.daemon.server import Limits, UnixServer, json_response
+
+    path = tmp_path / "s.sock"
+    server = UnixServer(
+        str(path),
+        lambda request: json_response({}),
+        {"Server": "test"},
+        limits=Limits(max_buffered_heads=100_000),
+    )
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    slow = []
+    try:
+        partial = b"GET /_ping HTTP/1.1\r\nX-Pad: " + b"a" * 40_000
+        for _ in range(3):
+            sock = _connect(path)
+            sock.sendall(partial)
+            slow.append(sock)
+        assert _closed_within(slow[2], 5).startswith(b"HTTP/1.1 503")
+        _ping_ms(path)
+        for sock in slow[:2]:
+            sock.settimeout(0.2)
+            with pytest.raises(TimeoutError):
+                sock.recv(1)  # still open: within the budget
+    finally:
+        for sock in slow:
+            sock.close()
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
