@@ -455,9 +455,14 @@ _LONG = re.compile(
 )
 """Requests that may last as long as the client likes: each gets a thread of its own."""
 
+_BODY = re.compile(rb"\n(?:content-length[ \t]*:[ \t]*0*[1-9]|transfer-encoding[ \t]*:)", re.IGNORECASE)
+"""A head announcing a body: a client may send that body as slowly as it likes."""
 
-def _is_long(method: str, target: str) -> bool:
-    return _LONG.match(target.split("?", 1)[0]) is not None
+
+def _is_long(method: str, target: str, head: bytes | bytearray = b"") -> bool:
+    """Whether the request gets its own thread: a long stream, or a body to wait for (a worker
+    of the pool never waits on a client's upload)."""
+    return _LONG.match(target.split("?", 1)[0]) is not None or _BODY.search(head) is not None
 
 
 def _head_end(buffer: bytearray) -> int:
@@ -744,7 +749,7 @@ class _Server:
         del self._held[conn.fd]
         self._uncount(conn)
         line = bytes(conn.buffer[: conn.buffer.find(b"\n")]).decode("latin-1").split()
-        if len(line) == 3 and _is_long(line[0], line[1]):
+        if len(line) == 3 and _is_long(line[0], line[1], conn.buffer[:end]):
             with self._lock:
                 room = self._streams < self.limits.stream_workers
                 if room:

@@ -204,6 +204,26 @@ def test_500_simultaneous_connects_all_succeed(ckd: Daemon) -> None:
             sock.close()
 
 
+def test_slow_bodies_do_not_hold_the_workers(ckd: Daemon) -> None:
+    """Clients that announce a body and send it a byte at a time (more of them than the daemon
+    has workers for short requests) leave /_ping answering."""
+    slow = []
+    try:
+        for _ in range(64):
+            sock = _connect(ckd.socket)
+            sock.sendall(
+                b"POST /containers/create HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"Content-Length: 1000\r\n\r\n{"
+            )
+            slow.append(sock)
+        time.sleep(0.2)
+        pings = [_ping_ms(ckd.socket) for _ in range(5)]
+        assert max(pings) < 100, pings
+    finally:
+        for sock in slow:
+            sock.close()
+
+
 def test_slow_head_is_cut_off(ckd: Daemon) -> None:
     """slowloris: a head trickling in a byte at a time is closed at the header timeout (10 s),
     while other clients are served."""
