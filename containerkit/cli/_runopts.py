@@ -44,7 +44,7 @@ _OPTIONS: list[Callable[[F], F]] = [
     click.option("--memory-swap", help="Swap limit equal to memory plus swap."),
     click.option("--cpus", type=float, help="Number of CPUs."),
     click.option("--cpu-shares", type=int, help="CPU shares (relative weight)."),
-    click.option("--pids-limit", type=int, help="Tune container pids limit (0 or -1 for unlimited)."),
+    click.option("--pids-limit", type=int, help="Tune container pids limit (set -1 for unlimited)."),
     click.option("--log-driver", help="Logging driver for the container (json-file, local, none)."),
     click.option("--log-opt", multiple=True, metavar="KEY=VALUE", help="Log driver options (max-size...)."),
     click.option("--entrypoint", help="Overwrite the default ENTRYPOINT of the image."),
@@ -148,8 +148,9 @@ def _security_opts(values: Iterable[str]) -> tuple[list[str], bool]:
 
 
 def _pids(value: int | None) -> int | None:
-    """docker's ``--pids-limit``: 0 or -1 is no limit; unset takes the engine's default."""
-    return None if value is None else (value if value > 0 else -1)
+    """docker's ``--pids-limit``: -1 is no limit; unset or 0 takes the engine's default (what
+    the docker CLI's 0 means to containerkitd)."""
+    return None if not value else (value if value > 0 else -1)
 
 
 def build_spec(

@@ -142,14 +142,16 @@ def _resources(host: Body) -> Resources:
         cpus = host.int("NanoCpus") / 1e9
     elif host.int("CpuQuota") > 0:
         cpus = host.int("CpuQuota") / (host.int("CpuPeriod") or 100_000)
-    # dockerd: absent or null is "not set" (the daemon's default applies); 0 or -1 is no limit.
-    pids: int | None = host.int("PidsLimit") if host.raw("PidsLimit") is not None else None
+    # Absent, null or 0 is "not set": the daemon's default applies. The docker CLI sends 0 on
+    # every create without --pids-limit (28.x), so 0 cannot mean "no limit" here as it does
+    # for dockerd, which has no default; -1 (any negative) is no limit.
+    pids = host.int("PidsLimit")
     return Resources(
         memory=memory,
         memory_swap=swap if swap > 0 else None,
         cpus=cpus,
         cpu_shares=host.int("CpuShares") or None,
-        pids=None if pids is None else (pids if pids > 0 else -1),
+        pids=None if pids == 0 else (pids if pids > 0 else -1),
     )
 
 

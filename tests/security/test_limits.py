@@ -4,7 +4,10 @@ the engine says otherwise), and json-file logs that rotate instead of filling th
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -205,18 +208,25 @@ def test_daemon_log_config_and_none_driver(ckd: Daemon) -> None:
 
 
 def test_daemon_pids_limit(ckd: Daemon) -> None:
-    default = _create(ckd, {}, ["sleep", "60"])
-    unlimited = _create(ckd, {"PidsLimit": 0}, ["sleep", "60"])
+    """Absent and 0 (what the docker CLI sends without --pids-limit) take the default."""
+    bodies: list[dict[str, object]] = [
+        {},
+        {"PidsLimit": 0},
+        {"PidsLimit": None},
+        {"PidsLimit": -1},
+        {"PidsLimit": 77},
+    ]
+    ids = [_create(ckd, body, ["sleep", "60"]) for body in bodies]
     try:
         limits = []
-        for cid in (default, unlimited):
+        for cid in ids:
             assert _call(ckd, "POST", f"/containers/{cid}/start")[0] == 204
             status, stats = _call(ckd, "GET", f"/containers/{cid}/stats?stream=0")
             assert status == 200 and isinstance(stats, dict)
             limits.append(stats["pids_stats"].get("limit"))
-        assert limits == [2048, None]
+        assert limits == [2048, 2048, 2048, None, 77]
     finally:
-        for cid in (default, unlimited):
+        for cid in ids:
             _call(ckd, "DELETE", f"/containers/{cid}?force=1")
 
 
@@ -253,3 +263,26 @@ def test_daemon_config_default_pids_limit(tmp_path: Path) -> None:
     toml.write_text('default-pids-limit = "lots"\n')
     with pytest.raises(ck.errors.InvalidArgument, match="default-pids-limit"):
         load_config(["--config", str(toml)])
+
+
+def test_docker_cli_container_gets_the_default(ckd: Daemon, tmp_path: Path) -> None:
+    """The docker CLI sends PidsLimit 0 unless --pids-limit is given: the default still holds."""
+    docker = shutil.which("docker") or (
+        "/usr/local/bin/docker" if os.path.exists("/usr/local/bin/docker") else None
+    )
+    if docker is None:
+        pytest.skip("the docker CLI is not installed")
+    env = {**os.environ, "DOCKER_HOST": ckd.url, "DOCKER_CONFIG": str(tmp_path)}
+    read = ["sh", "-c", "cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max"]
+    limits = []
+    for extra in ([], ["--pids-limit", "-1"], ["--pids-limit", "99"]):
+        result = subprocess.run(
+            [docker, "run", "--rm", "--network", "none", *extra, DAEMON_IMAGE, *read],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=60,
+        )
+        assert result.returncode == 0, result.stderr
+        limits.append(result.stdout.strip())
+    assert limits == ["2048", "max", "99"]
