@@ -23,6 +23,10 @@ ALLOWED: dict[str, set[str]] = {
     "engine": _BASE | {"linux", "images", "storage", "runtime", "network"},
     "client": _BASE,
     "daemon": _BASE | {"linux", "images", "storage", "runtime", "network", "engine"},
+    # the protocols Engine and Client both satisfy: above both, so neither imports it
+    "api": _BASE,
+    # mypy's check that both sides satisfy api (never imported at run time)
+    "_conformance": _BASE | {"api", "engine", "client", "runtime"},
 }
 
 
@@ -56,6 +60,23 @@ def test_imports_point_down() -> None:
             if imported not in ALLOWED[part]:
                 wrong.append(f"{module.relative_to(PACKAGE.parent)} imports containerkit.{imported}")
     assert wrong == []
+
+
+def test_api_sits_above_engine_and_client() -> None:
+    """api.py holds only protocols; engine/ and client/ satisfy them without importing them."""
+    assert ALLOWED["api"] == _BASE
+    assert "api" not in ALLOWED["engine"] | ALLOWED["client"]
+    assert _imported_parts(PACKAGE / "api.py") <= _BASE
+
+
+def test_conformance_check_is_never_imported() -> None:
+    """The mypy-only module imports both Engine and Client: nothing may load it at run time."""
+    importers = [
+        str(m.relative_to(PACKAGE.parent))
+        for m in PACKAGE.rglob("*.py")
+        if "_conformance" in _imported_parts(m) or "containerkit._conformance" in _module_names(m)
+    ]
+    assert importers == []
 
 
 def test_only_linux_uses_ctypes() -> None:

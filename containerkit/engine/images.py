@@ -98,7 +98,7 @@ class ImageCollection:
 
     # -------------------------------------------------------------------------- load / import
 
-    def load(self, path: Path, *, name: str | None = None) -> list[Image]:
+    def load(self, path: str | os.PathLike[str], *, name: str | None = None) -> list[Image]:
         """Load every image of a docker-archive tar or OCI layout (dir or tar).
 
         ``name`` is the repository for OCI entries tagged only ``org.opencontainers.image.ref.name:
@@ -122,7 +122,7 @@ class ImageCollection:
 
     def import_rootfs(
         self,
-        tar_path: Path,
+        tar_path: str | os.PathLike[str],
         ref: str | None = None,
         *,
         config: ImageConfig | Mapping[str, Any] | None = None,
@@ -472,7 +472,10 @@ class ImageCollection:
     # -------------------------------------------------------------------------- save
 
     def save(
-        self, refs: str | Sequence[str], out_path: Path, format: ArchiveFormat = "docker-archive"
+        self,
+        refs: str | Sequence[str],
+        out_path: str | os.PathLike[str],
+        format: ArchiveFormat = "docker-archive",
     ) -> None:
         """Write images to a docker-archive tar or an OCI layout (dir, or tar if the path ends in ``.tar``).
 
