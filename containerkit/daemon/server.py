@@ -108,7 +108,7 @@ def json_response(value: Any, status: int = 200) -> Response:
 class _Conn:
     """One client connection: its socket and the bytes read from it but not yet consumed."""
 
-    __slots__ = ("buffer", "counted", "fd", "handshaking", "head_started", "since", "sock")
+    __slots__ = ("buffer", "closed", "counted", "fd", "handshaking", "head_started", "since", "sock")
 
     def __init__(self, sock: socket.socket, handshaking: bool) -> None:
         self.sock = sock
@@ -118,6 +118,7 @@ class _Conn:
         self.since = time.monotonic()
         self.head_started: float | None = self.since if handshaking else None
         self.counted = 0  # bytes of ``buffer`` in the server's total of buffered heads
+        self.closed = False
 
 
 class _Reader:
@@ -589,8 +590,8 @@ class _Server:
                         self._accept()
                     elif key.data is _WAKE:
                         self._take_back()
-                    else:
-                        self._on_ready(key.data, mask)
+                    elif (conn := self._held.get(key.data.fd)) is key.data:  # not dropped meanwhile
+                        self._on_ready(conn, mask)
                 now = time.monotonic()
                 if now >= next_sweep:
                     self._sweep(now)
@@ -815,6 +816,9 @@ class _Server:
 
     def _release(self, conn: _Conn) -> None:
         with self._lock:
+            if conn.closed:
+                return
+            conn.closed = True
             self._open -= 1
         with contextlib.suppress(OSError):
             conn.sock.close()
