@@ -27,8 +27,9 @@ import socket
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
+from containerkit import api
+from containerkit._inprocess import engine_container
 from containerkit.errors import ContainerkitError, InvalidArgument, NotFound, Timeout
 from containerkit.runtime.state import LOG_FILE
 
@@ -108,10 +109,10 @@ class Strategy(abc.ABC):
         """What is waited for, in words that end up in the error message."""
 
     @abc.abstractmethod
-    def probe(self, container: Any) -> Probe:
+    def probe(self, container: api.ContainerHandle) -> Probe:
         """Fresh state for waiting on ``container``."""
 
-    def wait(self, container: Any, timeout: float = DEFAULT_TIMEOUT) -> None:
+    def wait(self, container: api.ContainerHandle, timeout: float = DEFAULT_TIMEOUT) -> None:
         """Shorthand for ``until(container, self, timeout=timeout)``."""
         until(container, self, timeout=timeout)
 
@@ -119,7 +120,7 @@ class Strategy(abc.ABC):
         return f"<wait for {self.describe()}>"
 
 
-def until(container: Any, strategy: Strategy, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+def until(container: api.ContainerHandle, strategy: Strategy, *, timeout: float = DEFAULT_TIMEOUT) -> None:
     """Poll ``strategy`` until it holds; fail fast with :class:`ContainerExited` when the
     container exits, and with :class:`WaitTimeout` once ``timeout`` seconds passed in all."""
     if timeout <= 0:
@@ -176,7 +177,7 @@ class _LogStrategy(Strategy):
         count = "" if self.times == 1 else f" {self.times} times"
         return f"a log line matching {self.pattern.pattern!r}{count}"
 
-    def probe(self, container: Any) -> Probe:
+    def probe(self, container: api.ContainerHandle) -> Probe:
         return _LogProbe(self, _LogCursor.open(container, stdout=self.stdout, stderr=self.stderr))
 
 
@@ -202,10 +203,10 @@ class _LogCursor:
     """
 
     @staticmethod
-    def open(container: Any, *, stdout: bool, stderr: bool) -> _LogCursor:
-        state_dir = getattr(container, "state_dir", None)
-        if isinstance(state_dir, Path):
-            return _FileLogCursor(state_dir / LOG_FILE, stdout=stdout, stderr=stderr)
+    def open(container: api.ContainerHandle, *, stdout: bool, stderr: bool) -> _LogCursor:
+        local = engine_container(container)
+        if local is not None:  # read in place: the daemon is not in between
+            return _FileLogCursor(local.state_dir / LOG_FILE, stdout=stdout, stderr=stderr)
         return _SinceLogCursor(container, stdout=stdout, stderr=stderr)
 
     def read_new(self) -> list[str]:
@@ -246,7 +247,7 @@ class _FileLogCursor(_LogCursor):
 
 
 class _SinceLogCursor(_LogCursor):
-    def __init__(self, container: Any, *, stdout: bool, stderr: bool) -> None:
+    def __init__(self, container: api.ContainerHandle, *, stdout: bool, stderr: bool) -> None:
         self._container = container
         self._stdout = stdout
         self._stderr = stderr
@@ -284,18 +285,16 @@ def _stamp_seconds(stamp: str) -> float:
 # -- ports and HTTP ------------------------------------------------------------------------
 
 
-def host_address(container: Any, container_port: int | str, proto: str = "tcp") -> tuple[str, int]:
+def host_address(
+    container: api.ContainerHandle, container_port: int | str, proto: str = "tcp"
+) -> tuple[str, int]:
     """The IPv4 address and host port where ``container_port`` is published.
 
     A port published on every address (``0.0.0.0``) is reached on ``127.0.0.1``.
     """
     key = f"{container_port}/{proto}" if "/" not in str(container_port) else str(container_port)
-    ports = getattr(container, "ports", None)
-    if ports is None:
-        raise InvalidArgument(
-            f"container {_name(container)} has no published ports (this engine does not publish ports)"
-        )
-    bindings = ports.get(key) or []
+    ports = container.ports
+    bindings: Sequence[object] = ports.get(key) or []
     if not bindings and _status(container) in ("exited", "dead"):
         # A stopped container keeps its port keys with no bindings (dockerd's shape): the
         # reason is the exit, not the port.
@@ -316,8 +315,10 @@ def host_address(container: Any, container_port: int | str, proto: str = "tcp") 
     first = bindings[0]
     if isinstance(first, Mapping):  # the Docker API's shape: {"HostIp": ..., "HostPort": "..."}
         host_ip, host_port = str(first.get("HostIp") or ""), int(first["HostPort"])
-    else:
+    elif isinstance(first, tuple):
         host_ip, host_port = str(first[0]), int(first[1])
+    else:
+        raise InvalidArgument(f"port {key} of container {_name(container)}: unreadable binding {first!r}")
     if host_ip in ("", "0.0.0.0", "::", "[::]"):
         host_ip = "127.0.0.1"
     return host_ip, host_port
@@ -336,12 +337,12 @@ class _PortStrategy(Strategy):
     def describe(self) -> str:
         return f"port {self.container_port}/{self.proto} to accept connections"
 
-    def probe(self, container: Any) -> Probe:
+    def probe(self, container: api.ContainerHandle) -> Probe:
         return _PortProbe(container, self.container_port)
 
 
 class _PortProbe(Probe):
-    def __init__(self, container: Any, container_port: int) -> None:
+    def __init__(self, container: api.ContainerHandle, container_port: int) -> None:
         self._container = container
         self._port = container_port
 
@@ -382,12 +383,12 @@ class _HttpStrategy(Strategy):
             wanted = " or ".join(str(s) for s in sorted(self.status))
         return f"HTTP {self.method} {self.path} on port {self.container_port} to answer {wanted}"
 
-    def probe(self, container: Any) -> Probe:
+    def probe(self, container: api.ContainerHandle) -> Probe:
         return _HttpProbe(self, container)
 
 
 class _HttpProbe(Probe):
-    def __init__(self, strategy: _HttpStrategy, container: Any) -> None:
+    def __init__(self, strategy: _HttpStrategy, container: api.ContainerHandle) -> None:
         self._strategy = strategy
         self._container = container
 
@@ -424,12 +425,12 @@ class _CommandStrategy(Strategy):
         shown = self.argv if isinstance(self.argv, str) else " ".join(self.argv)
         return f"command {shown!r} to exit 0"
 
-    def probe(self, container: Any) -> Probe:
+    def probe(self, container: api.ContainerHandle) -> Probe:
         return _CommandProbe(self.argv, container)
 
 
 class _CommandProbe(Probe):
-    def __init__(self, argv: Sequence[str] | str, container: Any) -> None:
+    def __init__(self, argv: Sequence[str] | str, container: api.ContainerHandle) -> None:
         self._argv = argv
         self._container = container
 
@@ -457,7 +458,7 @@ class _AllStrategy(Strategy):
     def describe(self) -> str:
         return "all of: " + "; ".join(s.describe() for s in self.strategies)
 
-    def probe(self, container: Any) -> Probe:
+    def probe(self, container: api.ContainerHandle) -> Probe:
         return _AllProbe([(s, s.probe(container)) for s in self.strategies])
 
 
@@ -517,20 +518,20 @@ def all(*strategies: Strategy) -> Strategy:
 # -- what a failure shows ------------------------------------------------------------------
 
 
-def _name(container: Any) -> str:
-    name = getattr(container, "name", None) or "?"
-    short = getattr(container, "short_id", None) or str(getattr(container, "id", ""))[:12]
+def _name(container: api.ContainerHandle) -> str:
+    name = container.name or "?"
+    short = container.short_id or container.id[:12]
     return f"{name} ({short})" if short else str(name)
 
 
-def _status(container: Any) -> str:
+def _status(container: api.ContainerHandle) -> str:
     try:
         return str(container.status)
     except NotFound:
         return "dead"
 
 
-def _exit_code(container: Any) -> int | None:
+def _exit_code(container: api.ContainerHandle) -> int | None:
     try:
         code = container.exit_code
     except NotFound:
@@ -538,7 +539,7 @@ def _exit_code(container: Any) -> int | None:
     return None if code is None else int(code)
 
 
-def _last_logs(container: Any, lines: int = LOG_LINES) -> str:
+def _last_logs(container: api.ContainerHandle, lines: int = LOG_LINES) -> str:
     try:
         data = container.logs(tail=lines)
     except ContainerkitError:
@@ -546,7 +547,7 @@ def _last_logs(container: Any, lines: int = LOG_LINES) -> str:
     return bytes(data).decode("utf-8", "replace").rstrip("\n")
 
 
-def _quote_logs(container: Any) -> str:
+def _quote_logs(container: api.ContainerHandle) -> str:
     text = _last_logs(container)
     if not text:
         return "\n(no log output)"

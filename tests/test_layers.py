@@ -27,6 +27,8 @@ ALLOWED: dict[str, set[str]] = {
     "api": _BASE,
     # mypy's check that both sides satisfy api (never imported at run time)
     "_conformance": _BASE | {"api", "engine", "client", "runtime"},
+    # narrows an api object to the in-process Engine's type (for cli/, testing/, wait.py)
+    "_inprocess": _BASE | {"api", "engine"},
 }
 
 
