@@ -296,3 +296,34 @@ def test_docker_py_security_opt(docker_cli: Any) -> None:
         assert info.value.status_code == 400
     finally:
         client.close()
+
+
+def test_containerkit_cli_security_opt(engine: ck.Engine, security_root: Path, tmp_path: Path) -> None:
+    """``containerkit run --security-opt``: a profile file, and docker's errors for bad options."""
+    binary = shutil.which("containerkit")
+    if binary is None:
+        pytest.skip("the containerkit command is not installed")
+    profile = tmp_path / "no-mkdir.json"
+    profile.write_text(
+        json.dumps(
+            {
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}],
+            }
+        )
+    )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        argv = [binary, "--root", str(security_root), "run", "--rm", *args]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    made = run("--security-opt", f"seccomp={profile}", IMAGE, "mkdir", "/tmp/x")
+    assert made.returncode == 1 and "Operation not permitted" in made.stderr, made
+    assert run(IMAGE, "mkdir", "/tmp/x").returncode == 0
+    missing = run("--security-opt", f"seccomp={tmp_path}/none.json", IMAGE, "true")
+    assert (
+        missing.returncode == 125
+        and f"opening seccomp profile ({tmp_path}/none.json) failed" in missing.stderr
+    )
+    assert 'Invalid --security-opt: "bogus"' in run("--security-opt", "bogus", IMAGE, "true").stderr
+    assert 'invalid --security-opt 2: "foo=bar"' in run("--security-opt", "foo=bar", IMAGE, "true").stderr
