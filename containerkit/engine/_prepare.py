@@ -159,6 +159,7 @@ def _volume_mounts(
             volume = engine.volumes.ensure(mount.source) if mount.source else engine.volumes.create()
             if not mount.source:
                 anonymous.append(volume.name)
+                _write(state_dir / _ANON_VOLUMES_FILE, json.dumps(anonymous))  # a rollback finds it
             source = volume.mountpoint
             _chown_volume(source, mapping)
         options = ["rbind", "ro" if mount.read_only else "rw", *mount.options]
@@ -169,12 +170,11 @@ def _volume_mounts(
             continue
         volume = engine.volumes.create()
         anonymous.append(volume.name)
+        _write(state_dir / _ANON_VOLUMES_FILE, json.dumps(anonymous))  # a rollback finds it
         _chown_volume(volume.mountpoint, mapping)
         result.append(
             {"destination": path, "type": "bind", "source": volume.mountpoint, "options": ["rbind", "rw"]}
         )
-    if anonymous:  # absent reads as none: one file less to create and delete per container
-        _write(state_dir / _ANON_VOLUMES_FILE, json.dumps(anonymous))
     return result
 
 

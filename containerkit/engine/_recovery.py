@@ -8,13 +8,11 @@ or finished, so one process recovers safely while others work on the same root.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 from typing import TYPE_CHECKING
 
-from containerkit.engine import _prepare
-from containerkit.errors import Conflict, ContainerkitError, NotFound
+from containerkit.errors import ContainerkitError
 from containerkit.linux import proc
 from containerkit.storage import staging
 
@@ -55,16 +53,14 @@ def finish_containers(engine: Engine) -> list[str]:
     for container_id, state, owner in engine.metadata.unfinished_containers():
         if owner_alive(owner):
             continue
-        anonymous = _prepare.anonymous_volumes(engine.containers.state_dir(container_id))
         try:
-            engine.containers._take_apart(container_id)
+            if state == "creating":
+                engine.containers._roll_back(container_id)
+            else:
+                engine.containers._take_apart(container_id)
         except ContainerkitError as exc:
             log.warning("cannot finish %s of container %s: %s", state, container_id, exc)
             continue
-        if state == "creating":  # its anonymous volumes were made for it alone
-            for name in anonymous:
-                with contextlib.suppress(NotFound, Conflict):
-                    engine.volumes.remove(name)
         done.append(container_id)
     return done
 

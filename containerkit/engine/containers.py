@@ -512,7 +512,7 @@ class ContainerCollection:
             _netsetup.register(self._engine, container_id, net, spec)
             self._engine.metadata.set_container_state(container_id, "created")
         except BaseException:
-            self._discard(container_id)
+            self._roll_back(container_id)
             raise
         return Container(container_id, self._engine, record)
 
@@ -706,6 +706,15 @@ class ContainerCollection:
             container = self.get(container_id)
             if container.runtime_state().status in ("exited", "dead"):
                 self._remove(container, force=False, volumes=True)
+
+    def _roll_back(self, container_id: str) -> None:
+        """Undo a creation that did not finish: everything of the container, and the anonymous
+        volumes made for it."""
+        anonymous = _prepare.anonymous_volumes(self.state_dir(container_id))
+        self._take_apart(container_id)
+        for name in anonymous:
+            with contextlib.suppress(NotFound, Conflict):
+                self._engine.volumes.remove(name)
 
     def _take_apart(self, container_id: str) -> None:
         """Network, cgroup, snapshot, state dir, record of a container that no longer runs; each

@@ -175,3 +175,23 @@ def test_recovery_removes_staging_of_dead_processes_only(tmp_path: Path) -> None
     with ck.Engine(root=root):
         pass
     assert list(tmp.iterdir()) == []
+
+
+def test_failed_create_leaves_no_record_dir_or_anonymous_volume(root: Path, tmp_path: Path) -> None:
+    """A create that fails part-way (here: a bind source that does not exist, after an anonymous
+    volume was made) is rolled back whole: no record, no state dir, no snapshot, no volume."""
+    with ck.Engine(root=root) as engine:
+        volumes_before = {v.name for v in engine.volumes.list()}
+        with pytest.raises(ck.errors.InvalidArgument, match="bind source path does not exist"):
+            engine.containers.create(
+                image=IMAGE,
+                command=["true"],
+                mounts=[
+                    ck.Mount(target="/data", type="volume"),
+                    ck.Mount(target="/missing", source=str(tmp_path / "no-such-dir")),
+                ],
+            )
+        assert {v.name for v in engine.volumes.list()} == volumes_before
+        assert engine.metadata.list_containers() == []
+        assert engine.metadata.unfinished_containers() == []
+    assert _leftovers(root, set()) == []
