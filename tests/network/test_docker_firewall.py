@@ -12,6 +12,7 @@ of its own. Afterwards Docker's chains and policy must be exactly as they were.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -44,6 +45,9 @@ def _ip(*args: str) -> None:
 def netns(uid: str) -> Iterator[tuple[str, str]]:
     """A named network namespace with ``lo`` up and an ``eth0`` standing for the host's
     own interface; deleted with everything in it, even when the test fails."""
+    for tool in ("iptables-restore", "iptables-save", "nsenter", "unshare"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (scripts/install-system-deps installs it)")
     name = f"ck-fw-{uid}"
     _ip("netns", "add", name)
     try:
