@@ -1,7 +1,9 @@
 """containerkit: Linux containers from Python.
 
-``Engine(root=...)`` runs containers in this process (no daemon); the models in
-:mod:`containerkit.spec` describe them; every error is a :class:`ContainerkitError`.
+``Engine(root=...)`` runs containers in this process (no daemon); ``Client(...)`` drives a
+containerkitd; both are a :class:`Backend` (:mod:`containerkit.api`), so code typed against it
+runs on either. The models in :mod:`containerkit.spec` describe containers; every error is a
+:class:`ContainerkitError`.
 """
 
 from typing import TYPE_CHECKING, Any
@@ -35,6 +37,7 @@ from containerkit.spec import (
 
 if TYPE_CHECKING:
     from containerkit import wait
+    from containerkit.api import Backend, ContainerHandle, ExecHandle, NetworkHandle
     from containerkit.client import Client
     from containerkit.engine import Container, Engine, Network
 
@@ -47,6 +50,11 @@ _LAZY = {
     "Container": "containerkit.engine",
     "Network": "containerkit.engine",
     "Client": "containerkit.client",
+    # protocols only, but a client machine loads nothing it does not use
+    "Backend": "containerkit.api",
+    "ContainerHandle": "containerkit.api",
+    "ExecHandle": "containerkit.api",
+    "NetworkHandle": "containerkit.api",
 }
 
 
@@ -65,13 +73,16 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "Backend",
     "Client",
     "CommandNotFound",
     "Conflict",
     "Container",
+    "ContainerHandle",
     "ContainerSpec",
     "ContainerkitError",
     "Engine",
+    "ExecHandle",
     "ExecResult",
     "Image",
     "ImageConfig",
@@ -80,6 +91,7 @@ __all__ = [
     "InvalidReference",
     "Mount",
     "Network",
+    "NetworkHandle",
     "NotFound",
     "NotModified",
     "NotRunning",

@@ -68,6 +68,9 @@ class ExecHandle(Protocol):
     def close_stdin(self) -> None:
         """EOF for the process (with a tty: ^D)."""
 
+    def resize(self, rows: int, cols: int) -> None:
+        """Set the size of the exec's terminal (nothing without a tty)."""
+
     def wait(self, timeout: float | None = None) -> int:
         """The exit code (128+n after signal n; 127/126 when the command could not start)."""
 
@@ -386,7 +389,11 @@ class Networks(Protocol):
 
 
 class Backend(Protocol):
-    """An ``Engine`` or a ``Client``: the four collections, and a lifetime."""
+    """An ``Engine`` or a ``Client``: the four collections, and a lifetime.
+
+    Not here yet: ``version()``, ``info()`` and ``events()``, which only the Client has (the
+    command line builds the in-process engine's ``info`` itself).
+    """
 
     @property
     def containers(self) -> Containers: ...
@@ -399,6 +406,9 @@ class Backend(Protocol):
 
     @property
     def networks(self) -> Networks: ...
+
+    def ping(self) -> bool:
+        """True when the backend answers (a Client raises ``DaemonUnavailable`` otherwise)."""
 
     def close(self) -> None:
         """Release what the backend holds (containers keep running)."""

@@ -5,13 +5,16 @@ import containerkit
 
 def test_all_is_pinned() -> None:
     assert sorted(containerkit.__all__) == [
+        "Backend",
         "Client",
         "CommandNotFound",
         "Conflict",
         "Container",
+        "ContainerHandle",
         "ContainerSpec",
         "ContainerkitError",
         "Engine",
+        "ExecHandle",
         "ExecResult",
         "Image",
         "ImageConfig",
@@ -20,6 +23,7 @@ def test_all_is_pinned() -> None:
         "InvalidReference",
         "Mount",
         "Network",
+        "NetworkHandle",
         "NotFound",
         "NotModified",
         "NotRunning",

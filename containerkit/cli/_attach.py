@@ -17,14 +17,16 @@ import struct
 import sys
 import termios
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING
+
+from containerkit._inprocess import engine_container
 
 if TYPE_CHECKING:
-    from containerkit.engine import Container
-    from containerkit.runtime.exec import ExecProcess
+    from containerkit.api import AttachStream, ContainerHandle, ExecHandle
+    from containerkit.engine.containers import Container
 
 __all__ = [
     "attach_container",
@@ -66,11 +68,21 @@ def _window_size() -> bytes | None:
     return None
 
 
-def _set_window_size(fd: int) -> None:
-    size = _window_size()
-    if size is not None and struct.unpack("HHHH", size)[:2] != (0, 0):
-        with contextlib.suppress(OSError):
-            fcntl.ioctl(fd, termios.TIOCSWINSZ, size)
+def _resize_exec(process: ExecHandle) -> Callable[[], None]:
+    """Set the exec's terminal to our size (a pty here, or the daemon's)."""
+
+    def apply() -> None:
+        from containerkit.errors import ContainerkitError
+
+        size = _window_size()
+        if size is None:
+            return
+        rows, cols = struct.unpack("HHHH", size)[:2]
+        if (rows, cols) != (0, 0):
+            with contextlib.suppress(ContainerkitError):  # it exited meanwhile
+                process.resize(rows, cols)
+
+    return apply
 
 
 @contextlib.contextmanager
@@ -89,17 +101,6 @@ def _track_window(apply: Callable[[], None]) -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGWINCH, previous)
-
-
-@runtime_checkable
-class _AttachedStdin(Protocol):
-    """A remote attach opened with stdin (the Client's ``AttachStream``)."""
-
-    def write_stdin(self, data: bytes) -> None: ...
-
-    def close_stdin(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class _StdinPump:
@@ -140,7 +141,7 @@ class _StdinPump:
 
 
 def follow_output(
-    container: Container,
+    container: ContainerHandle,
     *,
     tail: int | None = None,
     timestamps: bool = False,
@@ -152,14 +153,14 @@ def follow_output(
     ``until_exit(timeout)`` waits up to ``timeout`` for the container to exit and says whether
     it did; it lets the follower see the end at once instead of at the next poll.
     """
-    state_dir = getattr(container, "state_dir", None)
-    if state_dir is None:  # a remote container: the daemon streams it
+    local = engine_container(container)
+    if local is None:  # a remote container: the daemon streams it
         yield from container.logs(follow=follow, tail=tail, timestamps=timestamps, demux=True)
         return
     from containerkit.runtime import logs as runtime_logs
     from containerkit.runtime.state import LOG_FILE
 
-    path = Path(state_dir) / LOG_FILE
+    path = local.state_dir / LOG_FILE
     if not follow:
         for entry in runtime_logs.iter_entries(path, tail=tail):
             yield entry.stream, entry.render(timestamps)
@@ -167,7 +168,7 @@ def follow_output(
     if until_exit is None:
 
         def running() -> bool:
-            return container.runtime_state().status in ("running", "created")
+            return local.runtime_state().status in ("running", "created")
 
         poll = 0.05
     else:
@@ -230,7 +231,7 @@ def _fifo_writer(container: Container) -> tuple[Callable[[bytes], None], Callabl
     return write, close
 
 
-def _resize_container(container: Container) -> Callable[[], None]:
+def _resize_container(container: ContainerHandle) -> Callable[[], None]:
     """Set the container's terminal to our size (its shim holds the pty, local or remote)."""
 
     def apply() -> None:
@@ -249,7 +250,7 @@ def _resize_container(container: Container) -> Callable[[], None]:
 
 
 @contextlib.contextmanager
-def _proxy_signals(container: Container, enabled: bool) -> Iterator[None]:
+def _proxy_signals(container: ContainerHandle, enabled: bool) -> Iterator[None]:
     """Like docker's ``--sig-proxy``: SIGINT/SIGTERM/SIGHUP received here go to the container.
 
     A second signal stops waiting (exit 130) and leaves the container as it is.
@@ -276,52 +277,54 @@ def _proxy_signals(container: Container, enabled: bool) -> Iterator[None]:
             signal.signal(sig, handler)
 
 
-def open_output(container: Container, *, stdin: bool = False) -> Iterator[tuple[str, bytes]] | None:
+def open_output(container: ContainerHandle, *, stdin: bool = False) -> AttachStream | None:
     """A remote container's output, connected before it starts (then nothing is missed, and
     the daemon keeps an auto-remove container until the stream is drained); None for a local
     one, whose log :func:`attach_container` follows from the start. ``stdin``: the same
     connection also carries our stdin to the container."""
-    if getattr(container, "state_dir", None) is not None:
+    from containerkit.cli._backend import client_container
+
+    remote = client_container(container)
+    if remote is None:
         return None
-    if not stdin:
-        return container.attach()
-    attach: Callable[..., Iterator[tuple[str, bytes]]] = container.attach  # the Client's takes stdin
-    return attach(stdin=True)
+    return remote.attach(stdin=stdin)
 
 
-def close_output(output: Iterator[tuple[str, bytes]] | None) -> None:
+def close_output(output: AttachStream | None) -> None:
     """Drop what :func:`open_output` opened when the container will not be attached after all."""
-    close = getattr(output, "close", None)
-    if close is not None:
-        close()
+    if output is not None:
+        output.close()
 
 
 def attach_container(
-    container: Container, *, stdin: bool, tty: bool, output: Iterator[tuple[str, bytes]] | None = None
+    container: ContainerHandle, *, stdin: bool, tty: bool, output: AttachStream | None = None
 ) -> int:
     """Stream a started container's output (and our stdin to it) until it exits; its exit code.
 
     ``output``: what :func:`open_output` opened before the start. With ``--rm`` the container
     is removed only after all its output has been read.
     """
-    local = getattr(container, "state_dir", None) is not None
-    watch = _ExitWatch(container) if local else None
+    local = engine_container(container)
+    watch = _ExitWatch(local) if local is not None else None
     pump: _StdinPump | None = None
     close_fifo: Callable[[], None] | None = None
     try:
         with contextlib.ExitStack() as stack:
-            if stdin and local:
-                write, close_fifo = _fifo_writer(container)
+            if stdin and local is not None:
+                write, close_fifo = _fifo_writer(local)
                 pump = _StdinPump(write, close_fifo)
-            elif stdin and isinstance(output, _AttachedStdin):
+            elif stdin and output is not None:
                 pump = _StdinPump(output.write_stdin, output.close_stdin)
             if tty:
                 stack.enter_context(raw_terminal(sys.stdin.fileno(), enabled=stdin))
                 stack.enter_context(_track_window(_resize_container(container)))
             stack.enter_context(_proxy_signals(container, enabled=not tty))
-            if output is None:
-                output = follow_output(container, until_exit=watch.wait if watch else None)
-            for stream, chunk in output:
+            source: Iterable[tuple[str, bytes]] = (
+                output
+                if output is not None
+                else follow_output(container, until_exit=watch.wait if watch else None)
+            )
+            for stream, chunk in source:
                 write_output(stream, chunk)
     finally:
         if pump is not None:
@@ -335,7 +338,7 @@ def attach_container(
 # -- exec -------------------------------------------------------------------------------------
 
 
-def attach_exec(process: ExecProcess, *, stdin: bool, tty: bool) -> int:
+def attach_exec(process: ExecHandle, *, stdin: bool, tty: bool) -> int:
     """Pump our stdin into an exec and its output to ours until it ends; its exit code."""
     pump: _StdinPump | None = None
     with contextlib.ExitStack() as stack:
@@ -343,7 +346,7 @@ def attach_exec(process: ExecProcess, *, stdin: bool, tty: bool) -> int:
             pump = _StdinPump(process.write_stdin, process.close_stdin)
         if tty:
             stack.enter_context(raw_terminal(sys.stdin.fileno(), enabled=stdin))
-            stack.enter_context(_track_window(lambda: _set_window_size(process.stdout.fileno())))
+            stack.enter_context(_track_window(_resize_exec(process)))
         try:
             for stream, chunk in process.stream():
                 write_output(stream, chunk)

@@ -1,24 +1,42 @@
 """Which engine the command line drives: an in-process Engine on ``--root``, or a Client on ``--host``.
 
-Both expose the same collections (``containers``, ``images``, ``volumes``, ``networks``), so the
-verbs are written once against :class:`~containerkit.engine.Engine`'s API. Neither is imported
+Both satisfy :class:`containerkit.api.Backend`, so the verbs are written once against it.
+Where the command line still does something of its own for one side (it follows a local
+container's log file and writes its stdin FIFO; it shows what a daemon says in ``inspect``),
+it asks for that side by type here, never by probing attributes. Neither side is imported
 before a verb needs it, which keeps ``--help`` cheap.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 
+from containerkit._inprocess import engine_container, local_engine
 from containerkit.cli._errors import USAGE_ERROR, CliError
 
 if TYPE_CHECKING:
+    from containerkit import api
+    from containerkit.client import Client
+    from containerkit.client.containers import Container as ClientContainer
+    from containerkit.client.networks import Network as ClientNetwork
     from containerkit.engine import Engine
 
-__all__ = ["ENV_HOST", "ENV_ROOT", "Backend", "backend", "engine"]
+__all__ = [
+    "ENV_HOST",
+    "ENV_ROOT",
+    "Backend",
+    "backend",
+    "client_container",
+    "client_network",
+    "engine",
+    "engine_container",
+    "local_engine",
+]
 
 ENV_ROOT = "CONTAINERKIT_ROOT"
 ENV_HOST = "CONTAINERKIT_HOST"
@@ -31,17 +49,28 @@ class Backend:
     def __init__(self, *, root: str | None, host: str | None) -> None:
         self.root = Path(root or os.environ.get(ENV_ROOT) or DEFAULT_ROOT)
         self.host = host or os.environ.get(ENV_HOST) or None
-        self._engine: Any = None
+        self._local: Engine | None = None
+        self._remote: Client | None = None
 
     @property
     def local(self) -> bool:
         """True for the in-process engine (the CLI owns attach, auto-remove and reaping)."""
         return self.host is None
 
-    def engine(self) -> Engine:
-        if self._engine is None:
-            self._engine = self._open_client() if self.host else self._open_engine()
-        return self._engine  # type: ignore[no-any-return]
+    def engine(self) -> api.Backend:
+        if self.host:
+            return self.client()
+        if self._local is None:
+            self._local = self._open_engine()
+        return self._local
+
+    def client(self) -> Client:
+        """The daemon's Client (only with ``--host``)."""
+        if not self.host:
+            raise CliError("this command needs a daemon (-H/--host)", USAGE_ERROR)
+        if self._remote is None:
+            self._remote = self._open_client(self.host)
+        return self._remote
 
     def _open_engine(self) -> Engine:
         from containerkit.engine import Engine
@@ -55,22 +84,23 @@ class Backend:
         except OSError as exc:
             raise CliError(f"cannot open root {self.root}: {exc}") from None
 
-    def _open_client(self) -> Any:
+    @staticmethod
+    def _open_client(host: str) -> Client:
         try:
-            from containerkit.client import Client  # type: ignore[import-not-found,unused-ignore]
+            from containerkit.client import Client
         except ImportError:
             raise CliError(
                 "-H/--host needs containerkit.client, which this installation does not have", USAGE_ERROR
             ) from None
-        return Client(self.host)
+        return Client(host)
 
     def close(self) -> None:
-        if self._engine is not None:
-            if self.local:
-                self._engine.close(release_network=False)  # the default bridge stays up, like docker0
-            else:
-                self._engine.close()
-            self._engine = None
+        if self._local is not None:
+            self._local.close(release_network=False)  # the default bridge stays up, like docker0
+            self._local = None
+        if self._remote is not None:
+            self._remote.close()
+            self._remote = None
 
 
 def backend() -> Backend:
@@ -78,5 +108,23 @@ def backend() -> Backend:
     return click.get_current_context().find_object(Backend) or Backend(root=None, host=None)
 
 
-def engine() -> Engine:
+def engine() -> api.Backend:
     return backend().engine()
+
+
+def client_container(container: api.ContainerHandle) -> ClientContainer | None:
+    """``container`` as the Client's handle (it carries the daemon's inspect document), or None."""
+    if "containerkit.client.containers" not in sys.modules:
+        return None
+    from containerkit.client.containers import Container
+
+    return container if isinstance(container, Container) else None
+
+
+def client_network(network: api.NetworkHandle) -> ClientNetwork | None:
+    """``network`` as the Client's handle (it carries the daemon's inspect document), or None."""
+    if "containerkit.client.networks" not in sys.modules:
+        return None
+    from containerkit.client.networks import Network
+
+    return network if isinstance(network, Network) else None

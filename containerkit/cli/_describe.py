@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from containerkit.cli import _output as out
 
 if TYPE_CHECKING:
-    from containerkit.engine import Container, Engine
+    from containerkit.api import Backend, ContainerHandle
     from containerkit.spec import ContainerSpec, Image, Volume
 
 __all__ = [
@@ -26,13 +25,13 @@ __all__ = [
 ]
 
 
-def _image_config(engine: Engine, container: Container) -> dict[str, Any]:
+def _image_config(engine: Backend, container: ContainerHandle) -> dict[str, Any]:
     with contextlib.suppress(Exception):
         return engine.images.config(container.image_id).to_oci()
     return {}
 
 
-def container_command(engine: Engine, container: Container) -> list[str]:
+def container_command(engine: Backend, container: ContainerHandle) -> list[str]:
     """The argv the container runs: entrypoint + command, the image filling what the spec left."""
     spec = container.spec
     config = _image_config(engine, container)
@@ -48,7 +47,7 @@ def container_command(engine: Engine, container: Container) -> list[str]:
     return entrypoint + command
 
 
-def container_status(container: Container) -> tuple[str, str]:
+def container_status(container: ContainerHandle) -> tuple[str, str]:
     """(state, docker's status text): ("running", "Up 5 seconds"), ("exited", "Exited (0) 2 minutes ago")."""
     state = str(container.status)
     if state in ("running", "paused"):
@@ -61,39 +60,24 @@ def container_status(container: Container) -> tuple[str, str]:
     return state, state.capitalize()
 
 
-def _published(container: Container) -> list[tuple[str, int, int, str]]:
+def _published(container: ContainerHandle) -> list[tuple[str, int, int, str]]:
     """(host ip, host port, container port, proto) of the published ports."""
-    live = getattr(container, "ports", None)
     result: list[tuple[str, int, int, str]] = []
-    if isinstance(live, Mapping):
-        for key, bindings in live.items():
-            port, _, proto = str(key).partition("/")
-            for binding in bindings or []:
-                if isinstance(binding, tuple) and len(binding) == 2:
-                    result.append((str(binding[0]), int(binding[1]), int(port), proto or "tcp"))
-                elif isinstance(binding, Mapping):
-                    result.append(
-                        (
-                            str(binding.get("HostIp") or "0.0.0.0"),
-                            int(binding.get("HostPort") or 0),
-                            int(port),
-                            proto or "tcp",
-                        )
-                    )
-        return result
-    for binding in container.spec.ports:
-        result.append((binding.host_ip, binding.host_port, binding.container_port, binding.protocol))
+    for key, bindings in container.ports.items():
+        port, _, proto = key.partition("/")
+        for host_ip, host_port in bindings:
+            result.append((host_ip, host_port, int(port), proto or "tcp"))
     return result
 
 
-def ports_text(container: Container) -> str:
+def ports_text(container: ContainerHandle) -> str:
     items = []
     for host_ip, host_port, port, proto in _published(container):
         items.append(f"{host_ip}:{host_port}->{port}/{proto}" if host_port else f"{port}/{proto}")
     return ", ".join(items)
 
 
-def container_row(engine: Engine, container: Container, *, trunc: bool = True) -> dict[str, str]:
+def container_row(engine: Backend, container: ContainerHandle, *, trunc: bool = True) -> dict[str, str]:
     """One ``ps`` record with docker's ``--format`` field names."""
     state, status = container_status(container)
     command = shlex.join(container_command(engine, container))
@@ -114,11 +98,15 @@ def container_row(engine: Engine, container: Container, *, trunc: bool = True) -
     }
 
 
-def container_inspect(engine: Engine, container: Container) -> dict[str, Any]:
+def container_inspect(engine: Backend, container: ContainerHandle) -> dict[str, Any]:
     """docker's ``inspect`` document for a container, as far as the engine knows the fields."""
-    attrs = getattr(container, "attrs", None)
-    if isinstance(attrs, Mapping):
-        return dict(attrs)
+    from containerkit.cli._backend import client_container, engine_container, local_engine
+
+    remote = client_container(container)
+    if remote is not None:  # the daemon's own document, as it gave it
+        return dict(remote.attrs)
+    local = engine_container(container)
+    local_root = local_engine(engine)
     spec = container.spec
     config = _image_config(engine, container)
     argv = container_command(engine, container)
@@ -143,14 +131,14 @@ def container_inspect(engine: Engine, container: Container) -> dict[str, Any]:
             "Dead": status == "dead",
             "Pid": container.pid or 0,
             "ExitCode": container.exit_code or 0,
-            "Error": getattr(container.runtime_state(), "error", None) or "",
+            "Error": (local.runtime_state().error if local is not None else None) or "",
             "StartedAt": container.started_at or "0001-01-01T00:00:00Z",
             "FinishedAt": container.finished_at or "0001-01-01T00:00:00Z",
         },
         "Image": container.image_id,
         "Name": "/" + container.name,
         "RestartCount": 0,
-        "Driver": getattr(engine.snapshots, "driver", ""),
+        "Driver": local_root.snapshots.driver if local_root is not None else "",
         "Platform": "linux",
         "HostConfig": {
             "AutoRemove": spec.auto_remove,
@@ -208,7 +196,7 @@ def container_inspect(engine: Engine, container: Container) -> dict[str, Any]:
         },
         "NetworkSettings": {
             "Ports": ports,
-            "IPAddress": getattr(container, "ip_address", None) or "",
+            "IPAddress": container.ip_address,
             "Networks": _networks(container),
         },
     }
@@ -222,20 +210,17 @@ def _security_opt(spec: ContainerSpec) -> list[str]:
     return options
 
 
-def _networks(container: Container) -> dict[str, Any]:
-    endpoints = getattr(container, "networks", None)
-    if not isinstance(endpoints, Mapping):
-        return {container.spec.network: {"Aliases": list(container.spec.aliases)}}
+def _networks(container: ContainerHandle) -> dict[str, Any]:
     return {
         name: {
-            "NetworkID": getattr(e, "network_id", ""),
-            "IPAddress": getattr(e, "ip", ""),
-            "IPPrefixLen": getattr(e, "prefixlen", 0),
-            "Gateway": getattr(e, "gateway", ""),
-            "MacAddress": getattr(e, "mac", ""),
-            "Aliases": list(getattr(e, "aliases", []) or []),
+            "NetworkID": e.network_id,
+            "IPAddress": e.ip,
+            "IPPrefixLen": e.prefixlen,
+            "Gateway": e.gateway,
+            "MacAddress": e.mac,
+            "Aliases": list(e.aliases),
         }
-        for name, e in endpoints.items()
+        for name, e in container.networks.items()
     }
 
 

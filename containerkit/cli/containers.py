@@ -7,19 +7,19 @@ import contextlib
 import os
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from containerkit.cli import _output as out
-from containerkit.cli._backend import backend, engine
+from containerkit.cli._backend import backend, engine, engine_container
 from containerkit.cli._errors import USAGE_ERROR, CliError, exit_code_for, print_error
 from containerkit.cli._runopts import build_spec, container_options
 
 if TYPE_CHECKING:
-    from containerkit.engine import Container
+    from containerkit.api import Backend, ContainerHandle, ExecHandle
     from containerkit.spec import Stats
 
 _PASS_THROUGH = {"allow_interspersed_args": False}
@@ -30,7 +30,7 @@ _PASS_THROUGH = {"allow_interspersed_args": False}
 
 def _create(
     image: str, command: tuple[str, ...], opts: dict[str, Any], *, attached: bool = False
-) -> Container:
+) -> ContainerHandle:
     from containerkit.errors import ContainerkitError
 
     try:
@@ -39,7 +39,7 @@ def _create(
         raise CliError(str(exc), USAGE_ERROR) from None
 
 
-def _start(container: Container, *, remove_on_failure: bool, detached: bool = True) -> None:
+def _start(container: ContainerHandle, *, remove_on_failure: bool, detached: bool = True) -> None:
     """Start, or fail like docker: 127 for a missing command, 126 for one that cannot run.
 
     A detached ``--rm`` container of the local engine gets a watcher that removes it at exit.
@@ -137,7 +137,7 @@ def start(containers: tuple[str, ...], attach: bool, interactive: bool) -> int:
     return _each(containers, lambda c: _start(c, remove_on_failure=False))
 
 
-def _each(names: Iterable[str], action: Callable[[Container], Any], *, echo: bool = True) -> int:
+def _each(names: Iterable[str], action: Callable[[ContainerHandle], Any], *, echo: bool = True) -> int:
     """Apply ``action`` to each named container; report failures and go on (docker's way)."""
     from containerkit.errors import ContainerkitError
 
@@ -205,7 +205,7 @@ def ps(
     out.print_rows(format_, _PS_HEADERS, _PS_KEYS, rows)
 
 
-def _row(eng: Any, container: Container, no_trunc: bool) -> dict[str, str] | None:
+def _row(eng: Backend, container: ContainerHandle, no_trunc: bool) -> dict[str, str] | None:
     from containerkit.cli._describe import container_row
     from containerkit.errors import NotFound
 
@@ -234,7 +234,7 @@ def logs(container: str, follow: bool, tail: str, timestamps: bool) -> None:
     from containerkit.cli._attach import follow_output, write_output
 
     target = engine().containers.get(container)
-    if getattr(target, "state_dir", None) is not None:  # a remote daemon answers this itself
+    if engine_container(target) is not None:  # a remote daemon answers this itself
         from containerkit.runtime.logs import check_readable
 
         check_readable(target.spec.log_driver)
@@ -270,7 +270,7 @@ def exec_(
     _check_tty(interactive, tty)
     target = engine().containers.get(container)
     environment = [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in env]
-    process = target.exec(
+    process: ExecHandle = target.exec(
         list(command),
         env=environment,
         user=user,
@@ -291,7 +291,7 @@ def exec_(
 # -- lifecycle ------------------------------------------------------------------------------
 
 
-def _stop(container: Container, timeout: int | None) -> None:
+def _stop(container: ContainerHandle, timeout: int | None) -> None:
     from containerkit.errors import NotModified
 
     with contextlib.suppress(NotModified):
@@ -383,7 +383,7 @@ _STATS_HEADERS = ("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %",
 _STATS_KEYS = ("ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "PIDs")
 
 
-def _sample(containers: list[Container]) -> dict[str, tuple[float, Stats]]:
+def _sample(containers: Sequence[ContainerHandle]) -> dict[str, tuple[float, Stats]]:
     from containerkit.errors import ContainerkitError
 
     samples = {}
@@ -394,7 +394,9 @@ def _sample(containers: list[Container]) -> dict[str, tuple[float, Stats]]:
 
 
 def _stats_rows(
-    containers: list[Container], before: dict[str, tuple[float, Stats]], after: dict[str, tuple[float, Stats]]
+    containers: Sequence[ContainerHandle],
+    before: dict[str, tuple[float, Stats]],
+    after: dict[str, tuple[float, Stats]],
 ) -> list[dict[str, str]]:
     from containerkit.cli._describe import host_memory
 

@@ -7,25 +7,22 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from containerkit.cli import _output as out
-from containerkit.cli._backend import engine
+from containerkit.cli._backend import client_network, engine
 from containerkit.cli._errors import USAGE_ERROR, CliError, print_error
 
 if TYPE_CHECKING:
-    from containerkit.engine.networks import Network, NetworkCollection
+    from containerkit.api import Networks
 
 
-def _networks() -> NetworkCollection:
-    collection = getattr(engine(), "networks", None)
-    if collection is None:
-        raise CliError("this engine has no networks")
-    return collection  # type: ignore[no-any-return]
+def _networks() -> Networks:
+    return engine().networks
 
 
 def network_inspect(ref: str) -> dict[str, Any]:
-    network: Network = _networks().get(ref)
-    attrs = getattr(network, "attrs", None)
-    if isinstance(attrs, dict):
-        return attrs
+    network = _networks().get(ref)
+    remote = client_network(network)
+    if remote is not None:  # the daemon's own document, as it gave it
+        return remote.attrs
     containers: dict[str, Any] = {}
     for container in network.containers:
         endpoint = container.networks.get(network.name)

@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from containerkit.cli import _output as out
-from containerkit.cli._backend import backend, engine
+from containerkit.cli._backend import backend, engine, local_engine
 
 
 @click.group()
@@ -49,9 +49,7 @@ def prune(all_: bool, volumes: bool, force: bool, expired: bool) -> None:
     from containerkit.cli.images import prune_images
 
     _section("Deleted Containers", eng.containers.prune())
-    networks = getattr(eng, "networks", None)
-    if networks is not None:
-        _section("Deleted Networks", networks.prune())
+    _section("Deleted Networks", eng.networks.prune())
     if volumes:
         from containerkit.cli.volumes import prune_volumes
 
@@ -85,6 +83,7 @@ def info_document() -> dict[str, Any]:
     from containerkit.cli._describe import host_memory
 
     eng = engine()
+    local = local_engine(eng)
     states = [c.status for c in eng.containers.list(all=True)]
     uname = platform.uname()
     doc: dict[str, Any] = {
@@ -94,7 +93,7 @@ def info_document() -> dict[str, Any]:
         "ContainersStopped": len(states) - states.count("running") - states.count("paused"),
         "Images": len(eng.images.list()),
         "Volumes": len(eng.volumes.list()),
-        "Driver": getattr(getattr(eng, "snapshots", None), "driver", ""),
+        "Driver": local.snapshots.driver if local is not None else "",
         "CgroupVersion": _cgroup_version(),
         "Runtimes": _runtimes(),
         "DefaultRuntime": "builtin",
@@ -111,9 +110,7 @@ def info_document() -> dict[str, Any]:
         doc["ContainerkitRootDir"] = str(backend().root)
     else:
         doc["Host"] = backend().host
-    networks = getattr(eng, "networks", None)
-    if networks is not None:
-        doc["Networks"] = len(networks.list())
+    doc["Networks"] = len(eng.networks.list())
     return doc
 
 
@@ -181,8 +178,7 @@ def version(format_: str | None) -> None:
         }
     }
     if not backend().local:
-        server_version = getattr(engine(), "version", None)
-        doc["Server"] = server_version() if callable(server_version) else {"Host": backend().host}
+        doc["Server"] = backend().client().version()
     if format_ == "json":
         click.echo(json.dumps(doc))
     elif format_:

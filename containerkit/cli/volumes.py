@@ -12,24 +12,21 @@ from containerkit.cli._backend import engine
 from containerkit.cli._errors import USAGE_ERROR, CliError, print_error
 
 if TYPE_CHECKING:
-    from containerkit.engine import Engine
+    from containerkit.api import Backend
 
 _ANONYMOUS = re.compile(r"^[0-9a-f]{64}$")
 
 
-def volume_users(eng: Engine) -> dict[str, list[str]]:
+def volume_users(eng: Backend) -> dict[str, list[str]]:
     """Volume name -> the containers (names) that mount it."""
     users: dict[str, list[str]] = {}
     for container in eng.containers.list(all=True):
-        names = getattr(container, "volume_names", None)  # the Engine's knows anonymous ones too
-        if names is None:
-            names = {m.source for m in container.spec.mounts if m.type == "volume" and m.source}
-        for name in names:
+        for name in container.volume_names:
             users.setdefault(name, []).append(container.name)
     return users
 
 
-def remove_volume(eng: Engine, name: str, *, force: bool = False) -> None:
+def remove_volume(eng: Backend, name: str, *, force: bool = False) -> None:
     """Remove a volume, refusing (Conflict) while a container uses it."""
     eng.volumes.remove(name, force=force, in_use_by=volume_users(eng).get(name))
 
@@ -128,7 +125,7 @@ def inspect(names: tuple[str, ...], format_: str | None) -> None:
     emit([volume_inspect(engine().volumes.get(n)) for n in names], format_)
 
 
-def prune_volumes(eng: Engine, *, all_: bool, label: list[str] | None = None) -> list[str]:
+def prune_volumes(eng: Backend, *, all_: bool, label: list[str] | None = None) -> list[str]:
     """Unused volumes (anonymous ones only unless ``all_``); the names removed."""
     from containerkit.errors import ContainerkitError
 

@@ -103,6 +103,11 @@ class ExecStream:
             self._raw.close_write()
         self._stdin_open = False
 
+    def resize(self, rows: int, cols: int) -> None:
+        """Set the size of the exec's terminal (``/exec/{id}/resize``); nothing without a tty."""
+        if self.tty:
+            self._transport.request("POST", f"/exec/{self.id}/resize", params={"h": rows, "w": cols})
+
     # -- exit ---------------------------------------------------------------------------------
 
     def inspect(self) -> dict[str, object]:

@@ -128,6 +128,10 @@ class Engine:
             remove_if_empty("containerkit")
         return cleaned
 
+    def ping(self) -> bool:
+        """True: an in-process engine is there once constructed (the Client's asks its daemon)."""
+        return True
+
     def close(self, *, release_network: bool = True) -> None:
         """Stop the fork server; with ``release_network`` also take the default network's
         bridge down if no container uses it (a command line keeps it up between commands,

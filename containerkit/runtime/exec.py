@@ -161,6 +161,18 @@ class ExecProcess:
         os.close(self._stdin_fd)
         self._stdin_fd = -1
 
+    def resize(self, rows: int, cols: int) -> None:
+        """Set the size of the exec's terminal (its process gets SIGWINCH); nothing without a tty
+        or once the process has closed it, as docker's ``/exec/{id}/resize``."""
+        if not self.tty:
+            return
+        import fcntl
+        import struct
+        import termios
+
+        with contextlib.suppress(OSError, ValueError):
+            fcntl.ioctl(self.stdout.fileno(), termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
     def stream(self, *, deadline: float | None = None) -> Iterator[tuple[Stream, bytes]]:
         """``(stream, chunk)`` pairs as the process writes them, until both streams reach EOF
         or the process has exited and what it wrote is read: a background child that keeps

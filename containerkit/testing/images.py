@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from containerkit import api
 from containerkit.errors import InvalidArgument, NotFound
 from containerkit.spec import Image
 
@@ -29,7 +30,7 @@ _TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz", ".tar.zst", ".tar.zstd")
 
 
 def image_from_rootfs(
-    backend: Any,
+    backend: api.Backend,
     source: str | os.PathLike[str],
     *,
     tag: str | None = None,
@@ -55,7 +56,7 @@ def image_from_rootfs(
         digest = _digest(tar_path, config)
         cached = f"{TEST_REPOSITORY}/{_repo_name(path)}:{digest[:16]}"
         try:
-            image: Image = backend.images.get(cached)
+            image = backend.images.get(cached)
         except NotFound:
             image = backend.images.import_rootfs(tar_path, cached, config=dict(config or {}))
     if tag is not None:

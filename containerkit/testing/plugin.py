@@ -19,12 +19,13 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import pytest
 
+from containerkit import api
 from containerkit import wait as _wait
 from containerkit.errors import ContainerkitError, NotFound, Unavailable
 from containerkit.images.busybox import write_busybox_rootfs
@@ -42,7 +43,7 @@ __all__ = [
 ]
 
 MARKER = "containerkit"
-_USED = pytest.StashKey[list[Any]]()
+_USED = pytest.StashKey[list[api.ContainerHandle]]()
 _STATE = pytest.StashKey["_PluginState"]()
 
 
@@ -149,8 +150,8 @@ def pytest_runtest_makereport(
     return report
 
 
-def _log_section(container: Any, lines: int) -> tuple[str, str]:
-    name = f"{getattr(container, 'name', '?')} ({str(getattr(container, 'id', ''))[:12]})"
+def _log_section(container: api.ContainerHandle, lines: int) -> tuple[str, str]:
+    name = f"{container.name or '?'} ({container.id[:12]})"
     try:
         status = str(container.status)
         code = container.exit_code if status in ("exited", "dead") else None
@@ -178,7 +179,7 @@ def containerkit_session(request: pytest.FixtureRequest) -> Iterator[Containerki
 
 
 @pytest.fixture(scope="session")
-def containerkit_engine(containerkit_session: ContainerkitSession) -> Any:
+def containerkit_engine(containerkit_session: ContainerkitSession) -> api.Backend:
     """Name: containerkit_engine. Scope: session. Depends: containerkit_session.
 
     The in-process :class:`~containerkit.Engine` on ``--containerkit-root``, or a ``Client`` when
@@ -191,7 +192,7 @@ def containerkit_engine(containerkit_session: ContainerkitSession) -> Any:
 @pytest.fixture
 def containerkit_run(
     request: pytest.FixtureRequest, containerkit_session: ContainerkitSession
-) -> Iterator[Callable[..., Any]]:
+) -> Iterator[Callable[..., api.ContainerHandle]]:
     """Name: containerkit_run. Scope: function. Depends: containerkit_session.
 
     ``containerkit_run(image, command=None, *, wait=None, wait_timeout=60, **fields)`` starts a
@@ -199,7 +200,7 @@ def containerkit_run(
     :mod:`containerkit.wait` strategy) and returns it. Every container started is removed at
     the end of the test, passed or failed; a failed test's report shows its last log lines.
     """
-    used: list[Any] = []
+    used: list[api.ContainerHandle] = []
     request.node.stash[_USED] = used
 
     def run(
@@ -210,7 +211,7 @@ def containerkit_run(
         wait: _wait.Strategy | None = None,
         wait_timeout: float = _wait.DEFAULT_TIMEOUT,
         **fields: Any,
-    ) -> Any:
+    ) -> api.ContainerHandle:
         container = containerkit_session.run(image, command, **fields)
         used.append(container)
         if wait is not None:
@@ -226,7 +227,7 @@ def containerkit_run(
 @pytest.fixture
 def containerkit_image(
     request: pytest.FixtureRequest, containerkit_session: ContainerkitSession
-) -> Callable[..., Any]:
+) -> Callable[..., Image]:
     """Name: containerkit_image. Scope: function. Depends: containerkit_session.
 
     ``containerkit_image("rootfs/", tag=None, config=None)`` imports a rootfs directory or tar
@@ -236,7 +237,9 @@ def containerkit_image(
     """
     base = request.path.parent
 
-    def build(path: str | os.PathLike[str], *, tag: str | None = None, config: Any = None) -> Any:
+    def build(
+        path: str | os.PathLike[str], *, tag: str | None = None, config: Mapping[str, Any] | None = None
+    ) -> Image:
         return image_from_rootfs(containerkit_session.backend, base / path, tag=tag, config=config)
 
     return build

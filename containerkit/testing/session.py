@@ -9,16 +9,16 @@ here imports pytest: the plugin is a thin layer on top.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from containerkit import _reaper
+from containerkit import _reaper, api
 from containerkit.engine import DEFAULT_ROOT, Engine
 from containerkit.errors import ContainerkitError, Unavailable
+from containerkit.spec import Image
 from containerkit.testing.probe import why_containers_cannot_run
 
 __all__ = ["DEFAULT_TTL", "ContainerkitSession", "new_session_id", "open_backend"]
@@ -34,20 +34,18 @@ def new_session_id() -> str:
     return f"{run}-{worker}-{os.getpid()}"
 
 
-def open_backend(*, host: str | None, root: str | os.PathLike[str] | None) -> Any:
+def open_backend(*, host: str | None, root: str | os.PathLike[str] | None) -> api.Backend:
     """A ``Client`` on ``host`` when given, else an :class:`Engine` on ``root``.
 
     Raises :class:`~containerkit.errors.Unavailable` with the reason containers cannot run.
     """
     if host:
         try:
-            client_class: Any = importlib.import_module("containerkit.client").Client
-        except (ImportError, AttributeError) as exc:
+            from containerkit.client import Client
+        except ImportError as exc:
             raise Unavailable(f"--containerkit-host {host}: no client in this installation ({exc})") from None
-        client = client_class(host)
-        ping = getattr(client, "ping", None)
-        if ping is not None:
-            ping()
+        client = Client(host)
+        client.ping()
         return client
     reason = why_containers_cannot_run()
     if reason is not None:
@@ -64,7 +62,9 @@ class ContainerkitSession:
 
     __test__ = False
 
-    def __init__(self, backend: Any, *, ttl: float = DEFAULT_TTL, session_id: str | None = None) -> None:
+    def __init__(
+        self, backend: api.Backend, *, ttl: float = DEFAULT_TTL, session_id: str | None = None
+    ) -> None:
         self.backend = backend
         self.id = session_id or new_session_id()
         self.ttl = ttl
@@ -79,7 +79,9 @@ class ContainerkitSession:
         """``labels`` plus this session's, for anything created on its behalf."""
         return {**dict(labels or {}), **self.labels}
 
-    def run(self, image: Any, command: Any = None, /, **fields: Any) -> Any:
+    def run(
+        self, image: str | Image, command: Sequence[str] | str | None = None, /, **fields: Any
+    ) -> api.ContainerHandle:
         """Create and start a container labelled as this session's."""
         fields["labels"] = self.label(fields.get("labels"))
         return self.backend.containers.run(image, command, **fields)
@@ -89,7 +91,5 @@ class ContainerkitSession:
         try:
             return _reaper.reap_session(self.backend, self.id)
         finally:
-            close = getattr(self.backend, "close", None)
-            if close is not None:
-                with contextlib.suppress(ContainerkitError):
-                    close()
+            with contextlib.suppress(ContainerkitError):
+                self.backend.close()
