@@ -132,8 +132,10 @@ def reap_vanished_roots() -> list[str]:
                 live.add(entry.name)
             else:
                 vanished.add(entry.name)
-    seen = {m.group(1) for m in map(_OUR_LINK.match, names) if m}
-    seen |= {t for t in list_tables() if _OUR_TABLE.match(t)}
+    tables = list_tables()
+    names_in_rules = foreign_firewall.interfaces_in_forward(tables)
+    seen = {m.group(1) for m in map(_OUR_LINK.match, [*names, *names_in_rules]) if m}
+    seen |= {t for t in tables if _OUR_TABLE.match(t)}
     reaped = []
     for prefix in sorted(vanished | (seen - live)):
         with _flock(_ROOTS / f".{prefix}.lock"):

@@ -179,6 +179,24 @@ def test_leftover_rules_of_a_vanished_root_are_swept(tmp_path: Path) -> None:
         bridge_mod.remove_bridge(name)
 
 
+def test_leftover_rules_without_their_bridge_are_swept(tmp_path: Path) -> None:
+    """Accept rules whose bridge and nft table are gone already (a crash, a bridge deleted by
+    hand) are found in the firewall itself and swept by the next Engine."""
+    name = f"ck{secrets.token_hex(3)[:5]}b{secrets.token_hex(4)[:7]}"
+    if MODE == "plain":  # no iptables filter table: nothing added, nothing to find
+        assert foreign_firewall.allow_bridge(name) is None
+        assert foreign_firewall.interfaces_in_forward() == set()
+        return
+    try:
+        assert foreign_firewall.allow_bridge(name) == "DOCKER-USER"  # no such link: fine
+        assert name in foreign_firewall.interfaces_in_forward()
+        with ck.Engine(root=tmp_path / "root"):
+            pass
+        assert _ours_for(name) == []
+    finally:
+        foreign_firewall.forget_bridge(name)
+
+
 def test_rules_of_others_are_never_touched(fw_engine: ck.Engine) -> None:
     """A rule someone else put in the chain we use, with a comment too, survives our network
     coming and going. Plain mode: a filter table without Docker's chains, so ours go to the
