@@ -1,0 +1,60 @@
+"""What :mod:`containerkit.api` promises, run against the in-process Engine here and against a
+Client on a real containerkitd in ``tests/client/test_backend_api_via_daemon.py``."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import containerkit as ck
+from containerkit import api
+
+from .conftest import IMAGE
+
+
+@pytest.fixture
+def sleeper(engine: api.Backend) -> Iterator[api.ContainerHandle]:
+    container = engine.containers.run(IMAGE, ["sleep", "60"])
+    yield container
+    container.remove(force=True)
+
+
+def test_backend_pings(engine: api.Backend) -> None:
+    assert engine.ping() is True
+
+
+def test_exec_resize_reaches_the_exec_terminal(sleeper: api.ContainerHandle) -> None:
+    """The exec's process is told its new size (SIGWINCH) and its terminal reports it."""
+    # without a SIGWINCH the loop ends by itself after 5 s, and says so
+    script = (
+        "trap 'stty size; exit 0' WINCH; echo ready; "
+        "i=0; while [ $i -lt 100 ]; do sleep 0.05; i=$((i+1)); done; echo no-winch"
+    )
+    handle = api.exec_stream(sleeper, ["sh", "-c", script], tty=True)
+    with handle:
+        chunks = handle.stream()
+        seen = b""
+        deadline = time.monotonic() + 10
+        while b"ready" not in seen and time.monotonic() < deadline:
+            seen += next(chunks)[1]
+        handle.resize(41, 137)
+        seen += b"".join(chunk for _stream, chunk in chunks)
+        handle.wait(timeout=10)
+    assert b"41 137" in seen, seen
+
+
+def test_exec_resize_without_a_tty_does_nothing(sleeper: api.ContainerHandle) -> None:
+    handle = api.exec_stream(sleeper, ["sh", "-c", "echo plain"])
+    with handle:
+        handle.resize(41, 137)
+        assert b"".join(handle) == b"plain\n"
+        assert handle.wait(timeout=10) == 0
+
+
+def test_the_protocols_are_exported() -> None:
+    assert ck.Backend is api.Backend
+    assert ck.ContainerHandle is api.ContainerHandle
+    assert ck.ExecHandle is api.ExecHandle
+    assert ck.NetworkHandle is api.NetworkHandle
