@@ -116,6 +116,36 @@ def send_signal(pid: int, sig: int, expected_start_time: int | None) -> bool:
 _PYTHON_CHANGED = ("SIGPIPE", "SIGXFSZ", "SIGINT", "SIGCHLD", "SIGTERM", "SIGHUP", "SIGQUIT")
 
 
+def ensure_stdio() -> None:
+    """Put ``/dev/null`` on whichever of fds 0-2 is closed.
+
+    A process started with closed stdio (a detached daemon, a service manager) hands those
+    numbers out to the next files and sockets it opens, and the first ``dup2`` onto stdio in a
+    child (a shim redirecting its output) then silently replaces them.
+    """
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+            os.set_inheritable(fd, True)
+
+
+def move_above_stdio(fd: int) -> int:
+    """``fd`` itself when it is 3 or more, else a close-on-exec copy numbered 3 or more (the
+    original is closed): stdio is about to be replaced."""
+    if fd > 2:
+        return fd
+    import fcntl
+
+    moved = fcntl.fcntl(fd, fcntl.F_DUPFD_CLOEXEC, 3)
+    os.close(fd)
+    return moved
+
+
 def default_signals() -> None:
     """Reset dispositions Python (or a parent) changed, before exec'ing someone else's program.
 

@@ -359,6 +359,7 @@ def run_shim(request: ShimRequest, ready_fd: int, prepared: PreparedInit | None 
     code = 0
     try:
         os.setsid()
+        ready_fd = proc.move_above_stdio(ready_fd)  # a caller with closed stdio may pass 0-2
         _redirect_stdio(request.state_dir)
         os.set_inheritable(ready_fd, False)
         _libc.libc.prctl(_libc.PR_SET_CHILD_SUBREAPER, 1)
@@ -377,7 +378,8 @@ def _redirect_stdio(state_dir: Path) -> None:
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
-    os.close(null)
+    if null > 2:
+        os.close(null)
     sys.stderr = _ShimLog(state_dir / SHIM_LOG)
 
 

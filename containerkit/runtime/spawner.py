@@ -413,7 +413,11 @@ def main(argv: list[str] | None = None) -> None:
         if os.getppid() != int(args[2]):  # the parent died before the prctl
             os._exit(0)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the Engine, which closes us
-    sock = socket.socket(fileno=int(args[0]))
+    from containerkit.linux.proc import ensure_stdio, move_above_stdio
+
+    sock_fd = move_above_stdio(int(args[0]))  # started by a process with closed stdio
+    ensure_stdio()
+    sock = socket.socket(fileno=sock_fd)
     os.set_inheritable(sock.fileno(), False)
     _preload()
     # Everything loaded so far lives as long as the spawner: out of the collector's reach, a
