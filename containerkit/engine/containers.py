@@ -689,7 +689,7 @@ class ContainerCollection:
         elif state.status == "dead" and state.pid_alive and state.pid is not None:
             proc.send_signal(state.pid, signal.SIGKILL, state.pid_start_time)
         anonymous = _prepare.anonymous_volumes(container.state_dir) if volumes else []
-        # Hidden from here on; a crash part-way is finished by Engine.recover.
+        # From here on a crash part-way is finished by Engine.recover.
         self._engine.metadata.set_container_state(container.id, "removing", owner=_recovery.owner_token())
         try:
             self._take_apart(container.id)

@@ -142,10 +142,10 @@ CREATE TABLE published_ports (
 );
 """
 
-# v3: a container's lifecycle state. Only ``created`` rows are containers to the user; a
-# ``creating`` row reserves its name while the bundle is written, a ``removing`` row is being
-# taken apart. ``owner`` ("<pid>:<start time>") is the process doing that: once it is gone,
-# recovery rolls the creation back or finishes the removal.
+# v3: a container's lifecycle state. A ``creating`` row reserves its name while the bundle is
+# written and is invisible until ``created``; a ``removing`` row is being taken apart. ``owner``
+# ("<pid>:<start time>") is the process doing that: once it is gone, recovery rolls the creation
+# back or finishes the removal.
 _SCHEMA_V3 = """
 ALTER TABLE containers ADD COLUMN state TEXT NOT NULL DEFAULT 'created';
 ALTER TABLE containers ADD COLUMN owner TEXT NOT NULL DEFAULT ''
@@ -154,6 +154,9 @@ ALTER TABLE containers ADD COLUMN owner TEXT NOT NULL DEFAULT ''
 _MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _SCHEMA_V2, 2: _SCHEMA_V3}
 
 CONTAINER_STATES = ("creating", "created", "removing")
+# A container being removed stays visible until its record goes, last (as before states existed):
+# "not found" keeps meaning "nothing of it is left".
+_VISIBLE = "state != 'creating'"
 SCHEMA_VERSION = max(_MIGRATIONS) + 1
 
 
@@ -555,7 +558,7 @@ class MetadataStore:
         return record
 
     def set_container_state(self, container_id: str, state: str, *, owner: str = "") -> None:
-        """Move a container to ``state`` (one transaction: it is visible exactly when ``created``)."""
+        """Move a container to ``state`` (one transaction: it becomes visible when ``created``)."""
         _check_state(state)
         with self.transaction() as db:
             if not db.execute(
@@ -577,8 +580,8 @@ class MetadataStore:
 
     def find_container(self, ref: str) -> ContainerRecord:
         """By full id, then name (with or without ``/``), then unique id prefix, as docker resolves;
-        only complete containers (``created``) are found."""
-        visible = "state = 'created'"
+        a container still being created is not found."""
+        visible = _VISIBLE
         rows = self._query(f"SELECT * FROM containers WHERE id = ? AND {visible}", (ref,))
         if not rows and ref:
             rows = self._query(f"SELECT * FROM containers WHERE name = ? AND {visible}", (ref.lstrip("/"),))
@@ -596,8 +599,8 @@ class MetadataStore:
         return _container(rows[0])
 
     def list_containers(self) -> list[ContainerRecord]:
-        """The complete containers; those being created or removed are not listed."""
-        rows = self._query("SELECT * FROM containers WHERE state = 'created' ORDER BY created DESC, id")
+        """The containers, except those still being created."""
+        rows = self._query(f"SELECT * FROM containers WHERE {_VISIBLE} ORDER BY created DESC, id")
         return [_container(r) for r in rows]
 
     def update_container(self, container_id: str, **fields: Any) -> ContainerRecord:
