@@ -15,11 +15,16 @@ import ctypes
 import json
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+import containerkit as ck
+
+from .conftest import IMAGE, probe_mount
 
 PROBE_SOURCE = r"""
 #define _GNU_SOURCE
@@ -41,6 +46,10 @@ static void try_read(const char *ring_name, long ring, const char *desc) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, NULL, _IONBF, 0);
+    if (argc == 2 && !strcmp(argv[1], "id")) {  /* the session keyring's serial, not made here */
+        printf("session id=%ld\n", syscall(SYS_keyctl, 0 /*GET_KEYRING_ID*/, -3, 0));
+        return 0;
+    }
     if (argc < 4) return 2;
     for (int i = 1; i <= 2; i++) {
         try_read("session", -3, argv[i]);
@@ -167,3 +176,36 @@ def test_container_gets_a_fresh_session_keyring(
     assert f"canary-user-{tag}" not in output
     assert "plant ok" in output  # the container's own session keyring takes it...
     assert not result["planted_in_host_session"]  # ...and it is not the host's
+
+
+def test_exec_joins_the_containers_keyring(
+    engine: ck.Engine, runtime: str, compile_probe: Callable[[str, str], Path]
+) -> None:
+    """An exec joins the container's own session keyring (runc's ``_ses.<id>``), not a new one
+    and not the host's."""
+    probe = compile_probe("keyring_probe", PROBE_SOURCE)
+    c = engine.containers.run(
+        IMAGE,
+        ["sh", "-c", "/probe id; exec sleep 60"],
+        runtime=runtime,
+        security_opt=["seccomp=unconfined"],
+        mounts=[probe_mount(probe)],
+    )
+    try:
+        first = wait_for_logs(c, "session id=")
+        ids = {c.exec(["/probe", "id"]).stdout.decode().strip() for _ in range(2)}
+        assert ids == {first}, (first, ids)
+        host = subprocess.run([str(probe), "id"], capture_output=True, text=True, check=True).stdout.strip()
+        assert host != first
+    finally:
+        c.remove(force=True)
+
+
+def wait_for_logs(container: ck.Container, prefix: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for line in (container.logs() or b"").decode().splitlines():
+            if line.startswith(prefix):
+                return line
+        time.sleep(0.05)
+    raise AssertionError(f"no {prefix!r} line in {container.logs()!r}")
