@@ -97,7 +97,8 @@ _libc.syscall.restype = ctypes.c_long
 
 
 def _libseccomp() -> ctypes.CDLL:
-    """libseccomp, loaded once (the spawner preloads it, so each container does not)."""
+    """libseccomp, loaded on first use: a container start loads the program its create
+    compiled and never needs it."""
     global _lib
     if _lib is None:
         try:
