@@ -122,6 +122,7 @@ def test_exec_joins_every_hierarchy(engine: ck.Engine, runtime: str) -> None:
         finally:
             container.kill()
             handle.wait()
+            container.wait(timeout=30)  # exited first: a forced remove racing the shim's cleanup can fail
     finally:
         container.remove(force=True)
 
