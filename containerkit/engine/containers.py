@@ -681,8 +681,9 @@ class ContainerCollection:
                     "Stop the container before attempting removal or force remove"
                 )
             cgroup = container._cgroup()
-            if cgroup.exists() and cgroup.is_frozen():
-                cgroup.thaw()
+            with contextlib.suppress(NotFound):  # the shim may remove the cgroup meanwhile
+                if cgroup.exists() and cgroup.is_frozen():
+                    cgroup.thaw()
             with contextlib.suppress(NotRunning):
                 container.kill("SIGKILL")
             wait_for_exit(container.state_dir, 30)

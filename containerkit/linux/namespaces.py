@@ -13,7 +13,7 @@ import socket
 import struct
 from collections.abc import Iterable, Mapping
 
-from containerkit.errors import InvalidArgument
+from containerkit.errors import InvalidArgument, RuntimeFailure
 from containerkit.linux import _libc
 from containerkit.linux.mounts import cgroup_hierarchies
 
@@ -137,8 +137,9 @@ def bring_up_loopback() -> None:
 def join_process_cgroups(pid: int) -> list[str]:
     """Move the calling process into every cgroup ``pid`` is in; returns the ``cgroup.procs`` written.
 
-    Hierarchies that are missing or not writable are skipped: a tenant process in fewer cgroups
-    is better than no ``exec`` at all.
+    A hierarchy that is not mounted here is skipped (nothing can move a process in it); one
+    that refuses the move is an error naming the file: an exec left in a host cgroup of the
+    ``devices`` hierarchy would escape the container's device rules.
     """
     mounts = cgroup_hierarchies()
     joined = []
@@ -154,7 +155,7 @@ def join_process_cgroups(pid: int) -> list[str]:
         try:
             with open(procs, "w") as out:
                 out.write(str(os.getpid()))
-        except OSError:
-            continue
+        except OSError as exc:
+            raise RuntimeFailure(f"cannot join the container's cgroup {procs}: {exc.strerror}") from None
         joined.append(procs)
     return joined
