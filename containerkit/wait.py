@@ -27,11 +27,14 @@ import socket
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from containerkit import api
 from containerkit._inprocess import engine_container
 from containerkit.errors import ContainerkitError, InvalidArgument, NotFound, Timeout
 from containerkit.runtime.state import LOG_FILE
+
+if TYPE_CHECKING:
+    from containerkit import api
 
 __all__ = [
     "DEFAULT_TIMEOUT",
