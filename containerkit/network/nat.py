@@ -193,13 +193,24 @@ class NatTable:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        """The table's lock. :meth:`remove_all` deletes the lock file with the table (one per
+        engine root would pile up in /run otherwise), so a lock taken on a file that was
+        deleted meanwhile is dropped and taken again on the current one."""
         self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_path, "a") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        while True:
+            with open(self.lock_path, "a") as handle:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+                try:
+                    current = os.stat(self.lock_path).st_ino
+                except FileNotFoundError:
+                    current = -1
+                if current != os.fstat(handle.fileno()).st_ino:
+                    continue
+                try:
+                    yield
+                finally:
+                    fcntl.flock(handle, fcntl.LOCK_UN)
+                return
 
     def _delete(self, rules: Sequence[Rule]) -> list[str]:
         return [f"delete rule ip {self.name} {r.chain} handle {r.handle}" for r in rules]
@@ -364,3 +375,4 @@ class NatTable:
         with self._locked():
             if self.exists():
                 self._apply([f"delete table ip {self.name}"])
+            self.lock_path.unlink(missing_ok=True)
