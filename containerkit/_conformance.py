@@ -14,13 +14,18 @@ from containerkit.client.containers import Container as ClientContainer
 from containerkit.client.exec import ExecStream
 from containerkit.client.networks import Network as ClientNetwork
 from containerkit.engine import Engine
+from containerkit.engine.attach import AttachStream as EngineAttachStream
 from containerkit.engine.containers import Container as EngineContainer
 from containerkit.engine.networks import Network as EngineNetwork
 from containerkit.runtime.exec import ExecProcess
 
 
 def _engine_conforms(
-    engine: Engine, container: EngineContainer, network: EngineNetwork, process: ExecProcess
+    engine: Engine,
+    container: EngineContainer,
+    network: EngineNetwork,
+    process: ExecProcess,
+    attached: EngineAttachStream,
 ) -> list[object]:
     backend: api.Backend = engine
     containers: api.Containers = engine.containers
@@ -30,7 +35,18 @@ def _engine_conforms(
     handle: api.ContainerHandle = container
     network_handle: api.NetworkHandle = network
     exec_handle: api.ExecHandle = process
-    return [backend, containers, images, volumes, networks, handle, network_handle, exec_handle]
+    attach_stream: api.AttachStream = attached
+    return [
+        backend,
+        containers,
+        images,
+        volumes,
+        networks,
+        handle,
+        network_handle,
+        exec_handle,
+        attach_stream,
+    ]
 
 
 def _client_conforms(

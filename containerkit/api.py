@@ -85,24 +85,28 @@ class ExecHandle(Protocol):
 
 
 class AttachStream(Protocol):
-    """An attach that also carries stdin: what the Client's ``attach(stdin=True)`` returns.
-
-    The Engine's ``attach()`` has no ``stdin`` yet (a local container's stdin is its shim's
-    FIFO, written by the command line itself), so :meth:`ContainerHandle.attach` promises
-    only the output iterator; this protocol types the Client's richer answer.
-    """
+    """What ``container.attach()`` returns: the output as ``(stream, chunk)`` pairs until the
+    container stops, and with ``stdin=True`` a write side for its stdin."""
 
     def __iter__(self) -> Iterator[tuple[Stream, bytes]]: ...
 
     def __next__(self) -> tuple[Stream, bytes]: ...
 
-    def write_stdin(self, data: bytes) -> None: ...
+    def write_stdin(self, data: bytes) -> None:
+        """Send ``data`` to the container's stdin (created with ``stdin_open``)."""
 
     def close_stdin(self) -> None:
-        """EOF for the container's stdin; the output still comes in after it."""
+        """EOF for the container's stdin (with ``stdin_once``: for good); the output still
+        comes in after it."""
 
     def close(self) -> None:
-        """Drop the connection (the container runs on)."""
+        """Stop following the output (the container runs on)."""
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
 
 
 class ContainerHandle(Protocol):
@@ -200,10 +204,10 @@ class ContainerHandle(Protocol):
         """Bytes; with ``follow`` an iterator of chunks; with ``demux`` of ``(stream, chunk)``."""
 
     def attach(
-        self, *, stdout: bool = True, stderr: bool = True, logs: bool = False
-    ) -> Iterator[tuple[str, bytes]]:
-        """``(stream, chunk)`` of the output until the container stops (no stdin: see
-        :class:`AttachStream`)."""
+        self, *, stdout: bool = True, stderr: bool = True, logs: bool = False, stdin: bool = False
+    ) -> AttachStream:
+        """The output from now (``logs=True``: from the first line) until the container stops;
+        attach, then start, and nothing is missed. ``stdin``: also a write side for its stdin."""
 
     def resize(self, rows: int, cols: int) -> None: ...
 

@@ -1,14 +1,13 @@
 """Attaching the terminal to a container or an exec: output, stdin, raw mode and window size.
 
 A local container's output is followed in its json-file log (the shim owns its stdio); stdin
-goes to the shim's ``stdin`` FIFO. A remote container's output and stdin share one hijacked
+goes to the shim's ``stdin`` FIFO through the Engine's ``attach(stdin=True)``. A remote container's output and stdin share one hijacked
 attach connection. An exec's stdio are pipes or a pty master in this process.
 """
 
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import os
 import select
@@ -18,7 +17,6 @@ import sys
 import termios
 import threading
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -206,31 +204,6 @@ class _ExitWatch:
         return self._done.wait(timeout)
 
 
-def _fifo_writer(container: Container) -> tuple[Callable[[bytes], None], Callable[[], None]]:
-    from containerkit.runtime.state import STDIN_FIFO
-
-    fd = os.open(Path(container.state_dir) / STDIN_FIFO, os.O_WRONLY | os.O_CLOEXEC)
-    closed = False
-
-    def write(data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            try:
-                view = view[os.write(fd, view) :]
-            except OSError as exc:
-                if exc.errno in (errno.EPIPE, errno.EBADF):
-                    return
-                raise
-
-    def close() -> None:
-        nonlocal closed
-        if not closed:
-            closed = True
-            os.close(fd)
-
-    return write, close
-
-
 def _resize_container(container: ContainerHandle) -> Callable[[], None]:
     """Set the container's terminal to our size (its shim holds the pty, local or remote)."""
 
@@ -282,12 +255,9 @@ def open_output(container: ContainerHandle, *, stdin: bool = False) -> AttachStr
     the daemon keeps an auto-remove container until the stream is drained); None for a local
     one, whose log :func:`attach_container` follows from the start. ``stdin``: the same
     connection also carries our stdin to the container."""
-    from containerkit.cli._backend import client_container
-
-    remote = client_container(container)
-    if remote is None:
+    if engine_container(container) is not None:
         return None
-    return remote.attach(stdin=stdin)
+    return container.attach(stdin=stdin)
 
 
 def close_output(output: AttachStream | None) -> None:
@@ -307,12 +277,13 @@ def attach_container(
     local = engine_container(container)
     watch = _ExitWatch(local) if local is not None else None
     pump: _StdinPump | None = None
-    close_fifo: Callable[[], None] | None = None
+    local_stdin: AttachStream | None = None
     try:
         with contextlib.ExitStack() as stack:
             if stdin and local is not None:
-                write, close_fifo = _fifo_writer(local)
-                pump = _StdinPump(write, close_fifo)
+                # the output is followed below; this attach is only the write side of stdin
+                local_stdin = local.attach(stdout=False, stderr=False, stdin=True)
+                pump = _StdinPump(local_stdin.write_stdin, local_stdin.close_stdin)
             elif stdin and output is not None:
                 pump = _StdinPump(output.write_stdin, output.close_stdin)
             if tty:
@@ -329,8 +300,8 @@ def attach_container(
     finally:
         if pump is not None:
             pump.stop()
-        if close_fifo is not None:
-            close_fifo()
+        if local_stdin is not None:
+            local_stdin.close()
         close_output(output)
     return int(container.wait())
 

@@ -26,6 +26,7 @@ import attrs
 
 from containerkit.engine import _archive, _filters, _names, _netsetup, _prepare, _recovery
 from containerkit.engine._handle import RecordHandle
+from containerkit.engine.attach import AttachStream
 from containerkit.errors import (
     Conflict,
     InvalidArgument,
@@ -294,18 +295,25 @@ class Container(RecordHandle[ContainerRecord]):
         )
 
     def attach(
-        self, *, stdout: bool = True, stderr: bool = True, logs: bool = False
-    ) -> Iterator[tuple[str, bytes]]:
+        self, *, stdout: bool = True, stderr: bool = True, logs: bool = False, stdin: bool = False
+    ) -> AttachStream:
         """``(stream, chunk)`` of the output from now (``logs=True``: from the first line) until
         the container stops; a created container counts as about to run, so attach, then start,
-        and nothing is missed."""
+        and nothing is missed.
+
+        ``stdin=True`` sends :meth:`AttachStream.write_stdin` to a container created with
+        ``stdin_open``; :meth:`AttachStream.close_stdin` ends it (with ``stdin_once``: for good).
+        """
         state_dir = self.state_dir
-        return runtime_logs.follow_logs_demux(
+        output = runtime_logs.follow_logs_demux(
             state_dir / LOG_FILE,
             stdout=stdout,
             stderr=stderr,
             since=None if logs else time.time(),
             is_running=lambda: state_dir.exists() and read_state(state_dir).status in ("created", "running"),
+        )
+        return AttachStream(
+            output, state_dir, stdin=stdin, stdin_open=self.spec.stdin_open, name=self.name or self.short_id
         )
 
     def resize(self, rows: int, cols: int) -> None:

@@ -53,6 +53,31 @@ def test_exec_resize_without_a_tty_does_nothing(sleeper: api.ContainerHandle) ->
         assert handle.wait(timeout=10) == 0
 
 
+def test_attach_carries_stdin_to_a_stdin_once_container(engine: api.Backend) -> None:
+    """Attach, then start: what is written reaches the command, and closing stdin is its EOF."""
+    container = engine.containers.create(
+        image=IMAGE, command=["sh", "-c", "timeout 10 cat; echo done:$?"], stdin_open=True, stdin_once=True
+    )
+    try:
+        with container.attach(stdin=True) as stream:
+            container.start()
+            stream.write_stdin(b"hello ")
+            stream.write_stdin(b"world\n")
+            stream.close_stdin()
+            out = b"".join(chunk for _stream, chunk in stream)
+        assert container.wait(timeout=10) == 0
+        assert out == b"hello world\ndone:0\n"  # cat saw EOF (not the 10 s timeout)
+    finally:
+        container.remove(force=True)
+
+
+def test_attach_without_stdin_refuses_to_write(sleeper: api.ContainerHandle) -> None:
+    with sleeper.attach() as stream:
+        with pytest.raises(ck.RuntimeFailure, match="no open stdin"):
+            stream.write_stdin(b"x")
+        stream.close_stdin()  # nothing to close: no error
+
+
 def test_the_protocols_are_exported() -> None:
     assert ck.Backend is api.Backend
     assert ck.ContainerHandle is api.ContainerHandle
