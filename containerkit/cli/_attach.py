@@ -1,8 +1,9 @@
 """Attaching the terminal to a container or an exec: output, stdin, raw mode and window size.
 
 A local container's output is followed in its json-file log (the shim owns its stdio); stdin
-goes to the shim's ``stdin`` FIFO through the Engine's ``attach(stdin=True)``. A remote container's output and stdin share one hijacked
-attach connection. An exec's stdio are pipes or a pty master in this process.
+goes to the shim's ``stdin`` FIFO through the Engine's ``attach(stdin=True)``. A remote
+container's output and stdin share one hijacked attach connection. An exec's stdio are pipes
+or a pty master in this process.
 """
 
 from __future__ import annotations

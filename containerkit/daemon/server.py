@@ -42,7 +42,7 @@ import attrs
 
 from containerkit.daemon.errors import PayloadTooLarge, error_body, status_and_body
 from containerkit.errors import InvalidArgument
-from containerkit.storage import staging
+from containerkit.linux import staging
 
 __all__ = [
     "JSON_LIMIT",

@@ -13,8 +13,7 @@ import os
 from typing import TYPE_CHECKING
 
 from containerkit.errors import ContainerkitError
-from containerkit.linux import proc
-from containerkit.storage import staging
+from containerkit.linux import proc, staging
 
 if TYPE_CHECKING:
     from containerkit.engine.engine import Engine

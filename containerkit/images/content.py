@@ -26,7 +26,7 @@ import attrs
 
 from containerkit.errors import IntegrityError, InvalidArgument, NotFound
 from containerkit.images.reference import is_digest
-from containerkit.storage import staging
+from containerkit.linux import staging
 
 __all__ = ["ContentStore", "Descriptor", "check_digest", "sha256_digest"]
 

@@ -63,8 +63,7 @@ import attrs
 
 from containerkit.errors import Conflict, IntegrityError, InvalidArgument, NotFound
 from containerkit.images.unpack import DEFAULT_MAX_BYTES, UnpackResult, unpack_layer
-from containerkit.linux import idmap, overlay
-from containerkit.storage import staging
+from containerkit.linux import idmap, overlay, staging
 from containerkit.storage._apply import apply_layer_dir
 
 __all__ = ["Driver", "RootfsMount", "SnapshotStore", "copy_shifted", "shift_ownership"]
@@ -75,6 +74,8 @@ _CHAIN_RE = re.compile(r"^sha256:([0-9a-f]{64})$")
 _KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
 _LINK_LEN = 12
 _STALE_TMP_SECONDS = 24 * 3600
+_TRASH_PREFIX = "trash-"
+"""Names of dirs renamed into tmp/ to be deleted (see ``_discard``)."""
 _OVERLAY_EXTRA = ("index=off",)
 _USERNS_FILE = "userns.json"  # a user-namespaced snapshot: {"offset": [uid, gid], "shifted": bool}
 
@@ -272,8 +273,18 @@ class SnapshotStore:
 
     def reap_staging(self) -> list[str]:
         """Remove the staging and trash dirs of processes that are gone (a crash mid-unpack or
-        mid-remove); those of live processes stay. The names removed."""
-        return staging.reap(self._tmp)
+        mid-remove); those of live processes stay. The names removed.
+
+        A trash dir goes whatever its age: it was already unreachable when it got its name, and
+        a live process deleting it at the same time only shares the work.
+        """
+        removed = []
+        with contextlib.suppress(FileNotFoundError):
+            for entry in os.scandir(self._tmp):
+                if entry.name.startswith(_TRASH_PREFIX) and entry.is_dir(follow_symlinks=False):
+                    shutil.rmtree(entry.path, ignore_errors=True)
+                    removed.append(entry.name)
+        return removed + staging.reap(self._tmp)
 
     def _reap_stale_tmp(self) -> None:
         """Remove staging dirs a crashed process left (old enough that nobody still writes there)."""
@@ -289,7 +300,7 @@ class SnapshotStore:
         Renamed to a fresh random name rather than into a ``mkdtemp`` directory: on a disk where
         a mkdir/rmdir pair costs a millisecond or more, that halves the fixed cost of a remove.
         """
-        trash = self._tmp / f"trash-{path.name[:32]}-{secrets.token_hex(8)}"
+        trash = self._tmp / f"{_TRASH_PREFIX}{path.name[:32]}-{secrets.token_hex(8)}"
         try:
             os.rename(path, trash)
         except FileNotFoundError:

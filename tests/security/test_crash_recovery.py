@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 import containerkit as ck
-from containerkit.storage import staging
+from containerkit.linux import staging
 from tests.daemon.conftest import Daemon
 
 IMAGE = "example/busybox:latest"
@@ -136,7 +136,7 @@ def test_recovery_removes_spooled_bodies(tmp_path: Path) -> None:
 
 _STAGER = """
 import os, sys, time
-from containerkit.storage import staging
+from containerkit.linux import staging
 os.mkdir(sys.argv[1])
 open(os.path.join(sys.argv[1], "partial"), "wb").write(b"x" * 4096)
 fd = staging.hold_dir(sys.argv[1])
