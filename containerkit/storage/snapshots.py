@@ -61,10 +61,11 @@ from typing import Any, BinaryIO, Literal
 
 import attrs
 
-from containerkit.errors import Conflict, IntegrityError, InvalidArgument, NotFound
+from containerkit.errors import Conflict, IntegrityError, InvalidArgument, NotFound, NotSupported
 from containerkit.images.unpack import DEFAULT_MAX_BYTES, UnpackResult, unpack_layer
 from containerkit.linux import idmap, overlay, staging
 from containerkit.storage._apply import apply_layer_dir
+from containerkit.storage.diff import DiffResult, write_overlay_diff
 
 __all__ = ["Driver", "RootfsMount", "SnapshotStore", "copy_shifted", "shift_ownership"]
 
@@ -610,6 +611,24 @@ class SnapshotStore:
         if merged.exists() and overlay.is_mountpoint(merged):
             overlay.unmount(merged)
         self._discard(snap)
+
+    def diff(self, key: str, out: BinaryIO) -> DiffResult:
+        """Write what snapshot ``key`` changed over its parents to ``out`` as a layer tar.
+
+        Add it back with :meth:`add_layer` under the chain id of (top parent, its diff_id). The
+        snapshot must not be in use meanwhile (its container stopped).
+        """
+        snap = self._existing_snap(key)
+        if self.driver != "overlay":
+            raise NotSupported(f"snapshot {key!r}: diffs need the overlay driver (this store uses copy)")
+        parents = self._parents(key)
+        offset, _shifted = self._shift_of(snap)
+        return write_overlay_diff(
+            snap / "upper",
+            out,
+            id_offset=offset or (0, 0),
+            lower_root=self.layer_dir(parents[0]) if parents else None,
+        )
 
     def usage(self, key: str) -> int:
         """Bytes written to snapshot ``key``: its upper dir (the whole rootfs for the copy driver)."""

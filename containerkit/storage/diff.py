@@ -1,0 +1,224 @@
+"""The diff maker: what a snapshot changed over its parents, as an OCI layer tar.
+
+containerd splits a snapshotter from its *differ*: the snapshotter keeps trees, the differ turns
+a writable snapshot back into a layer (``Compare``) and a layer into a tree (the applier, here
+:mod:`containerkit.storage.apply`). A layer made here unpacks, with the same unpacker every
+pulled layer goes through, into a tree that shows what the snapshot showed.
+
+For the overlay driver the overlay upper dir *is* the change set, so it is walked alone, as
+containerd's overlay differ and docker's overlay2 ``Diff`` do:
+
+* a 0/0 character device is a deleted lower path: ``.wh.<name>`` (image-spec ``layer.md``);
+* a directory with ``trusted.overlay.opaque=y`` hides everything below it: ``.wh..wh..opq``
+  right after the directory's own entry;
+* anything else is added or changed: its whole entry, with owner, mode, nanosecond mtime (a PAX
+  record), ``SCHILY.xattr.*`` records (every namespace but ``trusted.overlay.*``, the upper
+  dir's own bookkeeping) and devices; files hard linked together in the upper dir become one
+  file and hardlink entries to it, so the links survive.
+
+A directory renamed with ``redirect_dir`` or a file copied up metadata-only (``metacopy``) has
+its content in a lower dir, which this walk cannot see; they are refused, naming the path,
+rather than written as an incomplete layer. The snapshot must not change while it is read (its
+container stopped). A user-namespaced snapshot's upper dir holds host ids; they are written
+back as the container's ids.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import stat
+import tarfile
+from pathlib import Path
+from typing import BinaryIO
+
+import attrs
+
+from containerkit.errors import InvalidArgument, NotSupported
+
+__all__ = ["DiffResult", "write_overlay_diff"]
+
+_WH = ".wh."
+_OPAQUE = ".wh..wh..opq"
+_OVERLAY_XATTR = "trusted.overlay."
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_CHUNK = 1 << 20
+
+
+@attrs.frozen
+class DiffResult:
+    """The layer written: its diff_id (sha256 of the tar stream) and its size in bytes."""
+
+    diff_id: str
+    size: int
+
+
+class _HashingWriter:
+    """A write-only stream that hashes and counts what passes through to ``out``."""
+
+    def __init__(self, out: BinaryIO) -> None:
+        self.out = out
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha.update(data)
+        self.size += len(data)
+        self.out.write(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
+
+
+def _xattr_value(path: str, name: str) -> bytes | None:
+    try:
+        return os.getxattr(path, name, follow_symlinks=False)
+    except OSError as err:
+        if err.errno in (errno.ENODATA, errno.ENOTSUP):
+            return None
+        raise
+
+
+def _xattrs(path: str) -> dict[str, str]:
+    """PAX records for the xattrs a layer carries (the upper dir's ``trusted.overlay.*`` are not)."""
+    try:
+        names = os.listxattr(path, follow_symlinks=False)
+    except OSError as err:
+        if err.errno in (errno.ENOTSUP, errno.EPERM):
+            return {}
+        raise
+    out = {}
+    for name in sorted(names):
+        if name.startswith(_OVERLAY_XATTR):
+            continue
+        value = _xattr_value(path, name)
+        if value is not None:
+            out[f"SCHILY.xattr.{name}"] = value.decode("utf-8", "surrogateescape")
+    return out
+
+
+class _Walker:
+    def __init__(self, upper: Path, tar: tarfile.TarFile, id_offset: tuple[int, int]) -> None:
+        self.upper = upper
+        self.tar = tar
+        self.id_offset = id_offset
+        self.links: dict[tuple[int, int], str] = {}
+
+    def _ids(self, path: str, st: os.stat_result) -> tuple[int, int]:
+        uid, gid = st.st_uid - self.id_offset[0], st.st_gid - self.id_offset[1]
+        if uid < 0 or gid < 0:
+            raise InvalidArgument(
+                f"{path}: owner {st.st_uid}:{st.st_gid} is outside the snapshot's id range "
+                f"(offset {self.id_offset[0]}:{self.id_offset[1]})"
+            )
+        return uid, gid
+
+    def _info(self, rel: str, path: str, st: os.stat_result, kind: bytes) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(rel)
+        info.type = kind
+        info.mode = stat.S_IMODE(st.st_mode)
+        info.uid, info.gid = self._ids(path, st)
+        info.uname = info.gname = ""
+        info.mtime = st.st_mtime_ns // 1_000_000_000
+        pax = {"mtime": f"{info.mtime}.{st.st_mtime_ns % 1_000_000_000:09d}"}
+        if kind != tarfile.SYMTYPE:
+            pax.update(_xattrs(path))
+        info.pax_headers = pax
+        return info
+
+    def _marker(self, rel: str, st: os.stat_result, path: str) -> tarfile.TarInfo:
+        info = tarfile.TarInfo(rel)
+        info.type = tarfile.REGTYPE
+        info.mode = 0o644
+        info.uid, info.gid = self._ids(path, st)
+        info.uname = info.gname = ""
+        info.mtime = st.st_mtime_ns // 1_000_000_000
+        return info
+
+    def _check_overlay_only(self, path: str) -> None:
+        for name in ("trusted.overlay.redirect", "trusted.overlay.metacopy"):
+            if _xattr_value(path, name) is not None:
+                raise NotSupported(
+                    f"{path}: {name.rsplit('.', 1)[1]} entry (content in a lower dir); "
+                    "mount the snapshot with redirect_dir and metacopy off to diff it"
+                )
+
+    def walk(self, rel_dir: str) -> None:
+        dir_path = os.path.join(self.upper, rel_dir) if rel_dir else str(self.upper)
+        with os.scandir(dir_path) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}" if rel_dir else entry.name
+            st = entry.stat(follow_symlinks=False)
+            self.entry(rel, entry.path, st)
+
+    def entry(self, rel: str, path: str, st: os.stat_result) -> None:
+        mode = st.st_mode
+        if stat.S_ISCHR(mode) and st.st_rdev == 0:  # an overlay whiteout
+            parent, _, name = rel.rpartition("/")
+            self.tar.addfile(self._marker(f"{parent}/{_WH}{name}" if parent else _WH + name, st, path))
+            return
+        self._check_overlay_only(path)
+        if stat.S_ISDIR(mode):
+            self.tar.addfile(self._info(rel, path, st, tarfile.DIRTYPE))
+            if _xattr_value(path, "trusted.overlay.opaque") == b"y":
+                self.tar.addfile(self._marker(f"{rel}/{_OPAQUE}", st, path))
+            self.walk(rel)
+            return
+        if st.st_nlink > 1:
+            first = self.links.get((st.st_dev, st.st_ino))
+            if first is not None:
+                info = self._info(rel, path, st, tarfile.LNKTYPE)
+                info.linkname = first
+                self.tar.addfile(info)
+                return
+            self.links[(st.st_dev, st.st_ino)] = rel
+        if stat.S_ISREG(mode):
+            info = self._info(rel, path, st, tarfile.REGTYPE)
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb", buffering=_CHUNK) as f:
+                info.size = os.fstat(f.fileno()).st_size
+                self.tar.addfile(info, f)
+        elif stat.S_ISLNK(mode):
+            info = self._info(rel, path, st, tarfile.SYMTYPE)
+            info.linkname = os.readlink(path)
+            self.tar.addfile(info)
+        elif stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            info = self._info(rel, path, st, tarfile.CHRTYPE if stat.S_ISCHR(mode) else tarfile.BLKTYPE)
+            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+            self.tar.addfile(info)
+        elif stat.S_ISFIFO(mode):
+            self.tar.addfile(self._info(rel, path, st, tarfile.FIFOTYPE))
+        else:  # a socket: a layer cannot hold one (docker skips them too)
+            return
+
+
+def write_overlay_diff(
+    upper: Path, out: BinaryIO, *, id_offset: tuple[int, int] = (0, 0), lower_root: Path | None = None
+) -> DiffResult:
+    """Write the changes an overlay upper dir holds to ``out`` as an uncompressed layer tar.
+
+    ``lower_root``: the top parent layer's dir; the root's own entry (owner, mode, xattrs) is
+    written only where the upper root differs from it, as a layer usually has no root entry.
+    """
+    fd = os.open(upper, _DIR_FLAGS)  # refuse a symlink or non-directory, naming the path
+    os.close(fd)
+    sink = _HashingWriter(out)
+    with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+        walker = _Walker(upper, tar, id_offset)
+        root_st = os.lstat(upper)
+        if lower_root is not None and _root_changed(upper, root_st, lower_root, id_offset):
+            tar.addfile(walker._info(".", str(upper), root_st, tarfile.DIRTYPE))
+        walker.walk("")
+    return DiffResult(diff_id="sha256:" + sink.sha.hexdigest(), size=sink.size)
+
+
+def _root_changed(upper: Path, st: os.stat_result, lower_root: Path, id_offset: tuple[int, int]) -> bool:
+    low = os.lstat(lower_root)
+    return (
+        stat.S_IMODE(st.st_mode) != stat.S_IMODE(low.st_mode)
+        or (st.st_uid - id_offset[0], st.st_gid - id_offset[1]) != (low.st_uid, low.st_gid)
+        or _xattrs(str(upper)) != _xattrs(str(lower_root))
+    )
