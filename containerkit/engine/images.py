@@ -54,6 +54,7 @@ from containerkit.images.manifest import (
 )
 from containerkit.images.reference import ImageRef, parse_reference
 from containerkit.spec import Image, ImageConfig
+from containerkit.storage.apply import apply_layer
 from containerkit.storage.metadata import ImageLayer, ImageRecord, LayerRecord, MetadataStore
 
 if TYPE_CHECKING:
@@ -203,8 +204,8 @@ class ImageCollection:
                 self._verify_diff_id(blob, diff_id)
                 size = self.snapshots.layer_info(chain_id).size
             else:
-                result = self.snapshots.add_layer(
-                    chain_id, self.content.path(blob.digest), expected_diff_id=diff_id
+                result = apply_layer(
+                    self.snapshots, chain_id, self.content.path(blob.digest), expected_diff_id=diff_id
                 )
                 created.append(chain_id)
                 size = result.size

@@ -31,7 +31,7 @@ says. In "apply" mode a lower symlink or file where this layer needs a directory
 a directory, which is what overlayfs shows for the same stack.
 
 **On failure ``dest`` holds a partial tree.** Callers unpack into a fresh temp directory and
-rename it into place only on success (``SnapshotStore.add_layer`` does); an ``expected_diff_id``
+rename it into place only on success (``storage.apply.apply_layer`` does); an ``expected_diff_id``
 mismatch is only known after the last byte, so it is reported the same way.
 
 Speed: the stream is decompressed and hashed on a helper thread (zlib, zstd and sha256 release

@@ -31,13 +31,16 @@ import os
 import stat
 import tarfile
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 import attrs
 
 from containerkit.errors import InvalidArgument, NotSupported
 
-__all__ = ["DiffResult", "write_overlay_diff"]
+if TYPE_CHECKING:
+    from containerkit.storage.snapshots import SnapshotStore
+
+__all__ = ["DiffResult", "make_diff", "write_overlay_diff"]
 
 _WH = ".wh."
 _OPAQUE = ".wh..wh..opq"
@@ -193,6 +196,16 @@ class _Walker:
             self.tar.addfile(self._info(rel, path, st, tarfile.FIFOTYPE))
         else:  # a socket: a layer cannot hold one (docker skips them too)
             return
+
+
+def make_diff(store: SnapshotStore, key: str, out: BinaryIO) -> DiffResult:
+    """Write what snapshot ``key`` changed over its parents to ``out`` as a layer tar.
+
+    Add it back with :func:`~containerkit.storage.apply.apply_layer` under the chain id of (top
+    parent, its diff_id). The snapshot must not be in use meanwhile (its container stopped).
+    """
+    changes = store.changes(key)
+    return write_overlay_diff(changes.upper, out, id_offset=changes.id_offset, lower_root=changes.lower_root)
 
 
 def write_overlay_diff(

@@ -7,9 +7,17 @@ of layers (``parents``, top-most first). :meth:`SnapshotStore.prepare` returns a
 :class:`RootfsMount`; the runtime mounts it (the store never needs to), and :meth:`mount` is only
 for host-side access (copying files in or out, inspecting).
 
-Importing a layer::
+Importing a layer (containerd's prepare / apply / commit; the store never reads a tar: the diff
+applier, :func:`containerkit.storage.apply.apply_layer`, does these three steps)::
 
-    store.add_layer(chain_id, blob_path, expected_diff_id=diff_id)  # unpack, verify, rename
+    stage = store.prepare_layer(chain_id)      # an empty staging dir in tmp/
+    result = unpack_layer(blob, stage.path, whiteouts=stage.whiteouts, ...)
+    store.commit_layer(stage, result)          # metadata, then one rename into layers/
+    store.abort_layer(stage)                   # in a finally: removes whatever is left
+
+and back (the diff maker, :mod:`containerkit.storage.diff`)::
+
+    make_diff(store, "ctr-1234", out)          # what the container changed, as a layer tar
 
 Running a container::
 
@@ -57,17 +65,24 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, Literal
 
 import attrs
 
 from containerkit.errors import Conflict, IntegrityError, InvalidArgument, NotFound, NotSupported
-from containerkit.images.unpack import DEFAULT_MAX_BYTES, UnpackResult, unpack_layer
+from containerkit.images.unpack import DEFAULT_MAX_BYTES, UnpackResult
 from containerkit.linux import idmap, overlay, staging
 from containerkit.storage._apply import apply_layer_dir
-from containerkit.storage.diff import DiffResult, write_overlay_diff
 
-__all__ = ["Driver", "RootfsMount", "SnapshotStore", "copy_shifted", "shift_ownership"]
+__all__ = [
+    "Driver",
+    "LayerStage",
+    "RootfsMount",
+    "SnapshotChanges",
+    "SnapshotStore",
+    "copy_shifted",
+    "shift_ownership",
+]
 
 Driver = Literal["overlay", "copy"]
 
@@ -98,6 +113,28 @@ class RootfsMount:
         if self.idmap_lowers:
             fields["idmapLowers"] = True
         return fields
+
+
+@attrs.define
+class LayerStage:
+    """A layer being made: fill ``path`` (unpacking with ``whiteouts``), then commit or abort."""
+
+    chain_id: str
+    path: Path
+    whiteouts: Literal["overlay", "apply"]
+    """How whiteouts must be written: overlay char devices, or applied to the lower content."""
+    _stage: Path
+    _held: int
+
+
+@attrs.frozen
+class SnapshotChanges:
+    """An overlay snapshot's change set: its upper dir, the id offset of a user-namespaced one
+    (the upper dir holds host ids), and the top parent layer's dir (None without parents)."""
+
+    upper: Path
+    id_offset: tuple[int, int]
+    lower_root: Path | None
 
 
 def _chain_hex(chain_id: str) -> str:
@@ -358,51 +395,58 @@ class SnapshotStore:
         os.symlink(target, tmp)
         os.replace(tmp, link)
 
-    def add_layer(
-        self, chain_id: str, blob: Path | BinaryIO, *, expected_diff_id: str | None = None
-    ) -> UnpackResult:
-        """Unpack ``blob`` as layer ``chain_id`` (verified against ``expected_diff_id``), once.
+    def prepare_layer(self, chain_id: str) -> LayerStage:
+        """An empty staging dir to fill with layer ``chain_id`` and then :meth:`commit_layer`.
 
-        The unpack happens in ``tmp/`` and is renamed into place only if it succeeded, so a bad
-        or hostile layer leaves nothing behind. If the layer is already there (or another
-        process adds it first) the stored result is returned and this copy is discarded.
+        The dir is in ``tmp/`` and held by this process (recovery removes it once the process is
+        gone); :meth:`abort_layer` removes it, so call that in a ``finally`` whatever happened.
         """
         hexid = _chain_hex(chain_id)
-        if self.has_layer(chain_id):
-            return self._check_existing(chain_id, expected_diff_id)
         stage = Path(tempfile.mkdtemp(prefix=f"layer-{hexid[:_LINK_LEN]}-", dir=self._tmp))
-        stage_fd = staging.hold_dir(stage)  # recovery removes it once this process is gone
+        held = staging.hold_dir(stage)
+        content = stage / "fs"
         try:
-            content = stage / "fs"
             content.mkdir()
             content.chmod(0o755)
-            whiteouts: Literal["overlay", "apply"] = "overlay" if self.driver == "overlay" else "apply"
-            result = unpack_layer(
-                blob,
-                content,
-                whiteouts=whiteouts,
-                max_bytes=self.max_layer_bytes,
-                expected_diff_id=expected_diff_id,
-            )
-            overlay.syncfs(content)
-            meta = attrs.asdict(
-                result, value_serializer=lambda _i, _a, v: list(v) if isinstance(v, tuple) else v
-            )
-            _write_atomic(self._meta_path(hexid), json.dumps({"chain_id": chain_id, **meta}).encode())
-            self._publish_link(hexid)
-            try:
-                os.rename(content, self.layer_dir(chain_id))
-            except OSError as err:
-                if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
-                    raise
-                return self._check_existing(chain_id, expected_diff_id)  # lost a race: same layer
-            _fsync_dir(self.root / "layers")
-            return result
-        finally:
+        except BaseException:
             shutil.rmtree(stage, ignore_errors=True)
-            os.close(stage_fd)
+            os.close(held)
+            raise
+        whiteouts: Literal["overlay", "apply"] = "overlay" if self.driver == "overlay" else "apply"
+        return LayerStage(chain_id=chain_id, path=content, whiteouts=whiteouts, stage=stage, held=held)
 
-    def _check_existing(self, chain_id: str, expected_diff_id: str | None) -> UnpackResult:
+    def commit_layer(
+        self, stage: LayerStage, result: UnpackResult, *, expected_diff_id: str | None = None
+    ) -> UnpackResult:
+        """Make the filled ``stage`` layer ``stage.chain_id``: its metadata first, then the content
+        by one rename. If another process committed the same layer first, the stored result is
+        returned (checked against ``expected_diff_id``) and this copy is left for :meth:`abort_layer`.
+        """
+        chain_id = stage.chain_id
+        hexid = _chain_hex(chain_id)
+        overlay.syncfs(stage.path)
+        meta = attrs.asdict(result, value_serializer=lambda _i, _a, v: list(v) if isinstance(v, tuple) else v)
+        _write_atomic(self._meta_path(hexid), json.dumps({"chain_id": chain_id, **meta}).encode())
+        self._publish_link(hexid)
+        try:
+            os.rename(stage.path, self.layer_dir(chain_id))
+        except OSError as err:
+            if err.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            return self.check_layer(chain_id, expected_diff_id)  # lost a race: same layer
+        _fsync_dir(self.root / "layers")
+        return result
+
+    def abort_layer(self, stage: LayerStage) -> None:
+        """Remove what is left of ``stage`` (all of it, unless it was committed). Idempotent."""
+        if stage._held < 0:
+            return
+        shutil.rmtree(stage._stage, ignore_errors=True)
+        os.close(stage._held)
+        stage._held = -1
+
+    def check_layer(self, chain_id: str, expected_diff_id: str | None = None) -> UnpackResult:
+        """The stored layer's info, checked against ``expected_diff_id`` when one is given."""
         info = self.layer_info(chain_id)
         if expected_diff_id is not None and info.diff_id != expected_diff_id:
             raise IntegrityError(
@@ -612,20 +656,15 @@ class SnapshotStore:
             overlay.unmount(merged)
         self._discard(snap)
 
-    def diff(self, key: str, out: BinaryIO) -> DiffResult:
-        """Write what snapshot ``key`` changed over its parents to ``out`` as a layer tar.
-
-        Add it back with :meth:`add_layer` under the chain id of (top parent, its diff_id). The
-        snapshot must not be in use meanwhile (its container stopped).
-        """
+    def changes(self, key: str) -> SnapshotChanges:
+        """Where snapshot ``key``'s changes over its parents are (what the diff maker reads)."""
         snap = self._existing_snap(key)
         if self.driver != "overlay":
             raise NotSupported(f"snapshot {key!r}: diffs need the overlay driver (this store uses copy)")
         parents = self._parents(key)
         offset, _shifted = self._shift_of(snap)
-        return write_overlay_diff(
-            snap / "upper",
-            out,
+        return SnapshotChanges(
+            upper=snap / "upper",
             id_offset=offset or (0, 0),
             lower_root=self.layer_dir(parents[0]) if parents else None,
         )

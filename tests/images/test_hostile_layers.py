@@ -14,6 +14,7 @@ import pytest
 
 from containerkit.errors import IntegrityError, InvalidArgument, UnsafeArchive
 from containerkit.images.unpack import unpack_layer
+from containerkit.storage.apply import apply_layer
 from containerkit.storage.snapshots import SnapshotStore
 from tests.conftest import require_root
 from tests.images import _layers as lf
@@ -128,7 +129,7 @@ def test_refused_by_the_store_leaves_nothing(case: str, outside: Path, tmp_path:
     store = SnapshotStore(tmp_path / "store", driver="copy")
     entries, error, _ = _cases(outside)[case]
     with pytest.raises(error):
-        store.add_layer(CHAIN, io.BytesIO(lf.build_tar(entries)))
+        apply_layer(store, CHAIN, io.BytesIO(lf.build_tar(entries)))
     _assert_store_empty(store)
 
 
@@ -196,7 +197,7 @@ def test_gzip_bomb_stops_at_max_bytes(gzip_bomb: Path, tmp_path: Path) -> None:
 def test_gzip_bomb_in_the_store(gzip_bomb: Path, tmp_path: Path) -> None:
     store = SnapshotStore(tmp_path / "store", driver="copy", max_layer_bytes=50 << 20)
     with pytest.raises(UnsafeArchive, match="max_bytes"):
-        store.add_layer(CHAIN, gzip_bomb)
+        apply_layer(store, CHAIN, gzip_bomb)
     _assert_store_empty(store)
 
 
@@ -248,7 +249,7 @@ def test_wrong_diff_id_in_the_store(tmp_path: Path) -> None:
     for driver in ("overlay", "copy"):
         store = SnapshotStore(tmp_path / driver, driver=driver)
         with pytest.raises(IntegrityError, match="mismatch"):
-            store.add_layer(CHAIN, io.BytesIO(_payload_tar()), expected_diff_id="sha256:" + "1" * 64)
+            apply_layer(store, CHAIN, io.BytesIO(_payload_tar()), expected_diff_id="sha256:" + "1" * 64)
         _assert_store_empty(store)
 
 
@@ -256,7 +257,7 @@ def test_truncated_in_the_store(tmp_path: Path) -> None:
     store = SnapshotStore(tmp_path / "store", driver="copy")
     blob = lf.compress(_payload_tar(), "gzip")
     with pytest.raises(IntegrityError, match="truncated"):
-        store.add_layer(CHAIN, io.BytesIO(blob[: len(blob) // 2]))
+        apply_layer(store, CHAIN, io.BytesIO(blob[: len(blob) // 2]))
     _assert_store_empty(store)
 
 

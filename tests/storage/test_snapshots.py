@@ -18,6 +18,7 @@ import pytest
 
 from containerkit.errors import Conflict, InvalidArgument, NotFound
 from containerkit.linux import _libc, overlay
+from containerkit.storage.apply import apply_layer
 from containerkit.storage.snapshots import RootfsMount, SnapshotStore
 from tests.conftest import require_root
 from tests.images import _layers as lf
@@ -55,7 +56,7 @@ def _add(store: SnapshotStore, *layers: list[lf.Entry]) -> list[str]:
     tars = [lf.build_tar(entries) for entries in layers]
     chains = lf.chain_ids([lf.diff_id(t) for t in tars])
     for chain, tar in zip(chains, tars, strict=True):
-        store.add_layer(chain, io.BytesIO(lf.compress(tar, "gzip")), expected_diff_id=lf.diff_id(tar))
+        apply_layer(store, chain, io.BytesIO(lf.compress(tar, "gzip")), expected_diff_id=lf.diff_id(tar))
     return chains[::-1]  # top-most first, as prepare wants
 
 
@@ -173,7 +174,7 @@ def _busybox_entries(path: Path) -> Iterator[lf.Entry]:
 
 def test_busybox_runs_in_a_snapshot(store: SnapshotStore, busybox_rootfs_tar: Path) -> None:
     chain = lf.diff_id(busybox_rootfs_tar.read_bytes())
-    store.add_layer(chain, busybox_rootfs_tar)
+    apply_layer(store, chain, busybox_rootfs_tar)
     store.prepare("c1", [chain])
     merged = store.mount("c1")
     try:
@@ -190,8 +191,8 @@ def test_busybox_runs_in_a_snapshot(store: SnapshotStore, busybox_rootfs_tar: Pa
 
 def test_add_layer_is_idempotent_and_lists(store: SnapshotStore, busybox_rootfs_tar: Path) -> None:
     chain = lf.diff_id(busybox_rootfs_tar.read_bytes())
-    first = store.add_layer(chain, busybox_rootfs_tar)
-    again = store.add_layer(chain, io.BytesIO(b"not even read"))
+    first = apply_layer(store, chain, busybox_rootfs_tar)
+    again = apply_layer(store, chain, io.BytesIO(b"not even read"))
     assert first == again == store.layer_info(chain)
     assert store.has_layer(chain) and store.list_layers() == [chain]
     assert os.listdir(store.root / "tmp") == []
@@ -201,7 +202,8 @@ def test_concurrent_add_of_the_same_layer(store: SnapshotStore, busybox_rootfs_t
     chain = lf.diff_id(busybox_rootfs_tar.read_bytes())
     code = (
         "import sys; from pathlib import Path; from containerkit.storage.snapshots import SnapshotStore;"
-        "s = SnapshotStore(Path(sys.argv[1])); print(s.add_layer(sys.argv[2], Path(sys.argv[3])).diff_id)"
+        "from containerkit.storage.apply import apply_layer;"
+        "s = SnapshotStore(Path(sys.argv[1])); print(apply_layer(s, sys.argv[2], Path(sys.argv[3])).diff_id)"
     )
     procs = [
         subprocess.Popen(
