@@ -29,12 +29,15 @@ __all__ = [
     "Resources",
     "Stats",
     "Volume",
+    "check_container_name",
+    "label_matches",
     "parse_bytes",
     "parse_env",
     "parse_signal",
 ]
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_CONTAINER_NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")  # dockerd's RestrictedNamePattern
 _SIZE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgtp]?)i?b?\s*$", re.IGNORECASE)
 _UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40, "p": 1 << 50}
 
@@ -411,9 +414,23 @@ def log_limits(driver: str, opts: Mapping[str, str]) -> tuple[int | None, int]:
     return max_size, max_file
 
 
+def check_container_name(name: str) -> str:
+    """The name without docker's optional leading ``/``, by dockerd's rule (two characters at
+    least: ``a`` is refused as dockerd refuses it); ``InvalidArgument`` when not allowed."""
+    if not isinstance(name, str) or not _CONTAINER_NAME_RE.match(name):
+        raise InvalidArgument(f"invalid container name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    return name.lstrip("/")
+
+
 def _check_name(_inst: Any, _a: attrs.Attribute[str | None], value: str | None) -> None:
-    if value is not None and not _NAME_RE.match(value):
-        raise InvalidArgument(f"invalid container name {value!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    if value is not None:
+        check_container_name(value)
+
+
+def label_matches(labels: Mapping[str, str], wanted: str) -> bool:
+    """docker's ``label`` filter: ``key`` is present, or ``key=value`` is present with that value."""
+    key, sep, value = wanted.partition("=")
+    return key in labels and (not sep or labels[key] == value)
 
 
 _RESOURCE_KWARGS = {

@@ -21,8 +21,10 @@ ALLOWED: dict[str, set[str]] = {
     "runtime": _BASE | {"linux"},
     "network": _BASE | {"linux"},
     "engine": _BASE | {"linux", "images", "storage", "runtime", "network"},
-    "client": _BASE,
-    "daemon": _BASE | {"linux", "images", "storage", "runtime", "network", "engine"},
+    # Docker's JSON both ways, pure: the daemon, the client and the CLI translate through it
+    "dockerapi": _BASE,
+    "client": _BASE | {"dockerapi"},
+    "daemon": _BASE | {"linux", "images", "storage", "runtime", "network", "engine", "dockerapi"},
     # the protocols Engine and Client both satisfy: above both, so neither imports it
     "api": _BASE,
     # mypy's check that both sides satisfy api (never imported at run time)
@@ -69,6 +71,15 @@ def test_api_sits_above_engine_and_client() -> None:
     assert ALLOWED["api"] == _BASE
     assert "api" not in ALLOWED["engine"] | ALLOWED["client"]
     assert _imported_parts(PACKAGE / "api.py") <= _BASE
+
+
+def test_dockerapi_imports_only_spec_and_errors() -> None:
+    """The Docker shapes are pure translation: nothing below the front-ends imports them."""
+    assert ALLOWED["dockerapi"] == _BASE
+    for module in (PACKAGE / "dockerapi").rglob("*.py"):
+        assert _imported_parts(module) - {"dockerapi"} <= _BASE, module.name
+    users = {_part(m) for m in PACKAGE.rglob("*.py") if "dockerapi" in _imported_parts(m)} - {"dockerapi"}
+    assert users <= {"daemon", "client", "cli"}
 
 
 def test_conformance_check_is_never_imported() -> None:

@@ -128,6 +128,7 @@ def inspect(names: tuple[str, ...], format_: str | None) -> None:
 def prune_volumes(eng: Backend, *, all_: bool, label: list[str] | None = None) -> list[str]:
     """Unused volumes (anonymous ones only unless ``all_``); the names removed."""
     from containerkit.errors import ContainerkitError
+    from containerkit.spec import label_matches
 
     used = volume_users(eng)
     removed = []
@@ -135,7 +136,7 @@ def prune_volumes(eng: Backend, *, all_: bool, label: list[str] | None = None) -
         labels = dict(vol.labels)
         if vol.name in used or not (all_ or _ANONYMOUS.match(vol.name)):
             continue
-        if label and not all(_label_ok(labels, w) for w in label):
+        if label and not all(label_matches(labels, w) for w in label):
             continue
         try:
             eng.volumes.remove(vol.name)
@@ -143,11 +144,6 @@ def prune_volumes(eng: Backend, *, all_: bool, label: list[str] | None = None) -
             continue
         removed.append(vol.name)
     return removed
-
-
-def _label_ok(labels: dict[str, str], wanted: str) -> bool:
-    key, sep, value = wanted.partition("=")
-    return key in labels and (not sep or labels[key] == value)
 
 
 @volume.command()

@@ -13,8 +13,8 @@ from typing import Any
 
 import attrs
 
-from containerkit.daemon.body import Body
 from containerkit.daemon.errors import NotImplementedYet
+from containerkit.dockerapi.body import Body
 from containerkit.errors import InvalidArgument
 from containerkit.runtime.seccomp_profile import split_no_new_privileges
 from containerkit.spec import ContainerSpec, Mount, PortBinding, Resources

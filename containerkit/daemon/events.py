@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from containerkit.spec import label_matches
+
 __all__ = ["EventBus", "Subscription", "event_matches"]
 
 HISTORY = 1024
@@ -99,15 +101,10 @@ def event_matches(event: Mapping[str, Any], filters: Mapping[str, list[str]]) ->
         "network": lambda v: (
             event["Type"] == "network" and (actor["ID"].startswith(v) or attrs.get("name") == v)
         ),
-        "label": lambda v: _label(attrs, v),
+        "label": lambda v: label_matches(attrs, v),
     }
     for key, values in filters.items():
         check = checks.get(key)
         if check is not None and not any(check(v) for v in values):
             return False
     return True
-
-
-def _label(attrs: Mapping[str, str], wanted: str) -> bool:
-    key, sep, value = wanted.partition("=")
-    return key in attrs and (not sep or attrs[key] == value)

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from containerkit.errors import InvalidArgument, NotFound
+from containerkit.spec import label_matches
 
 if TYPE_CHECKING:
     from containerkit.engine.containers import Container
@@ -32,11 +33,6 @@ def normalise(filters: Mapping[str, Any] | None) -> dict[str, list[str]]:
     return result
 
 
-def _label_ok(labels: Mapping[str, str], wanted: str) -> bool:
-    key, sep, value = wanted.partition("=")
-    return key in labels and (not sep or labels[key] == value)
-
-
 def matches(container: Container, status: str, wanted: Mapping[str, list[str]], engine: Engine) -> bool:
     if "status" in wanted and status not in wanted["status"]:
         return False
@@ -44,7 +40,7 @@ def matches(container: Container, status: str, wanted: Mapping[str, list[str]], 
         return False
     if "id" in wanted and not any(container.id.startswith(i) for i in wanted["id"]):
         return False
-    if "label" in wanted and not all(_label_ok(container.labels, w) for w in wanted["label"]):
+    if "label" in wanted and not all(label_matches(container.labels, w) for w in wanted["label"]):
         return False
     if "exited" in wanted and str(container.exit_code) not in wanted["exited"]:
         return False

@@ -1,15 +1,13 @@
-"""Container names: docker's rule for what is allowed, and docker-style random names."""
+"""Container names: docker's rule for what is allowed (``spec.check_container_name``, the one
+validator), and docker-style random names."""
 
 from __future__ import annotations
 
 import random
-import re
 
-from containerkit.errors import InvalidArgument
+from containerkit.spec import check_container_name
 
 __all__ = ["check", "random_name"]
-
-_NAME = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")
 
 _LEFT = (
     "admiring",
@@ -92,9 +90,7 @@ _RIGHT = (
 
 def check(name: str) -> str:
     """The name without docker's optional leading ``/``; ``InvalidArgument`` when not allowed."""
-    if not _NAME.match(name):
-        raise InvalidArgument(f"Invalid container name ({name}), only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
-    return name.lstrip("/")
+    return check_container_name(name)
 
 
 def random_name() -> str:

@@ -53,7 +53,7 @@ from containerkit.images.manifest import (
     parse_config,
 )
 from containerkit.images.reference import ImageRef, parse_reference
-from containerkit.spec import Image, ImageConfig
+from containerkit.spec import Image, ImageConfig, label_matches
 from containerkit.storage.apply import apply_layer
 from containerkit.storage.metadata import ImageLayer, ImageRecord, LayerRecord, MetadataStore
 
@@ -539,10 +539,8 @@ def _matches(image: Image, filters: Mapping[str, list[str]]) -> bool:
         if (value.lower() in ("true", "1")) == bool(image.tags):
             return False
     labels = dict(image.config.labels)
-    for item in filters.get("label", []):
-        key, sep, val = item.partition("=")
-        if key not in labels or (sep and labels[key] != val):
-            return False
+    if not all(label_matches(labels, item) for item in filters.get("label", [])):
+        return False
     patterns = filters.get("reference", [])
     if patterns:
         names = [t.rpartition(":")[0] for t in image.tags] + list(image.tags)

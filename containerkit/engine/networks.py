@@ -39,6 +39,7 @@ from containerkit.network import bridge as bridges
 from containerkit.network import foreign_firewall
 from containerkit.network.ipam import gateway_for, parse_subnet, pick_subnet
 from containerkit.network.nat import NFT_MISSING, NatTable, nft_available
+from containerkit.spec import label_matches
 from containerkit.storage.metadata import NetworkRecord
 
 if TYPE_CHECKING:
@@ -282,7 +283,7 @@ class NetworkCollection:
                 continue
             if "id" in wanted and not any(net.id.startswith(str(v)) for v in wanted["id"]):
                 continue
-            if "label" in wanted and not all(_label_matches(net.labels, str(v)) for v in wanted["label"]):
+            if "label" in wanted and not all(label_matches(net.labels, str(v)) for v in wanted["label"]):
                 continue
             result.append(net)
         return result
@@ -310,6 +311,3 @@ class NetworkCollection:
         return removed
 
 
-def _label_matches(labels: Mapping[str, str], wanted: str) -> bool:
-    key, sep, value = wanted.partition("=")
-    return key in labels and (not sep or labels[key] == value)

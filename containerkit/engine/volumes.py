@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from containerkit.errors import Conflict, InvalidArgument, NotFound
-from containerkit.spec import Volume
+from containerkit.spec import Volume, label_matches
 from containerkit.storage.metadata import MetadataStore, VolumeRecord
 
 __all__ = ["VolumeCollection"]
@@ -77,10 +77,7 @@ class VolumeCollection:
         volumes = [self._to_volume(r) for r in self._metadata.list_volumes()]
         wanted = dict(filters or {})
         if "label" in wanted:
-            key, _, value = wanted["label"].partition("=")
-            volumes = [
-                v for v in volumes if key in dict(v.labels) and (not value or dict(v.labels)[key] == value)
-            ]
+            volumes = [v for v in volumes if label_matches(dict(v.labels), wanted["label"])]
         if "name" in wanted:
             volumes = [v for v in volumes if wanted["name"] in v.name]
         return volumes

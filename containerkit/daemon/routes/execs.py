@@ -15,12 +15,12 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from containerkit.daemon import streams
-from containerkit.daemon.body import Body
 from containerkit.daemon.execs import ExecRecord
 from containerkit.daemon.routes.container_io import HIJACK_DELAY
 from containerkit.daemon.routes.containers import lookup
 from containerkit.daemon.server import Request, Response, json_response
 from containerkit.daemon.shapes import exec_inspect
+from containerkit.dockerapi.body import Body
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotRunning
 
 if TYPE_CHECKING:

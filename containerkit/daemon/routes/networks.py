@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from containerkit.daemon.body import Body
 from containerkit.daemon.convert import filters_from_query
 from containerkit.daemon.errors import NotImplementedYet
 from containerkit.daemon.server import Request, Response, json_response
 from containerkit.daemon.shapes import network_inspect
+from containerkit.dockerapi.body import Body
 from containerkit.errors import Conflict, InvalidArgument, NotFound
 
 if TYPE_CHECKING:

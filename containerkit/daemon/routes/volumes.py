@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from containerkit.daemon.body import Body
 from containerkit.daemon.convert import filters_from_query
 from containerkit.daemon.server import Request, Response, json_response
 from containerkit.daemon.shapes import volume_json
+from containerkit.dockerapi.body import Body
 from containerkit.errors import Conflict, InvalidArgument, NotFound
-from containerkit.spec import Volume
+from containerkit.spec import Volume, label_matches
 
 if TYPE_CHECKING:
     from containerkit.daemon.app import DaemonApp
@@ -36,7 +36,7 @@ def register(router: Router, app: DaemonApp) -> None:
         result = []
         for volume in volumes.list():
             labels = dict(volume.labels)
-            if not all(_label(labels, w) for w in filters.get("label", [])):
+            if not all(label_matches(labels, w) for w in filters.get("label", [])):
                 continue
             if "name" in filters and not any(n in volume.name for n in filters["name"]):
                 continue
@@ -113,8 +113,3 @@ def register(router: Router, app: DaemonApp) -> None:
     router.add("POST", "/volumes/prune", prune)
     router.add("GET", "/volumes/{name}", inspect)
     router.add("DELETE", "/volumes/{name}", remove)
-
-
-def _label(labels: dict[str, str], wanted: str) -> bool:
-    key, sep, value = wanted.partition("=")
-    return key in labels and (not sep or labels[key] == value)
