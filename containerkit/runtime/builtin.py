@@ -2,8 +2,8 @@
 
 The caller (the shim) has already done ``unshare(CLONE_NEWPID)`` and forked; we run as PID 1 of
 the new pid namespace, single-threaded, with stdio in place. Setup follows runc's
-``rootfs_linux.go``/``standard_init_linux.go``. Every failure is reported once, as JSON
-``{"kind", "message"}`` on ``error_fd`` (a close-on-exec pipe), so an ``exec`` that succeeds
+``rootfs_linux.go``/``standard_init_linux.go``. Every failure is reported once on ``error_fd``
+(a close-on-exec pipe, see :mod:`containerkit.runtime._sync`), so an ``exec`` that succeeds
 simply closes it and the caller reads EOF.
 """
 
@@ -25,13 +25,14 @@ from typing import Any, NoReturn
 
 from containerkit.errors import (
     CommandNotFound,
-    ContainerkitError,
     InvalidArgument,
     RuntimeFailure,
     Unavailable,
 )
 from containerkit.linux import _libc, apparmor, keyring, mounts, namespaces, seccomp
 from containerkit.linux import capabilities as caps
+from containerkit.runtime import _sync
+from containerkit.runtime._sync import PermissionDenied
 from containerkit.runtime.bundle import (
     EXEC_KEYRING_KEY,
     EXEC_SECCOMP_KEY,
@@ -63,30 +64,12 @@ _DEV_LINKS = (
 )
 
 
-class PermissionDenied(RuntimeFailure):
-    """The command exists but cannot be executed (docker exits 126)."""
-
-
-def _exit_code_for(exc: BaseException) -> int:
-    if isinstance(exc, CommandNotFound):
-        return 127
-    if isinstance(exc, PermissionDenied):
-        return 126
-    return 128
-
-
 def _fail(error_fd: int, exc: BaseException) -> NoReturn:
     """Write the one error report and leave without running any of the parent's cleanup."""
     try:
-        if isinstance(exc, ContainerkitError):
-            kind, message = exc.kind, exc.message
-        else:
-            kind, message = RuntimeFailure.kind, str(exc) or type(exc).__name__
-        data = json.dumps({"kind": kind, "message": message}).encode()
-        with contextlib.suppress(OSError):
-            os.write(error_fd, data)
+        _sync.report(error_fd, exc)
     finally:
-        os._exit(_exit_code_for(exc))
+        os._exit(_sync.exit_code_for(exc))
 
 
 # -- namespaces and the root filesystem ------------------------------------------------------------

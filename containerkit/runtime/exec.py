@@ -28,8 +28,9 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
-from containerkit.errors import CommandNotFound, ContainerkitError, RuntimeFailure, Timeout, error_class_for
+from containerkit.errors import ContainerkitError, RuntimeFailure, Timeout
 from containerkit.linux.proc import default_signals
+from containerkit.runtime import _sync
 from containerkit.runtime.runc import RuncBackend, classify_error
 
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ class _Waiter:
             return self.code
         if not _wait_readable(self.status_fd, timeout):
             return None
-        raw = _read_all(self.status_fd)
+        raw = _sync.read_all(self.status_fd)
         os.close(self.status_fd)
         self.status_fd = -1
         try:
@@ -342,7 +343,7 @@ def _start_builtin_exec(
             waiter = _Waiter(child=helper)
         os.close(err_w)
         err_w = -1
-        report = _read_all(err_r)
+        report = _sync.read_all(err_r)
     finally:
         os.close(err_r)
         if err_w != -1:
@@ -361,16 +362,11 @@ def _start_builtin_exec(
 
 
 def _parse_error(report: bytes) -> tuple[ContainerkitError | None, int | None]:
-    if not report:
+    """The helper's error and its exit code: 127 for a missing command, else 126 (docker)."""
+    error = _sync.decode(report, default="exec failed")
+    if error is None:
         return None, None
-    try:
-        data = json.loads(report)
-        kind, message = str(data.get("kind") or "runtime_failure"), str(data.get("message") or "")
-    except (ValueError, AttributeError):
-        kind, message = "runtime_failure", report.decode(errors="replace")
-    cls = error_class_for(500, kind)
-    code = 127 if issubclass(cls, CommandNotFound) else 126
-    return cls(message or "exec failed"), code
+    return error, _sync.exit_code_for(error, otherwise=_sync.NOT_EXECUTABLE)
 
 
 def _start_runc_exec(
@@ -430,13 +426,6 @@ def _wait_readable(fd: int, timeout: float | None) -> bool:
     return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
 
 
-def _read_all(fd: int) -> bytes:
-    chunks = []
-    while chunk := os.read(fd, 65536):
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def main(argv: list[str] | None = None) -> None:
     """``python -m containerkit.runtime.exec TARGET_PID ERROR_FD PROCESS_JSON``: the helper."""
     args = sys.argv[1:] if argv is None else argv
@@ -448,10 +437,8 @@ def main(argv: list[str] | None = None) -> None:
 
         exec_in_container(target_pid, process, error_fd=error_fd)
     except BaseException as exc:
-        kind = getattr(exc, "kind", RuntimeFailure.kind)
-        with contextlib.suppress(BaseException):
-            os.write(error_fd, json.dumps({"kind": kind, "message": f"exec helper: {exc}"}).encode())
-    os._exit(126)
+        _sync.report(error_fd, exc, context="exec helper")
+    os._exit(_sync.NOT_EXECUTABLE)
 
 
 if __name__ == "__main__":

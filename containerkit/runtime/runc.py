@@ -19,6 +19,7 @@ import tempfile
 from pathlib import Path
 
 from containerkit.errors import CommandNotFound, ContainerkitError, RuntimeFailure, Unavailable
+from containerkit.runtime import _sync
 
 __all__ = [
     "RUNTIMES",
@@ -32,6 +33,8 @@ __all__ = [
 RUNTIMES = ("runc", "crun")
 
 _HYBRID_REFUSAL = "cgroups in hybrid mode not supported"
+_RUNTIME_FAILED = 125
+"""docker's exit code when the runtime itself failed (not the container's command)."""
 
 
 def find_binary(name: str) -> str:
@@ -50,12 +53,12 @@ def classify_error(message: str) -> tuple[type[ContainerkitError], int]:
     """The error class and docker exit code for a runtime's failure message."""
     lowered = message.lower()
     if _HYBRID_REFUSAL in lowered:
-        return Unavailable, 125
+        return Unavailable, _RUNTIME_FAILED
     if "executable file not found" in lowered or "no such file or directory" in lowered:
-        return CommandNotFound, 127
+        return CommandNotFound, _sync.exit_code_for(CommandNotFound)
     if "permission denied" in lowered or "exec format error" in lowered:
-        return RuntimeFailure, 126
-    return RuntimeFailure, 125
+        return RuntimeFailure, _sync.exit_code_for(_sync.PermissionDenied)
+    return RuntimeFailure, _RUNTIME_FAILED
 
 
 @functools.cache

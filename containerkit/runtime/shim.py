@@ -52,17 +52,15 @@ from typing import TYPE_CHECKING, Any, Literal, NoReturn, TextIO
 import attrs
 
 from containerkit.errors import (
-    CommandNotFound,
     ContainerkitError,
     InvalidArgument,
     RuntimeFailure,
-    Timeout,
     error_class_for,
 )
 from containerkit.linux import _libc, proc
 from containerkit.linux.proc import default_signals
 from containerkit.linux.userns import UsernsMapping, make_userns, write_id_maps
-from containerkit.runtime import logs, state, usermap
+from containerkit.runtime import _sync, logs, state, usermap
 from containerkit.runtime.bundle import ROOTFS_MOUNT_ANNOTATION, device_rules
 from containerkit.spec import Resources
 
@@ -275,19 +273,7 @@ def _launch_fresh(request: ShimRequest, ready_fd: int) -> None:
 
 
 def _read_report(fd: int, timeout: float, request: ShimRequest) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    chunks: list[bytes] = []
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0 or not poller.poll(int(remaining * 1000) + 1):
-            raise Timeout(f"shim of container {request.container_id} did not report within {timeout} s")
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            break
-        chunks.append(chunk)
-    raw = b"".join(chunks)
+    raw = _sync.read_all(fd, timeout, what=f"shim of container {request.container_id}")
     if raw:
         try:
             value = json.loads(raw)
@@ -795,7 +781,7 @@ class _Shim:
             os.close(ready_r)
         try:
             self._while_child_sets_up(pid, ready_w)
-            report = _read_all(err_r)
+            report = _sync.read_all(err_r)
         finally:
             os.close(err_r)
         if report:
@@ -851,7 +837,7 @@ class _Shim:
                 os.write(go_w, b"1")
             os.close(go_w)
             go_w = -1
-            data = _read_all(sync_r)
+            data = _sync.read_all(sync_r)
         finally:
             if go_w != -1:
                 os.close(go_w)
@@ -865,7 +851,7 @@ class _Shim:
                 if fd != -1:
                     os.close(fd)
             try:
-                report = _read_all(error_pipe[0])
+                report = _sync.read_all(error_pipe[0])
             finally:
                 os.close(error_pipe[0])
             raise _start_error(report or b'{"message": "user namespace setup failed"}', 128)
@@ -1278,11 +1264,8 @@ def _userns_helper(
             _run_init(init, shim.request.bundle, config, stdio, err_w, ready_pipe[0], None)
         os.write(sync_w, str(pid).encode())
     except BaseException as exc:
-        kind = exc.kind if isinstance(exc, ContainerkitError) else RuntimeFailure.kind
-        message = exc.message if isinstance(exc, ContainerkitError) else f"user namespace setup: {exc!r}"
-        with contextlib.suppress(BaseException):
-            os.write(err_w, json.dumps({"kind": kind, "message": message}).encode())
-        os._exit(128)
+        _sync.report(err_w, exc, context="user namespace setup")
+        os._exit(_sync.exit_code_for(exc))
     os._exit(0)
 
 
@@ -1312,11 +1295,8 @@ def _run_init(
         )
         raise RuntimeFailure("run_container_init returned")
     except BaseException as exc:
-        kind = exc.kind if isinstance(exc, ContainerkitError) else RuntimeFailure.kind
-        message = exc.message if isinstance(exc, ContainerkitError) else f"container init: {exc!r}"
-        with contextlib.suppress(BaseException):
-            os.write(err_w, json.dumps({"kind": kind, "message": message}).encode())
-    os._exit(128)
+        _sync.report(err_w, exc, context="container init")
+        os._exit(_sync.exit_code_for(exc))
 
 
 def _kill_child(pid: int) -> None:
@@ -1327,16 +1307,12 @@ def _kill_child(pid: int) -> None:
         os.waitpid(pid, 0)
 
 
-def _start_error(report: bytes, exit_code: int) -> _StartFailed:
-    try:
-        data = json.loads(report)
-        kind, message = str(data.get("kind") or "runtime_failure"), str(data.get("message") or "")
-    except (ValueError, AttributeError):
-        kind, message = "runtime_failure", report.decode(errors="replace")
-    cls = error_class_for(500, kind)
-    if cls is CommandNotFound and exit_code not in (126, 127):
-        exit_code = 127
-    return _StartFailed(cls(message or f"container init failed with exit code {exit_code}"), exit_code)
+def _start_error(report: bytes, status_code: int) -> _StartFailed:
+    """The start failure a child reported, with the exit code its report or status stands for."""
+    error = _sync.decode(report, default=f"container init failed with exit code {status_code}")
+    if error is None:
+        error = RuntimeFailure(f"container init failed with exit code {status_code}")
+    return _StartFailed(error, _sync.exit_code_for(error, otherwise=status_code))
 
 
 def _receive_console(listener: socket.socket) -> int:
@@ -1372,15 +1348,6 @@ def _read_some(fd: int) -> bytes | None:
         if exc.errno == errno.EIO:
             return b""
         raise
-
-
-def _read_all(fd: int) -> bytes:
-    chunks: list[bytes] = []
-    while True:
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
 
 
 def _reap_orphans() -> None:

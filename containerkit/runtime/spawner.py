@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from containerkit.errors import ContainerkitError, RuntimeFailure, Unavailable, error_class_for
 from containerkit.linux.proc import default_signals
+from containerkit.runtime import _sync
 
 if TYPE_CHECKING:
     from containerkit.runtime.shim import PreparedInit, ShimRequest
@@ -392,10 +393,8 @@ def _exec_child(
 
         exec_in_container(target_pid, process, error_fd=error_fd)
     except BaseException as exc:
-        kind = getattr(exc, "kind", RuntimeFailure.kind)
-        with contextlib.suppress(BaseException):
-            os.write(error_fd, json.dumps({"kind": kind, "message": f"exec helper: {exc}"}).encode())
-    os._exit(126)
+        _sync.report(error_fd, exc, context="exec helper")
+    os._exit(_sync.NOT_EXECUTABLE)
 
 
 def serve(sock: socket.socket) -> None:
