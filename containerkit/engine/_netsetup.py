@@ -231,10 +231,10 @@ def plan(engine: Engine, spec: ContainerSpec) -> NetPlan:
         if spec.aliases:
             raise InvalidArgument(f"aliases need a user-defined network, not {spec.network}")
         if kind == "container":
-            return NetPlan(kind, target_id=engine.metadata.find_container(arg).id)
+            return NetPlan(kind, target_id=engine.metadata.containers.find(arg).id)
         return NetPlan(kind)
     network = (
-        engine.networks._default_record() if arg == DEFAULT_NETWORK else engine.metadata.find_network(arg)
+        engine.networks._default_record() if arg == DEFAULT_NETWORK else engine.metadata.networks.find(arg)
     )
     if spec.aliases and network.name == DEFAULT_NETWORK:
         raise InvalidArgument("aliases need a user-defined network: the default bridge resolves no names")
@@ -246,7 +246,7 @@ def plan(engine: Engine, spec: ContainerSpec) -> NetPlan:
 def register(engine: Engine, container_id: str, net: NetPlan, spec: ContainerSpec) -> None:
     """Connect a new container to its network (the address comes at start)."""
     if net.network is not None:
-        engine.metadata.add_endpoint(net.network.id, container_id, json.dumps(list(spec.aliases)))
+        engine.metadata.networks.add_endpoint(net.network.id, container_id, json.dumps(list(spec.aliases)))
 
 
 # -- start ------------------------------------------------------------------------------------------
@@ -272,8 +272,8 @@ def setup(engine: Engine, container_id: str, spec: ContainerSpec) -> str | None:
         _teardown_locked(engine, container_id)  # what a crashed run may have left
         attached: list[tuple[NetworkRecord, EndpointRecord]] = []
         try:
-            for endpoint in engine.metadata.endpoints(container_id=container_id):
-                network = engine.networks._ensure_up(engine.metadata.get_network(endpoint.network_id))
+            for endpoint in engine.metadata.networks.endpoints(container_id=container_id):
+                network = engine.networks._ensure_up(engine.metadata.networks.get(endpoint.network_id))
                 mac = spec.mac_address if endpoint.position == 0 else None
                 attached.append((network, _allocate(engine, network, endpoint, mac)))
             if spec.ports and attached:
@@ -309,7 +309,7 @@ def _allocate(
                     raise Conflict(f"network {net.name}: no free address left in {subnet}") from None
         return str(ip), mac or _mac_for(str(ip))
 
-    return engine.metadata.attach_endpoint(
+    return engine.metadata.networks.attach_endpoint(
         network.id, endpoint.container_id, host_ifname(engine, endpoint.container_id, network.id), choose
     )
 
@@ -317,7 +317,7 @@ def _allocate(
 def _publish(engine: Engine, container_id: str, spec: ContainerSpec, primary: EndpointRecord) -> None:
     assert primary.ip is not None
     made = engine.networks.nat.publish_many(spec.ports, primary.ip, owner=container_id)
-    engine.metadata.set_ports(
+    engine.metadata.networks.set_ports(
         container_id,
         [
             PortRecord(
@@ -358,9 +358,9 @@ def teardown(engine: Engine, container_id: str, *, settle: bool = True) -> None:
     ``settle``: return only once the container's host veths are gone (removal: docker's
     ``rm`` leaves no link behind); wait and stop leave them to the kernel's background cleanup.
     """
-    endpoints = engine.metadata.endpoints(container_id=container_id)
+    endpoints = engine.metadata.networks.endpoints(container_id=container_id)
     attached = [e for e in endpoints if e.attached]
-    if attached or engine.metadata.ports(container_id) or netns_path(engine, container_id).exists():
+    if attached or engine.metadata.networks.ports(container_id) or netns_path(engine, container_id).exists():
         with root_lock(engine):
             _teardown_locked(engine, container_id)
     if settle and endpoints:
@@ -368,15 +368,15 @@ def teardown(engine: Engine, container_id: str, *, settle: bool = True) -> None:
 
 
 def _teardown_locked(engine: Engine, container_id: str) -> None:
-    attached = [e for e in engine.metadata.endpoints(container_id=container_id) if e.attached]
+    attached = [e for e in engine.metadata.networks.endpoints(container_id=container_id) if e.attached]
     for endpoint in attached:  # down now; the kernel deletes the pairs with the netns, later
         veth.retire(endpoint.host_ifname or host_ifname(engine, container_id, endpoint.network_id))
-    if engine.metadata.ports(container_id):
+    if engine.metadata.networks.ports(container_id):
         engine.networks.nat.unpublish(container_id)
-        engine.metadata.set_ports(container_id, [])
+        engine.metadata.networks.set_ports(container_id, [])
     remove_netns(netns_path(engine, container_id))
     for endpoint in attached:
-        engine.metadata.detach_endpoint(endpoint.network_id, container_id)
+        engine.metadata.networks.detach_endpoint(endpoint.network_id, container_id)
     if attached:
         refresh_hosts(engine, {e.network_id for e in attached})
 
@@ -410,29 +410,30 @@ def refresh_hosts(engine: Engine, network_ids: Iterable[str], *, also: str | Non
     """Rewrite ``/etc/hosts`` of every container attached to ``network_ids`` (and of ``also``)."""
     members: set[str] = {also} if also else set()
     for network_id in network_ids:
-        members |= {e.container_id for e in engine.metadata.endpoints(network_id=network_id) if e.attached}
+        endpoints = engine.metadata.networks.endpoints(network_id=network_id)
+        members |= {e.container_id for e in endpoints if e.attached}
     for container_id in sorted(members):
         with contextlib.suppress(NotFound, FileNotFoundError):
             _write_hosts(engine, container_id)
 
 
 def _write_hosts(engine: Engine, container_id: str) -> None:
-    record = engine.metadata.get_container(container_id)
+    record = engine.metadata.containers.get(container_id)
     spec = ContainerSpec.from_json(record.spec_json)
     if mode_of(spec.network)[0] != "bridge":
         return
-    mine = [e for e in engine.metadata.endpoints(container_id=container_id) if e.attached]
+    mine = [e for e in engine.metadata.networks.endpoints(container_id=container_id) if e.attached]
     peers: dict[str, str] = {}
     for endpoint in mine:
-        if engine.metadata.get_network(endpoint.network_id).name == DEFAULT_NETWORK:
+        if engine.metadata.networks.get(endpoint.network_id).name == DEFAULT_NETWORK:
             continue
-        for other in engine.metadata.endpoints(network_id=endpoint.network_id):
+        for other in engine.metadata.networks.endpoints(network_id=endpoint.network_id):
             if not other.attached or other.ip is None:
                 continue
             names = json.loads(other.aliases_json)
             if other.container_id != container_id:
                 with contextlib.suppress(NotFound):
-                    names.append(engine.metadata.get_container(other.container_id).name)
+                    names.append(engine.metadata.containers.get(other.container_id).name)
             for name in names:
                 peers.setdefault(name, other.ip)
     hostname = spec.hostname or container_id[:12]
@@ -447,7 +448,7 @@ def _write_hosts(engine: Engine, container_id: str) -> None:
 
 def connect(engine: Engine, network: NetworkRecord, container_id: str, aliases: Iterable[str]) -> None:
     """Connect a container (plugged in now if it runs, else at its next start)."""
-    record = engine.metadata.get_container(container_id)
+    record = engine.metadata.containers.get(container_id)
     spec = ContainerSpec.from_json(record.spec_json)
     kind, _ = mode_of(spec.network)
     if kind != "bridge":
@@ -459,7 +460,7 @@ def connect(engine: Engine, network: NetworkRecord, container_id: str, aliases: 
     if names and network.name == DEFAULT_NETWORK:
         raise InvalidArgument("aliases need a user-defined network: the default bridge resolves no names")
     with container_lock(engine, container_id):
-        endpoint = engine.metadata.add_endpoint(network.id, container_id, json.dumps(names))
+        endpoint = engine.metadata.networks.add_endpoint(network.id, container_id, json.dumps(names))
         state = read_state(engine.containers.state_dir(container_id))
         if state.status != "running":
             return
@@ -470,7 +471,7 @@ def connect(engine: Engine, network: NetworkRecord, container_id: str, aliases: 
                 _plug(netns_path(engine, container_id), up, endpoint)
             except BaseException:
                 veth.detach(host_ifname(engine, container_id, network.id))
-                engine.metadata.remove_endpoint(network.id, container_id)
+                engine.metadata.networks.remove_endpoint(network.id, container_id)
                 raise
             refresh_hosts(engine, [network.id])
 
@@ -478,14 +479,16 @@ def connect(engine: Engine, network: NetworkRecord, container_id: str, aliases: 
 def disconnect(engine: Engine, network: NetworkRecord, container_id: str) -> None:
     with container_lock(engine, container_id), root_lock(engine):
         found = [
-            e for e in engine.metadata.endpoints(container_id=container_id) if e.network_id == network.id
+            e
+            for e in engine.metadata.networks.endpoints(container_id=container_id)
+            if e.network_id == network.id
         ]
         if not found:
-            name = engine.metadata.get_container(container_id).name
+            name = engine.metadata.containers.get(container_id).name
             raise NotFound(f"container {name} is not connected to network {network.name}")
         if found[0].attached:
             veth.detach(found[0].host_ifname or host_ifname(engine, container_id, network.id))
-        engine.metadata.remove_endpoint(network.id, container_id)
+        engine.metadata.networks.remove_endpoint(network.id, container_id)
         refresh_hosts(engine, [network.id], also=container_id if found[0].attached else None)
 
 
@@ -496,11 +499,11 @@ def recover(engine: Engine) -> list[str]:
     """Undo the network of containers that are not running (a killed engine's leftovers), and
     of netns files and port rules whose container is gone. The container ids cleaned."""
     reap_vanished_roots()
-    known = {r.id for r in engine.metadata.list_containers()}
-    suspects = {e.container_id for e in engine.metadata.endpoints() if e.attached}
+    known = {r.id for r in engine.metadata.containers.all()}
+    suspects = {e.container_id for e in engine.metadata.networks.endpoints() if e.attached}
     suspects |= {p.name for p in list_netns(engine.root / "netns")}
     cleaned = []
-    networks = engine.metadata.list_networks()
+    networks = engine.metadata.networks.all()
     for container_id in sorted(suspects):
         if container_id not in known:
             with root_lock(engine):
@@ -525,7 +528,7 @@ def recover(engine: Engine) -> list[str]:
 def _recover_links(engine: Engine) -> None:
     """Delete this root's veths no attached endpoint accounts for (a crash between creating a
     pair and recording it)."""
-    wanted = {e.host_ifname for e in engine.metadata.endpoints() if e.attached}
+    wanted = {e.host_ifname for e in engine.metadata.networks.endpoints() if e.attached}
     prefix = link_prefix(engine) + "v"
     with iproute() as ipr:
         names = [str(link.get("ifname")) for link in ipr.get_links()]

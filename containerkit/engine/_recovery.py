@@ -49,7 +49,7 @@ def owner_alive(token: str) -> bool:
 def finish_containers(engine: Engine) -> list[str]:
     """Roll back the creations and finish the removals whose process is gone; the ids done."""
     done = []
-    for container_id, state, owner in engine.metadata.unfinished_containers():
+    for container_id, state, owner in engine.metadata.containers.unfinished():
         if owner_alive(owner):
             continue
         try:

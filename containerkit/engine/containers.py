@@ -141,7 +141,7 @@ class Container(RecordHandle[ContainerRecord]):
     def ports(self) -> dict[str, list[tuple[str, int]]]:
         """What is published, random ports resolved: ``{"80/tcp": [("0.0.0.0", 8080)]}``."""
         result: dict[str, list[tuple[str, int]]] = {}
-        for port in self._engine.metadata.ports(self.id):
+        for port in self._engine.metadata.networks.ports(self.id):
             result.setdefault(f"{port.container_port}/{port.protocol}", []).append(
                 (port.host_ip, port.host_port)
             )
@@ -151,8 +151,8 @@ class Container(RecordHandle[ContainerRecord]):
     def networks(self) -> dict[str, NetworkEndpoint]:
         """Each connected network by name; addresses only while the container is plugged in."""
         result = {}
-        for endpoint in self._engine.metadata.endpoints(container_id=self.id):
-            network = self._engine.metadata.get_network(endpoint.network_id)
+        for endpoint in self._engine.metadata.networks.endpoints(container_id=self.id):
+            network = self._engine.metadata.networks.get(endpoint.network_id)
             on = endpoint.attached and endpoint.ip is not None
             result[network.name] = NetworkEndpoint(
                 network_id=network.id,
@@ -167,12 +167,12 @@ class Container(RecordHandle[ContainerRecord]):
     @property
     def ip_address(self) -> str:
         """The address on the first network (``""`` when not running or without one)."""
-        attached = [e for e in self._engine.metadata.endpoints(container_id=self.id) if e.attached]
+        attached = [e for e in self._engine.metadata.networks.endpoints(container_id=self.id) if e.attached]
         return attached[0].ip or "" if attached else ""
 
     def reload(self) -> Container:
         """Re-read the record (a rename by another process shows up)."""
-        self._record = self._engine.metadata.get_container(self.id)
+        self._record = self._engine.metadata.containers.get(self.id)
         return self
 
     def _cgroup(self) -> Any:
@@ -249,7 +249,7 @@ class Container(RecordHandle[ContainerRecord]):
 
     def rename(self, name: str) -> None:
         _names.check(name)
-        self._record = self._engine.metadata.rename_container(self.id, name)
+        self._record = self._engine.metadata.containers.rename(self.id, name)
 
     # -- io ---------------------------------------------------------------------------------
 
@@ -518,7 +518,7 @@ class ContainerCollection:
                 self._engine, container_id, spec, image, self.state_dir(container_id), net
             )
             _netsetup.register(self._engine, container_id, net, spec)
-            self._engine.metadata.set_container_state(container_id, "created")
+            self._engine.metadata.containers.set_state(container_id, "created")
         except BaseException:
             self._roll_back(container_id)
             raise
@@ -559,7 +559,7 @@ class ContainerCollection:
                 runtime=spec.runtime,
             )
             try:
-                self._engine.metadata.add_container(record, state="creating", owner=_recovery.owner_token())
+                self._engine.metadata.containers.add(record, state="creating", owner=_recovery.owner_token())
             except Conflict:
                 if spec.name or attempt == 19:
                     raise
@@ -568,7 +568,7 @@ class ContainerCollection:
         raise AssertionError("unreachable")
 
     def _free_name(self) -> str:
-        taken = {r.name for r in self._engine.metadata.list_containers()}
+        taken = {r.name for r in self._engine.metadata.containers.all()}
         for _ in range(100):
             name = _names.random_name()
             if name not in taken:
@@ -579,13 +579,13 @@ class ContainerCollection:
 
     def get(self, ref: str) -> Container:
         """By full id, unique id prefix, or name (with or without the leading ``/``)."""
-        record = self._engine.metadata.find_container(ref)
+        record = self._engine.metadata.containers.find(ref)
         return Container(record.id, self._engine, record)
 
     def list(self, *, all: bool = False, filters: Mapping[str, Any] | None = None) -> list[Container]:
         """Running containers (``all=True``: every one), newest first, filtered like docker's
         ``ps --filter`` (``status``, ``name``, ``id``, ``label``, ``ancestor``)."""
-        records = sorted(self._engine.metadata.list_containers(), key=lambda r: r.created, reverse=True)
+        records = sorted(self._engine.metadata.containers.all(), key=lambda r: r.created, reverse=True)
         containers = [Container(r.id, self._engine, r) for r in records]
         wanted = _filters.normalise(filters)
         result = []
@@ -699,12 +699,12 @@ class ContainerCollection:
             proc.send_signal(state.pid, signal.SIGKILL, state.pid_start_time)
         anonymous = _prepare.anonymous_volumes(container.state_dir) if volumes else []
         # From here on a crash part-way is finished by Engine.recover.
-        self._engine.metadata.set_container_state(container.id, "removing", owner=_recovery.owner_token())
+        self._engine.metadata.containers.set_state(container.id, "removing", owner=_recovery.owner_token())
         try:
             self._take_apart(container.id)
         except BaseException:
             with contextlib.suppress(NotFound):  # visible again, so the removal can be retried
-                self._engine.metadata.set_container_state(container.id, "created")
+                self._engine.metadata.containers.set_state(container.id, "created")
             raise
         for name in anonymous:
             with contextlib.suppress(NotFound, Conflict):
@@ -750,7 +750,7 @@ class ContainerCollection:
             self._engine.snapshots.remove(container_id)
         shutil.rmtree(self.state_dir(container_id), ignore_errors=True)
         with contextlib.suppress(NotFound):
-            self._engine.metadata.remove_container(container_id)
+            self._engine.metadata.containers.remove(container_id)
 
     @contextlib.contextmanager
     def _rootfs(self, container: Container) -> Iterator[Path]:

@@ -101,8 +101,8 @@ class Engine:
         cleaned += _netsetup.recover(self)
         _recovery.reap_staging(self)
         # Containers another live process is creating or removing keep their dirs.
-        known = {r.id for r in self.metadata.list_containers()}
-        known |= {c[0] for c in self.metadata.unfinished_containers()}
+        known = {r.id for r in self.metadata.containers.all()}
+        known |= {c[0] for c in self.metadata.containers.unfinished()}
         state_root = self.root / "containers"
         for state_dir in state_root.iterdir() if state_root.exists() else ():
             if state_dir.name in known:

@@ -55,7 +55,7 @@ from containerkit.images.manifest import (
 from containerkit.images.reference import ImageRef, parse_reference
 from containerkit.spec import Image, ImageConfig, label_matches
 from containerkit.storage.apply import apply_layer
-from containerkit.storage.metadata import ImageLayer, ImageRecord, LayerRecord, MetadataStore
+from containerkit.storage.metadata import Database, ImageLayer, ImageRecord, LayerRecord
 
 if TYPE_CHECKING:
     from containerkit.storage.snapshots import SnapshotStore
@@ -70,7 +70,7 @@ _FILTERS = ("dangling", "label", "reference")
 class ImageCollection:
     """Local images: load, import, look up, tag, remove, save, prune."""
 
-    def __init__(self, content: ContentStore, snapshots: SnapshotStore, metadata: MetadataStore) -> None:
+    def __init__(self, content: ContentStore, snapshots: SnapshotStore, metadata: Database) -> None:
         self.content = content
         self.snapshots = snapshots
         self.metadata = metadata
@@ -114,8 +114,8 @@ class ImageCollection:
                 with self.metadata.transaction():
                     for record, layers, tags, digests in pending:
                         for layer in layers:
-                            self.metadata.add_layer(layer)
-                        self.metadata.add_image(record, tags=tags, digests=digests)
+                            self.metadata.layers.add(layer)
+                        self.metadata.images.add(record, tags=tags, digests=digests)
         except BaseException:
             self._discard(created, set(self.content.list()) - blobs_before)
             raise
@@ -180,8 +180,8 @@ class ImageCollection:
                 record, layers, tags, _ = self._prepare(archive_image, created, with_digests=False)
                 with self.metadata.transaction():
                     for item in layers:
-                        self.metadata.add_layer(item)
-                    self.metadata.add_image(record, tags=tags)
+                        self.metadata.layers.add(item)
+                    self.metadata.images.add(record, tags=tags)
         except BaseException:
             self._discard(created, set(self.content.list()) - blobs_before)
             raise
@@ -265,7 +265,7 @@ class ImageCollection:
             raise NotFound(f"No such image: {ref}")
         text = ref[len("sha256:") :] if ref.startswith("sha256:") else ref
         if len(text) == 64 and _HEX_RE.match(text):
-            if self.metadata.get_image("sha256:" + text) is not None:
+            if self.metadata.images.get("sha256:" + text) is not None:
                 return "sha256:" + text, None
             raise NotFound(f"No such image: {ref}")
         parsed: ImageRef | None = None
@@ -277,13 +277,13 @@ class ImageCollection:
                     raise
         if parsed is not None:
             if parsed.digest is not None:
-                found = self.metadata.resolve_digest(f"{parsed.name}@{parsed.digest}")
+                found = self.metadata.images.resolve_digest(f"{parsed.name}@{parsed.digest}")
             else:
-                found = self.metadata.resolve_tag(parsed.canonical)
+                found = self.metadata.images.resolve_tag(parsed.canonical)
             if found is not None:
                 return found, parsed
         if _HEX_RE.match(text):
-            matches = self.metadata.image_ids_with_prefix(text)
+            matches = self.metadata.images.ids_with_prefix(text)
             if len(matches) == 1:
                 return matches[0], None
             if len(matches) > 1:
@@ -293,7 +293,7 @@ class ImageCollection:
         raise NotFound(f"No such image: {ref}")
 
     def _record(self, image_id: str) -> ImageRecord:
-        record = self.metadata.get_image(image_id)
+        record = self.metadata.images.get(image_id)
         if record is None:
             raise NotFound(f"No such image: {image_id}")
         return record
@@ -303,8 +303,8 @@ class ImageCollection:
         parsed = parse_config(record.config_json.encode(), f"config {image_id}")
         return Image(
             id=record.id,
-            tags=tuple(parse_reference(ref).familiar for ref, _ in self.metadata.tags(image_id)),
-            digests=tuple(parse_reference(ref).familiar for ref in self.metadata.digests(image_id)),
+            tags=tuple(parse_reference(ref).familiar for ref, _ in self.metadata.images.tags(image_id)),
+            digests=tuple(parse_reference(ref).familiar for ref in self.metadata.images.digests(image_id)),
             created=parsed.created,
             size=record.size,
             architecture=record.architecture,
@@ -326,7 +326,7 @@ class ImageCollection:
         a string or a list of strings.
         """
         wanted = _normalise_filters(filters)
-        images = [self._image(image_id) for image_id in self.metadata.list_image_ids()]
+        images = [self._image(image_id) for image_id in self.metadata.images.ids()]
         return [image for image in images if _matches(image, wanted)]
 
     def chain_ids(self, image_id: str) -> builtins.list[str]:
@@ -359,7 +359,7 @@ class ImageCollection:
         ref = parse_reference(dst)
         if ref.digest is not None:
             raise InvalidReference(f"refusing to create a tag with a digest reference: {dst}")
-        self.metadata.set_tag(ref.canonical, image_id)
+        self.metadata.images.set_tag(ref.canonical, image_id)
 
     def remove(self, ref: str, force: bool = False) -> builtins.list[str]:
         """Untag ``ref``, and delete the image when no tag is left; docker's ``rmi`` semantics.
@@ -375,9 +375,9 @@ class ImageCollection:
             image_id, by_ref = self._resolve(ref)
             record = self._record(image_id)
             short = image_id.split(":", 1)[1][:12]
-            users = self.metadata.containers_using_image(image_id)
-            tags = [t for t, _ in self.metadata.tags(image_id)]
-            digests = self.metadata.digests(image_id)
+            users = self.metadata.containers.using_image(image_id)
+            tags = [t for t, _ in self.metadata.images.tags(image_id)]
+            digests = self.metadata.images.digests(image_id)
             if by_ref is not None:
                 own = by_ref.canonical if by_ref.digest is None else f"{by_ref.name}@{by_ref.digest}"
                 others = [t for t in tags if t != own]
@@ -386,7 +386,7 @@ class ImageCollection:
                         f'conflict: unable to remove repository reference "{ref}" (must force) - '
                         f"container {users[0][:12]} is using its referenced image {short}"
                     )
-                self.metadata.remove_tag(own)
+                self.metadata.images.remove_tag(own)
                 out.append(f"Untagged: {_familiar(own)}")
                 if others or users:
                     return out
@@ -404,11 +404,11 @@ class ImageCollection:
                     )
                 untag = tags + digests
             for item in untag:
-                self.metadata.remove_tag(item)
+                self.metadata.images.remove_tag(item)
                 out.append(f"Untagged: {_familiar(item)}")
             if users:
                 return out
-            self.metadata.remove_image(image_id)
+            self.metadata.images.remove(image_id)
             out.append(f"Deleted: {image_id}")
             freed_layers = set(record.chain_ids)
             freed_blobs = {image_id, *(x.blob_digest for x in record.layers)}
@@ -422,12 +422,12 @@ class ImageCollection:
         """Delete dangling images no container uses, then unreferenced layers and blobs; returns image ids."""
         deleted = []
         with self.metadata.transaction():
-            tagged = {image_id for _, image_id in self.metadata.tags()}
-            for image_id in self.metadata.list_image_ids():
-                if image_id not in tagged and not self.metadata.containers_using_image(image_id):
-                    for item in self.metadata.digests(image_id):
-                        self.metadata.remove_tag(item)
-                    self.metadata.remove_image(image_id)
+            tagged = {image_id for _, image_id in self.metadata.images.tags()}
+            for image_id in self.metadata.images.ids():
+                if image_id not in tagged and not self.metadata.containers.using_image(image_id):
+                    for item in self.metadata.images.digests(image_id):
+                        self.metadata.images.remove_tag(item)
+                    self.metadata.images.remove(image_id)
                     deleted.append(image_id)
         for image_id in deleted:
             self._forget_view(image_id)
@@ -446,9 +446,9 @@ class ImageCollection:
             if not held:
                 return
             with self.metadata.transaction():
-                used_layers = self.metadata.referenced_chain_ids()
+                used_layers = self.metadata.images.referenced_chain_ids()
                 candidates = set(self.snapshots.list_layers()) if layers is None else layers
-                candidates |= {x.chain_id for x in self.metadata.list_layers()} if layers is None else set()
+                candidates |= {x.chain_id for x in self.metadata.layers.all()} if layers is None else set()
                 # topmost first: a layer is removed before the one it sits on
                 for chain_id in sorted(candidates - used_layers, key=self._depth, reverse=True):
                     try:
@@ -457,17 +457,17 @@ class ImageCollection:
                         pass
                     except Conflict:
                         continue  # a container snapshot still sits on it
-                    self.metadata.remove_layer(chain_id)
-                used_blobs = self.metadata.referenced_blobs()
+                    self.metadata.layers.remove(chain_id)
+                used_blobs = self.metadata.images.referenced_blobs()
                 for digest in (set(self.content.list()) if blobs is None else blobs) - used_blobs:
                     self.content.delete(digest)
 
     def _depth(self, chain_id: str) -> int:
         depth = 0
-        layer = self.metadata.get_layer(chain_id)
+        layer = self.metadata.layers.get(chain_id)
         while layer is not None and layer.parent is not None and depth < 1000:
             depth += 1
-            layer = self.metadata.get_layer(layer.parent)
+            layer = self.metadata.layers.get(layer.parent)
         return depth
 
     # -------------------------------------------------------------------------- save

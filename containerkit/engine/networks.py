@@ -92,11 +92,11 @@ class Network(RecordHandle[NetworkRecord]):
     @property
     def containers(self) -> list[Container]:
         """Every container connected (running or not)."""
-        ids = [e.container_id for e in self._engine.metadata.endpoints(network_id=self.id)]
+        ids = [e.container_id for e in self._engine.metadata.networks.endpoints(network_id=self.id)]
         return [self._engine.containers.get(i) for i in ids]
 
     def reload(self) -> Network:
-        self._record = self._engine.metadata.get_network(self.id)
+        self._record = self._engine.metadata.networks.get(self.id)
         return self
 
     def connect(self, container: Container | str, *, aliases: list[str] | tuple[str, ...] = ()) -> None:
@@ -138,16 +138,16 @@ class NetworkCollection:
         if name in _PREDEFINED:
             raise Conflict(f"network name {name} is reserved for the predefined network")
         with contextlib.suppress(NotFound):
-            existing = self._engine.metadata.find_network(name)
+            existing = self._engine.metadata.networks.find(name)
             if existing.name == name:
                 raise Conflict(f"network with name {name} already exists (id {existing.id})")
         record = self._new_record(name, subnet, gateway, internal, labels)
         with _netsetup.root_lock(self._engine):
-            self._engine.metadata.add_network(record)
+            self._engine.metadata.networks.add(record)
             try:
                 self._bring_up(record)
             except BaseException:
-                self._engine.metadata.remove_network(record.id)
+                self._engine.metadata.networks.remove(record.id)
                 raise
         return Network(record.id, self._engine, record)
 
@@ -165,7 +165,7 @@ class NetworkCollection:
                 net = self._free_subnet()
         else:
             net = parse_subnet(subnet)
-            for other in self._engine.metadata.list_networks():
+            for other in self._engine.metadata.networks.all():
                 if net.overlaps(IPv4Network(other.subnet)):
                     raise Conflict(f"subnet {net} overlaps {other.subnet} of network {other.name}")
             clash = [n for n in bridges.host_networks() if n.overlaps(net)]
@@ -192,18 +192,18 @@ class NetworkCollection:
         )
 
     def _free_subnet(self, exclude: str | None = None) -> IPv4Network:
-        ours = [IPv4Network(n.subnet) for n in self._engine.metadata.list_networks() if n.id != exclude]
+        ours = [IPv4Network(n.subnet) for n in self._engine.metadata.networks.all() if n.id != exclude]
         return pick_subnet([*ours, _DOCKER0], bridges.host_networks())
 
     def _default_record(self) -> NetworkRecord:
         """The default network's record, made on first use (no bridge yet)."""
         with contextlib.suppress(NotFound):
-            return self._engine.metadata.find_network(_netsetup.DEFAULT_NETWORK)
+            return self._engine.metadata.networks.find(_netsetup.DEFAULT_NETWORK)
         record = self._new_record(_netsetup.DEFAULT_NETWORK, None, None, False, None)
         try:
-            return self._engine.metadata.add_network(record)
+            return self._engine.metadata.networks.add(record)
         except Conflict:  # another engine on this root made it first
-            return self._engine.metadata.find_network(_netsetup.DEFAULT_NETWORK)
+            return self._engine.metadata.networks.find(_netsetup.DEFAULT_NETWORK)
 
     # -- bridges up and down (callers hold the root lock) ------------------------------------
 
@@ -216,7 +216,7 @@ class NetworkCollection:
             clash = [n for n in bridges.host_networks() if n.overlaps(net)]
             if clash and record.name == _netsetup.DEFAULT_NETWORK:
                 net = self._free_subnet(exclude=record.id)
-                record = self._engine.metadata.set_network_subnet(record.id, str(net), str(gateway_for(net)))
+                record = self._engine.metadata.networks.set_subnet(record.id, str(net), str(gateway_for(net)))
             elif clash:
                 raise Conflict(f"network {record.name}: subnet {net} overlaps {clash[0]}, routed by the host")
             self._bring_up(record)
@@ -245,25 +245,26 @@ class NetworkCollection:
         foreign_firewall.forget_bridge(record.bridge)
         self.nat.remove_network(record.bridge)
         bridges.remove_bridge(record.bridge)
-        if not any(bridges.bridge_exists(n.bridge) for n in self._engine.metadata.list_networks()):
+        if not any(bridges.bridge_exists(n.bridge) for n in self._engine.metadata.networks.all()):
             self.nat.remove_all()
             _netsetup.release_prefix(self._engine)
 
     def release_idle(self) -> None:
         """Take the default network's bridge down while no container is attached to it."""
         with contextlib.suppress(NotFound):
-            record = self._engine.metadata.find_network(_netsetup.DEFAULT_NETWORK)
+            record = self._engine.metadata.networks.find(_netsetup.DEFAULT_NETWORK)
             if not bridges.bridge_exists(record.bridge):
                 return
             with _netsetup.root_lock(self._engine):
-                if not any(e.attached for e in self._engine.metadata.endpoints(network_id=record.id)):
+                endpoints = self._engine.metadata.networks.endpoints(network_id=record.id)
+                if not any(e.attached for e in endpoints):
                     self._bring_down(record)
 
     # -- finding ----------------------------------------------------------------------------
 
     def get(self, ref: str) -> Network:
         """By id, name or unique id prefix."""
-        record = self._engine.metadata.find_network(ref)
+        record = self._engine.metadata.networks.find(ref)
         return Network(record.id, self._engine, record)
 
     def default(self) -> Network:
@@ -277,7 +278,7 @@ class NetworkCollection:
         if unknown:
             raise InvalidArgument(f"invalid network filter(s) {sorted(unknown)}")
         result = []
-        for record in self._engine.metadata.list_networks():
+        for record in self._engine.metadata.networks.all():
             net = Network(record.id, self._engine, record)
             if "name" in wanted and not any(str(v) in net.name for v in wanted["name"]):
                 continue
@@ -292,11 +293,11 @@ class NetworkCollection:
 
     def remove(self, ref: str) -> None:
         """Remove a network and its bridge and rules; Conflict while containers are connected."""
-        record = self._engine.metadata.find_network(ref)
+        record = self._engine.metadata.networks.find(ref)
         if record.name == _netsetup.DEFAULT_NETWORK:
             raise Conflict(f"{record.name} is a pre-defined network and cannot be removed")
         with _netsetup.root_lock(self._engine):
-            self._engine.metadata.remove_network(record.id)
+            self._engine.metadata.networks.remove(record.id)
             self._bring_down(record)
 
     def prune(self, *, filters: Mapping[str, Any] | None = None) -> builtins.list[str]:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from containerkit.errors import Conflict, InvalidArgument, NotFound
 from containerkit.spec import Volume, label_matches
-from containerkit.storage.metadata import MetadataStore, VolumeRecord
+from containerkit.storage.metadata import Database, VolumeRecord
 
 __all__ = ["VolumeCollection"]
 
@@ -27,7 +27,7 @@ class VolumeCollection:
     def __init__(
         self,
         root: Path,
-        metadata: MetadataStore,
+        metadata: Database,
         *,
         users: Callable[[str], builtins.list[str]] | None = None,
     ) -> None:
@@ -56,12 +56,12 @@ class VolumeCollection:
             labels_json=json.dumps(dict(labels or {}), sort_keys=True),
             mountpoint=str(data),
         )
-        self._metadata.add_volume(record)
+        self._metadata.volumes.add(record)
         data.mkdir(parents=True, exist_ok=True)
         return self._to_volume(record)
 
     def get(self, name: str) -> Volume:
-        return self._to_volume(self._metadata.get_volume(name))
+        return self._to_volume(self._metadata.volumes.get(name))
 
     def ensure(self, name: str) -> Volume:
         """The volume called ``name``, created when missing (``-v name:/path`` semantics)."""
@@ -74,7 +74,7 @@ class VolumeCollection:
                 return self.get(name)
 
     def list(self, *, filters: Mapping[str, str] | None = None) -> list[Volume]:
-        volumes = [self._to_volume(r) for r in self._metadata.list_volumes()]
+        volumes = [self._to_volume(r) for r in self._metadata.volumes.all()]
         wanted = dict(filters or {})
         if "label" in wanted:
             volumes = [v for v in volumes if label_matches(dict(v.labels), wanted["label"])]
@@ -88,7 +88,7 @@ class VolumeCollection:
         container. ``force`` only makes a missing volume no error. ``in_use_by`` overrides
         the engine's own lookup of the users."""
         try:
-            record = self._metadata.get_volume(name)
+            record = self._metadata.volumes.get(name)
         except NotFound:
             if force:
                 return
@@ -96,5 +96,5 @@ class VolumeCollection:
         users = in_use_by if in_use_by is not None else (self._users(name) if self._users else [])
         if users:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
-        self._metadata.remove_volume(record.name)
+        self._metadata.volumes.remove(record.name)
         shutil.rmtree(Path(record.mountpoint).parent, ignore_errors=True)

@@ -51,7 +51,7 @@ def busybox(images: ImageCollection, busybox_rootfs_tar: Path) -> str:
 
 
 def _use(images: ImageCollection, image_id: str, cid: str = "c" * 64) -> str:
-    images.metadata.add_container(
+    images.metadata.containers.add(
         ContainerRecord(
             id=cid,
             name=f"n{cid[:6]}",
@@ -68,8 +68,8 @@ def _is_empty(images: ImageCollection) -> bool:
     return (
         not list(images.content.list())
         and not images.snapshots.list_layers()
-        and not images.metadata.list_layers()
-        and not images.metadata.list_image_ids()
+        and not images.metadata.layers.all()
+        and not images.metadata.images.ids()
     )
 
 
@@ -193,7 +193,7 @@ def test_tags_and_remove(images: ImageCollection, busybox: str, passwd: bytes) -
     assert images.get(busybox).tags == ()
     assert images.prune() == []
     assert images.read_file(busybox, "/etc/passwd") == passwd
-    images.metadata.remove_container(cid)
+    images.metadata.containers.remove(cid)
     assert images.prune() == [busybox]
     assert _is_empty(images)
     with pytest.raises(NotFound):
@@ -260,10 +260,11 @@ def test_failed_load_leaves_the_store_as_it_was(
 ) -> None:
     second = _slip_layer() if not wrong_diff_id else layer_tar([("x", b"y")])
     path = _hostile_layout(tmp_path, second, wrong_diff_id)
-    before = (set(images.content.list()), images.snapshots.list_layers(), images.metadata.tags())
+    before = (set(images.content.list()), images.snapshots.list_layers(), images.metadata.images.tags())
     with pytest.raises(error):
         images.load(path)
-    assert (set(images.content.list()), images.snapshots.list_layers(), images.metadata.tags()) == before
+    after = (set(images.content.list()), images.snapshots.list_layers(), images.metadata.images.tags())
+    assert after == before
     assert [i.id for i in images.list()] == [busybox]
     assert not (tmp_path / "escaped").exists()
 

@@ -85,15 +85,15 @@ def test_sigkill_during_create_and_remove(root: Path, mode: str) -> None:
     for _round in range(ROUNDS):
         seen |= _kill_mid_work(root, mode, rng)
         with ck.Engine(root=root) as engine:
-            assert engine.metadata.unfinished_containers() == []
+            assert engine.metadata.containers.unfinished() == []
             listed = engine.containers.list(all=True)
             for container in listed:
                 container.start()  # a half-made container listed here fails this
             for container in listed:
                 assert container.wait(30) == 0
                 container.remove()
-            assert engine.metadata.list_containers() == []
-            assert engine.metadata.unfinished_containers() == []
+            assert engine.metadata.containers.all() == []
+            assert engine.metadata.containers.unfinished() == []
     assert seen, "the child never began a container"
     assert _leftovers(root, seen) == []
 
@@ -192,6 +192,6 @@ def test_failed_create_leaves_no_record_dir_or_anonymous_volume(root: Path, tmp_
                 ],
             )
         assert {v.name for v in engine.volumes.list()} == volumes_before
-        assert engine.metadata.list_containers() == []
-        assert engine.metadata.unfinished_containers() == []
+        assert engine.metadata.containers.all() == []
+        assert engine.metadata.containers.unfinished() == []
     assert _leftovers(root, set()) == []

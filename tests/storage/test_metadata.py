@@ -52,35 +52,35 @@ def test_schema_is_versioned_and_wal(store: MetadataStore) -> None:
 
 
 def test_images_tags_and_references(store: MetadataStore) -> None:
-    store.add_layer(LayerRecord(chain_id=_d(1), diff_id=_d(1), blob_digest=_d(101), size=10, media_type="x"))
-    store.add_image(
+    store.layers.add(LayerRecord(chain_id=_d(1), diff_id=_d(1), blob_digest=_d(101), size=10, media_type="x"))
+    store.images.add(
         _image(1), tags=["docker.io/library/a:latest"], digests=[f"docker.io/library/a@{_d(2001)}"]
     )
-    assert store.resolve_tag("docker.io/library/a:latest") == _d(1001)
-    assert store.resolve_digest(f"docker.io/library/a@{_d(2001)}") == _d(1001)
-    assert store.get_image(_d(1001)).chain_ids == (_d(1),)  # type: ignore[union-attr]
-    assert store.image_ids_with_prefix(f"{1001:064x}"[:60]) == [_d(1001)]
-    assert store.referenced_blobs() == {_d(1001), _d(2001), _d(101)}
-    assert store.unreferenced_layers() == []
-    assert store.set_tag("docker.io/library/b:latest", _d(1001)) is None
+    assert store.images.resolve_tag("docker.io/library/a:latest") == _d(1001)
+    assert store.images.resolve_digest(f"docker.io/library/a@{_d(2001)}") == _d(1001)
+    assert store.images.get(_d(1001)).chain_ids == (_d(1),)  # type: ignore[union-attr]
+    assert store.images.ids_with_prefix(f"{1001:064x}"[:60]) == [_d(1001)]
+    assert store.images.referenced_blobs() == {_d(1001), _d(2001), _d(101)}
+    assert store.layers.unreferenced() == []
+    assert store.images.set_tag("docker.io/library/b:latest", _d(1001)) is None
     with pytest.raises(NotFound):
-        store.set_tag("docker.io/library/b:latest", _d(9))
-    assert [t for t, _ in store.tags(_d(1001))] == [
+        store.images.set_tag("docker.io/library/b:latest", _d(9))
+    assert [t for t, _ in store.images.tags(_d(1001))] == [
         "docker.io/library/a:latest",
         "docker.io/library/b:latest",
     ]
-    assert store.remove_tag("docker.io/library/a:latest") == _d(1001)
-    assert store.remove_tag("docker.io/library/a:latest") is None
-    assert store.remove_image(_d(1001))
-    assert store.tags() == [] and store.referenced_blobs() == set()
-    assert store.unreferenced_layers() == [_d(1)]
+    assert store.images.remove_tag("docker.io/library/a:latest") == _d(1001)
+    assert store.images.remove_tag("docker.io/library/a:latest") is None
+    assert store.images.remove(_d(1001))
+    assert store.images.tags() == [] and store.images.referenced_blobs() == set()
+    assert store.layers.unreferenced() == [_d(1)]
 
 
 def test_failed_transaction_rolls_back(store: MetadataStore) -> None:
     with pytest.raises(RuntimeError), store.transaction():
-        store.add_image(_image(1), tags=["docker.io/library/a:latest"])
+        store.images.add(_image(1), tags=["docker.io/library/a:latest"])
         raise RuntimeError("boom")
-    assert store.get_image(_d(1001)) is None and store.tags() == []
+    assert store.images.get(_d(1001)) is None and store.images.tags() == []
 
 
 def _container(cid: str, name: str, image: str = _d(1001)) -> ContainerRecord:
@@ -99,58 +99,58 @@ def _container(cid: str, name: str, image: str = _d(1001)) -> ContainerRecord:
 def test_containers(store: MetadataStore) -> None:
     a = "a1" + "0" * 62
     b = "a2" + "0" * 62
-    store.add_container(_container(a, "/web"))
-    store.add_container(_container(b, "db"))
+    store.containers.add(_container(a, "/web"))
+    store.containers.add(_container(b, "db"))
     with pytest.raises(Conflict) as info:
-        store.add_container(_container("c" * 64, "web"))
+        store.containers.add(_container("c" * 64, "web"))
     assert str(info.value) == f'the container name "/web" is already in use by container "{a}"'
-    assert store.find_container(a).name == "web"
-    assert store.find_container("web").id == a
-    assert store.find_container("/db").id == b
-    assert store.find_container("a1").id == a
+    assert store.containers.find(a).name == "web"
+    assert store.containers.find("web").id == a
+    assert store.containers.find("/db").id == b
+    assert store.containers.find("a1").id == a
     with pytest.raises(InvalidArgument):
-        store.find_container("a")
+        store.containers.find("a")
     with pytest.raises(NotFound, match="No such container: nope"):
-        store.find_container("nope")
-    assert store.update_container(a, spec_json='{"x": 1}').spec_json == '{"x": 1}'
+        store.containers.find("nope")
+    assert store.containers.update(a, spec_json='{"x": 1}').spec_json == '{"x": 1}'
     with pytest.raises(InvalidArgument):
-        store.update_container(a, id="x")
+        store.containers.update(a, id="x")
     with pytest.raises(Conflict):
-        store.rename_container(a, "db")
-    assert store.rename_container(a, "/front").name == "front"
-    assert store.containers_using_image(_d(1001)) == [a, b]
-    assert {c.id for c in store.list_containers()} == {a, b}
-    store.remove_container(a)
+        store.containers.rename(a, "db")
+    assert store.containers.rename(a, "/front").name == "front"
+    assert store.containers.using_image(_d(1001)) == [a, b]
+    assert {c.id for c in store.containers.all()} == {a, b}
+    store.containers.remove(a)
     with pytest.raises(NotFound):
-        store.get_container(a)
+        store.containers.get(a)
     with pytest.raises(NotFound):
-        store.remove_container(a)
+        store.containers.remove(a)
 
 
 def test_volumes(store: MetadataStore) -> None:
-    store.add_volume(VolumeRecord(name="data", created=1.0, labels_json='{"a":"b"}', mountpoint="/v/data"))
+    store.volumes.add(VolumeRecord(name="data", created=1.0, labels_json='{"a":"b"}', mountpoint="/v/data"))
     with pytest.raises(Conflict):
-        store.add_volume(VolumeRecord(name="data", created=2.0))
-    assert store.get_volume("data").mountpoint == "/v/data"
-    assert [v.name for v in store.list_volumes()] == ["data"]
-    store.remove_volume("data")
+        store.volumes.add(VolumeRecord(name="data", created=2.0))
+    assert store.volumes.get("data").mountpoint == "/v/data"
+    assert [v.name for v in store.volumes.all()] == ["data"]
+    store.volumes.remove("data")
     with pytest.raises(NotFound, match="no such volume: data"):
-        store.get_volume("data")
+        store.volumes.get("data")
 
 
 def test_threads_share_a_store(store: MetadataStore) -> None:
-    store.add_image(_image(1))
+    store.images.add(_image(1))
 
     def worker(n: int) -> None:
         for i in range(20):
-            store.set_tag(f"docker.io/library/t{n}:{i}", _d(1001))
+            store.images.set_tag(f"docker.io/library/t{n}:{i}", _d(1001))
 
     threads = [threading.Thread(target=worker, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    assert len(store.tags()) == 80
+    assert len(store.images.tags()) == 80
 
 
 def _add_containers(path: Path, prefix: str) -> None:
@@ -159,7 +159,7 @@ def _add_containers(path: Path, prefix: str) -> None:
         # every process also tries the same shared names: exactly one may win each
         for name in (f"{prefix}-{i}", f"shared-{i}"):
             with contextlib.suppress(Conflict):
-                store.add_container(_container(f"{prefix}{i:062x}"[:64] + name, name))
+                store.containers.add(_container(f"{prefix}{i:062x}"[:64] + name, name))
     store.close()
 
 
@@ -174,7 +174,7 @@ def test_two_processes_never_lose_or_duplicate(tmp_path: Path) -> None:
         p.join(60)
         assert p.exitcode == 0
     store = MetadataStore(path)
-    names = [c.name for c in store.list_containers()]
+    names = [c.name for c in store.containers.all()]
     store.close()
     assert len(names) == len(set(names)) == 90
 
@@ -191,7 +191,7 @@ def test_connections_of_finished_threads_are_closed(tmp_path: Path) -> None:
         return found
 
     for _ in range(40):
-        worker = threading.Thread(target=store.list_containers)
+        worker = threading.Thread(target=store.containers.all)
         worker.start()
         worker.join()
     # each new thread's connection closed those of the threads before it: what is open is this
