@@ -387,7 +387,8 @@ def test_systemd_units_verify(tmp_path: Path) -> None:
     analyze = shutil.which("systemd-analyze")
     if analyze is None:
         pytest.skip("systemd-analyze is not installed")
-    binary = shutil.which("containerkitd") or str(Path(sys.executable).with_name("containerkitd"))
+    beside = Path(sys.executable).with_name("containerkitd")  # this interpreter's install first
+    binary = str(beside) if beside.exists() else shutil.which("containerkitd") or str(beside)
     for name in ("containerkitd.service", "containerkitd.socket"):
         text = (REPO / "contrib" / "systemd" / name).read_text()
         (tmp_path / name).write_text(text.replace("/usr/local/bin/containerkitd", binary))
