@@ -11,7 +11,7 @@ import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from containerkit.daemon.convert import create_request, filters_from_query
+from containerkit.daemon.convert import create_request
 from containerkit.daemon.errors import NotImplementedYet
 from containerkit.daemon.server import Request, Response, json_response
 from containerkit.daemon.shapes import (
@@ -21,6 +21,7 @@ from containerkit.daemon.shapes import (
     stats_json,
     system_cpu_ns,
 )
+from containerkit.dockerapi import filters_from_query
 from containerkit.errors import ContainerkitError, InvalidArgument, NotFound, NotModified, NotRunning
 from containerkit.runtime.state import write_json_atomic
 from containerkit.spec import Stats, parse_signal
@@ -70,7 +71,11 @@ def register(router: Router, app: DaemonApp) -> None:
         image = None
         with contextlib.suppress(ContainerkitError):
             image = engine.images.get(container.image_id)
-        return json_response(container_inspect(container, image, app.execs.for_container(container.id)))
+        return json_response(
+            container_inspect(
+                container, image, app.execs.for_container(container.id), driver=engine.snapshots.driver
+            )
+        )
 
     def start(request: Request) -> Response:
         container = lookup(app, request)

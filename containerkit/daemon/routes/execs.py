@@ -19,7 +19,7 @@ from containerkit.daemon.execs import ExecRecord
 from containerkit.daemon.routes.container_io import HIJACK_DELAY
 from containerkit.daemon.routes.containers import lookup
 from containerkit.daemon.server import Request, Response, json_response
-from containerkit.daemon.shapes import exec_inspect
+from containerkit.dockerapi import exec_inspect
 from containerkit.dockerapi.body import Body
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotRunning
 

@@ -14,10 +14,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from containerkit.daemon.convert import filters_from_query
 from containerkit.daemon.errors import NotImplementedYet
 from containerkit.daemon.server import Request, Response, json_response
-from containerkit.daemon.shapes import image_inspect, image_summary
+from containerkit.dockerapi import filters_from_query, image_inspect, image_summary
 from containerkit.errors import InvalidArgument, NotFound
 from containerkit.images.reference import parse_reference
 from containerkit.spec import ImageConfig
@@ -50,7 +49,9 @@ def register(router: Router, app: DaemonApp) -> None:
         )
 
     def inspect(request: Request) -> Response:
-        return json_response(image_inspect(images.get(request.params["name"])))
+        return json_response(
+            image_inspect(images.get(request.params["name"]), driver=app.engine.snapshots.driver)
+        )
 
     def history(request: Request) -> Response:
         image = images.get(request.params["name"])

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from containerkit.daemon.convert import filters_from_query
 from containerkit.daemon.errors import NotImplementedYet
 from containerkit.daemon.server import Request, Response, json_response
-from containerkit.daemon.shapes import network_inspect
+from containerkit.dockerapi import filters_from_query, network_inspect
 from containerkit.dockerapi.body import Body
 from containerkit.errors import Conflict, InvalidArgument, NotFound
 

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING
 
 from containerkit import __version__
 from containerkit.daemon.app import API_VERSION, MIN_API_VERSION
-from containerkit.daemon.convert import filters_from_query
 from containerkit.daemon.errors import NotImplementedYet, SwarmUnavailable
 from containerkit.daemon.events import event_matches
 from containerkit.daemon.server import Request, Response, json_response
-from containerkit.daemon.shapes import host_platform, image_summary, volume_json
+from containerkit.daemon.shapes import host_platform
+from containerkit.dockerapi import filters_from_query, image_summary, volume_json
 from containerkit.errors import InvalidArgument
 from containerkit.linux.cgroups.probe import probe
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from containerkit.daemon.convert import filters_from_query
 from containerkit.daemon.server import Request, Response, json_response
-from containerkit.daemon.shapes import volume_json
+from containerkit.dockerapi import filters_from_query, volume_json
 from containerkit.dockerapi.body import Body
 from containerkit.errors import Conflict, InvalidArgument, NotFound
 from containerkit.spec import Volume, label_matches
