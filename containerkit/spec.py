@@ -7,6 +7,7 @@ Validation lives here: a model that constructs is a model every layer may trust.
 from __future__ import annotations
 
 import datetime as _dt
+import enum
 import json
 import re
 import shlex
@@ -16,10 +17,11 @@ from typing import Any, Literal
 
 import attrs
 
-from containerkit.errors import InvalidArgument
+from containerkit.errors import Conflict, InvalidArgument
 
 __all__ = [
     "ContainerSpec",
+    "ContainerStatus",
     "ExecResult",
     "Image",
     "ImageConfig",
@@ -29,12 +31,73 @@ __all__ = [
     "Resources",
     "Stats",
     "Volume",
+    "allowed_transition",
     "check_container_name",
     "label_matches",
     "parse_bytes",
     "parse_env",
     "parse_signal",
+    "transition",
 ]
+
+
+class ContainerStatus(enum.StrEnum):
+    """A container's status: Docker's names, plus ``creating`` (a record that holds its name
+    while the bundle is written; never listed). A ``str``, so it equals its name (``"running"``)
+    and goes into JSON and SQL as that name."""
+
+    CREATING = "creating"
+    CREATED = "created"
+    RUNNING = "running"
+    PAUSED = "paused"
+    RESTARTING = "restarting"
+    REMOVING = "removing"
+    EXITED = "exited"
+    DEAD = "dead"
+
+    @classmethod
+    def of(cls, value: ContainerStatus | str) -> ContainerStatus:
+        """``value`` as a status; :class:`~containerkit.errors.InvalidArgument` naming it if unknown."""
+        try:
+            return cls(value)
+        except ValueError:
+            names = ", ".join(s.value for s in cls)
+            raise InvalidArgument(f"container status must be one of {names}, got {value!r}") from None
+
+
+_S = ContainerStatus
+_TRANSITIONS: dict[ContainerStatus, frozenset[ContainerStatus]] = {
+    _S.CREATING: frozenset({_S.CREATED}),  # or rolled back: the record goes
+    _S.CREATED: frozenset({_S.RUNNING, _S.EXITED, _S.DEAD, _S.REMOVING}),
+    _S.RUNNING: frozenset({_S.PAUSED, _S.RESTARTING, _S.EXITED, _S.DEAD, _S.REMOVING}),
+    _S.PAUSED: frozenset({_S.RUNNING, _S.EXITED, _S.DEAD, _S.REMOVING}),
+    _S.RESTARTING: frozenset({_S.RUNNING, _S.EXITED, _S.DEAD, _S.REMOVING}),
+    _S.EXITED: frozenset({_S.CREATED, _S.RUNNING, _S.RESTARTING, _S.REMOVING}),
+    _S.DEAD: frozenset({_S.CREATED, _S.RUNNING, _S.REMOVING}),
+    # a second remover shares the work; a removal that failed part-way leaves the container
+    # visible again, as it was, so the removal can be retried
+    _S.REMOVING: frozenset({_S.REMOVING, _S.CREATED, _S.EXITED, _S.DEAD}),
+}
+"""Every allowed change of status, in one place (a restart of a stopped container may go
+through ``created``: its old exit state is removed first)."""
+
+
+def allowed_transition(current: ContainerStatus | str, new: ContainerStatus | str) -> bool:
+    """Whether a container may go from status ``current`` to ``new``."""
+    return ContainerStatus.of(new) in _TRANSITIONS[ContainerStatus.of(current)]
+
+
+def transition(
+    current: ContainerStatus | str, new: ContainerStatus | str, *, container: str
+) -> ContainerStatus:
+    """``new`` as a status if the change from ``current`` is allowed, else
+    :class:`~containerkit.errors.Conflict` naming the container and both statuses."""
+    if not allowed_transition(current, new):
+        raise Conflict(
+            f"container {container} cannot go from {ContainerStatus.of(current)} to {ContainerStatus.of(new)}"
+        )
+    return ContainerStatus.of(new)
+
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _CONTAINER_NAME_RE = re.compile(r"^/?[a-zA-Z0-9][a-zA-Z0-9_.-]+$")  # dockerd's RestrictedNamePattern

@@ -40,7 +40,7 @@ from containerkit.network.nat import NatTable, list_tables
 from containerkit.network.netns import create_netns_rtnl, iproute, list_netns, remove_netns
 from containerkit.network.rtnl import Rtnl
 from containerkit.runtime.state import read_state
-from containerkit.spec import ContainerSpec
+from containerkit.spec import ContainerSpec, ContainerStatus
 from containerkit.storage.metadata import EndpointRecord, NetworkRecord, PortRecord
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ __all__ = [
 DEFAULT_NETWORK = "bridge"
 NetKind = Literal["none", "host", "container", "bridge"]
 _ALIAS_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+_STOPPED = (ContainerStatus.EXITED, ContainerStatus.DEAD)
 
 
 @attrs.frozen
@@ -262,7 +263,7 @@ def setup(engine: Engine, container_id: str, spec: ContainerSpec) -> str | None:
     if kind == "container":
         target = engine.containers.get(arg)
         state = target.runtime_state()
-        if state.status != "running" or state.pid is None:
+        if ContainerStatus(state.status) is not ContainerStatus.RUNNING or state.pid is None:
             raise NotRunning(f"cannot join the network of container {target.name}: it is not running")
         return f"/proc/{state.pid}/ns/net"
     if kind != "bridge":
@@ -385,7 +386,7 @@ def wait_teardown(engine: Engine, container_id: str) -> None:
     """Teardown after an exit seen by wait/stop: skipped while the container runs again (or
     another process is starting it)."""
     with container_lock(engine, container_id, blocking=False) as held:
-        if held and read_state(engine.containers.state_dir(container_id)).status in ("exited", "dead"):
+        if held and ContainerStatus(read_state(engine.containers.state_dir(container_id)).status) in _STOPPED:
             teardown(engine, container_id, settle=False)
 
 
@@ -462,7 +463,7 @@ def connect(engine: Engine, network: NetworkRecord, container_id: str, aliases: 
     with container_lock(engine, container_id):
         endpoint = engine.metadata.networks.add_endpoint(network.id, container_id, json.dumps(names))
         state = read_state(engine.containers.state_dir(container_id))
-        if state.status != "running":
+        if ContainerStatus(state.status) is not ContainerStatus.RUNNING:
             return
         with root_lock(engine):
             try:
@@ -515,7 +516,10 @@ def recover(engine: Engine) -> list[str]:
         with container_lock(engine, container_id, blocking=False) as held:
             if not held:
                 continue  # another process is starting it right now
-            if read_state(engine.containers.state_dir(container_id)).status == "running":
+            if (
+                ContainerStatus(read_state(engine.containers.state_dir(container_id)).status)
+                is ContainerStatus.RUNNING
+            ):
                 continue
             teardown(engine, container_id, settle=False)
             cleaned.append(container_id)
@@ -545,6 +549,9 @@ def _recover_ports(engine: Engine, known: set[str]) -> None:
         return
     for owner in owners:
         state_dir = engine.containers.state_dir(owner)
-        if owner in known and read_state(state_dir).status in ("running", "created"):
+        if owner in known and ContainerStatus(read_state(state_dir).status) in (
+            ContainerStatus.RUNNING,
+            ContainerStatus.CREATED,
+        ):
             continue
         nat.unpublish(owner)

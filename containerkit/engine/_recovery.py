@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from containerkit.errors import ContainerkitError
 from containerkit.linux import proc, staging
+from containerkit.spec import ContainerStatus
 
 if TYPE_CHECKING:
     from containerkit.engine.engine import Engine
@@ -53,7 +54,7 @@ def finish_containers(engine: Engine) -> list[str]:
         if owner_alive(owner):
             continue
         try:
-            if state == "creating":
+            if state is ContainerStatus.CREATING:
                 engine.containers._roll_back(container_id)
             else:
                 engine.containers._take_apart(container_id)

@@ -19,6 +19,7 @@ from types import TracebackType
 from containerkit.errors import RuntimeFailure
 from containerkit.runtime.logs import Stream
 from containerkit.runtime.state import STDIN_FIFO, read_state
+from containerkit.spec import ContainerStatus
 
 __all__ = ["AttachStream"]
 
@@ -27,7 +28,10 @@ _OPEN_POLL = 0.02
 
 def _may_run(state_dir: Path) -> bool:
     """Created (may start) or running; False once exited or removed."""
-    return state_dir.exists() and read_state(state_dir).status in ("created", "running")
+    return state_dir.exists() and ContainerStatus(read_state(state_dir).status) in (
+        ContainerStatus.CREATED,
+        ContainerStatus.RUNNING,
+    )
 
 
 class AttachStream(Iterator[tuple[Stream, bytes]]):

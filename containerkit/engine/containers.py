@@ -20,7 +20,7 @@ import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any, Literal
+from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 import attrs
 
@@ -44,15 +44,33 @@ from containerkit.runtime import usermap
 from containerkit.runtime.exec import ExecProcess, start_exec
 from containerkit.runtime.shim import ShimRequest, request_resize, start_container
 from containerkit.runtime.state import LOG_FILE, RuntimeState, read_exit, read_state, wait_for_exit
-from containerkit.spec import ContainerSpec, ExecResult, Image, NetworkEndpoint, Stats, parse_signal
+from containerkit.spec import (
+    ContainerSpec,
+    ContainerStatus,
+    ExecResult,
+    Image,
+    NetworkEndpoint,
+    Stats,
+    allowed_transition,
+    parse_signal,
+)
 from containerkit.storage.metadata import ContainerRecord
 
 if TYPE_CHECKING:
     from containerkit.engine.engine import Engine
 
-__all__ = ["Container", "ContainerCollection", "ContainerStatus"]
+__all__ = ["Container", "ContainerCollection", "StatusName"]
 
-ContainerStatus = Literal["created", "running", "paused", "exited", "dead"]
+StatusName = Literal["created", "running", "paused", "exited", "dead"]
+"""The statuses a container shows (``api.ContainerStatus``): never ``creating`` or ``removing``."""
+
+_RUNNING, _PAUSED = ContainerStatus.RUNNING, ContainerStatus.PAUSED
+_STOPPED = (ContainerStatus.EXITED, ContainerStatus.DEAD)
+
+
+def _status(state: RuntimeState) -> ContainerStatus:
+    """The status the Task's state file records (created, running, exited or dead)."""
+    return ContainerStatus(state.status)
 
 
 def cgroup_name(container_id: str) -> str:
@@ -101,11 +119,15 @@ class Container(RecordHandle[ContainerRecord]):
         return read_state(self.state_dir)
 
     @property
-    def status(self) -> ContainerStatus:
-        state = self.runtime_state()
-        if state.status == "running":
-            return "paused" if self._is_paused() else "running"
-        return state.status
+    def status(self) -> StatusName:
+        return cast(StatusName, self.current_status().value)
+
+    def current_status(self) -> ContainerStatus:
+        """The status as an enum: the Task's, and ``paused`` while its cgroup is frozen."""
+        status = _status(self.runtime_state())
+        if status is _RUNNING and self._is_paused():
+            return _PAUSED
+        return status
 
     def _is_paused(self) -> bool:
         cgroup = self._cgroup()
@@ -125,7 +147,7 @@ class Container(RecordHandle[ContainerRecord]):
     @property
     def pid(self) -> int | None:
         state = self.runtime_state()
-        return state.pid if state.status == "running" else None
+        return state.pid if _status(state) is _RUNNING else None
 
     @property
     def started_at(self) -> str | None:
@@ -180,7 +202,7 @@ class Container(RecordHandle[ContainerRecord]):
 
     def _running_state(self) -> RuntimeState:
         state = self.runtime_state()
-        if state.status != "running" or state.pid is None:
+        if _status(state) is not _RUNNING or state.pid is None:
             raise NotRunning(f"container {self.name} is not running")
         return state
 
@@ -193,7 +215,7 @@ class Container(RecordHandle[ContainerRecord]):
     def wait(self, timeout: float | None = None) -> int:
         """Block until the container exits; its exit code (128+n when killed by signal n)."""
         state = self.runtime_state()
-        if state.status == "created":
+        if _status(state) is ContainerStatus.CREATED:
             raise NotRunning(f"container {self.name} has not been started")
         code = wait_for_exit(self.state_dir, timeout)
         _netsetup.wait_teardown(self._engine, self.id)
@@ -210,13 +232,13 @@ class Container(RecordHandle[ContainerRecord]):
     def stop(self, timeout: float | None = None) -> None:
         """The stop signal, then SIGKILL after ``timeout`` seconds (the spec's, default 10)."""
         state = self.runtime_state()
-        if state.status != "running":
+        if _status(state) is not _RUNNING:
             raise NotModified(f"container {self.name} is not running")
         spec = self.spec
         if timeout is None:
             timeout = spec.stop_timeout if spec.stop_timeout is not None else 10
         stop_signal = spec.stop_signal or self._engine.images.config(self.image_id).stop_signal or "SIGTERM"
-        if self.status == "paused":
+        if self.current_status() is _PAUSED:
             self._cgroup().thaw()
         try:
             self.kill(stop_signal)
@@ -232,7 +254,7 @@ class Container(RecordHandle[ContainerRecord]):
             self._engine.containers._auto_remove(self.id)
 
     def restart(self, timeout: float | None = None) -> None:
-        if self.runtime_state().status == "running":
+        if _status(self.runtime_state()) is _RUNNING:
             self.stop(timeout)
         self.start()
 
@@ -286,7 +308,7 @@ class Container(RecordHandle[ContainerRecord]):
                 since=since_ts,
                 timestamps=timestamps,
                 # A removed container (no state dir) reads as "created": it must end too.
-                is_running=lambda: self.state_dir.exists() and self.runtime_state().status == "running",
+                is_running=lambda: self.state_dir.exists() and _status(self.runtime_state()) is _RUNNING,
             )
         if not path.exists():
             return b""
@@ -310,7 +332,9 @@ class Container(RecordHandle[ContainerRecord]):
             stdout=stdout,
             stderr=stderr,
             since=None if logs else time.time(),
-            is_running=lambda: state_dir.exists() and read_state(state_dir).status in ("created", "running"),
+            is_running=lambda: (
+                state_dir.exists() and _status(read_state(state_dir)) in (ContainerStatus.CREATED, _RUNNING)
+            ),
         )
         return AttachStream(
             output, state_dir, stdin=stdin, stdin_open=self.spec.stdin_open, name=self.name or self.short_id
@@ -518,7 +542,7 @@ class ContainerCollection:
                 self._engine, container_id, spec, image, self.state_dir(container_id), net
             )
             _netsetup.register(self._engine, container_id, net, spec)
-            self._engine.metadata.containers.set_state(container_id, "created")
+            self._engine.metadata.containers.set_state(container_id, ContainerStatus.CREATED)
         except BaseException:
             self._roll_back(container_id)
             raise
@@ -559,7 +583,9 @@ class ContainerCollection:
                 runtime=spec.runtime,
             )
             try:
-                self._engine.metadata.containers.add(record, state="creating", owner=_recovery.owner_token())
+                self._engine.metadata.containers.add(
+                    record, state=ContainerStatus.CREATING, owner=_recovery.owner_token()
+                )
             except Conflict:
                 if spec.name or attempt == 19:
                     raise
@@ -590,8 +616,8 @@ class ContainerCollection:
         wanted = _filters.normalise(filters)
         result = []
         for container in containers:
-            status = container.status
-            if not all and status not in ("running", "paused") and "status" not in wanted:
+            status = container.current_status()
+            if not all and status not in (_RUNNING, _PAUSED) and "status" not in wanted:
                 continue
             if _filters.matches(container, status, wanted, self._engine):
                 result.append(container)
@@ -602,8 +628,9 @@ class ContainerCollection:
         removed = []
         wanted = _filters.normalise(filters)
         for container in self.list(all=True):
-            if container.status in ("exited", "created", "dead") and _filters.matches(
-                container, container.status, {k: v for k, v in wanted.items() if k == "label"}, self._engine
+            status = container.current_status()
+            if status in (*_STOPPED, ContainerStatus.CREATED) and _filters.matches(
+                container, status, {k: v for k, v in wanted.items() if k == "label"}, self._engine
             ):
                 try:
                     self._remove(container, force=False, volumes=False)
@@ -620,11 +647,11 @@ class ContainerCollection:
 
     def _start_locked(self, container: Container) -> None:
         state = container.runtime_state()
-        if state.status == "running":
+        if not allowed_transition(_status(state), _RUNNING):
             raise NotModified(f"container {container.name} is already running")
         spec = container.spec
         state_dir = container.state_dir
-        if state.status in ("exited", "dead"):
+        if _status(state) in _STOPPED:
             _prepare.reset_for_restart(state_dir)
         shared_netns = _netsetup.setup(self._engine, container.id, spec)
         try:
@@ -682,7 +709,7 @@ class ContainerCollection:
 
     def _remove(self, container: Container, *, force: bool, volumes: bool) -> None:
         state = container.runtime_state()
-        if state.status == "running":
+        if _status(state) is _RUNNING:
             if not force:
                 raise Conflict(
                     f"You cannot remove a running container {container.id}. "
@@ -695,16 +722,18 @@ class ContainerCollection:
             with contextlib.suppress(NotRunning):
                 container.kill("SIGKILL")
             wait_for_exit(container.state_dir, 30)
-        elif state.status == "dead" and state.pid_alive and state.pid is not None:
+        elif _status(state) is ContainerStatus.DEAD and state.pid_alive and state.pid is not None:
             proc.send_signal(state.pid, signal.SIGKILL, state.pid_start_time)
         anonymous = _prepare.anonymous_volumes(container.state_dir) if volumes else []
         # From here on a crash part-way is finished by Engine.recover.
-        self._engine.metadata.containers.set_state(container.id, "removing", owner=_recovery.owner_token())
+        self._engine.metadata.containers.set_state(
+            container.id, ContainerStatus.REMOVING, owner=_recovery.owner_token()
+        )
         try:
             self._take_apart(container.id)
         except BaseException:
             with contextlib.suppress(NotFound):  # visible again, so the removal can be retried
-                self._engine.metadata.containers.set_state(container.id, "created")
+                self._engine.metadata.containers.set_state(container.id, ContainerStatus.CREATED)
             raise
         for name in anonymous:
             with contextlib.suppress(NotFound, Conflict):
@@ -713,7 +742,7 @@ class ContainerCollection:
     def _auto_remove(self, container_id: str) -> None:
         with contextlib.suppress(NotFound, Conflict):
             container = self.get(container_id)
-            if container.runtime_state().status in ("exited", "dead"):
+            if _status(container.runtime_state()) in _STOPPED:
                 self._remove(container, force=False, volumes=True)
 
     def _roll_back(self, container_id: str) -> None:
@@ -757,7 +786,7 @@ class ContainerCollection:
         """The container's merged root as a host path: ``/proc/<pid>/root`` while it runs,
         else the snapshot mounted for the duration of the block."""
         state = container.runtime_state()
-        if state.status == "running" and state.pid is not None:
+        if _status(state) is _RUNNING and state.pid is not None:
             yield Path(f"/proc/{state.pid}/root")
             return
         with self._lock:

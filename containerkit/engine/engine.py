@@ -24,6 +24,7 @@ from containerkit.images.content import ContentStore
 from containerkit.linux.cgroups import open_cgroup, remove_if_empty
 from containerkit.runtime.spawner import Spawner
 from containerkit.runtime.state import read_state
+from containerkit.spec import ContainerStatus
 from containerkit.storage.metadata import MetadataStore
 from containerkit.storage.snapshots import SnapshotStore
 
@@ -107,7 +108,7 @@ class Engine:
         for state_dir in state_root.iterdir() if state_root.exists() else ():
             if state_dir.name in known:
                 state = read_state(state_dir)
-                if state.status in ("exited", "dead"):
+                if ContainerStatus(state.status) in (ContainerStatus.EXITED, ContainerStatus.DEAD):
                     cgroup = open_cgroup(cgroup_name(state_dir.name))
                     if cgroup.exists():
                         cgroup.destroy()

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from containerkit.errors import Conflict, InvalidArgument, NotFound
+from containerkit.spec import ContainerStatus, transition
 from containerkit.storage.records import (
     AddressChooser,
     ContainerRecord,
@@ -34,18 +35,21 @@ if TYPE_CHECKING:
 
 __all__ = ["CONTAINER_STATES", "ContainerStore", "ImageStore", "LayerStore", "NetworkStore", "VolumeStore"]
 
-CONTAINER_STATES = ("creating", "created", "removing")
+CONTAINER_STATES = (ContainerStatus.CREATING, ContainerStatus.CREATED, ContainerStatus.REMOVING)
+"""What a record's ``state`` column holds; the runtime status (running, exited, ...) is the
+Task's, in its state directory."""
 # A container being removed stays visible until its record goes, last (as before states existed):
 # "not found" keeps meaning "nothing of it is left".
-_VISIBLE = "state != 'creating'"
+_VISIBLE = f"state != '{ContainerStatus.CREATING.value}'"
 
 _CONTAINER_FIELDS = ("id", "name", "image_id", "image_ref", "created", "spec_json", "labels_json", "runtime")
 _UPDATABLE = frozenset(_CONTAINER_FIELDS) - {"id", "name"}
 
 
-def _check_state(state: str) -> None:
+def _check_state(state: ContainerStatus | str) -> ContainerStatus:
     if state not in CONTAINER_STATES:
         raise InvalidArgument(f"container state must be one of {', '.join(CONTAINER_STATES)}, got {state!r}")
+    return ContainerStatus(state)
 
 
 def _container(row: sqlite3.Row) -> ContainerRecord:
@@ -240,12 +244,19 @@ class LayerStore(_Store):
 
 
 class ContainerStore(_Store):
-    """Container records and their lifecycle state (``creating``, ``created``, ``removing``)."""
+    """Container records and their lifecycle state (``creating``, ``created``, ``removing``:
+    :data:`CONTAINER_STATES`)."""
 
-    def add(self, record: ContainerRecord, *, state: str = "created", owner: str = "") -> ContainerRecord:
+    def add(
+        self,
+        record: ContainerRecord,
+        *,
+        state: ContainerStatus | str = ContainerStatus.CREATED,
+        owner: str = "",
+    ) -> ContainerRecord:
         """Insert; the stored name has no leading ``/``. Conflict if the name or id is taken (by
         any row: a container being created holds its name)."""
-        _check_state(state)
+        state = _check_state(state)
         record = attrs.evolve(record, name=record.name.lstrip("/"))
         with self._db.transaction() as db:
             row = db.execute("SELECT id FROM containers WHERE name = ?", (record.name,)).fetchone()
@@ -258,23 +269,31 @@ class ContainerStore(_Store):
             db.execute(
                 f"INSERT INTO containers ({', '.join(_CONTAINER_FIELDS)}, state, owner)"
                 f" VALUES ({', '.join('?' * (len(_CONTAINER_FIELDS) + 2))})",
-                [*(getattr(record, k) for k in _CONTAINER_FIELDS), state, owner],
+                [*(getattr(record, k) for k in _CONTAINER_FIELDS), state.value, owner],
             )
         return record
 
-    def set_state(self, container_id: str, state: str, *, owner: str = "") -> None:
-        """Move a container to ``state`` (one transaction: it becomes visible when ``created``)."""
-        _check_state(state)
+    def set_state(self, container_id: str, state: ContainerStatus | str, *, owner: str = "") -> None:
+        """Move a container to ``state`` (one transaction: it becomes visible when ``created``);
+        :class:`~containerkit.errors.Conflict` if :func:`~containerkit.spec.transition` does not
+        allow the change from the recorded state."""
+        state = _check_state(state)
         with self._db.transaction() as db:
-            if not db.execute(
-                "UPDATE containers SET state = ?, owner = ? WHERE id = ?", (state, owner, container_id)
-            ).rowcount:
+            row = db.execute("SELECT state FROM containers WHERE id = ?", (container_id,)).fetchone()
+            if row is None:
                 raise NotFound(f"No such container: {container_id}")
+            transition(row[0], state, container=container_id)
+            db.execute(
+                "UPDATE containers SET state = ?, owner = ? WHERE id = ?", (state.value, owner, container_id)
+            )
 
-    def unfinished(self) -> list[tuple[str, str, str]]:
+    def unfinished(self) -> list[tuple[str, ContainerStatus, str]]:
         """``(id, state, owner)`` of every container being created or removed."""
-        rows = self._db.query("SELECT id, state, owner FROM containers WHERE state != 'created' ORDER BY id")
-        return [(r[0], r[1], r[2]) for r in rows]
+        rows = self._db.query(
+            "SELECT id, state, owner FROM containers WHERE state != ? ORDER BY id",
+            (ContainerStatus.CREATED.value,),
+        )
+        return [(r[0], ContainerStatus(r[1]), r[2]) for r in rows]
 
     def get(self, container_id: str) -> ContainerRecord:
         """By exact id, in any state (the engine's own lookups, teardown included)."""

@@ -1,4 +1,5 @@
-"""The SQLite metadata store: schema, references by query, containers, volumes, concurrency."""
+"""The SQLite metadata database and its stores: schema, references by query, containers and their
+lifecycle states, volumes, concurrency."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ import multiprocessing
 import os
 import sqlite3
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from containerkit.errors import Conflict, InvalidArgument, NotFound
+from containerkit.spec import ContainerStatus, allowed_transition, transition
 from containerkit.storage.metadata import (
     SCHEMA_VERSION,
     ContainerRecord,
+    Database,
     ImageLayer,
     ImageRecord,
     LayerRecord,
@@ -37,21 +41,21 @@ def _image(n: int, chains: tuple[int, ...] = (1,)) -> ImageRecord:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> MetadataStore:
-    s = MetadataStore(tmp_path / "meta.db")
+def store(tmp_path: Path) -> Iterator[Database]:
+    s = Database(tmp_path / "meta.db")
     yield s
     s.close()
 
 
-def test_schema_is_versioned_and_wal(store: MetadataStore) -> None:
+def test_schema_is_versioned_and_wal(store: Database) -> None:
     db = sqlite3.connect(store.path)
     assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     db.close()
-    MetadataStore(store.path).close()  # re-opening an existing database is a no-op
+    Database(store.path).close()  # re-opening an existing database is a no-op
 
 
-def test_images_tags_and_references(store: MetadataStore) -> None:
+def test_images_tags_and_references(store: Database) -> None:
     store.layers.add(LayerRecord(chain_id=_d(1), diff_id=_d(1), blob_digest=_d(101), size=10, media_type="x"))
     store.images.add(
         _image(1), tags=["docker.io/library/a:latest"], digests=[f"docker.io/library/a@{_d(2001)}"]
@@ -76,7 +80,7 @@ def test_images_tags_and_references(store: MetadataStore) -> None:
     assert store.layers.unreferenced() == [_d(1)]
 
 
-def test_failed_transaction_rolls_back(store: MetadataStore) -> None:
+def test_failed_transaction_rolls_back(store: Database) -> None:
     with pytest.raises(RuntimeError), store.transaction():
         store.images.add(_image(1), tags=["docker.io/library/a:latest"])
         raise RuntimeError("boom")
@@ -96,7 +100,7 @@ def _container(cid: str, name: str, image: str = _d(1001)) -> ContainerRecord:
     )
 
 
-def test_containers(store: MetadataStore) -> None:
+def test_containers(store: Database) -> None:
     a = "a1" + "0" * 62
     b = "a2" + "0" * 62
     store.containers.add(_container(a, "/web"))
@@ -127,7 +131,7 @@ def test_containers(store: MetadataStore) -> None:
         store.containers.remove(a)
 
 
-def test_volumes(store: MetadataStore) -> None:
+def test_volumes(store: Database) -> None:
     store.volumes.add(VolumeRecord(name="data", created=1.0, labels_json='{"a":"b"}', mountpoint="/v/data"))
     with pytest.raises(Conflict):
         store.volumes.add(VolumeRecord(name="data", created=2.0))
@@ -138,7 +142,7 @@ def test_volumes(store: MetadataStore) -> None:
         store.volumes.get("data")
 
 
-def test_threads_share_a_store(store: MetadataStore) -> None:
+def test_threads_share_a_store(store: Database) -> None:
     store.images.add(_image(1))
 
     def worker(n: int) -> None:
@@ -154,7 +158,7 @@ def test_threads_share_a_store(store: MetadataStore) -> None:
 
 
 def _add_containers(path: Path, prefix: str) -> None:
-    store = MetadataStore(path)
+    store = Database(path)
     for i in range(30):
         # every process also tries the same shared names: exactly one may win each
         for name in (f"{prefix}-{i}", f"shared-{i}"):
@@ -165,7 +169,7 @@ def _add_containers(path: Path, prefix: str) -> None:
 
 def test_two_processes_never_lose_or_duplicate(tmp_path: Path) -> None:
     path = tmp_path / "meta.db"
-    MetadataStore(path).close()
+    Database(path).close()
     ctx = multiprocessing.get_context("fork")
     procs = [ctx.Process(target=_add_containers, args=(path, p)) for p in ("aa", "bb")]
     for p in procs:
@@ -173,7 +177,7 @@ def test_two_processes_never_lose_or_duplicate(tmp_path: Path) -> None:
     for p in procs:
         p.join(60)
         assert p.exitcode == 0
-    store = MetadataStore(path)
+    store = Database(path)
     names = [c.name for c in store.containers.all()]
     store.close()
     assert len(names) == len(set(names)) == 90
@@ -181,7 +185,7 @@ def test_two_processes_never_lose_or_duplicate(tmp_path: Path) -> None:
 
 def test_connections_of_finished_threads_are_closed(tmp_path: Path) -> None:
     """A daemon serves each client on its own thread: their connections must not pile up."""
-    store = MetadataStore(tmp_path / "meta.db")
+    store = Database(tmp_path / "meta.db")
 
     def open_fds() -> int:
         found = 0
@@ -198,3 +202,53 @@ def test_connections_of_finished_threads_are_closed(tmp_path: Path) -> None:
     # thread's and the last worker's (3 files each: database, WAL, shared memory), not 41
     assert open_fds() <= 6
     store.close()
+
+
+def test_a_record_moves_only_along_the_allowed_transitions(store: Database) -> None:
+    cid = "d" * 64
+    store.containers.add(_container(cid, "job"), state=ContainerStatus.CREATING, owner="1:2")
+    assert store.containers.unfinished() == [(cid, ContainerStatus.CREATING, "1:2")]
+    with pytest.raises(NotFound):  # hidden while being created
+        store.containers.find("job")
+    with pytest.raises(Conflict, match=f"container {cid} cannot go from creating to removing"):
+        store.containers.set_state(cid, ContainerStatus.REMOVING)
+    store.containers.set_state(cid, "created")  # a str names its status
+    assert store.containers.unfinished() == [] and store.containers.find("job").id == cid
+    store.containers.set_state(cid, ContainerStatus.REMOVING, owner="3:4")
+    store.containers.set_state(cid, ContainerStatus.REMOVING, owner="5:6")  # another remover joins
+    assert store.containers.unfinished() == [(cid, "removing", "5:6")]
+    store.containers.set_state(cid, ContainerStatus.CREATED)  # a failed removal: visible again
+    with pytest.raises(Conflict, match="from created to creating"):
+        store.containers.set_state(cid, ContainerStatus.CREATING)
+    with pytest.raises(InvalidArgument, match="container state must be one of creating, created, removing"):
+        store.containers.set_state(cid, ContainerStatus.RUNNING)  # the Task's status, not a record's
+    with pytest.raises(NotFound, match="No such container: nope"):
+        store.containers.set_state("nope", ContainerStatus.CREATED)
+
+
+def test_container_status_is_its_name_and_its_transitions_are_one_table() -> None:
+    assert ContainerStatus.RUNNING == "running" and f"{ContainerStatus.PAUSED}" == "paused"
+    assert ContainerStatus.of("dead") is ContainerStatus.DEAD
+    with pytest.raises(
+        InvalidArgument, match=r"container status must be one of creating, created, .*'zombie'"
+    ):
+        ContainerStatus.of("zombie")
+    for status in ContainerStatus:  # every container can be removed, except one not yet created
+        assert allowed_transition(status, ContainerStatus.REMOVING) == (
+            status is not ContainerStatus.CREATING
+        )
+    assert allowed_transition("running", "paused") and allowed_transition("paused", "running")
+    assert not allowed_transition("running", "running") and not allowed_transition("created", "paused")
+    assert not allowed_transition("exited", "paused") and not allowed_transition("dead", "paused")
+    assert transition("exited", "running", container="web") is ContainerStatus.RUNNING
+    with pytest.raises(Conflict, match="container web cannot go from exited to paused"):
+        transition("exited", "paused", container="web")
+
+
+def test_the_old_name_still_counts_images_for_the_daemon(tmp_path: Path) -> None:
+    db = MetadataStore(tmp_path / "meta.db")
+    try:
+        db.images.add(_image(1))
+        assert db.list_image_ids() == db.images.ids() == [_d(1001)]
+    finally:
+        db.close()
