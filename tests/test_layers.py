@@ -109,3 +109,22 @@ def _module_names(module: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.module:
             names.add(node.module)
     return names
+
+
+def test_shim_does_not_import_the_spawner() -> None:
+    """The spawner runs shims; the shim knows only the Launcher protocol (no circle)."""
+    runtime = PACKAGE / "runtime"
+    for name in ("shim.py", "launcher.py", "request.py"):
+        module = runtime / name
+        names = _module_names(module) | _imported_runtime_names(module)
+        assert not [n for n in names if n.split(".")[-1] == "spawner"], name
+
+
+def _imported_runtime_names(module: Path) -> set[str]:
+    """``x`` of every ``from containerkit.runtime import x`` (or ``from . import x``)."""
+    return {
+        alias.name
+        for node in ast.walk(ast.parse(module.read_text()))
+        if isinstance(node, ast.ImportFrom) and (node.module == "containerkit.runtime" or node.level > 0)
+        for alias in node.names
+    }

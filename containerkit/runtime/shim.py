@@ -29,27 +29,19 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import io
 import json
 import os
-import select
 import shutil
 import signal
 import socket
-import struct
-import subprocess
 import sys
 import tempfile
-import termios
-import threading
 import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, TextIO
-
-import attrs
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from containerkit.errors import (
     ContainerkitError,
@@ -62,15 +54,13 @@ from containerkit.linux.proc import default_signals
 from containerkit.linux.userns import UsernsMapping, make_userns, write_id_maps
 from containerkit.runtime import _sync, logs, state, usermap
 from containerkit.runtime.bundle import ROOTFS_MOUNT_ANNOTATION, device_rules
-from containerkit.spec import Resources
+from containerkit.runtime.iopump import IOPump, request_resize
+from containerkit.runtime.launcher import DirectLauncher, Launcher
+from containerkit.runtime.request import ShimRequest, StartedContainer
 
 if TYPE_CHECKING:
     from containerkit.linux.cgroups import CgroupManager
     from containerkit.runtime.runc import RuncBackend
-    from containerkit.runtime.spawner import Spawner
-
-_ENTRY = "from containerkit.runtime.{} import main; main()"
-"""Not ``python -m``: the package may import this module first, and runpy would run it twice."""
 
 __all__ = [
     "ROOTFS_MOUNT_ANNOTATION",
@@ -88,109 +78,25 @@ CONSOLE_SOCKET = "console.sock"
 RUNC_LOG = "runtime.log"
 PID_FILE = "init.pid"
 
-DRAIN_SECONDS = 2.0
-"""After the init exits, how long output from processes it left behind is still collected."""
-
-RuntimeName = Literal["builtin", "runc", "crun"]
-
-
-def _path(value: str | Path) -> Path:
-    return Path(value)
-
-
-def _optional_path(value: str | Path | None) -> Path | None:
-    return None if value is None else Path(value)
-
-
-def _resources(value: Resources | dict[str, Any] | None) -> Resources | None:
-    if value is None or isinstance(value, Resources):
-        return value
-    return Resources(**value)
-
-
-@attrs.frozen(kw_only=True)
-class ShimRequest:
-    """Everything a shim needs to run one container; crosses process boundaries as JSON.
-
-    ``rootfs_mount`` ({"type", "source", "options"}) is mounted by the shim at the bundle's
-    ``root.path`` for runc/crun (when None, the bundle's ``org.containerkit.rootfs-mount``
-    annotation is used); the builtin runtime mounts it inside the container itself.
-    ``stdin_once`` closes the container's stdin after the first writer of the FIFO leaves.
-    """
-
-    container_id: str
-    bundle: Path = attrs.field(converter=_path)
-    state_dir: Path = attrs.field(converter=_path)
-    runtime: RuntimeName = attrs.field(default="builtin")
-    tty: bool = False
-    stdin_open: bool = False
-    stdin_once: bool = False
-    cgroup_name: str | None = None
-    resources: Resources | None = attrs.field(default=None, converter=_resources)
-    rootfs_mount: dict[str, Any] | None = None
-    runc_root: Path | None = attrs.field(default=None, converter=_optional_path)
-    log_driver: str = "json-file"
-    log_opts: dict[str, str] = attrs.field(factory=dict)
-
-    @runtime.validator
-    def _check_runtime(self, _a: attrs.Attribute[str], value: str) -> None:
-        if value not in ("builtin", "runc", "crun"):
-            raise InvalidArgument(f"runtime must be builtin, runc or crun, got {value!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "container_id": self.container_id,
-            "bundle": str(self.bundle),
-            "state_dir": str(self.state_dir),
-            "runtime": self.runtime,
-            "tty": self.tty,
-            "stdin_open": self.stdin_open,
-            "stdin_once": self.stdin_once,
-            "cgroup_name": self.cgroup_name,
-            "resources": None if self.resources is None else attrs.asdict(self.resources),
-            "rootfs_mount": self.rootfs_mount,
-            "runc_root": None if self.runc_root is None else str(self.runc_root),
-            "log_driver": self.log_driver,
-            "log_opts": dict(self.log_opts),
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ShimRequest:
-        return cls(**data)
-
-
-@attrs.frozen(kw_only=True)
-class StartedContainer:
-    """A container whose process has exec'd: host pids plus start times (for pid-reuse checks)."""
-
-    pid: int
-    pid_start_time: int
-    shim_pid: int
-    shim_start_time: int
-    started_at: str
-    state_dir: Path
-
-
 # -- the starting side ----------------------------------------------------------------------
 
 
 def start_container(
-    request: ShimRequest, *, spawner: Spawner | None = None, timeout: float = 60.0
+    request: ShimRequest, *, spawner: Launcher | None = None, timeout: float = 60.0
 ) -> StartedContainer:
     """Start a shim for ``request`` and return once the container's process has exec'd.
 
-    With a :class:`~containerkit.runtime.spawner.Spawner` the shim is forked from the warm
-    forkserver; without one a fresh ``python -m containerkit.runtime.shim`` is started. Raises
+    ``spawner``: the :class:`~containerkit.runtime.launcher.Launcher` that starts the shim (the
+    Engine's :class:`~containerkit.runtime.spawner.Spawner` forks it from its warm forkserver);
+    without one, a :class:`~containerkit.runtime.launcher.DirectLauncher`. Raises
     :class:`CommandNotFound`, :class:`RuntimeFailure`, :class:`InvalidArgument`... with the
     message the container's setup reported; ``exit.json`` then records 127/126 like docker.
     """
     request.state_dir.mkdir(parents=True, exist_ok=True)
+    launcher = spawner if spawner is not None else DirectLauncher(run_shim)
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     try:
-        if spawner is not None:
-            spawner.spawn_shim(request, ready_fd=write_fd)
-        else:
-            _launch(request, write_fd)
+        launcher.spawn_shim(request, ready_fd=write_fd)
         os.close(write_fd)
         write_fd = -1
         report = _read_report(read_fd, timeout, request)
@@ -220,58 +126,6 @@ def start_container(
     raise cls(str(report.get("message") or f"container {request.container_id} failed to start"))
 
 
-def _launch(request: ShimRequest, ready_fd: int) -> None:
-    """Start a shim without a fork server: forked straight from this process when it is
-    single-threaded (a CLI command: no new interpreter, ~100 ms saved), else a fresh one."""
-    if threading.active_count() == 1:
-        _launch_forked(request, ready_fd)
-    else:
-        _launch_fresh(request, ready_fd)
-
-
-def _launch_forked(request: ShimRequest, ready_fd: int) -> None:
-    """Double fork, so the shim is nobody's child here; it keeps only the ready pipe of our fds
-    (a held database or lock file would outlive this process in it)."""
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the intermediate and the shim
-        try:
-            os.closerange(3, ready_fd)
-            os.closerange(ready_fd + 1, os.sysconf("SC_OPEN_MAX"))
-            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-            if os.fork() == 0:
-                run_shim(request, ready_fd)
-        finally:
-            os._exit(0)
-    _, status = os.waitpid(pid, 0)
-    if status != 0:
-        raise RuntimeFailure(f"shim launcher for {request.container_id} failed (status {status:#x})")
-
-
-def _launch_fresh(request: ShimRequest, ready_fd: int) -> None:
-    """``python -m containerkit.runtime.shim``: it forks the shim and exits at once."""
-    launcher = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            _ENTRY.format("shim"),
-            "--ready-fd",
-            str(ready_fd),
-            json.dumps(request.to_dict()),
-        ],
-        pass_fds=(ready_fd,),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        close_fds=True,
-    )
-    _out, err = launcher.communicate()
-    if launcher.returncode != 0:
-        raise RuntimeFailure(
-            f"shim launcher for {request.container_id} exited with {launcher.returncode}: "
-            f"{err.decode(errors='replace').strip()[-2000:]}"
-        )
-
-
 def _read_report(fd: int, timeout: float, request: ShimRequest) -> dict[str, Any]:
     raw = _sync.read_all(fd, timeout, what=f"shim of container {request.container_id}")
     if raw:
@@ -296,33 +150,6 @@ def _read_report(fd: int, timeout: float, request: ShimRequest) -> dict[str, Any
 
 def _now() -> str:
     return logs.format_time(time.time_ns())
-
-
-_MAX_CONTROL_LINE = 256
-
-
-def request_resize(state_dir: Path, rows: int, cols: int) -> bool:
-    """Ask the shim of a tty container to set its terminal to ``rows`` x ``cols``.
-
-    Any process may ask (the pty master lives in the shim). False when no shim is listening
-    (the container is not running, or has no tty). The line is shorter than ``PIPE_BUF``, so
-    requests of concurrent callers never mix; the shim applies it within its next poll.
-    """
-    try:
-        fd = os.open(state_dir / state.CONTROL_FIFO, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        if exc.errno in (errno.ENOENT, errno.ENXIO):  # no FIFO, or no shim reading it
-            return False
-        raise
-    try:
-        os.write(fd, f"resize {rows} {cols}\n".encode())
-    except OSError as exc:
-        if exc.errno in (errno.EPIPE, errno.EAGAIN):  # the shim left, or stopped reading
-            return False
-        raise
-    finally:
-        os.close(fd)
-    return True
 
 
 # -- the shim itself ------------------------------------------------------------------------
@@ -517,14 +344,9 @@ class _Shim:
         self.rootfs_target: str | None = None
         self.userns_staged = False  # /run/containerkit-userns/<id> to release at the end
         self.errors: list[str] = []
-        # container side of stdio, and the shim's side
-        self.child_fds: list[int] = []
-        self.out_fd = -1
-        self.err_fd = -1
-        self.in_fd = -1
-        self.fifo_fd = -1
-        self.control_fd = -1
-        self.control_pending = b""
+        self.io = IOPump(
+            request.state_dir, tty=request.tty, stdin_open=request.stdin_open, stdin_once=request.stdin_once
+        )
         self.pid = 0
         self.log: logs.LogSink | None = None
         self.recorded = False  # the first state.json (shim pid) is written
@@ -544,15 +366,13 @@ class _Shim:
             if self.request.runtime == "builtin":
                 # state.json and the log are made after the fork, while the child sets up
                 config = self._load_config()
-                self._open_stdin_fifo()
-                self._open_control_fifo()
+                self.io.open_fifos()
                 self._start_builtin(config)
             else:
                 self._discard_prepared()
                 self._record_shim()
                 config = self._load_config()
-                self._open_stdin_fifo()
-                self._open_control_fifo()
+                self.io.open_fifos()
                 self._start_runc(config)
         except _StartFailed as failed:
             self._finish_failed(failed.error, failed.exit_code)
@@ -576,7 +396,7 @@ class _Shim:
         exit_record: state.PendingWrite | None = None
         with contextlib.suppress(OSError):  # made while the container runs; written at the end anyway
             exit_record = state.PendingWrite(self.state_dir / state.EXIT_FILE)
-        status = self._pump()
+        status = self._run_io()
         exit_code = _exit_code(status)
         assert self.log is not None
         self.log.close()
@@ -625,7 +445,7 @@ class _Shim:
 
     def _finish_failed(self, error: ContainerkitError, exit_code: int) -> None:
         self._discard_prepared()
-        self._close_shim_fds()
+        self.io.close()
         if self.next_state is not None:
             self.next_state.discard()
             self.next_state = None
@@ -664,98 +484,13 @@ class _Shim:
             raise InvalidArgument(f"{path}: expected a JSON object")
         return config
 
-    # -- stdio -------------------------------------------------------------------------
-
-    def _open_stdin_fifo(self) -> None:
-        if not self.request.stdin_open:
-            return
-        path = self.state_dir / state.STDIN_FIFO
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        os.mkfifo(path, 0o600)
-        # O_RDWR: opening never blocks and, without stdin_once, the last writer leaving is no EOF.
-        flags = os.O_RDONLY if self.request.stdin_once else os.O_RDWR
-        self.fifo_fd = os.open(path, flags | os.O_NONBLOCK | os.O_CLOEXEC)
-
-    def _open_control_fifo(self) -> None:
-        """Only a tty container has something to control: its window size."""
-        if not self.request.tty:
-            return
-        path = self.state_dir / state.CONTROL_FIFO
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        os.mkfifo(path, 0o600)
-        # O_RDWR: opening never blocks, and a writer that leaves is no EOF.
-        self.control_fd = os.open(path, os.O_RDWR | os.O_NONBLOCK | os.O_CLOEXEC)
-
-    def _read_control(self) -> None:
-        data = _read_some(self.control_fd)
-        if not data:
-            return
-        lines = (self.control_pending + data).split(b"\n")
-        self.control_pending = lines.pop()
-        if len(self.control_pending) > _MAX_CONTROL_LINE:
-            self.control_pending = b""  # not a request of ours: skip to the next line
-        for line in lines:
-            self._control(line)
-
-    def _control(self, line: bytes) -> None:
-        words = line.split()
-        if len(words) == 3 and words[0] == b"resize" and words[1].isdigit() and words[2].isdigit():
-            rows, cols = int(words[1]), int(words[2])
-            if rows <= 0xFFFF and cols <= 0xFFFF and self.out_fd != -1:
-                with contextlib.suppress(OSError):  # the terminal is gone: the container is exiting
-                    fcntl.ioctl(self.out_fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-                return
-        print(f"control: ignored request {line[:80]!r}", file=sys.stderr)
-
-    def _close_control(self) -> None:
-        if self.control_fd != -1:
-            os.close(self.control_fd)
-            self.control_fd = -1
-
-    def _make_pipes(self) -> tuple[int, int, int]:
-        """The container's stdin, stdout, stderr; the shim keeps the other ends."""
-        if self.request.stdin_open:
-            stdin_r, self.in_fd = os.pipe2(os.O_CLOEXEC)
-            os.set_blocking(self.in_fd, False)
-        else:
-            stdin_r = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        self.out_fd, stdout_w = os.pipe2(os.O_CLOEXEC)
-        self.err_fd, stderr_w = os.pipe2(os.O_CLOEXEC)
-        self.child_fds = [stdin_r, stdout_w, stderr_w]
-        return stdin_r, stdout_w, stderr_w
-
-    def _make_pty(self) -> tuple[int, int, int]:
-        master, slave = os.openpty()
-        os.set_inheritable(master, False)
-        os.set_inheritable(slave, False)
-        self.out_fd = master
-        if self.request.stdin_open:
-            self.in_fd = master
-        self.child_fds = [slave]
-        return slave, slave, slave
-
-    def _close_child_fds(self) -> None:
-        for fd in self.child_fds:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self.child_fds = []
-
-    def _close_shim_fds(self) -> None:
-        self._close_child_fds()
-        for fd in {self.out_fd, self.err_fd, self.in_fd, self.fifo_fd, self.control_fd} - {-1}:
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self.out_fd = self.err_fd = self.in_fd = self.fifo_fd = self.control_fd = -1
-
     # -- builtin runtime ---------------------------------------------------------------
 
     def _start_builtin(self, config: dict[str, Any]) -> None:
         from containerkit.runtime import builtin
 
         self.device_rules = _device_rules(config)
-        stdio = self._make_pty() if self.request.tty else self._make_pipes()
+        stdio = self.io.make_pty() if self.request.tty else self.io.make_pipes()
         err_r, err_w = os.pipe2(os.O_CLOEXEC)
         with_cgroup = bool(self.request.cgroup_name)
         ready_r, ready_w = os.pipe2(os.O_CLOEXEC) if with_cgroup else (-1, -1)
@@ -776,7 +511,7 @@ class _Shim:
                 )
         self.pid = pid
         os.close(err_w)
-        self._close_child_fds()
+        self.io.close_child_fds()
         if ready_r != -1:
             os.close(ready_r)
         try:
@@ -846,7 +581,7 @@ class _Shim:
                 os.waitpid(helper, 0)
         if not data.isdigit():
             os.close(error_pipe[1])
-            self._close_child_fds()
+            self.io.close_child_fds()
             for fd in ready_pipe:
                 if fd != -1:
                     os.close(fd)
@@ -963,10 +698,9 @@ class _Shim:
             console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             console.bind(str(console_path))
             console.listen(1)
-            stdio = (os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC),) * 3
-            self.child_fds = [stdio[0]]
+            stdio = self.io.make_null()
         else:
-            stdio = self._make_pipes()
+            stdio = self.io.make_pipes()
         pid_file = self.state_dir / PID_FILE
         with contextlib.suppress(FileNotFoundError):
             pid_file.unlink()
@@ -980,11 +714,9 @@ class _Shim:
                     console_socket=console_path if console else None,
                 )
             finally:
-                self._close_child_fds()
+                self.io.close_child_fds()
             if console is not None:
-                self.out_fd = _receive_console(console)
-                if request.stdin_open:
-                    self.in_fd = self.out_fd
+                self.io.adopt_terminal(_receive_console(console))
             self.pid = int(pid_file.read_text().strip())
             self.runc.start(request.container_id)
         except ContainerkitError as exc:
@@ -1032,98 +764,17 @@ class _Shim:
 
     # -- running -----------------------------------------------------------------------
 
-    def _pump(self) -> int:
-        """Move output to the log and stdin to the container until the init exits; its status.
-
-        After the exit, output still buffered in the pipes (or written by processes the init
-        left behind) is collected until EOF or for at most :data:`DRAIN_SECONDS`.
-        """
-        log = self.log
-        assert log is not None
+    def _run_io(self) -> int:
+        """Pump the container's IO until its init exits (see :class:`IOPump`); its wait status."""
+        assert self.log is not None
         pidfd = os.pidfd_open(self.pid)
-        readers: dict[int, logs.Stream] = {self.out_fd: "stdout"}
-        if self.err_fd != -1:
-            readers[self.err_fd] = "stderr"
-        pending = b""
-        status: int | None = None
-        deadline = 0.0
         try:
-            while True:
-                if status is not None and (not readers or time.monotonic() >= deadline):
-                    break
-                wanted = dict.fromkeys(readers, select.POLLIN)
-                if status is None:
-                    wanted[pidfd] = select.POLLIN
-                if self.fifo_fd != -1 and len(pending) < (1 << 20):
-                    wanted[self.fifo_fd] = select.POLLIN
-                if self.control_fd != -1:
-                    wanted[self.control_fd] = select.POLLIN
-                if pending and self.in_fd != -1:
-                    wanted[self.in_fd] = wanted.get(self.in_fd, 0) | select.POLLOUT
-                poller = select.poll()
-                for fd, mask in wanted.items():
-                    poller.register(fd, mask)
-                timeout = None if status is None else max(1, int((deadline - time.monotonic()) * 1000))
-                for fd, events in poller.poll(timeout):
-                    # With a tty the pty master is both output and stdin: only read it when
-                    # poll says it is readable, not when it was polled for writing only.
-                    if fd in readers and events & (select.POLLIN | select.POLLHUP | select.POLLERR):
-                        data = _read_some(fd)
-                        if data:
-                            log.write(readers[fd], data)
-                        elif data is not None:
-                            del readers[fd]
-                    if fd == pidfd:
-                        status = self._reap_init()
-                        if status is not None:
-                            deadline = time.monotonic() + DRAIN_SECONDS
-                            pending = b""
-                            self._close_fifo()
-                            self._close_stdin()
-                            self._close_control()
-                    if fd == self.fifo_fd and fd != -1:
-                        data = _read_some(fd)
-                        if data:
-                            pending += data
-                        elif data is not None:  # every writer left a stdin_once FIFO
-                            self._close_fifo()
-                            if not pending:
-                                self._close_stdin()
-                    if fd == self.control_fd and fd != -1:
-                        self._read_control()
-                    if fd == self.in_fd and fd != -1 and events & ~select.POLLIN and pending:
-                        pending = self._write_stdin(pending)
-                        if not pending and self.fifo_fd == -1:
-                            self._close_stdin()
+            status = self.io.run(self.log, pidfd, self._reap_init)
         finally:
             os.close(pidfd)
-        if status is None:
-            status = self._wait_init()
-        self._close_shim_fds()
+        self.io.close()
         _reap_orphans()
         return status
-
-    def _write_stdin(self, pending: bytes) -> bytes:
-        try:
-            written = os.write(self.in_fd, pending)
-        except BlockingIOError:
-            return pending
-        except OSError as exc:
-            if exc.errno in (errno.EPIPE, errno.EIO):
-                return b""  # the container closed its stdin: drop what it will never read
-            raise
-        return pending[written:]
-
-    def _close_fifo(self) -> None:
-        if self.fifo_fd != -1:
-            os.close(self.fifo_fd)
-            self.fifo_fd = -1
-
-    def _close_stdin(self) -> None:
-        if self.in_fd == -1 or self.in_fd == self.out_fd:
-            return  # a pty has no separate stdin to close
-        os.close(self.in_fd)
-        self.in_fd = -1
 
     def _reap_init(self) -> int | None:
         try:
@@ -1131,12 +782,6 @@ class _Shim:
         except ChildProcessError:
             return 255 << 8  # not our child (should not happen): unknown status
         return status if pid else None
-
-    def _wait_init(self) -> int:
-        try:
-            return os.waitpid(self.pid, 0)[1]
-        except ChildProcessError:
-            return 255 << 8
 
     def _oom_killed(self) -> bool:
         if self.request.cgroup_name is None:
@@ -1212,7 +857,7 @@ def _container_child(
         os.close(err_r)
         if ready_w != -1:
             os.close(ready_w)
-        for fd in {shim.out_fd, shim.err_fd, shim.in_fd, shim.fifo_fd, shim.control_fd, shim.ready_fd} - {-1}:
+        for fd in shim.io.fds() | {shim.ready_fd}:
             with contextlib.suppress(OSError):
                 os.close(fd)
     except BaseException:
@@ -1240,7 +885,7 @@ def _userns_helper(
         for fd in (err_r, sync_r, go_w, ready_pipe[1]):
             if fd != -1:
                 os.close(fd)
-        for fd in {shim.out_fd, shim.err_fd, shim.in_fd, shim.fifo_fd, shim.control_fd, shim.ready_fd} - {-1}:
+        for fd in shim.io.fds() | {shim.ready_fd}:
             with contextlib.suppress(OSError):
                 os.close(fd)
         # Namespaces given by path belong to the host's user namespace: joined while we are
@@ -1336,18 +981,6 @@ def _unmount(target: str) -> None:
         if exc.errno != errno.EBUSY:
             raise
         _libc.libc.umount2(target, _libc.MNT_DETACH)
-
-
-def _read_some(fd: int) -> bytes | None:
-    """Up to 64 KiB; b"" at EOF (or a pty whose slaves all closed), None when nothing is there."""
-    try:
-        return os.read(fd, 65536)
-    except BlockingIOError:
-        return None
-    except OSError as exc:
-        if exc.errno == errno.EIO:
-            return b""
-        raise
 
 
 def _reap_orphans() -> None:

@@ -43,7 +43,8 @@ from containerkit.linux.proc import default_signals
 from containerkit.runtime import _sync
 
 if TYPE_CHECKING:
-    from containerkit.runtime.shim import PreparedInit, ShimRequest
+    from containerkit.runtime.request import ShimRequest
+    from containerkit.runtime.shim import PreparedInit
 
 _ENTRY = "from containerkit.runtime.{} import main; main()"
 """Not ``python -m``: the package may import this module first, and runpy would run it twice."""
@@ -57,7 +58,8 @@ _CAN_RENICE = os.geteuid() == 0
 
 
 class Spawner:
-    """The Engine's handle on the forkserver; thread-safe, started on first use.
+    """The Engine's handle on the forkserver; thread-safe, started on first use. It is the
+    :class:`~containerkit.runtime.launcher.Launcher` of the Engine's shims.
 
     >>> with Spawner() as spawner:          # doctest: +SKIP
     ...     started = start_container(request, spawner=spawner)
@@ -285,7 +287,8 @@ class _Server:
         if op == "ping":
             return {"ok": True, "pid": os.getpid()}
         if op == "shim":
-            from containerkit.runtime.shim import ShimRequest, run_shim
+            from containerkit.runtime.request import ShimRequest
+            from containerkit.runtime.shim import run_shim
 
             request = ShimRequest.from_dict(message["request"])  # a bad one is refused here
             (ready_fd,) = fds
@@ -366,7 +369,8 @@ def _await_shim_request(
         if prepared is not None:
             prepared.discard()
         os._exit(0)
-    from containerkit.runtime.shim import ShimRequest, run_shim
+    from containerkit.runtime.request import ShimRequest
+    from containerkit.runtime.shim import run_shim
 
     try:
         request = ShimRequest.from_dict(json.loads(data))
