@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from containerkit.errors import NotSupported
+from containerkit.errors import InvalidArgument, NotSupported
 from containerkit.linux import overlay
 from containerkit.storage.apply import apply_layer
 from containerkit.storage.diff import make_diff
@@ -233,3 +233,18 @@ def test_the_copy_driver_says_it_cannot_diff(tmp_path: Path) -> None:
     s.prepare("c1", [])
     with pytest.raises(NotSupported, match="overlay driver"):
         make_diff(s, "c1", io.BytesIO())
+
+
+def test_a_user_namespaced_snapshot_is_written_with_the_container_ids(store: SnapshotStore) -> None:
+    parents = _add(store, BASE)
+    store.prepare("c1", parents, id_offset=(100000, 200000))
+    upper = store.root / "snapshots/c1/upper"
+    (upper / "mine").write_bytes(b"x")
+    os.chown(upper / "mine", 100005, 200007)
+    buf = io.BytesIO()
+    make_diff(store, "c1", buf)
+    with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tar:
+        assert [(m.name, m.uid, m.gid) for m in tar] == [("mine", 5, 7)]
+    os.chown(upper / "mine", 0, 0)  # a host id the container cannot have written
+    with pytest.raises(InvalidArgument, match="mine: owner 0:0 is outside the snapshot's id range"):
+        make_diff(store, "c1", io.BytesIO())
