@@ -21,6 +21,10 @@ its content in a lower dir, which this walk cannot see; they are refused, naming
 rather than written as an incomplete layer. The snapshot must not change while it is read (its
 container stopped). A user-namespaced snapshot's upper dir holds host ids; they are written
 back as the container's ids.
+
+The copy driver keeps whole trees, so its snapshot is compared with the tree its parents make
+(containerd's double walk, :func:`write_tree_diff`): the same layer, except that a directory
+emptied and made again comes out as whiteouts of what it held rather than as an opaque marker.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from containerkit.errors import InvalidArgument, NotSupported
 if TYPE_CHECKING:
     from containerkit.storage.snapshots import SnapshotStore
 
-__all__ = ["DiffResult", "make_diff", "write_overlay_diff"]
+__all__ = ["DiffResult", "make_diff", "write_overlay_diff", "write_tree_diff"]
 
 _WH = ".wh."
 _OPAQUE = ".wh..wh..opq"
@@ -170,6 +174,12 @@ class _Walker:
                 self.tar.addfile(self._marker(f"{rel}/{_OPAQUE}", st, path))
             self.walk(rel)
             return
+        self.node(rel, path, st)
+
+    def node(self, rel: str, path: str, st: os.stat_result) -> None:
+        """Write one non-directory: a file, a hardlink to one written before, a symlink, a device
+        or a fifo."""
+        mode = st.st_mode
         if st.st_nlink > 1:
             first = self.links.get((st.st_dev, st.st_ino))
             if first is not None:
@@ -194,8 +204,136 @@ class _Walker:
             self.tar.addfile(info)
         elif stat.S_ISFIFO(mode):
             self.tar.addfile(self._info(rel, path, st, tarfile.FIFOTYPE))
-        else:  # a socket: a layer cannot hold one (docker skips them too)
-            return
+        # else a socket: a layer cannot hold one (docker skips them too)
+
+
+def _same_content(a: str, b: str, size: int) -> bool:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        done = 0
+        while done < size:
+            chunk = fa.read(_CHUNK)
+            if not chunk or chunk != fb.read(len(chunk)):
+                return False
+            done += len(chunk)
+    return True
+
+
+class _TreeDiff:
+    """containerd's double walk, for the copy driver: a snapshot's whole tree against the tree
+    its parents make. An entry is changed when its type, mode, owner, mtime, xattrs, size, link
+    target or device differ (and, where the mtime has no sub-second part, as on filesystems
+    with coarse times, when its content differs); a lower entry missing above is a whiteout.
+    Every directory above a change is written too, so the layer never makes one implicitly."""
+
+    def __init__(self, lower: Path, upper: Path, id_offset: tuple[int, int]) -> None:
+        self.lower = str(lower)
+        self.upper = str(upper)
+        self.id_offset = id_offset
+        self.actions: list[tuple[str, str]] = []  # ("dir" | "node" | "whiteout", rel), in tar order
+        self.groups: dict[tuple[int, int], list[str]] = {}  # hardlinked inodes: every name
+        self.changed: set[tuple[int, int]] = set()  # hardlinked inodes with a changed name
+
+    def _ids(self, st: os.stat_result) -> tuple[int, int]:
+        return st.st_uid - self.id_offset[0], st.st_gid - self.id_offset[1]
+
+    def _meta_differs(self, upath: str, ust: os.stat_result, lpath: str, lst: os.stat_result) -> bool:
+        return (
+            stat.S_IFMT(ust.st_mode) != stat.S_IFMT(lst.st_mode)
+            or stat.S_IMODE(ust.st_mode) != stat.S_IMODE(lst.st_mode)
+            or self._ids(ust) != (lst.st_uid, lst.st_gid)
+            or ust.st_mtime_ns != lst.st_mtime_ns
+            or (not stat.S_ISLNK(ust.st_mode) and _xattrs(upath) != _xattrs(lpath))
+        )
+
+    def _node_differs(self, upath: str, ust: os.stat_result, lpath: str, lst: os.stat_result) -> bool:
+        if self._meta_differs(upath, ust, lpath, lst):
+            return True
+        mode = ust.st_mode
+        if stat.S_ISREG(mode):
+            if ust.st_size != lst.st_size:
+                return True
+            return ust.st_mtime_ns % 1_000_000_000 == 0 and not _same_content(upath, lpath, ust.st_size)
+        if stat.S_ISLNK(mode):
+            return os.readlink(upath) != os.readlink(lpath)
+        if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            return ust.st_rdev != lst.st_rdev
+        return False
+
+    def _node(self, rel: str, ust: os.stat_result, changed: bool) -> None:
+        key = (ust.st_dev, ust.st_ino)
+        if ust.st_nlink > 1:
+            self.groups.setdefault(key, []).append(rel)
+            if changed:
+                self.changed.add(key)
+        if changed:
+            self.actions.append(("node", rel))
+
+    def added(self, rel_dir: str) -> None:
+        """Everything under the new directory ``rel_dir``."""
+        with os.scandir(os.path.join(self.upper, rel_dir)) as it:
+            entries = sorted(it, key=lambda e: e.name)
+        for entry in entries:
+            rel = f"{rel_dir}/{entry.name}"
+            st = entry.stat(follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                self.actions.append(("dir", rel))
+                self.added(rel)
+            else:
+                self._node(rel, st, changed=True)
+
+    def compare(self, rel_dir: str) -> None:
+        up = os.path.join(self.upper, rel_dir) if rel_dir else self.upper
+        low = os.path.join(self.lower, rel_dir) if rel_dir else self.lower
+        names = sorted(os.listdir(up))
+        lower_names = set(os.listdir(low))
+        for name in names:
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            upath, lpath = os.path.join(up, name), os.path.join(low, name)
+            ust = os.lstat(upath)
+            lst = os.lstat(lpath) if name in lower_names else None
+            if stat.S_ISDIR(ust.st_mode):
+                if lst is None or not stat.S_ISDIR(lst.st_mode):
+                    self.actions.append(("dir", rel))
+                    self.added(rel)
+                    continue
+                if self._meta_differs(upath, ust, lpath, lst):
+                    self.actions.append(("dir", rel))
+                self.compare(rel)
+                continue
+            self._node(rel, ust, changed=lst is None or self._node_differs(upath, ust, lpath, lst))
+        for name in sorted(lower_names - set(names)):
+            self.actions.append(("whiteout", f"{rel_dir}/{name}" if rel_dir else name))
+
+    def write(self, walker: _Walker) -> None:
+        written = {rel for kind, rel in self.actions if kind == "node"}
+        extra = [
+            rel
+            for key in sorted(self.changed, key=lambda k: self.groups[k][0])
+            for rel in self.groups[key]
+            if rel not in written
+        ]
+        dirs: set[str] = {""}
+
+        def ensure_dir(rel: str) -> None:
+            if rel in dirs:
+                return
+            ensure_dir(rel.rpartition("/")[0])
+            path = os.path.join(self.upper, rel)
+            walker.tar.addfile(walker._info(rel, path, os.lstat(path), tarfile.DIRTYPE))
+            dirs.add(rel)
+
+        for kind, rel in [*self.actions, *(("node", rel) for rel in extra)]:
+            parent, _, name = rel.rpartition("/")
+            ensure_dir(parent)
+            path = os.path.join(self.upper, rel)
+            if kind == "dir":
+                ensure_dir(rel)
+            elif kind == "node":
+                walker.node(rel, path, os.lstat(path))
+            else:
+                parent_path = os.path.join(self.upper, parent) if parent else self.upper
+                marker = f"{parent}/{_WH}{name}" if parent else _WH + name
+                walker.tar.addfile(walker._marker(marker, os.lstat(parent_path), parent_path))
 
 
 def make_diff(store: SnapshotStore, key: str, out: BinaryIO) -> DiffResult:
@@ -204,8 +342,31 @@ def make_diff(store: SnapshotStore, key: str, out: BinaryIO) -> DiffResult:
     Add it back with :func:`~containerkit.storage.apply.apply_layer` under the chain id of (top
     parent, its diff_id). The snapshot must not be in use meanwhile (its container stopped).
     """
-    changes = store.changes(key)
-    return write_overlay_diff(changes.upper, out, id_offset=changes.id_offset, lower_root=changes.lower_root)
+    with store.changes(key) as changes:
+        if changes.lower_tree is not None:
+            return write_tree_diff(changes.lower_tree, changes.upper, out, id_offset=changes.id_offset)
+        return write_overlay_diff(
+            changes.upper, out, id_offset=changes.id_offset, lower_root=changes.lower_root
+        )
+
+
+def write_tree_diff(
+    lower: Path, upper: Path, out: BinaryIO, *, id_offset: tuple[int, int] = (0, 0)
+) -> DiffResult:
+    """Write how the full tree ``upper`` differs from the full tree ``lower`` to ``out`` as an
+    uncompressed layer tar (the copy driver's diff: its snapshots are whole copies)."""
+    for path in (lower, upper):
+        os.close(os.open(path, _DIR_FLAGS))  # refuse a symlink or non-directory, naming the path
+    tree = _TreeDiff(lower, upper, id_offset)
+    tree.compare("")
+    sink = _HashingWriter(out)
+    with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
+        walker = _Walker(upper, tar, id_offset)
+        root_st = os.lstat(upper)
+        if _root_changed(upper, root_st, lower, id_offset):
+            tar.addfile(walker._info(".", str(upper), root_st, tarfile.DIRTYPE))
+        tree.write(walker)
+    return DiffResult(diff_id="sha256:" + sink.sha.hexdigest(), size=sink.size)
 
 
 def write_overlay_diff(

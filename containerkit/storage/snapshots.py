@@ -63,13 +63,13 @@ import shutil
 import stat
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 import attrs
 
-from containerkit.errors import Conflict, IntegrityError, InvalidArgument, NotFound, NotSupported
+from containerkit.errors import Conflict, IntegrityError, InvalidArgument, NotFound
 from containerkit.images.unpack import DEFAULT_MAX_BYTES, UnpackResult
 from containerkit.linux import idmap, overlay, staging
 from containerkit.storage._apply import apply_layer_dir
@@ -129,12 +129,15 @@ class LayerStage:
 
 @attrs.frozen
 class SnapshotChanges:
-    """An overlay snapshot's change set: its upper dir, the id offset of a user-namespaced one
-    (the upper dir holds host ids), and the top parent layer's dir (None without parents)."""
+    """Where a snapshot's changes are, for the diff maker. Overlay: ``upper`` is the upper dir
+    (the change set) and ``lower_root`` the top parent layer's dir (None without parents).
+    Copy: ``upper`` is the snapshot's whole tree and ``lower_tree`` the tree its parents make,
+    built for this diff. ``id_offset``: a user-namespaced snapshot holds host ids."""
 
     upper: Path
     id_offset: tuple[int, int]
-    lower_root: Path | None
+    lower_root: Path | None = None
+    lower_tree: Path | None = None
 
 
 def _chain_hex(chain_id: str) -> str:
@@ -539,6 +542,9 @@ class SnapshotStore:
                     apply_layer_dir(self.layer_dir(chain_id), rootfs, info.whiteouts, info.opaque_dirs)
                 if id_offset is not None:
                     shift_ownership(rootfs, *id_offset)
+                    (stage / _USERNS_FILE).write_text(
+                        json.dumps({"offset": list(id_offset), "shifted": True})
+                    )
             try:
                 os.rename(stage, target)
             except OSError as err:
@@ -656,18 +662,36 @@ class SnapshotStore:
             overlay.unmount(merged)
         self._discard(snap)
 
-    def changes(self, key: str) -> SnapshotChanges:
-        """Where snapshot ``key``'s changes over its parents are (what the diff maker reads)."""
+    @contextlib.contextmanager
+    def changes(self, key: str) -> Iterator[SnapshotChanges]:
+        """Where snapshot ``key``'s changes over its parents are (what the diff maker reads).
+
+        For the copy driver the parents' tree is built in ``tmp/`` for the time of the ``with``
+        block (held by this process, so recovery removes it after a crash).
+        """
         snap = self._existing_snap(key)
-        if self.driver != "overlay":
-            raise NotSupported(f"snapshot {key!r}: diffs need the overlay driver (this store uses copy)")
         parents = self._parents(key)
         offset, _shifted = self._shift_of(snap)
-        return SnapshotChanges(
-            upper=snap / "upper",
-            id_offset=offset or (0, 0),
-            lower_root=self.layer_dir(parents[0]) if parents else None,
-        )
+        if self.driver == "overlay":
+            yield SnapshotChanges(
+                upper=snap / "upper",
+                id_offset=offset or (0, 0),
+                lower_root=self.layer_dir(parents[0]) if parents else None,
+            )
+            return
+        stage = Path(tempfile.mkdtemp(prefix=f"diff-{key[:32]}-", dir=self._tmp))
+        held = staging.hold_dir(stage)
+        try:
+            lower = stage / "lower"
+            lower.mkdir()
+            lower.chmod(0o755)
+            for chain_id in reversed(parents):
+                info = self.layer_info(chain_id)
+                apply_layer_dir(self.layer_dir(chain_id), lower, info.whiteouts, info.opaque_dirs)
+            yield SnapshotChanges(upper=snap / "rootfs", id_offset=offset or (0, 0), lower_tree=lower)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+            os.close(held)
 
     def usage(self, key: str) -> int:
         """Bytes written to snapshot ``key``: its upper dir (the whole rootfs for the copy driver)."""
