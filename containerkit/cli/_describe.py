@@ -1,4 +1,5 @@
-"""Objects as docker shows them: ``ps`` rows, ``images`` rows and ``inspect`` documents."""
+"""Objects as docker shows them: ``ps`` rows, ``images`` rows and ``inspect`` documents (the
+documents come from :mod:`containerkit.dockerapi`, the same the daemon serves)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from containerkit.cli import _output as out
 
 if TYPE_CHECKING:
     from containerkit.api import Backend, ContainerHandle
-    from containerkit.spec import ContainerSpec, Image, Volume
+    from containerkit.spec import Image, ImageConfig, Volume
 
 __all__ = [
     "container_command",
@@ -25,10 +26,18 @@ __all__ = [
 ]
 
 
-def _image_config(engine: Backend, container: ContainerHandle) -> dict[str, Any]:
+def _image_config(engine: Backend, container: ContainerHandle) -> ImageConfig | None:
     with contextlib.suppress(Exception):
-        return engine.images.config(container.image_id).to_oci()
-    return {}
+        return engine.images.config(container.image_id)
+    return None
+
+
+def _driver(engine: Backend) -> str:
+    """The storage driver's name (``overlay``, ``copy``); a remote daemon's is in its documents."""
+    from containerkit.cli._backend import local_engine
+
+    local = local_engine(engine)
+    return local.snapshots.driver if local is not None else ""
 
 
 def container_command(engine: Backend, container: ContainerHandle) -> list[str]:
@@ -36,14 +45,14 @@ def container_command(engine: Backend, container: ContainerHandle) -> list[str]:
     spec = container.spec
     config = _image_config(engine, container)
     entrypoint = (
-        list(spec.entrypoint) if spec.entrypoint is not None else list(config.get("Entrypoint") or [])
+        list(spec.entrypoint) if spec.entrypoint is not None else list((config and config.entrypoint) or [])
     )
     if spec.command is not None:
         command = list(spec.command)
     elif spec.entrypoint is not None:
         command = []
     else:
-        command = list(config.get("Cmd") or [])
+        command = list((config and config.cmd) or [])
     return entrypoint + command
 
 
@@ -99,115 +108,22 @@ def container_row(engine: Backend, container: ContainerHandle, *, trunc: bool = 
 
 
 def container_inspect(engine: Backend, container: ContainerHandle) -> dict[str, Any]:
-    """docker's ``inspect`` document for a container, as far as the engine knows the fields."""
-    from containerkit.cli._backend import client_container, engine_container, local_engine
+    """docker's ``inspect`` document for a container: the daemon's own for a remote one, else
+    the daemon's shape (:func:`containerkit.dockerapi.container_inspect`) from the engine."""
+    from containerkit import dockerapi
+    from containerkit.cli._backend import client_container, engine_container
 
     remote = client_container(container)
     if remote is not None:  # the daemon's own document, as it gave it
         return dict(remote.attrs)
     local = engine_container(container)
-    local_root = local_engine(engine)
-    spec = container.spec
-    config = _image_config(engine, container)
-    argv = container_command(engine, container)
-    status = str(container.status)
-    env = dict(item.partition("=")[::2] for item in config.get("Env") or [])
-    env.update(spec.env_dict)
-    ports: dict[str, list[dict[str, str]]] = {}
-    for host_ip, host_port, port, proto in _published(container):
-        ports.setdefault(f"{port}/{proto}", []).append({"HostIp": host_ip, "HostPort": str(host_port)})
-    resources = spec.resources
-    return {
-        "Id": container.id,
-        "Created": out.rfc3339(container.created),
-        "Path": argv[0] if argv else "",
-        "Args": argv[1:],
-        "State": {
-            "Status": status,
-            "Running": status in ("running", "paused"),
-            "Paused": status == "paused",
-            "Restarting": False,
-            "OOMKilled": bool(container.oom_killed),
-            "Dead": status == "dead",
-            "Pid": container.pid or 0,
-            "ExitCode": container.exit_code or 0,
-            "Error": (local.runtime_state().error if local is not None else None) or "",
-            "StartedAt": container.started_at or "0001-01-01T00:00:00Z",
-            "FinishedAt": container.finished_at or "0001-01-01T00:00:00Z",
-        },
-        "Image": container.image_id,
-        "Name": "/" + container.name,
-        "RestartCount": 0,
-        "Driver": local_root.snapshots.driver if local_root is not None else "",
-        "Platform": "linux",
-        "HostConfig": {
-            "AutoRemove": spec.auto_remove,
-            "Binds": [
-                f"{m.source}:{m.target}{':ro' if m.read_only else ''}"
-                for m in spec.mounts
-                if m.type == "bind"
-            ],
-            "NetworkMode": spec.network,
-            "PortBindings": {
-                f"{p.container_port}/{p.protocol}": [
-                    {"HostIp": p.host_ip, "HostPort": str(p.host_port or "")}
-                ]
-                for p in spec.ports
-            },
-            "CapAdd": list(spec.cap_add),
-            "CapDrop": list(spec.cap_drop),
-            "Privileged": spec.privileged,
-            "ReadonlyRootfs": spec.read_only,
-            "Init": spec.init,
-            "Memory": resources.memory or 0,
-            "MemorySwap": resources.memory_swap or 0,
-            "NanoCpus": int((resources.cpus or 0) * 1e9),
-            "CpuShares": resources.cpu_shares or 0,
-            "PidsLimit": resources.pids,
-            "Runtime": spec.runtime,
-            "Dns": list(spec.dns),
-            "ExtraHosts": [f"{h}:{ip}" for h, ip in spec.extra_hosts],
-            "SecurityOpt": _security_opt(spec) or None,
-        },
-        "Mounts": [
-            {
-                "Type": m.type,
-                "Name": m.source if m.type == "volume" else "",
-                "Source": m.source,
-                "Destination": m.target,
-                "RW": not m.read_only,
-            }
-            for m in spec.mounts
-        ],
-        "Config": {
-            "Hostname": spec.hostname or container.id[:12],
-            "User": spec.user if spec.user is not None else config.get("User", ""),
-            "Tty": spec.tty,
-            "OpenStdin": spec.stdin_open,
-            "Env": [f"{k}={v}" for k, v in env.items()],
-            "Cmd": list(spec.command) if spec.command is not None else config.get("Cmd"),
-            "Entrypoint": list(spec.entrypoint) if spec.entrypoint is not None else config.get("Entrypoint"),
-            "Image": container.image,
-            "WorkingDir": spec.workdir or config.get("WorkingDir", ""),
-            "Labels": container.labels,
-            "StopSignal": spec.stop_signal or config.get("StopSignal") or "SIGTERM",
-            "StopTimeout": spec.stop_timeout,
-            "ExposedPorts": {p: {} for p in config.get("ExposedPorts") or {}},
-        },
-        "NetworkSettings": {
-            "Ports": ports,
-            "IPAddress": container.ip_address,
-            "Networks": _networks(container),
-        },
-    }
-
-
-def _security_opt(spec: ContainerSpec) -> list[str]:
-    """``HostConfig.SecurityOpt``: the spec's options, plus the no_new_privileges flag."""
-    options = list(spec.security_opt)
-    if spec.no_new_privileges and not any(o.startswith("no-new-privileges") for o in options):
-        options.append("no-new-privileges")
-    return options
+    return dockerapi.container_inspect(
+        container,
+        args=container_command(engine, container),
+        image_config=_image_config(engine, container),
+        driver=_driver(engine),
+        error=(local.runtime_state().error if local is not None else None) or "",
+    )
 
 
 def _networks(container: ContainerHandle) -> dict[str, Any]:
@@ -248,30 +164,17 @@ def image_rows(images: list[Image], *, trunc: bool = True, digests: bool = False
     return rows
 
 
-def image_inspect(image: Image) -> dict[str, Any]:
-    return {
-        "Id": image.id,
-        "RepoTags": list(image.tags),
-        "RepoDigests": list(image.digests),
-        "Created": out.rfc3339(image.created),
-        "Architecture": image.architecture,
-        "Os": image.os,
-        "Size": image.size,
-        "Config": image.config.to_oci(),
-        "RootFS": {"Type": "layers", "Layers": list(image.layers)},
-    }
+def image_inspect(engine: Backend, image: Image) -> dict[str, Any]:
+    """docker's ``inspect`` document for an image, as the daemon serves it."""
+    from containerkit import dockerapi
+
+    return dockerapi.image_inspect(image, driver=_driver(engine))
 
 
 def volume_inspect(volume: Volume) -> dict[str, Any]:
-    return {
-        "CreatedAt": out.rfc3339(volume.created),
-        "Driver": volume.driver,
-        "Labels": dict(volume.labels),
-        "Mountpoint": volume.mountpoint,
-        "Name": volume.name,
-        "Options": None,
-        "Scope": "local",
-    }
+    from containerkit import dockerapi
+
+    return dockerapi.volume_json(volume)
 
 
 def host_memory() -> int:

@@ -248,7 +248,8 @@ def image_inspect(refs: tuple[str, ...], format_: str | None) -> None:
     from containerkit.cli._describe import image_inspect as describe
     from containerkit.cli.inspect import emit
 
-    emit([describe(engine().images.get(ref)) for ref in refs], format_)
+    eng = engine()
+    emit([describe(eng, eng.images.get(ref)) for ref in refs], format_)
 
 
 @click.group()

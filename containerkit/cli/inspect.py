@@ -22,7 +22,7 @@ def document(kind: str, name: str) -> dict[str, Any]:
     if kind == "container":
         return _describe.container_inspect(eng, eng.containers.get(name))
     if kind == "image":
-        return _describe.image_inspect(eng.images.get(name))
+        return _describe.image_inspect(eng, eng.images.get(name))
     if kind == "volume":
         return _describe.volume_inspect(eng.volumes.get(name))
     from containerkit.cli.networks import network_inspect

@@ -1,9 +1,6 @@
-"""Models <-> Docker Engine API JSON, in both directions, in one place.
-
-``ContainerSpec`` becomes a ``POST /containers/create`` body (``Cmd``, ``Entrypoint``, ``Env``,
-``HostConfig``...); inspect, image, volume and stats objects become the ``spec`` models the
-in-process Engine returns. Tmpfs mounts travel as ``HostConfig.Tmpfs`` (their option string
-survives intact), bind and volume mounts as ``HostConfig.Mounts``.
+"""Models <-> Docker Engine API JSON for the client: :mod:`containerkit.dockerapi` owns the
+shapes (create bodies, inspect, filters); this adds what only a client does: read a seccomp
+profile file to send its JSON, exec and tag requests, and stats read back.
 """
 
 from __future__ import annotations
@@ -13,19 +10,17 @@ import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from containerkit.errors import InvalidArgument, InvalidReference
-from containerkit.spec import (
-    LOG_DRIVERS,
-    ContainerSpec,
-    Image,
-    ImageConfig,
-    Mount,
-    NetworkEndpoint,
-    PortBinding,
-    Resources,
-    Stats,
-    Volume,
+from containerkit.dockerapi import (
+    endpoint_from_wire,
+    image_from_wire,
+    parse_time,
+    spec_from_inspect,
+    to_create_body,
+    volume_from_wire,
 )
+from containerkit.dockerapi import filters_to_query as filters_param
+from containerkit.errors import InvalidArgument, InvalidReference
+from containerkit.spec import ContainerSpec, ImageConfig, Stats
 
 __all__ = [
     "create_body",
@@ -42,50 +37,7 @@ __all__ = [
     "volume_from_wire",
 ]
 
-_PROPAGATION = {"private", "rprivate", "shared", "rshared", "slave", "rslave"}
-_NO_NETWORK_ENDPOINT = {"none", "host", "default", ""}
 _UNLIMITED = 1 << 62
-
-
-# -- small values ----------------------------------------------------------------------------
-
-
-def parse_time(value: Any) -> dt.datetime | None:
-    """RFC 3339 (any fraction width, ``Z`` or offset) or unix seconds; docker's zero time is None."""
-    if value is None or value == "":
-        return None
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return dt.datetime.fromtimestamp(value, dt.UTC)
-    text = str(value)
-    if text.startswith("0001-01-01"):
-        return None
-    main, dot, rest = text.partition(".")
-    if dot:
-        digits = len(rest) - len(rest.lstrip("0123456789"))
-        text = f"{main}.{rest[:digits][:6].ljust(6, '0')}{rest[digits:]}"
-    try:
-        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
-
-
-def filters_param(filters: Mapping[str, Any] | None) -> str | None:
-    """Engine-style filters (a value, a list, or docker's ``{"v": true}`` map) as the API's JSON."""
-    if not filters:
-        return None
-    wire: dict[str, list[str]] = {}
-    for key, value in filters.items():
-        if isinstance(value, Mapping):
-            values = [str(k) for k, on in value.items() if on]
-        elif isinstance(value, bool):
-            values = [str(value).lower()]
-        elif isinstance(value, (str, int, float)):
-            values = [str(value)]
-        else:
-            values = [str(v).lower() if isinstance(v, bool) else str(v) for v in value]
-        wire[str(key)] = values
-    return json.dumps(wire)
 
 
 def split_tag(reference: str) -> tuple[str, str]:
@@ -102,94 +54,19 @@ def split_tag(reference: str) -> tuple[str, str]:
 
 
 def create_body(spec: ContainerSpec) -> dict[str, Any]:
-    """The ``POST /containers/create`` body for ``spec`` (the name goes in the query)."""
-    body: dict[str, Any] = {
-        "Image": spec.image,
-        "Cmd": None if spec.command is None else list(spec.command),
-        "Entrypoint": None if spec.entrypoint is None else list(spec.entrypoint),
-        "Env": [f"{key}={value}" for key, value in spec.env],
-        "Labels": dict(spec.labels),
-        "Tty": spec.tty,
-        "OpenStdin": spec.stdin_open,
-        "StdinOnce": spec.stdin_once,
-        "AttachStdin": False,
-        "AttachStdout": False,
-        "AttachStderr": False,
-        "ExposedPorts": {port.key: {} for port in spec.ports},
-        "HostConfig": _host_config(spec),
-    }
-    optional = {
-        "WorkingDir": spec.workdir,
-        "User": spec.user,
-        "Hostname": spec.hostname,
-        "StopSignal": spec.stop_signal,
-        "StopTimeout": spec.stop_timeout,
-        "MacAddress": spec.mac_address,
-    }
-    body.update({key: value for key, value in optional.items() if value is not None})
-    if spec.network not in _NO_NETWORK_ENDPOINT:
-        endpoint: dict[str, Any] = {"Aliases": list(spec.aliases)} if spec.aliases else {}
-        body["NetworkingConfig"] = {"EndpointsConfig": {spec.network: endpoint}}
+    """The ``POST /containers/create`` body for ``spec`` (the name goes in the query); a
+    seccomp profile file is sent as its JSON, as the docker CLI does (the daemon may be on
+    another machine)."""
+    body = to_create_body(spec)
+    host = body["HostConfig"]
+    host["SecurityOpt"] = [_profile_inline(option) for option in host["SecurityOpt"]]
     return body
 
 
-def _host_config(spec: ContainerSpec) -> dict[str, Any]:
-    host: dict[str, Any] = {
-        "NetworkMode": spec.network,
-        "Mounts": [_mount_to_wire(m) for m in spec.mounts if m.type != "tmpfs"],
-        "Tmpfs": {m.target: _tmpfs_options(m) for m in spec.mounts if m.type == "tmpfs"},
-        "ReadonlyRootfs": spec.read_only,
-        "CapAdd": list(spec.cap_add),
-        "CapDrop": list(spec.cap_drop),
-        "Privileged": spec.privileged,
-        "SecurityOpt": _security_opt_to_wire(spec),
-        "Init": spec.init,
-        "AutoRemove": spec.auto_remove,
-        "PortBindings": _port_bindings(spec.ports),
-        "Dns": list(spec.dns),
-        "ExtraHosts": [f"{host}:{address}" for host, address in spec.extra_hosts],
-        "LogConfig": {"Type": spec.log_driver, "Config": spec.log_opts_dict},
-    }
-    resources = spec.resources
-    limits = {
-        "Memory": resources.memory,
-        "MemorySwap": resources.memory_swap,
-        "NanoCpus": None if resources.cpus is None else round(resources.cpus * 1e9),
-        "CpuShares": resources.cpu_shares,
-        "PidsLimit": resources.pids,
-    }
-    host.update({key: value for key, value in limits.items() if value is not None})
-    if spec.runtime != "builtin":  # the daemon's default; dockerd knows no "builtin"
-        host["Runtime"] = spec.runtime
-    return host
-
-
-def _mount_to_wire(mount: Mount) -> dict[str, Any]:
-    wire: dict[str, Any] = {
-        "Type": mount.type,
-        "Source": mount.source,
-        "Target": mount.target,
-        "ReadOnly": mount.read_only,
-    }
-    propagation = [o for o in mount.options if o in _PROPAGATION]
-    if mount.type == "bind" and propagation:
-        wire["BindOptions"] = {"Propagation": propagation[-1]}
-    if mount.type == "volume" and "nocopy" in mount.options:
-        wire["VolumeOptions"] = {"NoCopy": True}
-    return wire
-
-
-def _option_key(option: str) -> str:
-    return option.partition("=")[0].partition(":")[0]
-
-
-def _no_new_privileges(options: Iterable[str]) -> bool:
-    """The last no-new-privileges entry of ``SecurityOpt`` (bare, ``=true`` or ``=false``)."""
-    value = False
-    for option in options:
-        if _option_key(option) == "no-new-privileges":
-            value = option[len("no-new-privileges") + 1 :].lower() not in ("false", "0", "f")
-    return value
+def _profile_inline(option: str) -> str:
+    key, _, value = option.partition("=")
+    file = value not in ("unconfined", "builtin", "") and not value.lstrip().startswith("{")
+    return f"seccomp={_profile_json(value)}" if key == "seccomp" and file else option
 
 
 def _profile_json(path: str) -> str:
@@ -201,151 +78,6 @@ def _profile_json(path: str) -> str:
         raise InvalidArgument(f"opening {what} failed: {exc.strerror}") from None
     except ValueError as exc:
         raise InvalidArgument(f"compacting json for {what} failed: {exc}") from None
-
-
-def _security_opt_to_wire(spec: ContainerSpec) -> list[str]:
-    """``SecurityOpt`` as the docker CLI sends it: a seccomp profile file is sent as its JSON
-    (the daemon may be on another machine), and the no_new_privileges flag as an option."""
-    options = []
-    for option in spec.security_opt:
-        key, _, value = option.partition("=")
-        file = value not in ("unconfined", "builtin", "") and not value.lstrip().startswith("{")
-        options.append(f"seccomp={_profile_json(value)}" if key == "seccomp" and file else option)
-    if spec.no_new_privileges and not any(_option_key(o) == "no-new-privileges" for o in options):
-        options.append("no-new-privileges")
-    return options
-
-
-def _tmpfs_options(mount: Mount) -> str:
-    options = list(mount.options)
-    if mount.read_only and "ro" not in options:
-        options.append("ro")
-    return ",".join(options)
-
-
-def _port_bindings(ports: Iterable[PortBinding]) -> dict[str, list[dict[str, str]]]:
-    bindings: dict[str, list[dict[str, str]]] = {}
-    for port in ports:
-        bindings.setdefault(port.key, []).append(
-            {"HostIp": port.host_ip, "HostPort": str(port.host_port) if port.host_port else ""}
-        )
-    return bindings
-
-
-def spec_from_inspect(data: Mapping[str, Any]) -> ContainerSpec:
-    """The spec as far as inspect tells it (image defaults the daemon filled in are included)."""
-    config = data.get("Config") or {}
-    host = data.get("HostConfig") or {}
-    network = host.get("NetworkMode") or "none"
-    endpoints = (data.get("NetworkSettings") or {}).get("Networks") or {}
-    runtime = host.get("Runtime") or "builtin"
-    return ContainerSpec(
-        image=config.get("Image") or data.get("Image") or "unknown",
-        command=config.get("Cmd"),
-        entrypoint=config.get("Entrypoint"),
-        name=str(data.get("Name") or "").lstrip("/") or None,
-        env=config.get("Env") or (),
-        workdir=config.get("WorkingDir") or None,
-        user=config.get("User") or None,
-        hostname=config.get("Hostname") or None,
-        labels=config.get("Labels") or {},
-        mounts=_mounts_from_wire(host),
-        resources=Resources(
-            memory=host.get("Memory") or None,
-            memory_swap=host.get("MemorySwap") or None,
-            cpus=(host["NanoCpus"] / 1e9) if host.get("NanoCpus") else None,
-            cpu_shares=host.get("CpuShares") or None,
-            pids=host.get("PidsLimit") or None,
-        ),
-        tty=bool(config.get("Tty")),
-        stdin_open=bool(config.get("OpenStdin")),
-        stdin_once=bool(config.get("StdinOnce")),
-        read_only=bool(host.get("ReadonlyRootfs")),
-        cap_add=host.get("CapAdd") or (),
-        cap_drop=host.get("CapDrop") or (),
-        privileged=bool(host.get("Privileged")),
-        no_new_privileges=_no_new_privileges(host.get("SecurityOpt") or ()),
-        security_opt=[o for o in host.get("SecurityOpt") or () if _option_key(o) != "no-new-privileges"],
-        init=bool(host.get("Init")),
-        auto_remove=bool(host.get("AutoRemove")),
-        stop_signal=config.get("StopSignal") or None,
-        stop_timeout=config.get("StopTimeout"),
-        network=network,
-        ports=_ports_from_wire(host.get("PortBindings") or {}),
-        aliases=(endpoints.get(network) or {}).get("Aliases") or (),
-        dns=host.get("Dns") or (),
-        extra_hosts=[tuple(item.split(":", 1)) for item in host.get("ExtraHosts") or () if ":" in item],
-        mac_address=config.get("MacAddress") or None,
-        runtime=runtime if runtime in ("builtin", "runc", "crun") else "builtin",
-        **_log_config_from_wire(host),
-    )
-
-
-def _log_config_from_wire(host: Mapping[str, Any]) -> dict[str, Any]:
-    """``log_driver``/``log_opts`` from ``HostConfig.LogConfig``; a driver containerkit does not
-    keep (another daemon's syslog, journald...) reads as the default rather than failing."""
-    log = host.get("LogConfig") or {}
-    driver = log.get("Type") or "json-file"
-    if driver not in LOG_DRIVERS:
-        return {}
-    return {"log_driver": driver, "log_opts": dict(log.get("Config") or {})}
-
-
-def _mounts_from_wire(host: Mapping[str, Any]) -> list[Mount]:
-    mounts = []
-    for item in host.get("Mounts") or ():
-        options: list[str] = []
-        propagation = (item.get("BindOptions") or {}).get("Propagation")
-        if propagation:
-            options.append(propagation)
-        if (item.get("VolumeOptions") or {}).get("NoCopy"):
-            options.append("nocopy")
-        mounts.append(
-            Mount(
-                type=item.get("Type") or "bind",
-                source=item.get("Source") or "",
-                target=item["Target"],
-                read_only=bool(item.get("ReadOnly")),
-                options=options,
-            )
-        )
-    for bind in host.get("Binds") or ():
-        mounts.append(Mount.parse(bind))
-    for target, text in (host.get("Tmpfs") or {}).items():
-        options = [o for o in str(text).split(",") if o and o != "ro"]
-        mounts.append(
-            Mount(type="tmpfs", target=target, read_only="ro" in str(text).split(","), options=options)
-        )
-    return mounts
-
-
-def _ports_from_wire(bindings: Mapping[str, Any]) -> list[PortBinding]:
-    ports = []
-    for key, entries in bindings.items():
-        number, _, protocol = key.partition("/")
-        for entry in entries or [{}]:
-            host_port = str(entry.get("HostPort") or "0")
-            ports.append(
-                PortBinding(
-                    container_port=int(number),
-                    protocol=protocol or "tcp",  # type: ignore[arg-type]
-                    host_ip=entry.get("HostIp") or "0.0.0.0",
-                    host_port=int(host_port) if host_port.isdigit() else 0,
-                )
-            )
-    return ports
-
-
-def endpoint_from_wire(data: Mapping[str, Any]) -> NetworkEndpoint:
-    """One entry of inspect's ``NetworkSettings.Networks``."""
-    return NetworkEndpoint(
-        network_id=str(data.get("NetworkID") or ""),
-        ip=str(data.get("IPAddress") or ""),
-        prefixlen=int(data.get("IPPrefixLen") or 0),
-        gateway=str(data.get("Gateway") or ""),
-        mac=str(data.get("MacAddress") or ""),
-        aliases=data.get("Aliases") or (),
-    )
 
 
 def exec_body(
@@ -400,32 +132,7 @@ def _limit(value: Any) -> int | None:
     return value
 
 
-# -- images and volumes ------------------------------------------------------------------------
-
-
-def image_from_wire(data: Mapping[str, Any]) -> Image:
-    """An ``Image`` from ``GET /images/{name}/json``."""
-    return Image(
-        id=data["Id"],
-        tags=tuple(t for t in data.get("RepoTags") or () if t != "<none>:<none>"),
-        digests=tuple(d for d in data.get("RepoDigests") or () if d != "<none>@<none>"),
-        created=parse_time(data.get("Created")),
-        size=int(data.get("Size") or 0),
-        architecture=data.get("Architecture") or "amd64",
-        os=data.get("Os") or "linux",
-        config=ImageConfig.from_oci(data.get("Config")),
-        layers=tuple((data.get("RootFS") or {}).get("Layers") or ()),
-    )
-
-
-def volume_from_wire(data: Mapping[str, Any]) -> Volume:
-    return Volume(
-        name=data["Name"],
-        mountpoint=data.get("Mountpoint") or "",
-        created=parse_time(data.get("CreatedAt")) or dt.datetime.fromtimestamp(0, dt.UTC),
-        labels=data.get("Labels") or {},
-        driver=data.get("Driver") or "local",
-    )
+# -- images ----------------------------------------------------------------------------------
 
 
 def image_config(config: ImageConfig | Mapping[str, Any] | None) -> ImageConfig:
