@@ -16,7 +16,7 @@ Requests (``op``) and what they carry:
 
 Between requests the spawner keeps one *spare*: a shim forked ahead of its request (at a low
 priority while it waits), which has forked the next container's init ahead too (see
-:class:`~containerkit.runtime.shim.PreparedInit`); a ``shim`` request hands the spare its
+:class:`~containerkit.runtime.init.PreparedInit`); a ``shim`` request hands the spare its
 message and ready pipe instead of forking. The spawner exits when the Engine closes its end
 (EOF), so it never outlives the Engine's process; the spare and its init leave with it. When
 started from the main thread it also sets ``PR_SET_PDEATHSIG``; from another thread it does
@@ -43,8 +43,8 @@ from containerkit.linux.proc import default_signals
 from containerkit.runtime import _sync
 
 if TYPE_CHECKING:
+    from containerkit.runtime.init import PreparedInit
     from containerkit.runtime.request import ShimRequest
-    from containerkit.runtime.shim import PreparedInit
 
 _ENTRY = "from containerkit.runtime.{} import main; main()"
 """Not ``python -m``: the package may import this module first, and runpy would run it twice."""
@@ -347,7 +347,7 @@ class _Server:
 
 def _prepare_init(sock: socket.socket) -> PreparedInit | None:  # pragma: no cover - the spare
     """The spare's container init, forked ahead too; without one the shim forks it as usual."""
-    from containerkit.runtime.shim import prepare_init
+    from containerkit.runtime.init import prepare_init
 
     try:
         return prepare_init(close=(sock.fileno(),))
