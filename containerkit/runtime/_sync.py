@@ -35,6 +35,7 @@ __all__ = [
     "read_all",
     "read_report",
     "report",
+    "status_exit_code",
 ]
 
 NOT_FOUND = 127
@@ -56,6 +57,12 @@ def exit_code_for(error: BaseException | type[BaseException], *, otherwise: int 
     if issubclass(cls, PermissionDenied):
         return NOT_EXECUTABLE
     return otherwise
+
+
+def status_exit_code(status: int) -> int:
+    """The exit code of a ``waitpid`` status: the process's own, or 128+n after signal n (a shell's)."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
 
 
 def encode(error: BaseException, *, context: str = "", **extra: Any) -> bytes:

@@ -520,11 +520,6 @@ def _block_signals() -> None:
     signal.pthread_sigmask(signal.SIG_BLOCK, {*FORWARDED_SIGNALS, signal.SIGCHLD})
 
 
-def _exit_code(status: int) -> int:
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
-
-
 def _relay(child: int) -> int:
     """Forward signals to ``child`` and reap every zombie until ``child`` exits; its exit code."""
     waited = {*FORWARDED_SIGNALS, signal.SIGCHLD}
@@ -542,7 +537,7 @@ def _relay(child: int) -> int:
             if pid == 0:
                 break
             if pid == child:
-                return _exit_code(status)
+                return _sync.status_exit_code(status)
 
 
 def _start_child(process: Mapping[str, Any], error_fd: int) -> int:

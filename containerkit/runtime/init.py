@@ -190,7 +190,7 @@ class BuiltinInit(_ChildInit):
             os.close(err_r)
         if report:
             _pid, status = os.waitpid(pid, 0)
-            raise _start_error(report, _exit_code(status))
+            raise _start_error(report, _sync.status_exit_code(status))
 
     def _fork_userns_init(
         self,
@@ -595,8 +595,3 @@ def _receive_console(listener: socket.socket) -> int:
         raise RuntimeFailure("runtime sent no terminal over the console socket")
     os.set_inheritable(fds[0], False)
     return fds[0]
-
-
-def _exit_code(status: int) -> int:
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code

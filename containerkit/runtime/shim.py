@@ -304,7 +304,7 @@ class _Shim:
         with contextlib.suppress(OSError):  # made while the container runs; written at the end anyway
             exit_record = state.PendingWrite(self.state_dir / state.EXIT_FILE)
         status = self._run_io(self.init)
-        exit_code = _exit_code(status)
+        exit_code = _sync.status_exit_code(status)
         assert self.log is not None
         self.log.close()
         oom = self._oom_killed()
@@ -528,11 +528,6 @@ def _reap_orphans() -> None:
             return
         if pid == 0:
             return
-
-
-def _exit_code(status: int) -> int:
-    code = os.waitstatus_to_exitcode(status)
-    return 128 - code if code < 0 else code
 
 
 def main(argv: list[str] | None = None) -> None:

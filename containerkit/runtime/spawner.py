@@ -339,9 +339,9 @@ class _Server:
                 self.spare = None
             status_fd = self.execs.pop(pid, None)
             if status_fd is not None:
-                code = os.waitstatus_to_exitcode(status)
+                code = _sync.status_exit_code(status)
                 with contextlib.suppress(OSError):
-                    os.write(status_fd, json.dumps({"exit_code": 128 - code if code < 0 else code}).encode())
+                    os.write(status_fd, json.dumps({"exit_code": code}).encode())
                 os.close(status_fd)
 
 

@@ -78,3 +78,12 @@ def test_exit_code_otherwise_is_the_callers() -> None:
 def test_garbage_is_a_runtime_failure_with_its_text() -> None:
     got = _sync.decode(b"not json at all")
     assert type(got) is RuntimeFailure and got.message == "not json at all"
+
+
+@pytest.mark.parametrize(
+    ("argv", "code"), [(["sh", "-c", "exit 3"], 3), (["sh", "-c", "kill -KILL $$"], 137)]
+)
+def test_a_wait_status_becomes_a_shells_exit_code(argv: list[str], code: int) -> None:
+    pid = os.posix_spawnp(argv[0], argv, dict(os.environ))
+    _pid, status = os.waitpid(pid, 0)
+    assert _sync.status_exit_code(status) == code
