@@ -347,7 +347,7 @@ class Request:
                 f"request body of {self.content_length()} bytes exceeds the limit of {limit}"
             )
         reader = self._body_reader()
-        spool = tempfile.NamedTemporaryFile(dir=directory, prefix="body-")  # noqa: SIM115 - caller closes
+        spool = tempfile.NamedTemporaryFile(dir=directory, prefix=f"body{staging.owner_tag()}")  # noqa: SIM115 - caller closes
         try:
             staging.hold(spool.fileno())  # left by a killed daemon: unheld, removed at recovery
             total = 0

@@ -117,7 +117,7 @@ class ContentStore:
         label = expected_digest or "blob"
         hasher = hashlib.sha256()
         written = 0
-        fd, tmp_name = tempfile.mkstemp(dir=self._ingest, prefix="ingest-")
+        fd, tmp_name = tempfile.mkstemp(dir=self._ingest, prefix=f"ingest{staging.owner_tag()}")
         staging.hold(fd)  # a crash leaves it unheld: recovery removes it
         tmp = Path(tmp_name)
         try:

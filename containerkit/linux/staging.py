@@ -11,15 +11,33 @@ import contextlib
 import errno
 import fcntl
 import os
+import re
 import shutil
 import time
 from pathlib import Path
 
-__all__ = ["hold", "hold_dir", "is_held", "reap"]
+from containerkit.linux import proc
+
+__all__ = ["hold", "hold_dir", "is_held", "owner_tag", "reap"]
 
 MIN_AGE = 1.0
 """Seconds an entry must be old before it is reaped: covers a writer between creating the entry
 and taking its lock."""
+
+
+_OWNER = re.compile(r"-p(\d+)\.(\d+)-")
+
+
+def owner_tag() -> str:
+    """``-p<pid>.<start time>-``, to put in a staged entry's name: recovery can then tell an
+    entry whose writer died at once (between creating and locking it) from one a live writer is
+    about to lock, without waiting out :data:`MIN_AGE`."""
+    return f"-p{os.getpid()}.{proc.start_time(os.getpid()) or 0}-"
+
+
+def _writer_is_dead(name: str) -> bool:
+    found = _OWNER.search(name)
+    return found is not None and not proc.is_alive(int(found[1]), int(found[2]))
 
 
 def hold(fd: int) -> None:
@@ -51,7 +69,7 @@ def reap(directory: str | os.PathLike[str], *, min_age: float = MIN_AGE) -> list
         return removed
     for entry in entries:
         try:
-            if entry.stat(follow_symlinks=False).st_mtime > cutoff:
+            if entry.stat(follow_symlinks=False).st_mtime > cutoff and not _writer_is_dead(entry.name):
                 continue
             fd = os.open(entry.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:

@@ -405,7 +405,9 @@ class SnapshotStore:
         gone); :meth:`abort_layer` removes it, so call that in a ``finally`` whatever happened.
         """
         hexid = _chain_hex(chain_id)
-        stage = Path(tempfile.mkdtemp(prefix=f"layer-{hexid[:_LINK_LEN]}-", dir=self._tmp))
+        stage = Path(
+            tempfile.mkdtemp(prefix=f"layer-{hexid[:_LINK_LEN]}{staging.owner_tag()}", dir=self._tmp)
+        )
         held = staging.hold_dir(stage)
         content = stage / "fs"
         try:
@@ -510,7 +512,7 @@ class SnapshotStore:
                 raise NotFound(f"snapshot {key!r}: parent layer {chain_id} is not in the store")
         if target.exists():
             raise Conflict(f"snapshot {key!r} already exists")
-        stage = Path(tempfile.mkdtemp(prefix=f"snap-{key[:32]}-", dir=self._tmp))
+        stage = Path(tempfile.mkdtemp(prefix=f"snap-{key[:32]}{staging.owner_tag()}", dir=self._tmp))
         stage_fd = staging.hold_dir(stage)  # recovery removes it once this process is gone
         try:
             (stage / "parents.json").write_text(json.dumps(parents))
@@ -679,7 +681,7 @@ class SnapshotStore:
                 lower_root=self.layer_dir(parents[0]) if parents else None,
             )
             return
-        stage = Path(tempfile.mkdtemp(prefix=f"diff-{key[:32]}-", dir=self._tmp))
+        stage = Path(tempfile.mkdtemp(prefix=f"diff-{key[:32]}{staging.owner_tag()}", dir=self._tmp))
         held = staging.hold_dir(stage)
         try:
             lower = stage / "lower"

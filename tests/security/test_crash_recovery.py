@@ -195,3 +195,20 @@ def test_failed_create_leaves_no_record_dir_or_anonymous_volume(root: Path, tmp_
         assert engine.metadata.containers.all() == []
         assert engine.metadata.containers.unfinished() == []
     assert _leftovers(root, set()) == []
+
+
+def test_entry_of_a_writer_killed_before_its_lock_is_reaped_at_once(tmp_path: Path) -> None:
+    # A writer killed between creating its staging dir and locking it: its name says whose it
+    # is, so recovery need not wait for the entry to age (the next engine starts at once).
+    child = subprocess.run(
+        [sys.executable, "-c", "from containerkit.linux import staging; print(staging.owner_tag())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    dead = tmp_path / f"snap-x{child.stdout.strip()}abc"
+    dead.mkdir()
+    live = tmp_path / f"snap-y{staging.owner_tag()}abc"
+    live.mkdir()
+    assert staging.reap(tmp_path) == [dead.name]
+    assert live.exists()
