@@ -310,5 +310,3 @@ class NetworkCollection:
                 self.remove(net.id)
                 removed.append(net.name)
         return removed
-
-
