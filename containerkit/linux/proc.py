@@ -134,6 +134,15 @@ def ensure_stdio() -> None:
             os.set_inheritable(fd, True)
 
 
+def install_stdio(stdio: tuple[int, int, int]) -> None:
+    """Put ``stdio`` (stdin, stdout, stderr fds) on 0/1/2 and close the originals above 2."""
+    for target, fd in enumerate(stdio):
+        os.dup2(fd, target)
+    for fd in set(stdio):
+        if fd > 2:
+            os.close(fd)
+
+
 def move_above_stdio(fd: int) -> int:
     """``fd`` itself when it is 3 or more, else a close-on-exec copy numbered 3 or more (the
     original is closed): stdio is about to be replaced."""

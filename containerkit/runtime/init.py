@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from containerkit.errors import ContainerkitError, RuntimeFailure
 from containerkit.linux import _libc
-from containerkit.linux.proc import default_signals
+from containerkit.linux.proc import default_signals, install_stdio
 from containerkit.linux.userns import UsernsMapping, write_id_maps
 from containerkit.runtime import _sync, usermap
 from containerkit.runtime.iopump import IOPump
@@ -550,11 +550,7 @@ def _run_init(
 ) -> NoReturn:  # pragma: no cover - runs in the container's init
     """Stdio on 0/1/2, default signals, then the builtin runtime's init; errors go to ``err_w``."""
     try:
-        for target, fd in enumerate(stdio):
-            os.dup2(fd, target)
-        for fd in set(stdio):
-            if fd > 2:
-                os.close(fd)
+        install_stdio(stdio)
         default_signals()
         init(
             bundle,

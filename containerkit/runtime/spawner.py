@@ -39,7 +39,7 @@ import threading
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from containerkit.errors import ContainerkitError, RuntimeFailure, Unavailable, error_class_for
-from containerkit.linux.proc import default_signals
+from containerkit.linux.proc import default_signals, install_stdio
 from containerkit.runtime import _sync
 
 if TYPE_CHECKING:
@@ -386,11 +386,7 @@ def _exec_child(
 ) -> NoReturn:  # pragma: no cover - runs in the forked helper
     """Put the exec's stdio on 0/1/2 and hand over to the builtin runtime's exec."""
     try:
-        for target, fd in enumerate(stdio):
-            os.dup2(fd, target)
-        for fd in set(stdio):
-            if fd > 2:
-                os.close(fd)
+        install_stdio(stdio)
         os.set_inheritable(error_fd, False)
         default_signals()
         from containerkit.runtime.builtin import exec_in_container
