@@ -63,8 +63,9 @@ def test_pids_limit_settings(engine: ck.Engine, runtime: str) -> None:
 
 
 @pytest.fixture
-def small_default_engine(security_root: Path) -> Iterator[ck.Engine]:
-    """A second engine on the same root whose default pids limit is 64."""
+def small_default_engine(security_root: Path, engine: ck.Engine) -> Iterator[ck.Engine]:
+    """A second engine on the same root whose default pids limit is 64 (``engine`` first: it
+    imports the test image into that root)."""
     with ck.Engine(root=security_root, default_pids_limit=64, forkserver=False) as eng:
         yield eng
 
