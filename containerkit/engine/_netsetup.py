@@ -353,19 +353,29 @@ def _plug(path: Path, network: NetworkRecord, endpoint: EndpointRecord, inside: 
 # -- teardown ---------------------------------------------------------------------------------------
 
 
-def teardown(engine: Engine, container_id: str, *, settle: bool = True) -> None:
-    """Undo :func:`setup` (idempotent, cheap when there is nothing to undo).
+def teardown(engine: Engine, container_id: str, *, settle: bool = True) -> list[str]:
+    """Undo :func:`setup` (idempotent, cheap when there is nothing to undo); the host veths the
+    kernel deletes with the namespace, in its background cleanup.
 
-    ``settle``: return only once the container's host veths are gone (removal: docker's
-    ``rm`` leaves no link behind); wait and stop leave them to the kernel's background cleanup.
+    ``settle``: return only once those veths are gone (removal: docker's ``rm`` leaves no link
+    behind); wait and stop leave them to the kernel. A remover that has more to do passes
+    False and calls :func:`settle` with the names at its end, so the kernel's cleanup overlaps
+    its own work.
     """
     endpoints = engine.metadata.networks.endpoints(container_id=container_id)
     attached = [e for e in endpoints if e.attached]
     if attached or engine.metadata.networks.ports(container_id) or netns_path(engine, container_id).exists():
         with root_lock(engine):
             _teardown_locked(engine, container_id)
-    if settle and endpoints:
-        veth.wait_gone([host_ifname(engine, container_id, e.network_id) for e in endpoints])
+    leaving = [host_ifname(engine, container_id, e.network_id) for e in endpoints]
+    if settle:
+        veth.wait_gone(leaving)
+    return leaving
+
+
+def settle(host_ifnames: list[str]) -> None:
+    """Return once the veths :func:`teardown` named are gone (see there)."""
+    veth.wait_gone(host_ifnames)
 
 
 def _teardown_locked(engine: Engine, container_id: str) -> None:

@@ -758,8 +758,9 @@ class ContainerCollection:
         """Network, cgroup, snapshot, state dir, record of a container that no longer runs; each
         step may be done again (recovery repeats what a killed removal began)."""
         with _netsetup.container_lock(self._engine, container_id):
-            _netsetup.teardown(self._engine, container_id)
+            leaving = _netsetup.teardown(self._engine, container_id, settle=False)
         self._discard(container_id, cgroup_gone=_shim_cleaned_up(self.state_dir(container_id)))
+        _netsetup.settle(leaving)  # the kernel deletes the veths meanwhile
 
     def _discard(self, container_id: str, *, cgroup_gone: bool = False) -> None:
         """Remove everything of a container that is not running: cgroup, snapshot, state, record.
