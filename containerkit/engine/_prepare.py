@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from containerkit.engine._netsetup import NetPlan, netns_path
+from containerkit.engine.network_service import NetPlan
 from containerkit.errors import InvalidArgument
 from containerkit.linux.capabilities import known_capabilities
 from containerkit.linux.userns import (
@@ -203,7 +203,7 @@ def prepare_bundle(
         etc_files=_etc_files(engine, state_dir, spec, hostname, net),
         mounts=_volume_mounts(engine, state_dir, spec, image, mapping),
         cgroups_path=f"/containerkit/{container_id}",
-        netns_path=str(netns_path(engine, container_id)) if net.kind == "bridge" else None,
+        netns_path=str(engine.network_service.netns_path(container_id)) if net.kind == "bridge" else None,
         annotations={ROOTFS_MOUNT_ANNOTATION: rootfs_json},
     )
     if net.kind == "host":  # no network namespace entry: the host's own

@@ -24,7 +24,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 import attrs
 
-from containerkit.engine import _archive, _filters, _names, _netsetup, _prepare, _recovery
+from containerkit.engine import _archive, _filters, _names, _prepare, _recovery
 from containerkit.engine._handle import RecordHandle
 from containerkit.engine.attach import AttachStream
 from containerkit.errors import (
@@ -218,7 +218,7 @@ class Container(RecordHandle[ContainerRecord]):
         if _status(state) is ContainerStatus.CREATED:
             raise NotRunning(f"container {self.name} has not been started")
         code = wait_for_exit(self.state_dir, timeout)
-        _netsetup.wait_teardown(self._engine, self.id)
+        self._engine.network_service.wait_teardown(self.id)
         if self.spec.auto_remove:
             self._engine.containers._auto_remove(self.id)
         return code
@@ -249,7 +249,7 @@ class Container(RecordHandle[ContainerRecord]):
             with contextlib.suppress(NotRunning):
                 self.kill("SIGKILL")
         wait_for_exit(self.state_dir, 30)
-        _netsetup.wait_teardown(self._engine, self.id)
+        self._engine.network_service.wait_teardown(self.id)
         if spec.auto_remove:
             self._engine.containers._auto_remove(self.id)
 
@@ -532,7 +532,7 @@ class ContainerCollection:
         elif fields:
             spec = attrs.evolve(spec, **fields)
         image = self._engine.images.get(spec.image)
-        net = _netsetup.plan(self._engine, spec)
+        net = self._engine.network_service.plan(spec)
         container_id = secrets.token_hex(32)
         # The record holds the name from the start but stays hidden ("creating") until the
         # bundle is complete; a crash before that is rolled back by Engine.recover.
@@ -541,7 +541,7 @@ class ContainerCollection:
             _prepare.prepare_bundle(
                 self._engine, container_id, spec, image, self.state_dir(container_id), net
             )
-            _netsetup.register(self._engine, container_id, net, spec)
+            self._engine.network_service.register(container_id, net, spec)
             self._engine.metadata.containers.set_state(container_id, ContainerStatus.CREATED)
         except BaseException:
             self._roll_back(container_id)
@@ -642,7 +642,7 @@ class ContainerCollection:
     # -- running ----------------------------------------------------------------------------
 
     def _start(self, container: Container) -> None:
-        with _netsetup.container_lock(self._engine, container.id):
+        with self._engine.network_service.container_lock(container.id):
             self._start_locked(container)
 
     def _start_locked(self, container: Container) -> None:
@@ -653,13 +653,13 @@ class ContainerCollection:
         state_dir = container.state_dir
         if _status(state) in _STOPPED:
             _prepare.reset_for_restart(state_dir)
-        shared_netns = _netsetup.setup(self._engine, container.id, spec)
+        shared_netns = self._engine.network_service.setup(container.id, spec)
         try:
             if shared_netns is not None:
                 _prepare.set_netns_path(state_dir, shared_netns)
             self._launch(container, spec, state_dir)
         except BaseException:
-            _netsetup.teardown(self._engine, container.id)
+            self._engine.network_service.teardown(container.id)
             raise
 
     def _launch(self, container: Container, spec: ContainerSpec, state_dir: Path) -> None:
@@ -757,10 +757,10 @@ class ContainerCollection:
     def _take_apart(self, container_id: str) -> None:
         """Network, cgroup, snapshot, state dir, record of a container that no longer runs; each
         step may be done again (recovery repeats what a killed removal began)."""
-        with _netsetup.container_lock(self._engine, container_id):
-            leaving = _netsetup.teardown(self._engine, container_id, settle=False)
+        with self._engine.network_service.container_lock(container_id):
+            leaving = self._engine.network_service.teardown(container_id, settle=False)
         self._discard(container_id, cgroup_gone=_shim_cleaned_up(self.state_dir(container_id)))
-        _netsetup.settle(leaving)  # the kernel deletes the veths meanwhile
+        self._engine.network_service.settle(leaving)  # the kernel deletes the veths meanwhile
 
     def _discard(self, container_id: str, *, cgroup_gone: bool = False) -> None:
         """Remove everything of a container that is not running: cgroup, snapshot, state, record.

@@ -14,9 +14,10 @@ import threading
 from pathlib import Path
 from types import TracebackType
 
-from containerkit.engine import _netsetup, _perms, _recovery
+from containerkit.engine import _perms, _recovery
 from containerkit.engine.containers import ContainerCollection, cgroup_name
 from containerkit.engine.images import ImageCollection
+from containerkit.engine.network_service import NetworkService
 from containerkit.engine.networks import NetworkCollection
 from containerkit.engine.volumes import VolumeCollection
 from containerkit.errors import ContainerkitError, InvalidArgument, NotFound
@@ -73,7 +74,10 @@ class Engine:
         self.images = ImageCollection(self.content, self.snapshots, self.metadata)
         self.volumes = VolumeCollection(self.root / "volumes", self.metadata, users=self._volume_users)
         self.containers = ContainerCollection(self)
-        self.networks = NetworkCollection(self)
+        self.network_service = NetworkService(
+            self.root, self.metadata.networks, self.metadata.containers, self.containers.state_dir
+        )
+        self.networks = NetworkCollection(self.network_service, self.metadata.networks, self.containers)
         self._use_forkserver = forkserver
         self._spawner: Spawner | None = None
         self._spawner_lock = threading.Lock()
@@ -99,7 +103,7 @@ class Engine:
         netns files and published ports of containers that are no longer running, spooled
         request bodies and staged layers. The ids cleaned."""
         cleaned = _recovery.finish_containers(self)
-        cleaned += _netsetup.recover(self)
+        cleaned += self.network_service.recover()
         _recovery.reap_staging(self)
         # Containers another live process is creating or removing keep their dirs.
         known = {r.id for r in self.metadata.containers.all()}

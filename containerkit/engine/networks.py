@@ -1,17 +1,8 @@
 """``engine.networks``: bridge networks, each a Linux bridge with its own subnet and NAT rules.
 
-A user-defined network's bridge exists from ``create`` to ``remove``. The default network
-``bridge`` is recorded on first use; its bridge comes up when a container needs it and is
-taken down by :meth:`NetworkCollection.release_idle` (``Engine.close``) once no container is
-attached, so an engine root used by tests leaves no link behind. Names are per root: with
-``P = ck<5 hex of the root>``, bridges are ``P b<7 hex>``, veths ``P v<7 hex>`` and the one nft
-table is ``P``, so engines on different roots (parallel test workers) never share or clash.
-
-Subnets come from docker's pool, skipping what the host routes (``docker0`` included). The
-default network re-picks its subnet when it comes up and finds that the host took it meanwhile.
-
-Beside Docker (FORWARD policy DROP), a bridge coming up also gets accept rules in the host's
-iptables firewall (``network/foreign_firewall.py``); they go with the bridge. Without
+The collection and its :class:`Network` handles check names and filters and hold the
+:class:`~containerkit.engine.network_service.NetworkService`, which brings bridges up and down
+and plugs containers in (its docstring has the naming, locking and subnet rules). Without
 nftables the engine still works for ``none``, ``host`` and ``container:`` networks; bringing a
 bridge up is then ``Unavailable``, naming the Debian package to install.
 """
@@ -23,42 +14,48 @@ import contextlib
 import datetime as dt
 import json
 import re
-import secrets
-import time
 from collections.abc import Mapping
-from ipaddress import IPv4Address, IPv4Network
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from containerkit.engine import _netsetup
-from containerkit.engine._handle import RecordHandle
-from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound, Unavailable
-from containerkit.network import bridge as bridges
-from containerkit.network import foreign_firewall
-from containerkit.network.ipam import gateway_for, parse_subnet, pick_subnet
-from containerkit.network.nat import NFT_MISSING, NatTable, nft_available
+from containerkit.engine.network_service import DEFAULT_NETWORK, NetworkService
+from containerkit.errors import Conflict, InvalidArgument, NotFound
+from containerkit.network.nat import NatTable
 from containerkit.spec import label_matches
 from containerkit.storage.metadata import NetworkRecord
+from containerkit.storage.stores import NetworkStore
 
 if TYPE_CHECKING:
-    from containerkit.engine.containers import Container
-    from containerkit.engine.engine import Engine
+    from containerkit.engine.containers import Container, ContainerCollection
 
 __all__ = ["Network", "NetworkCollection"]
 
 _NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
-_PREDEFINED = frozenset({_netsetup.DEFAULT_NETWORK, "host", "none"})
-_DOCKER0 = IPv4Network("172.17.0.0/16")
-"""Left to docker's own bridge even while docker is not running, so both can coexist."""
-_HOST_LOCK = Path("/run/containerkit/subnets.lock")
-"""Host-wide: engines on different roots must not bring up two bridges on one subnet."""
+_PREDEFINED = frozenset({DEFAULT_NETWORK, "host", "none"})
 
 
 @attrs.define(eq=False)
-class Network(RecordHandle[NetworkRecord]):
-    """A live handle on one network; :meth:`reload` re-reads its record."""
+class Network:
+    """A live handle on one network (equal by id); :meth:`reload` re-reads its record."""
+
+    id: str
+    _networks: NetworkCollection = attrs.field(repr=False)
+    _record: NetworkRecord = attrs.field(repr=False)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.id == self.id
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def name(self) -> str:
+        return self._record.name
+
+    @property
+    def short_id(self) -> str:
+        return self.id[:12]
 
     @property
     def driver(self) -> str:
@@ -92,32 +89,43 @@ class Network(RecordHandle[NetworkRecord]):
     @property
     def containers(self) -> list[Container]:
         """Every container connected (running or not)."""
-        ids = [e.container_id for e in self._engine.metadata.networks.endpoints(network_id=self.id)]
-        return [self._engine.containers.get(i) for i in ids]
+        ids = [e.container_id for e in self._networks.store.endpoints(network_id=self.id)]
+        return [self._networks.containers.get(i) for i in ids]
 
     def reload(self) -> Network:
-        self._record = self._engine.metadata.networks.get(self.id)
+        self._record = self._networks.store.get(self.id)
         return self
 
     def connect(self, container: Container | str, *, aliases: list[str] | tuple[str, ...] = ()) -> None:
         """Connect a container: plugged in at once if it runs (as ``eth<n>``), else at its start."""
-        target = self._engine.containers.get(container if isinstance(container, str) else container.id)
-        _netsetup.connect(self._engine, self.reload()._record, target.id, aliases)
+        target = self._networks.containers.get(container if isinstance(container, str) else container.id)
+        self._networks.service.connect(self.reload()._record, target.id, aliases)
 
     def disconnect(self, container: Container | str) -> None:
-        target = self._engine.containers.get(container if isinstance(container, str) else container.id)
-        _netsetup.disconnect(self._engine, self._record, target.id)
+        target = self._networks.containers.get(container if isinstance(container, str) else container.id)
+        self._networks.service.disconnect(self._record, target.id)
 
     def remove(self) -> None:
-        self._engine.networks.remove(self.id)
+        self._networks.remove(self.id)
 
 
 class NetworkCollection:
     """``engine.networks``: create, get, list, remove and prune networks."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self.nat = NatTable(_netsetup.link_prefix(engine), lock_path=engine.root / "nft.lock")
+    def __init__(self, service: NetworkService, store: NetworkStore, containers: ContainerCollection) -> None:
+        """``store``: the metadata's network store; ``containers``: to resolve a container
+        reference the way ``engine.containers.get`` does."""
+        self.service = service
+        self.store = store
+        self.containers = containers
+
+    @property
+    def nat(self) -> NatTable:
+        """This root's nft table (published ports and the bridges' rules)."""
+        return self.service.nat
+
+    def _handle(self, record: NetworkRecord) -> Network:
+        return Network(record.id, self, record)
 
     # -- creating ---------------------------------------------------------------------------
 
@@ -138,138 +146,24 @@ class NetworkCollection:
         if name in _PREDEFINED:
             raise Conflict(f"network name {name} is reserved for the predefined network")
         with contextlib.suppress(NotFound):
-            existing = self._engine.metadata.networks.find(name)
+            existing = self.store.find(name)
             if existing.name == name:
                 raise Conflict(f"network with name {name} already exists (id {existing.id})")
-        record = self._new_record(name, subnet, gateway, internal, labels)
-        with _netsetup.root_lock(self._engine):
-            self._engine.metadata.networks.add(record)
-            try:
-                self._bring_up(record)
-            except BaseException:
-                self._engine.metadata.networks.remove(record.id)
-                raise
-        return Network(record.id, self._engine, record)
-
-    def _new_record(
-        self,
-        name: str,
-        subnet: str | None,
-        gateway: str | None,
-        internal: bool,
-        labels: Mapping[str, str] | None,
-    ) -> NetworkRecord:
-        network_id = secrets.token_hex(32)
-        if subnet is None:
-            with _netsetup._flock(_HOST_LOCK):
-                net = self._free_subnet()
-        else:
-            net = parse_subnet(subnet)
-            for other in self._engine.metadata.networks.all():
-                if net.overlaps(IPv4Network(other.subnet)):
-                    raise Conflict(f"subnet {net} overlaps {other.subnet} of network {other.name}")
-            clash = [n for n in bridges.host_networks() if n.overlaps(net)]
-            if clash:
-                raise Conflict(f"network {name}: subnet {net} overlaps {clash[0]}, routed by the host")
-        if gateway is None:
-            gw = gateway_for(net)
-        else:
-            try:
-                gw = IPv4Address(gateway)
-            except ValueError:
-                raise InvalidArgument(f"network {name}: invalid gateway {gateway!r}") from None
-            if gw not in net or gw in (net.network_address, net.broadcast_address):
-                raise InvalidArgument(f"network {name}: gateway {gw} is not a host address of {net}")
-        return NetworkRecord(
-            id=network_id,
-            name=name,
-            bridge=_netsetup.bridge_name(self._engine, network_id),
-            subnet=str(net),
-            gateway=str(gw),
-            internal=bool(internal),
-            labels_json=json.dumps({str(k): str(v) for k, v in (labels or {}).items()}, sort_keys=True),
-            created=time.time(),
-        )
-
-    def _free_subnet(self, exclude: str | None = None) -> IPv4Network:
-        ours = [IPv4Network(n.subnet) for n in self._engine.metadata.networks.all() if n.id != exclude]
-        return pick_subnet([*ours, _DOCKER0], bridges.host_networks())
-
-    def _default_record(self) -> NetworkRecord:
-        """The default network's record, made on first use (no bridge yet)."""
-        with contextlib.suppress(NotFound):
-            return self._engine.metadata.networks.find(_netsetup.DEFAULT_NETWORK)
-        record = self._new_record(_netsetup.DEFAULT_NETWORK, None, None, False, None)
-        try:
-            return self._engine.metadata.networks.add(record)
-        except Conflict:  # another engine on this root made it first
-            return self._engine.metadata.networks.find(_netsetup.DEFAULT_NETWORK)
-
-    # -- bridges up and down (callers hold the root lock) ------------------------------------
-
-    def _ensure_up(self, record: NetworkRecord) -> NetworkRecord:
-        """The network's bridge and rules exist; returns the (possibly re-addressed) record."""
-        if bridges.bridge_exists(record.bridge):
-            return record
-        with _netsetup._flock(_HOST_LOCK):
-            net = IPv4Network(record.subnet)
-            clash = [n for n in bridges.host_networks() if n.overlaps(net)]
-            if clash and record.name == _netsetup.DEFAULT_NETWORK:
-                net = self._free_subnet(exclude=record.id)
-                record = self._engine.metadata.networks.set_subnet(record.id, str(net), str(gateway_for(net)))
-            elif clash:
-                raise Conflict(f"network {record.name}: subnet {net} overlaps {clash[0]}, routed by the host")
-            self._bring_up(record)
-        return record
-
-    def _bring_up(self, record: NetworkRecord) -> None:
-        """Bridge, our nft rules, and accept rules in a foreign iptables firewall (Docker's
-        FORWARD DROP); all or nothing."""
-        if not nft_available():
-            raise Unavailable(f"network {record.name}: {NFT_MISSING}")
-        _netsetup.claim_prefix(self._engine)
-        prefix = IPv4Network(record.subnet).prefixlen
-        bridges.ensure_bridge(record.bridge, f"{record.gateway}/{prefix}")
-        try:
-            self.nat.ensure_network(record.bridge, record.subnet, internal=record.internal)
-            foreign_firewall.allow_bridge(record.bridge)
-        except BaseException:
-            with contextlib.suppress(ContainerkitError):
-                foreign_firewall.forget_bridge(record.bridge)
-            with contextlib.suppress(ContainerkitError):
-                self.nat.remove_network(record.bridge)
-            bridges.remove_bridge(record.bridge)
-            raise
-
-    def _bring_down(self, record: NetworkRecord) -> None:
-        foreign_firewall.forget_bridge(record.bridge)
-        self.nat.remove_network(record.bridge)
-        bridges.remove_bridge(record.bridge)
-        if not any(bridges.bridge_exists(n.bridge) for n in self._engine.metadata.networks.all()):
-            self.nat.remove_all()
-            _netsetup.release_prefix(self._engine)
+        record = self.service.new_record(name, subnet, gateway, internal, labels)
+        return self._handle(self.service.create_network(record))
 
     def release_idle(self) -> None:
         """Take the default network's bridge down while no container is attached to it."""
-        with contextlib.suppress(NotFound):
-            record = self._engine.metadata.networks.find(_netsetup.DEFAULT_NETWORK)
-            if not bridges.bridge_exists(record.bridge):
-                return
-            with _netsetup.root_lock(self._engine):
-                endpoints = self._engine.metadata.networks.endpoints(network_id=record.id)
-                if not any(e.attached for e in endpoints):
-                    self._bring_down(record)
+        self.service.release_idle()
 
     # -- finding ----------------------------------------------------------------------------
 
     def get(self, ref: str) -> Network:
         """By id, name or unique id prefix."""
-        record = self._engine.metadata.networks.find(ref)
-        return Network(record.id, self._engine, record)
+        return self._handle(self.store.find(ref))
 
     def default(self) -> Network:
-        record = self._default_record()
-        return Network(record.id, self._engine, record)
+        return self._handle(self.service.default_record())
 
     def list(self, *, filters: Mapping[str, Any] | None = None) -> list[Network]:
         """Oldest first; ``filters``: ``name`` (substring), ``id`` (prefix), ``label`` (``k`` or ``k=v``)."""
@@ -278,8 +172,8 @@ class NetworkCollection:
         if unknown:
             raise InvalidArgument(f"invalid network filter(s) {sorted(unknown)}")
         result = []
-        for record in self._engine.metadata.networks.all():
-            net = Network(record.id, self._engine, record)
+        for record in self.store.all():
+            net = self._handle(record)
             if "name" in wanted and not any(str(v) in net.name for v in wanted["name"]):
                 continue
             if "id" in wanted and not any(net.id.startswith(str(v)) for v in wanted["id"]):
@@ -293,18 +187,16 @@ class NetworkCollection:
 
     def remove(self, ref: str) -> None:
         """Remove a network and its bridge and rules; Conflict while containers are connected."""
-        record = self._engine.metadata.networks.find(ref)
-        if record.name == _netsetup.DEFAULT_NETWORK:
+        record = self.store.find(ref)
+        if record.name == DEFAULT_NETWORK:
             raise Conflict(f"{record.name} is a pre-defined network and cannot be removed")
-        with _netsetup.root_lock(self._engine):
-            self._engine.metadata.networks.remove(record.id)
-            self._bring_down(record)
+        self.service.remove_network(record)
 
     def prune(self, *, filters: Mapping[str, Any] | None = None) -> builtins.list[str]:
         """Remove user-defined networks no container is connected to; their names."""
         removed = []
         for net in self.list(filters=filters):
-            if net.name == _netsetup.DEFAULT_NETWORK:
+            if net.name == DEFAULT_NETWORK:
                 continue
             with contextlib.suppress(Conflict, NotFound):
                 self.remove(net.id)

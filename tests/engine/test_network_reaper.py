@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import containerkit as ck
-from containerkit.engine import _netsetup
+from containerkit.engine.network_service import reap_vanished_roots
 from containerkit.network import bridge
 from containerkit.network.nat import NatTable, list_tables
 
@@ -34,7 +34,7 @@ def test_unregistered_links_and_tables_are_reaped(orphan_prefix: str, engine_roo
 def test_registered_root_is_left_alone(engine: ck.Engine) -> None:
     net = engine.networks.create(f"keep-{secrets.token_hex(3)}")
     try:
-        _netsetup.reap_vanished_roots()
+        reap_vanished_roots()
         assert bridge.bridge_exists(net.bridge)
     finally:
         net.remove()

@@ -23,7 +23,6 @@ import attrs
 import pytest
 
 import containerkit as ck
-from containerkit.engine import _netsetup
 from containerkit.engine.networks import Network
 from containerkit.network import veth
 from containerkit.network.netns import create_netns, iproute, netns_socket, remove_netns
@@ -66,7 +65,7 @@ class HostState:
 
     @classmethod
     def of(cls, engine: ck.Engine) -> HostState:
-        prefix = _netsetup.link_prefix(engine)
+        prefix = engine.network_service.prefix
         return cls(frozenset(n for n in _links() if n.startswith(prefix)), _table(engine))
 
 
@@ -232,8 +231,8 @@ def test_default_bridge_address_route_and_files(net_engine: ck.Engine) -> None:
     assert "nameserver 127." not in logs
     assert not bridge.subnet.startswith("172.17.")
     # it exited: wait() already took its veth and netns away, and forgot its address
-    assert c.ip_address == "" and not _netsetup.netns_path(net_engine, c.id).exists()
-    assert _eventually(lambda: _netsetup.host_ifname(net_engine, c.id, bridge.id) not in _links())
+    assert c.ip_address == "" and not net_engine.network_service.netns_path(c.id).exists()
+    assert _eventually(lambda: net_engine.network_service.host_ifname(c.id, bridge.id) not in _links())
     c.remove()
 
 
@@ -338,7 +337,7 @@ def test_taken_port_is_a_conflict_and_leaves_nothing(net_engine: ck.Engine) -> N
             c.start()
         assert c.status == "created"
         assert c.ports == {} and c.ip_address == ""
-        assert not _netsetup.netns_path(net_engine, c.id).exists()
+        assert not net_engine.network_service.netns_path(c.id).exists()
         assert net_engine.networks.nat.published(owner=c.id) == []
         net_engine.networks.release_idle()  # possible only because nothing is attached
         assert _eventually(lambda: HostState.of(net_engine) == before)
@@ -352,7 +351,7 @@ def test_restart_keeps_address(net_engine: ck.Engine, network: Callable[..., obj
     c = run(net_engine, ["sleep", "60"], name="again-box", network="again")
     first = c.ip_address
     c.stop(timeout=0)
-    assert c.ip_address == "" and not _netsetup.netns_path(net_engine, c.id).exists()
+    assert c.ip_address == "" and not net_engine.network_service.netns_path(c.id).exists()
     c.start()
     assert c.ip_address == first
     assert first in sh(c, "ip -4 -o addr show eth0").stdout.decode()
@@ -425,7 +424,7 @@ def test_sigkilled_engine_leaves_nothing_after_a_new_engine(tmp_path: Path, busy
     wait_for_exit(root / "containers" / exited_id, 10)  # nobody of the dead engine waited
     with ck.Engine(root=root) as engine:
         # `true` exited with nobody waiting: the new engine unplugged it at once
-        assert not _netsetup.netns_path(engine, exited_id).exists()
+        assert not engine.network_service.netns_path(exited_id).exists()
         assert engine.containers.get(exited_id).ports == {}
         # the two running ones keep theirs (the exited one's pair goes with its netns)
         assert _eventually(lambda: len([n for n in HostState.of(engine).links if n[7] == "v"]) == 2)
@@ -444,7 +443,7 @@ def test_veth_is_gone_when_remove_returns(net_engine: ck.Engine) -> None:
     bridge_id = net_engine.networks.default().id
     for command in (["sleep", "60"], ["true"]) * 6:
         c = run(net_engine, command)
-        name = _netsetup.host_ifname(net_engine, c.id, bridge_id)
+        name = net_engine.network_service.host_ifname(c.id, bridge_id)
         if command[0] == "sleep":
             assert name in _links()
         else:
@@ -452,7 +451,7 @@ def test_veth_is_gone_when_remove_returns(net_engine: ck.Engine) -> None:
         c.remove(force=True)
         assert name not in _links()
     c = run(net_engine, ["sleep", "60"])
-    name = _netsetup.host_ifname(net_engine, c.id, bridge_id)
+    name = net_engine.network_service.host_ifname(c.id, bridge_id)
     holder = os.open(f"/proc/{c.pid}/ns/net", os.O_RDONLY)  # as an nsenter session would
     try:
         c.remove(force=True)
