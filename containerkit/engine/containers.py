@@ -1,9 +1,9 @@
 """``engine.containers``: the container lifecycle on top of images, snapshots and the runtime.
 
-A container is a metadata record (what was asked), a state dir under ``<root>/containers/<id>``
-(the OCI bundle, the shim's ``state.json``/``exit.json`` and the json-file log) and a
-writable snapshot. The shim owns the running process; this module only reads what it wrote,
-so any Engine on the same root, in any process, sees the same container.
+A container is a metadata record (what was asked), a :class:`~containerkit.runtime.task.Task`
+(its state dir under ``<root>/containers/<id>``: the OCI bundle, the shim's records, the log)
+and a writable snapshot. The shim owns the running process; the Task reads what it wrote, so
+any Engine on the same root, in any process, sees the same container.
 """
 
 from __future__ import annotations
@@ -14,11 +14,10 @@ import datetime as dt
 import json
 import os
 import secrets
-import shutil
 import signal
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
@@ -36,14 +35,14 @@ from containerkit.errors import (
     Timeout,
 )
 from containerkit.linux import proc, ps
-from containerkit.linux.cgroups import open_cgroup
 from containerkit.linux.inroot import Root
 from containerkit.linux.users import resolve_user
 from containerkit.runtime import logs as runtime_logs
 from containerkit.runtime import usermap
-from containerkit.runtime.exec import ExecProcess, start_exec
-from containerkit.runtime.shim import ShimRequest, request_resize, start_container
-from containerkit.runtime.state import LOG_FILE, RuntimeState, read_exit, read_state, wait_for_exit
+from containerkit.runtime.exec import ExecProcess
+from containerkit.runtime.logs import LogEntry, Stream
+from containerkit.runtime.state import RuntimeState
+from containerkit.runtime.task import StdinWriter, Task, cgroup_name
 from containerkit.spec import (
     ContainerSpec,
     ContainerStatus,
@@ -59,7 +58,7 @@ from containerkit.storage.metadata import ContainerRecord
 if TYPE_CHECKING:
     from containerkit.engine.engine import Engine
 
-__all__ = ["Container", "ContainerCollection", "StatusName"]
+__all__ = ["Container", "ContainerCollection", "StatusName", "cgroup_name"]
 
 StatusName = Literal["created", "running", "paused", "exited", "dead"]
 """The statuses a container shows (``api.ContainerStatus``): never ``creating`` or ``removing``."""
@@ -71,10 +70,6 @@ _STOPPED = (ContainerStatus.EXITED, ContainerStatus.DEAD)
 def _status(state: RuntimeState) -> ContainerStatus:
     """The status the Task's state file records (created, running, exited or dead)."""
     return ContainerStatus(state.status)
-
-
-def cgroup_name(container_id: str) -> str:
-    return f"containerkit/{container_id}"
 
 
 @attrs.define(eq=False)
@@ -113,10 +108,38 @@ class Container(RecordHandle[ContainerRecord]):
     def state_dir(self) -> Path:
         return self._engine.containers.state_dir(self.id)
 
+    @property
+    def task(self) -> Task:
+        """The runtime side: the one owner of the state dir and everything in it."""
+        return self._engine.containers.task(self.id)
+
+    @property
+    def log_path(self) -> str:
+        """Where the json-file log is (docker's ``LogPath``)."""
+        return str(self.task.log_path)
+
+    def process_args(self) -> list[str]:
+        """The argv the container runs: the bundle's, else the spec's entrypoint and command."""
+        args = self.task.process_args()
+        if args is None:
+            return list(self.spec.entrypoint or ()) + list(self.spec.command or ())
+        return args
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """What a front-end kept with the container (the daemon: docker's create body)."""
+        value = json.loads(self._record.extra_json or "{}")
+        return value if isinstance(value, dict) else {}
+
+    def set_extra(self, value: Mapping[str, Any]) -> None:
+        self._record = self._engine.metadata.containers.update(
+            self.id, extra_json=json.dumps(dict(value), sort_keys=True)
+        )
+
     # -- its state --------------------------------------------------------------------------
 
     def runtime_state(self) -> RuntimeState:
-        return read_state(self.state_dir)
+        return self.task.state()
 
     @property
     def status(self) -> StatusName:
@@ -130,11 +153,7 @@ class Container(RecordHandle[ContainerRecord]):
         return status
 
     def _is_paused(self) -> bool:
-        cgroup = self._cgroup()
-        try:
-            return bool(cgroup.is_frozen())
-        except NotFound:  # the container exited and its cgroup went meanwhile
-            return False
+        return self.task.paused()
 
     @property
     def exit_code(self) -> int | None:
@@ -197,9 +216,6 @@ class Container(RecordHandle[ContainerRecord]):
         self._record = self._engine.metadata.containers.get(self.id)
         return self
 
-    def _cgroup(self) -> Any:
-        return open_cgroup(cgroup_name(self.id))
-
     def _running_state(self) -> RuntimeState:
         state = self.runtime_state()
         if _status(state) is not _RUNNING or state.pid is None:
@@ -213,20 +229,25 @@ class Container(RecordHandle[ContainerRecord]):
         self._engine.containers._start(self)
 
     def wait(self, timeout: float | None = None) -> int:
-        """Block until the container exits; its exit code (128+n when killed by signal n)."""
-        state = self.runtime_state()
-        if _status(state) is ContainerStatus.CREATED:
-            raise NotRunning(f"container {self.name} has not been started")
-        code = wait_for_exit(self.state_dir, timeout)
+        """Block until the container exits; its exit code (128+n when killed by signal n).
+        Its network is torn down and an ``auto_remove`` container removed before this returns."""
+        code = self.wait_exit(timeout)
         self._engine.network_service.wait_teardown(self.id)
         if self.spec.auto_remove:
             self._engine.containers._auto_remove(self.id)
         return code
 
+    def wait_exit(self, timeout: float | None = None) -> int:
+        """Only wait for the exit record and return its code: no network teardown, no
+        auto-remove (for a watcher that does those itself, or leaves them to another)."""
+        if _status(self.runtime_state()) is ContainerStatus.CREATED:
+            raise NotRunning(f"container {self.name} has not been started")
+        return self.task.wait(timeout)
+
     def kill(self, sig: int | str = "SIGKILL") -> None:
         number = parse_signal(sig)
-        state = self._running_state()
-        if not proc.send_signal(state.pid, number, state.pid_start_time):  # type: ignore[arg-type]
+        self._running_state()
+        if not self.task.kill(number):
             raise NotRunning(f"container {self.name} is not running")
 
     def stop(self, timeout: float | None = None) -> None:
@@ -239,16 +260,16 @@ class Container(RecordHandle[ContainerRecord]):
             timeout = spec.stop_timeout if spec.stop_timeout is not None else 10
         stop_signal = spec.stop_signal or self._engine.images.config(self.image_id).stop_signal or "SIGTERM"
         if self.current_status() is _PAUSED:
-            self._cgroup().thaw()
+            self.task.resume()
         try:
             self.kill(stop_signal)
-            wait_for_exit(self.state_dir, timeout)
+            self.task.wait(timeout)
         except NotRunning:
             pass
         except Timeout:
             with contextlib.suppress(NotRunning):
                 self.kill("SIGKILL")
-        wait_for_exit(self.state_dir, 30)
+        self.task.wait(30)
         self._engine.network_service.wait_teardown(self.id)
         if spec.auto_remove:
             self._engine.containers._auto_remove(self.id)
@@ -260,11 +281,11 @@ class Container(RecordHandle[ContainerRecord]):
 
     def pause(self) -> None:
         self._running_state()
-        self._cgroup().freeze()
+        self.task.pause()
 
     def unpause(self) -> None:
         self._running_state()
-        self._cgroup().thaw()
+        self.task.resume()
 
     def remove(self, *, force: bool = False, volumes: bool = False) -> None:
         self._engine.containers._remove(self, force=force, volumes=volumes)
@@ -292,29 +313,66 @@ class Container(RecordHandle[ContainerRecord]):
         always an iterator of ``("stdout" | "stderr", chunk)``; a tty's output is all stdout.
         Raises :class:`NotSupported` for a container whose log driver is ``none``, as docker.
         """
-        runtime_logs.check_readable(self.spec.log_driver)
-        path = self.state_dir / LOG_FILE
+        self.check_logs_readable()
+        task = self.task
         since_ts = since.timestamp() if isinstance(since, dt.datetime) else since
         if demux and not follow:
-            entries = runtime_logs.iter_entries(path, stdout=stdout, stderr=stderr, tail=tail, since=since_ts)
+            entries = task.log_entries(stdout=stdout, stderr=stderr, tail=tail, since=since_ts)
             return iter([(entry.stream, entry.render(timestamps)) for entry in entries])
         if follow:
-            follower = runtime_logs.follow_logs_demux if demux else runtime_logs.follow_logs
-            return follower(
-                path,
-                stdout=stdout,
-                stderr=stderr,
-                tail=tail,
-                since=since_ts,
-                timestamps=timestamps,
-                # A removed container (no state dir) reads as "created": it must end too.
-                is_running=lambda: self.state_dir.exists() and _status(self.runtime_state()) is _RUNNING,
+            # A removed container (no state dir) reads as "created": it ends too.
+            return task.follow_log(
+                stdout=stdout, stderr=stderr, tail=tail, since=since_ts, timestamps=timestamps, demux=demux
             )
-        if not path.exists():
-            return b""
-        return runtime_logs.read_logs(
-            path, stdout=stdout, stderr=stderr, tail=tail, since=since_ts, timestamps=timestamps
+        return task.read_log(stdout=stdout, stderr=stderr, tail=tail, since=since_ts, timestamps=timestamps)
+
+    def check_logs_readable(self) -> None:
+        """:class:`NotSupported` for a log driver that keeps nothing to read (``none``), as docker."""
+        runtime_logs.check_readable(self.spec.log_driver)
+
+    def log_entries(
+        self,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        tail: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> Iterator[LogEntry]:
+        """The log's records now (``.stream``, ``.data``, ``.render(timestamps)``), oldest first."""
+        return self.task.log_entries(stdout=stdout, stderr=stderr, tail=tail, since=since, until=until)
+
+    def follow_output(
+        self,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        tail: int | None = None,
+        since: float | None = None,
+        timestamps: bool = False,
+        until: Callable[[], bool] | None = None,
+        poll_interval: float = 0.05,
+    ) -> Iterator[tuple[Stream, bytes]]:
+        """``(stream, chunk)`` of the log from ``since`` until the container stops (a created one
+        counts as about to run) or ``until()`` is true."""
+        return self.task.follow_log(
+            stdout=stdout,
+            stderr=stderr,
+            tail=tail,
+            since=since,
+            timestamps=timestamps,
+            while_created=True,
+            until=until,
+            poll_interval=poll_interval,
         )
+
+    def may_run(self) -> bool:
+        """Created (may start) or running; False once exited or removed."""
+        return self.task.may_run()
+
+    def stdin_writer(self) -> StdinWriter:
+        """The container's stdin (created with ``stdin_open``), written from any process."""
+        return self.task.stdin_writer()
 
     def attach(
         self, *, stdout: bool = True, stderr: bool = True, logs: bool = False, stdin: bool = False
@@ -326,18 +384,16 @@ class Container(RecordHandle[ContainerRecord]):
         ``stdin=True`` sends :meth:`AttachStream.write_stdin` to a container created with
         ``stdin_open``; :meth:`AttachStream.close_stdin` ends it (with ``stdin_once``: for good).
         """
-        state_dir = self.state_dir
-        output = runtime_logs.follow_logs_demux(
-            state_dir / LOG_FILE,
-            stdout=stdout,
-            stderr=stderr,
-            since=None if logs else time.time(),
-            is_running=lambda: (
-                state_dir.exists() and _status(read_state(state_dir)) in (ContainerStatus.CREATED, _RUNNING)
-            ),
+        task = self.task
+        output = task.follow_log(
+            stdout=stdout, stderr=stderr, since=None if logs else time.time(), while_created=True
         )
         return AttachStream(
-            output, state_dir, stdin=stdin, stdin_open=self.spec.stdin_open, name=self.name or self.short_id
+            output,
+            task.stdin_writer(),
+            stdin=stdin,
+            stdin_open=self.spec.stdin_open,
+            name=self.name or self.short_id,
         )
 
     def resize(self, rows: int, cols: int) -> None:
@@ -351,7 +407,7 @@ class Container(RecordHandle[ContainerRecord]):
             raise InvalidArgument(
                 f"container {self.name} has no terminal to resize (it was created without tty)"
             )
-        if not request_resize(self.state_dir, rows, cols):
+        if not self.task.resize(rows, cols):
             raise NotRunning(f"container {self.name} is not running")
 
     def exec(
@@ -379,15 +435,12 @@ class Container(RecordHandle[ContainerRecord]):
         process = self._engine.containers._exec_process(
             self, command, env=env, user=user, workdir=workdir, tty=tty, privileged=privileged
         )
-        state = self._running_state()
-        handle: ExecProcess = start_exec(
-            state.pid,  # type: ignore[arg-type]
-            process,
-            tty=tty,
-            stdin=stdin and not detach,
-            detach=detach,
-            spawner=self._engine.spawner,
+        self._running_state()
+        handle: ExecProcess | None = self.task.exec(
+            process, tty=tty, stdin=stdin and not detach, detach=detach, launcher=self._engine.spawner
         )
+        if handle is None:
+            raise NotRunning(f"container {self.name} is not running")
         if stream or detach:
             return handle
         with handle:
@@ -473,7 +526,7 @@ class Container(RecordHandle[ContainerRecord]):
 
     def stats(self) -> Stats:
         self._running_state()
-        sample = self._cgroup().stats()
+        sample = self.task.stats()
         return Stats(
             read_at=dt.datetime.now(dt.UTC),
             memory_usage=sample.memory_usage,
@@ -489,7 +542,7 @@ class Container(RecordHandle[ContainerRecord]):
         # Only the container's own processes: an exec helper sits in the cgroup while it waits
         # for its command, but lives in the host's pid namespace (the container never sees it).
         own = ps.pid_namespace(state.pid) if state.pid else None
-        pids = [p for p in sorted(self._cgroup().pids()) if own is None or ps.pid_namespace(p) == own]
+        pids = [p for p in self.task.pids() if own is None or ps.pid_namespace(p) == own]
         rows = [ps.process_row(pid) for pid in pids]
         return {"Titles": list(ps.PROCESS_TITLES), "Processes": [r for r in rows if r is not None]}
 
@@ -498,14 +551,6 @@ def _check_terminal_size(rows: int, cols: int) -> None:
     for name, value in (("rows", rows), ("cols", cols)):
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 0xFFFF:
             raise InvalidArgument(f"resize: {name} must be a whole number from 0 to 65535, got {value!r}")
-
-
-def _shim_cleaned_up(state_dir: Path) -> bool:
-    """True when the shim recorded an exit without errors: it writes ``exit.json`` only after its
-    cleanup (cgroup destroyed, shared parent removed if empty), and any failed step or failed
-    start is recorded as an error."""
-    exited = read_exit(state_dir)
-    return exited is not None and not exited.get("error")
 
 
 _HOST_RESOLV = Path("/etc/resolv.conf")
@@ -522,6 +567,9 @@ class ContainerCollection:
 
     def state_dir(self, container_id: str) -> Path:
         return self._root / container_id
+
+    def task(self, container_id: str) -> Task:
+        return Task(container_id, self._root / container_id)
 
     # -- creating ---------------------------------------------------------------------------
 
@@ -657,28 +705,23 @@ class ContainerCollection:
         try:
             if shared_netns is not None:
                 _prepare.set_netns_path(state_dir, shared_netns)
-            self._launch(container, spec, state_dir)
+            self._launch(container, spec)
         except BaseException:
             self._engine.network_service.teardown(container.id)
             raise
 
-    def _launch(self, container: Container, spec: ContainerSpec, state_dir: Path) -> None:
-        request = ShimRequest(
-            container_id=container.id,
-            bundle=state_dir / "bundle",
-            state_dir=state_dir,
-            runtime=spec.runtime,  # type: ignore[arg-type]
+    def _launch(self, container: Container, spec: ContainerSpec) -> None:
+        container.task.start(
+            runtime=spec.runtime,
             tty=spec.tty,
             stdin_open=spec.stdin_open,
             stdin_once=spec.stdin_once,
-            cgroup_name=cgroup_name(container.id),
             resources=spec.resources.effective(self._engine.default_pids_limit),
-            # rootfs_mount: the shim reads it from config.json's annotation
             runc_root=self._engine.root / "runc",
             log_driver=spec.log_driver,
             log_opts=spec.log_opts_dict,
+            launcher=self._engine.spawner,
         )
-        start_container(request, spawner=self._engine.spawner)
 
     def _exec_process(
         self,
@@ -715,13 +758,10 @@ class ContainerCollection:
                     f"You cannot remove a running container {container.id}. "
                     "Stop the container before attempting removal or force remove"
                 )
-            cgroup = container._cgroup()
-            with contextlib.suppress(NotFound):  # the shim may remove the cgroup meanwhile
-                if cgroup.exists() and cgroup.is_frozen():
-                    cgroup.thaw()
+            container.task.resume_if_paused()
             with contextlib.suppress(NotRunning):
                 container.kill("SIGKILL")
-            wait_for_exit(container.state_dir, 30)
+            container.task.wait(30)
         elif _status(state) is ContainerStatus.DEAD and state.pid_alive and state.pid is not None:
             proc.send_signal(state.pid, signal.SIGKILL, state.pid_start_time)
         anonymous = _prepare.anonymous_volumes(container.state_dir) if volumes else []
@@ -759,7 +799,7 @@ class ContainerCollection:
         step may be done again (recovery repeats what a killed removal began)."""
         with self._engine.network_service.container_lock(container_id):
             leaving = self._engine.network_service.teardown(container_id, settle=False)
-        self._discard(container_id, cgroup_gone=_shim_cleaned_up(self.state_dir(container_id)))
+        self._discard(container_id, cgroup_gone=self.task(container_id).cleaned_up())
         self._engine.network_service.settle(leaving)  # the kernel deletes the veths meanwhile
 
     def _discard(self, container_id: str, *, cgroup_gone: bool = False) -> None:
@@ -770,15 +810,14 @@ class ContainerCollection:
         engine is open (removing and re-creating it for every container costs milliseconds on
         each start); :meth:`Engine.close` and :meth:`Engine.recover` remove it when empty.
         """
+        task = self.task(container_id)
         if not cgroup_gone:
-            cgroup = open_cgroup(cgroup_name(container_id))
-            if cgroup.exists():
-                cgroup.destroy()
+            task.destroy_cgroup()
         # a user-namespaced container's staged mounts, if its shim died before releasing them
         usermap.release_staging(container_id)
         with contextlib.suppress(NotFound):  # a crash between this and the record's removal
             self._engine.snapshots.remove(container_id)
-        shutil.rmtree(self.state_dir(container_id), ignore_errors=True)
+        task.delete()
         with contextlib.suppress(NotFound):
             self._engine.metadata.containers.remove(container_id)
 

@@ -178,7 +178,13 @@ ALTER TABLE containers ADD COLUMN state TEXT NOT NULL DEFAULT 'created';
 ALTER TABLE containers ADD COLUMN owner TEXT NOT NULL DEFAULT ''
 """
 
-_MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _SCHEMA_V2, 2: _SCHEMA_V3}
+# v4: what a front-end keeps with a container (the daemon: docker's create body, for inspect),
+# which it used to write as a file into the engine's state dir.
+_SCHEMA_V4 = """
+ALTER TABLE containers ADD COLUMN extra_json TEXT NOT NULL DEFAULT '{}'
+"""
+
+_MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _SCHEMA_V2, 2: _SCHEMA_V3, 3: _SCHEMA_V4}
 
 SCHEMA_VERSION = max(_MIGRATIONS) + 1
 

@@ -69,6 +69,8 @@ class ContainerRecord:
     spec_json: str
     labels_json: str = "{}"
     runtime: str = "builtin"
+    extra_json: str = "{}"
+    """What a front-end keeps with the container (the daemon: docker's create body), as JSON."""
 
 
 @attrs.frozen(kw_only=True)

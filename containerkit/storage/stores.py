@@ -42,7 +42,17 @@ Task's, in its state directory."""
 # "not found" keeps meaning "nothing of it is left".
 _VISIBLE = f"state != '{ContainerStatus.CREATING.value}'"
 
-_CONTAINER_FIELDS = ("id", "name", "image_id", "image_ref", "created", "spec_json", "labels_json", "runtime")
+_CONTAINER_FIELDS = (
+    "id",
+    "name",
+    "image_id",
+    "image_ref",
+    "created",
+    "spec_json",
+    "labels_json",
+    "runtime",
+    "extra_json",
+)
 _UPDATABLE = frozenset(_CONTAINER_FIELDS) - {"id", "name"}
 
 

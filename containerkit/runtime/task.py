@@ -1,0 +1,319 @@
+"""One container's Task: the only owner of its state directory and every file and FIFO in it.
+
+As containerd's shim Task service is the one door to a running container, a :class:`Task`
+is the one door to ``<root>/containers/<id>``: it starts the shim, signals the process, asks
+the shim to resize the terminal, writes the container's stdin, waits for the exit record,
+reads and follows the json-file log, samples, freezes and thaws the cgroup, and deletes the
+directory. The file protocol itself stays in :mod:`containerkit.runtime.state`; the layers
+above never spell a file name, so the protocol can change in one place.
+
+A Task holds no open resources and no cache: any process on the root can make one from the
+container's id and state dir, and every call reads what the shim wrote just now.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from containerkit.errors import NotFound
+from containerkit.linux import proc
+from containerkit.linux.cgroups import open_cgroup
+from containerkit.runtime import logs
+from containerkit.runtime.exec import ExecProcess, start_exec
+from containerkit.runtime.iopump import request_resize
+from containerkit.runtime.launcher import Launcher
+from containerkit.runtime.logs import LogEntry
+from containerkit.runtime.shim import ShimRequest, StartedContainer, start_container
+from containerkit.runtime.state import (
+    LOG_FILE,
+    STDIN_FIFO,
+    RuntimeState,
+    read_exit,
+    read_state,
+    wait_for_exit,
+)
+from containerkit.spec import Resources
+
+__all__ = ["StdinWriter", "Task", "cgroup_name"]
+
+_OPEN_POLL = 0.02
+"""How often a stdin writer looks again for the FIFO (made at start) and for its reader."""
+
+
+def cgroup_name(container_id: str) -> str:
+    """The container's cgroup below each hierarchy's root (one spelling for every caller)."""
+    return f"containerkit/{container_id}"
+
+
+class Task:
+    """The runtime side of one container, addressed by its id and state dir."""
+
+    def __init__(self, container_id: str, state_dir: Path) -> None:
+        self.id = container_id
+        self.state_dir = Path(state_dir)
+
+    def __repr__(self) -> str:
+        return f"<Task {self.id[:12]}>"
+
+    # -- what is on disk --------------------------------------------------------------------
+
+    @property
+    def bundle(self) -> Path:
+        return self.state_dir / "bundle"
+
+    @property
+    def log_path(self) -> Path:
+        """The json-file log (the one copy of the container's output); rotated files beside it."""
+        return self.state_dir / LOG_FILE
+
+    @property
+    def cgroup_name(self) -> str:
+        return cgroup_name(self.id)
+
+    def exists(self) -> bool:
+        return self.state_dir.exists()
+
+    def state(self) -> RuntimeState:
+        return read_state(self.state_dir)
+
+    def may_run(self) -> bool:
+        """Created (may start) or running: output may still come. False once exited or deleted."""
+        return self.exists() and self.state().status in ("created", "running")
+
+    def running(self) -> bool:
+        return self.exists() and self.state().status == "running"
+
+    def cleaned_up(self) -> bool:
+        """The shim recorded an exit without errors: it writes the record only after its cleanup
+        (cgroup destroyed), and any failed step or failed start is recorded as an error."""
+        exited = read_exit(self.state_dir)
+        return exited is not None and not exited.get("error")
+
+    def process_args(self) -> list[str] | None:
+        """The argv the bundle runs (entrypoint and command resolved), None without a bundle."""
+        try:
+            with open(self.bundle / "config.json") as f:
+                return [str(arg) for arg in json.load(f)["process"]["args"]]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    # -- the process ------------------------------------------------------------------------
+
+    def start(
+        self,
+        *,
+        runtime: str,
+        tty: bool,
+        stdin_open: bool,
+        stdin_once: bool,
+        resources: Resources,
+        runc_root: Path,
+        log_driver: str,
+        log_opts: Mapping[str, str],
+        launcher: Launcher | None = None,
+    ) -> StartedContainer:
+        """Start the shim on the bundle; returns once the container's process has exec'd."""
+        request = ShimRequest(
+            container_id=self.id,
+            bundle=self.bundle,
+            state_dir=self.state_dir,
+            runtime=runtime,  # type: ignore[arg-type]
+            tty=tty,
+            stdin_open=stdin_open,
+            stdin_once=stdin_once,
+            cgroup_name=self.cgroup_name,
+            resources=resources,
+            # rootfs_mount: the shim reads it from config.json's annotation
+            runc_root=runc_root,
+            log_driver=log_driver,
+            log_opts=dict(log_opts),
+        )
+        return start_container(request, spawner=launcher)
+
+    def kill(self, sig: int) -> bool:
+        """Send ``sig`` to the container's init; False when it is not running."""
+        state = self.state()
+        if state.status != "running" or state.pid is None:
+            return False
+        return proc.send_signal(state.pid, sig, state.pid_start_time)
+
+    def wait(self, timeout: float | None = None) -> int:
+        """The exit code from the shim's exit record, once there is one (nothing else happens)."""
+        return wait_for_exit(self.state_dir, timeout)
+
+    def resize(self, rows: int, cols: int) -> bool:
+        """Ask the shim to size the terminal; False when no shim listens."""
+        return request_resize(self.state_dir, rows, cols)
+
+    def exec(
+        self,
+        process: dict[str, Any],
+        *,
+        tty: bool,
+        stdin: bool,
+        detach: bool,
+        launcher: Any = None,
+    ) -> ExecProcess | None:
+        """Start ``process`` in the running container; None when it is not running."""
+        state = self.state()
+        if state.status != "running" or state.pid is None:
+            return None
+        return start_exec(state.pid, process, tty=tty, stdin=stdin, detach=detach, spawner=launcher)
+
+    def stdin_writer(self) -> StdinWriter:
+        return StdinWriter(self)
+
+    # -- the cgroup -------------------------------------------------------------------------
+
+    def _cgroup(self) -> Any:
+        return open_cgroup(self.cgroup_name)
+
+    def stats(self) -> Any:
+        """A sample of the cgroup (memory, cpu, pids)."""
+        return self._cgroup().stats()
+
+    def pids(self) -> list[int]:
+        return sorted(self._cgroup().pids())
+
+    def paused(self) -> bool:
+        try:
+            return bool(self._cgroup().is_frozen())
+        except NotFound:  # the container exited and its cgroup went meanwhile
+            return False
+
+    def pause(self) -> None:
+        self._cgroup().freeze()
+
+    def resume(self) -> None:
+        self._cgroup().thaw()
+
+    def resume_if_paused(self) -> None:
+        """Thaw a frozen cgroup so a kill can land; nothing when it is gone meanwhile."""
+        cgroup = self._cgroup()
+        with contextlib.suppress(NotFound):  # the shim may remove the cgroup meanwhile
+            if cgroup.exists() and cgroup.is_frozen():
+                cgroup.thaw()
+
+    def destroy_cgroup(self) -> None:
+        cgroup = self._cgroup()
+        if cgroup.exists():
+            cgroup.destroy()
+
+    def delete(self) -> None:
+        """Remove the state dir and everything in it (the process must be gone)."""
+        shutil.rmtree(self.state_dir, ignore_errors=True)
+
+    # -- the log ----------------------------------------------------------------------------
+
+    def log_entries(
+        self,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        tail: int | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> Iterator[LogEntry]:
+        """The log's entries now (rotated files included), oldest first."""
+        return logs.iter_entries(
+            self.log_path, stdout=stdout, stderr=stderr, tail=tail, since=since, until=until
+        )
+
+    def read_log(
+        self,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        tail: int | None = None,
+        since: float | None = None,
+        timestamps: bool = False,
+    ) -> bytes:
+        if not self.log_path.exists():
+            return b""
+        return logs.read_logs(
+            self.log_path, stdout=stdout, stderr=stderr, tail=tail, since=since, timestamps=timestamps
+        )
+
+    def follow_log(
+        self,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        tail: int | None = None,
+        since: float | None = None,
+        timestamps: bool = False,
+        while_created: bool = False,
+        until: Callable[[], bool] | None = None,
+        poll_interval: float = 0.05,
+        demux: bool = True,
+    ) -> Iterator[Any]:
+        """Follow the log until the container stops (``while_created``: a created container
+        counts as about to run) or ``until()`` says so; ``(stream, chunk)`` pairs with
+        ``demux``, else rendered bytes."""
+        keep = self.may_run if while_created else self.running
+
+        def is_running() -> bool:
+            return keep() and not (until is not None and until())
+
+        follower = logs.follow_logs_demux if demux else logs.follow_logs
+        return follower(
+            self.log_path,
+            stdout=stdout,
+            stderr=stderr,
+            tail=tail,
+            since=since,
+            timestamps=timestamps,
+            is_running=is_running,
+            poll_interval=poll_interval,
+        )
+
+
+class StdinWriter:
+    """The container's stdin FIFO, opened on the first write (it may come before the start, the
+    shim makes the FIFO when it starts). Closing it is EOF for a ``stdin_once`` container."""
+
+    def __init__(self, task: Task) -> None:
+        self._task = task
+        self._fd = -1
+
+    def open(self) -> bool:
+        """Open the FIFO once the shim made it and reads it; False when the container is gone."""
+        path = self._task.state_dir / STDIN_FIFO
+        while self._fd == -1:
+            try:
+                # O_NONBLOCK: ENXIO instead of blocking while no shim reads it
+                self._fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+                os.set_blocking(self._fd, True)
+            except OSError as exc:
+                if exc.errno not in (errno.ENOENT, errno.ENXIO) or not self._task.may_run():
+                    return False
+                time.sleep(_OPEN_POLL)
+        return True
+
+    def write(self, data: bytes) -> bool:
+        """Write all of ``data``; False when the container is gone before the FIFO opened.
+        Raises :class:`BrokenPipeError` when the container closed its stdin."""
+        if not self.open():
+            return False
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view) :]
+        return True
+
+    def close(self, *, eof: bool = True) -> None:
+        """Let go of the FIFO. ``eof``: even when nothing was written, open and close it, since
+        the shim sees EOF only after a writer came and went."""
+        if self._fd == -1 and eof:
+            self.open()
+        if self._fd != -1:
+            with contextlib.suppress(OSError):
+                os.close(self._fd)
+            self._fd = -1
