@@ -201,6 +201,18 @@ class Database:
         # one opens (a daemon with a thread per client would otherwise keep one per request).
         self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._all_lock = threading.Lock()
+        try:
+            self._migrate()
+        except sqlite3.DatabaseError as exc:  # another program's file by that name, or a torn one
+            raise InvalidArgument(f"{self.path} is not a containerkit metadata database: {exc}") from None
+        self.images = ImageStore(self)
+        self.layers = LayerStore(self)
+        self.containers = ContainerStore(self)
+        self.volumes = VolumeStore(self)
+        self.networks = NetworkStore(self)
+
+    def _migrate(self) -> None:
+        """Bring the schema up to :data:`SCHEMA_VERSION`, refusing a newer one."""
         with self.transaction() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
@@ -213,11 +225,6 @@ class Database:
                         db.execute(statement)
                 version += 1
                 db.execute(f"PRAGMA user_version = {version}")
-        self.images = ImageStore(self)
-        self.layers = LayerStore(self)
-        self.containers = ContainerStore(self)
-        self.volumes = VolumeStore(self)
-        self.networks = NetworkStore(self)
 
     # -------------------------------------------------------------------------- connections
 

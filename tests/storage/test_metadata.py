@@ -252,3 +252,13 @@ def test_the_old_name_still_counts_images_for_the_daemon(tmp_path: Path) -> None
         assert db.list_image_ids() == db.images.ids() == [_d(1001)]
     finally:
         db.close()
+
+
+def test_a_foreign_file_is_no_metadata_database(tmp_path: Path) -> None:
+    # Another program's metadata.db (dockerd's boltdb has that name) gets a clear error, and an
+    # Engine on such a root says which file, instead of sqlite's bare "file is not a database".
+    path = tmp_path / "metadata.db"
+    path.write_bytes(b"\x00" * 4096 + b"not sqlite")
+    with pytest.raises(InvalidArgument, match=r"metadata\.db is not a containerkit metadata database"):
+        Database(path)
+    assert path.read_bytes().endswith(b"not sqlite")  # left as it was
