@@ -37,6 +37,7 @@ from containerkit.runtime.bundle import (
     write_config,
 )
 from containerkit.runtime.state import make_private_dir
+from containerkit.runtime.task import cgroup_name
 from containerkit.runtime.usermap import add_user_namespace
 from containerkit.spec import ContainerSpec, Image, parse_env
 
@@ -202,7 +203,7 @@ def prepare_bundle(
         hostname=hostname,
         etc_files=_etc_files(engine, state_dir, spec, hostname, net),
         mounts=_volume_mounts(engine, state_dir, spec, image, mapping),
-        cgroups_path=f"/containerkit/{container_id}",
+        cgroups_path="/" + cgroup_name(container_id),
         netns_path=str(engine.network_service.netns_path(container_id)) if net.kind == "bridge" else None,
         annotations={ROOTFS_MOUNT_ANNOTATION: rootfs_json},
     )

@@ -15,7 +15,7 @@ from pathlib import Path
 from types import TracebackType
 
 from containerkit.engine import _perms, _recovery
-from containerkit.engine.containers import ContainerCollection, cgroup_name
+from containerkit.engine.containers import ContainerCollection
 from containerkit.engine.images import ImageCollection
 from containerkit.engine.network_service import NetworkService
 from containerkit.engine.networks import NetworkCollection
@@ -25,6 +25,7 @@ from containerkit.images.content import ContentStore
 from containerkit.linux.cgroups import open_cgroup, remove_if_empty
 from containerkit.runtime.spawner import Spawner
 from containerkit.runtime.state import read_state
+from containerkit.runtime.task import cgroup_name
 from containerkit.spec import ContainerStatus
 from containerkit.storage.metadata import MetadataStore
 from containerkit.storage.snapshots import SnapshotStore
