@@ -12,7 +12,7 @@ import attrs
 from containerkit.daemon.errors import NotImplementedYet
 from containerkit.dockerapi import from_create_body
 from containerkit.dockerapi.body import Body
-from containerkit.runtime.seccomp_profile import parse_security_opt
+from containerkit.engine.frontend import parse_security_opt
 from containerkit.spec import ContainerSpec
 
 __all__ = ["CreateRequest", "create_request"]

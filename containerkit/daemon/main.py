@@ -54,10 +54,11 @@ def _raise_nofile() -> None:
 def _warn_without_nftables() -> None:
     """The daemon serves without nftables (none, host and container: networks work); say once
     at start why bridge networks will fail."""
-    from containerkit.network.nat import NFT_MISSING, nft_available
+    from containerkit.engine.frontend import nftables_missing
 
-    if not nft_available():
-        log.warning("%s", NFT_MISSING)
+    missing = nftables_missing()
+    if missing is not None:
+        log.warning("%s", missing)
 
 
 def _warn_insecure(config: DaemonConfig) -> None:

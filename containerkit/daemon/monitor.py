@@ -1,6 +1,6 @@
 """Container exits as the daemon sees them: ``die`` events, auto-remove and the three wait conditions.
 
-A watcher thread per running container blocks on the shim (``wait_for_exit``: a pidfd), then
+A watcher thread per running container blocks on the shim (``Container.wait_exit``: a pidfd), then
 counts the exit, emits ``die`` and removes an ``AutoRemove`` container once the attached
 streams have drained. Waiters read the exit counter *before* the caller answers (so an exit
 between ``wait`` and ``start`` is never missed: docker's ``run`` sends wait first) and block on
@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from containerkit.daemon.events import EventBus
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound
-from containerkit.runtime.state import read_state, wait_for_exit
 
 if TYPE_CHECKING:
     from containerkit.engine import Container, Engine
@@ -89,19 +88,18 @@ class Monitor:
             self._runs.add(run)
         thread = threading.Thread(
             target=self._watch,
-            args=(container.id, container.name, container.image, container.state_dir, run),
+            args=(container, run),
             name=f"watch-{container.id[:12]}",
             daemon=True,
         )
         thread.start()
 
-    def _watch(
-        self, container_id: str, name: str, image: str, state_dir: object, run: tuple[str, str]
-    ) -> None:
+    def _watch(self, container: Container, run: tuple[str, str]) -> None:
+        container_id, name, image = container.id, container.name, container.image
         try:
-            code = wait_for_exit(state_dir, None)  # type: ignore[arg-type]
+            code = container.wait_exit(None)  # the exit record only: auto-remove is below
         except ContainerkitError:
-            code = read_state(state_dir).exit_code or 0  # type: ignore[arg-type]
+            code = container.runtime_state().exit_code or 0
         except OSError as exc:
             log.warning("watching %s failed: %s", container_id[:12], exc)
             return

@@ -5,7 +5,6 @@ read the host (``/proc/stat``, the memory size).
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from collections.abc import Sequence
@@ -26,26 +25,6 @@ __all__ = [
     "system_cpu_ns",
 ]
 
-DOCKER_FILE = "docker.json"
-"""docker's view of a container (its create body), kept in the state dir for inspect."""
-
-
-def read_docker_view(state_dir: os.PathLike[str] | str) -> dict[str, Any]:
-    try:
-        with open(os.path.join(state_dir, DOCKER_FILE)) as f:
-            value = json.load(f)
-        return value if isinstance(value, dict) else {}
-    except (OSError, ValueError):
-        return {}
-
-
-def _process_args(container: Container) -> list[str]:
-    try:
-        with open(os.path.join(container.state_dir, "bundle", "config.json")) as f:
-            return list(json.load(f)["process"]["args"])
-    except (OSError, ValueError, KeyError):
-        return list(container.spec.entrypoint or ()) + list(container.spec.command or ())
-
 
 def container_inspect(
     container: Container, image: Image | None, exec_ids: Sequence[str], *, driver: str
@@ -53,20 +32,18 @@ def container_inspect(
     """``GET /containers/{id}/json``; ``driver`` is the snapshot store's (``overlay``, ``copy``)."""
     return dockerapi.container_inspect(
         container,
-        args=_process_args(container),
+        args=container.process_args(),
         image_config=image.config if image is not None else None,
         driver=driver,
-        docker=read_docker_view(container.state_dir),
+        docker=container.extra,  # docker's create body, kept with the container at create
         error=container.runtime_state().error or "",
-        log_path=os.path.join(container.state_dir, "container.log"),
+        log_path=container.log_path,
         exec_ids=exec_ids,
     )
 
 
 def container_summary(container: Container) -> dict[str, Any]:
-    return dockerapi.container_summary(
-        container, args=_process_args(container), docker=read_docker_view(container.state_dir)
-    )
+    return dockerapi.container_summary(container, args=container.process_args(), docker=container.extra)
 
 
 # -- stats -----------------------------------------------------------------------------------------

@@ -16,7 +16,8 @@ Files, all written atomically (temp file + rename) so a reader never sees half a
     a FIFO of requests to the shim, one line each (only with a tty): ``resize ROWS COLS``.
 
 Any process can read this back: the pids are trusted only while their start times match, so a
-recycled pid is never mistaken for the shim or the container.
+recycled pid is never mistaken for the shim or the container. Above the runtime these names
+are not spelled: :class:`containerkit.runtime.task.Task` is the one user of this protocol.
 """
 
 from __future__ import annotations

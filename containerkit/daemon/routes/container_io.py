@@ -9,22 +9,17 @@ without.
 from __future__ import annotations
 
 import base64
-import contextlib
-import errno
 import json
-import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from containerkit.daemon import streams
 from containerkit.daemon.monitor import ClientGone
 from containerkit.daemon.routes.containers import lookup
 from containerkit.daemon.server import Request, Response
+from containerkit.engine.frontend import parse_log_time
 from containerkit.errors import ContainerkitError, InvalidArgument, NotFound
-from containerkit.runtime import logs as runtime_logs
-from containerkit.runtime.state import LOG_FILE, STDIN_FIFO, read_state
 
 if TYPE_CHECKING:
     from containerkit.daemon.app import DaemonApp
@@ -60,15 +55,10 @@ def _seconds(request: Request, name: str) -> float | None:
         seconds = float(value)
     except ValueError:
         try:
-            return runtime_logs.parse_time(value) / 1e9
+            return parse_log_time(value) / 1e9
         except InvalidArgument:
             raise InvalidArgument(f"{name}: expected a unix timestamp, got {value!r}") from None
     return seconds if seconds > 0 else None
-
-
-def _alive(state_dir: Path) -> bool:
-    """Still producing output: created (may start) or running; False once removed."""
-    return state_dir.exists() and read_state(state_dir).status in ("created", "running")
 
 
 def register(router: Router, app: DaemonApp) -> None:
@@ -76,7 +66,7 @@ def register(router: Router, app: DaemonApp) -> None:
 
     def logs(request: Request) -> Response:
         container = lookup(app, request)
-        runtime_logs.check_readable(container.spec.log_driver)  # driver none: docker's 501
+        container.check_logs_readable()  # driver none: docker's 501
         stdout, stderr = request.qbool("stdout"), request.qbool("stderr")
         if not (stdout or stderr):
             raise InvalidArgument("You must choose at least one stream")
@@ -84,27 +74,24 @@ def register(router: Router, app: DaemonApp) -> None:
         since, until = _seconds(request, "since"), _seconds(request, "until")
         timestamps = request.qbool("timestamps")
         tty = container.spec.tty
-        path = container.state_dir / LOG_FILE
-        state_dir = container.state_dir
 
         def render(stream: str, data: bytes) -> bytes:
             return data if tty else streams.frame(streams.stream_number(stream), data)
 
         def snapshot() -> Iterator[bytes | None]:
-            for entry in runtime_logs.iter_entries(
-                path, stdout=stdout, stderr=stderr, tail=tail, since=since, until=until
+            for entry in container.log_entries(
+                stdout=stdout, stderr=stderr, tail=tail, since=since, until=until
             ):
                 yield render(entry.stream, entry.render(timestamps))
 
         def follow() -> Iterator[bytes | None]:
-            for stream, data in runtime_logs.follow_logs_demux(
-                path,
+            for stream, data in container.follow_output(
                 stdout=stdout,
                 stderr=stderr,
                 tail=tail,
                 since=since,
                 timestamps=timestamps,
-                is_running=lambda: _alive(state_dir) and not request.client_gone(),
+                until=request.client_gone,
             ):
                 if until is not None and time.time() > until:
                     return
@@ -132,11 +119,9 @@ def register(router: Router, app: DaemonApp) -> None:
     ) -> None:
         tty = container.spec.tty
         want_stdout, want_stderr = request.qbool("stdout"), request.qbool("stderr")
-        state_dir = container.state_dir
-        path = state_dir / LOG_FILE
         sock, rfile = request.hijack(streams.content_type(tty, app.api_tuple(request)))
         if request.qbool("stdin") and container.spec.stdin_open:
-            _StdinFifo(state_dir).pump(rfile)
+            _StdinFifo(container).pump(rfile)
         time.sleep(HIJACK_DELAY)
 
         def send(stream: str, data: bytes) -> None:
@@ -144,22 +129,20 @@ def register(router: Router, app: DaemonApp) -> None:
 
         try:
             if live and (want_stdout or want_stderr):
-                for stream, data in runtime_logs.follow_logs_demux(
-                    path,
+                for stream, data in container.follow_output(
                     stdout=want_stdout,
                     stderr=want_stderr,
                     since=None if replay else attached_at,
-                    is_running=lambda: _alive(state_dir),
                     # an attached client (`docker run`) exits when this stream ends: notice
                     # the container's exit quickly
                     poll_interval=ATTACH_POLL,
                 ):
                     send(stream, data)
             elif replay:
-                for entry in runtime_logs.iter_entries(path, stdout=want_stdout, stderr=want_stderr):
+                for entry in container.log_entries(stdout=want_stdout, stderr=want_stderr):
                     send(entry.stream, entry.data)
             elif live:
-                while _alive(state_dir):
+                while container.may_run():
                     time.sleep(ATTACH_POLL)
         except OSError:
             pass  # the client went away
@@ -251,41 +234,18 @@ def _go_mode(mode: int) -> int:
 
 
 class _StdinFifo:
-    """Writes the attach client's stdin into the container's stdin FIFO (made by the shim at start)."""
+    """Writes the attach client's stdin into the container's stdin (the Task's writer)."""
 
-    def __init__(self, state_dir: Path) -> None:
-        self._path = state_dir / STDIN_FIFO
-        self._state_dir = state_dir
-        self._fd = -1
-
-    def _open(self) -> bool:
-        while self._fd == -1:
-            try:
-                self._fd = os.open(self._path, os.O_WRONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-                os.set_blocking(self._fd, True)
-            except FileNotFoundError:
-                if not _alive(self._state_dir):
-                    return False
-                time.sleep(0.02)
-            except OSError as exc:
-                if exc.errno != errno.ENXIO or not _alive(self._state_dir):
-                    return False
-                time.sleep(0.02)
-        return True
+    def __init__(self, container: Container) -> None:
+        self._writer = container.stdin_writer()
 
     def write(self, data: bytes) -> None:
-        if self._open():
-            view = memoryview(data)
-            while view:
-                view = view[os.write(self._fd, view) :]
+        self._writer.write(data)
 
     def close(self) -> None:
         # A client that sent nothing still ends a stdin_once container's input: the shim sees
         # EOF only after a writer came and went.
-        if self._fd != -1 or self._open():
-            with contextlib.suppress(OSError):
-                os.close(self._fd)
-            self._fd = -1
+        self._writer.close(eof=True)
 
     def pump(self, rfile: object) -> None:
         streams.pump_stdin(rfile, self.write, self.close)  # type: ignore[arg-type]

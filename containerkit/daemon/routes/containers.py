@@ -14,16 +14,9 @@ from typing import TYPE_CHECKING
 from containerkit.daemon.convert import create_request
 from containerkit.daemon.errors import NotImplementedYet
 from containerkit.daemon.server import Request, Response, json_response
-from containerkit.daemon.shapes import (
-    DOCKER_FILE,
-    container_inspect,
-    container_summary,
-    stats_json,
-    system_cpu_ns,
-)
+from containerkit.daemon.shapes import container_inspect, container_summary, stats_json, system_cpu_ns
 from containerkit.dockerapi import filters_from_query
 from containerkit.errors import ContainerkitError, InvalidArgument, NotFound, NotModified, NotRunning
-from containerkit.runtime.state import write_json_atomic
 from containerkit.spec import Stats, parse_signal
 
 if TYPE_CHECKING:
@@ -50,7 +43,7 @@ def register(router: Router, app: DaemonApp) -> None:
     def create(request: Request) -> Response:
         created = create_request(request.json(required=True), request.q("name"), networking=app.networking)
         container = engine.containers.create(created.spec)
-        write_json_atomic(container.state_dir / DOCKER_FILE, created.docker)
+        container.set_extra(created.docker)  # what inspect shows of the create body
         events.emit("container", "create", container.id, _attributes(container))
         return json_response({"Id": container.id, "Warnings": created.warnings}, 201)
 

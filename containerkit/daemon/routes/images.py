@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 from containerkit.daemon.errors import NotImplementedYet
 from containerkit.daemon.server import Request, Response, json_response
 from containerkit.dockerapi import filters_from_query, image_inspect, image_summary
+from containerkit.engine.frontend import parse_image_reference as parse_reference
 from containerkit.errors import InvalidArgument, NotFound
-from containerkit.images.reference import parse_reference
 from containerkit.spec import ImageConfig
 
 if TYPE_CHECKING:

@@ -16,8 +16,8 @@ from containerkit.daemon.events import event_matches
 from containerkit.daemon.server import Request, Response, json_response
 from containerkit.daemon.shapes import host_platform
 from containerkit.dockerapi import filters_from_query, image_summary, volume_json
+from containerkit.engine.frontend import cgroup_mode
 from containerkit.errors import InvalidArgument
-from containerkit.linux.cgroups.probe import probe
 
 if TYPE_CHECKING:
     from containerkit.daemon.app import DaemonApp
@@ -37,10 +37,10 @@ def _time_ns(value: str | None, field: str) -> int | None:
         return int(float(value) * 1_000_000_000)
     except ValueError:
         pass
-    from containerkit.runtime.logs import parse_time
+    from containerkit.engine.frontend import parse_log_time
 
     try:
-        return parse_time(value)
+        return parse_log_time(value)
     except InvalidArgument:
         raise InvalidArgument(f"{field}: expected a unix timestamp or RFC 3339 time, got {value!r}") from None
 
@@ -78,7 +78,7 @@ def register(router: Router, app: DaemonApp) -> None:
         containers = app.engine.containers.list(all=True)
         states = [c.status for c in containers]
         os_name, arch = host_platform()
-        mode = str(probe())
+        mode = cgroup_mode()
         version = "2" if "2" in mode or "unified" in mode else "1"
         return json_response(
             {
