@@ -1,8 +1,9 @@
 """The in-process side of an :mod:`containerkit.api` object, when it is one.
 
-A few front-end paths still read a local container's files directly (its json-file log, its
-stdin FIFO) where a daemon streams the same over HTTP. They ask here, by type, instead of
-probing for attributes; a program that never opened an ``Engine`` never imports one here.
+A few front-end paths read a local container's output through the engine's handle (its log,
+followed in place, and a line cursor on it) where a daemon streams the same over HTTP. They ask
+here, by type, instead of probing for attributes; a program that never opened an ``Engine``
+never imports one here.
 """
 
 from __future__ import annotations

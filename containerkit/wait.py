@@ -21,20 +21,18 @@ from __future__ import annotations
 
 import abc
 import http.client as _http_client
-import json
 import re
 import socket
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from containerkit._inprocess import engine_container
 from containerkit.errors import ContainerkitError, InvalidArgument, NotFound, Timeout
-from containerkit.runtime.state import LOG_FILE
 
 if TYPE_CHECKING:
     from containerkit import api
+    from containerkit.engine.containers import Container as EngineContainer
 
 __all__ = [
     "DEFAULT_TIMEOUT",
@@ -209,44 +207,21 @@ class _LogCursor:
     def open(container: api.ContainerHandle, *, stdout: bool, stderr: bool) -> _LogCursor:
         local = engine_container(container)
         if local is not None:  # read in place: the daemon is not in between
-            return _FileLogCursor(local.state_dir / LOG_FILE, stdout=stdout, stderr=stderr)
+            return _LocalLogCursor(local, stdout=stdout, stderr=stderr)
         return _SinceLogCursor(container, stdout=stdout, stderr=stderr)
 
     def read_new(self) -> list[str]:
         raise NotImplementedError
 
 
-class _FileLogCursor(_LogCursor):
-    def __init__(self, path: Path, *, stdout: bool, stderr: bool) -> None:
-        self._path = path
-        self._offset = 0
-        self._streams = {name for name, on in (("stdout", stdout), ("stderr", stderr)) if on}
-        self._partial = ""
+class _LocalLogCursor(_LogCursor):
+    """An in-process container's log, read on from where the last read stopped (by its Task)."""
+
+    def __init__(self, container: EngineContainer, *, stdout: bool, stderr: bool) -> None:
+        self._cursor = container.log_cursor(stdout=stdout, stderr=stderr)
 
     def read_new(self) -> list[str]:
-        try:
-            with self._path.open("rb") as f:
-                f.seek(self._offset)
-                data = f.read()
-        except FileNotFoundError:
-            return []
-        end = data.rfind(b"\n") + 1
-        self._offset += end
-        lines = []
-        for raw in data[:end].splitlines():
-            try:
-                record = json.loads(raw)
-                text, stream = record["log"], record.get("stream", "stdout")
-            except (ValueError, KeyError, TypeError):
-                continue
-            if stream not in self._streams:
-                continue
-            # A line over 16 KiB arrives as several records; only the last ends in "\n".
-            self._partial += text
-            if self._partial.endswith("\n"):
-                lines.append(self._partial.rstrip("\n"))
-                self._partial = ""
-        return lines
+        return self._cursor.read_new()
 
 
 class _SinceLogCursor(_LogCursor):

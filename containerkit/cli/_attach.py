@@ -156,29 +156,16 @@ def follow_output(
     if local is None:  # a remote container: the daemon streams it
         yield from container.logs(follow=follow, tail=tail, timestamps=timestamps, demux=True)
         return
-    from containerkit.runtime import logs as runtime_logs
-    from containerkit.runtime.state import LOG_FILE
-
-    path = local.state_dir / LOG_FILE
     if not follow:
-        for entry in runtime_logs.iter_entries(path, tail=tail):
+        for entry in local.log_entries(tail=tail):
             yield entry.stream, entry.render(timestamps)
         return
     if until_exit is None:
-
-        def running() -> bool:
-            return local.runtime_state().status in ("running", "created")
-
-        poll = 0.05
-    else:
-        waiter = until_exit
-
-        def running() -> bool:
-            return not waiter(0.05)
-
-        poll = 0.0
-    yield from runtime_logs.follow_logs_demux(
-        path, is_running=running, tail=tail, timestamps=timestamps, poll_interval=poll
+        yield from local.follow_output(tail=tail, timestamps=timestamps)
+        return
+    waiter = until_exit
+    yield from local.follow_output(
+        tail=tail, timestamps=timestamps, until=lambda: waiter(0.05), poll_interval=0.0
     )
 
 
@@ -192,10 +179,8 @@ class _ExitWatch:
         threading.Thread(target=self._run, name="exit-watch", daemon=True).start()
 
     def _run(self) -> None:
-        from containerkit.runtime.state import wait_for_exit
-
         try:
-            wait_for_exit(self._container.state_dir)
+            self._container.wait_exit()
         except BaseException as exc:
             self.error = exc
         finally:

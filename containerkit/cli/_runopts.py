@@ -122,7 +122,7 @@ def _pairs(values: Iterable[str], sep: str, what: str) -> dict[str, str]:
 def _security_opts(values: Iterable[str]) -> tuple[list[str], bool]:
     """The docker CLI's ``parseSecurityOpts``: a seccomp profile file is read here and sent as
     its JSON; then ``(the other options, no_new_privileges)`` as the spec keeps them."""
-    from containerkit.runtime.seccomp_profile import split_no_new_privileges
+    from containerkit.engine.frontend import split_no_new_privileges
 
     result = []
     for opt in values:

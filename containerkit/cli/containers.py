@@ -235,9 +235,9 @@ def logs(container: str, follow: bool, tail: str, timestamps: bool) -> None:
 
     target = engine().containers.get(container)
     if engine_container(target) is not None:  # a remote daemon answers this itself
-        from containerkit.runtime.logs import check_readable
+        from containerkit.engine.frontend import check_log_driver
 
-        check_readable(target.spec.log_driver)
+        check_log_driver(target.spec.log_driver)
     for stream, chunk in follow_output(target, tail=_tail(tail), timestamps=timestamps, follow=follow):
         write_output(stream, chunk)
 

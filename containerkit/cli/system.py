@@ -66,9 +66,9 @@ def _section(title: str, items: list[str]) -> None:
 
 def _cgroup_version() -> str:
     try:
-        from containerkit.linux.cgroups.probe import probe
+        from containerkit.engine.frontend import cgroup_mode
 
-        return {"unified": "2", "hybrid": "1 (hybrid)", "legacy": "1"}[probe()]
+        return {"unified": "2", "hybrid": "1 (hybrid)", "legacy": "1"}[cgroup_mode()]
     except Exception:
         return "unknown"
 

@@ -40,7 +40,7 @@ from containerkit.linux.users import resolve_user
 from containerkit.runtime import logs as runtime_logs
 from containerkit.runtime import usermap
 from containerkit.runtime.exec import ExecProcess
-from containerkit.runtime.logs import LogEntry, Stream
+from containerkit.runtime.logs import LineCursor, LogEntry, Stream
 from containerkit.runtime.state import RuntimeState
 from containerkit.runtime.task import StdinWriter, Task, cgroup_name
 from containerkit.spec import (
@@ -365,6 +365,11 @@ class Container(RecordHandle[ContainerRecord]):
             until=until,
             poll_interval=poll_interval,
         )
+
+    def log_cursor(self, *, stdout: bool = True, stderr: bool = True) -> LineCursor:
+        """``read_new()``: the complete log lines written since the last call (a poll that looks
+        for a line reads each byte once)."""
+        return self.task.log_cursor(stdout=stdout, stderr=stderr)
 
     def may_run(self) -> bool:
         """Created (may start) or running; False once exited or removed."""

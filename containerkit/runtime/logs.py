@@ -27,6 +27,7 @@ from containerkit.spec import log_limits
 
 __all__ = [
     "DiscardLog",
+    "LineCursor",
     "LogEntry",
     "LogSink",
     "LogWriter",
@@ -578,3 +579,40 @@ def follow_logs_demux(
         poll_interval=poll_interval,
     ):
         yield entry.stream, entry.render(timestamps)
+
+
+class LineCursor:
+    """New complete log lines of the chosen streams since the last call, read from the byte
+    offset where the last read stopped, so a poll never re-reads the log (``wait`` strategies
+    that look for a line). A line longer than a record comes back whole."""
+
+    def __init__(self, path: Path, *, stdout: bool, stderr: bool) -> None:
+        self._path = path
+        self._offset = 0
+        self._streams = {name for name, on in (("stdout", stdout), ("stderr", stderr)) if on}
+        self._partial = ""
+
+    def read_new(self) -> list[str]:
+        try:
+            with self._path.open("rb") as f:
+                f.seek(self._offset)
+                data = f.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n") + 1
+        self._offset += end
+        lines = []
+        for raw in data[:end].splitlines():
+            try:
+                record = json.loads(raw)
+                text, stream = record["log"], record.get("stream", "stdout")
+            except (ValueError, KeyError, TypeError):
+                continue
+            if stream not in self._streams:
+                continue
+            # A line over 16 KiB arrives as several records; only the last ends in "\n".
+            self._partial += text
+            if self._partial.endswith("\n"):
+                lines.append(self._partial.rstrip("\n"))
+                self._partial = ""
+        return lines

@@ -227,6 +227,10 @@ class Task:
             self.log_path, stdout=stdout, stderr=stderr, tail=tail, since=since, until=until
         )
 
+    def log_cursor(self, *, stdout: bool = True, stderr: bool = True) -> logs.LineCursor:
+        """New complete lines since the last call, read on from where the last read stopped."""
+        return logs.LineCursor(self.log_path, stdout=stdout, stderr=stderr)
+
     def read_log(
         self,
         *,

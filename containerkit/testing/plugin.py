@@ -27,8 +27,8 @@ import pytest
 
 from containerkit import api
 from containerkit import wait as _wait
+from containerkit.engine.frontend import write_busybox_rootfs
 from containerkit.errors import ContainerkitError, NotFound, Unavailable
-from containerkit.images.busybox import write_busybox_rootfs
 from containerkit.spec import Image
 from containerkit.testing.images import image_from_rootfs
 from containerkit.testing.session import DEFAULT_TTL, ContainerkitSession, open_backend
