@@ -24,7 +24,14 @@ ALLOWED: dict[str, set[str]] = {
     # Docker's JSON both ways, pure: the daemon, the client and the CLI translate through it
     "dockerapi": _BASE,
     "client": _BASE | {"dockerapi"},
-    "daemon": _BASE | {"linux", "images", "storage", "runtime", "network", "engine", "dockerapi"},
+    # the front-ends reach containers through the engine only (never a state dir, a runtime file
+    # or a store); the daemon's one linux import is staging, for its own request-body spools
+    "daemon": _BASE | {"engine", "dockerapi", "linux"},
+    "cli": _BASE | {"api", "engine", "dockerapi", "client", "_inprocess", "_reaper", "wait"},
+    "testing": _BASE | {"api", "engine", "client", "_inprocess", "_reaper", "wait"},
+    "wait": _BASE | {"api", "engine", "_inprocess"},
+    # the session reaper: labels and expiry, and whether a session's process still lives
+    "_reaper": _BASE | {"linux"},
     # the protocols Engine and Client both satisfy: above both, so neither imports it
     "api": _BASE,
     # mypy's check that both sides satisfy api (never imported at run time)
@@ -45,6 +52,9 @@ def _imported_parts(module: Path) -> set[str]:
         names: list[str] = []
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.module == "containerkit" and node.level == 0:
+            # ``from containerkit import api``: the part is the name imported
+            names = [f"containerkit.{alias.name}" for alias in node.names if _is_part(alias.name)]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names = [node.module]
         for name in names:
@@ -52,6 +62,10 @@ def _imported_parts(module: Path) -> set[str]:
             if parts[0] == "containerkit" and len(parts) > 1:
                 found.add(parts[1])
     return found
+
+
+def _is_part(name: str) -> bool:
+    return (PACKAGE / name).is_dir() or (PACKAGE / f"{name}.py").is_file()
 
 
 def test_imports_point_down() -> None:
@@ -64,6 +78,27 @@ def test_imports_point_down() -> None:
             if imported not in ALLOWED[part]:
                 wrong.append(f"{module.relative_to(PACKAGE.parent)} imports containerkit.{imported}")
     assert wrong == []
+
+
+_BELOW_ENGINE = {"linux", "images", "storage", "runtime", "network", "build"}
+
+
+def test_front_ends_import_engine_level_names_only() -> None:
+    """cli/, testing/ and wait.py name no layer under the engine (a state dir's files are the
+    runtime Task's business); the daemon only linux.staging, for its own spooled bodies."""
+    for part in ("cli", "testing", "wait"):
+        assert not ALLOWED[part] & _BELOW_ENGINE, part
+    assert ALLOWED["daemon"] & _BELOW_ENGINE == {"linux"}
+    linux_used = set()
+    for module in (PACKAGE / "daemon").rglob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module == "containerkit.linux":
+                linux_used.update(f"containerkit.linux.{alias.name}" for alias in node.names)
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("containerkit.linux."):
+                linux_used.add(str(node.module))
+            elif isinstance(node, ast.Import):
+                linux_used.update(a.name for a in node.names if a.name.startswith("containerkit.linux"))
+    assert linux_used == {"containerkit.linux.staging"}
 
 
 def test_api_sits_above_engine_and_client() -> None:
