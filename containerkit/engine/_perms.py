@@ -41,8 +41,11 @@ def secure_root(root: Path) -> None:
     make_private_dir(root / "volumes", VOLUMES_MODE)
     containers = make_private_dir(root / "containers", CONTAINERS_MODE)
     # Made here (an empty file is an empty SQLite database) so it never exists with a wider
-    # mode; SQLite gives its -wal and -shm files the database's mode.
-    os.close(os.open(root / "metadata.db", os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, DB_MODE))
+    # mode; SQLite gives its -wal and -shm files the database's mode. Only when missing: closing
+    # any fd of the file drops every POSIX lock this process holds on it, including those of an
+    # open Engine's SQLite connections (a second Engine on the root then saw "disk I/O error").
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(root / "metadata.db", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, DB_MODE))
     for name in ("metadata.db", "metadata.db-wal", "metadata.db-shm"):
         tighten_file(root / name, DB_MODE)
     for entry in os.scandir(containers):

@@ -170,3 +170,27 @@ def test_an_old_root_with_loose_modes_is_tightened(open_root: Path, busybox_root
             eng.volumes.remove(vol.name, force=True)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+def test_securing_an_open_root_keeps_this_process_s_database_locks(tmp_path: Path) -> None:
+    # Closing any fd of a file drops every POSIX lock the process holds on it: a second Engine
+    # on a root must not open and close metadata.db behind the first one's SQLite connections.
+    import fcntl
+    import subprocess
+    import sys
+
+    from containerkit.engine._perms import secure_root
+
+    secure_root(tmp_path)
+    db = tmp_path / "metadata.db"
+    with open(db, "r+b") as held:
+        fcntl.lockf(held, fcntl.LOCK_EX | fcntl.LOCK_NB)  # as SQLite holds its write lock
+        secure_root(tmp_path)  # what another Engine on the same root does first
+        probe = (
+            "import fcntl, sys\n"
+            "f = open(sys.argv[1], 'r+b')\n"
+            "try:\n    fcntl.lockf(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n    print('free')\n"
+            "except OSError:\n    print('held')\n"
+        )
+        seen = subprocess.run([sys.executable, "-c", probe, str(db)], capture_output=True, text=True)
+        assert seen.stdout.strip() == "held"
