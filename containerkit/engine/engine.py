@@ -25,7 +25,7 @@ from containerkit.images.content import ContentStore
 from containerkit.linux.cgroups import open_cgroup, remove_if_empty
 from containerkit.runtime.spawner import Spawner
 from containerkit.runtime.state import read_state
-from containerkit.runtime.task import cgroup_name
+from containerkit.runtime.task import CGROUP_PARENT, cgroup_name
 from containerkit.spec import ContainerStatus
 from containerkit.storage.metadata import MetadataStore
 from containerkit.storage.snapshots import SnapshotStore
@@ -131,7 +131,7 @@ class Engine:
                 self.snapshots.remove(key)
                 cleaned.append(key)
         with contextlib.suppress(OSError):
-            remove_if_empty("containerkit")
+            remove_if_empty(CGROUP_PARENT)
         return cleaned
 
     def ping(self) -> bool:
@@ -145,7 +145,7 @@ class Engine:
         if release_network:
             self.networks.release_idle()
         with contextlib.suppress(OSError, ContainerkitError):
-            remove_if_empty("containerkit")  # the shared parent cgroup, once no container uses it
+            remove_if_empty(CGROUP_PARENT)  # the shared parent cgroup, once no container uses it
         with self._spawner_lock:
             if self._spawner is not None:
                 self._spawner.close()

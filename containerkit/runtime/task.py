@@ -48,9 +48,13 @@ _OPEN_POLL = 0.02
 """How often a stdin writer looks again for the FIFO (made at start) and for its reader."""
 
 
+CGROUP_PARENT = "containerkit"
+"""The cgroup every container's own cgroup sits in, below each hierarchy's root."""
+
+
 def cgroup_name(container_id: str) -> str:
     """The container's cgroup below each hierarchy's root (one spelling for every caller)."""
-    return f"containerkit/{container_id}"
+    return f"{CGROUP_PARENT}/{container_id}"
 
 
 class Task:
