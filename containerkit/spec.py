@@ -28,6 +28,8 @@ __all__ = [
     "Mount",
     "NetworkEndpoint",
     "PortBinding",
+    "ProgressEvent",
+    "RegistryData",
     "Resources",
     "Stats",
     "Volume",
@@ -899,3 +901,36 @@ class Stats:
     cpu_usage_ns: int = 0
     pids: int = 0
     pids_limit: int | None = None
+
+
+@attrs.frozen(kw_only=True)
+class ProgressEvent:
+    """One step of a pull or push, in docker's words, so every front-end can render it as docker does.
+
+    ``id`` is a layer's short id (12 hex digits), or "" for an image-level line ("Pulling from
+    <repo>", "Digest: sha256:...", "Status: ..."). ``current``/``total`` are bytes where the
+    action moves data ("Downloading", "Extracting", "Pushing"), else None.
+    """
+
+    id: str
+    action: str
+    current: int | None = None
+    total: int | None = None
+
+
+def _platform_entries(value: Iterable[Mapping[str, str]]) -> tuple[Mapping[str, str], ...]:
+    return tuple(dict(item) for item in value)
+
+
+@attrs.frozen(kw_only=True)
+class RegistryData:
+    """What a registry says about a reference without pulling it (docker's distribution inspect).
+
+    ``digest``/``media_type``/``size`` describe the manifest or index the tag points at;
+    ``platforms`` are ``{"architecture", "os", "variant"?}`` of the images it holds.
+    """
+
+    digest: str
+    media_type: str
+    size: int
+    platforms: tuple[Mapping[str, str], ...] = attrs.field(default=(), converter=_platform_entries)

@@ -28,6 +28,8 @@ def test_all_is_pinned() -> None:
         "NotModified",
         "NotRunning",
         "PortBinding",
+        "ProgressEvent",
+        "RegistryData",
         "Resources",
         "RuntimeFailure",
         "Stats",
