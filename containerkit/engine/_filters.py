@@ -10,7 +10,7 @@ from containerkit.spec import label_matches
 
 if TYPE_CHECKING:
     from containerkit.engine.containers import Container
-    from containerkit.engine.engine import Engine
+    from containerkit.engine.images import ImageCollection
 
 __all__ = ["matches", "normalise"]
 
@@ -33,7 +33,9 @@ def normalise(filters: Mapping[str, Any] | None) -> dict[str, list[str]]:
     return result
 
 
-def matches(container: Container, status: str, wanted: Mapping[str, list[str]], engine: Engine) -> bool:
+def matches(
+    container: Container, status: str, wanted: Mapping[str, list[str]], images: ImageCollection
+) -> bool:
     if "status" in wanted and status not in wanted["status"]:
         return False
     if "name" in wanted and not any(n.lstrip("/") in container.name for n in wanted["name"]):
@@ -48,7 +50,7 @@ def matches(container: Container, status: str, wanted: Mapping[str, list[str]], 
         ids = set()
         for ref in wanted["ancestor"]:
             try:
-                ids.add(engine.images.get(ref).id)
+                ids.add(images.get(ref).id)
             except NotFound:
                 continue
         if container.image_id not in ids:

@@ -1,13 +1,10 @@
-"""What a live handle on a stored object (a container, a network) has in common."""
+"""What a live handle on a stored object has in common."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 import attrs
-
-if TYPE_CHECKING:
-    from containerkit.engine.engine import Engine
 
 __all__ = ["RecordHandle"]
 
@@ -18,14 +15,16 @@ class _Named(Protocol):
 
 
 R = TypeVar("R", bound=_Named)
+S = TypeVar("S")
 
 
 @attrs.define(eq=False)
-class RecordHandle(Generic[R]):
-    """Equal by id (two handles on one object are equal); ``_record`` is the stored row."""
+class RecordHandle(Generic[R, S]):
+    """Equal by id (two handles on one object are equal); ``_record`` is the stored row and
+    ``_service`` the service that acts on it (never the whole Engine)."""
 
     id: str
-    _engine: Engine = attrs.field(repr=False)
+    _service: S = attrs.field(repr=False)
     _record: R = attrs.field(repr=False)
 
     def __eq__(self, other: object) -> bool:

@@ -42,7 +42,7 @@ from containerkit.runtime.usermap import add_user_namespace
 from containerkit.spec import ContainerSpec, Image, parse_env
 
 if TYPE_CHECKING:
-    from containerkit.engine.engine import Engine
+    from containerkit.engine.container_service import ContainerService
 
 __all__ = [
     "anonymous_volumes",
@@ -75,13 +75,13 @@ def _read(path: Path) -> str:
 
 
 def _etc_files(
-    engine: Engine, state_dir: Path, spec: ContainerSpec, hostname: str, net: NetPlan
+    service: ContainerService, state_dir: Path, spec: ContainerSpec, hostname: str, net: NetPlan
 ) -> dict[str, str]:
     """Per-container copies: a container on the host network gets the host's files (plus its
     ``extra_hosts``, or its ``dns``), one joining another container's network shares that
     container's files; the hosts file of a bridge container is rewritten at start."""
     if net.kind == "container" and net.target_id is not None:
-        target = engine.containers.state_dir(net.target_id)
+        target = service.state_dir(net.target_id)
         return {f"/etc/{name}": str(target / name) for name in ("hostname", "hosts", "resolv.conf")}
     host_resolv = _read(_HOST_RESOLV)
     if net.kind == "host":
@@ -98,18 +98,18 @@ def _etc_files(
     }
 
 
-def _hostname(engine: Engine, container_id: str, spec: ContainerSpec, net: NetPlan) -> str:
+def _hostname(service: ContainerService, container_id: str, spec: ContainerSpec, net: NetPlan) -> str:
     if spec.hostname:
         return spec.hostname
     if net.kind == "host":
         return socket.gethostname()
     if net.kind == "container" and net.target_id is not None:
-        target = engine.containers.state_dir(net.target_id) / "hostname"
+        target = service.state_dir(net.target_id) / "hostname"
         return _read(target).strip() or net.target_id[:12]
     return container_id[:12]
 
 
-def userns_mapping(engine: Engine, spec: ContainerSpec) -> UsernsMapping | None:
+def userns_mapping(service: ContainerService, spec: ContainerSpec) -> UsernsMapping | None:
     """The id ranges a container's root maps to; None for the host's user namespace.
 
     ``spec.userns`` decides ("host" or "auto"); unset, the engine's ``userns_remap`` does, as
@@ -117,7 +117,7 @@ def userns_mapping(engine: Engine, spec: ContainerSpec) -> UsernsMapping | None:
     entries of ``/etc/subuid`` and ``/etc/subgid``, another name must have entries there. Every
     container of an engine shares the one range, as under docker.
     """
-    remap: str | None = getattr(engine, "userns_remap", None)
+    remap = service.userns_remap
     mode = spec.userns or ("auto" if remap else "host")
     if mode == "host":
         return None
@@ -141,7 +141,11 @@ def _chown_volume(path: str, mapping: UsernsMapping | None) -> None:
 
 
 def _volume_mounts(
-    engine: Engine, state_dir: Path, spec: ContainerSpec, image: Image, mapping: UsernsMapping | None = None
+    service: ContainerService,
+    state_dir: Path,
+    spec: ContainerSpec,
+    image: Image,
+    mapping: UsernsMapping | None = None,
 ) -> list[dict[str, Any]]:
     """Binds for ``bind`` and ``volume`` mounts, plus an anonymous volume for each image VOLUME
     the spec does not cover (docker's behaviour)."""
@@ -157,7 +161,7 @@ def _volume_mounts(
                 )
             source = mount.source
         else:
-            volume = engine.volumes.ensure(mount.source) if mount.source else engine.volumes.create()
+            volume = service.volumes.ensure(mount.source) if mount.source else service.volumes.create()
             if not mount.source:
                 anonymous.append(volume.name)
                 _write(state_dir / _ANON_VOLUMES_FILE, json.dumps(anonymous))  # a rollback finds it
@@ -169,7 +173,7 @@ def _volume_mounts(
     for path in image.config.volumes:
         if path.rstrip("/") in covered:
             continue
-        volume = engine.volumes.create()
+        volume = service.volumes.create()
         anonymous.append(volume.name)
         _write(state_dir / _ANON_VOLUMES_FILE, json.dumps(anonymous))  # a rollback finds it
         _chown_volume(volume.mountpoint, mapping)
@@ -180,31 +184,36 @@ def _volume_mounts(
 
 
 def prepare_bundle(
-    engine: Engine, container_id: str, spec: ContainerSpec, image: Image, state_dir: Path, net: NetPlan
+    service: ContainerService,
+    container_id: str,
+    spec: ContainerSpec,
+    image: Image,
+    state_dir: Path,
+    net: NetPlan,
 ) -> None:
     """Create the snapshot and write ``bundle/config.json`` for a new container."""
     bundle = make_private_dir(state_dir) / "bundle"
     (bundle / "rootfs").mkdir(parents=True, exist_ok=True)
-    chain_ids = engine.images.chain_ids(image.id)
-    mapping = userns_mapping(engine, spec)
+    chain_ids = service.images.chain_ids(image.id)
+    mapping = userns_mapping(service, spec)
     offset = None if mapping is None else (mapping.uids.start, mapping.gids.start)
-    rootfs_mount = engine.snapshots.prepare(container_id, list(reversed(chain_ids)), id_offset=offset)
+    rootfs_mount = service.snapshots.prepare(container_id, list(reversed(chain_ids)), id_offset=offset)
     # Only in config.json's annotation (the shim reads it there when the request has none).
     rootfs_json = json.dumps(rootfs_mount.to_oci())
-    hostname = _hostname(engine, container_id, spec, net)
+    hostname = _hostname(service, container_id, spec, net)
     user = resolve_user(
         spec.user if spec.user is not None else image.config.user,
-        lambda path: engine.images.read_file(image.id, path),
+        lambda path: service.images.read_file(image.id, path),
     )
     config = build_oci_config(
-        attrs.evolve(spec, resources=spec.resources.effective(engine.default_pids_limit)),
+        attrs.evolve(spec, resources=spec.resources.effective(service.default_pids_limit)),
         image.config,
         user=user,
         hostname=hostname,
-        etc_files=_etc_files(engine, state_dir, spec, hostname, net),
-        mounts=_volume_mounts(engine, state_dir, spec, image, mapping),
+        etc_files=_etc_files(service, state_dir, spec, hostname, net),
+        mounts=_volume_mounts(service, state_dir, spec, image, mapping),
         cgroups_path="/" + cgroup_name(container_id),
-        netns_path=str(engine.network_service.netns_path(container_id)) if net.kind == "bridge" else None,
+        netns_path=str(service.networks.netns_path(container_id)) if net.kind == "bridge" else None,
         annotations={ROOTFS_MOUNT_ANNOTATION: rootfs_json},
     )
     if net.kind == "host":  # no network namespace entry: the host's own
@@ -243,7 +252,7 @@ def reset_for_restart(state_dir: Path) -> None:
 
 
 def exec_process(
-    engine: Engine,
+    service: ContainerService,
     container_id: str,
     spec: ContainerSpec,
     image_id: str,
@@ -256,7 +265,7 @@ def exec_process(
     privileged: bool,
 ) -> dict[str, Any]:
     """The OCI ``process`` for an exec: the container's own, with the exec's overrides."""
-    config = json.loads((engine.containers.state_dir(container_id) / "bundle" / "config.json").read_text())
+    config = json.loads((service.state_dir(container_id) / "bundle" / "config.json").read_text())
     process: dict[str, Any] = dict(config["process"])
     process["args"] = list(argv)
     process["terminal"] = tty
@@ -269,7 +278,7 @@ def exec_process(
             raise InvalidArgument(f"exec workdir must be an absolute path, got {workdir!r}")
         process["cwd"] = workdir
     if user is not None:
-        resolved = resolve_user(user, lambda path: engine.images.read_file(image_id, path))
+        resolved = resolve_user(user, lambda path: service.images.read_file(image_id, path))
         process["user"] = {
             "uid": resolved.uid,
             "gid": resolved.gid,

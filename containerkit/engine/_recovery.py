@@ -17,6 +17,7 @@ from containerkit.linux import proc, staging
 from containerkit.spec import ContainerStatus
 
 if TYPE_CHECKING:
+    from containerkit.engine.container_service import ContainerService
     from containerkit.engine.engine import Engine
 
 __all__ = ["SPOOL_DIR", "finish_containers", "owner_alive", "owner_token", "reap_staging"]
@@ -47,17 +48,17 @@ def owner_alive(token: str) -> bool:
         return False
 
 
-def finish_containers(engine: Engine) -> list[str]:
+def finish_containers(service: ContainerService) -> list[str]:
     """Roll back the creations and finish the removals whose process is gone; the ids done."""
     done = []
-    for container_id, state, owner in engine.metadata.containers.unfinished():
+    for container_id, state, owner in service.metadata.containers.unfinished():
         if owner_alive(owner):
             continue
         try:
             if state is ContainerStatus.CREATING:
-                engine.containers._roll_back(container_id)
+                service.roll_back(container_id)
             else:
-                engine.containers._take_apart(container_id)
+                service.take_apart(container_id)
         except ContainerkitError as exc:
             log.warning("cannot finish %s of container %s: %s", state, container_id, exc)
             continue

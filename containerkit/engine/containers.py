@@ -13,9 +13,6 @@ import contextlib
 import datetime as dt
 import json
 import os
-import secrets
-import signal
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -23,22 +20,20 @@ from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 import attrs
 
-from containerkit.engine import _archive, _filters, _names, _prepare, _recovery
+from containerkit.engine import _archive, _names, _prepare
 from containerkit.engine._handle import RecordHandle
 from containerkit.engine.attach import AttachStream
+from containerkit.engine.container_service import status_of as _status
 from containerkit.errors import (
-    Conflict,
     InvalidArgument,
-    NotFound,
     NotModified,
     NotRunning,
     Timeout,
 )
-from containerkit.linux import proc, ps
+from containerkit.linux import ps
 from containerkit.linux.inroot import Root
 from containerkit.linux.users import resolve_user
 from containerkit.runtime import logs as runtime_logs
-from containerkit.runtime import usermap
 from containerkit.runtime.exec import ExecProcess
 from containerkit.runtime.logs import LineCursor, LogEntry, Stream
 from containerkit.runtime.state import RuntimeState
@@ -50,13 +45,12 @@ from containerkit.spec import (
     Image,
     NetworkEndpoint,
     Stats,
-    allowed_transition,
     parse_signal,
 )
 from containerkit.storage.metadata import ContainerRecord
 
 if TYPE_CHECKING:
-    from containerkit.engine.engine import Engine
+    from containerkit.engine.container_service import ContainerService
 
 __all__ = ["Container", "ContainerCollection", "StatusName", "cgroup_name"]
 
@@ -64,16 +58,10 @@ StatusName = Literal["created", "running", "paused", "exited", "dead"]
 """The statuses a container shows (``api.ContainerStatus``): never ``creating`` or ``removing``."""
 
 _RUNNING, _PAUSED = ContainerStatus.RUNNING, ContainerStatus.PAUSED
-_STOPPED = (ContainerStatus.EXITED, ContainerStatus.DEAD)
-
-
-def _status(state: RuntimeState) -> ContainerStatus:
-    """The status the Task's state file records (created, running, exited or dead)."""
-    return ContainerStatus(state.status)
 
 
 @attrs.define(eq=False)
-class Container(RecordHandle[ContainerRecord]):
+class Container(RecordHandle[ContainerRecord, "ContainerService"]):
     """A live handle on one container; properties read the current state on each access."""
 
     # -- what it is -------------------------------------------------------------------------
@@ -106,12 +94,12 @@ class Container(RecordHandle[ContainerRecord]):
 
     @property
     def state_dir(self) -> Path:
-        return self._engine.containers.state_dir(self.id)
+        return self._service.state_dir(self.id)
 
     @property
     def task(self) -> Task:
         """The runtime side: the one owner of the state dir and everything in it."""
-        return self._engine.containers.task(self.id)
+        return self._service.task(self.id)
 
     @property
     def log_path(self) -> str:
@@ -132,7 +120,7 @@ class Container(RecordHandle[ContainerRecord]):
         return value if isinstance(value, dict) else {}
 
     def set_extra(self, value: Mapping[str, Any]) -> None:
-        self._record = self._engine.metadata.containers.update(
+        self._record = self._service.metadata.containers.update(
             self.id, extra_json=json.dumps(dict(value), sort_keys=True)
         )
 
@@ -182,7 +170,7 @@ class Container(RecordHandle[ContainerRecord]):
     def ports(self) -> dict[str, list[tuple[str, int]]]:
         """What is published, random ports resolved: ``{"80/tcp": [("0.0.0.0", 8080)]}``."""
         result: dict[str, list[tuple[str, int]]] = {}
-        for port in self._engine.metadata.networks.ports(self.id):
+        for port in self._service.metadata.networks.ports(self.id):
             result.setdefault(f"{port.container_port}/{port.protocol}", []).append(
                 (port.host_ip, port.host_port)
             )
@@ -192,8 +180,8 @@ class Container(RecordHandle[ContainerRecord]):
     def networks(self) -> dict[str, NetworkEndpoint]:
         """Each connected network by name; addresses only while the container is plugged in."""
         result = {}
-        for endpoint in self._engine.metadata.networks.endpoints(container_id=self.id):
-            network = self._engine.metadata.networks.get(endpoint.network_id)
+        for endpoint in self._service.metadata.networks.endpoints(container_id=self.id):
+            network = self._service.metadata.networks.get(endpoint.network_id)
             on = endpoint.attached and endpoint.ip is not None
             result[network.name] = NetworkEndpoint(
                 network_id=network.id,
@@ -208,12 +196,12 @@ class Container(RecordHandle[ContainerRecord]):
     @property
     def ip_address(self) -> str:
         """The address on the first network (``""`` when not running or without one)."""
-        attached = [e for e in self._engine.metadata.networks.endpoints(container_id=self.id) if e.attached]
+        attached = [e for e in self._service.metadata.networks.endpoints(container_id=self.id) if e.attached]
         return attached[0].ip or "" if attached else ""
 
     def reload(self) -> Container:
         """Re-read the record (a rename by another process shows up)."""
-        self._record = self._engine.metadata.containers.get(self.id)
+        self._record = self._service.metadata.containers.get(self.id)
         return self
 
     def _running_state(self) -> RuntimeState:
@@ -226,15 +214,15 @@ class Container(RecordHandle[ContainerRecord]):
 
     def start(self) -> None:
         """Start the container; returns once its process runs (or raises with the reason)."""
-        self._engine.containers._start(self)
+        self._service.start(self)
 
     def wait(self, timeout: float | None = None) -> int:
         """Block until the container exits; its exit code (128+n when killed by signal n).
         Its network is torn down and an ``auto_remove`` container removed before this returns."""
         code = self.wait_exit(timeout)
-        self._engine.network_service.wait_teardown(self.id)
+        self._service.networks.wait_teardown(self.id)
         if self.spec.auto_remove:
-            self._engine.containers._auto_remove(self.id)
+            self._service.auto_remove(self.id)
         return code
 
     def wait_exit(self, timeout: float | None = None) -> int:
@@ -258,7 +246,7 @@ class Container(RecordHandle[ContainerRecord]):
         spec = self.spec
         if timeout is None:
             timeout = spec.stop_timeout if spec.stop_timeout is not None else 10
-        stop_signal = spec.stop_signal or self._engine.images.config(self.image_id).stop_signal or "SIGTERM"
+        stop_signal = spec.stop_signal or self._service.images.config(self.image_id).stop_signal or "SIGTERM"
         if self.current_status() is _PAUSED:
             self.task.resume()
         try:
@@ -270,9 +258,9 @@ class Container(RecordHandle[ContainerRecord]):
             with contextlib.suppress(NotRunning):
                 self.kill("SIGKILL")
         self.task.wait(30)
-        self._engine.network_service.wait_teardown(self.id)
+        self._service.networks.wait_teardown(self.id)
         if spec.auto_remove:
-            self._engine.containers._auto_remove(self.id)
+            self._service.auto_remove(self.id)
 
     def restart(self, timeout: float | None = None) -> None:
         if _status(self.runtime_state()) is _RUNNING:
@@ -288,11 +276,11 @@ class Container(RecordHandle[ContainerRecord]):
         self.task.resume()
 
     def remove(self, *, force: bool = False, volumes: bool = False) -> None:
-        self._engine.containers._remove(self, force=force, volumes=volumes)
+        self._service.remove(self, force=force, volumes=volumes)
 
     def rename(self, name: str) -> None:
         _names.check(name)
-        self._record = self._engine.metadata.containers.rename(self.id, name)
+        self._record = self._service.metadata.containers.rename(self.id, name)
 
     # -- io ---------------------------------------------------------------------------------
 
@@ -437,12 +425,12 @@ class Container(RecordHandle[ContainerRecord]):
         running; it is not killed). A command that cannot start gives 127 (missing) or 126 (not
         executable), with the reason on stderr, as the daemon and the CLI show it.
         """
-        process = self._engine.containers._exec_process(
+        process = self._service.exec_process(
             self, command, env=env, user=user, workdir=workdir, tty=tty, privileged=privileged
         )
         self._running_state()
         handle: ExecProcess | None = self.task.exec(
-            process, tty=tty, stdin=stdin and not detach, detach=detach, launcher=self._engine.spawner
+            process, tty=tty, stdin=stdin and not detach, detach=detach, launcher=self._service.launcher()
         )
         if handle is None:
             raise NotRunning(f"container {self.name} is not running")
@@ -520,7 +508,7 @@ class Container(RecordHandle[ContainerRecord]):
         """The container's root as a directory fd that paths are resolved in. A stopped
         container's rootfs is mounted only while the fd is opened: the lazily detached mount
         lives on through the fd, so a long copy (a streamed GET) holds no engine lock."""
-        with self._engine.containers._rootfs(self) as path:
+        with self._service.rootfs(self) as path:
             root = Root.open(path)
         try:
             yield root
@@ -558,25 +546,17 @@ def _check_terminal_size(rows: int, cols: int) -> None:
             raise InvalidArgument(f"resize: {name} must be a whole number from 0 to 65535, got {value!r}")
 
 
-_HOST_RESOLV = Path("/etc/resolv.conf")
-
-
 class ContainerCollection:
     """``engine.containers``: create, run, get, list and prune containers."""
 
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._root = engine.root / "containers"
-        self._root.mkdir(parents=True, exist_ok=True)
-        self._lock = threading.Lock()
+    def __init__(self, service: ContainerService) -> None:
+        self._service = service
 
     def state_dir(self, container_id: str) -> Path:
-        return self._root / container_id
+        return self._service.state_dir(container_id)
 
     def task(self, container_id: str) -> Task:
-        return Task(container_id, self._root / container_id)
-
-    # -- creating ---------------------------------------------------------------------------
+        return self._service.task(container_id)
 
     def create(self, spec: ContainerSpec | None = None, /, **fields: Any) -> Container:
         """Create (not start) a container from a spec, or from the spec's fields as keywords."""
@@ -584,22 +564,7 @@ class ContainerCollection:
             spec = ContainerSpec.from_kwargs(**fields)
         elif fields:
             spec = attrs.evolve(spec, **fields)
-        image = self._engine.images.get(spec.image)
-        net = self._engine.network_service.plan(spec)
-        container_id = secrets.token_hex(32)
-        # The record holds the name from the start but stays hidden ("creating") until the
-        # bundle is complete; a crash before that is rolled back by Engine.recover.
-        record = self._add_record(container_id, spec, image.id)
-        try:
-            _prepare.prepare_bundle(
-                self._engine, container_id, spec, image, self.state_dir(container_id), net
-            )
-            self._engine.network_service.register(container_id, net, spec)
-            self._engine.metadata.containers.set_state(container_id, ContainerStatus.CREATED)
-        except BaseException:
-            self._roll_back(container_id)
-            raise
-        return Container(container_id, self._engine, record)
+        return self._service.create(spec)
 
     def run(
         self,
@@ -616,231 +581,19 @@ class ContainerCollection:
             container.start()
         except BaseException:
             if container.spec.auto_remove:
-                self._remove(container, force=True, volumes=False)
+                self._service.remove(container, force=True, volumes=False)
             raise
         return container
 
-    def _add_record(self, container_id: str, spec: ContainerSpec, image_id: str) -> ContainerRecord:
-        """Record the container; a generated name taken meanwhile by another process is
-        replaced by a fresh one, a name the user chose is a ``Conflict``."""
-        for attempt in range(20):
-            name = _names.check(spec.name) if spec.name else self._free_name()
-            record = ContainerRecord(
-                id=container_id,
-                name=name,
-                image_id=image_id,
-                image_ref=spec.image,
-                created=time.time(),
-                spec_json=spec.to_json(),
-                labels_json=json.dumps(spec.labels_dict, sort_keys=True),
-                runtime=spec.runtime,
-            )
-            try:
-                self._engine.metadata.containers.add(
-                    record, state=ContainerStatus.CREATING, owner=_recovery.owner_token()
-                )
-            except Conflict:
-                if spec.name or attempt == 19:
-                    raise
-                continue
-            return record
-        raise AssertionError("unreachable")
-
-    def _free_name(self) -> str:
-        taken = {r.name for r in self._engine.metadata.containers.all()}
-        for _ in range(100):
-            name = _names.random_name()
-            if name not in taken:
-                return name
-        return f"{_names.random_name()}_{secrets.token_hex(3)}"
-
-    # -- finding ----------------------------------------------------------------------------
-
     def get(self, ref: str) -> Container:
         """By full id, unique id prefix, or name (with or without the leading ``/``)."""
-        record = self._engine.metadata.containers.find(ref)
-        return Container(record.id, self._engine, record)
+        return self._service.get(ref)
 
     def list(self, *, all: bool = False, filters: Mapping[str, Any] | None = None) -> list[Container]:
         """Running containers (``all=True``: every one), newest first, filtered like docker's
         ``ps --filter`` (``status``, ``name``, ``id``, ``label``, ``ancestor``)."""
-        records = sorted(self._engine.metadata.containers.all(), key=lambda r: r.created, reverse=True)
-        containers = [Container(r.id, self._engine, r) for r in records]
-        wanted = _filters.normalise(filters)
-        result = []
-        for container in containers:
-            status = container.current_status()
-            if not all and status not in (_RUNNING, _PAUSED) and "status" not in wanted:
-                continue
-            if _filters.matches(container, status, wanted, self._engine):
-                result.append(container)
-        return result
+        return self._service.list(all=all, filters=filters)
 
     def prune(self, *, filters: Mapping[str, Any] | None = None) -> builtins.list[str]:
         """Remove every stopped container; the ids removed."""
-        removed = []
-        wanted = _filters.normalise(filters)
-        for container in self.list(all=True):
-            status = container.current_status()
-            if status in (*_STOPPED, ContainerStatus.CREATED) and _filters.matches(
-                container, status, {k: v for k, v in wanted.items() if k == "label"}, self._engine
-            ):
-                try:
-                    self._remove(container, force=False, volumes=False)
-                except (Conflict, NotFound):
-                    continue
-                removed.append(container.id)
-        return removed
-
-    # -- running ----------------------------------------------------------------------------
-
-    def _start(self, container: Container) -> None:
-        with self._engine.network_service.container_lock(container.id):
-            self._start_locked(container)
-
-    def _start_locked(self, container: Container) -> None:
-        state = container.runtime_state()
-        if not allowed_transition(_status(state), _RUNNING):
-            raise NotModified(f"container {container.name} is already running")
-        spec = container.spec
-        state_dir = container.state_dir
-        if _status(state) in _STOPPED:
-            _prepare.reset_for_restart(state_dir)
-        shared_netns = self._engine.network_service.setup(container.id, spec)
-        try:
-            if shared_netns is not None:
-                _prepare.set_netns_path(state_dir, shared_netns)
-            self._launch(container, spec)
-        except BaseException:
-            self._engine.network_service.teardown(container.id)
-            raise
-
-    def _launch(self, container: Container, spec: ContainerSpec) -> None:
-        container.task.start(
-            runtime=spec.runtime,
-            tty=spec.tty,
-            stdin_open=spec.stdin_open,
-            stdin_once=spec.stdin_once,
-            resources=spec.resources.effective(self._engine.default_pids_limit),
-            runc_root=self._engine.root / "runc",
-            log_driver=spec.log_driver,
-            log_opts=spec.log_opts_dict,
-            launcher=self._engine.spawner,
-        )
-
-    def _exec_process(
-        self,
-        container: Container,
-        command: Sequence[str] | str,
-        *,
-        env: Mapping[str, str] | Iterable[str] | None,
-        user: str | None,
-        workdir: str | None,
-        tty: bool,
-        privileged: bool,
-    ) -> dict[str, Any]:
-        argv = ["sh", "-c", command] if isinstance(command, str) else list(command)
-        if not argv:
-            raise InvalidArgument("exec: no command given")
-        return _prepare.exec_process(
-            self._engine,
-            container.id,
-            container.spec,
-            container.image_id,
-            argv,
-            env=env,
-            user=user,
-            workdir=workdir,
-            tty=tty,
-            privileged=privileged,
-        )
-
-    def _remove(self, container: Container, *, force: bool, volumes: bool) -> None:
-        state = container.runtime_state()
-        if _status(state) is _RUNNING:
-            if not force:
-                raise Conflict(
-                    f"You cannot remove a running container {container.id}. "
-                    "Stop the container before attempting removal or force remove"
-                )
-            container.task.resume_if_paused()
-            with contextlib.suppress(NotRunning):
-                container.kill("SIGKILL")
-            container.task.wait(30)
-        elif _status(state) is ContainerStatus.DEAD and state.pid_alive and state.pid is not None:
-            proc.send_signal(state.pid, signal.SIGKILL, state.pid_start_time)
-        anonymous = _prepare.anonymous_volumes(container.state_dir) if volumes else []
-        # From here on a crash part-way is finished by Engine.recover.
-        self._engine.metadata.containers.set_state(
-            container.id, ContainerStatus.REMOVING, owner=_recovery.owner_token()
-        )
-        try:
-            self._take_apart(container.id)
-        except BaseException:
-            with contextlib.suppress(NotFound):  # visible again, so the removal can be retried
-                self._engine.metadata.containers.set_state(container.id, ContainerStatus.CREATED)
-            raise
-        for name in anonymous:
-            with contextlib.suppress(NotFound, Conflict):
-                self._engine.volumes.remove(name)
-
-    def _auto_remove(self, container_id: str) -> None:
-        with contextlib.suppress(NotFound, Conflict):
-            container = self.get(container_id)
-            if _status(container.runtime_state()) in _STOPPED:
-                self._remove(container, force=False, volumes=True)
-
-    def _roll_back(self, container_id: str) -> None:
-        """Undo a creation that did not finish: everything of the container, and the anonymous
-        volumes made for it."""
-        anonymous = _prepare.anonymous_volumes(self.state_dir(container_id))
-        self._take_apart(container_id)
-        for name in anonymous:
-            with contextlib.suppress(NotFound, Conflict):
-                self._engine.volumes.remove(name)
-
-    def _take_apart(self, container_id: str) -> None:
-        """Network, cgroup, snapshot, state dir, record of a container that no longer runs; each
-        step may be done again (recovery repeats what a killed removal began)."""
-        with self._engine.network_service.container_lock(container_id):
-            leaving = self._engine.network_service.teardown(container_id, settle=False)
-        self._discard(container_id, cgroup_gone=self.task(container_id).cleaned_up())
-        self._engine.network_service.settle(leaving)  # the kernel deletes the veths meanwhile
-
-    def _discard(self, container_id: str, *, cgroup_gone: bool = False) -> None:
-        """Remove everything of a container that is not running: cgroup, snapshot, state, record.
-
-        ``cgroup_gone``: its shim destroyed the cgroup and said so; checking every v1 hierarchy
-        again costs a millisecond per container. The shared parent cgroup stays while the
-        engine is open (removing and re-creating it for every container costs milliseconds on
-        each start); :meth:`Engine.close` and :meth:`Engine.recover` remove it when empty.
-        """
-        task = self.task(container_id)
-        if not cgroup_gone:
-            task.destroy_cgroup()
-        # a user-namespaced container's staged mounts, if its shim died before releasing them
-        usermap.release_staging(container_id)
-        with contextlib.suppress(NotFound):  # a crash between this and the record's removal
-            self._engine.snapshots.remove(container_id)
-        task.delete()
-        with contextlib.suppress(NotFound):
-            self._engine.metadata.containers.remove(container_id)
-
-    @contextlib.contextmanager
-    def _rootfs(self, container: Container) -> Iterator[Path]:
-        """The container's merged root as a host path: ``/proc/<pid>/root`` while it runs,
-        else the snapshot mounted for the duration of the block."""
-        state = container.runtime_state()
-        if _status(state) is _RUNNING and state.pid is not None:
-            yield Path(f"/proc/{state.pid}/root")
-            return
-        with self._lock:
-            target = container.state_dir / "host-rootfs"
-            target.mkdir(exist_ok=True)
-            self._engine.snapshots.mount(container.id, target)
-            try:
-                yield target
-            finally:
-                self._engine.snapshots.unmount(target)
-                with contextlib.suppress(OSError):
-                    target.rmdir()
+        return self._service.prune(filters=filters)

@@ -15,6 +15,7 @@ from pathlib import Path
 from types import TracebackType
 
 from containerkit.engine import _perms, _recovery
+from containerkit.engine.container_service import ContainerService
 from containerkit.engine.containers import ContainerCollection
 from containerkit.engine.images import ImageCollection
 from containerkit.engine.network_service import NetworkService
@@ -27,7 +28,7 @@ from containerkit.runtime.spawner import Spawner
 from containerkit.runtime.state import read_state
 from containerkit.runtime.task import CGROUP_PARENT, cgroup_name
 from containerkit.spec import ContainerStatus
-from containerkit.storage.metadata import MetadataStore
+from containerkit.storage.metadata import Database
 from containerkit.storage.snapshots import SnapshotStore
 
 __all__ = ["DEFAULT_PIDS_LIMIT", "DEFAULT_ROOT", "Engine"]
@@ -69,19 +70,32 @@ class Engine:
         self.userns_remap = userns_remap or None
         self.root = Path(root).absolute()
         _perms.secure_root(self.root)
-        self.metadata = MetadataStore(self.root / "metadata.db")
+        self._use_forkserver = forkserver
+        self._spawner: Spawner | None = None
+        self._spawner_lock = threading.Lock()
+        # the stores, then the services over them, then the public collections
+        self.metadata = Database(self.root / "metadata.db")
         self.content = ContentStore(self.root / "content")
         self.snapshots = SnapshotStore(self.root / "snapshots")
         self.images = ImageCollection(self.content, self.snapshots, self.metadata)
         self.volumes = VolumeCollection(self.root / "volumes", self.metadata, users=self._volume_users)
-        self.containers = ContainerCollection(self)
+        state_dirs = self.root / "containers"
         self.network_service = NetworkService(
-            self.root, self.metadata.networks, self.metadata.containers, self.containers.state_dir
+            self.root, self.metadata.networks, self.metadata.containers, lambda cid: state_dirs / cid
         )
+        self.container_service = ContainerService(
+            root=self.root,
+            metadata=self.metadata,
+            snapshots=self.snapshots,
+            images=self.images,
+            volumes=self.volumes,
+            networks=self.network_service,
+            launcher=lambda: self.spawner,
+            default_pids_limit=self.default_pids_limit,
+            userns_remap=self.userns_remap,
+        )
+        self.containers = ContainerCollection(self.container_service)
         self.networks = NetworkCollection(self.network_service, self.metadata.networks, self.containers)
-        self._use_forkserver = forkserver
-        self._spawner: Spawner | None = None
-        self._spawner_lock = threading.Lock()
         self.recover()
 
     def _volume_users(self, name: str) -> list[str]:
@@ -103,7 +117,7 @@ class Engine:
         (finished), state dirs and snapshots of containers that have no record, cgroups, veths,
         netns files and published ports of containers that are no longer running, spooled
         request bodies and staged layers. The ids cleaned."""
-        cleaned = _recovery.finish_containers(self)
+        cleaned = _recovery.finish_containers(self.container_service)
         cleaned += self.network_service.recover()
         _recovery.reap_staging(self)
         # Containers another live process is creating or removing keep their dirs.

@@ -2,7 +2,7 @@
 
 :class:`Database` owns the connections, the schema and the transactions; what is kept is read
 and written through one store per kind (``db.images``, ``db.layers``, ``db.containers``,
-``db.volumes``, ``db.networks``: :mod:`containerkit.storage.stores`), as containerd's
+``db.volumes``, ``db.networks``, ``db.events``: :mod:`containerkit.storage.stores`), as containerd's
 ``metadata`` package has. ``with db.transaction():`` around calls to several stores makes them
 one transaction.
 
@@ -49,6 +49,7 @@ from containerkit.storage.records import (
 from containerkit.storage.stores import (
     CONTAINER_STATES,
     ContainerStore,
+    EventStore,
     ImageStore,
     LayerStore,
     NetworkStore,
@@ -65,7 +66,6 @@ __all__ = [
     "ImageLayer",
     "ImageRecord",
     "LayerRecord",
-    "MetadataStore",
     "NetworkRecord",
     "PortRecord",
     "VolumeRecord",
@@ -184,7 +184,28 @@ _SCHEMA_V4 = """
 ALTER TABLE containers ADD COLUMN extra_json TEXT NOT NULL DEFAULT '{}'
 """
 
-_MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _SCHEMA_V2, 2: _SCHEMA_V3, 3: _SCHEMA_V4}
+# v5: the event log (docker's ``/events``), kept here so that every process on the root records
+# into and reads one stream. ``seq`` (AUTOINCREMENT: never reused after pruning) orders the log
+# for readers that follow it; ``time_nano`` is when it happened (a container's exit is recorded
+# with the exit's own time when an engine first observes it). ``event_keys`` makes such
+# recordings idempotent: one row per key (e.g. one ``die`` per run), pruned with the log's age.
+_SCHEMA_V5 = """
+CREATE TABLE events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_nano INTEGER NOT NULL,
+    type TEXT NOT NULL,
+    action TEXT NOT NULL,
+    actor_id TEXT NOT NULL,
+    attributes_json TEXT NOT NULL
+);
+CREATE INDEX events_time ON events(time_nano);
+CREATE TABLE event_keys (
+    key TEXT PRIMARY KEY,
+    time_nano INTEGER NOT NULL
+)
+"""
+
+_MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _SCHEMA_V2, 2: _SCHEMA_V3, 3: _SCHEMA_V4, 4: _SCHEMA_V5}
 
 SCHEMA_VERSION = max(_MIGRATIONS) + 1
 
@@ -210,6 +231,7 @@ class Database:
         self.containers = ContainerStore(self)
         self.volumes = VolumeStore(self)
         self.networks = NetworkStore(self)
+        self.events = EventStore(self)
 
     def _migrate(self) -> None:
         """Bring the schema up to :data:`SCHEMA_VERSION`, refusing a newer one."""
@@ -287,12 +309,3 @@ class Database:
             with suppress(sqlite3.Error):
                 conn.close()
         self._local = threading.local()
-
-
-class MetadataStore(Database):
-    """The database under its old name, for the one caller outside the engine that still reads
-    ``engine.metadata.list_image_ids()`` (the daemon's ``/info``); new code uses the stores."""
-
-    def list_image_ids(self) -> list[str]:
-        """Newest first (``images.ids()``)."""
-        return self.images.ids()

@@ -20,7 +20,7 @@ from containerkit.images.archive import write_archive
 from containerkit.images.content import ContentStore
 from containerkit.images.manifest import canonical_json
 from containerkit.spec import ImageConfig
-from containerkit.storage.metadata import ContainerRecord, MetadataStore
+from containerkit.storage.metadata import ContainerRecord, Database
 from containerkit.storage.snapshots import SnapshotStore
 from tests.images._oci import layer_tar, store_image
 
@@ -34,7 +34,7 @@ def passwd(busybox_rootfs_tar: Path) -> bytes:
 
 def _collection(root: Path) -> ImageCollection:
     return ImageCollection(
-        ContentStore(root / "content"), SnapshotStore(root / "snapshots"), MetadataStore(root / "metadata.db")
+        ContentStore(root / "content"), SnapshotStore(root / "snapshots"), Database(root / "metadata.db")
     )
 
 

@@ -22,7 +22,6 @@ from containerkit.storage.metadata import (
     ImageLayer,
     ImageRecord,
     LayerRecord,
-    MetadataStore,
     VolumeRecord,
 )
 
@@ -243,15 +242,6 @@ def test_container_status_is_its_name_and_its_transitions_are_one_table() -> Non
     assert transition("exited", "running", container="web") is ContainerStatus.RUNNING
     with pytest.raises(Conflict, match="container web cannot go from exited to paused"):
         transition("exited", "paused", container="web")
-
-
-def test_the_old_name_still_counts_images_for_the_daemon(tmp_path: Path) -> None:
-    db = MetadataStore(tmp_path / "meta.db")
-    try:
-        db.images.add(_image(1))
-        assert db.list_image_ids() == db.images.ids() == [_d(1001)]
-    finally:
-        db.close()
 
 
 def test_a_foreign_file_is_no_metadata_database(tmp_path: Path) -> None:

@@ -89,7 +89,7 @@ def register(router: Router, app: DaemonApp) -> None:
                 "ContainersRunning": states.count("running"),
                 "ContainersPaused": states.count("paused"),
                 "ContainersStopped": len(states) - states.count("running") - states.count("paused"),
-                "Images": len(app.engine.metadata.list_image_ids()),
+                "Images": len(app.engine.images.list(all=True)),
                 "Driver": "overlay2",
                 "DriverStatus": [],
                 "DockerRootDir": str(app.engine.root),

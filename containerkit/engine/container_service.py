@@ -1,0 +1,329 @@
+"""The container lifecycle as a service: what creating, starting, exec'ing and removing a
+container need, given to it by name (containerd's shape: a service over its stores).
+
+It receives the metadata database, the snapshot store, the image and volume collections, the
+network service and a launcher (the fork server, started on first use), never the Engine:
+:class:`~containerkit.engine.containers.Container` handles hold this service, and
+``engine.containers`` is the public face over it. The Engine only wires services together.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import json
+import secrets
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from containerkit.engine import _filters, _names, _prepare, _recovery
+from containerkit.errors import Conflict, InvalidArgument, NotFound, NotModified, NotRunning
+from containerkit.linux import proc
+from containerkit.runtime import usermap
+from containerkit.runtime.state import RuntimeState
+from containerkit.runtime.task import Task
+from containerkit.spec import ContainerSpec, ContainerStatus, Image, allowed_transition
+from containerkit.storage.metadata import ContainerRecord, Database
+
+if TYPE_CHECKING:
+    from containerkit.engine.containers import Container
+    from containerkit.engine.images import ImageCollection
+    from containerkit.engine.network_service import NetworkService
+    from containerkit.engine.volumes import VolumeCollection
+    from containerkit.runtime.launcher import Launcher
+    from containerkit.storage.snapshots import SnapshotStore
+
+__all__ = ["ContainerService", "status_of"]
+
+_RUNNING = ContainerStatus.RUNNING
+_STOPPED = (ContainerStatus.EXITED, ContainerStatus.DEAD)
+
+
+def status_of(state: RuntimeState) -> ContainerStatus:
+    """The status the Task's state file records (created, running, exited or dead)."""
+    return ContainerStatus(state.status)
+
+
+class ContainerService:
+    """Create, start, exec, remove: the operations a container handle delegates to."""
+
+    def __init__(
+        self,
+        *,
+        root: Path,
+        metadata: Database,
+        snapshots: SnapshotStore,
+        images: ImageCollection,
+        volumes: VolumeCollection,
+        networks: NetworkService,
+        launcher: Callable[[], Launcher | None],
+        default_pids_limit: int | None = None,
+        userns_remap: str | None = None,
+    ) -> None:
+        self.metadata = metadata
+        self.snapshots = snapshots
+        self.images = images
+        self.volumes = volumes
+        self.networks = networks
+        self.launcher = launcher
+        self.default_pids_limit = default_pids_limit
+        self.userns_remap = userns_remap
+        self.runc_root = root / "runc"
+        self._root = root / "containers"
+        self._root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def state_dir(self, container_id: str) -> Path:
+        return self._root / container_id
+
+    def task(self, container_id: str) -> Task:
+        return Task(container_id, self._root / container_id)
+
+    def handle(self, record: ContainerRecord) -> Container:
+        from containerkit.engine.containers import Container
+
+        return Container(record.id, self, record)
+
+    # -- creating ---------------------------------------------------------------------------
+
+    def create(self, spec: ContainerSpec) -> Container:
+        image = self.images.get(spec.image)
+        net = self.networks.plan(spec)
+        container_id = secrets.token_hex(32)
+        # The record holds the name from the start but stays hidden ("creating") until the
+        # bundle is complete; a crash before that is rolled back by Engine.recover.
+        record = self._add_record(container_id, spec, image)
+        try:
+            _prepare.prepare_bundle(self, container_id, spec, image, self.state_dir(container_id), net)
+            self.networks.register(container_id, net, spec)
+            self.metadata.containers.set_state(container_id, ContainerStatus.CREATED)
+        except BaseException:
+            self.roll_back(container_id)
+            raise
+        return self.handle(record)
+
+    def _add_record(self, container_id: str, spec: ContainerSpec, image: Image) -> ContainerRecord:
+        """Record the container; a generated name taken meanwhile by another process is
+        replaced by a fresh one, a name the user chose is a ``Conflict``."""
+        for attempt in range(20):
+            name = _names.check(spec.name) if spec.name else self._free_name()
+            record = ContainerRecord(
+                id=container_id,
+                name=name,
+                image_id=image.id,
+                image_ref=spec.image,
+                created=time.time(),
+                spec_json=spec.to_json(),
+                labels_json=json.dumps(spec.labels_dict, sort_keys=True),
+                runtime=spec.runtime,
+            )
+            try:
+                self.metadata.containers.add(
+                    record, state=ContainerStatus.CREATING, owner=_recovery.owner_token()
+                )
+            except Conflict:
+                if spec.name or attempt == 19:
+                    raise
+                continue
+            return record
+        raise AssertionError("unreachable")
+
+    def _free_name(self) -> str:
+        taken = {r.name for r in self.metadata.containers.all()}
+        for _ in range(100):
+            name = _names.random_name()
+            if name not in taken:
+                return name
+        return f"{_names.random_name()}_{secrets.token_hex(3)}"
+
+    # -- finding ----------------------------------------------------------------------------
+
+    def get(self, ref: str) -> Container:
+        return self.handle(self.metadata.containers.find(ref))
+
+    def list(self, *, all: bool, filters: Mapping[str, Any] | None) -> builtins.list[Container]:
+        records = sorted(self.metadata.containers.all(), key=lambda r: r.created, reverse=True)
+        wanted = _filters.normalise(filters)
+        result = []
+        for container in map(self.handle, records):
+            status = container.current_status()
+            if not all and status not in (_RUNNING, ContainerStatus.PAUSED) and "status" not in wanted:
+                continue
+            if _filters.matches(container, status, wanted, self.images):
+                result.append(container)
+        return result
+
+    def prune(self, *, filters: Mapping[str, Any] | None) -> builtins.list[str]:
+        removed = []
+        labels = {k: v for k, v in _filters.normalise(filters).items() if k == "label"}
+        for container in self.list(all=True, filters=None):
+            status = container.current_status()
+            if status in (*_STOPPED, ContainerStatus.CREATED) and _filters.matches(
+                container, status, labels, self.images
+            ):
+                try:
+                    self.remove(container, force=False, volumes=False)
+                except (Conflict, NotFound):
+                    continue
+                removed.append(container.id)
+        return removed
+
+    # -- running ----------------------------------------------------------------------------
+
+    def start(self, container: Container) -> None:
+        with self.networks.container_lock(container.id):
+            self._start_locked(container)
+
+    def _start_locked(self, container: Container) -> None:
+        state = container.runtime_state()
+        if not allowed_transition(status_of(state), _RUNNING):
+            raise NotModified(f"container {container.name} is already running")
+        spec = container.spec
+        state_dir = container.state_dir
+        if status_of(state) in _STOPPED:
+            _prepare.reset_for_restart(state_dir)
+        shared_netns = self.networks.setup(container.id, spec)
+        try:
+            if shared_netns is not None:
+                _prepare.set_netns_path(state_dir, shared_netns)
+            container.task.start(
+                runtime=spec.runtime,
+                tty=spec.tty,
+                stdin_open=spec.stdin_open,
+                stdin_once=spec.stdin_once,
+                resources=spec.resources.effective(self.default_pids_limit),
+                runc_root=self.runc_root,
+                log_driver=spec.log_driver,
+                log_opts=spec.log_opts_dict,
+                launcher=self.launcher(),
+            )
+        except BaseException:
+            self.networks.teardown(container.id)
+            raise
+
+    def exec_process(
+        self,
+        container: Container,
+        command: Sequence[str] | str,
+        *,
+        env: Mapping[str, str] | Iterable[str] | None,
+        user: str | None,
+        workdir: str | None,
+        tty: bool,
+        privileged: bool,
+    ) -> dict[str, Any]:
+        """The OCI process of an exec in ``container``: its own, with the exec's overrides."""
+        argv = ["sh", "-c", command] if isinstance(command, str) else builtins.list(command)
+        if not argv:
+            raise InvalidArgument("exec: no command given")
+        return _prepare.exec_process(
+            self,
+            container.id,
+            container.spec,
+            container.image_id,
+            argv,
+            env=env,
+            user=user,
+            workdir=workdir,
+            tty=tty,
+            privileged=privileged,
+        )
+
+    # -- removing ---------------------------------------------------------------------------
+
+    def remove(self, container: Container, *, force: bool, volumes: bool) -> None:
+        state = container.runtime_state()
+        if status_of(state) is _RUNNING:
+            if not force:
+                raise Conflict(
+                    f"You cannot remove a running container {container.id}. "
+                    "Stop the container before attempting removal or force remove"
+                )
+            container.task.resume_if_paused()
+            with contextlib.suppress(NotRunning):
+                container.kill("SIGKILL")
+            container.task.wait(30)
+        elif status_of(state) is ContainerStatus.DEAD and state.pid_alive and state.pid is not None:
+            proc.send_signal(state.pid, signal.SIGKILL, state.pid_start_time)
+        anonymous = _prepare.anonymous_volumes(container.state_dir) if volumes else []
+        # From here on a crash part-way is finished by Engine.recover.
+        self.metadata.containers.set_state(
+            container.id, ContainerStatus.REMOVING, owner=_recovery.owner_token()
+        )
+        try:
+            self.take_apart(container.id)
+        except BaseException:
+            with contextlib.suppress(NotFound):  # visible again, so the removal can be retried
+                self.metadata.containers.set_state(container.id, ContainerStatus.CREATED)
+            raise
+        for name in anonymous:
+            with contextlib.suppress(NotFound, Conflict):
+                self.volumes.remove(name)
+
+    def auto_remove(self, container_id: str) -> None:
+        """Remove a stopped ``auto_remove`` container (gone already, or taken: nothing to do)."""
+        with contextlib.suppress(NotFound, Conflict):
+            container = self.get(container_id)
+            if status_of(container.runtime_state()) in _STOPPED:
+                self.remove(container, force=False, volumes=True)
+
+    def roll_back(self, container_id: str) -> None:
+        """Undo a creation that did not finish: everything of the container, and the anonymous
+        volumes made for it."""
+        anonymous = _prepare.anonymous_volumes(self.state_dir(container_id))
+        self.take_apart(container_id)
+        for name in anonymous:
+            with contextlib.suppress(NotFound, Conflict):
+                self.volumes.remove(name)
+
+    def take_apart(self, container_id: str) -> None:
+        """Network, cgroup, snapshot, state dir, record of a container that no longer runs; each
+        step may be done again (recovery repeats what a killed removal began)."""
+        with self.networks.container_lock(container_id):
+            leaving = self.networks.teardown(container_id, settle=False)
+        self._discard(container_id, cgroup_gone=self.task(container_id).cleaned_up())
+        self.networks.settle(leaving)  # the kernel deletes the veths meanwhile
+
+    def _discard(self, container_id: str, *, cgroup_gone: bool = False) -> None:
+        """Remove everything of a container that is not running: cgroup, snapshot, state, record.
+
+        ``cgroup_gone``: its shim destroyed the cgroup and said so; checking every v1 hierarchy
+        again costs a millisecond per container. The shared parent cgroup stays while the
+        engine is open (removing and re-creating it for every container costs milliseconds on
+        each start); :meth:`Engine.close` and :meth:`Engine.recover` remove it when empty.
+        """
+        task = self.task(container_id)
+        if not cgroup_gone:
+            task.destroy_cgroup()
+        # a user-namespaced container's staged mounts, if its shim died before releasing them
+        usermap.release_staging(container_id)
+        with contextlib.suppress(NotFound):  # a crash between this and the record's removal
+            self.snapshots.remove(container_id)
+        task.delete()
+        with contextlib.suppress(NotFound):
+            self.metadata.containers.remove(container_id)
+
+    # -- its files --------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def rootfs(self, container: Container) -> Iterator[Path]:
+        """The container's merged root as a host path: ``/proc/<pid>/root`` while it runs,
+        else the snapshot mounted for the duration of the block."""
+        state = container.runtime_state()
+        if status_of(state) is _RUNNING and state.pid is not None:
+            yield Path(f"/proc/{state.pid}/root")
+            return
+        with self._lock:
+            target = container.state_dir / "host-rootfs"
+            target.mkdir(exist_ok=True)
+            self.snapshots.mount(container.id, target)
+            try:
+                yield target
+            finally:
+                self.snapshots.unmount(target)
+                with contextlib.suppress(OSError):
+                    target.rmdir()
