@@ -42,7 +42,8 @@ class DaemonApp:
         self.engine = engine
         self.events = EventBus()
         self.monitor = Monitor(engine, self.events)
-        self.execs = ExecRegistry()
+        # the daemon's own records under the engine root: exec ids outlive a daemon restart
+        self.execs = ExecRegistry(engine.root / "daemon" / "execs")
         self.router = Router()
         self.started = started or time.time()
         register_all(self.router, self)

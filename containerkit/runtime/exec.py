@@ -7,8 +7,9 @@ fresh ``python -m containerkit.runtime.exec`` is the helper. runc/crun: ``runc e
 
 A command that cannot be started is not an exception: :attr:`ExecProcess.error` holds the
 :class:`~containerkit.errors.CommandNotFound` (or other) error and :meth:`ExecProcess.wait`
-returns 127 (126 for a command that is not executable), like a shell and like docker, so callers
-that only look at exit codes keep working and callers that care can raise ``proc.error``.
+returns 126, as ``docker exec`` does for any exec the runtime could not start (missing or not
+executable; only ``docker run`` of a missing command gives a shell's 127), so callers that only
+look at exit codes keep working and callers that care can raise ``proc.error``.
 """
 
 from __future__ import annotations
@@ -228,14 +229,14 @@ class ExecProcess:
         return b"".join(out["stdout"]), b"".join(out["stderr"])
 
     def wait(self, timeout: float | None = None) -> int:
-        """The exit code (128+n after signal n; 127/126 when the command could not start)."""
+        """The exit code (128+n after signal n; 126 when the command could not start)."""
         code = self._waiter.wait(timeout)
         if code is None:
             raise Timeout(f"exec {self.pid} still running after {timeout} s")
         if self.error is None and self._waiter.error is not None:
             self.error = self._waiter.error
-        if self.error is not None and self._error_exit_code is not None:
-            return self._error_exit_code
+        if self.error is not None:
+            return _sync.NOT_EXECUTABLE  # dockerd's exit code for an exec that could not start
         return code
 
     def close(self) -> None:
@@ -362,11 +363,11 @@ def _start_builtin_exec(
 
 
 def _parse_error(report: bytes) -> tuple[ContainerkitError | None, int | None]:
-    """The helper's error and its exit code: 127 for a missing command, else 126 (docker)."""
+    """The helper's error and its exit code: 126 whatever the reason, as ``docker exec``."""
     error = _sync.decode(report, default="exec failed")
     if error is None:
         return None, None
-    return error, _sync.exit_code_for(error, otherwise=_sync.NOT_EXECUTABLE)
+    return error, _sync.NOT_EXECUTABLE
 
 
 def _start_runc_exec(

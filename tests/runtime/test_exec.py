@@ -66,10 +66,11 @@ def test_signal_exit(running: Running) -> None:
         assert p.wait(10) == 137
 
 
-def test_missing_command_is_127_with_error(running: Running) -> None:
+def test_missing_command_is_126_with_error(running: Running) -> None:
+    """dockerd's code for an exec that could not start (a shell's 127 is only ``docker run``'s)."""
     with running.exec(["no-such-command"]) as p:
         p.communicate(timeout=10)
-        assert p.wait(10) == 127
+        assert p.wait(10) == 126
         assert isinstance(p.error, CommandNotFound)
         assert "no-such-command" in str(p.error)
 
@@ -105,7 +106,7 @@ def test_without_spawner(boxes: Boxes, spawner: Spawner) -> None:
         assert out == b"fresh\n"
         with box.exec(["nope"], spawner=None) as p:
             p.communicate(timeout=10)
-            assert p.wait(10) == 127
+            assert p.wait(10) == 126
             assert isinstance(p.error, CommandNotFound)
     finally:
         box.stop()

@@ -70,6 +70,9 @@ def register(router: Router, app: DaemonApp) -> None:
         if container.status != "running":
             raise NotRunning(f"Container {container.id} is not running")
         record.started = True
+        # moby's postContainerExecStart: the start request's Tty alone picks raw or multiplexed
+        # output (an exec created with a tty and started without one gets frames, all stdout)
+        raw = body.bool("Tty")
         if body.bool("Detach"):
             process = _spawn(app, container, record)
             if process is not None:
@@ -77,15 +80,15 @@ def register(router: Router, app: DaemonApp) -> None:
                     target=_drain, args=(app, container, record, process, None), daemon=True
                 ).start()
             return Response(200, b"", None)
-        sock, rfile = request.hijack(streams.content_type(record.tty, app.api_tuple(request)))
+        sock, rfile = request.hijack(streams.content_type(raw, app.api_tuple(request)))
         time.sleep(HIJACK_DELAY)
-        process = _spawn(app, container, record, sock)
+        process = _spawn(app, container, record, sock, raw=raw)
         if process is None:
             streams.finish(sock)
             return None
         if record.attach_stdin:
             streams.pump_stdin(rfile, process.write_stdin, process.close_stdin)
-        _drain(app, container, record, process, sock)
+        _drain(app, container, record, process, sock, raw=raw)
         return None
 
     def inspect(request: Request) -> Response:
@@ -108,7 +111,9 @@ def register(router: Router, app: DaemonApp) -> None:
     router.add("POST", "/exec/{id}/resize", resize)
 
 
-def _spawn(app: DaemonApp, container: Container, record: ExecRecord, sock: Any = None) -> Any:
+def _spawn(
+    app: DaemonApp, container: Container, record: ExecRecord, sock: Any = None, *, raw: bool = False
+) -> Any:
     """Start the process; a command that cannot start ends the exec with its code and message."""
     try:
         process = container.exec(
@@ -123,12 +128,11 @@ def _spawn(app: DaemonApp, container: Container, record: ExecRecord, sock: Any =
         )
     except ContainerkitError as exc:
         if sock is not None:
-            _send_error(sock, record, exc.message)
-        app.execs.finish(record, 126 if isinstance(exc, NotRunning) else 127)
+            _send_error(sock, raw, exc.message)
+        app.execs.finish(record, 126)  # dockerd: an exec that cannot start exits 126
         return None
     record.process = process
-    record.pid = process.pid
-    record.running = True
+    app.execs.started(record, process.pid)
     app.events.emit(
         "container",
         f"exec_start: {' '.join(record.argv)}",
@@ -136,17 +140,35 @@ def _spawn(app: DaemonApp, container: Container, record: ExecRecord, sock: Any =
         {"name": container.name, "execID": record.id},
     )
     if process.error is not None and sock is not None:
-        _send_error(sock, record, f"OCI runtime exec failed: {process.error.message}")
+        _send_error(sock, raw, oci_exec_failure(process.error.message))
     return process
 
 
-def _send_error(sock: Any, record: ExecRecord, message: str) -> None:
+def oci_exec_failure(message: str) -> str:
+    """dockerd's words for an exec that runc could not start (what ``docker exec`` prints)."""
+    message = message.rstrip()
+    if "unable to start container process" not in message:
+        message = f"exec failed: unable to start container process: {message}"
+    if not message.endswith(": unknown"):
+        message += ": unknown"
+    return f"OCI runtime exec failed: {message}"
+
+
+def _send_error(sock: Any, raw: bool, message: str) -> None:
     data = (message + "\n").encode()
     with contextlib.suppress(OSError):
-        sock.sendall(data if record.tty else streams.frame(streams.STDERR, data))
+        sock.sendall(data if raw else streams.frame(streams.STDERR, data))
 
 
-def _drain(app: DaemonApp, container: Container, record: ExecRecord, process: Any, sock: Any) -> None:
+def _drain(
+    app: DaemonApp,
+    container: Container,
+    record: ExecRecord,
+    process: Any,
+    sock: Any,
+    *,
+    raw: bool = False,
+) -> None:
     """Copy output to the client (or nowhere, detached) until EOF; record the exit code."""
     code = 126
     try:
@@ -158,10 +180,10 @@ def _drain(app: DaemonApp, container: Container, record: ExecRecord, process: An
             ):
                 continue
             try:
-                sock.sendall(chunk if record.tty else streams.frame(streams.stream_number(name), chunk))
+                sock.sendall(chunk if raw else streams.frame(streams.stream_number(name), chunk))
             except OSError:
                 sock = None  # the client left; keep draining so the process is not blocked
-        code = process.wait()
+        code = process.wait()  # 126 for a command that could not start, as dockerd
     finally:
         with contextlib.suppress(OSError):
             process.close()
