@@ -12,11 +12,13 @@ place and the client maps the status (and the ``kind`` field of the error body) 
     ├── Conflict                      409   name in use, container running, resource still in use
     │   └── NotRunning                409   operation needs a running container
     ├── NotModified                   304   start of a running / stop of a stopped container
+    ├── Unauthorized                  401   a registry refused the credentials (or their absence)
     ├── NotSupported                  501   a request the configuration cannot serve (logs of driver none)
     ├── Unavailable                   503   a kernel feature, binary or daemon that is not there
     │   └── DaemonUnavailable         503   no containerkitd answers on the socket
     ├── IntegrityError                500   content does not match its digest, truncated blob
     ├── RuntimeFailure                500   the runtime or shim failed to start a container
+    ├── RegistryError                 500   a registry failed or answered an error (dockerd says 500 too)
     └── Timeout                       504   waiting for a container or a stream took too long
 """
 
@@ -34,8 +36,10 @@ __all__ = [
     "NotModified",
     "NotRunning",
     "NotSupported",
+    "RegistryError",
     "RuntimeFailure",
     "Timeout",
+    "Unauthorized",
     "Unavailable",
     "UnsafeArchive",
     "error_class_for",
@@ -92,6 +96,13 @@ class NotModified(ContainerkitError):
     kind = "not_modified"
 
 
+class Unauthorized(ContainerkitError):
+    """A registry (or its token server) refused the credentials, or asked for some and had none."""
+
+    status = 401
+    kind = "unauthorized"
+
+
 class NotSupported(ContainerkitError):
     status = 501
     kind = "not_supported"
@@ -116,6 +127,25 @@ class RuntimeFailure(ContainerkitError):
     kind = "runtime_failure"
 
 
+class RegistryError(ContainerkitError):
+    """A registry answered an error other than not-found or unauthorized, or could not be reached.
+
+    ``registry_status`` is the registry's HTTP status (``None`` when it was not reached) and ``codes``
+    the error codes of its JSON body (``TOOMANYREQUESTS``, ``BLOB_UPLOAD_INVALID``, ...). They do not
+    cross the daemon's wire; the message names the repository and the registry's own words.
+    """
+
+    status = 500
+    kind = "registry"
+
+    def __init__(
+        self, message: str, *, registry_status: int | None = None, codes: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message)
+        self.registry_status = registry_status
+        self.codes = codes
+
+
 class Timeout(ContainerkitError, TimeoutError):
     status = 504
     kind = "timeout"
@@ -133,17 +163,20 @@ _BY_KIND: dict[str, type[ContainerkitError]] = {
         Conflict,
         NotRunning,
         NotModified,
+        Unauthorized,
         NotSupported,
         Unavailable,
         DaemonUnavailable,
         IntegrityError,
         RuntimeFailure,
+        RegistryError,
         Timeout,
     )
 }
 
 _BY_STATUS: dict[int, type[ContainerkitError]] = {
     400: InvalidArgument,
+    401: Unauthorized,
     404: NotFound,
     409: Conflict,
     304: NotModified,

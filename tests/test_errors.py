@@ -20,6 +20,8 @@ from containerkit import errors
         errors.DaemonUnavailable,
         errors.IntegrityError,
         errors.RuntimeFailure,
+        errors.Unauthorized,
+        errors.RegistryError,
         errors.Timeout,
     ],
 )
@@ -38,3 +40,12 @@ def test_builtin_bases_for_callers_that_catch_them() -> None:
     assert issubclass(errors.InvalidArgument, ValueError)
     assert issubclass(errors.Timeout, TimeoutError)
     assert str(errors.NotFound("No such container: x")) == "No such container: x"
+
+
+def test_registry_errors_keep_the_registry_status_and_codes() -> None:
+    assert errors.error_class_for(401) is errors.Unauthorized
+    err = errors.RegistryError(
+        "registry 127.0.0.1:5000 answered 429", registry_status=429, codes=("TOOMANYREQUESTS",)
+    )
+    assert (err.status, err.registry_status, err.codes) == (500, 429, ("TOOMANYREQUESTS",))
+    assert errors.error_class_for(err.status, err.kind) is errors.RegistryError
