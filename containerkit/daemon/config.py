@@ -55,6 +55,10 @@ _KEYS = {
     "log-file",
     "default-pids-limit",
     "userns-remap",
+    "insecure-registries",
+    "registry-mirrors",
+    "max-concurrent-downloads",
+    "max-concurrent-uploads",
 }
 
 
@@ -118,6 +122,12 @@ class DaemonConfig:
     # docker's userns-remap: "default" (the containerkit range of /etc/subuid and /etc/subgid,
     # created when missing) or a name with entries there; containers get a user namespace
     userns_remap: str | None = None
+    # dockerd's registry settings: hosts (host[:port]) or CIDRs reached over plain http or
+    # unverified TLS besides loopback, which always is; mirrors (http[s] URLs) for docker.io
+    insecure_registries: tuple[str, ...] = ()
+    registry_mirrors: tuple[str, ...] = ()
+    max_concurrent_downloads: int = 3
+    max_concurrent_uploads: int = 5
 
     def validate(self) -> DaemonConfig:
         for listen in self.hosts:
@@ -148,6 +158,7 @@ class DaemonConfig:
             raise InvalidArgument(
                 f"userns-remap: expected 'default' or a name in /etc/subuid, got {self.userns_remap!r}"
             )
+        _check_registries(self)
         return self
 
     @property
@@ -205,7 +216,58 @@ def parser() -> argparse.ArgumentParser:
         help='user namespaces for containers: "default" (a containerkit range in /etc/subuid and '
         "/etc/subgid) or a name with entries there",
     )
+    p.add_argument(
+        "--insecure-registry",
+        action="append",
+        metavar="HOST[:PORT]|CIDR",
+        help="a registry reached over http or unverified https (loopback always is); repeatable",
+    )
+    p.add_argument(
+        "--registry-mirror",
+        action="append",
+        metavar="URL",
+        help="a pull-through mirror for docker.io (http[s]://host[:port]); repeatable",
+    )
+    p.add_argument("--max-concurrent-downloads", type=int, help="layers downloaded at once per pull (3)")
+    p.add_argument("--max-concurrent-uploads", type=int, help="layers uploaded at once per push (5)")
     return p
+
+
+def _check_registries(config: DaemonConfig) -> None:
+    """dockerd's rules for its registry settings, with the value that fails named."""
+    for entry in config.insecure_registries:
+        if not isinstance(entry, str) or not entry or "://" in entry:
+            raise InvalidArgument(
+                f"insecure-registries: {entry!r} should be HOST[:PORT] or a CIDR, without a scheme"
+            )
+        if "/" in entry:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise InvalidArgument(f"insecure-registries: {entry!r} is not a valid CIDR") from None
+    for mirror in config.registry_mirrors:
+        parsed = urllib.parse.urlsplit(mirror) if isinstance(mirror, str) else None
+        if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise InvalidArgument(f"registry-mirrors: {mirror!r} is not an http:// or https:// URL")
+        if parsed.query or parsed.fragment:
+            raise InvalidArgument(f"registry-mirrors: {mirror!r} must not have a query or fragment")
+    for key, value in (
+        ("max-concurrent-downloads", config.max_concurrent_downloads),
+        ("max-concurrent-uploads", config.max_concurrent_uploads),
+    ):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InvalidArgument(f"{key}: expected a positive integer, got {value!r}")
+
+
+def _strings(value: Any, key: str) -> tuple[str, ...]:
+    """A TOML list of strings (or one string) as a tuple; anything else names the key."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return (value,)
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return tuple(value)
+    raise InvalidArgument(f"{key}: expected a list of strings, got {value!r}")
 
 
 def _from_toml(path: Path) -> dict[str, Any]:
@@ -251,6 +313,15 @@ def load_config(argv: Sequence[str] | None = None) -> DaemonConfig:
         log_file=path(args.log_file, "log-file"),
         default_pids_limit=pick(args.default_pids_limit, "default-pids-limit", 2048),
         userns_remap=pick(args.userns_remap, "userns-remap"),
+        insecure_registries=_strings(
+            pick(args.insecure_registry, "insecure-registries"), "insecure-registries"
+        ),
+        registry_mirrors=tuple(
+            m.rstrip("/")
+            for m in _strings(pick(args.registry_mirror, "registry-mirrors"), "registry-mirrors")
+        ),
+        max_concurrent_downloads=pick(args.max_concurrent_downloads, "max-concurrent-downloads", 3),
+        max_concurrent_uploads=pick(args.max_concurrent_uploads, "max-concurrent-uploads", 5),
     ).validate()
 
 
