@@ -22,6 +22,7 @@ from containerkit.errors import Conflict, InvalidArgument
 __all__ = [
     "ContainerSpec",
     "ContainerStatus",
+    "Event",
     "ExecResult",
     "Image",
     "ImageConfig",
@@ -876,6 +877,64 @@ class Volume:
     created: _dt.datetime
     labels: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_labels)
     driver: str = "local"
+
+
+def _attributes(value: Mapping[str, Any] | None) -> Mapping[str, str]:
+    return {str(k): str(v) for k, v in (value or {}).items()}
+
+
+@attrs.frozen(kw_only=True)
+class Event:
+    """One thing that happened, as docker's ``/events`` reports it: ``type`` (container, image,
+    network, volume), ``action`` (create, start, die, ``health_status: healthy``, ...), the actor's
+    id and docker's attributes (``name``, ``image``, ``exitCode``, ``signal``, ...), and when, in
+    nanoseconds since the epoch. Events are kept in the engine root, so every process on it sees them."""
+
+    type: str
+    action: str
+    actor_id: str
+    attributes: Mapping[str, str] = attrs.field(factory=dict, converter=_attributes)
+    time_nano: int
+    scope: str = "local"
+
+    @property
+    def time(self) -> int:
+        """Whole seconds since the epoch (docker's ``time``)."""
+        return self.time_nano // 1_000_000_000
+
+    @property
+    def datetime(self) -> _dt.datetime:
+        return _dt.datetime.fromtimestamp(self.time_nano / 1e9, _dt.UTC)
+
+    def to_docker(self) -> dict[str, Any]:
+        """docker's JSON message, with the pre-1.22 ``status``/``id``/``from`` old clients read."""
+        data: dict[str, Any] = {
+            "Type": self.type,
+            "Action": self.action,
+            "Actor": {"ID": self.actor_id, "Attributes": dict(self.attributes)},
+            "scope": self.scope,
+            "time": self.time,
+            "timeNano": self.time_nano,
+        }
+        if self.type == "container":
+            data.update(
+                {"status": self.action, "id": self.actor_id, "from": self.attributes.get("image", "")}
+            )
+        return data
+
+    @classmethod
+    def from_docker(cls, data: Mapping[str, Any]) -> Event:
+        """An event from docker's JSON message (pre-1.22 daemons send only ``status``/``id``/``from``)."""
+        actor = data.get("Actor") or {}
+        time_nano = data.get("timeNano") or int(data.get("time") or 0) * 1_000_000_000
+        return cls(
+            type=str(data.get("Type") or "container"),
+            action=str(data.get("Action") or data.get("status") or ""),
+            actor_id=str(actor.get("ID") or data.get("id") or ""),
+            attributes=actor.get("Attributes") or {},
+            time_nano=int(time_nano),
+            scope=str(data.get("scope") or "local"),
+        )
 
 
 @attrs.frozen

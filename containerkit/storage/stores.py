@@ -10,6 +10,7 @@ as the transactions nest.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -17,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from containerkit.errors import Conflict, InvalidArgument, NotFound
-from containerkit.spec import ContainerStatus, transition
+from containerkit.spec import ContainerStatus, Event, transition
 from containerkit.storage.records import (
     AddressChooser,
     ContainerRecord,
@@ -33,7 +34,15 @@ from containerkit.storage.records import (
 if TYPE_CHECKING:
     from containerkit.storage.metadata import Database
 
-__all__ = ["CONTAINER_STATES", "ContainerStore", "ImageStore", "LayerStore", "NetworkStore", "VolumeStore"]
+__all__ = [
+    "CONTAINER_STATES",
+    "ContainerStore",
+    "EventStore",
+    "ImageStore",
+    "LayerStore",
+    "NetworkStore",
+    "VolumeStore",
+]
 
 CONTAINER_STATES = (ContainerStatus.CREATING, ContainerStatus.CREATED, ContainerStatus.REMOVING)
 """What a record's ``state`` column holds; the runtime status (running, exited, ...) is the
@@ -579,3 +588,84 @@ class NetworkStore(_Store):
             (container_id,),
         )
         return [PortRecord(**dict(r)) for r in rows]
+
+
+class EventStore(_Store):
+    """The event log: rows appended by every process on the root, read in ``seq`` order.
+
+    Pruning is by count and by age, both through an index, so it costs a few page writes;
+    :class:`~containerkit.engine.events.EventLog` calls it every so many appends."""
+
+    def append(self, event: Event, *, key: str | None = None) -> int | None:
+        """Add ``event``; its ``seq``. With ``key``, at most one event is ever added per key:
+        None if one was (a second observer of the same exit records nothing)."""
+        attributes = json.dumps(dict(event.attributes), sort_keys=True)
+        with self._db.transaction() as db:
+            if key is not None:
+                inserted = db.execute(
+                    "INSERT OR IGNORE INTO event_keys VALUES (?, ?)", (key, event.time_nano)
+                ).rowcount
+                if not inserted:
+                    return None
+            cursor = db.execute(
+                "INSERT INTO events (time_nano, type, action, actor_id, attributes_json)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (event.time_nano, event.type, event.action, event.actor_id, attributes),
+            )
+            return cursor.lastrowid
+
+    def has_key(self, key: str) -> bool:
+        return bool(self._db.query("SELECT 1 FROM event_keys WHERE key = ?", (key,)))
+
+    def last_seq(self) -> int:
+        """The newest event's ``seq`` (0 when none was ever added); readers follow from it."""
+        row = self._db.query("SELECT seq FROM sqlite_sequence WHERE name = 'events'")
+        return int(row[0][0]) if row else 0
+
+    def read(
+        self,
+        *,
+        after_seq: int = 0,
+        upto_seq: int | None = None,
+        since_ns: int | None = None,
+        until_ns: int | None = None,
+        limit: int = 1000,
+    ) -> list[tuple[int, Event]]:
+        """Up to ``limit`` events with ``after_seq < seq <= upto_seq`` and ``since_ns <= time_nano
+        <= until_ns``, oldest ``seq`` first, each with its ``seq``."""
+        where = ["seq > ?"]
+        params: list[Any] = [after_seq]
+        for clause, value in (
+            ("seq <= ?", upto_seq),
+            ("time_nano >= ?", since_ns),
+            ("time_nano <= ?", until_ns),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        rows = self._db.query(
+            f"SELECT * FROM events WHERE {' AND '.join(where)} ORDER BY seq LIMIT ?", (*params, limit)
+        )
+        return [(int(r["seq"]), _event(r)) for r in rows]
+
+    def prune(self, *, keep: int, before_ns: int) -> int:
+        """Drop all but the newest ``keep`` events and every event (and key) older than
+        ``before_ns``; how many events went."""
+        with self._db.transaction() as db:
+            removed = db.execute(
+                "DELETE FROM events WHERE seq <= (SELECT seq FROM sqlite_sequence WHERE name = 'events') - ?",
+                (keep,),
+            ).rowcount
+            removed += db.execute("DELETE FROM events WHERE time_nano < ?", (before_ns,)).rowcount
+            db.execute("DELETE FROM event_keys WHERE time_nano < ?", (before_ns,))
+        return int(removed)
+
+
+def _event(row: sqlite3.Row) -> Event:
+    return Event(
+        type=row["type"],
+        action=row["action"],
+        actor_id=row["actor_id"],
+        attributes=json.loads(row["attributes_json"]),
+        time_nano=int(row["time_nano"]),
+    )

@@ -1,0 +1,378 @@
+"""Durable events: what every engine on a root did, as docker's ``/events`` reports it.
+
+Each action is one row of the root's metadata database (:class:`~containerkit.storage.stores.
+EventStore`), so an in-process ``Engine``, the command line and the daemon on one root all
+record into, and read, one stream; the daemon's ``GET /events`` is a reader of it like
+:meth:`Engine.events`. Readers follow new rows by ``seq`` (polling the database, woken at once
+by a recording in their own process).
+
+A container's ``die`` (and ``oom``) is recorded by whoever first observes the exit the shim
+recorded (a wait, an inspect, a list, recovery, or a reader of this log scanning the root's
+containers), with the exit's own time, once per run: the key ``die:<id>:<started_at>`` makes
+the second observer's recording a no-op.
+
+Retention: the newest :data:`KEEP_EVENTS` events, none older than :data:`KEEP_SECONDS`;
+pruned every :data:`PRUNE_EVERY` recordings through indexes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from containerkit.errors import InvalidArgument
+from containerkit.runtime.state import RuntimeState, read_state
+from containerkit.spec import Event, label_matches
+from containerkit.storage.stores import ContainerStore, EventStore
+
+__all__ = [
+    "KEEP_EVENTS",
+    "KEEP_SECONDS",
+    "EventLog",
+    "event_matches",
+    "event_time_ns",
+    "normalise_filters",
+]
+
+log = logging.getLogger(__name__)
+
+KEEP_EVENTS = 10_000
+KEEP_SECONDS = 7 * 24 * 3600
+PRUNE_EVERY = 256
+POLL_SECONDS = 0.2
+"""How often a follower looks for rows other processes added (its own process wakes it at once)."""
+SCAN_SECONDS = 1.0
+"""How often a follower looks for container exits nobody has observed yet."""
+
+_FILTER_KEYS = frozenset(
+    {"config", "container", "daemon", "event", "image", "label", "network", "node", "plugin", "scope"}
+    | {"secret", "service", "type", "volume"}
+)
+_TYPES = frozenset(
+    {
+        "builder",
+        "config",
+        "container",
+        "daemon",
+        "image",
+        "network",
+        "node",
+        "plugin",
+        "secret",
+        "service",
+        "volume",
+    }
+)
+_PREFIX_ACTIONS = ("health_status", "exec_create", "exec_start")
+_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_DURATION_UNITS = {
+    "ns": 1,
+    "us": 1_000,
+    "µs": 1_000,
+    "ms": 1_000_000,
+    "s": 10**9,
+    "m": 60 * 10**9,
+    "h": 3600 * 10**9,
+}
+
+
+# ------------------------------------------------------------------------------ times
+
+
+def _duration_ns(text: str) -> int | None:
+    """Go's ``time.ParseDuration`` (``10m``, ``1h30m``, ``2.5s``), as docker's ``since`` takes
+    it relative to now; None when ``text`` is not one."""
+    body = text[1:] if text[:1] in "+-" else text
+    if not body or body == "0":
+        return None
+    pos, total = 0, 0.0
+    while pos < len(body):
+        match = _DURATION.match(body, pos)
+        if match is None:
+            return None
+        total += float(match[1]) * _DURATION_UNITS[match[2]]
+        pos = match.end()
+    return int(-total if text.startswith("-") else total)
+
+
+def event_time_ns(value: float | str | dt.datetime | dt.timedelta | None, *, field: str) -> int | None:
+    """docker's ``since``/``until`` in nanoseconds since the epoch: unix seconds (fractional,
+    also as text ``"1700000000.123456789"``), a datetime, RFC 3339 text or a date
+    (``2006-01-02``), or a duration before now (``10m``, a ``timedelta``)."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, dt.datetime):
+        return int((value if value.tzinfo else value.astimezone()).timestamp() * 1e9)
+    if isinstance(value, dt.timedelta):
+        return time.time_ns() - int(value.total_seconds() * 1e9)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return int(value * 1_000_000_000)
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{field}: expected a time, got {value!r}")
+    text = value.strip()
+    duration = _duration_ns(text)
+    if duration is not None:
+        return time.time_ns() - duration
+    seconds, dot, fraction = text.partition(".")
+    if seconds.lstrip("-").isdigit() and (not dot or fraction.isdigit()):
+        return int(seconds) * 1_000_000_000 + (int(fraction[:9].ljust(9, "0")) if fraction else 0)
+    parsed = _parse_iso(text)
+    if parsed is None:
+        raise InvalidArgument(
+            f"{field}: expected unix seconds, an RFC 3339 time or a duration like 10m, got {value!r}"
+        )
+    return parsed
+
+
+def _parse_iso(text: str) -> int | None:
+    main, dot, rest = text.partition(".")
+    nanos = 0
+    if dot:  # fromisoformat takes at most six fraction digits
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        nanos = int(rest[:digits][:9].ljust(9, "0")) if digits else 0
+        text = main + rest[digits:]
+    try:
+        parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=dt.UTC)
+    return int(parsed.timestamp()) * 1_000_000_000 + nanos
+
+
+# ------------------------------------------------------------------------------ filters
+
+
+def normalise_filters(filters: Mapping[str, Any] | None) -> dict[str, list[str]]:
+    """docker's event filters as ``{key: [values]}``; values may come as a string, a list or
+    docker's ``{value: true}`` map. An unknown key or type is refused as dockerd does."""
+    result: dict[str, list[str]] = {}
+    for key, raw in (filters or {}).items():
+        if key not in _FILTER_KEYS:
+            raise InvalidArgument(f"invalid filter '{key}'")
+        if isinstance(raw, str):
+            values = [raw]
+        elif isinstance(raw, Mapping):
+            values = [str(k) for k, on in raw.items() if on]
+        elif isinstance(raw, Iterable):
+            values = [str(v) for v in raw]
+        else:
+            raise InvalidArgument(f"filter {key!r}: expected a string or a list of strings, got {raw!r}")
+        if key == "type":
+            for value in values:
+                if value not in _TYPES:
+                    raise InvalidArgument(f"invalid filter 'type={value}'")
+        result.setdefault(key, []).extend(values)
+    return result
+
+
+def _strip_tag(name: str) -> str:
+    if "@" in name:
+        return name.split("@", 1)[0]
+    head, _, tail = name.rpartition(":")
+    return head if head and "/" not in tail else name
+
+
+def event_matches(event: Event, filters: Mapping[str, list[str]]) -> bool:
+    """moby's ``events.Filter.Include``: values of one key are alternatives, keys all apply.
+    ``container``/``network``/``volume`` match an event of that type by id prefix or name,
+    ``image`` an image by id or name (tag or not), ``event`` the action (``health_status``,
+    ``exec_create``, ``exec_start`` also by prefix), ``label`` the actor's attributes."""
+    attrs = event.attributes
+
+    def one_of(key: str, check: Callable[[str], bool]) -> bool:
+        values = filters.get(key)
+        return not values or any(check(v) for v in values)
+
+    def by_name(kind: str) -> bool:
+        return one_of(
+            kind,
+            lambda v: event.type == kind and (event.actor_id.startswith(v) or attrs.get("name") == v),
+        )
+
+    def action(value: str) -> bool:
+        if event.action == value:
+            return True
+        return value in _PREFIX_ACTIONS and event.action.split(":")[0] == value
+
+    image_name = attrs.get("name" if event.type == "image" else "image", "")
+    images = {event.actor_id, image_name, _strip_tag(event.actor_id), _strip_tag(image_name)} - {""}
+    return (
+        one_of("type", lambda v: event.type == v)
+        and one_of("event", action)
+        and one_of("scope", lambda v: event.scope == v)
+        and by_name("container")
+        and by_name("network")
+        and by_name("volume")
+        and one_of("image", lambda v: v in images)
+        and one_of("label", lambda v: label_matches(attrs, v))
+        and not any(filters.get(k) for k in ("config", "daemon", "node", "plugin", "secret", "service"))
+    )
+
+
+# ------------------------------------------------------------------------------ the log
+
+
+def container_attributes(name: str, image: str, labels: Mapping[str, str]) -> dict[str, str]:
+    """What docker puts in a container event: its labels, ``image`` and ``name``."""
+    return {**labels, "image": image, "name": name}
+
+
+class EventLog:
+    """Records events into the root's store and reads them back (``engine.event_log``)."""
+
+    def __init__(self, store: EventStore, containers: ContainerStore, state_root: Path) -> None:
+        self._store = store
+        self._containers = containers
+        self._state_root = Path(state_root)
+        self._changed = threading.Condition()
+        self._recorded = 0
+
+    def record(
+        self,
+        type: str,
+        action: str,
+        actor_id: str,
+        attributes: Mapping[str, str] | None = None,
+        *,
+        time_nano: int | None = None,
+        key: str | None = None,
+    ) -> None:
+        """Append one event (now, or at ``time_nano``); with ``key``, only the first recording of
+        that key counts. Never raises: an event that cannot be kept is logged, and the action
+        that caused it stands."""
+        try:
+            event = Event(
+                type=type,
+                action=action,
+                actor_id=actor_id,
+                attributes=attributes or {},
+                time_nano=time.time_ns() if time_nano is None else time_nano,
+            )
+            if self._store.append(event, key=key) is None:
+                return
+            self._recorded += 1
+            if self._recorded % PRUNE_EVERY == 0:
+                self.prune()
+        except Exception:
+            log.warning("could not record the %s %s event of %s", type, action, actor_id, exc_info=True)
+            return
+        with self._changed:
+            self._changed.notify_all()
+
+    def prune(self) -> int:
+        """Apply the retention now; how many events went."""
+        return self._store.prune(keep=KEEP_EVENTS, before_ns=time.time_ns() - KEEP_SECONDS * 1_000_000_000)
+
+    # -------------------------------------------------------------------- container exits
+
+    def observe_exit(self, container_id: str, state: RuntimeState, attributes: Mapping[str, str]) -> None:
+        """Record ``oom`` (if it was) and ``die`` for the run that ``state`` shows ended, with the
+        exit's own time; a run already recorded is left alone."""
+        if state.status not in ("exited", "dead") or not state.started_at:
+            return
+        key = f"die:{container_id}:{state.started_at}"
+        if self._store.has_key(key):
+            return
+        when = _parse_iso(state.finished_at) if state.finished_at else None
+        when = when or time.time_ns()
+        if state.oom_killed:
+            self.record("container", "oom", container_id, attributes, time_nano=when, key=f"oom:{key}")
+        code = state.exit_code if state.exit_code is not None else 0
+        self.record(
+            "container", "die", container_id, {**attributes, "exitCode": str(code)}, time_nano=when, key=key
+        )
+
+    def scan_exits(self) -> None:
+        """Record the exits of the root's containers that nobody observed yet."""
+        try:
+            for record in self._containers.all():
+                state = read_state(self._state_root / record.id)
+                if state.status in ("exited", "dead"):
+                    labels = json.loads(record.labels_json)
+                    self.observe_exit(
+                        record.id, state, container_attributes(record.name, record.image_ref, labels)
+                    )
+        except Exception:
+            log.warning("could not scan for container exits in %s", self._state_root, exc_info=True)
+
+    # -------------------------------------------------------------------- reading
+
+    def follow(
+        self,
+        since: float | str | dt.datetime | dt.timedelta | None = None,
+        until: float | str | dt.datetime | dt.timedelta | None = None,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        idle: float = 1.0,
+    ) -> Iterator[Event | None]:
+        """docker's ``/events``: with ``since`` or ``until``, the kept events in that window
+        (oldest first); then, unless ``until`` has passed, new events as they are recorded,
+        until ``until``. None every ``idle`` seconds without an event (a server's chance to
+        notice its client left). Bad arguments raise before the first ``next``."""
+        since_ns = event_time_ns(since, field="since")
+        until_ns = event_time_ns(until, field="until")
+        wanted = normalise_filters(filters)
+        return self._follow(since_ns, until_ns, wanted, idle)
+
+    def _follow(
+        self, since_ns: int | None, until_ns: int | None, wanted: dict[str, list[str]], idle: float
+    ) -> Iterator[Event | None]:
+        self.scan_exits()
+        head = self._store.last_seq()
+        if since_ns is not None or until_ns is not None:
+            past: list[tuple[int, Event]] = []
+            after = 0
+            while batch := self._store.read(
+                after_seq=after, upto_seq=head, since_ns=since_ns, until_ns=until_ns
+            ):
+                past.extend(batch)
+                after = batch[-1][0]
+            past.sort(key=lambda item: (item[1].time_nano, item[0]))
+            for _seq, event in past:
+                if event_matches(event, wanted):
+                    yield event
+        if until_ns is not None and until_ns <= time.time_ns():
+            return
+        last_event = last_scan = time.monotonic()
+        while True:
+            batch = self._store.read(after_seq=head, since_ns=since_ns, until_ns=until_ns)
+            if batch:
+                head = batch[-1][0]
+                for _seq, event in batch:
+                    if event_matches(event, wanted):
+                        last_event = time.monotonic()
+                        yield event
+                continue
+            now = time.monotonic()
+            if until_ns is not None and time.time_ns() >= until_ns:
+                return
+            if now - last_scan >= SCAN_SECONDS:
+                last_scan = now
+                self.scan_exits()
+                continue
+            if now - last_event >= idle:
+                last_event = now
+                yield None
+            wait = POLL_SECONDS
+            if until_ns is not None:
+                wait = min(wait, max((until_ns - time.time_ns()) / 1e9, 0.0))
+            with self._changed:
+                self._changed.wait(wait)
+
+    def events(
+        self,
+        since: float | str | dt.datetime | dt.timedelta | None = None,
+        until: float | str | dt.datetime | dt.timedelta | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> Iterator[Event]:
+        """:meth:`follow` without the idle ticks."""
+        stream = self.follow(since, until, filters)
+        return (event for event in stream if event is not None)
