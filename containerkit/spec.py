@@ -58,6 +58,21 @@ class ContainerStatus(enum.StrEnum):
     EXITED = "exited"
     DEAD = "dead"
 
+    @property
+    def is_up(self) -> bool:
+        """Running or paused: its process exists (docker's "Up")."""
+        return self in (ContainerStatus.RUNNING, ContainerStatus.PAUSED)
+
+    @property
+    def has_stopped(self) -> bool:
+        """Exited or dead: it ran and its process is gone (docker's "Exited")."""
+        return self in (ContainerStatus.EXITED, ContainerStatus.DEAD)
+
+    @property
+    def may_start(self) -> bool:
+        """Created, or about to run: a start may follow (waiting for output keeps going)."""
+        return self in (ContainerStatus.CREATED, ContainerStatus.RUNNING)
+
     @classmethod
     def of(cls, value: ContainerStatus | str) -> ContainerStatus:
         """``value`` as a status; :class:`~containerkit.errors.InvalidArgument` naming it if unknown."""

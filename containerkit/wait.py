@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from containerkit._inprocess import engine_container
 from containerkit.errors import ContainerkitError, InvalidArgument, NotFound, Timeout
+from containerkit.spec import ContainerStatus
 
 if TYPE_CHECKING:
     from containerkit import api
@@ -135,7 +136,7 @@ def until(container: api.ContainerHandle, strategy: Strategy, *, timeout: float 
             if probe.ready(max(deadline - time.monotonic(), 0.001)):
                 return
             status = _status(container)
-            if status in ("exited", "dead"):
+            if ContainerStatus.of(status).has_stopped:
                 if probe.ready(max(deadline - time.monotonic(), 0.001)):  # output written just before exit
                     return
                 code = _exit_code(container)
@@ -273,7 +274,7 @@ def host_address(
     key = f"{container_port}/{proto}" if "/" not in str(container_port) else str(container_port)
     ports = container.ports
     bindings: Sequence[object] = ports.get(key) or []
-    if not bindings and _status(container) in ("exited", "dead"):
+    if not bindings and ContainerStatus.of(_status(container)).has_stopped:
         # A stopped container keeps its port keys with no bindings (dockerd's shape): the
         # reason is the exit, not the port.
         code = _exit_code(container)

@@ -23,6 +23,7 @@ from containerkit.dockerapi.times import ZERO_TIME, human_status, rfc3339
 from containerkit.spec import (
     LOG_DRIVERS,
     ContainerSpec,
+    ContainerStatus,
     ImageConfig,
     Mount,
     NetworkEndpoint,
@@ -80,7 +81,7 @@ class ContainerView(Protocol):
 
 
 def _running(status: str) -> bool:
-    return status in ("running", "paused")
+    return ContainerStatus.of(status).is_up
 
 
 def network_mode(spec: ContainerSpec, docker: Mapping[str, Any] | None = None) -> str:

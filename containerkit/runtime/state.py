@@ -217,7 +217,7 @@ def wait_for_exit(state_dir: Path, timeout: float | None = None) -> int:
     state = read_state(state_dir)
     if state.status == "created":
         raise NotRunning(f"container in {state_dir} was never started")
-    if state.status == "running" and state.shim_pid is not None:
+    if state.running and state.shim_pid is not None:
         fd = proc.open_pidfd(state.shim_pid, state.shim_start_time)
         if fd is not None:
             try:

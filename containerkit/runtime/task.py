@@ -40,7 +40,7 @@ from containerkit.runtime.state import (
     read_state,
     wait_for_exit,
 )
-from containerkit.spec import Resources
+from containerkit.spec import ContainerStatus, Resources
 
 __all__ = ["StdinWriter", "Task", "cgroup_name"]
 
@@ -90,10 +90,10 @@ class Task:
 
     def may_run(self) -> bool:
         """Created (may start) or running: output may still come. False once exited or deleted."""
-        return self.exists() and self.state().status in ("created", "running")
+        return self.exists() and ContainerStatus(self.state().status).may_start
 
     def running(self) -> bool:
-        return self.exists() and self.state().status == "running"
+        return self.exists() and self.state().running
 
     def cleaned_up(self) -> bool:
         """The shim recorded an exit without errors: it writes the record only after its cleanup
@@ -145,7 +145,7 @@ class Task:
     def kill(self, sig: int) -> bool:
         """Send ``sig`` to the container's init; False when it is not running."""
         state = self.state()
-        if state.status != "running" or state.pid is None:
+        if not state.running or state.pid is None:
             return False
         return proc.send_signal(state.pid, sig, state.pid_start_time)
 
@@ -168,7 +168,7 @@ class Task:
     ) -> ExecProcess | None:
         """Start ``process`` in the running container; None when it is not running."""
         state = self.state()
-        if state.status != "running" or state.pid is None:
+        if not state.running or state.pid is None:
             return None
         return start_exec(state.pid, process, tty=tty, stdin=stdin, detach=detach, spawner=launcher)
 
