@@ -26,6 +26,8 @@ from containerkit.errors import (
 from containerkit.spec import (
     ContainerSpec,
     ExecResult,
+    Health,
+    Healthcheck,
     Image,
     ImageConfig,
     Mount,
@@ -33,6 +35,7 @@ from containerkit.spec import (
     ProgressEvent,
     RegistryData,
     Resources,
+    RestartPolicy,
     Stats,
     Volume,
 )
@@ -86,6 +89,8 @@ __all__ = [
     "Engine",
     "ExecHandle",
     "ExecResult",
+    "Health",
+    "Healthcheck",
     "Image",
     "ImageConfig",
     "IntegrityError",
@@ -101,6 +106,7 @@ __all__ = [
     "ProgressEvent",
     "RegistryData",
     "Resources",
+    "RestartPolicy",
     "RuntimeFailure",
     "Stats",
     "Timeout",

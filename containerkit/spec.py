@@ -24,6 +24,9 @@ __all__ = [
     "ContainerStatus",
     "Event",
     "ExecResult",
+    "Health",
+    "HealthResult",
+    "Healthcheck",
     "Image",
     "ImageConfig",
     "Mount",
@@ -32,6 +35,7 @@ __all__ = [
     "ProgressEvent",
     "RegistryData",
     "Resources",
+    "RestartPolicy",
     "Stats",
     "Volume",
     "allowed_transition",
@@ -573,6 +577,8 @@ def _translate_docker_py(fields: dict[str, Any]) -> dict[str, Any]:
         out["resources"] = attrs.evolve(base, **limits)
     if "volumes" in out:
         out["mounts"] = [*_mounts(out.get("mounts")), *_volume_mounts(out.pop("volumes"))]
+    if isinstance(out.get("healthcheck"), Mapping):  # docker-py's: nanoseconds
+        out["healthcheck"] = Healthcheck.from_wire(out["healthcheck"])
     return out
 
 
@@ -581,6 +587,309 @@ def _image_ref(value: Any) -> Any:
     if isinstance(value, Image):
         return value.id
     return value
+
+
+RESTART_POLICIES = ("no", "always", "unless-stopped", "on-failure")
+"""docker's restart policy names (``HostConfig.RestartPolicy.Name``)."""
+
+
+def _policy_name(value: str | None) -> str:
+    """docker before v25 wrote an empty name for ``no``."""
+    return "no" if value in ("", None) else str(value)
+
+
+@attrs.frozen(kw_only=True)
+class RestartPolicy:
+    """What happens when the container's process exits: ``no``, ``always``, ``unless-stopped``
+    (as ``always``, but not after the user stopped it) or ``on-failure`` (only after a non-zero
+    exit; at most ``maximum_retry_count`` restarts, 0 meaning without limit), as docker's.
+
+    Applied by the container's exit command (the shim runs it), so it holds while no daemon or
+    Engine runs."""
+
+    name: str = attrs.field(default="no", converter=_policy_name)
+    maximum_retry_count: int = attrs.field(default=0)
+
+    @name.validator
+    def _check_name(self, _a: attrs.Attribute[str], value: str) -> None:
+        if value not in RESTART_POLICIES:
+            raise InvalidArgument(
+                f"invalid restart policy: unknown policy {value!r}; use one of 'no', 'always', "
+                "'on-failure', or 'unless-stopped'"
+            )
+
+    @maximum_retry_count.validator
+    def _check_count(self, _a: attrs.Attribute[int], value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidArgument(
+                f"restart policy: maximum retry count must be a whole number, got {value!r}"
+            )
+        if value < 0:
+            raise InvalidArgument("invalid restart policy: maximum retry count cannot be negative")
+        if value and self.name != "on-failure":
+            raise InvalidArgument(
+                "invalid restart policy: maximum retry count can only be used with 'on-failure'"
+            )
+
+    @property
+    def enabled(self) -> bool:
+        return self.name != "no"
+
+    @classmethod
+    def parse(cls, text: str) -> RestartPolicy:
+        """docker's ``--restart`` text: ``no``, ``always``, ``unless-stopped``, ``on-failure[:N]``."""
+        name, sep, count = text.partition(":")
+        if not sep:
+            return cls(name=name)
+        if name != "on-failure":
+            raise InvalidArgument(f"invalid restart policy {text!r}: only on-failure takes a count")
+        try:
+            return cls(name=name, maximum_retry_count=int(count))
+        except ValueError:
+            raise InvalidArgument(f"invalid restart policy {text!r}: {count!r} is not a number") from None
+
+    @classmethod
+    def coerce(cls, value: RestartPolicy | Mapping[str, Any] | str | None) -> RestartPolicy:
+        """A policy, ``"on-failure:3"``, docker's ``{"Name": ..., "MaximumRetryCount": ...}`` or
+        this class's fields as a mapping; None is ``no``."""
+        if value is None:
+            return cls()
+        if isinstance(value, RestartPolicy):
+            return value
+        if isinstance(value, str):
+            return cls.parse(value)
+        if not isinstance(value, Mapping):
+            raise InvalidArgument(f"restart_policy: expected a mapping or a string, got {value!r}")
+        known = {"Name": "name", "MaximumRetryCount": "maximum_retry_count"}
+        fields = {known.get(str(k), str(k)): v for k, v in value.items()}
+        unknown = sorted(set(fields) - {"name", "maximum_retry_count"})
+        if unknown:
+            raise InvalidArgument(f"restart_policy: unknown key(s) {', '.join(unknown)}")
+        return cls(**fields)
+
+
+HEALTH_TEST_KINDS = ("NONE", "CMD", "CMD-SHELL")
+HEALTH_DEFAULT_INTERVAL = 30.0
+HEALTH_DEFAULT_TIMEOUT = 30.0
+HEALTH_DEFAULT_START_INTERVAL = 5.0
+HEALTH_DEFAULT_RETRIES = 3
+_HEALTH_MIN_DURATION = 0.001  # docker's containertypes.MinimumDuration (1 ms)
+
+
+def _health_test(value: Iterable[str] | str | None) -> tuple[str, ...]:
+    """docker-py's shorthand: a string test is ``CMD-SHELL``."""
+    if isinstance(value, str):
+        return ("CMD-SHELL", value)
+    return _str_tuple_required(value)
+
+
+def _seconds(value: float | int | None) -> float:
+    if value is None:
+        return 0.0
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidArgument(f"healthcheck: expected a duration in seconds, got {value!r}")
+    return float(value)
+
+
+@attrs.frozen(kw_only=True)
+class Healthcheck:
+    """A container's health check (docker's ``HEALTHCHECK``): ``test`` is ``("CMD", arg, ...)``,
+    ``("CMD-SHELL", "command")``, ``("NONE",)`` (no check, not even the image's) or empty (the
+    image's). Durations are seconds; 0 means the image's value, else docker's default (interval
+    and timeout 30 s, start period 0, start interval 5 s, 3 retries)."""
+
+    test: tuple[str, ...] = attrs.field(default=(), converter=_health_test)
+    interval: float = attrs.field(default=0.0, converter=_seconds)
+    timeout: float = attrs.field(default=0.0, converter=_seconds)
+    start_period: float = attrs.field(default=0.0, converter=_seconds)
+    start_interval: float = attrs.field(default=0.0, converter=_seconds)
+    retries: int = attrs.field(default=0)
+
+    @test.validator
+    def _check_test(self, _a: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]) -> None:
+        if not value:
+            return
+        if value[0] not in HEALTH_TEST_KINDS:
+            raise InvalidArgument(
+                f"healthcheck test must start with NONE, CMD or CMD-SHELL, got {value[0]!r}"
+            )
+        if value[0] == "NONE" and len(value) != 1:
+            raise InvalidArgument(f"healthcheck test NONE takes no arguments, got {list(value)!r}")
+        if value[0] == "CMD" and len(value) < 2:
+            raise InvalidArgument("healthcheck test CMD needs a command")
+        if value[0] == "CMD-SHELL" and len(value) != 2:
+            raise InvalidArgument(f"healthcheck test CMD-SHELL takes one command string, got {list(value)!r}")
+
+    @interval.validator
+    @timeout.validator
+    @start_period.validator
+    @start_interval.validator
+    def _check_duration(self, attribute: attrs.Attribute[float], value: float) -> None:
+        if value != 0 and value < _HEALTH_MIN_DURATION:
+            name = "".join(part.capitalize() for part in attribute.name.split("_"))
+            raise InvalidArgument(f"{name} in Healthcheck cannot be less than 1ms, got {value!r} s")
+
+    @retries.validator
+    def _check_retries(self, _a: attrs.Attribute[int], value: int) -> None:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidArgument(f"healthcheck retries must be a whole number, got {value!r}")
+        if value < 0:
+            raise InvalidArgument("Retries in Healthcheck cannot be negative")
+
+    @property
+    def disabled(self) -> bool:
+        return self.test[:1] == ("NONE",)
+
+    def merged(self, image: Healthcheck | None) -> Healthcheck | None:
+        """This check with what it leaves unset taken from the image's, as dockerd merges them;
+        None when there is nothing to run (no test, or ``NONE``)."""
+        if image is not None:
+            base = attrs.asdict(image, recurse=False)
+            mine = attrs.asdict(self, recurse=False)
+            own = self if self.test else attrs.evolve(self, test=image.test)
+            merged = attrs.evolve(
+                own, **{k: base[k] for k in mine if k != "test" and not mine[k] and base[k]}
+            )
+        else:
+            merged = self
+        if not merged.test or merged.disabled:
+            return None
+        return merged
+
+    def effective(self) -> Healthcheck:
+        """Docker's defaults in place of the zeros."""
+        return attrs.evolve(
+            self,
+            interval=self.interval or HEALTH_DEFAULT_INTERVAL,
+            timeout=self.timeout or HEALTH_DEFAULT_TIMEOUT,
+            start_interval=self.start_interval or HEALTH_DEFAULT_START_INTERVAL,
+            retries=self.retries or HEALTH_DEFAULT_RETRIES,
+        )
+
+    def to_wire(self) -> dict[str, Any]:
+        """docker's ``Healthcheck`` object (durations in nanoseconds)."""
+        out: dict[str, Any] = {"Test": list(self.test)}
+        for key, value in (
+            ("Interval", self.interval),
+            ("Timeout", self.timeout),
+            ("StartPeriod", self.start_period),
+            ("StartInterval", self.start_interval),
+        ):
+            if value:
+                out[key] = round(value * 1e9)
+        if self.retries:
+            out["Retries"] = self.retries
+        return out
+
+    @classmethod
+    def from_wire(cls, value: Mapping[str, Any] | None) -> Healthcheck | None:
+        """From docker's ``Healthcheck`` (``Test``, durations in nanoseconds) or docker-py's
+        lowercase keyword mapping (``test``, ``interval``, ...); None for an empty one."""
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise InvalidArgument(f"healthcheck: expected a mapping, got {value!r}")
+        keys = {
+            "test": "test",
+            "interval": "interval",
+            "timeout": "timeout",
+            "startperiod": "start_period",
+            "start_period": "start_period",
+            "startinterval": "start_interval",
+            "start_interval": "start_interval",
+            "retries": "retries",
+        }
+        fields: dict[str, Any] = {}
+        for key, raw in value.items():
+            name = keys.get(str(key).lower())
+            if name is None:
+                raise InvalidArgument(f"healthcheck: unknown key {key!r}")
+            if raw is None:
+                continue
+            if name in ("interval", "timeout", "start_period", "start_interval"):
+                if isinstance(raw, bool) or not isinstance(raw, int):
+                    raise InvalidArgument(f"healthcheck: {key} must be nanoseconds (an integer), got {raw!r}")
+                raw = raw / 1e9
+            fields[name] = raw
+        if not fields:
+            return None
+        return cls(**fields)
+
+
+HealthStatus = Literal["starting", "healthy", "unhealthy"]
+HEALTH_LOG_KEEP = 5
+"""How many results a container's health keeps (docker's ``maxLogEntries``)."""
+HEALTH_OUTPUT_MAX = 4096
+"""How much of a check's output is kept (docker's ``maxOutputLen``)."""
+
+
+@attrs.frozen(kw_only=True)
+class HealthResult:
+    """One run of the health check: RFC 3339 start and end, exit code, output (capped)."""
+
+    start: str
+    end: str
+    exit_code: int
+    output: str = ""
+
+
+def _health_log(value: Iterable[HealthResult | Mapping[str, Any]]) -> tuple[HealthResult, ...]:
+    return tuple(v if isinstance(v, HealthResult) else HealthResult(**v) for v in value)
+
+
+@attrs.frozen(kw_only=True)
+class Health:
+    """A container's health now: ``starting`` until the first success (or ``retries`` failures
+    after the start period), then ``healthy`` or ``unhealthy``; the last five results."""
+
+    status: HealthStatus
+    failing_streak: int = 0
+    log: tuple[HealthResult, ...] = attrs.field(default=(), converter=_health_log)
+
+    def to_wire(self) -> dict[str, Any]:
+        """docker's ``State.Health``."""
+        return {
+            "Status": self.status,
+            "FailingStreak": self.failing_streak,
+            "Log": [
+                {"Start": r.start, "End": r.end, "ExitCode": r.exit_code, "Output": r.output}
+                for r in self.log
+            ],
+        }
+
+    @classmethod
+    def from_wire(cls, value: Mapping[str, Any] | None) -> Health | None:
+        if not value or not value.get("Status") or value.get("Status") == "none":
+            return None
+        return cls(
+            status=value["Status"],
+            failing_streak=int(value.get("FailingStreak") or 0),
+            log=[
+                HealthResult(
+                    start=str(r.get("Start") or ""),
+                    end=str(r.get("End") or ""),
+                    exit_code=int(r.get("ExitCode") or 0),
+                    output=str(r.get("Output") or ""),
+                )
+                for r in value.get("Log") or []
+            ],
+        )
+
+
+def _restart_policy(value: RestartPolicy | Mapping[str, Any] | str | None) -> RestartPolicy:
+    return RestartPolicy.coerce(value)
+
+
+def _healthcheck(value: Healthcheck | Mapping[str, Any] | None) -> Healthcheck | None:
+    """A :class:`Healthcheck` or its fields as a mapping (seconds)."""
+    if value is None or isinstance(value, Healthcheck):
+        return value
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(f"healthcheck: expected a Healthcheck or a mapping, got {value!r}")
+    try:
+        return Healthcheck(**value)
+    except TypeError as exc:
+        raise InvalidArgument(f"healthcheck: {exc}") from None
 
 
 @attrs.frozen(kw_only=True)
@@ -625,6 +934,8 @@ class ContainerSpec:
     userns: str | None = attrs.field(default=None)
     log_driver: str = attrs.field(default="json-file")
     log_opts: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_labels)
+    restart_policy: RestartPolicy = attrs.field(factory=RestartPolicy, converter=_restart_policy)
+    healthcheck: Healthcheck | None = attrs.field(default=None, converter=_healthcheck)
 
     @image.validator
     def _check_image(self, _a: attrs.Attribute[str], value: str) -> None:
@@ -672,6 +983,8 @@ class ContainerSpec:
 
     def __attrs_post_init__(self) -> None:
         log_limits(self.log_driver, self.log_opts_dict)
+        if self.auto_remove and self.restart_policy.enabled:
+            raise InvalidArgument("can't create 'AutoRemove' container with restart policy")
 
     @property
     def log_opts_dict(self) -> dict[str, str]:
@@ -693,6 +1006,7 @@ class ContainerSpec:
         data["mounts"] = [Mount(**m) for m in data.get("mounts") or []]
         data["ports"] = [PortBinding(**p) for p in data.get("ports") or []]
         data["resources"] = Resources(**(data.get("resources") or {}))
+        data["restart_policy"] = RestartPolicy.coerce(data.get("restart_policy"))
         try:
             return cls(**data)
         except TypeError as exc:
@@ -755,6 +1069,7 @@ class ImageConfig:
     volumes: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)
     labels: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_labels)
     stop_signal: str | None = None
+    healthcheck: Healthcheck | None = attrs.field(default=None, converter=_healthcheck)
 
     @classmethod
     def from_oci(cls, config: Mapping[str, Any] | None) -> ImageConfig:
@@ -770,6 +1085,7 @@ class ImageConfig:
             volumes=tuple(sorted((config.get("Volumes") or {}).keys())),
             labels=config.get("Labels") or {},
             stop_signal=config.get("StopSignal") or None,
+            healthcheck=Healthcheck.from_wire(config.get("Healthcheck")),
         )
 
     @classmethod
@@ -863,6 +1179,8 @@ class ImageConfig:
             out["Labels"] = dict(self.labels)
         if self.stop_signal:
             out["StopSignal"] = self.stop_signal
+        if self.healthcheck is not None:
+            out["Healthcheck"] = self.healthcheck.to_wire()
         return out
 
 

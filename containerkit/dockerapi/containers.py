@@ -15,7 +15,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from containerkit.dockerapi.create import (
+    healthcheck_from_wire,
     ports_to_wire,
+    restart_policy_from_wire,
+    restart_policy_to_wire,
     security_opt_to_wire,
     split_no_new_privileges,
 )
@@ -24,6 +27,8 @@ from containerkit.spec import (
     LOG_DRIVERS,
     ContainerSpec,
     ContainerStatus,
+    Health,
+    Healthcheck,
     ImageConfig,
     Mount,
     NetworkEndpoint,
@@ -37,6 +42,7 @@ __all__ = [
     "container_summary",
     "endpoint_from_wire",
     "exec_inspect",
+    "health_from_inspect",
     "network_mode",
     "published_ports",
     "spec_from_inspect",
@@ -158,7 +164,7 @@ def _host_config(spec: ContainerSpec, docker: Mapping[str, Any]) -> dict[str, An
             "LogConfig": {"Type": spec.log_driver, "Config": spec.log_opts_dict},
             "NetworkMode": network_mode(spec, docker),
             "PortBindings": bindings,
-            "RestartPolicy": raw.get("RestartPolicy") or {"Name": "no", "MaximumRetryCount": 0},
+            "RestartPolicy": restart_policy_to_wire(spec.restart_policy),
             "AutoRemove": spec.auto_remove,
             "Privileged": spec.privileged,
             "ReadonlyRootfs": spec.read_only,
@@ -229,7 +235,21 @@ def _config(
         "Labels": labels,
         "StopSignal": spec.stop_signal or (image_config.stop_signal if image_config else None) or "SIGTERM",
         **({"StopTimeout": spec.stop_timeout} if spec.stop_timeout is not None else {}),
+        **_healthcheck(spec, image_config),
     }
+
+
+def _healthcheck(spec: ContainerSpec, image_config: ImageConfig | None) -> dict[str, Any]:
+    """``Config.Healthcheck`` as dockerd shows it: the container's, with the image's filling what
+    it leaves unset (``NONE`` shown as given)."""
+    image = image_config.healthcheck if image_config else None
+    own = spec.healthcheck
+    if own is None and image is None:
+        return {}
+    if own is not None and own.disabled:
+        return {"Healthcheck": own.to_wire()}
+    merged = (own or Healthcheck()).merged(image)
+    return {"Healthcheck": merged.to_wire()} if merged is not None else {}
 
 
 def _mounts(spec: ContainerSpec) -> list[dict[str, Any]]:
@@ -258,15 +278,19 @@ def container_inspect(
     error: str = "",
     log_path: str = "",
     exec_ids: Sequence[str] = (),
+    health: Health | None = None,
+    restart_count: int = 0,
 ) -> dict[str, Any]:
     """``GET /containers/{id}/json``. ``args`` is the argv the container runs, ``driver`` the
     storage driver's name, ``docker`` the create body as the client sent it (kept verbatim
-    fields such as ``RestartPolicy`` and ``ConsoleSize``)."""
+    fields such as ``ConsoleSize``); ``health`` and ``restart_count`` as the engine reads them
+    (``State.Health`` only for a container with a health check, as dockerd)."""
     docker = docker or {}
     status = str(container.status)
     running = _running(status)
     networks = _networks(container)
     first = next(iter(networks.values()))
+    health_state = {"Health": health.to_wire()} if health is not None else {}
     return {
         "Id": container.id,
         "Created": rfc3339(container.created),
@@ -276,7 +300,7 @@ def container_inspect(
             "Status": status,
             "Running": running,
             "Paused": status == "paused",
-            "Restarting": False,
+            "Restarting": status == "restarting",
             "OOMKilled": bool(container.oom_killed),
             "Dead": status == "dead",
             "Pid": (container.pid or 0) if running else 0,
@@ -284,6 +308,7 @@ def container_inspect(
             "Error": error,
             "StartedAt": container.started_at or ZERO_TIME,
             "FinishedAt": container.finished_at or ZERO_TIME,
+            **health_state,
         },
         "Image": container.image_id,
         "ResolvConfPath": "",
@@ -291,7 +316,7 @@ def container_inspect(
         "HostsPath": "",
         "LogPath": log_path,
         "Name": "/" + container.name,
-        "RestartCount": 0,
+        "RestartCount": restart_count,
         "Driver": driver,
         "Platform": "linux",
         "MountLabel": "",
@@ -326,9 +351,13 @@ def container_inspect(
 
 
 def container_summary(
-    container: ContainerView, *, args: Sequence[str], docker: Mapping[str, Any] | None = None
+    container: ContainerView,
+    *,
+    args: Sequence[str],
+    docker: Mapping[str, Any] | None = None,
+    health: Health | None = None,
 ) -> dict[str, Any]:
-    """One entry of ``GET /containers/json``."""
+    """One entry of ``GET /containers/json`` (``health``: ``Up 3 seconds (healthy)``)."""
     status = str(container.status)
     running = _running(status)
     ports = []
@@ -351,7 +380,13 @@ def container_summary(
         "Ports": ports,
         "Labels": container.labels,
         "State": status,
-        "Status": human_status(status, container.started_at, container.finished_at, container.exit_code),
+        "Status": human_status(
+            status,
+            container.started_at,
+            container.finished_at,
+            container.exit_code,
+            health=health.status if health is not None else None,
+        ),
         "HostConfig": {"NetworkMode": network_mode(container.spec, docker)},
         "NetworkSettings": {"Networks": _networks(container)},
         "Mounts": _mounts(container.spec),
@@ -431,6 +466,8 @@ def spec_from_inspect(data: Mapping[str, Any]) -> ContainerSpec:
         mac_address=config.get("MacAddress") or None,
         runtime=runtime if runtime in ("builtin", "runc", "crun") else "builtin",
         **_log_config_from_wire(host),
+        restart_policy=restart_policy_from_wire(host.get("RestartPolicy")),
+        healthcheck=healthcheck_from_wire(config.get("Healthcheck"), "Config.Healthcheck"),
     )
 
 
@@ -499,3 +536,8 @@ def endpoint_from_wire(data: Mapping[str, Any]) -> NetworkEndpoint:
         mac=str(data.get("MacAddress") or ""),
         aliases=data.get("Aliases") or (),
     )
+
+
+def health_from_inspect(data: Mapping[str, Any]) -> Health | None:
+    """``State.Health`` of an inspect document, None without a health check."""
+    return Health.from_wire((data.get("State") or {}).get("Health"))

@@ -13,17 +13,20 @@ query parameter); ``from_create_body`` takes it beside the body.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from containerkit.dockerapi.body import Body
 from containerkit.errors import InvalidArgument
-from containerkit.spec import ContainerSpec, Mount, PortBinding, Resources
+from containerkit.spec import ContainerSpec, Healthcheck, Mount, PortBinding, Resources, RestartPolicy
 
 __all__ = [
     "from_create_body",
+    "healthcheck_from_wire",
     "port_bindings",
     "ports_to_wire",
+    "restart_policy_from_wire",
+    "restart_policy_to_wire",
     "split_no_new_privileges",
     "to_create_body",
 ]
@@ -67,6 +70,8 @@ def to_create_body(spec: ContainerSpec) -> dict[str, Any]:
         "MacAddress": spec.mac_address,
     }
     body.update({key: value for key, value in optional.items() if value is not None})
+    if spec.healthcheck is not None:
+        body["Healthcheck"] = spec.healthcheck.to_wire()
     if spec.network not in _NO_NETWORK_ENDPOINT:
         endpoint: dict[str, Any] = {"Aliases": list(spec.aliases)} if spec.aliases else {}
         body["NetworkingConfig"] = {"EndpointsConfig": {spec.network: endpoint}}
@@ -85,6 +90,7 @@ def _host_config(spec: ContainerSpec) -> dict[str, Any]:
         "SecurityOpt": security_opt_to_wire(spec),
         "Init": spec.init,
         "AutoRemove": spec.auto_remove,
+        "RestartPolicy": restart_policy_to_wire(spec.restart_policy),
         "PortBindings": ports_to_wire(spec.ports),
         "Dns": list(spec.dns),
         "ExtraHosts": [f"{host}:{address}" for host, address in spec.extra_hosts],
@@ -104,6 +110,35 @@ def _host_config(spec: ContainerSpec) -> dict[str, Any]:
     if spec.userns:
         host["UsernsMode"] = spec.userns
     return host
+
+
+def restart_policy_to_wire(policy: RestartPolicy) -> dict[str, Any]:
+    """docker's ``HostConfig.RestartPolicy``."""
+    return {"Name": policy.name, "MaximumRetryCount": policy.maximum_retry_count}
+
+
+def restart_policy_from_wire(value: Any, field: str = "HostConfig.RestartPolicy") -> RestartPolicy:
+    """``HostConfig.RestartPolicy`` (absent or null: ``no``); errors name the field."""
+    if value is None:
+        return RestartPolicy()
+    if not isinstance(value, Mapping):
+        raise InvalidArgument(f"{field}: expected an object, got {value!r}")
+    try:
+        return RestartPolicy(
+            name=str(value.get("Name") or ""), maximum_retry_count=value.get("MaximumRetryCount") or 0
+        )
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{field}: {exc.message}") from None
+
+
+def healthcheck_from_wire(value: Any, field: str = "Healthcheck") -> Healthcheck | None:
+    """docker's ``Config.Healthcheck`` (durations in nanoseconds); errors name the field."""
+    if value is None:
+        return None
+    try:
+        return Healthcheck.from_wire(value)
+    except InvalidArgument as exc:
+        raise InvalidArgument(f"{field}: {exc.message}") from None
 
 
 def _mount_to_wire(mount: Mount) -> dict[str, Any]:
@@ -415,4 +450,6 @@ def from_create_body(raw: Any, name: str | None = None) -> ContainerSpec:
         # docker's LogConfig; an unknown Type is refused by the spec with dockerd's message
         log_driver=log.str("Type") or "json-file",
         log_opts=log.str_map("Config"),
+        restart_policy=restart_policy_from_wire(host.raw("RestartPolicy")),
+        healthcheck=healthcheck_from_wire(body.raw("Healthcheck")),
     )

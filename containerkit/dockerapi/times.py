@@ -76,13 +76,24 @@ def human_status(
     exit_code: int | None,
     *,
     now: float | None = None,
+    health: str | None = None,
 ) -> str:
-    """The list's ``Status``: ``Up 2 seconds``, ``Up 1 second (Paused)``, ``Exited (0) 3 minutes ago``."""
+    """The list's ``Status``: ``Up 2 seconds``, ``Up 1 second (Paused)``, ``Up 3 seconds
+    (healthy)``, ``Up 1 second (health: starting)``, ``Restarting (1) 2 seconds ago``,
+    ``Exited (0) 3 minutes ago``."""
     now = time.time() if now is None else now
     if status in ("running", "paused"):
         started = parse_time(started_at)
         text = f"Up {human_duration(now - (started.timestamp() if started else now))}"
-        return text + " (Paused)" if status == "paused" else text
+        if status == "paused":
+            return text + " (Paused)"
+        if health == "starting":
+            return text + " (health: starting)"
+        return f"{text} ({health})" if health in ("healthy", "unhealthy") else text
+    if status == "restarting":
+        finished = parse_time(finished_at)
+        ago = f" {human_duration(now - finished.timestamp())} ago" if finished else ""
+        return f"Restarting ({exit_code or 0}){ago}"
     if status in ("exited", "dead"):
         finished = parse_time(finished_at)
         ago = f" {human_duration(now - finished.timestamp())} ago" if finished else ""

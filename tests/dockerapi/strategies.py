@@ -12,7 +12,7 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from containerkit.spec import ContainerSpec, Mount, PortBinding, Resources
+from containerkit.spec import ContainerSpec, Healthcheck, Mount, PortBinding, Resources, RestartPolicy
 
 _WORD = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\0"), min_size=1, max_size=12)
 _ANY_TEXT = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\0"), max_size=12)
@@ -152,5 +152,38 @@ def container_specs(draw: st.DrawFn) -> ContainerSpec:
         "userns": draw(st.sampled_from([None, "host"])),
         "log_driver": "json-file",
         "log_opts": draw(st.sampled_from([{}, {"max-size": "10m", "max-file": "3"}])),
+        "healthcheck": draw(st.one_of(st.none(), _healthchecks())),
     }
+    if not fields["auto_remove"]:  # dockerd refuses the two together
+        fields["restart_policy"] = draw(_restart_policies())
     return ContainerSpec(**fields)
+
+
+def _restart_policies() -> st.SearchStrategy[RestartPolicy]:
+    return st.one_of(
+        st.sampled_from(["no", "always", "unless-stopped", "on-failure"]).map(
+            lambda n: RestartPolicy(name=n)
+        ),
+        st.integers(1, 10).map(lambda n: RestartPolicy(name="on-failure", maximum_retry_count=n)),
+    )
+
+
+_DURATION = st.one_of(st.just(0.0), st.integers(1, 3_600_000).map(lambda ms: ms / 1000))  # whole ms
+
+
+def _healthchecks() -> st.SearchStrategy[Healthcheck]:
+    tests = st.one_of(
+        st.just(()),
+        st.just(("NONE",)),
+        st.lists(_WORD, min_size=1, max_size=3).map(lambda args: ("CMD", *args)),
+        _ANY_TEXT.filter(bool).map(lambda text: ("CMD-SHELL", text)),
+    )
+    return st.builds(
+        Healthcheck,
+        test=tests,
+        interval=_DURATION,
+        timeout=_DURATION,
+        start_period=_DURATION,
+        start_interval=_DURATION,
+        retries=st.integers(0, 10),
+    )

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from containerkit.dockerapi import from_create_body, to_create_body
 from containerkit.dockerapi.create import split_no_new_privileges
 from containerkit.errors import InvalidArgument
-from containerkit.spec import ContainerSpec, Mount, PortBinding
+from containerkit.spec import ContainerSpec, Healthcheck, Mount, PortBinding, RestartPolicy
 from tests.dockerapi.strategies import container_specs
 
 
@@ -142,3 +142,88 @@ def test_security_opt_travels_verbatim() -> None:
     ]
     assert from_create_body(to_create_body(spec)) == spec
     assert attrs.evolve(spec, no_new_privileges=False) != spec
+
+
+def test_restart_policy_and_healthcheck_both_ways() -> None:
+    """docker-py's body for ``restart_policy={"Name": "on-failure", "MaximumRetryCount": 2}`` and
+    a health check in nanoseconds reads as the spec, and goes back the same."""
+    body: dict[str, Any] = {
+        "Image": "busybox",
+        "Healthcheck": {"Test": ["CMD-SHELL", "test -f /ok"], "Interval": 500_000_000, "Retries": 2},
+        "HostConfig": {"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": 2}},
+    }
+    spec = from_create_body(body)
+    assert spec.restart_policy == RestartPolicy(name="on-failure", maximum_retry_count=2)
+    assert spec.healthcheck == Healthcheck(test=["CMD-SHELL", "test -f /ok"], interval=0.5, retries=2)
+    wire = to_create_body(spec)
+    assert wire["Healthcheck"] == body["Healthcheck"]
+    assert wire["HostConfig"]["RestartPolicy"] == body["HostConfig"]["RestartPolicy"]
+    # docker before v25 sent an empty name for "no"
+    assert from_create_body(
+        {"Image": "busybox", "HostConfig": {"RestartPolicy": {"Name": ""}}}
+    ).restart_policy == (RestartPolicy())
+
+
+@pytest.mark.parametrize(
+    ("patch", "message"),
+    [
+        ({"HostConfig": {"RestartPolicy": {"Name": "sometimes"}}}, "unknown policy 'sometimes'"),
+        (
+            {"HostConfig": {"RestartPolicy": {"Name": "always", "MaximumRetryCount": 3}}},
+            "maximum retry count can only be used with 'on-failure'",
+        ),
+        (
+            {"HostConfig": {"RestartPolicy": {"Name": "on-failure", "MaximumRetryCount": -1}}},
+            "cannot be negative",
+        ),
+        (
+            {"HostConfig": {"AutoRemove": True, "RestartPolicy": {"Name": "always"}}},
+            "can't create 'AutoRemove' container with restart policy",
+        ),
+        ({"Healthcheck": {"Test": ["RUN", "true"]}}, "Healthcheck: healthcheck test must start with NONE"),
+        ({"Healthcheck": {"Test": ["CMD"]}}, "needs a command"),
+        (
+            {"Healthcheck": {"Test": ["CMD", "true"], "Interval": 10}},
+            "Interval in Healthcheck cannot be less",
+        ),
+        (
+            {"Healthcheck": {"Test": ["CMD", "true"], "Retries": -1}},
+            "Retries in Healthcheck cannot be negative",
+        ),
+        ({"Healthcheck": {"Test": ["CMD", "true"], "Interval": "1s"}}, "nanoseconds"),
+    ],
+)
+def test_bad_restart_policies_and_healthchecks(patch: dict[str, Any], message: str) -> None:
+    with pytest.raises(InvalidArgument, match=message):
+        from_create_body({"Image": "busybox", **patch})
+
+
+def test_docker_py_keywords() -> None:
+    """``containers.run(..., restart_policy={...}, healthcheck={...})`` as docker-py users type it."""
+    spec = ContainerSpec.from_kwargs(
+        image="busybox",
+        restart_policy={"Name": "unless-stopped"},
+        healthcheck={"test": "wget -q localhost", "interval": 2_000_000_000, "start_period": 10**9},
+    )
+    assert spec.restart_policy.name == "unless-stopped"
+    assert spec.healthcheck == Healthcheck(
+        test=["CMD-SHELL", "wget -q localhost"], interval=2, start_period=1
+    )
+    assert ContainerSpec.from_json(spec.to_json()) == spec
+    assert RestartPolicy.parse("on-failure:5") == RestartPolicy(name="on-failure", maximum_retry_count=5)
+    with pytest.raises(InvalidArgument, match="only on-failure takes a count"):
+        RestartPolicy.parse("always:2")
+
+
+def test_image_healthcheck_fills_what_the_container_leaves_unset() -> None:
+    image = Healthcheck(test=["CMD", "check"], interval=5, retries=4)
+    assert Healthcheck(timeout=2).merged(image) == Healthcheck(
+        test=["CMD", "check"], interval=5, timeout=2, retries=4
+    )
+    assert Healthcheck(test=["NONE"]).merged(image) is None
+    assert Healthcheck(test=["CMD", "mine"], interval=1).merged(image) == Healthcheck(
+        test=["CMD", "mine"], interval=1, retries=4
+    )
+    assert Healthcheck(test=["CMD", "x"]).effective() == Healthcheck(
+        test=["CMD", "x"], interval=30, timeout=30, start_interval=5, retries=3
+    )

@@ -20,8 +20,19 @@ from containerkit.dockerapi import (
     volume_from_wire,
     volume_json,
 )
-from containerkit.dockerapi.containers import ContainerView
-from containerkit.spec import ContainerSpec, Image, ImageConfig, Mount, NetworkEndpoint, Volume
+from containerkit.dockerapi.containers import ContainerView, health_from_inspect
+from containerkit.spec import (
+    ContainerSpec,
+    Health,
+    Healthcheck,
+    HealthResult,
+    Image,
+    ImageConfig,
+    Mount,
+    NetworkEndpoint,
+    RestartPolicy,
+    Volume,
+)
 from tests.dockerapi import openapi
 
 pytestmark = pytest.mark.skipif(not openapi.available(), reason=f"{openapi.SPEC} is missing")
@@ -187,3 +198,58 @@ def test_network_shape() -> None:
     openapi.validate(document, "Network")
     assert document["IPAM"]["Config"] == [{"Subnet": "10.9.0.0/24", "Gateway": "10.9.0.1"}]
     assert document["Containers"][View().id]["IPv4Address"] == "10.9.0.2"
+
+
+def test_health_restart_count_and_policy_in_inspect_and_list() -> None:
+    """``State.Health`` (the last results), ``RestartCount``, ``HostConfig.RestartPolicy`` and
+    ``Config.Healthcheck`` (the image's filling the container's) as dockerd shows them, read back."""
+    spec = attrs.evolve(
+        SPEC,
+        restart_policy=RestartPolicy(name="on-failure", maximum_retry_count=3),
+        healthcheck=Healthcheck(test=["CMD", "true"], interval=2),
+    )
+    image = attrs.evolve(CONFIG, healthcheck=Healthcheck(test=["CMD", "image"], retries=7))
+    health = Health(
+        status="healthy",
+        failing_streak=0,
+        log=[
+            HealthResult(start="2026-01-02T03:04:07Z", end="2026-01-02T03:04:08Z", exit_code=0, output="ok\n")
+        ],
+    )
+    view = _view(spec=spec)
+    document = container_inspect(
+        view, args=["httpd"], image_config=image, driver="overlay", health=health, restart_count=2
+    )
+    openapi.validate(document, "ContainerInspectResponse")
+    assert document["RestartCount"] == 2
+    assert document["State"]["Health"] == {
+        "Status": "healthy",
+        "FailingStreak": 0,
+        "Log": [
+            {"Start": "2026-01-02T03:04:07Z", "End": "2026-01-02T03:04:08Z", "ExitCode": 0, "Output": "ok\n"}
+        ],
+    }
+    assert document["HostConfig"]["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+    assert document["Config"]["Healthcheck"] == {
+        "Test": ["CMD", "true"],
+        "Interval": 2_000_000_000,
+        "Retries": 7,
+    }
+    assert health_from_inspect(document) == health
+    back = spec_from_inspect(document)
+    assert back.restart_policy == spec.restart_policy
+    assert back.healthcheck == Healthcheck(test=["CMD", "true"], interval=2, retries=7)
+    # without a check, no State.Health, as dockerd
+    plain = container_inspect(_view(), args=[], image_config=CONFIG, driver="overlay")
+    assert "Health" not in plain["State"] and "Healthcheck" not in plain["Config"]
+    assert health_from_inspect(plain) is None
+
+    summary = container_summary(view, args=["httpd"], health=health)
+    openapi.validate(summary, "ContainerSummary")
+    assert summary["Status"].startswith("Up ") and summary["Status"].endswith(" (healthy)")
+    starting = container_summary(view, args=["httpd"], health=attrs.evolve(health, status="starting"))
+    assert starting["Status"].endswith(" (health: starting)")
+    restarting = container_summary(
+        _view(status="restarting", exit_code=1, finished_at="2026-01-02T03:05:00Z"), args=["httpd"]
+    )
+    assert restarting["Status"].startswith("Restarting (1) ")
