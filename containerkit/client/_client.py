@@ -14,6 +14,7 @@ from containerkit.client._transport import API_VERSION, Transport
 from containerkit.client.containers import ContainerCollection
 from containerkit.client.images import ImageCollection
 from containerkit.client.networks import NetworkCollection
+from containerkit.client.registries import Logins, RegistryCollection
 from containerkit.client.volumes import VolumeCollection
 
 __all__ = ["Client"]
@@ -45,7 +46,9 @@ class Client:
         self.endpoint = endpoint
         self._transport = Transport(endpoint, timeout=timeout, version=version)
         self.containers = ContainerCollection(self._transport)
-        self.images = ImageCollection(self._transport)
+        logins = Logins()  # what this Client logged in with, sent with its pulls and pushes
+        self.images = ImageCollection(self._transport, logins)
+        self.registries = RegistryCollection(self._transport, logins)
         self.volumes = VolumeCollection(self._transport)
         self.networks = NetworkCollection(self._transport, self.containers)
 

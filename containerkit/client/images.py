@@ -13,7 +13,7 @@ import re
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any, Literal
@@ -21,6 +21,9 @@ from urllib.parse import quote
 
 from containerkit.client import _frames, _wire
 from containerkit.client._transport import Reply, Transport
+from containerkit.client.registries import AuthConfig, Logins
+from containerkit.dockerapi.progress import progress_event
+from containerkit.dockerapi.registry import registry_data_from_wire
 from containerkit.errors import (
     InvalidArgument,
     InvalidReference,
@@ -29,7 +32,7 @@ from containerkit.errors import (
     UnsafeArchive,
     error_class_for,
 )
-from containerkit.spec import Image, ImageConfig
+from containerkit.spec import Image, ImageConfig, ProgressEvent, RegistryData
 
 __all__ = ["ArchiveFormat", "ImageCollection"]
 
@@ -41,6 +44,14 @@ _IMAGE_ID = re.compile(r"sha256:[0-9a-f]{64}")
 
 def _path(ref: str) -> str:
     return "/images/" + quote(ref, safe="/:@")
+
+
+def _split_ref(ref: str) -> tuple[str, str]:
+    """``name@sha256:...`` -> (name, digest); ``name[:tag]`` -> (name, tag or "")."""
+    if "@" in ref:
+        name, _, digest = ref.partition("@")
+        return name, digest
+    return _wire.split_tag(ref)
 
 
 def _progress(reply: Reply, what: str) -> Iterator[dict[str, Any]]:
@@ -76,8 +87,79 @@ def _archive_file(path: Path) -> Iterator[IO[bytes]]:
 class ImageCollection:
     """Local images of the daemon: load, import, look up, tag, remove, save, prune."""
 
-    def __init__(self, transport: Transport) -> None:
+    def __init__(self, transport: Transport, logins: Logins | None = None) -> None:
         self._transport = transport
+        self._logins = logins or Logins()
+
+    # -- registries ---------------------------------------------------------------------------
+
+    def pull(
+        self,
+        ref: str,
+        *,
+        platform: str | None = None,
+        auth: AuthConfig | None = None,
+        progress: Callable[[ProgressEvent], None] | None = None,
+    ) -> Image:
+        """Pull ``ref`` (``name[:tag]`` or ``name@sha256:...``) into the daemon; ``progress``
+        gets each step as the daemon streams it. ``auth``: else what this Client logged in with."""
+        name, tag = _split_ref(ref)
+        reply = self._transport.request(
+            "POST",
+            "/images/create",
+            params={"fromImage": name, "tag": tag or "latest", "platform": platform},
+            headers=self._logins.header(name, auth),
+            stream=True,
+            timeout=None,
+        )
+        for item in _progress(reply, f"pull {ref}"):
+            event = progress_event(item)
+            if event is not None and progress is not None:
+                progress(event)
+        separator = "@" if tag.startswith("sha256:") else ":"
+        return self.get(f"{name}{separator}{tag or 'latest'}")
+
+    def push(
+        self,
+        ref: str,
+        *,
+        auth: AuthConfig | None = None,
+        progress: Callable[[ProgressEvent], None] | None = None,
+    ) -> str:
+        """Push ``ref`` from the daemon to its registry; the digest of the manifest pushed."""
+        name, tag = _wire.split_tag(ref)
+        reply = self._transport.request(
+            "POST",
+            f"{_path(name)}/push",
+            params={"tag": tag or "latest"},
+            body={},
+            headers=self._logins.header(name, auth),
+            stream=True,
+            timeout=None,
+        )
+        digest: str | None = None
+        for item in _progress(reply, f"push {ref}"):
+            aux = item.get("aux")
+            if isinstance(aux, dict) and isinstance(aux.get("Digest"), str):
+                digest = str(aux["Digest"])
+                continue
+            event = progress_event(item)
+            if event is not None and progress is not None:
+                progress(event)
+        if digest is None:
+            raise Unavailable(f"push {ref}: {self._transport.endpoint} did not report the pushed digest")
+        return digest
+
+    def get_registry_data(self, ref: str, *, auth: AuthConfig | None = None) -> RegistryData:
+        """The digest, media type, size and platforms the registry has for ``ref`` (no pull)."""
+        name = ref.split("@", 1)[0]
+        headers = self._logins.header(name, auth)
+        reply = self._transport.request(
+            "GET",
+            "/distribution/" + quote(ref, safe="/:@") + "/json",
+            headers=headers,
+        )
+        return registry_data_from_wire(reply.json())
 
     # -- load / import ------------------------------------------------------------------------
 
