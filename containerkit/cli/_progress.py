@@ -6,8 +6,13 @@ import contextlib
 import sys
 import threading
 from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any
 
-__all__ = ["progress"]
+if TYPE_CHECKING:
+    from containerkit.spec import ProgressEvent
+
+__all__ = ["LayerProgress", "progress"]
 
 
 @contextlib.contextmanager
@@ -54,3 +59,74 @@ def progress(
         finally:
             stop.set()
             watcher.join()
+
+
+_BYTES_ACTIONS = frozenset({"Downloading", "Extracting", "Pushing"})
+
+
+class LayerProgress:
+    """A pull's or push's events as docker prints them: one line per layer with a bar on a
+    terminal, the steps as plain ``<layer>: <action>`` lines otherwise (no byte counts, so logs
+    stay short). Image-level lines (``Pulling from``, ``Digest:``, ``Status:``) are printed as is.
+
+    Called from the engine's download threads: one lock around the output.
+    """
+
+    def __init__(self, out: IO[str] | None = None, *, tty: bool | None = None) -> None:
+        self._out = out or sys.stdout
+        self._tty = self._out.isatty() if tty is None else tty
+        self._lock = threading.Lock()
+        self._bar: Any = None
+        self._tasks: dict[str, Any] = {}
+        self._totals: dict[str, int] = {}
+
+    def __enter__(self) -> LayerProgress:
+        if self._tty:
+            from rich.console import Console
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn
+
+            self._bar = Progress(
+                TextColumn("{task.fields[layer]}: {task.description:<18}"),
+                BarColumn(bar_width=50),
+                DownloadColumn(),
+                console=Console(file=self._out),
+            )
+            self._bar.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+    def line(self, text: str) -> None:
+        """A line of its own (above the bars on a terminal)."""
+        with self._lock:
+            if self._bar is not None:
+                self._bar.console.print(text, highlight=False, markup=False)
+            else:
+                print(text, file=self._out, flush=True)
+
+    def __call__(self, event: ProgressEvent) -> None:
+        if not event.id:
+            self.line(event.action)
+            return
+        if self._bar is None:
+            if event.action not in _BYTES_ACTIONS:
+                self.line(f"{event.id}: {event.action}")
+            return
+        with self._lock:
+            task = self._tasks.get(event.id)
+            if task is None:
+                task = self._tasks[event.id] = self._bar.add_task(event.action, layer=event.id, total=None)
+            fields: dict[str, Any] = {"description": event.action}
+            if event.action in _BYTES_ACTIONS:
+                if event.total:
+                    self._totals[event.id] = event.total
+                fields["total"] = event.total
+                fields["completed"] = event.current or 0
+            elif event.action in ("Download complete", "Pull complete", "Pushed", "Already exists"):
+                fields["completed"] = self._totals.get(event.id, 0)
+            self._bar.update(task, **fields)
