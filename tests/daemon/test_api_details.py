@@ -4,11 +4,14 @@ containerkitd with docker-py and the docker CLI."""
 from __future__ import annotations
 
 import signal
+import socket
 import struct
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+
+from containerkit.daemon import streams
 
 from .conftest import IMAGE, Daemon
 
@@ -101,3 +104,88 @@ def test_exec_ids_survive_a_daemon_restart(daemon: Daemon, client: Any, sleeper:
     docker = pytest.importorskip("docker")
     with pytest.raises(docker.errors.NotFound, match="No such exec instance"):
         api.exec_inspect("0" * 64)
+
+
+def test_detach_key_parsing_and_matching() -> None:
+    """moby's term.ToBytes, and a sequence found across reads (pure: no daemon)."""
+    assert streams.detach_key_bytes("ctrl-p,ctrl-q") == b"\x10\x11"
+    assert streams.detach_key_bytes("a,ctrl-@,ctrl-\\,ctrl-_,DEL") == b"a\x00\x1c\x1f\x7f"
+    for bad in ("ctrl-1", "ctrl-", "ab", "", "ctrl-P"):
+        with pytest.raises(ValueError):
+            streams.detach_key_bytes(bad)
+    matcher = streams.DetachMatcher(b"\x10\x11")
+    assert matcher.feed(b"ab\x10") == (b"ab", False)
+    assert matcher.feed(b"c\x10") == (b"\x10c", False)
+    assert matcher.feed(b"\x10\x11rest") == (b"\x10", True)
+
+
+def _read_until(sock: Any, marker: bytes) -> bytes:
+    raw = getattr(sock, "_sock", sock)
+    raw.settimeout(30)
+    data = b""
+    while marker not in data:
+        chunk = raw.recv(65536)
+        assert chunk, f"stream ended before {marker!r}: {data!r}"
+        data += chunk
+    return data
+
+
+def test_detach_keys_leave_the_container_and_the_exec_running(client: Any) -> None:
+    api = client.api
+    c = client.containers.run(IMAGE, ["sh"], detach=True, tty=True, stdin_open=True)
+    try:
+        params = {"stdin": 1, "stdout": 1, "stderr": 1, "stream": 1}
+        sock = api.attach_socket(c.id, params=params)
+        try:
+            sock._sock.sendall(b"echo first\n")
+            _read_until(sock, b"first\r\n")
+            sock._sock.sendall(b"\x10\x11")  # dockerd's default: ctrl-p ctrl-q
+            _read_all(sock)  # the stream ends: detached
+        finally:
+            sock.close()
+        c.reload()
+        assert c.status == "running"
+        # a sequence of our own, split across writes; a broken one goes through to the process
+        sock = api.attach_socket(c.id, params={**params, "detachKeys": "q,w"})
+        try:
+            sock._sock.sendall(b"echo qaq")
+            sock._sock.sendall(b"q\n")
+            _read_until(sock, b"qaqq\r\n")
+            sock._sock.sendall(b"echo second\nq")
+            _read_until(sock, b"second\r\n")
+            sock._sock.sendall(b"w")
+            _read_all(sock)
+        finally:
+            sock.close()
+        c.reload()
+        assert c.status == "running"
+        docker = pytest.importorskip("docker")
+        with pytest.raises(docker.errors.APIError, match=r"Invalid detach keys \(ctrl-1\) provided") as info:
+            api.attach_socket(c.id, params={**params, "detachKeys": "ctrl-1"})
+        assert info.value.status_code == 400
+
+        exec_id = api.exec_create(c.id, ["sh"], stdin=True, tty=True)["Id"]
+        sock = api.exec_start(exec_id, tty=True, socket=True)
+        try:
+            sock._sock.sendall(b"echo in-exec\n")
+            _read_until(sock, b"in-exec\r\n")
+            sock._sock.sendall(b"\x10\x11")
+            _read_all(sock)
+        finally:
+            sock.close()
+        assert api.exec_inspect(exec_id)["Running"] is True
+        with pytest.raises(docker.errors.APIError, match=r"Invalid escape keys \(ctrl-\) provided") as info:
+            api.exec_create(c.id, ["true"], detach_keys="ctrl-")
+        assert info.value.status_code == 400
+        # without a tty the keys are data, as in moby
+        exec_id = api.exec_create(c.id, ["od", "-An", "-c"], stdin=True)["Id"]
+        sock = api.exec_start(exec_id, socket=True)
+        try:
+            sock._sock.sendall(b"\x10\x11")
+            sock._sock.shutdown(socket.SHUT_WR)
+            frames = _frames(_read_all(sock))
+        finally:
+            sock.close()
+        assert b"".join(data for _, data in frames).split() == [b"020", b"021"]
+    finally:
+        c.remove(force=True)

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from containerkit.daemon import streams
@@ -119,9 +120,12 @@ def register(router: Router, app: DaemonApp) -> None:
     ) -> None:
         tty = container.spec.tty
         want_stdout, want_stderr = request.qbool("stdout"), request.qbool("stderr")
+        keys = detach_keys(request.q("detachKeys") or "", "Invalid detach keys ({}) provided")
         sock, rfile = request.hijack(streams.content_type(tty, app.api_tuple(request)))
+        detached = threading.Event()
         if request.qbool("stdin") and container.spec.stdin_open:
-            _StdinFifo(container).pump(rfile)
+            # moby: the detach keys work on a tty's stdin only; the client leaves, the container runs on
+            _StdinFifo(container).pump(rfile, keys if tty else b"", detached.set)
         time.sleep(HIJACK_DELAY)
 
         def send(stream: str, data: bytes) -> None:
@@ -133,6 +137,7 @@ def register(router: Router, app: DaemonApp) -> None:
                     stdout=want_stdout,
                     stderr=want_stderr,
                     since=None if replay else attached_at,
+                    until=detached.is_set,
                     # an attached client (`docker run`) exits when this stream ends: notice
                     # the container's exit quickly
                     poll_interval=ATTACH_POLL,
@@ -142,7 +147,7 @@ def register(router: Router, app: DaemonApp) -> None:
                 for entry in container.log_entries(stdout=want_stdout, stderr=want_stderr):
                     send(entry.stream, entry.data)
             elif live:
-                while container.may_run():
+                while container.may_run() and not detached.is_set():
                     time.sleep(ATTACH_POLL)
         except OSError:
             pass  # the client went away
@@ -212,6 +217,15 @@ def register(router: Router, app: DaemonApp) -> None:
     router.add("PUT", "/containers/{id}/archive", archive_put)
 
 
+def detach_keys(keys: str, message: str) -> bytes:
+    """The detach sequence of a request (dockerd's default when empty); a bad one is docker's 400
+    (``message`` has ``{}`` for the keys: attach and exec word it differently)."""
+    try:
+        return streams.detach_key_bytes(keys or streams.DEFAULT_DETACH_KEYS)
+    except ValueError:
+        raise InvalidArgument(message.format(keys)) from None
+
+
 def _archive_path(request: Request) -> str:
     path = request.q("path")
     if not path:
@@ -247,5 +261,9 @@ class _StdinFifo:
         # EOF only after a writer came and went.
         self._writer.close(eof=True)
 
-    def pump(self, rfile: object) -> None:
-        streams.pump_stdin(rfile, self.write, self.close)  # type: ignore[arg-type]
+    def pump(self, rfile: object, keys: bytes, on_detach: Callable[[], None]) -> None:
+        def detach() -> None:
+            self._writer.close(eof=False)  # detached: the container keeps its stdin
+            on_detach()
+
+        streams.pump_stdin(rfile, self.write, self.close, detach_keys=keys, on_detach=detach)  # type: ignore[arg-type]

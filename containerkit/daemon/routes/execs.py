@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
+import socket
 import struct
 import termios
 import threading
@@ -16,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from containerkit.daemon import streams
 from containerkit.daemon.execs import ExecRecord
-from containerkit.daemon.routes.container_io import HIJACK_DELAY
+from containerkit.daemon.routes.container_io import HIJACK_DELAY, detach_keys
 from containerkit.daemon.routes.containers import lookup
 from containerkit.daemon.server import Request, Response, json_response
 from containerkit.dockerapi import exec_inspect
@@ -40,6 +42,7 @@ def register(router: Router, app: DaemonApp) -> None:
             raise InvalidArgument("Cmd: an exec needs a command (Cmd is empty)")
         if container.status != "running":
             raise NotRunning(f"Container {container.id} is not running")
+        detach_keys(body.str("DetachKeys"), "Invalid escape keys ({}) provided")
         record = app.execs.create(
             container.id,
             argv,
@@ -86,9 +89,18 @@ def register(router: Router, app: DaemonApp) -> None:
         if process is None:
             streams.finish(sock)
             return None
+        detached = threading.Event()
         if record.attach_stdin:
-            streams.pump_stdin(rfile, process.write_stdin, process.close_stdin)
-        _drain(app, container, record, process, sock, raw=raw)
+            # moby: the detach keys work on a tty's stdin only; the client leaves, the exec runs on
+            keys = detach_keys(record.detach_keys, "Invalid escape keys ({}) provided")
+            streams.pump_stdin(
+                rfile,
+                process.write_stdin,
+                process.close_stdin,
+                detach_keys=keys if record.tty else b"",
+                on_detach=functools.partial(_detach, detached, sock),
+            )
+        _drain(app, container, record, process, sock, raw=raw, detached=detached)
         return None
 
     def inspect(request: Request) -> Response:
@@ -160,6 +172,14 @@ def _send_error(sock: Any, raw: bool, message: str) -> None:
         sock.sendall(data if raw else streams.frame(streams.STDERR, data))
 
 
+def _detach(detached: threading.Event, sock: Any) -> None:
+    """The client typed the detach keys: its stream ends now (the drain closes the socket, which
+    it may be writing to), the exec runs on."""
+    detached.set()
+    with contextlib.suppress(OSError):
+        sock.shutdown(socket.SHUT_RDWR)
+
+
 def _drain(
     app: DaemonApp,
     container: Container,
@@ -168,11 +188,15 @@ def _drain(
     sock: Any,
     *,
     raw: bool = False,
+    detached: threading.Event | None = None,
 ) -> None:
     """Copy output to the client (or nowhere, detached) until EOF; record the exit code."""
     code = 126
     try:
         for name, chunk in process.stream():
+            if sock is not None and detached is not None and detached.is_set():
+                streams.finish(sock)  # the client detached: the output goes nowhere
+                sock = None
             if sock is None:
                 continue
             if (name == "stderr" and not record.attach_stderr) or (
