@@ -45,6 +45,7 @@ if TYPE_CHECKING:
     from containerkit.api import Backend, ContainerHandle, ExecHandle, NetworkHandle
     from containerkit.client import Client
     from containerkit.engine import Container, Engine, Network
+    from containerkit.images.registry.auth import RegistryAuth, RegistryOptions
 
 __version__ = "0.1.0"
 
@@ -55,6 +56,9 @@ _LAZY = {
     "Container": "containerkit.engine",
     "Network": "containerkit.engine",
     "Client": "containerkit.client",
+    # credentials and settings for pulls and pushes (a Client takes the same RegistryAuth)
+    "RegistryAuth": "containerkit.images.registry.auth",
+    "RegistryOptions": "containerkit.images.registry.auth",
     # protocols only, but a client machine loads nothing it does not use
     "Backend": "containerkit.api",
     "ContainerHandle": "containerkit.api",
@@ -104,7 +108,9 @@ __all__ = [
     "NotRunning",
     "PortBinding",
     "ProgressEvent",
+    "RegistryAuth",
     "RegistryData",
+    "RegistryOptions",
     "Resources",
     "RestartPolicy",
     "RuntimeFailure",
