@@ -5,6 +5,8 @@ Each yields a ``servers.Registry`` with ``.host`` (``127.0.0.1:PORT``), ``.url``
 ``registry_token`` also has ``.token_server`` (``.requests`` counts token requests), and
 ``registry_redirect`` has ``.blob_host`` (127.0.0.2, ``.requests`` holds the headers it got).
 ``registry_factory(mode, extra_config=...)`` starts more, e.g. a pull-through proxy.
+``scripted_server(answer, host=...)`` starts a loopback server that answers as a test says, for what
+the real registry will not do on demand (5xx, dropped connections, realms on another host).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.images.registry.servers import Registry, start_registry
+from tests.images.registry.servers import Registry, Reply, ScriptedServer, Seen, start_registry
 
 
 @pytest.fixture
@@ -61,3 +63,18 @@ def registry_factory(tmp_path: Path) -> Iterator[Callable[..., Registry]]:
             return stack.enter_context(start_registry(base, mode, extra_config=extra_config))
 
         yield start
+
+
+@pytest.fixture
+def scripted_server() -> Iterator[Callable[..., ScriptedServer]]:
+    """``scripted_server(answer, host="127.0.0.1")``: see ``servers.ScriptedServer``; stopped at teardown."""
+    started: list[ScriptedServer] = []
+
+    def start(answer: Callable[[Seen], Reply | None], host: str = "127.0.0.1") -> ScriptedServer:
+        server = ScriptedServer(answer, host)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import datetime
 import http.client
 import http.server
@@ -26,7 +27,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,18 +98,27 @@ class TokenServer(_Server):
     ``requests`` so a test can count them; ``post_status`` set to e.g. 404 makes POST fail like GCR does.
     """
 
-    def __init__(self, key: Any, cert_der: bytes, username: str = USERNAME, password: str = PASSWORD) -> None:
+    def __init__(
+        self,
+        key: Any,
+        cert_der: bytes,
+        username: str = USERNAME,
+        password: str = PASSWORD,
+        *,
+        host: str = "127.0.0.1",
+    ) -> None:
         self.key = key
         self.cert_der = cert_der
         self.username = username
         self.password = password
         self.expires_in: int | None = 300
+        self.issued_at_offset = 0  # seconds added to the issued_at it reports (the JWT itself stays valid)
         self.anonymous_pull = True
         self.post_status: int | None = None
         self.refresh_tokens: set[str] = set()
         self.requests: list[dict[str, Any]] = []
         self._lock = threading.Lock()
-        super().__init__("127.0.0.1", _TokenHandler)
+        super().__init__(host, _TokenHandler)
         self.realm = f"{self.url}/token"
 
     def issue(self, subject: str, scopes: list[str], *, refresh: bool) -> dict[str, Any]:
@@ -136,7 +146,8 @@ class TokenServer(_Server):
         }
         header = {"x5c": [base64.b64encode(self.cert_der).decode()]}
         token = jwt.encode(claims, self.key, algorithm="ES256", headers=header)
-        body: dict[str, Any] = {"token": token, "access_token": token, "issued_at": _iso(now)}
+        issued_at = _iso(now + self.issued_at_offset)
+        body: dict[str, Any] = {"token": token, "access_token": token, "issued_at": issued_at}
         if self.expires_in is not None:
             body["expires_in"] = self.expires_in
         if refresh and subject:
@@ -171,7 +182,9 @@ class _TokenHandler(_QuietHandler):
         subject = ""
         creds = _basic(authorization)
         if authorization is not None:
-            if creds != (self.owner.username, self.owner.password):
+            if creds is not None and creds[1] in self.owner.refresh_tokens:
+                pass  # an identity token as the password: what clients send where POST is missing
+            elif creds != (self.owner.username, self.owner.password):
                 self.send_body(401, b'{"details":"incorrect username or password"}')
                 return
             subject = self.owner.username
@@ -235,6 +248,60 @@ class _BlobHandler(_QuietHandler):
         self.send_body(200, target.read_bytes(), "application/octet-stream")
 
     do_HEAD = do_GET
+
+
+@dataclasses.dataclass
+class Seen:
+    """One request a ``ScriptedServer`` got."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclasses.dataclass
+class Reply:
+    status: int
+    headers: dict[str, str] = dataclasses.field(default_factory=dict)
+    body: bytes = b""
+
+
+class ScriptedServer(_Server):
+    """A loopback HTTP server whose every answer a test decides, for what a real registry will not do
+    on demand: fail with 5xx or 429, drop a connection, name a realm on another host, redirect an
+    authenticated request elsewhere. ``answer(seen)`` returns a ``Reply``, or ``None`` to close the
+    connection without one. Every request is kept in ``requests``.
+    """
+
+    def __init__(self, answer: Callable[[Seen], Reply | None], host: str = "127.0.0.1") -> None:
+        self.answer = answer
+        self.requests: list[Seen] = []
+        super().__init__(host, _ScriptedHandler)
+
+
+class _ScriptedHandler(_QuietHandler):
+    def _handle(self) -> None:
+        owner: ScriptedServer = self.server.owner  # type: ignore[attr-defined]
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        seen = Seen(self.command, self.path, dict(self.headers.items()), body)
+        owner.requests.append(seen)
+        reply = owner.answer(seen)
+        if reply is None:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            return
+        self.send_response(reply.status)
+        for name, value in reply.headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(reply.body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(reply.body)
+
+    do_GET = do_HEAD = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
 
 @contextlib.contextmanager
