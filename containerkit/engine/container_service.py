@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from containerkit.engine import _filters, _names, _prepare, _recovery
+from containerkit.engine.events import EventLog, container_attributes, rfc3339_ns
 from containerkit.errors import Conflict, InvalidArgument, NotFound, NotModified, NotRunning
 from containerkit.linux import proc
 from containerkit.runtime import usermap
@@ -76,6 +77,7 @@ class ContainerService:
         self._root = root / "containers"
         self._root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self.events = EventLog(metadata, self._root)
 
     def state_dir(self, container_id: str) -> Path:
         return self._root / container_id
@@ -104,7 +106,9 @@ class ContainerService:
         except BaseException:
             self.roll_back(container_id)
             raise
-        return self.handle(record)
+        container = self.handle(record)
+        self.record(container, "create")
+        return container
 
     def _add_record(self, container_id: str, spec: ContainerSpec, image: Image) -> ContainerRecord:
         """Record the container; a generated name taken meanwhile by another process is
@@ -185,6 +189,7 @@ class ContainerService:
         spec = container.spec
         state_dir = container.state_dir
         if status_of(state) in _STOPPED:
+            self.observe_exit(container, state)  # before its record goes
             _prepare.reset_for_restart(state_dir)
         shared_netns = self.networks.setup(container.id, spec)
         try:
@@ -204,6 +209,16 @@ class ContainerService:
         except BaseException:
             self.networks.teardown(container.id)
             raise
+        for name, destination in self._volume_mounts(container):
+            self.events.record(
+                "volume",
+                "mount",
+                name,
+                {"container": container.id, "destination": destination, "driver": "local"},
+            )
+        # at the time it started: a quick container's exit may come before this line
+        began = container.task.state().started_at
+        self.record(container, "start", time_nano=rfc3339_ns(began) if began else None)
 
     def exec_process(
         self,
@@ -233,6 +248,34 @@ class ContainerService:
             privileged=privileged,
         )
 
+    # -- events -----------------------------------------------------------------------------
+
+    def record(
+        self, container: Container, action: str, *, time_nano: int | None = None, **extra: str
+    ) -> None:
+        """A container event with docker's attributes (its labels, ``image``, ``name``)."""
+        attributes = container_attributes(container.name, container.image, container.labels)
+        self.events.record("container", action, container.id, {**attributes, **extra}, time_nano=time_nano)
+
+    def observe_exit(self, container: Container, state: RuntimeState) -> None:
+        """Record the exit ``state`` shows (``oom``, ``die`` and its volumes' ``unmount``),
+        once per run whoever observes it first; nothing while it runs."""
+        if status_of(state) not in _STOPPED:
+            return
+        attributes = container_attributes(container.name, container.image, container.labels)
+        if self.events.observe_exit(container.id, state, attributes):
+            for name, destination in self._volume_mounts(container):
+                self.events.record(
+                    "volume",
+                    "unmount",
+                    name,
+                    {"container": container.id, "destination": destination, "driver": "local"},
+                )
+
+    def _volume_mounts(self, container: Container) -> builtins.list[tuple[str, str]]:
+        named = {m.source: m.target for m in container.spec.mounts if m.type == "volume" and m.source}
+        return [(name, named.get(name, "")) for name in container.volume_names]
+
     # -- removing ---------------------------------------------------------------------------
 
     def remove(self, container: Container, *, force: bool, volumes: bool) -> None:
@@ -249,6 +292,7 @@ class ContainerService:
             container.task.wait(30)
         elif status_of(state) is ContainerStatus.DEAD and state.pid_alive and state.pid is not None:
             proc.send_signal(state.pid, signal.SIGKILL, state.pid_start_time)
+        self.observe_exit(container, container.runtime_state())
         anonymous = _prepare.anonymous_volumes(container.state_dir) if volumes else []
         # From here on a crash part-way is finished by Engine.recover.
         self.metadata.containers.set_state(
@@ -260,6 +304,7 @@ class ContainerService:
             with contextlib.suppress(NotFound):  # visible again, so the removal can be retried
                 self.metadata.containers.set_state(container.id, ContainerStatus.CREATED)
             raise
+        self.record(container, "destroy")
         for name in anonymous:
             with contextlib.suppress(NotFound, Conflict):
                 self.volumes.remove(name)

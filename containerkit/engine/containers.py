@@ -13,6 +13,7 @@ import contextlib
 import datetime as dt
 import json
 import os
+import secrets
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -127,7 +128,10 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
     # -- its state --------------------------------------------------------------------------
 
     def runtime_state(self) -> RuntimeState:
-        return self.task.state()
+        """The Task's state; an exit no one recorded yet becomes its ``die`` event here."""
+        state = self.task.state()
+        self._service.observe_exit(self, state)
+        return state
 
     @property
     def status(self) -> StatusName:
@@ -230,13 +234,16 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         auto-remove (for a watcher that does those itself, or leaves them to another)."""
         if _status(self.runtime_state()) is ContainerStatus.CREATED:
             raise NotRunning(f"container {self.name} has not been started")
-        return self.task.wait(timeout)
+        code = self.task.wait(timeout)
+        self.runtime_state()  # its die event, if this is the first to see the exit
+        return code
 
     def kill(self, sig: int | str = "SIGKILL") -> None:
         number = parse_signal(sig)
         self._running_state()
         if not self.task.kill(number):
             raise NotRunning(f"container {self.name} is not running")
+        self._service.record(self, "kill", signal=str(number))
 
     def stop(self, timeout: float | None = None) -> None:
         """The stop signal, then SIGKILL after ``timeout`` seconds (the spec's, default 10)."""
@@ -258,6 +265,8 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
             with contextlib.suppress(NotRunning):
                 self.kill("SIGKILL")
         self.task.wait(30)
+        self.runtime_state()  # die, then stop, as docker orders them
+        self._service.record(self, "stop")
         self._service.networks.wait_teardown(self.id)
         if spec.auto_remove:
             self._service.auto_remove(self.id)
@@ -266,21 +275,26 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         if _status(self.runtime_state()) is _RUNNING:
             self.stop(timeout)
         self.start()
+        self._service.record(self, "restart")
 
     def pause(self) -> None:
         self._running_state()
         self.task.pause()
+        self._service.record(self, "pause")
 
     def unpause(self) -> None:
         self._running_state()
         self.task.resume()
+        self._service.record(self, "unpause")
 
     def remove(self, *, force: bool = False, volumes: bool = False) -> None:
         self._service.remove(self, force=force, volumes=volumes)
 
     def rename(self, name: str) -> None:
         _names.check(name)
+        old = self.name
         self._record = self._service.metadata.containers.rename(self.id, name)
+        self._service.record(self, "rename", oldName=f"/{old}")
 
     # -- io ---------------------------------------------------------------------------------
 
@@ -436,9 +450,15 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
             raise NotRunning(f"container {self.name} is not running")
         if stream or detach:
             return handle
+        # a front-end that streams an exec records its events with its own exec id
+        exec_id = secrets.token_hex(32)
+        line = " ".join(command) if not isinstance(command, str) else f"sh -c {command}"
+        for action in ("exec_create", "exec_start"):
+            self._service.record(self, f"{action}: {line}", execID=exec_id)
         with handle:
             out, err = handle.communicate(timeout=timeout)
             code = handle.wait(timeout=timeout)
+        self._service.record(self, "exec_die", execID=exec_id, exitCode=str(code))
         if handle.error is not None and not err:
             err = f"{handle.error.message}\n".encode()
         return ExecResult(code, out, err)

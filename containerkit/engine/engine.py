@@ -8,15 +8,19 @@ may share one root; the metadata store and the shims' state files make that safe
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import os
 import shutil
 import threading
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from containerkit.engine import _perms, _recovery
 from containerkit.engine.container_service import ContainerService
 from containerkit.engine.containers import ContainerCollection
+from containerkit.engine.events import EventLog
 from containerkit.engine.images import ImageCollection
 from containerkit.engine.network_service import NetworkService
 from containerkit.engine.networks import NetworkCollection
@@ -27,7 +31,7 @@ from containerkit.linux.cgroups import open_cgroup, remove_if_empty
 from containerkit.runtime.spawner import Spawner
 from containerkit.runtime.state import read_state
 from containerkit.runtime.task import CGROUP_PARENT, cgroup_name
-from containerkit.spec import ContainerStatus
+from containerkit.spec import ContainerStatus, Event
 from containerkit.storage.metadata import Database
 from containerkit.storage.snapshots import SnapshotStore
 
@@ -95,7 +99,11 @@ class Engine:
             userns_remap=self.userns_remap,
         )
         self.containers = ContainerCollection(self.container_service)
-        self.networks = NetworkCollection(self.network_service, self.metadata.networks, self.containers)
+        self.event_log = EventLog(self.metadata, state_dirs)
+        """Every engine action on this root, kept in its metadata database (docker's events)."""
+        self.networks = NetworkCollection(
+            self.network_service, self.metadata.networks, self.containers, events=self.event_log
+        )
         self.recover()
 
     def _volume_users(self, name: str) -> list[str]:
@@ -147,6 +155,18 @@ class Engine:
         with contextlib.suppress(OSError):
             remove_if_empty(CGROUP_PARENT)
         return cleaned
+
+    def events(
+        self,
+        since: float | str | dt.datetime | dt.timedelta | None = None,
+        until: float | str | dt.datetime | dt.timedelta | None = None,
+        filters: Mapping[str, Any] | None = None,
+    ) -> Iterator[Event]:
+        """docker's events of every process on this root: with ``since``/``until`` (unix seconds,
+        RFC 3339, a datetime, or a duration before now like ``"10m"``) the kept ones in that
+        window; then, without ``until`` (or until it passes), new ones as they happen.
+        ``filters``: docker's (type, event, container, image, network, volume, label, scope)."""
+        return self.event_log.events(since, until, filters)
 
     def ping(self) -> bool:
         """True: an in-process engine is there once constructed (the Client's asks its daemon)."""

@@ -30,7 +30,7 @@ from typing import Any
 from containerkit.errors import InvalidArgument
 from containerkit.runtime.state import RuntimeState, read_state
 from containerkit.spec import Event, label_matches
-from containerkit.storage.stores import ContainerStore, EventStore
+from containerkit.storage.metadata import Database
 
 __all__ = [
     "KEEP_EVENTS",
@@ -39,6 +39,7 @@ __all__ = [
     "event_matches",
     "event_time_ns",
     "normalise_filters",
+    "rfc3339_ns",
 ]
 
 log = logging.getLogger(__name__)
@@ -123,7 +124,7 @@ def event_time_ns(value: float | str | dt.datetime | dt.timedelta | None, *, fie
     seconds, dot, fraction = text.partition(".")
     if seconds.lstrip("-").isdigit() and (not dot or fraction.isdigit()):
         return int(seconds) * 1_000_000_000 + (int(fraction[:9].ljust(9, "0")) if fraction else 0)
-    parsed = _parse_iso(text)
+    parsed = rfc3339_ns(text)
     if parsed is None:
         raise InvalidArgument(
             f"{field}: expected unix seconds, an RFC 3339 time or a duration like 10m, got {value!r}"
@@ -131,7 +132,8 @@ def event_time_ns(value: float | str | dt.datetime | dt.timedelta | None, *, fie
     return parsed
 
 
-def _parse_iso(text: str) -> int | None:
+def rfc3339_ns(text: str) -> int | None:
+    """Nanoseconds since the epoch of an RFC 3339 time (any fraction width; no zone is UTC)."""
     main, dot, rest = text.partition(".")
     nanos = 0
     if dot:  # fromisoformat takes at most six fraction digits
@@ -225,14 +227,26 @@ def container_attributes(name: str, image: str, labels: Mapping[str, str]) -> di
     return {**labels, "image": image, "name": name}
 
 
-class EventLog:
-    """Records events into the root's store and reads them back (``engine.event_log``)."""
+_CHANGED = threading.Condition()
+"""Notified by every recording in this process: its followers wake at once, whichever
+:class:`EventLog` recorded (the collections and the engine may each hold one on a database)."""
 
-    def __init__(self, store: EventStore, containers: ContainerStore, state_root: Path) -> None:
-        self._store = store
-        self._containers = containers
-        self._state_root = Path(state_root)
-        self._changed = threading.Condition()
+
+_OBSERVED: set[str] = set()
+"""Exit keys this process has seen recorded: observing the same exit again (every list or
+inspect of a stopped container does) costs no query."""
+
+
+class EventLog:
+    """Records events into the root's metadata database and reads them back (``engine.event_log``).
+
+    ``state_root``: where the containers' state dirs are, for :meth:`scan_exits` (without it
+    readers record no exits themselves)."""
+
+    def __init__(self, db: Database, state_root: Path | None = None) -> None:
+        self._store = db.events
+        self._containers = db.containers
+        self._state_root = Path(state_root) if state_root is not None else None
         self._recorded = 0
 
     def record(
@@ -264,8 +278,8 @@ class EventLog:
         except Exception:
             log.warning("could not record the %s %s event of %s", type, action, actor_id, exc_info=True)
             return
-        with self._changed:
-            self._changed.notify_all()
+        with _CHANGED:
+            _CHANGED.notify_all()
 
     def prune(self) -> int:
         """Apply the retention now; how many events went."""
@@ -273,15 +287,20 @@ class EventLog:
 
     # -------------------------------------------------------------------- container exits
 
-    def observe_exit(self, container_id: str, state: RuntimeState, attributes: Mapping[str, str]) -> None:
+    def observe_exit(self, container_id: str, state: RuntimeState, attributes: Mapping[str, str]) -> bool:
         """Record ``oom`` (if it was) and ``die`` for the run that ``state`` shows ended, with the
-        exit's own time; a run already recorded is left alone."""
+        exit's own time; a run already recorded is left alone. True when this call recorded it."""
         if state.status not in ("exited", "dead") or not state.started_at:
-            return
+            return False
         key = f"die:{container_id}:{state.started_at}"
+        if key in _OBSERVED:
+            return False
+        if len(_OBSERVED) > 4 * KEEP_EVENTS:
+            _OBSERVED.clear()
+        _OBSERVED.add(key)
         if self._store.has_key(key):
-            return
-        when = _parse_iso(state.finished_at) if state.finished_at else None
+            return False
+        when = rfc3339_ns(state.finished_at) if state.finished_at else None
         when = when or time.time_ns()
         if state.oom_killed:
             self.record("container", "oom", container_id, attributes, time_nano=when, key=f"oom:{key}")
@@ -289,9 +308,12 @@ class EventLog:
         self.record(
             "container", "die", container_id, {**attributes, "exitCode": str(code)}, time_nano=when, key=key
         )
+        return True
 
     def scan_exits(self) -> None:
         """Record the exits of the root's containers that nobody observed yet."""
+        if self._state_root is None:
+            return
         try:
             for record in self._containers.all():
                 state = read_state(self._state_root / record.id)
@@ -364,8 +386,8 @@ class EventLog:
             wait = POLL_SECONDS
             if until_ns is not None:
                 wait = min(wait, max((until_ns - time.time_ns()) / 1e9, 0.0))
-            with self._changed:
-                self._changed.wait(wait)
+            with _CHANGED:
+                _CHANGED.wait(wait)
 
     def events(
         self,

@@ -32,6 +32,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from containerkit.engine.events import EventLog
 from containerkit.errors import Conflict, IntegrityError, InvalidArgument, InvalidReference, NotFound
 from containerkit.images.archive import (
     ArchiveFormat,
@@ -77,6 +78,8 @@ class ImageCollection:
         self._gc_lock = content.root / "gc.lock"
         self._views: OrderedDict[str, MergedView] = OrderedDict()
         self._views_lock = threading.Lock()
+        self.events = EventLog(metadata)
+        """docker's image events (load, import, tag, untag, delete, pull, push) go here."""
 
     # -------------------------------------------------------------------------- locking
 
@@ -119,7 +122,10 @@ class ImageCollection:
         except BaseException:
             self._discard(created, set(self.content.list()) - blobs_before)
             raise
-        return [self._image(record.id) for record, *_ in pending]
+        images = [self._image(record.id) for record, *_ in pending]
+        for image in images:
+            self.events.record("image", "load", image.id, {"name": image.tags[0] if image.tags else image.id})
+        return images
 
     def import_rootfs(
         self,
@@ -185,6 +191,9 @@ class ImageCollection:
         except BaseException:
             self._discard(created, set(self.content.list()) - blobs_before)
             raise
+        self.events.record(
+            "image", "import", record.id, {"name": image_ref.familiar if image_ref else record.id}
+        )
         return self._image(record.id)
 
     def _prepare(
@@ -360,8 +369,20 @@ class ImageCollection:
         if ref.digest is not None:
             raise InvalidReference(f"refusing to create a tag with a digest reference: {dst}")
         self.metadata.images.set_tag(ref.canonical, image_id)
+        self.events.record("image", "tag", image_id, {"name": ref.familiar})
 
     def remove(self, ref: str, force: bool = False) -> builtins.list[str]:
+        """:meth:`_remove`, recording docker's ``untag`` and ``delete`` events for its lines."""
+        image_id, _ = self._resolve(ref)
+        out = self._remove(ref, force)
+        for line in out:
+            action, _, name = line.partition(": ")
+            self.events.record(
+                "image", "untag" if action == "Untagged" else "delete", image_id, {"name": name}
+            )
+        return out
+
+    def _remove(self, ref: str, force: bool) -> builtins.list[str]:
         """Untag ``ref``, and delete the image when no tag is left; docker's ``rmi`` semantics.
 
         Returns docker's lines: ``"Untagged: busybox:latest"``, ``"Deleted: sha256:..."``. An image a
@@ -431,6 +452,7 @@ class ImageCollection:
                     deleted.append(image_id)
         for image_id in deleted:
             self._forget_view(image_id)
+            self.events.record("image", "delete", image_id, {"name": image_id})
         self._collect(None, None, blocking=True)
         self.content.clean_ingest()
         return deleted

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from containerkit.engine.events import EventLog
 from containerkit.engine.network_service import DEFAULT_NETWORK, NetworkService
 from containerkit.errors import Conflict, InvalidArgument, NotFound
 from containerkit.network.nat import NatTable
@@ -100,10 +101,12 @@ class Network:
         """Connect a container: plugged in at once if it runs (as ``eth<n>``), else at its start."""
         target = self._networks.containers.get(container if isinstance(container, str) else container.id)
         self._networks.service.connect(self.reload()._record, target.id, aliases)
+        self._networks.record(self._record, "connect", container=target.id)
 
     def disconnect(self, container: Container | str) -> None:
         target = self._networks.containers.get(container if isinstance(container, str) else container.id)
         self._networks.service.disconnect(self._record, target.id)
+        self._networks.record(self._record, "disconnect", container=target.id)
 
     def remove(self) -> None:
         self._networks.remove(self.id)
@@ -112,12 +115,24 @@ class Network:
 class NetworkCollection:
     """``engine.networks``: create, get, list, remove and prune networks."""
 
-    def __init__(self, service: NetworkService, store: NetworkStore, containers: ContainerCollection) -> None:
+    def __init__(
+        self,
+        service: NetworkService,
+        store: NetworkStore,
+        containers: ContainerCollection,
+        *,
+        events: EventLog,
+    ) -> None:
         """``store``: the metadata's network store; ``containers``: to resolve a container
-        reference the way ``engine.containers.get`` does."""
+        reference the way ``engine.containers.get`` does; ``events``: where its events go."""
         self.service = service
         self.store = store
         self.containers = containers
+        self.events = events
+
+    def record(self, network: NetworkRecord, action: str, **extra: str) -> None:
+        """A network event with docker's attributes (``name``, ``type``, and ``container``)."""
+        self.events.record("network", action, network.id, {"name": network.name, "type": "bridge", **extra})
 
     @property
     def nat(self) -> NatTable:
@@ -150,7 +165,9 @@ class NetworkCollection:
             if existing.name == name:
                 raise Conflict(f"network with name {name} already exists (id {existing.id})")
         record = self.service.new_record(name, subnet, gateway, internal, labels)
-        return self._handle(self.service.create_network(record))
+        created = self.service.create_network(record)
+        self.record(created, "create")
+        return self._handle(created)
 
     def release_idle(self) -> None:
         """Take the default network's bridge down while no container is attached to it."""
@@ -191,6 +208,7 @@ class NetworkCollection:
         if record.name == DEFAULT_NETWORK:
             raise Conflict(f"{record.name} is a pre-defined network and cannot be removed")
         self.service.remove_network(record)
+        self.record(record, "destroy")
 
     def prune(self, *, filters: Mapping[str, Any] | None = None) -> builtins.list[str]:
         """Remove user-defined networks no container is connected to; their names."""

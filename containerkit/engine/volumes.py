@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from containerkit.engine.events import EventLog
 from containerkit.errors import Conflict, InvalidArgument, NotFound
 from containerkit.spec import Volume, label_matches
 from containerkit.storage.metadata import Database, VolumeRecord
@@ -34,6 +35,7 @@ class VolumeCollection:
         self._root = root
         self._metadata = metadata
         self._users = users
+        self.events = EventLog(metadata)
         root.mkdir(parents=True, exist_ok=True)
 
     def _to_volume(self, record: VolumeRecord) -> Volume:
@@ -58,6 +60,7 @@ class VolumeCollection:
         )
         self._metadata.volumes.add(record)
         data.mkdir(parents=True, exist_ok=True)
+        self.events.record("volume", "create", name, {"driver": "local"})
         return self._to_volume(record)
 
     def get(self, name: str) -> Volume:
@@ -98,3 +101,4 @@ class VolumeCollection:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
         self._metadata.volumes.remove(record.name)
         shutil.rmtree(Path(record.mountpoint).parent, ignore_errors=True)
+        self.events.record("volume", "destroy", record.name, {"driver": "local"})
