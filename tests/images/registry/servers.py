@@ -79,7 +79,7 @@ class _Server:
         self.host = f"{host}:{self.httpd.server_address[1]}"
         self.url = f"http://{self.host}"
         self._thread = threading.Thread(
-            target=self.httpd.serve_forever, name=f"server-{self.host}", daemon=True
+            target=self.httpd.serve_forever, args=(0.05,), name=f"server-{self.host}", daemon=True
         )
         self._thread.start()
 
