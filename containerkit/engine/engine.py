@@ -24,9 +24,11 @@ from containerkit.engine.events import EventLog
 from containerkit.engine.images import ImageCollection
 from containerkit.engine.network_service import NetworkService
 from containerkit.engine.networks import NetworkCollection
+from containerkit.engine.registries import RegistryCollection
 from containerkit.engine.volumes import VolumeCollection
 from containerkit.errors import ContainerkitError, InvalidArgument, NotFound
 from containerkit.images.content import ContentStore
+from containerkit.images.registry.auth import RegistryOptions
 from containerkit.linux.cgroups import open_cgroup, remove_if_empty
 from containerkit.runtime.spawner import Spawner
 from containerkit.runtime.state import read_state
@@ -61,6 +63,7 @@ class Engine:
         forkserver: bool = True,
         default_pids_limit: int | None = DEFAULT_PIDS_LIMIT,
         userns_remap: str | None = None,
+        registry_options: RegistryOptions | None = None,
     ) -> None:
         """``default_pids_limit``: the pids limit of a container whose spec sets none
         (Podman's 2048); None, 0 or -1 leave such containers unlimited. ``userns_remap``:
@@ -82,6 +85,9 @@ class Engine:
         self.content = ContentStore(self.root / "content")
         self.snapshots = SnapshotStore(self.root / "snapshots")
         self.images = ImageCollection(self.content, self.snapshots, self.metadata)
+        # insecure registries, mirrors, concurrency, and whether docker's config.json is read
+        self.images.registry_options = registry_options or RegistryOptions()
+        self.registries = RegistryCollection(self.images.registry_options)
         self.volumes = VolumeCollection(self.root / "volumes", self.metadata, users=self._volume_users)
         state_dirs = self.root / "containers"
         self.network_service = NetworkService(

@@ -27,11 +27,12 @@ import re
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from containerkit.engine import _distribution
 from containerkit.engine.events import EventLog
 from containerkit.errors import Conflict, IntegrityError, InvalidArgument, InvalidReference, NotFound
 from containerkit.images.archive import (
@@ -54,7 +55,9 @@ from containerkit.images.manifest import (
     parse_config,
 )
 from containerkit.images.reference import ImageRef, parse_reference
-from containerkit.spec import Image, ImageConfig, label_matches
+from containerkit.images.registry.auth import RegistryAuth, RegistryOptions
+from containerkit.images.registry.sources import BlobSources
+from containerkit.spec import Image, ImageConfig, ProgressEvent, RegistryData, label_matches
 from containerkit.storage.apply import apply_layer
 from containerkit.storage.metadata import Database, ImageLayer, ImageRecord, LayerRecord
 
@@ -78,6 +81,10 @@ class ImageCollection:
         self._gc_lock = content.root / "gc.lock"
         self._views: OrderedDict[str, MergedView] = OrderedDict()
         self._views_lock = threading.Lock()
+        self.registry_options = RegistryOptions()
+        """Set by the Engine: insecure registries, mirrors, concurrency, whether config.json is read."""
+        self.sources = BlobSources(content.root / "sources")
+        """The repositories blobs were pulled from, for cross-repository mounts on push."""
         self.events = EventLog(metadata)
         """docker's image events (load, import, tag, untag, delete, pull, push) go here."""
 
@@ -491,6 +498,37 @@ class ImageCollection:
             depth += 1
             layer = self.metadata.layers.get(layer.parent)
         return depth
+
+    # -------------------------------------------------------------------------- registries
+
+    def pull(
+        self,
+        ref: str,
+        *,
+        platform: str | None = None,
+        auth: RegistryAuth | None = None,
+        progress: Callable[[ProgressEvent], None] | None = None,
+    ) -> Image:
+        """Pull ``ref`` (``127.0.0.1:5000/team/app:1.2``, ``name@sha256:...``, ``busybox``) for
+        ``platform`` (``os[/arch[/variant]]``, this host's by default); progress as docker's steps.
+        Without ``auth``, credentials come from docker's config files when the options allow it."""
+        return _distribution.pull(
+            self, ref, platform=platform, auth=auth, progress=progress, options=self.registry_options
+        )
+
+    def push(
+        self,
+        ref: str,
+        *,
+        auth: RegistryAuth | None = None,
+        progress: Callable[[ProgressEvent], None] | None = None,
+    ) -> str:
+        """Push the image tagged ``ref`` to its registry; the manifest digest the registry confirmed."""
+        return _distribution.push(self, ref, auth=auth, progress=progress, options=self.registry_options)
+
+    def get_registry_data(self, ref: str, *, auth: RegistryAuth | None = None) -> RegistryData:
+        """Digest, media type, size and platforms of ``ref`` as its registry has it, without pulling."""
+        return _distribution.registry_data(self, ref, auth=auth, options=self.registry_options)
 
     # -------------------------------------------------------------------------- save
 

@@ -37,7 +37,8 @@ __all__ = ["Progress", "Puller", "Resolved", "Transport", "short_id"]
 
 MAX_MANIFEST_BYTES = 4 << 20
 """containerd's limit: a manifest is small; a registry answering more is refused, not buffered."""
-_CHUNK = 1 << 20
+_CHUNK = 64 << 10
+"""Read size of a blob body: what a broken connection loses at most (urllib3 drops a partial read)."""
 _RESUME_ATTEMPTS = 5
 
 

@@ -1,0 +1,271 @@
+"""``engine.images.pull/push/get_registry_data``: the registry client wired to the image store.
+
+Pull: resolve the reference (index -> the manifest for the platform), fetch the config, then
+download the layers concurrently while this thread unpacks them bottom first as each arrives
+(layer N unpacks while N+1.. download), and record the image, its tag and its RepoDigest in one
+metadata transaction. The whole pull holds the store's shared GC lock, so a prune never removes
+what it is about to reference. Verified blobs and unpacked layers are kept when a pull fails or
+is killed: they are whole, the next pull uses them instead of fetching them again, and prune
+reclaims them if no pull ever does; temp files of a killed pull are removed by recovery.
+
+Push: the image's blobs as the store holds them (see :mod:`containerkit.images.registry.push`),
+then its manifest, recorded as a RepoDigest once the registry confirmed its digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import attrs
+
+from containerkit.errors import IntegrityError, InvalidArgument, InvalidReference, NotFound
+from containerkit.images.archive import open_uncompressed
+from containerkit.images.content import Descriptor
+from containerkit.images.manifest import (
+    MEDIA_DOCKER_CONFIG,
+    MEDIA_DOCKER_MANIFEST,
+    MEDIA_OCI_CONFIG,
+    MEDIA_OCI_MANIFEST,
+    build_manifest,
+    chain_ids,
+    parse_config,
+    parse_manifest,
+)
+from containerkit.images.reference import ImageRef, parse_reference
+from containerkit.images.registry.auth import RegistryAuth, RegistryOptions
+from containerkit.images.registry.credentials import CredentialStore
+from containerkit.images.registry.platform import host_platform, parse_platform
+from containerkit.images.registry.pull import Progress, Puller, Transport, short_id
+from containerkit.images.registry.push import Pusher
+from containerkit.images.registry.transport import RegistryTransport
+from containerkit.spec import Image, ProgressEvent, RegistryData
+from containerkit.storage.apply import apply_layer
+from containerkit.storage.records import ImageLayer, ImageRecord, LayerRecord
+
+if TYPE_CHECKING:
+    from containerkit.engine.images import ImageCollection
+
+__all__ = ["TransportFactory", "default_transport", "pull", "push", "registry_data"]
+
+TransportFactory = Callable[[str, "RegistryAuth | None", RegistryOptions], Transport]
+
+
+def default_transport(domain: str, auth: RegistryAuth | None, options: RegistryOptions) -> Transport:
+    """The registry's transport; without ``auth``, docker's stored credentials when the options
+    allow reading them (the daemon's do not: it uses only what its client sends)."""
+    if auth is None and options.config_credentials:
+        auth = CredentialStore().get(domain)
+    return RegistryTransport(domain, auth=auth, options=options)
+
+
+def _docker_name(ref: ImageRef) -> str:
+    """How docker names the image in "Status:" lines: ``busybox:latest``, ``host:5000/x@sha256:..``."""
+    return ref.familiar
+
+
+def pull(
+    images: ImageCollection,
+    ref: str,
+    *,
+    platform: str | None,
+    auth: RegistryAuth | None,
+    progress: Callable[[ProgressEvent], None] | None,
+    options: RegistryOptions,
+    transport: TransportFactory = default_transport,
+) -> Image:
+    image_ref = parse_reference(ref)
+    wanted = parse_platform(platform) if platform else host_platform()
+    emit = Progress(progress)
+    puller = Puller(
+        transport(image_ref.domain, auth, options),
+        image_ref,
+        images.content,
+        progress=emit,
+        max_concurrent_downloads=options.max_concurrent_downloads,
+        sources=images.sources,
+    )
+    emit(image_ref.tag or image_ref.digest or "", f"Pulling from {image_ref.path}")
+    resolved = puller.resolve(wanted)
+    manifest = resolved.manifest
+    before = images.metadata.images.resolve_tag(image_ref.canonical) if image_ref.digest is None else None
+    with images._adding():
+        config_json = puller.fetch_blob_bytes(manifest.config)
+        parsed = parse_config(config_json, f"config {manifest.config.digest} of {image_ref.name}")
+        if len(parsed.diff_ids) != len(manifest.layers):
+            raise InvalidArgument(
+                f"manifest {resolved.manifest_digest} of {image_ref.name} has {len(manifest.layers)} layers "
+                f"but its config lists {len(parsed.diff_ids)} diff ids"
+            )
+        chains = chain_ids(parsed.diff_ids)
+        present = [images.content.has(layer.digest) for layer in manifest.layers]
+        for n, layer in enumerate(manifest.layers):
+            if present[n] and images.snapshots.has_layer(chains[n]):
+                emit(short_id(layer.digest), "Already exists")
+        layer_records: list[LayerRecord] = []
+        image_layers: list[ImageLayer] = []
+        total = 0
+        for n in puller.download_layers(manifest.layers, present):
+            layer, diff_id, chain_id = manifest.layers[n], parsed.diff_ids[n], chains[n]
+            layer_id = short_id(layer.digest)
+            if images.snapshots.has_layer(chain_id):
+                _check_pairing(images, chain_id, layer, diff_id)
+                size = images.snapshots.check_layer(chain_id, diff_id).size
+                if not present[n]:
+                    emit(layer_id, "Pull complete")
+            else:
+                emit(layer_id, "Extracting", 0, layer.size)
+                size = apply_layer(
+                    images.snapshots, chain_id, images.content.path(layer.digest), expected_diff_id=diff_id
+                ).size
+                emit(layer_id, "Extracting", layer.size, layer.size)
+                emit(layer_id, "Pull complete")
+            total += size
+            parent = chains[n - 1] if n else None
+            layer_records.append(
+                LayerRecord(
+                    chain_id=chain_id,
+                    diff_id=diff_id,
+                    blob_digest=layer.digest,
+                    size=size,
+                    media_type=layer.media_type,
+                    parent=parent,
+                )
+            )
+            image_layers.append(
+                ImageLayer(
+                    diff_id=diff_id,
+                    chain_id=chain_id,
+                    blob_digest=layer.digest,
+                    blob_size=layer.size,
+                    media_type=layer.media_type,
+                )
+            )
+        images.content.ingest_bytes(resolved.manifest_bytes, resolved.manifest_digest)
+        record = ImageRecord(
+            id=manifest.config.digest,
+            manifest_digest=resolved.manifest_digest,
+            config_json=config_json.decode(),
+            layers=tuple(image_layers),
+            size=total,
+            created=parsed.created.isoformat() if parsed.created else None,
+            architecture=parsed.architecture,
+            os=parsed.os,
+            added=time.time(),
+        )
+        tags = [image_ref.canonical] if image_ref.digest is None else []
+        with images.metadata.transaction():
+            for item in layer_records:
+                images.metadata.layers.add(item)
+            images.metadata.images.add(record, tags=tags, digests=[f"{image_ref.name}@{resolved.digest}"])
+    emit("", f"Digest: {resolved.digest}")
+    if before == record.id:
+        emit("", f"Status: Image is up to date for {_docker_name(image_ref)}")
+    else:
+        emit("", f"Status: Downloaded newer image for {_docker_name(image_ref)}")
+    images.events.record("image", "pull", _docker_name(image_ref), {"name": _docker_name(image_ref)})
+    return images.get(record.id)
+
+
+def _check_pairing(images: ImageCollection, chain_id: str, blob: Descriptor, diff_id: str) -> None:
+    """A layer unpacked before is reused for this blob only once the blob is known to hold it:
+    an earlier pull or load recorded the pair, or the blob's uncompressed digest is ``diff_id``."""
+    known = images.metadata.layers.get(chain_id)
+    if blob.digest == diff_id or (known is not None and known.blob_digest == blob.digest):
+        return
+    hasher = hashlib.sha256()
+    with images.content.open(blob.digest) as raw:
+        stream = open_uncompressed(raw)
+        while chunk := stream.read(1 << 20):
+            hasher.update(chunk)
+    if "sha256:" + hasher.hexdigest() != diff_id:
+        raise IntegrityError(f"layer {blob.digest}: its content is not diff id {diff_id}")
+
+
+def registry_data(
+    images: ImageCollection,
+    ref: str,
+    *,
+    auth: RegistryAuth | None,
+    options: RegistryOptions,
+    transport: TransportFactory = default_transport,
+) -> RegistryData:
+    image_ref = parse_reference(ref)
+    puller = Puller(
+        transport(image_ref.domain, auth, options), image_ref, images.content, progress=Progress(None)
+    )
+    with images._adding():
+        return puller.registry_data()
+
+
+def _manifest_for(images: ImageCollection, record: ImageRecord) -> tuple[bytes, str]:
+    """The stored manifest when it still describes this image's blobs, else one built from them."""
+    blobs = [x.blob_digest for x in record.layers]
+    if record.manifest_digest and images.content.has(record.manifest_digest):
+        data = images.content.read_bytes(record.manifest_digest)
+        try:
+            stored = parse_manifest(data, f"manifest {record.manifest_digest}")
+        except InvalidArgument:
+            stored = None
+        if (
+            stored is not None
+            and stored.config.digest == record.id
+            and [x.digest for x in stored.layers] == blobs
+        ):
+            return data, stored.media_type
+    config = Descriptor(record.id, images.content.size(record.id), MEDIA_OCI_CONFIG)
+    layers = [Descriptor(x.blob_digest, x.blob_size, x.media_type) for x in record.layers]
+    return build_manifest(config, layers), MEDIA_OCI_MANIFEST
+
+
+def push(
+    images: ImageCollection,
+    ref: str,
+    *,
+    auth: RegistryAuth | None,
+    progress: Callable[[ProgressEvent], None] | None,
+    options: RegistryOptions,
+    transport: TransportFactory = default_transport,
+    chunk_size: int | None = None,
+) -> str:
+    image_ref = parse_reference(ref)
+    if image_ref.digest is not None:
+        raise InvalidReference(f"cannot push a digest reference: {ref}")
+    image_id = images.metadata.images.resolve_tag(image_ref.canonical)
+    if image_id is None:
+        raise NotFound(f"An image does not exist locally with the tag: {image_ref.familiar_name}")
+    record = images._record(image_id)
+    emit = Progress(progress)
+    emit("", f"The push refers to repository [{image_ref.name}]")
+    pusher = Pusher(
+        transport(image_ref.domain, auth, options),
+        image_ref,
+        images.content,
+        progress=emit,
+        max_concurrent_uploads=options.max_concurrent_uploads,
+        sources=images.sources,
+        chunk_size=chunk_size,
+    )
+    with images._adding():
+        data, media_type = _manifest_for(images, record)
+        doc = json.loads(data)
+        config_type = doc.get("config", {}).get("mediaType") or (
+            MEDIA_DOCKER_CONFIG if media_type == MEDIA_DOCKER_MANIFEST else MEDIA_OCI_CONFIG
+        )
+        config = Descriptor(record.id, images.content.size(record.id), config_type)
+        blobs = [
+            (Descriptor(x.blob_digest, x.blob_size, x.media_type), short_id(x.diff_id)) for x in record.layers
+        ]
+        pusher.push_blobs([*blobs, (config, "")])
+        digest = pusher.push_manifest(data, media_type, image_ref.tag or "latest")
+        images.content.ingest_bytes(data, digest)
+    with images.metadata.transaction():
+        if record.manifest_digest is None:
+            images.metadata.images.add(attrs.evolve(record, manifest_digest=digest))
+        images.metadata.images.add(record, digests=[f"{image_ref.name}@{digest}"])
+    emit("", f"{image_ref.tag}: digest: {digest} size: {len(data)}")
+    images.events.record("image", "push", image_ref.familiar, {"name": image_ref.familiar})
+    return digest
