@@ -72,20 +72,28 @@ def progress_response(
     image_id: str = "",
     first: Iterable[dict[str, Any]] = (),
     last: Callable[[T], Iterable[dict[str, Any]]] = lambda _result: (),
+    hold: Callable[[ProgressEvent], bool] = lambda _event: False,
 ) -> Response:
     """Run ``work(progress)`` and stream its events; raises what it raises before its first event.
 
-    ``first`` goes out before the events, ``last(result)`` after them; ``image_id`` is the
-    ``id`` of image-level lines that have one in docker's stream (the tag of ``Pulling from``).
+    Events for which ``hold`` is true do not start the stream: they wait for the next one (a
+    pull's ``Pulling from`` may come before the manifest is found, and a missing one must
+    still be a 404). ``first`` goes out before the events, ``last(result)`` after them;
+    ``image_id`` is the ``id`` of ``Pulling from`` (the tag), as in docker's stream.
     """
     run = _Run(work, name)
+    held: list[ProgressEvent] = []
     head = run.items.get()
+    while head[0] == "event" and hold(head[1]):
+        held.append(head[1])
+        head = run.items.get()
     if head[0] == "error":
         raise head[1]
 
     def lines() -> Iterator[bytes | None]:
         try:
             yield from (_line(message) for message in first)
+            yield from (_line(progress_message(event, image_id=image_id)) for event in held)
             kind, value = head
             while kind == "event":
                 yield _line(progress_message(value, image_id=image_id))

@@ -18,6 +18,7 @@ __all__ = ["error_message", "human_size", "progress_bar", "progress_event", "pro
 
 _UNITS = ("B", "kB", "MB", "GB", "TB", "PB", "EB", "ZB", "YB")
 _BAR = 50
+_PULLING_FROM = "Pulling from "
 
 
 def human_size(size: float) -> str:
@@ -42,8 +43,8 @@ def progress_bar(current: int | None, total: int | None) -> str:
 
 
 def progress_message(event: ProgressEvent, *, image_id: str = "") -> dict[str, Any]:
-    """The object dockerd streams for ``event``; ``image_id`` is the ``id`` of image-level lines
-    that carry one in docker's stream (``Pulling from <repo>`` has the tag as its id)."""
+    """The object dockerd streams for ``event``; ``image_id`` is the ``id`` of ``Pulling from
+    <repo>`` (the tag), the one image-level line that has one in docker's stream."""
     message: dict[str, Any] = {"status": event.action}
     if event.current is not None or event.total is not None:
         detail: dict[str, int] = {}
@@ -55,9 +56,9 @@ def progress_message(event: ProgressEvent, *, image_id: str = "") -> dict[str, A
         bar = progress_bar(event.current, event.total)
         if bar:
             message["progress"] = bar
-    elif event.id:
+    elif event.id and not event.action.startswith(_PULLING_FROM):
         message["progressDetail"] = {}
-    ident = event.id or image_id
+    ident = event.id or (image_id if event.action.startswith(_PULLING_FROM) else "")
     if ident:
         message["id"] = ident
     return message
@@ -79,7 +80,7 @@ def progress_event(message: Mapping[str, Any]) -> ProgressEvent | None:
         current = _count(detail.get("current"))
         total = _count(detail.get("total"))
     ident = message.get("id")
-    layer = ident if isinstance(ident, str) and not status.startswith("Pulling from ") else ""
+    layer = ident if isinstance(ident, str) and not status.startswith(_PULLING_FROM) else ""
     return ProgressEvent(id=layer, action=status, current=current, total=total)
 
 

@@ -40,8 +40,13 @@ def test_image_level_lines() -> None:
     assert pulling == {"status": "Pulling from team/app", "id": "1.2"}
     # the tag is no layer: it does not come back as one
     assert progress_event(pulling) == ProgressEvent(id="", action="Pulling from team/app")
+    # the engine may name the tag itself, as dockerd does
+    assert progress_message(ProgressEvent(id="1.2", action="Pulling from team/app")) == {
+        "status": "Pulling from team/app",
+        "id": "1.2",
+    }
     digest = progress_message(ProgressEvent(id="", action="Digest: sha256:" + "0" * 64), image_id="1.2")
-    assert digest == {"status": "Digest: sha256:" + "0" * 64, "id": "1.2"}
+    assert digest == {"status": "Digest: sha256:" + "0" * 64}
 
 
 def test_what_is_no_progress_step() -> None:
