@@ -40,7 +40,7 @@ class DaemonApp:
         from containerkit.daemon.routes import register_all
 
         self.engine = engine
-        self.events = EventBus()
+        self.events = EventBus(engine.event_log)
         self.monitor = Monitor(engine, self.events)
         # the daemon's own records under the engine root: exec ids outlive a daemon restart
         self.execs = ExecRegistry(engine.root / "daemon" / "execs")

@@ -109,9 +109,6 @@ class Monitor:
             self._trim(self._codes)
             self._runs.discard(run)
             self._cond.notify_all()
-        self._events.emit(
-            "container", "die", container_id, {"name": name, "image": image, "exitCode": str(code)}
-        )
         try:
             container = self._engine.containers.get(container_id)
             if container.spec.auto_remove:
@@ -142,14 +139,13 @@ class Monitor:
                 self._removing.discard(container_id)
 
     def mark_removed(self, container_id: str, name: str = "", image: str = "") -> None:
-        """Record a removal (idempotent) and emit ``destroy`` once."""
+        """Record a removal (idempotent; the engine records its ``destroy`` event)."""
         with self._cond:
             if self._removed.get(container_id):
                 return
             self._removed[container_id] = True
             self._trim(self._removed)
             self._cond.notify_all()
-        self._events.emit("container", "destroy", container_id, {"name": name, "image": image})
 
     # -- readers of a container's output ------------------------------------------------------
 

@@ -23,7 +23,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -334,7 +334,7 @@ class EventLog:
         filters: Mapping[str, Any] | None = None,
         *,
         idle: float = 1.0,
-    ) -> Iterator[Event | None]:
+    ) -> Generator[Event | None, None, None]:
         """docker's ``/events``: with ``since`` or ``until``, the kept events in that window
         (oldest first); then, unless ``until`` has passed, new events as they are recorded,
         until ``until``. None every ``idle`` seconds without an event (a server's chance to
@@ -346,7 +346,7 @@ class EventLog:
 
     def _follow(
         self, since_ns: int | None, until_ns: int | None, wanted: dict[str, list[str]], idle: float
-    ) -> Iterator[Event | None]:
+    ) -> Generator[Event | None, None, None]:
         self.scan_exits()
         head = self._store.last_seq()
         if since_ns is not None or until_ns is not None:

@@ -44,7 +44,6 @@ def register(router: Router, app: DaemonApp) -> None:
         created = create_request(request.json(required=True), request.q("name"), networking=app.networking)
         container = engine.containers.create(created.spec)
         container.set_extra(created.docker)  # what inspect shows of the create body
-        events.emit("container", "create", container.id, _attributes(container))
         return json_response({"Id": container.id, "Warnings": created.warnings}, 201)
 
     def list_(request: Request) -> Response:
@@ -84,7 +83,6 @@ def register(router: Router, app: DaemonApp) -> None:
                     container.remove(force=True)
                 monitor.mark_removed(container.id, container.name, container.image)
             raise
-        events.emit("container", "start", container.id, _attributes(container))
         monitor.watch(container)  # after "start": a fast exit's "die" must come second
         return Response(204)
 
@@ -96,9 +94,7 @@ def register(router: Router, app: DaemonApp) -> None:
         if container.status not in ("running", "paused"):
             raise NotModified(f"container {container.name} is not running")
         monitor.watch(container)
-        events.emit("container", "kill", container.id, _attributes(container, signal="15"))
         container.stop(None if timeout is None or timeout < 0 else timeout)
-        events.emit("container", "stop", container.id, _attributes(container))
         _note_removal(container)
         return Response(204)
 
@@ -111,7 +107,6 @@ def register(router: Router, app: DaemonApp) -> None:
             )
         monitor.watch(container)
         container.kill(signal)
-        events.emit("container", "kill", container.id, _attributes(container, signal=str(signal)))
         return Response(204)
 
     def restart(request: Request) -> Response:
@@ -120,19 +115,16 @@ def register(router: Router, app: DaemonApp) -> None:
         monitor.watch(container)
         container.restart(None if timeout is None or timeout < 0 else timeout)
         monitor.watch(container)
-        events.emit("container", "restart", container.id, _attributes(container))
         return Response(204)
 
     def pause(request: Request) -> Response:
         container = lookup(app, request)
         container.pause()
-        events.emit("container", "pause", container.id, _attributes(container))
         return Response(204)
 
     def unpause(request: Request) -> Response:
         container = lookup(app, request)
         container.unpause()
-        events.emit("container", "unpause", container.id, _attributes(container))
         return Response(204)
 
     def remove(request: Request) -> Response:
@@ -145,9 +137,7 @@ def register(router: Router, app: DaemonApp) -> None:
     def rename(request: Request) -> Response:
         container = lookup(app, request)
         name = request.q("name") or ""
-        old = container.name
         container.rename(name.lstrip("/"))
-        events.emit("container", "rename", container.id, _attributes(container, oldName="/" + old))
         return Response(204)
 
     def resize(request: Request) -> Response:

@@ -75,7 +75,6 @@ def register(router: Router, app: DaemonApp) -> None:
         target = f"{repo}:{request.q('tag')}" if request.q("tag") else repo
         image = images.get(request.params["name"])
         images.tag(image.id, target)
-        events.emit("image", "tag", image.id, {"name": parse_reference(target).familiar})
         return Response(201, b"", None)
 
     def remove(request: Request) -> Response:
@@ -84,7 +83,6 @@ def register(router: Router, app: DaemonApp) -> None:
         for line in lines:
             key, _, value = line.partition(": ")
             result.append({key: value})
-            events.emit("image", "untag" if key == "Untagged" else "delete", value, {"name": value})
         return json_response(result)
 
     def load(request: Request) -> Response:
@@ -97,7 +95,6 @@ def register(router: Router, app: DaemonApp) -> None:
                 lines.append({"stream": f"Loaded image: {name}\n"})
             if not image.tags:
                 lines.append({"stream": f"Loaded image ID: {image.id}\n"})
-            events.emit("image", "load", image.id, {"name": image.tags[0] if image.tags else image.id})
         return _progress(lines)
 
     def save(names: list[str]) -> Response:
@@ -133,8 +130,6 @@ def register(router: Router, app: DaemonApp) -> None:
         if unsupported:
             raise InvalidArgument(f"invalid filter(s) for image prune: {sorted(unsupported)}")
         deleted = images.prune()
-        for image_id in deleted:
-            events.emit("image", "delete", image_id, {"name": image_id})
         return json_response(
             {"ImagesDeleted": [{"Deleted": i} for i in deleted] or None, "SpaceReclaimed": 0}
         )
@@ -182,7 +177,6 @@ def register(router: Router, app: DaemonApp) -> None:
         config = ImageConfig.from_changes(request.query.get("changes", []))
         with request.spool_body(LOAD_LIMIT, str(spool_dir)) as spool:
             image = images.import_rootfs(Path(spool.name), ref, config=config)
-        events.emit("image", "import", image.id, {"name": ref or image.id})
         return _progress([{"status": image.id}])
 
     def unsupported(request: Request) -> Response:

@@ -74,7 +74,6 @@ def register(router: Router, app: DaemonApp) -> None:
             internal=body.bool("Internal"),
             labels=body.str_map("Labels"),
         )
-        app.events.emit("network", "create", network.id, {"name": network.name, "type": "bridge"})
         return json_response({"Id": network.id, "Warning": ""}, 201)
 
     def inspect(request: Request) -> Response:
@@ -85,14 +84,11 @@ def register(router: Router, app: DaemonApp) -> None:
         if network.name in _PREDEFINED:
             raise Conflict(f"{network.name} is a pre-defined network and cannot be removed")
         networks().remove(network.id)
-        app.events.emit("network", "destroy", network.id, {"name": network.name, "type": "bridge"})
         return Response(204)
 
     def prune(request: Request) -> Response:
         filters = filters_from_query(request.qjson("filters"))
         removed = networks().prune(filters=filters or None)
-        for name in removed:
-            app.events.emit("network", "destroy", name, {"name": name, "type": "bridge"})
         return json_response({"NetworksDeleted": removed or None})
 
     def connect(request: Request) -> Response:
@@ -101,7 +97,6 @@ def register(router: Router, app: DaemonApp) -> None:
         container = app.engine.containers.get(body.str("Container"))
         aliases = body.obj("EndpointConfig").str_list("Aliases") or []
         network.connect(container, aliases=aliases)
-        app.events.emit("network", "connect", network.id, {"name": network.name, "container": container.id})
         return Response(200, b"", None)
 
     def disconnect(request: Request) -> Response:
@@ -109,9 +104,6 @@ def register(router: Router, app: DaemonApp) -> None:
         body = Body(request.json(required=True))
         container = app.engine.containers.get(body.str("Container"))
         network.disconnect(container)
-        app.events.emit(
-            "network", "disconnect", network.id, {"name": network.name, "container": container.id}
-        )
         return Response(200, b"", None)
 
     router.add("GET", "/networks", list_)

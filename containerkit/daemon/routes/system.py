@@ -12,12 +12,10 @@ from typing import TYPE_CHECKING
 from containerkit import __version__
 from containerkit.daemon.app import API_VERSION, MIN_API_VERSION
 from containerkit.daemon.errors import NotImplementedYet, SwarmUnavailable
-from containerkit.daemon.events import event_matches
 from containerkit.daemon.server import Request, Response, json_response
 from containerkit.daemon.shapes import host_platform
 from containerkit.dockerapi import filters_from_query, image_summary, volume_json
 from containerkit.engine.frontend import cgroup_mode
-from containerkit.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from containerkit.daemon.app import DaemonApp
@@ -27,22 +25,6 @@ from containerkit.daemon.router import Router
 __all__ = ["register", "register_fallbacks"]
 
 _SWARM = ("swarm", "services", "nodes", "tasks", "secrets", "configs")
-
-
-def _time_ns(value: str | None, field: str) -> int | None:
-    """docker's ``since``/``until``: unix seconds, possibly fractional, or RFC 3339."""
-    if not value:
-        return None
-    try:
-        return int(float(value) * 1_000_000_000)
-    except ValueError:
-        pass
-    from containerkit.engine.frontend import parse_log_time
-
-    try:
-        return parse_log_time(value)
-    except InvalidArgument:
-        raise InvalidArgument(f"{field}: expected a unix timestamp or RFC 3339 time, got {value!r}") from None
 
 
 def register(router: Router, app: DaemonApp) -> None:
@@ -125,36 +107,19 @@ def register(router: Router, app: DaemonApp) -> None:
         )
 
     def events(request: Request) -> Response:
-        since = _time_ns(request.q("since"), "since")
-        until = _time_ns(request.q("until"), "until")
-        wanted = filters_from_query(request.qjson("filters"))
-        subscription = app.events.subscribe() if until is None or until > time.time_ns() else None
+        """The engine's durable log, as docker streams it: the kept events from ``since`` (or
+        up to ``until``), then new ones, from this daemon or any engine on its root, until
+        ``until``. Bad times or filters are a 400 before the stream starts."""
+        follow = app.engine.event_log.follow(
+            request.q("since"), request.q("until"), filters_from_query(request.qjson("filters"))
+        )
 
         def stream() -> Iterator[bytes | None]:
             try:
-                seen: set[int] = set()
-                if since is not None:
-                    for event in app.events.history(since, until):
-                        seen.add(id(event))
-                        if event_matches(event, wanted):
-                            yield json.dumps(event).encode() + b"\n"
-                if subscription is None:
-                    return
-                while True:
-                    if until is not None and time.time_ns() > until:
-                        return
-                    live = subscription.get(0.5)
-                    if live is None:
-                        yield None
-                        continue
-                    event = live
-                    if id(event) in seen or (until is not None and event["timeNano"] > until):
-                        continue
-                    if event_matches(event, wanted):
-                        yield json.dumps(event).encode() + b"\n"
+                for event in follow:
+                    yield None if event is None else json.dumps(event.to_docker()).encode() + b"\n"
             finally:
-                if subscription is not None:
-                    subscription.close()
+                follow.close()
 
         return Response(200, content_type="application/json", stream=stream())
 

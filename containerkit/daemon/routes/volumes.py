@@ -23,7 +23,6 @@ _FILTERS = {"label", "name", "dangling", "driver", "all"}
 
 def register(router: Router, app: DaemonApp) -> None:
     volumes = app.engine.volumes
-    events = app.events
 
     def users(name: str) -> list[str]:
         return [c.name for c in app.engine.containers.list(all=True) if name in c.volume_names]
@@ -69,7 +68,6 @@ def register(router: Router, app: DaemonApp) -> None:
             volume = volumes.create(name, labels=body.str_map("Labels"))
         except Conflict:
             volume = volumes.get(name or "")
-        events.emit("volume", "create", volume.name, {"driver": "local"})
         return json_response(volume_json(volume), 201)
 
     def inspect(request: Request) -> Response:
@@ -87,7 +85,6 @@ def register(router: Router, app: DaemonApp) -> None:
         if not force:
             _get(name)  # docker's "get NAME: no such volume"; with force a missing volume is fine
         volumes.remove(name, force=force)
-        events.emit("volume", "destroy", name, {"driver": "local"})
         return Response(204)
 
     def prune(request: Request) -> Response:
@@ -104,7 +101,6 @@ def register(router: Router, app: DaemonApp) -> None:
             except (Conflict, NotFound):
                 continue
             removed.append(volume.name)
-            events.emit("volume", "destroy", volume.name, {"driver": "local"})
         return json_response({"VolumesDeleted": removed or None, "SpaceReclaimed": 0})
 
     router.add("GET", "/volumes", list_)

@@ -19,7 +19,6 @@ import socket
 import tarfile
 import threading
 import time
-import urllib.parse
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -324,7 +323,7 @@ class _FakeHandler(http.server.BaseHTTPRequestHandler):
         if session is None:
             return
         data = bytes(self.owner.uploads.pop(session)) + body
-        digest = urllib.parse.parse_qs(query).get("digest", [""])[0]
+        digest = dict(p.split("=", 1) for p in query.split("&") if "=" in p).get("digest", "")
         if sha(data) != digest:
             self._error(400, "DIGEST_INVALID")
             return
