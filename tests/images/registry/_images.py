@@ -19,6 +19,7 @@ import socket
 import tarfile
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -323,7 +324,7 @@ class _FakeHandler(http.server.BaseHTTPRequestHandler):
         if session is None:
             return
         data = bytes(self.owner.uploads.pop(session)) + body
-        digest = dict(p.split("=", 1) for p in query.split("&") if "=" in p).get("digest", "")
+        digest = urllib.parse.parse_qs(query).get("digest", [""])[0]
         if sha(data) != digest:
             self._error(400, "DIGEST_INVALID")
             return

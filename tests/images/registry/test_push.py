@@ -1,0 +1,223 @@
+"""engine.images.push against Debian's docker-registry, read back by skopeo and unpacked by umoci, plus
+the fake registry (tests/images/registry/_images.py) for a registry that lies about digests."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import containerkit as ck
+from containerkit.engine import _distribution
+from containerkit.errors import IntegrityError, InvalidReference, NotFound, Unauthorized
+from containerkit.images.registry.auth import RegistryAuth, RegistryOptions
+from containerkit.spec import ProgressEvent
+from tests.images.registry._images import Behaviour, fake_registry, file_layer
+from tests.images.registry.servers import Registry
+
+SKOPEO = shutil.which("skopeo")
+UMOCI = shutil.which("umoci")
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[ck.Engine]:
+    with ck.Engine(root=tmp_path / "engine", forkserver=False) as eng:
+        eng.images.registry_options = RegistryOptions(config_credentials=False)
+        yield eng
+
+
+def _busybox(engine: ck.Engine, tar: Path, ref: str) -> ck.Image:
+    return engine.images.import_rootfs(tar, ref, config={"Cmd": ["sh"]})
+
+
+def _skopeo_inspect(ref: str, *extra: str) -> dict[str, object]:
+    assert SKOPEO is not None
+    out = subprocess.run(
+        [SKOPEO, "inspect", "--tls-verify=false", *extra, f"docker://{ref}"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    ).stdout
+    value = json.loads(out)
+    assert isinstance(value, dict)
+    return value
+
+
+def _actions(events: list[ProgressEvent]) -> list[str]:
+    return [e.action for e in events]
+
+
+@pytest.mark.skipif(SKOPEO is None or UMOCI is None, reason="needs skopeo and umoci")
+def test_push_is_read_by_skopeo_and_unpacked_by_umoci(
+    registry: Registry, engine: ck.Engine, tmp_path: Path, busybox_rootfs_tar: Path
+) -> None:
+    assert SKOPEO is not None and UMOCI is not None
+    image = _busybox(engine, busybox_rootfs_tar, f"{registry.host}/team/app:1.2")
+    events: list[ProgressEvent] = []
+    digest = engine.images.push(f"{registry.host}/team/app:1.2", progress=events.append)
+    assert events[0] == ProgressEvent(
+        id="", action=f"The push refers to repository [{registry.host}/team/app]"
+    )
+    assert "Pushed" in _actions(events)
+    size = len(engine.content.read_bytes(digest))
+    assert events[-1].action == f"1.2: digest: {digest} size: {size}"
+    assert engine.images.get(image.id).digests == (f"{registry.host}/team/app@{digest}",)
+
+    raw = _skopeo_inspect(f"{registry.host}/team/app:1.2", "--raw")
+    assert raw["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    info = _skopeo_inspect(f"{registry.host}/team/app:1.2")
+    assert info["Digest"] == digest
+    layout = tmp_path / "oci"
+    subprocess.run(
+        [
+            SKOPEO,
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            f"docker://{registry.host}/team/app:1.2",
+            f"oci:{layout}:app",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    bundle = tmp_path / "bundle"
+    subprocess.run(
+        [UMOCI, "unpack", "--image", f"{layout}:app", str(bundle)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    assert (bundle / "rootfs" / "bin" / "busybox").is_file()
+    again: list[ProgressEvent] = []
+    assert engine.images.push(f"{registry.host}/team/app:1.2", progress=again.append) == digest
+    assert "Layer already exists" in _actions(again)
+    assert "Pushed" not in _actions(again)
+
+
+def test_chunked_upload_and_pull_back(
+    registry: Registry, engine: ck.Engine, tmp_path: Path, busybox_rootfs_tar: Path
+) -> None:
+    _busybox(engine, busybox_rootfs_tar, f"{registry.host}/team/chunked:1")
+    events: list[ProgressEvent] = []
+    digest = _distribution.push(
+        engine.images,
+        f"{registry.host}/team/chunked:1",
+        auth=None,
+        progress=events.append,
+        options=engine.images.registry_options,
+        chunk_size=300_000,
+    )
+    pushing = [e.current for e in events if e.action == "Pushing"]
+    assert len(pushing) >= 3 and pushing == sorted(pushing)
+    with ck.Engine(root=tmp_path / "other", forkserver=False) as other:
+        pulled = other.images.pull(f"{registry.host}/team/chunked@{digest}")
+        assert other.images.read_file(pulled.id, "/bin/busybox") == engine.images.read_file(
+            pulled.id, "/bin/busybox"
+        )
+
+
+def test_cross_repository_mount_from_the_pulled_source(
+    registry: Registry, tmp_path: Path, busybox_rootfs_tar: Path
+) -> None:
+    with ck.Engine(root=tmp_path / "a", forkserver=False) as a:
+        _busybox(a, busybox_rootfs_tar, f"{registry.host}/team/base:1")
+        a.images.push(f"{registry.host}/team/base:1")
+    with ck.Engine(root=tmp_path / "b", forkserver=False) as b:
+        image = b.images.pull(f"{registry.host}/team/base:1")
+        b.images.tag(image.id, f"{registry.host}/other/copy:1")
+        events: list[ProgressEvent] = []
+        b.images.push(f"{registry.host}/other/copy:1", progress=events.append)
+    assert "Mounted from team/base" in _actions(events)
+    assert "Pushing" not in _actions(events)
+
+
+@pytest.mark.skipif(SKOPEO is None, reason="needs skopeo")
+def test_docker_archive_image_pushes_its_blobs_as_stored(
+    registry: Registry, engine: ck.Engine, tmp_path: Path, busybox_rootfs_tar: Path
+) -> None:
+    source = tmp_path / "src"
+    archive = tmp_path / "image.tar"
+    with ck.Engine(root=source, forkserver=False) as other:
+        _busybox(other, busybox_rootfs_tar, "example/app:archived")
+        other.images.save("example/app:archived", archive)
+    (loaded,) = engine.images.load(archive)
+    engine.images.tag(loaded.id, f"{registry.host}/team/archived:1")
+    engine.images.push(f"{registry.host}/team/archived:1")
+    info = _skopeo_inspect(f"{registry.host}/team/archived:1")
+    record = engine.metadata.images.get(loaded.id)
+    assert record is not None
+    assert info["Layers"] == [x.blob_digest for x in record.layers]
+
+
+def test_push_errors(registry_basic: Registry, engine: ck.Engine, busybox_rootfs_tar: Path) -> None:
+    with pytest.raises(NotFound, match="An image does not exist locally with the tag"):
+        engine.images.push(f"{registry_basic.host}/team/none:1")
+    with pytest.raises(InvalidReference):
+        engine.images.push(f"{registry_basic.host}/team/none@sha256:" + "a" * 64)
+    _busybox(engine, busybox_rootfs_tar, f"{registry_basic.host}/team/private:1")
+    with pytest.raises(Unauthorized):
+        engine.images.push(f"{registry_basic.host}/team/private:1")
+    assert registry_basic.credentials is not None
+    auth = RegistryAuth(*registry_basic.credentials)
+    digest = engine.images.push(f"{registry_basic.host}/team/private:1", auth=auth)
+    assert (
+        engine.images.get_registry_data(f"{registry_basic.host}/team/private:1", auth=auth).digest == digest
+    )
+
+
+def test_uploads_keep_the_location_query_and_a_lying_digest_is_refused(
+    engine: ck.Engine, tmp_path: Path
+) -> None:
+    tar = tmp_path / "layer.tar"
+    tar.write_bytes(file_layer({"lie": b"x" * 700_000}))
+    engine.images.import_rootfs(tar, "127.0.0.1:1/placeholder:1")
+    with fake_registry(Behaviour(manifest_digest_header="sha256:" + "1" * 64)) as fake:
+        engine.images.tag("127.0.0.1:1/placeholder:1", f"{fake.host}/team/app:1")
+        with pytest.raises(IntegrityError, match="answered digest sha256:1111"):
+            _distribution.push(
+                engine.images,
+                f"{fake.host}/team/app:1",
+                auth=None,
+                progress=None,
+                options=engine.images.registry_options,
+                chunk_size=256 << 10,
+            )
+        uploads = [(m, p, h) for m, p, h in fake.requests if m in ("PATCH", "PUT") and "/blobs/" in p]
+        # every PATCH and PUT went to the relative Location with its _state query, chunks in order
+        assert uploads and all("_state=" in p for _, p, _ in uploads)
+        sessions: dict[str, list[str]] = {}
+        for method, path, headers in uploads:
+            if method == "PATCH":
+                sessions.setdefault(path.split("?")[0], []).append(headers["Content-Range"])
+        layer_ranges = max(sessions.values(), key=len)
+        size = (tmp_path / "layer.tar").stat().st_size
+        assert layer_ranges == ["0-262143", "262144-524287", f"524288-{size - 1}"]
+        assert len(fake.blobs) == 2  # the layer and the config arrived whole before the manifest
+
+
+def test_login_checks_and_stores_like_docker(
+    registry_basic: Registry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker-config"))
+    assert registry_basic.credentials is not None
+    user, password = registry_basic.credentials
+    with ck.Engine(root=tmp_path / "engine", forkserver=False) as engine:
+        with pytest.raises(Unauthorized):
+            engine.registries.login(registry_basic.host, user, "wrong")
+        assert not (tmp_path / "docker-config" / "config.json").exists()
+        assert engine.registries.login(registry_basic.host, user, password) == "Login Succeeded"
+        config = json.loads((tmp_path / "docker-config" / "config.json").read_text())
+        assert registry_basic.host in config["auths"]
+        # a push with no auth= finds the stored credentials, as docker's CLI does
+        tar = tmp_path / "layer.tar"
+        tar.write_bytes(file_layer({"hello": b"world"}))
+        engine.images.import_rootfs(tar, f"{registry_basic.host}/team/login:1")
+        engine.images.push(f"{registry_basic.host}/team/login:1")
+        assert engine.registries.logout(registry_basic.host) is True
+        with pytest.raises(Unauthorized):
+            engine.images.push(f"{registry_basic.host}/team/login:1")
