@@ -141,8 +141,7 @@ class RegistryTransport:
         self.session = session or requests.Session()
         self.session.trust_env = False  # no .netrc credentials, no proxy for loopback registries
         self.session.headers["User-Agent"] = USER_AGENT
-        self.endpoint: Endpoint | None = None
-        self.authorizer: Authorizer | None = None
+        self._current: tuple[Endpoint, Authorizer] | None = None
         self._sleep = sleep
         self._ping_lock = threading.Lock()
         if any(not e.verify_tls for e in self.candidates):
@@ -152,38 +151,72 @@ class RegistryTransport:
 
     def ping(self) -> Endpoint:
         """``GET /v2/`` on each candidate until one answers 200 or 401; remembers it and its challenge."""
+        return self._connected()[0]
+
+    def _connected(self) -> tuple[Endpoint, Authorizer]:
         with self._ping_lock:
-            if self.endpoint is not None:
-                return self.endpoint
-            failures: list[str] = []
-            for candidate in self.candidates:
-                url = f"{candidate.url}/v2/"
-                try:
-                    response = self._with_retries(
-                        functools.partial(
-                            self.session.get,
-                            url,
-                            verify=candidate.verify_tls,
-                            timeout=self.timeout,
-                            allow_redirects=False,
-                        ),
-                        "GET",
+            if self._current is None:
+                self._discover(self.candidates)
+            assert self._current is not None
+            return self._current
+
+    @property
+    def endpoint(self) -> Endpoint | None:
+        """The endpoint in use (None before discovery)."""
+        current = self._current
+        return current[0] if current is not None else None
+
+    @property
+    def authorizer(self) -> Authorizer | None:
+        current = self._current
+        return current[1] if current is not None else None
+
+    def _discover(self, candidates: Sequence[Endpoint]) -> Endpoint:
+        failures: list[str] = []
+        for candidate in candidates:
+            url = f"{candidate.url}/v2/"
+            try:
+                response = self._with_retries(
+                    functools.partial(
+                        self.session.get,
                         url,
-                        retry_connection_errors=not self._fallback_after(candidate),
-                    )
-                except requests.RequestException as exc:
-                    failures.append(f"GET {url}: {_reason(exc)}")
-                    continue
-                if response.status_code not in (200, 401):
-                    failures.append(f"GET {url}: {response.status_code} {response.reason}")
-                    continue
-                scheme = urllib.parse.urlsplit(candidate.url).scheme
-                authorizer = Authorizer(self.session, candidate.netloc, self.auth, scheme=scheme)
-                if response.status_code == 401:
-                    authorizer.learn(response.headers.get("WWW-Authenticate"))
-                self.endpoint, self.authorizer = candidate, authorizer
-                return candidate
-            raise RegistryError(f"registry {self.domain} unreachable: " + "; ".join(failures))
+                        verify=candidate.verify_tls,
+                        timeout=self.timeout,
+                        allow_redirects=False,
+                    ),
+                    "GET",
+                    url,
+                    retry_connection_errors=not self._fallback_after(candidate),
+                )
+            except requests.RequestException as exc:
+                failures.append(f"GET {url}: {_reason(exc)}")
+                continue
+            if response.status_code not in (200, 401):
+                failures.append(f"GET {url}: {response.status_code} {response.reason}")
+                continue
+            scheme = urllib.parse.urlsplit(candidate.url).scheme
+            authorizer = Authorizer(self.session, candidate.netloc, self.auth, scheme=scheme)
+            if response.status_code == 401:
+                authorizer.learn(response.headers.get("WWW-Authenticate"))
+            self._current = (candidate, authorizer)
+            return candidate
+        raise RegistryError(f"registry {self.domain} unreachable: " + "; ".join(failures))
+
+    def _leave_mirror(self, failed: Endpoint) -> bool:
+        """After a mirror failed a request, move on to the candidates after it (dockerd's fallback from
+        mirrors to the registry itself); False when none of them answers."""
+        with self._ping_lock:
+            if self.endpoint is not failed:
+                return True  # another thread has moved on already
+            log.info("registry %s: mirror %s failed; trying the next endpoint", self.domain, failed.url)
+            rest = self.candidates[self.candidates.index(failed) + 1 :]
+            if not rest:
+                return False
+            try:
+                self._discover(rest)
+            except RegistryError:
+                return False
+            return True
 
     def _fallback_after(self, candidate: Endpoint) -> bool:
         """Whether another candidate follows (then a refused https is no reason to wait and retry)."""
@@ -209,26 +242,57 @@ class RegistryTransport:
         timeout: float | None = None,
     ) -> requests.Response:
         """Send ``method path`` (``/v2/...`` or an absolute URL from a ``Location``) with the auth
-        ``scope`` needs; an error status raises unless it is in ``accept``."""
-        endpoint = self.ping()
-        authorizer = self.authorizer
-        assert authorizer is not None
+        ``scope`` needs; an error status raises unless it is in ``accept``, and a connection that
+        fails after the retries raises ``RegistryError``. A GET or HEAD that a mirror fails is sent
+        again to the next endpoint (the registry itself last), as dockerd falls back."""
+        while True:
+            endpoint, authorizer = self._connected()
+            try:
+                return self._request(
+                    endpoint, authorizer, method, path, scope, headers, params, data, stream, accept, timeout
+                )
+            except ContainerkitError:
+                fallback = endpoint.mirror and method.upper() in ("GET", "HEAD") and "://" not in path
+                if not (fallback and self._leave_mirror(endpoint)):
+                    raise
+
+    def _request(
+        self,
+        endpoint: Endpoint,
+        authorizer: Authorizer,
+        method: str,
+        path: str,
+        scope: Scope,
+        headers: Mapping[str, str] | None,
+        params: Any,
+        data: Any,
+        stream: bool,
+        accept: Collection[int],
+        timeout: float | None,
+    ) -> requests.Response:
         scopes = list(parse_scopes(scope))
         method = method.upper()
         url = path if "://" in path else f"{endpoint.url}{path}"
         replayable = _replayable(data)
         reauthorized = False
         while True:
-            response = self._with_retries(
-                lambda: self._send(method, url, scopes, headers, params, data, stream, timeout),
-                method,
-                url,
-                retry_connection_errors=True,
-                retry_ok=method in _IDEMPOTENT and replayable,
-            )
+            try:
+                response = self._with_retries(
+                    lambda: self._send(
+                        endpoint, authorizer, method, url, scopes, headers, params, data, stream, timeout
+                    ),
+                    method,
+                    url,
+                    retry_connection_errors=True,
+                    retry_ok=method in _IDEMPOTENT and replayable,
+                )
+            except requests.RequestException as exc:
+                what = _repository(url)
+                where = f"{self.domain}/{what}" if what else self.domain
+                raise RegistryError(f"{where}: {method} {url} failed: {_reason(exc)}") from exc
             if response.status_code != 401 or reauthorized or not replayable:
                 break
-            if not self._same_origin(response.url):
+            if not self._same_origin(response.url, endpoint):
                 break  # 401 from where a redirect led: not the registry's challenge
             had_auth = "Authorization" in (response.request.headers if response.request is not None else {})
             challenges = authorizer.learn(response.headers.get("WWW-Authenticate"))
@@ -252,22 +316,21 @@ class RegistryTransport:
                 response.close()
         return response
 
-    def _same_origin(self, url: str) -> bool:
-        endpoint = self.endpoint
-        if endpoint is None:
-            return False
+    @staticmethod
+    def _same_origin(url: str, endpoint: Endpoint) -> bool:
         a, b = urllib.parse.urlsplit(url), urllib.parse.urlsplit(endpoint.url)
         return (a.scheme, a.netloc.lower()) == (b.scheme, b.netloc.lower())
 
-    def _verify(self, url: str) -> bool:
-        if self._same_origin(url):
-            assert self.endpoint is not None
-            return self.endpoint.verify_tls
+    def _verify(self, url: str, endpoint: Endpoint) -> bool:
+        if self._same_origin(url, endpoint):
+            return endpoint.verify_tls
         netloc = urllib.parse.urlsplit(url).netloc
         return not is_insecure(netloc, self.options.insecure_registries)
 
     def _send(
         self,
+        endpoint: Endpoint,
+        authorizer: Authorizer,
         method: str,
         url: str,
         scopes: Sequence[str],
@@ -278,11 +341,10 @@ class RegistryTransport:
         timeout: float | None,
     ) -> requests.Response:
         """One request and its redirects, each hop's ``Authorization`` decided by its origin."""
-        assert self.authorizer is not None
         for _hop in range(_MAX_REDIRECTS + 1):
             sent = dict(headers or {})
-            if self._same_origin(url):
-                authorization = self.authorizer.header(scopes)
+            if self._same_origin(url, endpoint):
+                authorization = authorizer.header(scopes)
                 if authorization is not None:
                     sent["Authorization"] = authorization
             response = self.session.request(
@@ -292,7 +354,7 @@ class RegistryTransport:
                 params=params,
                 data=data,
                 stream=stream,
-                verify=self._verify(url),
+                verify=self._verify(url, endpoint),
                 timeout=timeout or self.timeout,
                 allow_redirects=False,
             )
@@ -371,9 +433,7 @@ class RegistryTransport:
         Basic: ``GET /v2/`` with them must answer 200. Bearer: the token server must grant a token
         for them (no scope, ``offline_token=true``). Raises ``Unauthorized`` when refused.
         """
-        self.ping()
-        authorizer = self.authorizer
-        assert authorizer is not None and self.endpoint is not None
+        _endpoint, authorizer = self._connected()
         if authorizer.bearer is not None:
             authorizer.header([], offline=True)
             return authorizer.refresh_token

@@ -13,6 +13,8 @@ import hashlib
 from collections.abc import Callable
 
 import pytest
+import requests
+import requests.adapters
 
 from containerkit.errors import NotFound, RegistryError, Unauthorized
 from containerkit.images.registry.auth import RegistryAuth, RegistryOptions
@@ -326,3 +328,75 @@ def test_invalid_token_gets_exactly_one_fresh_token(scripted_server: Callable[..
         with pytest.raises(Unauthorized, match="unauthorized"):
             transport.request("GET", "/v2/r/manifests/1", scope="repository:r:pull")
         assert issued == ["t0", "t1", "t2"]
+
+
+# -- mirrors ---------------------------------------------------------------------------------------
+
+
+class _NoEgress(requests.adapters.BaseAdapter):
+    """Mounted for Docker Hub so that a fallback past the loopback mirrors fails here, offline."""
+
+    attempts: list[str] = []
+
+    def send(self, request: requests.PreparedRequest, **kwargs: object) -> requests.Response:
+        self.attempts.append(str(request.url))
+        raise requests.ConnectionError(f"test: no traffic off loopback ({request.url})")
+
+    def close(self) -> None:
+        pass
+
+
+def _offline_session() -> tuple[requests.Session, _NoEgress]:
+    session, adapter = requests.Session(), _NoEgress()
+    adapter.attempts = []
+    session.mount(f"https://{DOCKER_HUB_HOST}", adapter)
+    return session, adapter
+
+
+def test_docker_hub_pulls_go_to_mirrors_and_fall_back_between_them(
+    registry_factory: Callable[..., Registry],
+) -> None:
+    empty, seeded = registry_factory(), registry_factory()
+    data = b"from the second mirror"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    with RegistryTransport(seeded.host) as direct:
+        started = direct.request("POST", "/v2/library/app/blobs/uploads/", scope=None)
+        direct.request("PUT", started.headers["Location"], scope=None, params={"digest": digest}, data=data)
+    dead = f"http://127.0.0.1:{free_port()}"
+    options = RegistryOptions(registry_mirrors=[dead, empty.url, seeded.url])
+    session, hub = _offline_session()
+    with RegistryTransport("docker.io", options=options, session=session, retries=0) as transport:
+        assert transport.ping() == Endpoint(empty.url, verify_tls=False, mirror=True)  # the dead one skipped
+        blob = transport.request(
+            "GET", f"/v2/library/app/blobs/{digest}", scope="repository:library/app:pull"
+        )
+        assert blob.content == data
+        assert transport.endpoint == Endpoint(seeded.url, verify_tls=False, mirror=True)
+        assert hub.attempts == []
+        # past the last mirror comes Docker Hub itself, unreachable here: the mirror's answer stands
+        with pytest.raises(NotFound, match=r"docker\.io/library/app: manifest unknown"):
+            transport.request("GET", "/v2/library/app/manifests/none", scope="repository:library/app:pull")
+        assert hub.attempts == [f"https://{DOCKER_HUB_HOST}/v2/"]
+
+
+def test_pushes_never_go_to_a_mirror(registry: Registry) -> None:
+    options = RegistryOptions(registry_mirrors=[registry.url])
+    session, hub = _offline_session()
+    transport = RegistryTransport("docker.io", options=options, mirrors=False, session=session, retries=0)
+    assert [e.url for e in transport.candidates] == [f"https://{DOCKER_HUB_HOST}"]
+    with pytest.raises(RegistryError, match="no traffic off loopback"):
+        transport.ping()
+    assert hub.attempts == [f"https://{DOCKER_HUB_HOST}/v2/"]
+
+
+def test_a_connection_that_keeps_failing_is_a_registry_error(
+    scripted_server: Callable[..., ScriptedServer],
+) -> None:
+    server = scripted_server(_open_registry(lambda seen: None))
+    with (
+        RegistryTransport(server.host, retries=1, sleep=lambda s: None) as transport,
+        pytest.raises(
+            RegistryError, match=rf"{server.host}/r: GET http://{server.host}/v2/r/manifests/1 failed"
+        ),
+    ):
+        transport.request("GET", "/v2/r/manifests/1", scope="repository:r:pull")
