@@ -59,6 +59,9 @@ StatusName = Literal["created", "running", "paused", "exited", "dead"]
 """The statuses a container shows (``api.ContainerStatus``): never ``creating`` or ``removing``."""
 
 _RUNNING, _PAUSED = ContainerStatus.RUNNING, ContainerStatus.PAUSED
+_SIGKILL = 9
+_KILL_WAIT = 10.0
+"""How long a SIGKILL waits for the exit record (dockerd waits too, then reports the kill done)."""
 
 
 @attrs.define(eq=False)
@@ -239,11 +242,20 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         return code
 
     def kill(self, sig: int | str = "SIGKILL") -> None:
+        """Send ``sig`` to the container's init. SIGKILL returns once the exit is recorded (bounded,
+        as dockerd's kill): an inspect right after shows the container exited."""
         number = parse_signal(sig)
         self._running_state()
+        paused = number == _SIGKILL and self.current_status() is _PAUSED
         if not self.task.kill(number):
             raise NotRunning(f"container {self.name} is not running")
         self._service.record(self, "kill", signal=str(number))
+        if number == _SIGKILL:
+            if paused:
+                self.task.resume_if_paused()  # a frozen cgroup (v1) holds the signal until it thaws
+            with contextlib.suppress(Timeout):
+                self.task.wait(_KILL_WAIT)
+                self.runtime_state()  # the exit recorded, its die event
 
     def stop(self, timeout: float | None = None) -> None:
         """The stop signal, then SIGKILL after ``timeout`` seconds (the spec's, default 10)."""

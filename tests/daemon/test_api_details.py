@@ -189,3 +189,22 @@ def test_detach_keys_leave_the_container_and_the_exec_running(client: Any) -> No
         assert b"".join(data for _, data in frames).split() == [b"020", b"021"]
     finally:
         c.remove(force=True)
+
+
+def test_inspect_right_after_sigkill_shows_the_exit(client: Any, cli: Any) -> None:
+    for paused in (False, True):
+        c = client.containers.run(IMAGE, ["sleep", "300"], detach=True)
+        try:
+            if paused:
+                c.pause()
+            c.kill()
+            c.reload()  # no wait in between, as with dockerd
+            assert (c.status, c.attrs["State"]["ExitCode"]) == ("exited", 137)
+        finally:
+            c.remove(force=True)
+    name = cli("run", "-d", IMAGE, "sleep", "300").stdout.strip()
+    try:
+        cli("kill", name)
+        assert cli("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", name).stdout == "exited 137\n"
+    finally:
+        cli("rm", "-f", name)
