@@ -25,6 +25,7 @@ from containerkit.errors import (
 )
 from containerkit.spec import (
     ContainerSpec,
+    Event,
     ExecResult,
     Health,
     Healthcheck,
@@ -91,6 +92,7 @@ __all__ = [
     "ContainerSpec",
     "ContainerkitError",
     "Engine",
+    "Event",
     "ExecHandle",
     "ExecResult",
     "Health",

@@ -17,9 +17,12 @@ import datetime as dt
 import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import IO, Any, Literal, Protocol, Self
+from typing import IO, Any, Literal, Protocol, Self, overload
 
-from containerkit.spec import ContainerSpec, Image, ImageConfig, NetworkEndpoint, Stats, Volume
+from containerkit.spec import ContainerSpec, Event, Image, ImageConfig, NetworkEndpoint, Stats, Volume
+
+EventTime = float | str | dt.datetime | dt.timedelta | None
+"""docker's ``since``/``until`` of :meth:`Backend.events`."""
 
 __all__ = [
     "AttachStream",
@@ -395,8 +398,8 @@ class Networks(Protocol):
 class Backend(Protocol):
     """An ``Engine`` or a ``Client``: the four collections, and a lifetime.
 
-    Not here yet: ``version()``, ``info()`` and ``events()``, which only the Client has (the
-    command line builds the in-process engine's ``info`` itself).
+    Not here yet: ``version()`` and ``info()``, which only the Client has (the command line
+    builds the in-process engine's ``info`` itself).
     """
 
     @property
@@ -413,6 +416,35 @@ class Backend(Protocol):
 
     def ping(self) -> bool:
         """True when the backend answers (a Client raises ``DaemonUnavailable`` otherwise)."""
+
+    @overload
+    def events(
+        self,
+        since: EventTime = None,
+        until: EventTime = None,
+        filters: Mapping[str, Any] | None = None,
+        decode: Literal[True] = True,
+    ) -> Iterator[Event]: ...
+
+    @overload
+    def events(
+        self,
+        since: EventTime = None,
+        until: EventTime = None,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        decode: Literal[False],
+    ) -> Iterator[dict[str, Any]]: ...
+
+    def events(
+        self,
+        since: EventTime = None,
+        until: EventTime = None,
+        filters: Mapping[str, Any] | None = None,
+        decode: bool = True,
+    ) -> Iterator[Event] | Iterator[dict[str, Any]]:
+        """docker's events (``since``/``until``: unix seconds, RFC 3339, a datetime, or a
+        duration before now such as ``"10m"``), following new ones while ``until`` is ahead."""
 
     def close(self) -> None:
         """Release what the backend holds (containers keep running)."""

@@ -14,6 +14,7 @@ def test_all_is_pinned() -> None:
         "ContainerSpec",
         "ContainerkitError",
         "Engine",
+        "Event",
         "ExecHandle",
         "ExecResult",
         "Health",

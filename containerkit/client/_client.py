@@ -6,7 +6,7 @@ import datetime as dt
 import time
 from collections.abc import Iterator, Mapping
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, overload
 
 from containerkit.client import _frames, _wire
 from containerkit.client._endpoint import Endpoint, TLSConfig, endpoint_from_env, parse_host
@@ -16,10 +16,11 @@ from containerkit.client.images import ImageCollection
 from containerkit.client.networks import NetworkCollection
 from containerkit.client.registries import Logins, RegistryCollection
 from containerkit.client.volumes import VolumeCollection
+from containerkit.spec import Event
 
 __all__ = ["Client"]
 
-TimeArg = float | int | dt.datetime | str | None
+TimeArg = float | int | dt.datetime | dt.timedelta | str | None
 
 
 class Client:
@@ -92,15 +93,35 @@ class Client:
         data: dict[str, Any] = self._transport.get_json("/info")
         return data
 
+    @overload
     def events(
         self,
-        *,
         since: TimeArg = None,
         until: TimeArg = None,
         filters: Mapping[str, Any] | None = None,
-    ) -> Iterator[dict[str, Any]]:
-        """Events as dicts (``Type``, ``Action``, ``Actor``, ``time``...). Without ``until`` the
-        stream stays open until the iterator is closed; with it, it ends at ``until``."""
+        decode: Literal[True] = True,
+    ) -> Iterator[Event]: ...
+
+    @overload
+    def events(
+        self,
+        since: TimeArg = None,
+        until: TimeArg = None,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        decode: Literal[False],
+    ) -> Iterator[dict[str, Any]]: ...
+
+    def events(
+        self,
+        since: TimeArg = None,
+        until: TimeArg = None,
+        filters: Mapping[str, Any] | None = None,
+        decode: bool = True,
+    ) -> Iterator[Event] | Iterator[dict[str, Any]]:
+        """The daemon's events as :class:`~containerkit.spec.Event` (``decode=False``: docker's
+        messages as dicts). Without ``until`` the stream stays open until the iterator is
+        closed; with it, it ends at ``until``."""
         until_ts = _timestamp(until)
         read_timeout = None
         if until_ts is not None:
@@ -116,7 +137,8 @@ class Client:
             stream=True,
             timeout=read_timeout,
         )
-        return _frames.json_objects(reply.chunks())
+        messages = _frames.json_objects(reply.chunks())
+        return (Event.from_docker(m) for m in messages) if decode else messages
 
     # -- lifetime ---------------------------------------------------------------------------
 
@@ -142,6 +164,8 @@ def _timestamp(value: TimeArg) -> str | None:
         return None
     if isinstance(value, dt.datetime):
         return f"{value.timestamp():.9f}"
+    if isinstance(value, dt.timedelta):  # before now, as docker's "10m"
+        return f"{time.time() - value.total_seconds():.9f}"
     if isinstance(value, (int, float)):
         return f"{float(value):.9f}"
     return str(value)

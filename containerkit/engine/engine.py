@@ -8,19 +8,18 @@ may share one root; the metadata store and the shims' state files make that safe
 from __future__ import annotations
 
 import contextlib
-import datetime as dt
 import os
 import shutil
 import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, overload
 
 from containerkit.engine import _perms, _recovery
 from containerkit.engine.container_service import ContainerService
 from containerkit.engine.containers import ContainerCollection
-from containerkit.engine.events import EventLog
+from containerkit.engine.events import EventLog, EventTime
 from containerkit.engine.images import ImageCollection
 from containerkit.engine.network_service import NetworkService
 from containerkit.engine.networks import NetworkCollection
@@ -162,17 +161,39 @@ class Engine:
             remove_if_empty(CGROUP_PARENT)
         return cleaned
 
+    @overload
     def events(
         self,
-        since: float | str | dt.datetime | dt.timedelta | None = None,
-        until: float | str | dt.datetime | dt.timedelta | None = None,
+        since: EventTime = None,
+        until: EventTime = None,
         filters: Mapping[str, Any] | None = None,
-    ) -> Iterator[Event]:
+        decode: Literal[True] = True,
+    ) -> Iterator[Event]: ...
+
+    @overload
+    def events(
+        self,
+        since: EventTime = None,
+        until: EventTime = None,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        decode: Literal[False],
+    ) -> Iterator[dict[str, Any]]: ...
+
+    def events(
+        self,
+        since: EventTime = None,
+        until: EventTime = None,
+        filters: Mapping[str, Any] | None = None,
+        decode: bool = True,
+    ) -> Iterator[Event] | Iterator[dict[str, Any]]:
         """docker's events of every process on this root: with ``since``/``until`` (unix seconds,
-        RFC 3339, a datetime, or a duration before now like ``"10m"``) the kept ones in that
-        window; then, without ``until`` (or until it passes), new ones as they happen.
-        ``filters``: docker's (type, event, container, image, network, volume, label, scope)."""
-        return self.event_log.events(since, until, filters)
+        RFC 3339, a datetime, or a duration before now like ``"10m"`` or a timedelta) the kept
+        ones in that window; then, without ``until`` (or until it passes), new ones as they
+        happen. ``filters``: docker's (type, event, container, image, network, volume, label,
+        scope). ``decode=False``: docker's JSON messages as dicts instead of :class:`Event`."""
+        stream = self.event_log.events(since, until, filters)
+        return stream if decode else (event.to_docker() for event in stream)
 
     def ping(self) -> bool:
         """True: an in-process engine is there once constructed (the Client's asks its daemon)."""

@@ -103,7 +103,11 @@ def _duration_ns(text: str) -> int | None:
     return int(-total if text.startswith("-") else total)
 
 
-def event_time_ns(value: float | str | dt.datetime | dt.timedelta | None, *, field: str) -> int | None:
+EventTime = float | str | dt.datetime | dt.timedelta | None
+"""docker's ``since``/``until``, as :func:`event_time_ns` reads them."""
+
+
+def event_time_ns(value: EventTime, *, field: str) -> int | None:
     """docker's ``since``/``until`` in nanoseconds since the epoch: unix seconds (fractional,
     also as text ``"1700000000.123456789"``), a datetime, RFC 3339 text or a date
     (``2006-01-02``), or a duration before now (``10m``, a ``timedelta``)."""

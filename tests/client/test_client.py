@@ -13,7 +13,7 @@ import pytest
 
 import containerkit.errors as ck_errors
 from containerkit.client import AttachStream, Client, Container, ExecStream
-from containerkit.spec import ExecResult, Image, Stats, Volume
+from containerkit.spec import Event, ExecResult, Image, Stats, Volume
 
 from .conftest import IMAGE, Daemon, start_daemon, stop_daemon
 
@@ -45,9 +45,18 @@ def test_events_since_until(client: Client) -> None:
     c = client.containers.run(IMAGE, ["true"])
     c.wait(timeout=30)
     c.remove()
-    events = list(client.events(since=since, until=time.time() + 0.5, filters={"container": [c.id]}))
-    actions = [e.get("Action") for e in events if e.get("id") == c.id or e.get("Actor", {}).get("ID") == c.id]
-    assert "create" in actions and "start" in actions and "destroy" in actions
+    until = time.time()
+    events = list(client.events(since=since, until=until, filters={"container": [c.id]}))
+    assert [(e.type, e.action, e.actor_id) for e in events] == [
+        ("container", "create", c.id),
+        ("container", "start", c.id),
+        ("container", "die", c.id),
+        ("container", "destroy", c.id),
+    ]
+    assert events[2].attributes["exitCode"] == "0" and events[2].attributes["name"] == c.name
+    raw = list(client.events(since=since, until=until, filters={"container": [c.id]}, decode=False))
+    assert [m["Action"] for m in raw] == ["create", "start", "die", "destroy"] and raw[0]["id"] == c.id
+    assert [Event.from_docker(m) for m in raw] == events
 
 
 # -- containers ---------------------------------------------------------------------------------
