@@ -99,8 +99,13 @@ def serve(
     stop = stop or threading.Event()
     _raise_nofile()
     _warn_insecure(config)
+    from containerkit.daemon.registry import registry_options
+
     engine = Engine(
-        root=config.root, default_pids_limit=config.default_pids_limit, userns_remap=config.userns_remap
+        root=config.root,
+        default_pids_limit=config.default_pids_limit,
+        userns_remap=config.userns_remap,
+        registry_options=registry_options(config),
     )
     _warn_without_nftables()
     app = DaemonApp(engine)

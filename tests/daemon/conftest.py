@@ -171,3 +171,7 @@ def cli(daemon: Daemon) -> Any:
     run.env = env  # type: ignore[attr-defined]
     run.binary = binary  # type: ignore[attr-defined]
     return run
+
+
+# Debian's docker-registry on 127.0.0.1 (anonymous, htpasswd Basic) for the pull/push/login tests
+from tests.images.registry.conftest import registry, registry_basic  # noqa: E402, F401

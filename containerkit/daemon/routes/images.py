@@ -1,8 +1,8 @@
-"""``/images``: list, inspect, history, tag, delete, load, get/save, prune, and ``create`` (pull).
+"""``/images``: list, inspect, history, tag, delete, load, get/save, prune, ``create`` (pull, or
+import with ``fromSrc``), ``push``, and ``/distribution/{name}/json``.
 
-Pulling from a registry comes with the registry client: until then ``POST /images/create``
-succeeds (with docker's progress lines) for an image that is already local and answers 404
-with a message docker-py maps to ``ImageNotFound`` for one that is not.
+Pull and push stream docker's progress messages (:mod:`containerkit.daemon.progress`) and use
+only the credentials the client sends in ``X-Registry-Auth``, as dockerd does.
 """
 
 from __future__ import annotations
@@ -15,8 +15,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from containerkit.daemon.errors import NotImplementedYet
+from containerkit.daemon.progress import Progress, progress_response
+from containerkit.daemon.registry import request_auth
 from containerkit.daemon.server import Request, Response, json_response
 from containerkit.dockerapi import filters_from_query, image_inspect, image_summary
+from containerkit.dockerapi.registry import distribution_inspect
 from containerkit.engine.frontend import parse_image_reference as parse_reference
 from containerkit.errors import InvalidArgument, NotFound
 from containerkit.spec import ImageConfig
@@ -37,7 +40,6 @@ def _progress(items: list[dict[str, Any]]) -> Response:
 
 def register(router: Router, app: DaemonApp) -> None:
     images = app.engine.images
-    events = app.events
     spool_dir = app.engine.root / "tmp"
 
     def list_(request: Request) -> Response:
@@ -149,22 +151,58 @@ def register(router: Router, app: DaemonApp) -> None:
             parsed = parse_reference(ref)
         except InvalidArgument as exc:
             raise InvalidArgument(f"invalid reference format: {exc}") from None
-        try:
-            image = images.get(ref)
-        except NotFound:
-            raise NotFound(
-                f"pull access denied for {parsed.familiar}, repository does not exist or may require "
-                "'docker login': containerkitd has no registry client yet, so only local images can be "
-                "used (load the image with `docker load`)"
-            ) from None
-        events.emit("image", "pull", parsed.familiar, {"name": parsed.familiar})
-        return _progress(
-            [
-                {"status": f"Pulling from {parsed.familiar.rsplit(':', 1)[0]}", "id": parsed.tag or "latest"},
-                {"status": f"Digest: {image.digests[0].split('@', 1)[1] if image.digests else image.id}"},
-                {"status": f"Status: Image is up to date for {parsed.familiar}"},
-            ]
+        platform = request.q("platform") or None
+        auth = request_auth(request)
+
+        def pull(progress: Progress) -> object:
+            return images.pull(parsed.canonical, platform=platform, auth=auth, progress=progress)
+
+        return progress_response(
+            pull,
+            name="ckd-pull",
+            image_id=parsed.tag or parsed.digest or "",
+            hold=lambda event: event.action.startswith("Pulling from "),
         )
+
+    def push(request: Request) -> Response:
+        name = request.params["name"]
+        tag = request.q("tag") or ""
+        try:
+            parsed = parse_reference(f"{name}:{tag}" if tag else name)
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"invalid reference format: {exc}") from None
+        if parsed.digest is not None:
+            raise InvalidArgument(f"cannot push a digest reference: {parsed.familiar}")
+        try:
+            images.get(parsed.canonical)
+        except NotFound:
+            raise NotFound(f"An image does not exist locally with the tag: {parsed.familiar}") from None
+        auth = request_auth(request)
+
+        def run(progress: Progress) -> str:
+            return images.push(parsed.canonical, auth=auth, progress=progress)
+
+        def done(digest: str) -> list[dict[str, Any]]:
+            size = images.get_registry_data(parsed.canonical, auth=auth).size
+            return [
+                {"status": f"{parsed.tag}: digest: {digest} size: {size}"},
+                {"progressDetail": {}, "aux": {"Tag": parsed.tag, "Digest": digest, "Size": size}},
+            ]
+
+        return progress_response(
+            run,
+            name="ckd-push",
+            first=[{"status": f"The push refers to repository [{parsed.familiar_name}]"}],
+            last=done,
+        )
+
+    def distribution(request: Request) -> Response:
+        try:
+            parsed = parse_reference(request.params["name"])
+        except InvalidArgument as exc:
+            raise InvalidArgument(f"invalid reference format: {exc}") from None
+        data = images.get_registry_data(parsed.canonical, auth=request_auth(request))
+        return json_response(distribution_inspect(data))
 
     def _import(request: Request, source: str) -> Response:
         if source != "-":
@@ -195,5 +233,6 @@ def register(router: Router, app: DaemonApp) -> None:
     router.add("GET", "/images/{name:.+}/history", history)
     router.add("GET", "/images/{name:.+}/get", get_one)
     router.add("POST", "/images/{name:.+}/tag", tag)
-    router.add("POST", "/images/{name:.+}/push", unsupported)
+    router.add("POST", "/images/{name:.+}/push", push)
     router.add("DELETE", "/images/{name:.+}", remove)
+    router.add("GET", "/distribution/{name:.+}/json", distribution)

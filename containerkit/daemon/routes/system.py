@@ -11,15 +11,16 @@ from typing import TYPE_CHECKING
 
 from containerkit import __version__
 from containerkit.daemon.app import API_VERSION, MIN_API_VERSION
-from containerkit.daemon.errors import NotImplementedYet, SwarmUnavailable
+from containerkit.daemon.errors import SwarmUnavailable
+from containerkit.daemon.registry import check_login
 from containerkit.daemon.server import Request, Response, json_response
 from containerkit.daemon.shapes import host_platform
 from containerkit.dockerapi import filters_from_query, image_summary, volume_json
 from containerkit.engine.frontend import cgroup_mode
+from containerkit.errors import InvalidArgument
 
 if TYPE_CHECKING:
     from containerkit.daemon.app import DaemonApp
-    from containerkit.daemon.errors import NotImplementedYet
 from containerkit.daemon.router import Router
 
 __all__ = ["register", "register_fallbacks"]
@@ -124,14 +125,18 @@ def register(router: Router, app: DaemonApp) -> None:
         return Response(200, content_type="application/json", stream=stream())
 
     def auth(request: Request) -> Response:
-        """Nothing can check credentials without a registry client: say so rather than
-        answer ``Login Succeeded`` for any password, as a real check would not."""
+        """docker login: the credentials are checked against the registry, never stored here
+        (the client keeps them and sends them with each pull and push)."""
         body = request.json(required=True)
-        server = body.get("serveraddress") if isinstance(body, dict) else None
-        raise NotImplementedYet(
-            f"login to {server or 'the default registry'}: containerkitd has no registry client yet, "
-            "so credentials cannot be checked (only local images can be used)"
-        )
+        if not isinstance(body, dict):
+            raise InvalidArgument("auth: expected a JSON object with username, password and serveraddress")
+        server = str(body.get("serveraddress") or "")
+        username = str(body.get("username") or "")
+        password = str(body.get("password") or "")
+        if not username or not password:
+            raise InvalidArgument(f"login to {server or 'docker.io'}: username and password are required")
+        status = check_login(app.engine, server, username, password)
+        return json_response({"Status": status, "IdentityToken": ""})
 
     def system_df(request: Request) -> Response:
         return json_response(
