@@ -266,12 +266,16 @@ class Authorizer:
         auth: RegistryAuth | None,
         *,
         scheme: str,
+        verify_tls: bool = True,
         timeout: float = 30.0,
     ) -> None:
         self.session = session
         self.registry = registry
         self.auth = auth or RegistryAuth()
         self.scheme = scheme
+        self.verify_tls = verify_tls
+        """Whether the token server's certificate is checked: not for an insecure registry's own host,
+        as dockerd's token requests share the registry's TLS settings."""
         self.timeout = timeout
         self.challenges: list[Challenge] = []
         self.refresh_token: str | None = None
@@ -370,7 +374,11 @@ class Authorizer:
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
         try:
-            return self.session.request(method, url, timeout=self.timeout, allow_redirects=False, **kwargs)
+            same_host = urllib.parse.urlsplit(url).hostname == split_host(self.registry)[0]
+            verify = self.verify_tls or not same_host
+            return self.session.request(
+                method, url, timeout=self.timeout, allow_redirects=False, verify=verify, **kwargs
+            )
         except requests.RequestException as exc:
             raise RegistryError(f"registry {self.registry}: token server {url} unreachable: {exc}") from exc
 

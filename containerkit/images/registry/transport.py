@@ -195,7 +195,9 @@ class RegistryTransport:
                 failures.append(f"GET {url}: {response.status_code} {response.reason}")
                 continue
             scheme = urllib.parse.urlsplit(candidate.url).scheme
-            authorizer = Authorizer(self.session, candidate.netloc, self.auth, scheme=scheme)
+            authorizer = Authorizer(
+                self.session, candidate.netloc, self.auth, scheme=scheme, verify_tls=candidate.verify_tls
+            )
             if response.status_code == 401:
                 authorizer.learn(response.headers.get("WWW-Authenticate"))
             self._current = (candidate, authorizer)

@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -346,8 +347,14 @@ class Registry:
         return f"127.0.0.1:{self.port}"
 
     @property
+    def tls(self) -> bool:
+        """Whether it serves https (``extra_config={"http": {"tls": {...}}}``)."""
+        http = self._extra.get("http")
+        return isinstance(http, Mapping) and bool(http.get("tls"))
+
+    @property
     def url(self) -> str:
-        return f"http://{self.host}"
+        return f"{'https' if self.tls else 'http'}://{self.host}"
 
     def _config(self) -> dict[str, Any]:
         config: dict[str, Any] = {
@@ -385,7 +392,7 @@ class Registry:
             config["middleware"] = {
                 "storage": [{"name": "redirect", "options": {"baseurl": f"{self.blob_host.url}/"}}]
             }
-        config.update(self._extra)
+        _merge(config, self._extra)
         return config
 
     def start(self) -> None:
@@ -417,7 +424,13 @@ class Registry:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 return False
-            conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            conn = (
+                http.client.HTTPSConnection(
+                    "127.0.0.1", self.port, timeout=2, context=ssl._create_unverified_context()
+                )
+                if self.tls
+                else http.client.HTTPConnection("127.0.0.1", self.port, timeout=2)
+            )
             try:
                 conn.request("GET", "/v2/")
                 if conn.getresponse().status in (200, 401):
@@ -449,6 +462,52 @@ class Registry:
         """Where the registry keeps a blob's bytes on disk (so a test can corrupt it)."""
         algorithm, _, hexdigest = digest.partition(":")
         return self.storage / "docker/registry/v2/blobs" / algorithm / hexdigest[:2] / hexdigest / "data"
+
+
+def _merge(into: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    """Merge ``extra`` into ``into``, dicts key by key (so ``{"http": {"tls": ...}}`` keeps ``addr``)."""
+    for key, value in extra.items():
+        if isinstance(value, Mapping) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
+
+
+def write_tls_pair(directory: Path) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1 and its key, as PEM files: (cert, key)."""
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    directory.mkdir(parents=True, exist_ok=True)
+    cert_path, key_path = directory / "tls.crt", directory / "tls.key"
+    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+    )
+    key_path.chmod(0o600)
+    return cert_path, key_path
 
 
 def make_signing_cert() -> tuple[Any, bytes, bytes]:

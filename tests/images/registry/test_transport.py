@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import requests
@@ -28,7 +29,7 @@ from containerkit.images.registry.hosts import (
     split_host,
 )
 from containerkit.images.registry.transport import RegistryTransport
-from tests.images.registry.servers import Registry, Reply, ScriptedServer, Seen, free_port
+from tests.images.registry.servers import Registry, Reply, ScriptedServer, Seen, free_port, write_tls_pair
 
 JSON = {"Content-Type": "application/json"}
 
@@ -400,3 +401,27 @@ def test_a_connection_that_keeps_failing_is_a_registry_error(
         ),
     ):
         transport.request("GET", "/v2/r/manifests/1", scope="repository:r:pull")
+
+
+def test_a_loopback_registry_with_its_own_certificate_is_spoken_to_over_https(
+    registry_factory: Callable[..., Registry], tmp_path: Path
+) -> None:
+    cert, key = write_tls_pair(tmp_path / "tls")
+    served = registry_factory(extra_config={"http": {"tls": {"certificate": str(cert), "key": str(key)}}})
+    data = b"over tls"
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    with RegistryTransport(served.host) as transport:
+        assert transport.ping() == Endpoint(f"https://{served.host}", verify_tls=False)
+        started = transport.request("POST", "/v2/tls/app/blobs/uploads/", scope=None)
+        assert started.headers["Location"].startswith("https://")
+        transport.request(
+            "PUT", started.headers["Location"], scope=None, params={"digest": digest}, data=data
+        )
+        assert transport.request("GET", f"/v2/tls/app/blobs/{digest}", scope=None).content == data
+    # a host that is not insecure checks the certificate, which nobody signed: refused, not bypassed
+    with (
+        RegistryTransport(served.host, retries=0) as strict,
+        pytest.raises(RegistryError, match="CERTIFICATE_VERIFY_FAILED"),
+    ):
+        strict.candidates = [Endpoint(f"https://{served.host}", verify_tls=True)]
+        strict.ping()
