@@ -218,7 +218,9 @@ class CredentialStore:
         helpers = config.get("credHelpers")
         if isinstance(helpers, Mapping):
             host = _hostname(key)
-            for name in (key, host, *([k for k in helpers if _hostname(k) == host])):
+            hub = key == DOCKER_HUB_KEY
+            same = [k for k in helpers if _hostname(k) == host or (hub and _hostname(k) in _HUB_HOSTS)]
+            for name in (key, host, *same):
                 if isinstance(helpers.get(name), str) and helpers[name]:
                     return str(helpers[name])
         store = config.get("credsStore")

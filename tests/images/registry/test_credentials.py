@@ -223,6 +223,13 @@ def test_creds_store_for_every_host_and_identity_tokens(env: dict[str, str]) -> 
     assert found is not None and found.identity_token == "refresh" and not found.password
 
 
+def test_cred_helpers_for_docker_hub_under_any_of_its_names(env: dict[str, str]) -> None:
+    write_config(env, {"credHelpers": {"docker.io": "fake"}})
+    CredentialHelper("fake", env).store(DOCKER_HUB_KEY, RegistryAuth("erin", "pw"))
+    found = CredentialStore(env).get("registry-1.docker.io")
+    assert found is not None and found.username == "erin"
+
+
 def test_a_missing_helper_is_warned_about_and_skipped(
     env: dict[str, str], caplog: pytest.LogCaptureFixture
 ) -> None:
