@@ -32,6 +32,7 @@ def _engine_conforms(
     images: api.Images = engine.images
     volumes: api.Volumes = engine.volumes
     networks: api.Networks = engine.networks
+    registries: api.Registries = engine.registries
     handle: api.ContainerHandle = container
     network_handle: api.NetworkHandle = network
     exec_handle: api.ExecHandle = process
@@ -42,6 +43,7 @@ def _engine_conforms(
         images,
         volumes,
         networks,
+        registries,
         handle,
         network_handle,
         exec_handle,
@@ -61,6 +63,7 @@ def _client_conforms(
     images: api.Images = client.images
     volumes: api.Volumes = client.volumes
     networks: api.Networks = client.networks
+    registries: api.Registries = client.registries
     handle: api.ContainerHandle = container
     network_handle: api.NetworkHandle = network
     exec_handle: api.ExecHandle = stream
@@ -71,6 +74,7 @@ def _client_conforms(
         images,
         volumes,
         networks,
+        registries,
         handle,
         network_handle,
         exec_handle,

@@ -15,11 +15,25 @@ from __future__ import annotations
 import builtins
 import datetime as dt
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
-from typing import IO, Any, Literal, Protocol, Self, overload
+from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, Self, overload
 
-from containerkit.spec import ContainerSpec, Event, Image, ImageConfig, NetworkEndpoint, Stats, Volume
+from containerkit.spec import (
+    ContainerSpec,
+    Event,
+    Image,
+    ImageConfig,
+    NetworkEndpoint,
+    ProgressEvent,
+    RegistryData,
+    Stats,
+    Volume,
+)
+
+if TYPE_CHECKING:
+    # the public name, for type checking only: api.py imports no layer at run time
+    from containerkit import RegistryAuth
 
 EventTime = float | str | dt.datetime | dt.timedelta | None
 """docker's ``since``/``until`` of :meth:`Backend.events`."""
@@ -34,6 +48,7 @@ __all__ = [
     "Images",
     "NetworkHandle",
     "Networks",
+    "Registries",
     "Stream",
     "Volumes",
 ]
@@ -306,6 +321,38 @@ class Images(Protocol):
         format: ArchiveFormat = "docker-archive",
     ) -> None: ...
 
+    def pull(
+        self,
+        ref: str,
+        *,
+        platform: str | None = None,
+        auth: RegistryAuth | None = None,
+        progress: Callable[[ProgressEvent], None] | None = None,
+    ) -> Image:
+        """Pull ``ref`` from its registry; ``progress`` gets docker's steps (layer, action, bytes)."""
+
+    def push(
+        self,
+        ref: str,
+        *,
+        auth: RegistryAuth | None = None,
+        progress: Callable[[ProgressEvent], None] | None = None,
+    ) -> str:
+        """Push the image tagged ``ref``; the manifest digest the registry confirmed."""
+
+    def get_registry_data(self, ref: str, *, auth: RegistryAuth | None = None) -> RegistryData:
+        """What the registry has for ``ref`` (digest, media type, size, platforms), without pulling."""
+
+
+class Registries(Protocol):
+    """``backend.registries``: docker login and logout."""
+
+    def login(self, server: str, username: str, password: str) -> str:
+        """Check the credentials against ``server`` (docker.io for ""); docker's status text."""
+
+    def logout(self, server: str) -> bool:
+        """Forget ``server``'s credentials; False when there were none."""
+
 
 class Volumes(Protocol):
     """``backend.volumes``."""
@@ -413,6 +460,9 @@ class Backend(Protocol):
 
     @property
     def networks(self) -> Networks: ...
+
+    @property
+    def registries(self) -> Registries: ...
 
     def ping(self) -> bool:
         """True when the backend answers (a Client raises ``DaemonUnavailable`` otherwise)."""

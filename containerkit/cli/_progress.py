@@ -110,8 +110,8 @@ class LayerProgress:
                 print(text, file=self._out, flush=True)
 
     def __call__(self, event: ProgressEvent) -> None:
-        if not event.id:
-            self.line(event.action)
+        if not event.id or event.action.startswith("Pulling from "):  # its id is the tag
+            self.line(f"{event.id}: {event.action}" if event.id else event.action)
             return
         if self._bar is None:
             if event.action not in _BYTES_ACTIONS:

@@ -72,6 +72,13 @@ _OPTIONS: list[Callable[[F], F]] = [
     click.option(
         "--rm", "auto_remove", is_flag=True, help="Automatically remove the container when it exits."
     ),
+    click.option(
+        "--pull",
+        type=click.Choice(["missing", "always", "never"]),
+        default="missing",
+        show_default=True,
+        help="Pull the image before creating: when it is missing, always, or never.",
+    ),
 ]
 
 

@@ -31,9 +31,11 @@ _PASS_THROUGH = {"allow_interspersed_args": False}
 def _create(
     image: str, command: tuple[str, ...], opts: dict[str, Any], *, attached: bool = False
 ) -> ContainerHandle:
+    from containerkit.cli.registry import ensure_image
     from containerkit.errors import ContainerkitError
 
     try:
+        ensure_image(image, opts.get("pull") or "missing")
         return engine().containers.create(build_spec(image, command, opts, attached=attached))
     except ContainerkitError as exc:
         raise CliError(str(exc), USAGE_ERROR) from None

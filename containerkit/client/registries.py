@@ -109,6 +109,6 @@ class RegistryCollection:
         self._logins.remember(server, fields)
         return str(answer.get("Status") or "Login Succeeded")
 
-    def logout(self, server: str) -> None:
-        """Forget the credentials of ``server`` (the daemon kept none)."""
-        self._logins.forget(server)
+    def logout(self, server: str) -> bool:
+        """Forget the credentials of ``server`` (the daemon kept none); False when there were none."""
+        return self._logins.forget(server)

@@ -80,8 +80,9 @@ def progress_event(message: Mapping[str, Any]) -> ProgressEvent | None:
         current = _count(detail.get("current"))
         total = _count(detail.get("total"))
     ident = message.get("id")
-    layer = ident if isinstance(ident, str) and not status.startswith(_PULLING_FROM) else ""
-    return ProgressEvent(id=layer, action=status, current=current, total=total)
+    return ProgressEvent(
+        id=ident if isinstance(ident, str) else "", action=status, current=current, total=total
+    )
 
 
 def _count(value: Any) -> int | None:

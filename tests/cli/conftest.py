@@ -65,3 +65,7 @@ def subprocess_ck(root: Path, *args: str, input: str | None = None) -> subproces
         timeout=60,
         input=input,
     )
+
+
+# Debian's docker-registry on 127.0.0.1 (anonymous, htpasswd Basic) for the registry verbs
+from tests.images.registry.conftest import registry, registry_basic  # noqa: E402, F401

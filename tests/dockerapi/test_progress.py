@@ -38,8 +38,8 @@ def test_layer_step_without_bytes_has_empty_detail() -> None:
 def test_image_level_lines() -> None:
     pulling = progress_message(ProgressEvent(id="", action="Pulling from team/app"), image_id="1.2")
     assert pulling == {"status": "Pulling from team/app", "id": "1.2"}
-    # the tag is no layer: it does not come back as one
-    assert progress_event(pulling) == ProgressEvent(id="", action="Pulling from team/app")
+    # the tag comes back as the line's id, as the engine names it (docker prints "1.2: Pulling from")
+    assert progress_event(pulling) == ProgressEvent(id="1.2", action="Pulling from team/app")
     # the engine may name the tag itself, as dockerd does
     assert progress_message(ProgressEvent(id="1.2", action="Pulling from team/app")) == {
         "status": "Pulling from team/app",
