@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import json
+import os
 import secrets
 import signal
 import threading
@@ -19,6 +20,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import attrs
 
 from containerkit.engine import _filters, _names, _prepare, _recovery
 from containerkit.engine.events import EventLog, container_attributes, rfc3339_ns
@@ -29,6 +32,7 @@ from containerkit.runtime.state import RuntimeState
 from containerkit.runtime.task import Task
 from containerkit.spec import ContainerSpec, ContainerStatus, Image, allowed_transition
 from containerkit.storage.metadata import ContainerRecord, Database
+from containerkit.storage.records import EndpointRecord, NetworkRecord, PortRecord, RunRecord
 
 if TYPE_CHECKING:
     from containerkit.engine.containers import Container
@@ -38,10 +42,18 @@ if TYPE_CHECKING:
     from containerkit.runtime.launcher import Launcher
     from containerkit.storage.snapshots import SnapshotStore
 
-__all__ = ["ContainerService", "status_of"]
+__all__ = ["ContainerService", "ListedNetwork", "status_of"]
 
 _RUNNING = ContainerStatus.RUNNING
 _STOPPED = (ContainerStatus.EXITED, ContainerStatus.DEAD)
+
+
+@attrs.frozen
+class ListedNetwork:
+    """A container's published ports and endpoints as of a list (read for all in two queries)."""
+
+    ports: list[PortRecord]
+    endpoints: list[tuple[EndpointRecord, NetworkRecord]]
 
 
 def status_of(state: RuntimeState) -> ContainerStatus:
@@ -76,6 +88,10 @@ class ContainerService:
         self.runc_root = root / "runc"
         self._root = root / "containers"
         self._root.mkdir(parents=True, exist_ok=True)
+        # one empty file per container whose shim runs: made before a start, unlinked by the
+        # shim once the exit is recorded (a list lists this directory, not every state dir)
+        self._running = root / "running"
+        self._running.mkdir(mode=0o700, exist_ok=True)
         self._lock = threading.Lock()
         self.events = EventLog(metadata, self._root)
 
@@ -101,8 +117,11 @@ class ContainerService:
         record = self._add_record(container_id, spec, image)
         try:
             _prepare.prepare_bundle(self, container_id, spec, image, self.state_dir(container_id), net)
+            args = self.task(container_id).process_args()
+            record = self.metadata.containers.update(container_id, args_json=json.dumps(args))
             self.networks.register(container_id, net, spec)
             self.metadata.containers.set_state(container_id, ContainerStatus.CREATED)
+            self.metadata.containers.set_run(RunRecord(container_id=container_id, status="created"))
         except BaseException:
             self.roll_back(container_id)
             raise
@@ -150,16 +169,72 @@ class ContainerService:
         return self.handle(self.metadata.containers.find(ref))
 
     def list(self, *, all: bool, filters: Mapping[str, Any] | None) -> builtins.list[Container]:
+        """One query and one directory listing: each container's run as recorded, re-read
+        from its Task only where the running markers disagree (it exited, or was started, since)."""
         records = sorted(self.metadata.containers.all(), key=lambda r: r.created, reverse=True)
+        runs = self.metadata.containers.runs()
+        running = self._running_ids()
         wanted = _filters.normalise(filters)
+        store = self.metadata.networks
+        networks = {n.id: n for n in store.all()}
+        ports: dict[str, builtins.list[PortRecord]] = {}
+        for port in store.all_ports():
+            ports.setdefault(port.container_id, []).append(port)
+        endpoints: dict[str, builtins.list[tuple[EndpointRecord, NetworkRecord]]] = {}
+        for endpoint in store.endpoints():
+            endpoints.setdefault(endpoint.container_id, []).append((endpoint, networks[endpoint.network_id]))
         result = []
-        for container in map(self.handle, records):
-            status = container.current_status()
-            if not all and status not in (_RUNNING, ContainerStatus.PAUSED) and "status" not in wanted:
+        for record in records:
+            run = runs.get(record.id)
+            if run is None or ContainerStatus(run.status).is_up != (record.id in running):
+                run = self.observe(record.id)
+            status = ContainerStatus(run.status)
+            if not all and not status.is_up and "status" not in wanted:
                 continue
+            container = self.handle(record)
             if _filters.matches(container, status, wanted, self.images):
+                container._listed = run
+                container._listed_net = ListedNetwork(ports.get(record.id, []), endpoints.get(record.id, []))
                 result.append(container)
         return result
+
+    def _running_ids(self) -> set[str]:
+        try:
+            return set(os.listdir(self._running))
+        except FileNotFoundError:
+            return set()
+
+    def observe(self, container_id: str) -> RunRecord:
+        """Read a container's run from its Task and record it (for the next list)."""
+        task = self.task(container_id)
+        state = task.state()
+        status = status_of(state)
+        if status is _RUNNING and task.paused():
+            status = ContainerStatus.PAUSED
+        run = RunRecord(
+            container_id=container_id,
+            status=status.value,
+            pid=state.pid if status.is_up else None,
+            started_at=state.started_at,
+            finished_at=state.finished_at,
+            exit_code=state.exit_code,
+            oom_killed=state.oom_killed,
+        )
+        if status.has_stopped:  # a shim killed before it unlinked its marker
+            (self._running / container_id).unlink(missing_ok=True)
+        self.metadata.containers.set_run(run)
+        return run
+
+    def reap_running_markers(self) -> builtins.list[str]:
+        """Unlink the markers of containers that are gone or no longer run (their shim was
+        killed, or the host rebooted); the ids."""
+        known = {r.id for r in self.metadata.containers.all()}
+        stale = []
+        for container_id in self._running_ids():
+            if container_id not in known or not self.task(container_id).running():
+                (self._running / container_id).unlink(missing_ok=True)
+                stale.append(container_id)
+        return stale
 
     def prune(self, *, filters: Mapping[str, Any] | None) -> builtins.list[str]:
         removed = []
@@ -192,10 +267,13 @@ class ContainerService:
             self.observe_exit(container, state)  # before its record goes
             _prepare.reset_for_restart(state_dir)
         shared_netns = self.networks.setup(container.id, spec)
+        marker = self._running / container.id
         try:
             if shared_netns is not None:
                 _prepare.set_netns_path(state_dir, shared_netns)
-            container.task.start(
+            marker.touch(mode=0o600)
+            started = container.task.start(
+                running_marker=marker,
                 runtime=spec.runtime,
                 tty=spec.tty,
                 stdin_open=spec.stdin_open,
@@ -207,8 +285,14 @@ class ContainerService:
                 launcher=self.launcher(),
             )
         except BaseException:
+            marker.unlink(missing_ok=True)
             self.networks.teardown(container.id)
             raise
+        self.metadata.containers.set_run(
+            RunRecord(
+                container_id=container.id, status="running", pid=started.pid, started_at=started.started_at
+            )
+        )
         for name, destination in self._volume_mounts(container):
             self.events.record(
                 "volume",
@@ -349,6 +433,7 @@ class ContainerService:
         with contextlib.suppress(NotFound):  # a crash between this and the record's removal
             self.snapshots.remove(container_id)
         task.delete()
+        (self._running / container_id).unlink(missing_ok=True)
         with contextlib.suppress(NotFound):
             self.metadata.containers.remove(container_id)
 

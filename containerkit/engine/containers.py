@@ -11,6 +11,7 @@ from __future__ import annotations
 import builtins
 import contextlib
 import datetime as dt
+import functools
 import json
 import os
 import secrets
@@ -24,6 +25,7 @@ import attrs
 from containerkit.engine import _archive, _names, _prepare
 from containerkit.engine._handle import RecordHandle
 from containerkit.engine.attach import AttachStream
+from containerkit.engine.container_service import ListedNetwork
 from containerkit.engine.container_service import status_of as _status
 from containerkit.errors import (
     InvalidArgument,
@@ -49,6 +51,7 @@ from containerkit.spec import (
     parse_signal,
 )
 from containerkit.storage.metadata import ContainerRecord
+from containerkit.storage.records import EndpointRecord, NetworkRecord, PortRecord, RunRecord
 
 if TYPE_CHECKING:
     from containerkit.engine.container_service import ContainerService
@@ -66,7 +69,15 @@ _KILL_WAIT = 10.0
 
 @attrs.define(eq=False)
 class Container(RecordHandle[ContainerRecord, "ContainerService"]):
-    """A live handle on one container; properties read the current state on each access."""
+    """A live handle on one container; properties read the current state on each access.
+
+    A handle from :meth:`ContainerCollection.list` shows the state as of the list (status,
+    pid, times, exit code: what docker's list shows, read without opening any container's
+    files) until it is used for anything else or :meth:`reload` is called; then it is live.
+    """
+
+    _listed: RunRecord | None = attrs.field(default=None, repr=False)
+    _listed_net: ListedNetwork | None = attrs.field(default=None, repr=False)
 
     # -- what it is -------------------------------------------------------------------------
 
@@ -86,7 +97,7 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
 
     @property
     def spec(self) -> ContainerSpec:
-        return ContainerSpec.from_json(self._record.spec_json)
+        return _parse_spec(self._record.spec_json)
 
     @property
     def labels(self) -> dict[str, str]:
@@ -103,6 +114,7 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
     @property
     def task(self) -> Task:
         """The runtime side: the one owner of the state dir and everything in it."""
+        self._listed = self._listed_net = None  # acting on it, or reading it live: the list's view is done
         return self._service.task(self.id)
 
     @property
@@ -112,6 +124,8 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
 
     def process_args(self) -> list[str]:
         """The argv the container runs: the bundle's, else the spec's entrypoint and command."""
+        if self._record.args_json is not None:
+            return [str(arg) for arg in json.loads(self._record.args_json)]
         args = self.task.process_args()
         if args is None:
             return list(self.spec.entrypoint or ()) + list(self.spec.command or ())
@@ -142,6 +156,8 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
 
     def current_status(self) -> ContainerStatus:
         """The status as an enum: the Task's, and ``paused`` while its cgroup is frozen."""
+        if self._listed is not None:
+            return ContainerStatus(self._listed.status)
         status = _status(self.runtime_state())
         if status is _RUNNING and self._is_paused():
             return _PAUSED
@@ -152,32 +168,53 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
 
     @property
     def exit_code(self) -> int | None:
+        if self._listed is not None:
+            return self._listed.exit_code
         return self.runtime_state().exit_code
 
     @property
     def oom_killed(self) -> bool:
+        if self._listed is not None:
+            return self._listed.oom_killed
         return self.runtime_state().oom_killed
 
     @property
     def pid(self) -> int | None:
+        if self._listed is not None:
+            return self._listed.pid if self._listed.status == _RUNNING else None
         state = self.runtime_state()
         return state.pid if _status(state) is _RUNNING else None
 
     @property
     def started_at(self) -> str | None:
+        if self._listed is not None:
+            return self._listed.started_at
         return self.runtime_state().started_at
 
     @property
     def finished_at(self) -> str | None:
+        if self._listed is not None:
+            return self._listed.finished_at
         return self.runtime_state().finished_at
 
     # -- its network ------------------------------------------------------------------------
+
+    def _port_records(self) -> builtins.list[PortRecord]:
+        if self._listed_net is not None:
+            return self._listed_net.ports
+        return self._service.metadata.networks.ports(self.id)
+
+    def _endpoint_records(self) -> builtins.list[tuple[EndpointRecord, NetworkRecord]]:
+        if self._listed_net is not None:
+            return self._listed_net.endpoints
+        store = self._service.metadata.networks
+        return [(e, store.get(e.network_id)) for e in store.endpoints(container_id=self.id)]
 
     @property
     def ports(self) -> dict[str, list[tuple[str, int]]]:
         """What is published, random ports resolved: ``{"80/tcp": [("0.0.0.0", 8080)]}``."""
         result: dict[str, list[tuple[str, int]]] = {}
-        for port in self._service.metadata.networks.ports(self.id):
+        for port in self._port_records():
             result.setdefault(f"{port.container_port}/{port.protocol}", []).append(
                 (port.host_ip, port.host_port)
             )
@@ -187,8 +224,7 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
     def networks(self) -> dict[str, NetworkEndpoint]:
         """Each connected network by name; addresses only while the container is plugged in."""
         result = {}
-        for endpoint in self._service.metadata.networks.endpoints(container_id=self.id):
-            network = self._service.metadata.networks.get(endpoint.network_id)
+        for endpoint, network in self._endpoint_records():
             on = endpoint.attached and endpoint.ip is not None
             result[network.name] = NetworkEndpoint(
                 network_id=network.id,
@@ -203,11 +239,12 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
     @property
     def ip_address(self) -> str:
         """The address on the first network (``""`` when not running or without one)."""
-        attached = [e for e in self._service.metadata.networks.endpoints(container_id=self.id) if e.attached]
+        attached = [e for e, _network in self._endpoint_records() if e.attached]
         return attached[0].ip or "" if attached else ""
 
     def reload(self) -> Container:
         """Re-read the record (a rename by another process shows up)."""
+        self._listed = self._listed_net = None
         self._record = self._service.metadata.containers.get(self.id)
         return self
 
@@ -292,11 +329,13 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
     def pause(self) -> None:
         self._running_state()
         self.task.pause()
+        self._service.observe(self.id)
         self._service.record(self, "pause")
 
     def unpause(self) -> None:
         self._running_state()
         self.task.resume()
+        self._service.observe(self.id)
         self._service.record(self, "unpause")
 
     def remove(self, *, force: bool = False, volumes: bool = False) -> None:
@@ -570,6 +609,12 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         pids = [p for p in self.task.pids() if own is None or ps.pid_namespace(p) == own]
         rows = [ps.process_row(pid) for pid in pids]
         return {"Titles": list(ps.PROCESS_TITLES), "Processes": [r for r in rows if r is not None]}
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_spec(spec_json: str) -> ContainerSpec:
+    """Specs are frozen: one parse per stored text (a list shows each several times)."""
+    return ContainerSpec.from_json(spec_json)
 
 
 def _check_terminal_size(rows: int, cols: int) -> None:

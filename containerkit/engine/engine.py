@@ -132,6 +132,7 @@ class Engine:
         request bodies and staged layers. The ids cleaned."""
         cleaned = _recovery.finish_containers(self.container_service)
         cleaned += self.network_service.recover()
+        self.container_service.reap_running_markers()
         _recovery.reap_staging(self)
         # Containers another live process is creating or removing keep their dirs.
         known = {r.id for r in self.metadata.containers.all()}

@@ -56,6 +56,9 @@ class ShimRequest:
     runc_root: Path | None = attrs.field(default=None, converter=_optional_path)
     log_driver: str = "json-file"
     log_opts: dict[str, str] = attrs.field(factory=dict)
+    running_marker: Path | None = attrs.field(default=None, converter=_optional_path)
+    """A file the engine made before the start: the shim unlinks it once the exit is recorded,
+    so that one directory listing tells which containers still run."""
 
     @runtime.validator
     def _check_runtime(self, _a: attrs.Attribute[str], value: str) -> None:
@@ -77,6 +80,7 @@ class ShimRequest:
             "runc_root": None if self.runc_root is None else str(self.runc_root),
             "log_driver": self.log_driver,
             "log_opts": dict(self.log_opts),
+            "running_marker": None if self.running_marker is None else str(self.running_marker),
         }
 
     @classmethod

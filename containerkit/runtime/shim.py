@@ -319,6 +319,7 @@ class _Shim:
             exit_record.commit(record)
         else:
             state.write_json_atomic(self.state_dir / state.EXIT_FILE, record)
+        self._drop_running_marker()
 
     def _record_shim(self) -> None:
         """The first state.json and the log."""
@@ -368,6 +369,7 @@ class _Shim:
             self.state_dir / state.EXIT_FILE,
             {"exit_code": exit_code, "oom_killed": False, "finished_at": _now(), "error": error.message},
         )
+        self._drop_running_marker()
         self._report(
             {
                 "ok": False,
@@ -491,6 +493,12 @@ class _Shim:
         if self.request.cgroup_name is not None:
             self._attempt("cgroup destroy", self._destroy_cgroup)
         _reap_orphans()
+
+    def _drop_running_marker(self) -> None:
+        """After the exit record: a lister that sees no marker reads that record."""
+        if self.request.running_marker is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(self.request.running_marker)
 
     def _destroy_cgroup(self) -> None:
         from containerkit.linux.cgroups import open_cgroup

@@ -123,6 +123,7 @@ class Task:
         log_driver: str,
         log_opts: Mapping[str, str],
         launcher: Launcher | None = None,
+        running_marker: Path | None = None,
     ) -> StartedContainer:
         """Start the shim on the bundle; returns once the container's process has exec'd."""
         request = ShimRequest(
@@ -139,6 +140,7 @@ class Task:
             runc_root=runc_root,
             log_driver=log_driver,
             log_opts=dict(log_opts),
+            running_marker=running_marker,
         )
         return start_container(request, spawner=launcher)
 

@@ -205,7 +205,29 @@ CREATE TABLE event_keys (
 )
 """
 
-_MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1, 1: _SCHEMA_V2, 2: _SCHEMA_V3, 3: _SCHEMA_V4, 4: _SCHEMA_V5}
+# v6: each container's last known run (status, pid, times, exit) and the argv its bundle runs,
+# so that listing containers reads the database instead of every state dir and cgroup.
+_SCHEMA_V6 = """
+CREATE TABLE container_runs (
+    container_id TEXT PRIMARY KEY REFERENCES containers(id) ON DELETE CASCADE,
+    status TEXT NOT NULL,
+    pid INTEGER,
+    started_at TEXT,
+    finished_at TEXT,
+    exit_code INTEGER,
+    oom_killed INTEGER NOT NULL DEFAULT 0
+);
+ALTER TABLE containers ADD COLUMN args_json TEXT
+"""
+
+_MIGRATIONS: dict[int, str] = {
+    0: _SCHEMA_V1,
+    1: _SCHEMA_V2,
+    2: _SCHEMA_V3,
+    3: _SCHEMA_V4,
+    4: _SCHEMA_V5,
+    5: _SCHEMA_V6,
+}
 
 SCHEMA_VERSION = max(_MIGRATIONS) + 1
 

@@ -15,6 +15,7 @@ __all__ = [
     "LayerRecord",
     "NetworkRecord",
     "PortRecord",
+    "RunRecord",
     "VolumeRecord",
 ]
 
@@ -71,6 +72,25 @@ class ContainerRecord:
     runtime: str = "builtin"
     extra_json: str = "{}"
     """What a front-end keeps with the container (the daemon: docker's create body), as JSON."""
+    args_json: str | None = None
+    """The argv its bundle runs (entrypoint and command resolved), as JSON; None for a
+    container recorded before the column existed (then its bundle says)."""
+
+
+@attrs.frozen(kw_only=True)
+class RunRecord:
+    """A container's last known run, kept so that a list reads no per-container file (the
+    Task's state dir stays the truth; a listing re-reads it only for a container whose run
+    changed behind the record's back: its shim dropped the running marker)."""
+
+    container_id: str
+    status: str
+    """``created``, ``running``, ``paused``, ``exited`` or ``dead``."""
+    pid: int | None = None
+    started_at: str | None = None
+    finished_at: str | None = None
+    exit_code: int | None = None
+    oom_killed: bool = False
 
 
 @attrs.frozen(kw_only=True)

@@ -10,9 +10,10 @@ as the transactions nest.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -28,6 +29,7 @@ from containerkit.storage.records import (
     LayerRecord,
     NetworkRecord,
     PortRecord,
+    RunRecord,
     VolumeRecord,
 )
 
@@ -61,6 +63,7 @@ _CONTAINER_FIELDS = (
     "labels_json",
     "runtime",
     "extra_json",
+    "args_json",
 )
 _UPDATABLE = frozenset(_CONTAINER_FIELDS) - {"id", "name"}
 
@@ -73,6 +76,11 @@ def _check_state(state: ContainerStatus | str) -> ContainerStatus:
 
 def _container(row: sqlite3.Row) -> ContainerRecord:
     return ContainerRecord(**{k: row[k] for k in _CONTAINER_FIELDS})
+
+
+def _run(row: sqlite3.Row) -> RunRecord:
+    fields = {f.name: row[f.name] for f in attrs.fields(RunRecord)}
+    return RunRecord(**fields | {"oom_killed": bool(row["oom_killed"])})
 
 
 def _network(row: sqlite3.Row) -> NetworkRecord:
@@ -375,6 +383,22 @@ class ContainerStore(_Store):
             if not db.execute("DELETE FROM containers WHERE id = ?", (container_id,)).rowcount:
                 raise NotFound(f"No such container: {container_id}")
 
+    def set_run(self, run: RunRecord) -> None:
+        """Record a container's run as last seen (nothing for a container already removed)."""
+        fields = attrs.asdict(run)
+        with self._db.transaction() as db:
+            db.execute(
+                f"INSERT OR REPLACE INTO container_runs ({', '.join(fields)})"
+                f" SELECT {', '.join('?' * len(fields))}"
+                " WHERE EXISTS (SELECT 1 FROM containers WHERE id = ?)",
+                [*fields.values(), run.container_id],
+            )
+
+    def runs(self) -> dict[str, RunRecord]:
+        """Every recorded run by container id."""
+        rows = self._db.query("SELECT * FROM container_runs")
+        return {r["container_id"]: _run(r) for r in rows}
+
     def using_image(self, image_id: str) -> list[str]:
         rows = self._db.query(
             "SELECT id FROM containers WHERE image_id = ? ORDER BY created, id", (image_id,)
@@ -582,6 +606,13 @@ class NetworkStore(_Store):
                 [(container_id, p.protocol, p.host_ip, p.host_port, p.container_port) for p in ports],
             )
 
+    def all_ports(self) -> list[PortRecord]:
+        """Every container's published ports (a list shows them all)."""
+        rows = self._db.query(
+            "SELECT * FROM published_ports ORDER BY container_id, container_port, protocol, host_ip"
+        )
+        return [PortRecord(**dict(r)) for r in rows]
+
     def ports(self, container_id: str) -> list[PortRecord]:
         rows = self._db.query(
             "SELECT * FROM published_ports WHERE container_id = ? ORDER BY container_port, protocol, host_ip",
@@ -600,7 +631,7 @@ class EventStore(_Store):
         """Add ``event``; its ``seq``. With ``key``, at most one event is ever added per key:
         None if one was (a second observer of the same exit records nothing)."""
         attributes = json.dumps(dict(event.attributes), sort_keys=True)
-        with self._db.transaction() as db:
+        with self._lazy_sync(), self._db.transaction() as db:
             if key is not None:
                 inserted = db.execute(
                     "INSERT OR IGNORE INTO event_keys VALUES (?, ?)", (key, event.time_nano)
@@ -613,6 +644,22 @@ class EventStore(_Store):
                 (event.time_nano, event.type, event.action, event.actor_id, attributes),
             )
             return cursor.lastrowid
+
+    @contextlib.contextmanager
+    def _lazy_sync(self) -> Iterator[None]:
+        """Commit an event without its own ``fsync`` (``synchronous = NORMAL``: 0.03 ms instead
+        of 1-3 ms here, on every container start): WAL keeps it safe from a crash of any
+        process, and only a power loss may drop the last events; the next durable commit of
+        any record syncs them too. Inside a caller's transaction its own setting stands."""
+        conn = self._db._connection()
+        if getattr(self._db._local, "depth", 0):
+            yield
+            return
+        conn.execute("PRAGMA synchronous = NORMAL")
+        try:
+            yield
+        finally:
+            conn.execute("PRAGMA synchronous = FULL")
 
     def has_key(self, key: str) -> bool:
         return bool(self._db.query("SELECT 1 FROM event_keys WHERE key = ?", (key,)))
