@@ -1,8 +1,10 @@
-"""Test images from files next to the tests: a rootfs directory or a rootfs tar.
+"""Test images from files next to the tests (a rootfs directory or a rootfs tar), or by name
+from a registry.
 
-Each image is tagged with a digest of its input (the files and the config), so an unchanged
-rootfs is imported once and found again by later tests, sessions and xdist workers sharing the
-engine root; a changed one gets a new tag.
+Each image from files is tagged with a digest of its input (the files and the config), so an
+unchanged rootfs is imported once and found again by later tests, sessions and xdist workers
+sharing the engine root; a changed one gets a new tag. An image by name is pulled only when
+the engine does not have it yet.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from containerkit import api
 from containerkit.errors import InvalidArgument, NotFound
 from containerkit.spec import Image
 
-__all__ = ["TEST_REPOSITORY", "image_from_rootfs"]
+__all__ = ["TEST_REPOSITORY", "image_by_name", "image_from_rootfs", "looks_like_path"]
 
 TEST_REPOSITORY = "containerkit-test"
 """Images built from test files are tagged ``containerkit-test/<name>:<digest of the input>``."""
@@ -61,6 +63,25 @@ def image_from_rootfs(
             image = backend.images.import_rootfs(tar_path, cached, config=dict(config or {}))
     if tag is not None:
         backend.images.tag(cached, tag)
+        image = backend.images.get(tag)
+    return image
+
+
+def looks_like_path(text: str) -> bool:
+    """Whether ``text`` names a file rather than an image (``./x``, ``rootfs/``, ``base.tar``):
+    an image reference never starts with ``.`` or ``/``, ends with ``/`` or a tar suffix."""
+    return text.startswith((".", "/")) or text.endswith(("/", *_TAR_SUFFIXES))
+
+
+def image_by_name(backend: api.Backend, ref: str, *, tag: str | None = None) -> Image:
+    """``ref`` from the engine, pulled from its registry first when the engine lacks it
+    (credentials as the engine finds them: docker's config for an Engine, the Client's login)."""
+    try:
+        image = backend.images.get(ref)
+    except NotFound:
+        image = backend.images.pull(ref)
+    if tag is not None:
+        backend.images.tag(image.id, tag)
         image = backend.images.get(tag)
     return image
 

@@ -30,7 +30,7 @@ from containerkit import wait as _wait
 from containerkit.engine.frontend import write_busybox_rootfs
 from containerkit.errors import ContainerkitError, NotFound, Unavailable
 from containerkit.spec import Image
-from containerkit.testing.images import image_from_rootfs
+from containerkit.testing.images import image_by_name, image_from_rootfs, looks_like_path
 from containerkit.testing.session import DEFAULT_TTL, ContainerkitSession, open_backend
 from containerkit.testing.session import new_session_id as _new_session_id
 
@@ -234,13 +234,18 @@ def containerkit_image(
     (a path relative to the test file's directory) and returns the
     :class:`~containerkit.Image`. Images are cached in the engine root by a digest of their
     input: an unchanged rootfs is imported once across tests, sessions and workers.
+    ``containerkit_image("127.0.0.1:5000/team/app:1.2")`` (a name that is no file there) is
+    the engine's image of that name, pulled first when the engine does not have it.
     """
     base = request.path.parent
 
     def build(
         path: str | os.PathLike[str], *, tag: str | None = None, config: Mapping[str, Any] | None = None
     ) -> Image:
-        return image_from_rootfs(containerkit_session.backend, base / path, tag=tag, config=config)
+        source = base / path
+        if isinstance(path, str) and config is None and not source.exists() and not looks_like_path(path):
+            return image_by_name(containerkit_session.backend, path, tag=tag)
+        return image_from_rootfs(containerkit_session.backend, source, tag=tag, config=config)
 
     return build
 
