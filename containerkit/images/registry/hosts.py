@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import attrs
 
 from containerkit.errors import InvalidArgument
-from containerkit.images.reference import DEFAULT_DOMAIN
+from containerkit.images.reference import DEFAULT_DOMAIN, ImageRef, parse_reference
 
 if TYPE_CHECKING:
     from containerkit.images.registry.auth import RegistryOptions
@@ -31,6 +31,7 @@ __all__ = [
     "is_loopback",
     "parse_insecure_entry",
     "parse_mirror",
+    "reference_host",
     "registry_host",
     "split_host",
 ]
@@ -86,6 +87,13 @@ def is_loopback(host: str) -> bool:
 def registry_host(domain: str) -> str:
     """The host that serves a reference's domain: ``docker.io`` is ``registry-1.docker.io``."""
     return DOCKER_HUB_HOST if domain in _HUB_NAMES else domain
+
+
+def reference_host(reference: str | ImageRef) -> str:
+    """The host serving a reference: ``busybox`` -> ``registry-1.docker.io`` (as
+    ``docker.io/library/busybox``), ``127.0.0.1:5000/team/app:1`` -> ``127.0.0.1:5000``."""
+    ref = parse_reference(reference) if isinstance(reference, str) else reference
+    return registry_host(ref.domain)
 
 
 def parse_insecure_entry(entry: str) -> str | IPNetwork:

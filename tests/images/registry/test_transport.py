@@ -25,6 +25,7 @@ from containerkit.images.registry.hosts import (
     endpoints,
     is_insecure,
     is_loopback,
+    reference_host,
     registry_host,
     split_host,
 )
@@ -54,6 +55,9 @@ def test_hosts_loopback_and_insecure_rules() -> None:
 def test_docker_hub_endpoints_and_mirrors() -> None:
     assert registry_host("docker.io") == DOCKER_HUB_HOST
     assert registry_host("127.0.0.1:5000") == "127.0.0.1:5000"
+    assert reference_host("busybox") == DOCKER_HUB_HOST
+    assert reference_host("index.docker.io/team/app:1") == DOCKER_HUB_HOST
+    assert reference_host("localhost:5000/team/app@sha256:" + "a" * 64) == "localhost:5000"
     options = RegistryOptions(registry_mirrors=["https://mirror.example.com", "http://127.0.0.1:5001/"])
     assert endpoints("docker.io", options) == [
         Endpoint("https://mirror.example.com", verify_tls=True, mirror=True),
