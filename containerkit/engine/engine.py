@@ -130,6 +130,7 @@ class Engine:
         (finished), state dirs and snapshots of containers that have no record, cgroups, veths,
         netns files and published ports of containers that are no longer running, spooled
         request bodies and staged layers. The ids cleaned."""
+        self.event_log.scan_exits()  # the exits no one observed (a crash, a host reboot)
         cleaned = _recovery.finish_containers(self.container_service)
         cleaned += self.network_service.recover()
         self.container_service.reap_running_markers()
