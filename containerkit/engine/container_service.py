@@ -223,6 +223,9 @@ class ContainerService:
         if status.has_stopped:  # a shim killed before it unlinked its marker
             (self._running / container_id).unlink(missing_ok=True)
         self.metadata.containers.set_run(run)
+        if status.has_stopped:  # a list is often the first to see an exit: its die event
+            with contextlib.suppress(NotFound):
+                self.observe_exit(self.get(container_id), state)
         return run
 
     def reap_running_markers(self) -> builtins.list[str]:
