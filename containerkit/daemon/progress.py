@@ -111,7 +111,8 @@ def progress_response(
                 else:
                     yield from (_line(message) for message in closing)
             if kind == "error":
-                yield _line(error_message(_error_text(value)))
+                error_kind = value.kind if isinstance(value, ContainerkitError) else None
+                yield _line(error_message(_error_text(value), kind=error_kind))
         finally:
             run.gone.set()
 

@@ -64,9 +64,16 @@ def progress_message(event: ProgressEvent, *, image_id: str = "") -> dict[str, A
     return message
 
 
-def error_message(text: str) -> dict[str, Any]:
-    """A failure once the stream has started (dockerd's ``FormatError``; docker-py reads ``error``)."""
-    return {"errorDetail": {"message": text}, "error": text}
+def error_message(text: str, *, kind: str | None = None) -> dict[str, Any]:
+    """A failure once the stream has started (dockerd's ``FormatError``; docker-py reads ``error``).
+
+    ``kind`` is the error's class (``unauthorized``, ``integrity``...) for containerkit's Client;
+    docker's clients ignore the extra key. No ``code``: the docker CLI prints a 401 code as
+    "authentication is required" instead of the registry's words."""
+    detail: dict[str, str] = {"message": text}
+    if kind:
+        detail["kind"] = kind
+    return {"errorDetail": detail, "error": text}
 
 
 def progress_event(message: Mapping[str, Any]) -> ProgressEvent | None:

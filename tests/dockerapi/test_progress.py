@@ -62,6 +62,10 @@ def test_error_message_has_both_fields() -> None:
         "errorDetail": {"message": "manifest unknown"},
         "error": "manifest unknown",
     }
+    assert error_message("denied", kind="unauthorized")["errorDetail"] == {
+        "message": "denied",
+        "kind": "unauthorized",
+    }
 
 
 @pytest.mark.parametrize(
