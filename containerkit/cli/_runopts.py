@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -14,7 +15,7 @@ from containerkit.cli._errors import USAGE_ERROR, CliError
 from containerkit.errors import InvalidArgument
 
 if TYPE_CHECKING:
-    from containerkit.spec import ContainerSpec, PortBinding
+    from containerkit.spec import ContainerSpec, Healthcheck, PortBinding, RestartPolicy
 
 __all__ = ["build_spec", "container_options", "parse_port"]
 
@@ -54,6 +55,29 @@ _OPTIONS: list[Callable[[F], F]] = [
     click.option("--cap-drop", multiple=True, help="Drop Linux capabilities."),
     click.option("--privileged", is_flag=True, help="Give extended privileges to this container."),
     click.option("--init", is_flag=True, help="Run an init inside the container that reaps processes."),
+    click.option(
+        "--restart",
+        default="no",
+        metavar="POLICY",
+        help="Restart policy when the container exits: no, always, unless-stopped, on-failure[:N].",
+    ),
+    click.option("-P", "--publish-all", is_flag=True, help="Publish all exposed ports to random host ports."),
+    click.option("--health-cmd", metavar="CMD", help="Command to run to check health (run by the shell)."),
+    click.option("--health-interval", metavar="DURATION", help="Time between running the check (e.g. 30s)."),
+    click.option("--health-timeout", metavar="DURATION", help="Maximum time to allow one check to run."),
+    click.option(
+        "--health-start-period", metavar="DURATION", help="Start period for the container to initialize."
+    ),
+    click.option(
+        "--health-start-interval", metavar="DURATION", help="Time between checks during the start period."
+    ),
+    click.option("--health-retries", type=int, help="Consecutive failures needed to report unhealthy."),
+    click.option("--no-healthcheck", is_flag=True, help="Disable any container-specified HEALTHCHECK."),
+    click.option(
+        "--platform",
+        metavar="OS[/ARCH[/VARIANT]]",
+        help="The platform the image must be for (e.g. linux/amd64).",
+    ),
     click.option(
         "--userns",
         type=click.Choice(["host", "auto"]),
@@ -97,6 +121,23 @@ def parse_port(text: str) -> PortBinding:
         return parse_publish(text)
     except InvalidArgument as exc:
         raise CliError(exc.message, USAGE_ERROR) from None
+
+
+def _ports(published: Iterable[str], exposed: Iterable[str]) -> list[PortBinding]:
+    """``-p`` bindings, then (``-P``) every exposed port not published yet, on a free host port."""
+    from containerkit.spec import PortBinding
+
+    ports = [parse_port(p) for p in published]
+    taken = {(p.container_port, p.protocol) for p in ports}
+    for key in exposed:
+        number, _, protocol = key.partition("/")
+        try:
+            binding = PortBinding(container_port=int(number), protocol=protocol or "tcp")  # type: ignore[arg-type]
+        except (ValueError, InvalidArgument):
+            raise CliError(f"invalid exposed port {key!r} in the image", USAGE_ERROR) from None
+        if (binding.container_port, binding.protocol) not in taken:
+            ports.append(binding)
+    return ports
 
 
 def _env(values: Iterable[str], files: Iterable[str]) -> list[str]:
@@ -160,13 +201,88 @@ def _pids(value: int | None) -> int | None:
     return None if not value else (value if value > 0 else -1)
 
 
+_DURATION_UNITS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+
+
+def parse_duration(text: str, flag: str) -> float:
+    """Go's ``time.ParseDuration`` as the docker CLI reads ``--health-*`` (``1m30s``, ``500ms``),
+    in seconds; a bare ``0`` is zero."""
+    value = text.strip()
+    if value == "0":
+        return 0.0
+    parts = _DURATION_PART.findall(value)
+    if not value or "".join(number + unit for number, unit in parts) != value:
+        raise CliError(
+            f'invalid argument {text!r} for "{flag}" flag: a duration such as 30s, 1m30s or 500ms',
+            USAGE_ERROR,
+        )
+    return sum(float(number) * _DURATION_UNITS[unit] for number, unit in parts)
+
+
+_HEALTH_FLAGS = (
+    "health_cmd",
+    "health_interval",
+    "health_timeout",
+    "health_start_period",
+    "health_start_interval",
+)
+
+
+def _healthcheck(opts: dict[str, Any]) -> Healthcheck | None:
+    """The ``--health-*`` flags as docker's CLI builds them: a command runs with ``CMD-SHELL``,
+    unset durations stay 0 (the image's value, else docker's default), ``--no-healthcheck`` is ``NONE``."""
+    from containerkit.spec import Healthcheck
+
+    given = [name for name in _HEALTH_FLAGS if opts.get(name) is not None]
+    if opts.get("health_retries") is not None:
+        given.append("health_retries")
+    if opts.get("no_healthcheck"):
+        if given:
+            raise CliError("--no-healthcheck conflicts with --health-* options", USAGE_ERROR)
+        return Healthcheck(test=("NONE",))
+    if not given:
+        return None
+    durations = {
+        name: parse_duration(opts[f"health_{name}"], "--health-" + name.replace("_", "-"))
+        for name in ("interval", "timeout", "start_period", "start_interval")
+        if opts.get(f"health_{name}") is not None
+    }
+    for name, seconds in durations.items():
+        if seconds < 0:
+            raise CliError(f"--health-{name.replace('_', '-')} cannot be negative", USAGE_ERROR)
+    retries = opts.get("health_retries")
+    if retries is not None and retries < 0:
+        raise CliError("--health-retries cannot be negative", USAGE_ERROR)
+    test = ("CMD-SHELL", opts["health_cmd"]) if opts.get("health_cmd") else ()
+    try:
+        return Healthcheck(test=test, retries=retries or 0, **durations)
+    except InvalidArgument as exc:
+        raise CliError(exc.message, USAGE_ERROR) from None
+
+
+def _restart_policy(text: str) -> RestartPolicy:
+    from containerkit.spec import RestartPolicy
+
+    try:
+        return RestartPolicy.parse(text)
+    except InvalidArgument as exc:
+        raise CliError(exc.message, USAGE_ERROR) from None
+
+
 def build_spec(
-    image: str, command: tuple[str, ...], opts: dict[str, Any], *, attached: bool = False
+    image: str,
+    command: tuple[str, ...],
+    opts: dict[str, Any],
+    *,
+    attached: bool = False,
+    exposed: Iterable[str] = (),
 ) -> ContainerSpec:
     """The ContainerSpec for ``run``/``create`` options (``opts`` as click passes them).
 
     ``attached``: ``run`` without ``-d``; with ``-i`` the container's stdin then closes when ours
     ends (docker's StdinOnce), so ``echo hi | containerkit run -i IMG cat`` finishes.
+    ``exposed``: the image's exposed ports (``80/tcp``), published to free host ports with ``-P``.
     """
     from containerkit.spec import ContainerSpec, Mount, Resources
 
@@ -208,11 +324,16 @@ def build_spec(
         "auto_remove": opts["auto_remove"],
         "stop_signal": opts["stop_signal"],
         "stop_timeout": opts["stop_timeout"],
-        "ports": [parse_port(p) for p in opts["publish"]],
+        "ports": _ports(opts["publish"], exposed if opts.get("publish_all") else ()),
         "aliases": opts["network_alias"],
         "dns": opts["dns"],
         "extra_hosts": _pairs(opts["add_host"], ":", "add-host"),
     }
+    if opts.get("restart"):
+        fields["restart_policy"] = _restart_policy(opts["restart"])
+    healthcheck = _healthcheck(opts)
+    if healthcheck is not None:
+        fields["healthcheck"] = healthcheck
     if opts["network"]:
         fields["network"] = opts["network"]
     if opts["runtime"]:

@@ -1,5 +1,5 @@
 """Container verbs: run, create, start, ps, logs, exec, stop, kill, restart, pause, unpause, rm,
-rename, wait, top, stats, cp."""
+rename, wait, top, port, stats, cp."""
 
 from __future__ import annotations
 
@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from containerkit.spec import Stats
 
 _PASS_THROUGH = {"allow_interspersed_args": False}
+# run and create keep -h for --hostname (as docker's); --help is their only help flag
+_RUN_SETTINGS = {**_PASS_THROUGH, "help_option_names": ["--help"]}
 
 
 # -- creating and starting ------------------------------------------------------------------
@@ -36,9 +38,42 @@ def _create(
 
     try:
         ensure_image(image, opts.get("pull") or "missing")
-        return engine().containers.create(build_spec(image, command, opts, attached=attached))
+        exposed = _image_checks(image, opts)
+        return engine().containers.create(
+            build_spec(image, command, opts, attached=attached, exposed=exposed)
+        )
     except ContainerkitError as exc:
         raise CliError(str(exc), USAGE_ERROR) from None
+
+
+_ARCH_ALIASES = {"x86_64": "amd64", "x86-64": "amd64", "aarch64": "arm64", "armhf": "arm", "i386": "386"}
+
+
+def _image_checks(image: str, opts: dict[str, Any]) -> tuple[str, ...]:
+    """``--platform`` must name the local image's platform (docker's error when it does not);
+    with ``-P``, the image's exposed ports to publish."""
+    from containerkit.errors import NotFound
+
+    platform, publish_all = opts.get("platform"), opts.get("publish_all")
+    if not platform and not publish_all:
+        return ()
+    try:
+        found = engine().images.get(image)
+    except NotFound:
+        return ()  # the create names the missing image
+    if platform:
+        wanted_os, _, rest = platform.lower().partition("/")
+        wanted_arch = rest.partition("/")[0]
+        wanted_arch = _ARCH_ALIASES.get(wanted_arch, wanted_arch)
+        if wanted_os != found.os or (wanted_arch and wanted_arch != found.architecture):
+            raise CliError(
+                f"image with reference {image} was found but does not match the specified platform: "
+                f"wanted {platform}, actual: {found.os}/{found.architecture}",
+                USAGE_ERROR,
+            )
+    if not publish_all:
+        return ()
+    return engine().images.config(found.id).exposed_ports
 
 
 def _start(container: ContainerHandle, *, remove_on_failure: bool, detached: bool = True) -> None:
@@ -79,7 +114,7 @@ def _check_tty(interactive: bool, tty: bool) -> None:
         raise CliError("the input device is not a TTY", 1)
 
 
-@click.command(context_settings=_PASS_THROUGH)
+@click.command(context_settings=_RUN_SETTINGS)
 @container_options
 @click.option("-d", "--detach", is_flag=True, help="Run in the background and print the container ID.")
 @click.argument("image")
@@ -104,7 +139,7 @@ def run(image: str, command: tuple[str, ...], detach: bool, **opts: Any) -> int:
     return attach_container(container, stdin=opts["interactive"], tty=opts["tty"], output=output)
 
 
-@click.command(context_settings=_PASS_THROUGH)
+@click.command(context_settings=_RUN_SETTINGS)
 @container_options
 @click.argument("image")
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
@@ -254,6 +289,7 @@ def logs(container: str, follow: bool, tail: str, timestamps: bool) -> None:
 @click.option("-u", "--user", help="Username or UID (format: <name|uid>[:<group|gid>]).")
 @click.option("-w", "--workdir", help="Working directory inside the container.")
 @click.option("--privileged", is_flag=True, help="Give extended privileges to the command.")
+@click.option("-d", "--detach", is_flag=True, help="Detached mode: run the command in the background.")
 @click.argument("container")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def exec_(
@@ -265,13 +301,30 @@ def exec_(
     user: str | None,
     workdir: str | None,
     privileged: bool,
+    detach: bool,
 ) -> int:
     """Execute a command in a running container."""
     from containerkit.cli._attach import attach_exec
 
-    _check_tty(interactive, tty)
     target = engine().containers.get(container)
     environment = [e if "=" in e else f"{e}={os.environ.get(e, '')}" for e in env]
+    if detach:  # docker prints nothing; the command's output is not kept
+        background: ExecHandle = target.exec(
+            list(command),
+            env=environment,
+            user=user,
+            workdir=workdir,
+            tty=tty,
+            privileged=privileged,
+            detach=True,
+        )
+        try:
+            if background.error is not None:
+                raise CliError(str(background.error), background.wait())
+        finally:
+            background.close()
+        return 0
+    _check_tty(interactive, tty)
     process: ExecHandle = target.exec(
         list(command),
         env=environment,
@@ -379,6 +432,37 @@ def top(container: str, ps_args: tuple[str, ...]) -> None:
     """Display the running processes of a container."""
     result = engine().containers.get(container).top()
     click.echo(out.table(result["Titles"], result["Processes"]))
+
+
+@click.command()
+@click.argument("container")
+@click.argument("private_port", required=False, metavar="[PRIVATE_PORT[/PROTO]]")
+def port(container: str, private_port: str | None) -> None:
+    """List port mappings or a specific mapping for the container."""
+    target = engine().containers.get(container)
+    published = target.ports
+    if private_port is None:
+        for key, bindings in sorted(published.items(), key=lambda item: _port_order(item[0])):
+            for host_ip, host_port in bindings:
+                click.echo(f"{key} -> {_host_address(host_ip, host_port)}")
+        return
+    number, _, proto = private_port.partition("/")
+    if not number.isdigit() or proto not in ("", "tcp", "udp", "sctp"):
+        raise CliError(f"Invalid port {private_port!r}: expected PORT or PORT/PROTO", USAGE_ERROR)
+    key = f"{int(number)}/{proto or 'tcp'}"
+    if not published.get(key):
+        raise CliError(f"No public port '{key}' published for {target.name}", 1)
+    for host_ip, host_port in published[key]:
+        click.echo(_host_address(host_ip, host_port))
+
+
+def _port_order(key: str) -> tuple[int, str]:
+    number, _, proto = key.partition("/")
+    return int(number), proto
+
+
+def _host_address(host_ip: str, host_port: int) -> str:
+    return f"[{host_ip}]:{host_port}" if ":" in host_ip else f"{host_ip}:{host_port}"
 
 
 _STATS_HEADERS = ("CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "PIDS")

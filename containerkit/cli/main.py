@@ -35,6 +35,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "rename": ("containers", "rename", "Rename a container"),
     "wait": ("containers", "wait", "Block until containers stop, then print their exit codes"),
     "top": ("containers", "top", "Display the running processes of a container"),
+    "port": ("containers", "port", "List port mappings or a specific mapping for the container"),
     "stats": ("containers", "stats", "Display a live stream of container resource usage"),
     "cp": ("containers", "cp", "Copy files between a container and the local filesystem"),
     "inspect": ("inspect", "inspect", "Return low-level information on containerkit objects"),
@@ -123,7 +124,8 @@ def _run(
 
 @click.group(
     cls=_Root,
-    context_settings={"help_option_names": ["--help"], "max_content_width": 110},
+    # -h is --help in every verb, as docker's; run and create keep it for --hostname
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110},
 )
 @click.option(
     "--root",
