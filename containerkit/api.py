@@ -27,6 +27,7 @@ from containerkit.spec import (
     NetworkEndpoint,
     ProgressEvent,
     RegistryData,
+    RestartPolicy,
     Stats,
     Volume,
 )
@@ -207,6 +208,17 @@ class ContainerHandle(Protocol):
     def remove(self, *, force: bool = False, volumes: bool = False) -> None: ...
 
     def rename(self, name: str) -> None: ...
+
+    def update(
+        self,
+        *,
+        memory: int | str | None = None,
+        memory_swap: int | str | None = None,
+        cpus: float | None = None,
+        cpu_shares: int | None = None,
+        pids: int | None = None,
+        restart_policy: RestartPolicy | None = None,
+    ) -> None: ...
 
     def logs(
         self,

@@ -29,8 +29,18 @@ from containerkit.client import _frames, _wire
 from containerkit.client._transport import DEFAULT, Transport
 from containerkit.client.attach import AttachStream
 from containerkit.client.exec import ExecStream
+from containerkit.dockerapi.update import update_to_wire
 from containerkit.errors import InvalidArgument, NotFound, NotModified, NotRunning, Timeout
-from containerkit.spec import ContainerSpec, ExecResult, Image, NetworkEndpoint, Stats, parse_signal
+from containerkit.spec import (
+    ContainerSpec,
+    ExecResult,
+    Image,
+    NetworkEndpoint,
+    RestartPolicy,
+    Stats,
+    parse_bytes,
+    parse_signal,
+)
 
 __all__ = ["Container", "ContainerCollection", "ContainerStatus"]
 
@@ -268,6 +278,29 @@ class Container:
 
     def rename(self, name: str) -> None:
         self._transport.request("POST", f"{self._url}/rename", params={"name": name})
+        self.reload()
+
+    def update(
+        self,
+        *,
+        memory: int | str | None = None,
+        memory_swap: int | str | None = None,
+        cpus: float | None = None,
+        cpu_shares: int | None = None,
+        pids: int | None = None,
+        restart_policy: RestartPolicy | None = None,
+    ) -> None:
+        """``docker update``: new limits (None keeps one) and restart policy, live and kept."""
+        swap = -1 if memory_swap == -1 else parse_bytes(memory_swap, field="memory_swap")
+        body = update_to_wire(
+            memory=parse_bytes(memory, field="memory"),
+            memory_swap=swap,
+            cpus=cpus,
+            cpu_shares=cpu_shares,
+            pids=pids,
+            restart_policy=restart_policy,
+        )
+        self._transport.request("POST", f"{self._url}/update", body=body)
         self.reload()
 
     # -- io ---------------------------------------------------------------------------------

@@ -28,12 +28,15 @@ from containerkit.engine.attach import AttachStream
 from containerkit.engine.container_service import ListedNetwork
 from containerkit.engine.container_service import status_of as _status
 from containerkit.errors import (
+    Conflict,
+    ContainerkitError,
     InvalidArgument,
     NotModified,
     NotRunning,
     Timeout,
 )
 from containerkit.linux import ps
+from containerkit.linux.cgroups import open_cgroup
 from containerkit.linux.inroot import Root
 from containerkit.linux.users import resolve_user
 from containerkit.runtime import logs as runtime_logs
@@ -47,6 +50,8 @@ from containerkit.spec import (
     ExecResult,
     Image,
     NetworkEndpoint,
+    Resources,
+    RestartPolicy,
     Stats,
     parse_signal,
 )
@@ -346,6 +351,61 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         old = self.name
         self._record = self._service.metadata.containers.rename(self.id, name)
         self._service.record(self, "rename", oldName=f"/{old}")
+
+    def update(
+        self,
+        *,
+        memory: int | str | None = None,
+        memory_swap: int | str | None = None,
+        cpus: float | None = None,
+        cpu_shares: int | None = None,
+        pids: int | None = None,
+        restart_policy: RestartPolicy | None = None,
+    ) -> None:
+        """``docker update``: change limits (None keeps one as it is) and the restart policy.
+
+        A running container's cgroup gets them at once; the spec keeps them, so inspect shows
+        them and the next start applies them. ``memory_swap`` is memory plus swap (-1: back to
+        the default, as much swap as memory), ``pids`` -1 is no limit. A memory limit below what
+        the container uses now is a :class:`Conflict` (the kernel's EBUSY) and nothing changes.
+        """
+        spec = self.spec
+        changes: dict[str, Any] = {
+            name: value
+            for name, value in (
+                ("memory", memory),
+                ("memory_swap", memory_swap),
+                ("cpus", cpus),
+                ("cpu_shares", cpu_shares),
+                ("pids", pids),
+            )
+            if value is not None
+        }
+        if changes.get("memory_swap") == -1:
+            changes["memory_swap"] = None  # as create reads -1: the default swap, as much as memory
+        resources = attrs.evolve(spec.resources, **changes)
+        new_spec = attrs.evolve(
+            spec, resources=resources, restart_policy=restart_policy or spec.restart_policy
+        )
+        if resources != spec.resources and self.current_status() in (_RUNNING, _PAUSED):
+            self._apply_resources(spec.resources, resources)
+        self._record = self._service.metadata.containers.update(self.id, spec_json=new_spec.to_json())
+        self._service.record(self, "update")
+
+    def _apply_resources(self, old: Resources, new: Resources) -> None:
+        default = self._service.default_pids_limit
+        cgroup = open_cgroup(cgroup_name(self.id))
+        try:
+            cgroup.apply(new.effective(default))
+        except ContainerkitError as exc:
+            with contextlib.suppress(ContainerkitError):
+                cgroup.apply(old.effective(default))  # as it was: nothing half-changed
+            if isinstance(exc, Conflict) and new.memory is not None:
+                raise Conflict(
+                    f"Cannot update container {self.id}: memory limit {new.memory} is below what "
+                    f"the container uses now ({exc.message})"
+                ) from exc
+            raise
 
     # -- io ---------------------------------------------------------------------------------
 

@@ -7,6 +7,7 @@ import signal
 import socket
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -208,3 +209,47 @@ def test_inspect_right_after_sigkill_shows_the_exit(client: Any, cli: Any) -> No
         assert cli("inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", name).stdout == "exited 137\n"
     finally:
         cli("rm", "-f", name)
+
+
+def test_update_through_docker_py_and_the_cli(client: Any, cli: Any) -> None:
+    c = client.containers.run(IMAGE, ["sleep", "300"], detach=True, mem_limit="64m")
+    try:
+        reply = c.update(
+            mem_limit="32m", memswap_limit="48m", cpu_quota=25000, cpu_period=100000, cpu_shares=512
+        )
+        assert reply == {"Warnings": []}
+        c.update(restart_policy={"Name": "on-failure", "MaximumRetryCount": 3})
+        c.reload()
+        host = c.attrs["HostConfig"]
+        assert (host["Memory"], host["MemorySwap"], host["NanoCpus"], host["CpuShares"]) == (
+            32 << 20,
+            48 << 20,
+            250_000_000,
+            512,
+        )
+        assert host["RestartPolicy"] == {"Name": "on-failure", "MaximumRetryCount": 3}
+        cgroup = Path("/sys/fs/cgroup/memory/containerkit") / c.id / "memory.limit_in_bytes"
+        if cgroup.exists():  # applied live (cgroup v1 here)
+            assert cgroup.read_text().strip() == str(32 << 20)
+        cli("update", "--pids-limit", "40", "--cpus", "1.5", "--memory", "40m", "--memory-swap", "80m", c.id)
+        host = client.api.inspect_container(c.id)["HostConfig"]
+        assert (host["PidsLimit"], host["NanoCpus"], host["Memory"]) == (40, 1_500_000_000, 40 << 20)
+        assert c.exec_run("true").exit_code == 0  # still running, unharmed
+        refused = cli("update", "--cpuset-cpus", "0", c.id, check=False)
+        assert refused.returncode != 0 and "CpusetCpus" in refused.stderr
+    finally:
+        c.remove(force=True)
+
+
+def test_update_below_the_memory_in_use_is_a_clear_error(client: Any, cli: Any) -> None:
+    script = "dd if=/dev/zero of=/dev/shm/fill bs=1M count=40 2>/dev/null; echo filled; sleep 300"
+    c = client.containers.run(IMAGE, ["sh", "-c", script], detach=True, mem_limit="128m")
+    try:
+        for _ in c.logs(stream=True, follow=True):
+            break
+        result = cli("update", "--memory", "16m", "--memory-swap", "16m", c.id, check=False)
+        assert result.returncode != 0
+        assert "below what the container uses now" in result.stderr, result.stderr
+        assert client.api.inspect_container(c.id)["HostConfig"]["Memory"] == 128 << 20
+    finally:
+        c.remove(force=True)

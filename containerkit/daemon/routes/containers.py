@@ -16,6 +16,7 @@ from containerkit.daemon.errors import NotImplementedYet
 from containerkit.daemon.server import Request, Response, json_response
 from containerkit.daemon.shapes import container_inspect, container_summary, stats_json, system_cpu_ns
 from containerkit.dockerapi import filters_from_query
+from containerkit.dockerapi.update import update_from_wire
 from containerkit.errors import ContainerkitError, InvalidArgument, NotFound, NotModified, NotRunning
 from containerkit.spec import Stats, parse_signal
 
@@ -140,6 +141,11 @@ def register(router: Router, app: DaemonApp) -> None:
         container.rename(name.lstrip("/"))
         return Response(204)
 
+    def update(request: Request) -> Response:
+        container = lookup(app, request)
+        container.update(**update_from_wire(request.json()))
+        return json_response({"Warnings": []})
+
     def resize(request: Request) -> Response:
         container = lookup(app, request)
         height, width = request.qint("h"), request.qint("w")
@@ -219,7 +225,7 @@ def register(router: Router, app: DaemonApp) -> None:
     router.add("POST", "/containers/{id}/resize", resize)
     router.add("GET", "/containers/{id}/top", top)
     router.add("GET", "/containers/{id}/stats", stats)
-    router.add("POST", "/containers/{id}/update", unsupported)
+    router.add("POST", "/containers/{id}/update", update)
     router.add("GET", "/containers/{id}/changes", unsupported)
     router.add("GET", "/containers/{id}/export", unsupported)
     router.add("DELETE", "/containers/{id}", remove)
