@@ -263,3 +263,21 @@ def test_the_log_survives_the_engine(engine_root: Path, engine: ck.Engine) -> No
     engine.volumes.remove("ev-durable")
     with ck.Engine(root=engine_root, forkserver=False) as reopened:
         assert _actions(_past(reopened, since, volume="ev-durable")) == ["create", "destroy"]
+
+
+def test_a_list_records_the_exit_it_is_first_to_see(engine: ck.Engine) -> None:
+    c = engine.containers.run(IMAGE, ["sh", "-c", "exit 6"], network="none")
+    try:
+        deadline = time.monotonic() + 30
+        while c.task.state().status != "exited":  # the runtime's view: no engine observes it
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        head = engine.metadata.events.last_seq()
+        assert [x.status for x in engine.containers.list(all=True) if x.id == c.id] == ["exited"]
+        # read from the store itself: a reader of the log would scan for exits on its own
+        recorded = [
+            (e.action, e.attributes.get("exitCode")) for _s, e in engine.metadata.events.read(after_seq=head)
+        ]
+        assert ("die", "6") in recorded
+    finally:
+        c.remove()
