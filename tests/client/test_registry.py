@@ -3,19 +3,23 @@ Debian's docker-registry on 127.0.0.1: the same calls and results as the Engine'
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from containerkit import RegistryAuth
 from containerkit.client import Client
+from containerkit.daemon.config import load_config
+from containerkit.daemon.registry import registry_options
 from containerkit.errors import InvalidArgument, NotFound, Unauthorized
 from containerkit.spec import ProgressEvent
 from tests.images.registry.conftest import registry as local_registry  # noqa: F401 - fixture
 from tests.images.registry.conftest import registry_basic as basic_registry  # noqa: F401 - fixture
 from tests.images.registry.servers import Registry
 
-from .conftest import IMAGE, Daemon
+from .conftest import IMAGE, Daemon, start_daemon, stop_daemon
 
 
 @pytest.fixture
@@ -93,3 +97,49 @@ def test_login_is_checked_by_the_daemon_and_sent_with_pushes(
         assert ref in fresh.images.pull(ref, auth=auth).tags
     finally:
         fresh.images.remove(ref, force=True)
+
+
+def test_daemon_pulls_docker_io_names_through_its_configured_mirror(
+    client: Client,
+    local_registry: Registry,  # noqa: F811 - the fixture imported above
+    tmp_path: Path,
+) -> None:
+    """registry-mirrors from the daemon's TOML reach its engine: a docker.io short name is
+    served by the mirror (docker.io itself cannot be reached from here)."""
+    client.images.tag(IMAGE, f"{local_registry.host}/library/mirrored:1")
+    digest = client.images.push(f"{local_registry.host}/library/mirrored:1")
+    client.images.remove(f"{local_registry.host}/library/mirrored:1")
+    config = tmp_path / "daemon.toml"
+    config.write_text(f'registry-mirrors = ["{local_registry.url}"]\nmax-concurrent-downloads = 1\n')
+    (tmp_path / "mirror").mkdir()
+    other = start_daemon(tmp_path / "mirror", "--config", str(config))
+    try:
+        with Client(other.url) as mirrored:
+            image = mirrored.images.pull("mirrored:1")
+            assert "mirrored:1" in image.tags and f"mirrored@{digest}" in image.digests
+    finally:
+        stop_daemon(other)
+
+
+def test_daemon_config_registry_keys(tmp_path: Path) -> None:
+    config = tmp_path / "daemon.toml"
+    config.write_text(
+        'insecure-registries = ["registry.lan:5000", "10.0.0.0/8"]\n'
+        'registry-mirrors = ["https://mirror.lan/"]\nmax-concurrent-uploads = 2\n'
+    )
+    loaded = load_config(["--config", str(config), "--registry-mirror", "http://other:5000"])
+    assert loaded.insecure_registries == ("registry.lan:5000", "10.0.0.0/8")
+    assert loaded.registry_mirrors == ("http://other:5000",)  # the flag wins over the file
+    options = registry_options(loaded)
+    assert options.config_credentials is False and options.max_concurrent_uploads == 2
+    assert options.max_concurrent_downloads == 3
+    for bad, named in (
+        ('insecure-registries = ["http://x:5000"]', "http://x:5000"),
+        ('insecure-registries = ["10.0.0.0/99"]', "10.0.0.0/99"),
+        ('registry-mirrors = ["mirror.lan"]', "mirror.lan"),
+        ("registry-mirrors = 5", "registry-mirrors"),
+        ("max-concurrent-downloads = 0", "max-concurrent-downloads"),
+    ):
+        config.write_text(bad + "\n")
+        with pytest.raises(InvalidArgument, match=re.escape(named)):
+            load_config(["--config", str(config)])
