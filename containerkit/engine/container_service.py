@@ -296,6 +296,7 @@ class ContainerService:
                 container_id=container.id, status="running", pid=started.pid, started_at=started.started_at
             )
         )
+        self._network_events(container, "connect")
         for name, destination in self._volume_mounts(container):
             self.events.record(
                 "volume",
@@ -351,6 +352,7 @@ class ContainerService:
             return
         attributes = container_attributes(container.name, container.image, container.labels)
         if self.events.observe_exit(container.id, state, attributes):
+            self._network_events(container, "disconnect")
             for name, destination in self._volume_mounts(container):
                 self.events.record(
                     "volume",
@@ -358,6 +360,13 @@ class ContainerService:
                     name,
                     {"container": container.id, "destination": destination, "driver": "local"},
                 )
+
+    def _network_events(self, container: Container, action: str) -> None:
+        """docker's ``network connect`` at a start and ``disconnect`` after the exit, for each
+        network the container is on (none for ``none`` or ``host``)."""
+        for name, endpoint in container.networks.items():
+            attributes = {"name": name, "type": "bridge", "container": container.id}
+            self.events.record("network", action, endpoint.network_id, attributes)
 
     def _volume_mounts(self, container: Container) -> builtins.list[tuple[str, str]]:
         named = {m.source: m.target for m in container.spec.mounts if m.type == "volume" and m.source}

@@ -166,6 +166,12 @@ def test_network_events(engine: ck.Engine) -> None:
             net.disconnect(c)
         finally:
             c.remove()
+        # a container on the network: connected at its start, disconnected after its exit
+        on = engine.containers.run(IMAGE, ["true"], network="ev-net")
+        try:
+            assert on.wait(timeout=30) == 0
+        finally:
+            on.remove()
     finally:
         net.remove()
     events = _past(engine, since, network=net.id)
@@ -173,6 +179,8 @@ def test_network_events(engine: ck.Engine) -> None:
         ("create", None),
         ("connect", c.id),
         ("disconnect", c.id),
+        ("connect", on.id),
+        ("disconnect", on.id),
         ("destroy", None),
     ]
     assert events[0].attributes["name"] == "ev-net" and events[0].attributes["type"] == "bridge"
