@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -93,6 +94,9 @@ def test_pull_progress_tags_repodigests_and_up_to_date(
     downloading = [e for e in events if e.action == "Downloading"]
     assert downloading and all(e.total is not None and e.current is not None for e in downloading)
     assert engine.images.read_file(pulled.id, "/b.txt") == b"b" * 5000
+    pulls = [e for e in engine.events(until=time.time() + 1) if e.type == "image" and e.action == "pull"]
+    name = f"{registry.host}/team/app:1.2"
+    assert [(e.actor_id, e.attributes["name"]) for e in pulls] == [(name, name)]
 
     again: list[ProgressEvent] = []
     engine.images.pull(f"{registry.host}/team/app:1.2", progress=again.append)
@@ -137,7 +141,7 @@ def test_pull_what_skopeo_pushed_from_a_docker_archive(
         a.images.save("example/busybox:peer", archive)
     subprocess.run(
         [
-            SKOPEO,
+            str(SKOPEO),
             "copy",
             "--quiet",
             "--dest-tls-verify=false",

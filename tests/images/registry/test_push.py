@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,6 +98,8 @@ def test_push_is_read_by_skopeo_and_unpacked_by_umoci(
     assert engine.images.push(f"{registry.host}/team/app:1.2", progress=again.append) == digest
     assert "Layer already exists" in _actions(again)
     assert "Pushed" not in _actions(again)
+    pushes = [e for e in engine.events(until=time.time() + 1) if e.type == "image" and e.action == "push"]
+    assert [e.actor_id for e in pushes] == [f"{registry.host}/team/app:1.2"] * 2
 
 
 def test_chunked_upload_and_pull_back(
@@ -112,7 +115,7 @@ def test_chunked_upload_and_pull_back(
         options=engine.images.registry_options,
         chunk_size=300_000,
     )
-    pushing = [e.current for e in events if e.action == "Pushing"]
+    pushing = [e.current or 0 for e in events if e.action == "Pushing"]
     assert len(pushing) >= 3 and pushing == sorted(pushing)
     with ck.Engine(root=tmp_path / "other", forkserver=False) as other:
         pulled = other.images.pull(f"{registry.host}/team/chunked@{digest}")
