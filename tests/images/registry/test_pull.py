@@ -425,3 +425,17 @@ def test_sigkill_mid_pull_leaves_no_half_image_and_the_next_pull_reuses_layers(t
             gets_before = len(fake.blob_gets(small_digest))
             assert engine.images.pull(ref).id == image.config_digest
             assert len(fake.blob_gets(small_digest)) == gets_before
+
+
+def test_short_names_pull_through_a_docker_io_mirror(registry: Registry, tmp_path: Path) -> None:
+    image = build_image([file_layer({"mirrored": b"m"})])
+    _publish(registry, "library/busybox:1", image, tmp_path)
+    options = RegistryOptions(registry_mirrors=[registry.url], config_credentials=False)
+    with ck.Engine(root=tmp_path / "engine", forkserver=False, registry_options=options) as engine:
+        events: list[ProgressEvent] = []
+        pulled = engine.images.pull("busybox:1", progress=events.append)
+        assert pulled.tags == ("busybox:1",)
+        assert pulled.digests == (f"busybox@{image.manifest_digest}",)
+        assert engine.images.get("docker.io/library/busybox:1").id == image.config_digest
+    assert events[0] == ProgressEvent(id="1", action="Pulling from library/busybox")
+    assert events[-1].action == "Status: Downloaded newer image for busybox:1"
