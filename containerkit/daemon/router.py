@@ -32,9 +32,16 @@ def _compile(pattern: str) -> re.Pattern[str]:
 class Router:
     def __init__(self) -> None:
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._patterns: list[tuple[str, str, Handler]] = []
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
         self._routes.append((method.upper(), _compile(pattern), handler))
+        self._patterns.append((method.upper(), pattern, handler))
+
+    def routes(self) -> list[tuple[str, str, Handler]]:
+        """``(method, pattern, handler)`` as registered, in order (docs/compatibility.md is checked
+        against them)."""
+        return list(self._patterns)
 
     def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
         allowed = False
