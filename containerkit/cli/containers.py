@@ -1,5 +1,5 @@
 """Container verbs: run, create, start, ps, logs, exec, stop, kill, restart, pause, unpause, rm,
-rename, wait, top, port, stats, cp."""
+update, rename, wait, top, port, stats, cp."""
 
 from __future__ import annotations
 
@@ -405,6 +405,46 @@ def unpause(containers: tuple[str, ...]) -> int:
 def rm(containers: tuple[str, ...], force: bool, volumes: bool) -> int:
     """Remove one or more containers."""
     return _each(containers, lambda c: c.remove(force=force, volumes=volumes))
+
+
+@click.command()
+@click.option("-m", "--memory", help="Memory limit (e.g. 64m).")
+@click.option("--memory-swap", help="Swap limit equal to memory plus swap: -1 for the default.")
+@click.option("--cpus", type=float, help="Number of CPUs.")
+@click.option("-c", "--cpu-shares", type=int, help="CPU shares (relative weight).")
+@click.option("--pids-limit", type=int, help="Tune container pids limit (set -1 for unlimited).")
+@click.option(
+    "--restart", metavar="POLICY", help="Restart policy: no, always, unless-stopped, on-failure[:N]."
+)
+@click.argument("containers", nargs=-1, required=True)
+def update(
+    containers: tuple[str, ...],
+    memory: str | None,
+    memory_swap: str | None,
+    cpus: float | None,
+    cpu_shares: int | None,
+    pids_limit: int | None,
+    restart: str | None,
+) -> int:
+    """Update configuration of one or more containers (limits apply at once to a running one)."""
+    from containerkit.errors import InvalidArgument
+    from containerkit.spec import RestartPolicy
+
+    if all(v is None for v in (memory, memory_swap, cpus, cpu_shares, pids_limit, restart)):
+        raise CliError("you must provide one or more flags when using this command", USAGE_ERROR)
+    try:
+        policy = RestartPolicy.parse(restart) if restart is not None else None
+    except InvalidArgument as exc:
+        raise CliError(exc.message, USAGE_ERROR) from None
+    changes: dict[str, Any] = {
+        "memory": memory,
+        "memory_swap": memory_swap,
+        "cpus": cpus,
+        "cpu_shares": cpu_shares,
+        "pids": pids_limit,
+        "restart_policy": policy,
+    }
+    return _each(containers, lambda c: c.update(**changes))
 
 
 @click.command()

@@ -32,6 +32,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "pause": ("containers", "pause", "Pause all processes within one or more containers"),
     "unpause": ("containers", "unpause", "Unpause all processes within one or more containers"),
     "rm": ("containers", "rm", "Remove one or more containers"),
+    "update": ("containers", "update", "Update configuration of one or more containers"),
     "rename": ("containers", "rename", "Rename a container"),
     "wait": ("containers", "wait", "Block until containers stop, then print their exit codes"),
     "top": ("containers", "top", "Display the running processes of a container"),
@@ -54,6 +55,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "network": ("networks", "network", "Manage networks"),
     "system": ("system", "system", "Manage containerkit"),
     "version": ("system", "version", "Show the containerkit version information"),
+    "events": ("system", "events", "Get real time events from the engine"),
 }
 
 

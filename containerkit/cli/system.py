@@ -1,4 +1,4 @@
-"""``system prune``, ``system info`` and ``version``."""
+"""``system prune``, ``system info``, ``version`` and ``events``."""
 
 from __future__ import annotations
 
@@ -203,3 +203,38 @@ def _dist_version(name: str) -> str:
         return dist_version(name)
     except PackageNotFoundError:
         return ""
+
+
+@click.command()
+@click.option(
+    "--since", metavar="TIME", help="Show events since a time (unix seconds, RFC 3339 or a duration: 10m)."
+)
+@click.option("--until", metavar="TIME", help="Stream events until this time; without it, follow new ones.")
+@click.option("-f", "--filter", "filters", multiple=True, metavar="KEY=VALUE", help="Filter output.")
+@click.option("--format", "format_", help="'json' or a template such as '{{.Type}} {{.Action}}'.")
+def events(since: str | None, until: str | None, filters: tuple[str, ...], format_: str | None) -> None:
+    """Get real time events from the engine (what any process did on its root)."""
+    from containerkit.cli.containers import parse_filters
+
+    stream = engine().events(since=since, until=until, filters=parse_filters(filters) or None, decode=False)
+    for message in stream:
+        if format_ == "json":
+            click.echo(json.dumps(message, separators=(",", ":")))
+        elif format_:
+            click.echo(out.render_template(format_, message))
+        else:
+            click.echo(event_line(message))
+        sys.stdout.flush()
+
+
+def event_line(message: dict[str, Any]) -> str:
+    """docker's line: ``2026-01-02T03:04:05.123456789Z container start ID (image=..., name=...)``."""
+    import datetime as dt
+
+    nanos = int(message.get("timeNano") or int(message.get("time") or 0) * 1_000_000_000)
+    when = dt.datetime.fromtimestamp(nanos // 1_000_000_000, dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    actor = message.get("Actor") or {}
+    attributes = ", ".join(f"{k}={v}" for k, v in sorted((actor.get("Attributes") or {}).items()))
+    what = f"{message.get('Type')} {message.get('Action')} {actor.get('ID', '')}"
+    line = f"{when}.{nanos % 1_000_000_000:09d}Z {what}"
+    return f"{line} ({attributes})" if attributes else line

@@ -150,3 +150,48 @@ def test_exec_detach_returns_while_the_command_runs(ck: Ck) -> None:
     )
     missing = ck("exec", "-d", "cli-execd", "no-such-command")
     assert missing.exit_code == 126, missing.output  # docker's exit for an exec that cannot start
+
+
+def test_update_changes_limits_of_a_running_container(ck: Ck) -> None:
+    assert ck("run", "-d", "--name", "cli-upd", IMAGE, "sleep", "60").exit_code == 0
+    updated = ck("update", "--memory", "64m", "--pids-limit", "50", "--restart", "on-failure:2", "cli-upd")
+    assert (updated.exit_code, updated.stdout) == (0, "cli-upd\n"), updated.output
+    shown = ck(
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.RestartPolicy.Name}}",
+        "cli-upd",
+    )
+    assert shown.stdout == f"{64 * 1024 * 1024} 50 on-failure\n", shown.output
+    # the running container's own cgroup has the new limits (v2 files, or v1's where the host has those)
+    memory = "cat /sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
+    pids = "cat /sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max"
+    assert ck("exec", "cli-upd", "sh", "-c", memory).stdout == f"{64 * 1024 * 1024}\n"
+    assert ck("exec", "cli-upd", "sh", "-c", pids).stdout == "50\n"
+    none = ck("update", "cli-upd")
+    assert none.exit_code == 125 and "one or more flags" in none.stderr
+    bad = ck("update", "--restart", "sometimes", "cli-upd")
+    assert bad.exit_code == 125 and "sometimes" in bad.stderr
+
+
+def test_events_between_two_times(ck: Ck) -> None:
+    since = f"{time.time() - 1:.3f}"
+    assert ck("run", "--rm", "--name", "cli-events", IMAGE, "sh", "-c", "exit 3").exit_code == 3
+    until = f"{time.time() + 1:.3f}"
+    result = ck("events", "--since", since, "--until", until, "--filter", "container=cli-events")
+    assert result.exit_code == 0, result.output
+    actions = [line.split(" ")[2] for line in result.stdout.splitlines()]
+    assert [a for a in actions if a in ("create", "start", "die", "destroy")] == [
+        "create",
+        "start",
+        "die",
+        "destroy",
+    ]
+    die = next(line for line in result.stdout.splitlines() if " container die " in line)
+    assert "exitCode=3" in die and "name=cli-events" in die, die
+    as_json = ck("events", "--since", since, "--until", until, "-f", "event=die", "--format", "json")
+    assert '"Action":"die"' in as_json.stdout and "cli-events" in as_json.stdout
+    template = ck(
+        "events", "--since", since, "--until", until, "-f", "container=cli-events", "--format", "{{.Action}}"
+    )
+    assert template.stdout.splitlines()[:2] == ["create", "start"], template.output
