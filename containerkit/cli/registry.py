@@ -108,21 +108,13 @@ def push(name: str, quiet: bool) -> None:
     ref = parse_image_reference(name)
     if ref.digest is not None:
         raise CliError(f"cannot push a digest reference: {name}", USAGE_ERROR)
-    local = backend().local
-    eng = engine()
     auth = _auth_for(name)
     if quiet:
-        eng.images.push(name, auth=auth)
-    else:
-        with LayerProgress() as progress:
-            if local:  # a daemon streams these two lines itself
-                progress.line(f"The push refers to repository [{ref.familiar_name}]")
-            digest = eng.images.push(name, auth=auth, progress=progress)
-            if local:
-                size = eng.images.get_registry_data(name).size
-                progress.line(f"{ref.tag}: digest: {digest} size: {size}")
-    if quiet:
+        engine().images.push(name, auth=auth)
         click.echo(ref.familiar)
+        return
+    with LayerProgress() as progress:
+        engine().images.push(name, auth=auth, progress=progress)
 
 
 def _read_password(password: str | None, password_stdin: bool, username: str | None) -> str | None:

@@ -252,3 +252,24 @@ def test_testcontainers_pulls_an_image_by_name(
             assert daemon.request("GET", f"/images/{repo}:1/json")[0] == 200  # pulled by name
     finally:
         daemon.request("DELETE", f"/images/{repo}:1?force=1")
+
+
+def test_push_without_a_tag_pushes_every_local_tag(client: Any, registry: Registry) -> None:
+    """docker-py's ``images.push(repo)`` sends no tag: dockerd pushes each tag of the repository."""
+    repo = f"{registry.host}/all/tags"
+    image = client.images.get(IMAGE)
+    image.tag(repo, "a")
+    image.tag(repo, "b")
+    try:
+        lines = list(client.images.push(repo, stream=True, decode=True))
+        assert not [m for m in lines if "error" in m], lines
+        assert sorted(m["aux"]["Tag"] for m in lines if "aux" in m) == ["a", "b"]
+        assert [m["status"].split(":")[0] for m in lines if ": digest: " in m.get("status", "")] == ["a", "b"]
+        for tag in ("a", "b"):
+            assert client.images.get_registry_data(f"{repo}:{tag}").id.startswith("sha256:")
+    finally:
+        client.images.remove(f"{repo}:a")
+        client.images.remove(f"{repo}:b")
+    docker = pytest.importorskip("docker")
+    with pytest.raises(docker.errors.NotFound):
+        client.api.push(repo)  # no local tag left: 404 before any stream

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,13 +23,16 @@ from containerkit.dockerapi import filters_from_query, image_inspect, image_summ
 from containerkit.dockerapi.registry import distribution_inspect
 from containerkit.engine.frontend import parse_image_reference as parse_reference
 from containerkit.errors import InvalidArgument, NotFound
-from containerkit.spec import ImageConfig
+from containerkit.spec import ImageConfig, ProgressEvent
 
 if TYPE_CHECKING:
     from containerkit.daemon.app import DaemonApp
     from containerkit.daemon.router import Router
 
 __all__ = ["register"]
+
+_DIGEST_LINE = re.compile(r"^(.+): digest: (sha256:[0-9a-f]{64}) size: ([0-9]+)$")
+"""The engine's last line of a pushed tag, as dockerd prints it."""
 
 LOAD_LIMIT = 64 << 30
 """Largest image archive accepted by ``POST /images/load``."""
@@ -165,6 +169,7 @@ def register(router: Router, app: DaemonApp) -> None:
         )
 
     def push(request: Request) -> Response:
+        """One tag, or without one every local tag of the repository (dockerd's rule)."""
         name = request.params["name"]
         tag = request.q("tag") or ""
         try:
@@ -173,28 +178,53 @@ def register(router: Router, app: DaemonApp) -> None:
             raise InvalidArgument(f"invalid reference format: {exc}") from None
         if parsed.digest is not None:
             raise InvalidArgument(f"cannot push a digest reference: {parsed.familiar}")
-        try:
-            images.get(parsed.canonical)
-        except NotFound:
-            raise NotFound(f"An image does not exist locally with the tag: {parsed.familiar}") from None
+        if tag or ":" in name.rsplit("/", 1)[-1]:
+            try:
+                images.get(parsed.canonical)
+            except NotFound:
+                raise NotFound(f"An image does not exist locally with the tag: {parsed.familiar}") from None
+            refs = [parsed.canonical]
+        else:
+            refs = _local_tags(parsed.name)
+            if not refs:
+                raise NotFound(f"An image does not exist locally with the tag: {parsed.familiar_name}")
         auth = request_auth(request)
 
-        def run(progress: Progress) -> str:
-            return images.push(parsed.canonical, auth=auth, progress=progress)
+        def run(progress: Progress) -> list[dict[str, Any]]:
+            """The engine streams docker's lines (``The push refers to repository``, layers,
+            ``<tag>: digest: D size: N``); the aux object per tag is read from the last."""
+            aux: list[dict[str, Any]] = []
+            announced = False
 
-        def done(digest: str) -> list[dict[str, Any]]:
-            size = images.get_registry_data(parsed.canonical, auth=auth).size
-            return [
-                {"status": f"{parsed.tag}: digest: {digest} size: {size}"},
-                {"progressDetail": {}, "aux": {"Tag": parsed.tag, "Digest": digest, "Size": size}},
-            ]
+            def relay(event: ProgressEvent) -> None:
+                nonlocal announced
+                if not event.id and event.action.startswith("The push refers to repository"):
+                    if announced:
+                        return  # once per push, as dockerd, however many tags
+                    announced = True
+                match = _DIGEST_LINE.match(event.action) if not event.id else None
+                if match:
+                    digest, size = match.group(2), int(match.group(3))
+                    aux.append(
+                        {"progressDetail": {}, "aux": {"Tag": match.group(1), "Digest": digest, "Size": size}}
+                    )
+                progress(event)
 
-        return progress_response(
-            run,
-            name="ckd-push",
-            first=[{"status": f"The push refers to repository [{parsed.familiar_name}]"}],
-            last=done,
-        )
+            for ref in refs:
+                images.push(ref, auth=auth, progress=relay)
+            return aux
+
+        return progress_response(run, name="ckd-push", last=lambda aux: aux)
+
+    def _local_tags(repository: str) -> list[str]:
+        """Every local tag of ``repository``, as canonical references, by tag."""
+        found = set()
+        for image in images.list():
+            for text in image.tags:
+                ref = parse_reference(text)
+                if ref.name == repository and ref.tag:
+                    found.add((ref.tag, ref.canonical))
+        return [canonical for _tag, canonical in sorted(found)]
 
     def distribution(request: Request) -> Response:
         try:
