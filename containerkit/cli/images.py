@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from containerkit.cli import _output as out
+from containerkit.cli import registry
 from containerkit.cli._backend import engine
 from containerkit.cli._errors import USAGE_ERROR, CliError, print_error
 from containerkit.errors import InvalidArgument
@@ -266,5 +267,7 @@ for _name, _command in {
     "rm": rmi,
     "prune": image_prune,
     "inspect": image_inspect,
+    "pull": registry.pull,
+    "push": registry.push,
 }.items():
     image.add_command(_command, _name)

@@ -51,6 +51,7 @@ def test_pull_prints_dockers_steps_and_the_reference(ck: Ck, pushed: str) -> Non
     # plain lines off a terminal: one per step, no byte counts
     assert not [line for line in lines if "Downloading" in line or "Extracting" in line]
     assert ok(ck("run", "--rm", pushed, "echo", "from-registry")) == "from-registry\n"
+    assert "Status: Image is up to date" in ok(ck("image", "pull", pushed))  # docker image pull
     untagged = ck("pull", pushed.rsplit(":", 1)[0])  # only :1 was pushed
     assert untagged.exit_code == 1 and untagged.stdout.startswith("Using default tag: latest\n")
 
