@@ -24,11 +24,13 @@ from containerkit.errors import (
     UnsafeArchive,
 )
 from containerkit.spec import (
+    Change,
     ContainerSpec,
     Event,
     ExecResult,
     Health,
     Healthcheck,
+    HistoryEntry,
     Image,
     ImageConfig,
     Mount,
@@ -84,6 +86,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Backend",
+    "Change",
     "Client",
     "CommandNotFound",
     "Conflict",
@@ -97,6 +100,7 @@ __all__ = [
     "ExecResult",
     "Health",
     "Healthcheck",
+    "HistoryEntry",
     "Image",
     "ImageConfig",
     "IntegrityError",

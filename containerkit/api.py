@@ -369,7 +369,14 @@ class Registries(Protocol):
 class Volumes(Protocol):
     """``backend.volumes``."""
 
-    def create(self, name: str | None = None, *, labels: Mapping[str, str] | None = None) -> Volume: ...
+    def create(
+        self,
+        name: str | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+        driver: str = "local",
+        driver_opts: Mapping[str, str] | None = None,
+    ) -> Volume: ...
 
     def get(self, name: str) -> Volume: ...
 

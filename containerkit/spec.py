@@ -20,6 +20,7 @@ import attrs
 from containerkit.errors import Conflict, InvalidArgument
 
 __all__ = [
+    "Change",
     "ContainerSpec",
     "ContainerStatus",
     "Event",
@@ -27,6 +28,7 @@ __all__ = [
     "Health",
     "HealthResult",
     "Healthcheck",
+    "HistoryEntry",
     "Image",
     "ImageConfig",
     "Mount",
@@ -1210,6 +1212,8 @@ class Volume:
     created: _dt.datetime
     labels: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_labels)
     driver: str = "local"
+    options: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_labels)
+    """The driver options it was created with (``type``, ``device``, ``o``), as pairs."""
 
 
 def _attributes(value: Mapping[str, Any] | None) -> Mapping[str, str]:
@@ -1326,3 +1330,56 @@ class RegistryData:
     media_type: str
     size: int
     platforms: tuple[Mapping[str, str], ...] = attrs.field(default=(), converter=_platform_entries)
+
+
+_CHANGE_KINDS = {"C": 0, "A": 1, "D": 2}
+
+
+@attrs.frozen
+class Change:
+    """One path a container changed over its image (``docker diff``): ``kind`` is ``"C"``
+    (changed), ``"A"`` (added) or ``"D"`` (deleted); ``path`` is absolute."""
+
+    path: str
+    kind: Literal["C", "A", "D"] = attrs.field()
+
+    @kind.validator
+    def _check_kind(self, _a: attrs.Attribute[str], value: str) -> None:
+        if value not in _CHANGE_KINDS:
+            raise InvalidArgument(f"change kind must be C, A or D, got {value!r}")
+
+    @property
+    def kind_code(self) -> int:
+        """The Docker API's number for the kind (0 changed, 1 added, 2 deleted)."""
+        return _CHANGE_KINDS[self.kind]
+
+    @classmethod
+    def from_wire(cls, item: Mapping[str, Any]) -> Change:
+        """From the API's ``{"Path": "/tmp", "Kind": 0}``."""
+        kind = item.get("Kind")
+        names = {code: name for name, code in _CHANGE_KINDS.items()}
+        if kind not in names:
+            raise InvalidArgument(f"change Kind must be 0, 1 or 2, got {kind!r}")
+        return cls(str(item.get("Path")), names[kind])  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.path}"
+
+
+@attrs.frozen(kw_only=True)
+class HistoryEntry:
+    """One step of an image's history (``docker history``), newest first in a list.
+
+    ``id`` is the image that step made when it is known here (the image itself or a local
+    parent), else ``"<missing>"``; ``size`` is the bytes its layer adds (0 for an
+    ``empty_layer`` step such as ENV or CMD); ``tags`` are that image's tags.
+    """
+
+    id: str
+    created: _dt.datetime | None = None
+    created_by: str = ""
+    comment: str = ""
+    author: str = ""
+    empty_layer: bool = False
+    size: int = 0
+    tags: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)

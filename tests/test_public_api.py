@@ -6,6 +6,7 @@ import containerkit
 def test_all_is_pinned() -> None:
     assert sorted(containerkit.__all__) == [
         "Backend",
+        "Change",
         "Client",
         "CommandNotFound",
         "Conflict",
@@ -19,6 +20,7 @@ def test_all_is_pinned() -> None:
         "ExecResult",
         "Health",
         "Healthcheck",
+        "HistoryEntry",
         "Image",
         "ImageConfig",
         "IntegrityError",

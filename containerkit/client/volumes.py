@@ -25,9 +25,19 @@ class VolumeCollection:
     def __init__(self, transport: Transport) -> None:
         self._transport = transport
 
-    def create(self, name: str | None = None, *, labels: Mapping[str, str] | None = None) -> Volume:
-        """Create a volume; an anonymous one gets a random 64-hex name like docker's."""
-        body: dict[str, Any] = {"Driver": "local", "Labels": dict(labels or {})}
+    def create(
+        self,
+        name: str | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+        driver: str = "local",
+        driver_opts: Mapping[str, str] | None = None,
+    ) -> Volume:
+        """Create a volume; an anonymous one gets a random 64-hex name like docker's.
+        ``driver_opts``: the ``local`` driver's tmpfs or bind, as the engine's."""
+        body: dict[str, Any] = {"Driver": driver, "Labels": dict(labels or {})}
+        if driver_opts:
+            body["DriverOpts"] = dict(driver_opts)
         if name:
             body["Name"] = name
         return _wire.volume_from_wire(self._transport.post_json("/volumes/create", body=body))

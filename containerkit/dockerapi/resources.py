@@ -21,7 +21,7 @@ def volume_json(volume: Volume) -> dict[str, Any]:
         "CreatedAt": volume.created.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "Labels": dict(volume.labels),
         "Scope": "local",
-        "Options": None,
+        "Options": dict(volume.options) or None,
     }
 
 
@@ -32,6 +32,7 @@ def volume_from_wire(data: Mapping[str, Any]) -> Volume:
         created=parse_time(data.get("CreatedAt")) or dt.datetime.fromtimestamp(0, dt.UTC),
         labels=data.get("Labels") or {},
         driver=data.get("Driver") or "local",
+        options=data.get("Options") or {},
     )
 
 

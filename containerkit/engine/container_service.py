@@ -269,6 +269,8 @@ class ContainerService:
         if status_of(state) in _STOPPED:
             self.observe_exit(container, state)  # before its record goes
             _prepare.reset_for_restart(state_dir)
+        for name in container.volume_names:
+            self.volumes.mount(name)  # a tmpfs or bind volume's mount, before the shim binds it
         shared_netns = self.networks.setup(container.id, spec)
         marker = self._running / container.id
         try:
@@ -290,6 +292,7 @@ class ContainerService:
         except BaseException:
             marker.unlink(missing_ok=True)
             self.networks.teardown(container.id)
+            self.release_volumes(container)
             raise
         self.metadata.containers.set_run(
             RunRecord(
@@ -353,6 +356,7 @@ class ContainerService:
         attributes = container_attributes(container.name, container.image, container.labels)
         if self.events.observe_exit(container.id, state, attributes):
             self._network_events(container, "disconnect")
+            self.release_volumes(container)
             for name, destination in self._volume_mounts(container):
                 self.events.record(
                     "volume",
@@ -367,6 +371,25 @@ class ContainerService:
         for name, endpoint in container.networks.items():
             attributes = {"name": name, "type": "bridge", "container": container.id}
             self.events.record("network", action, endpoint.network_id, attributes)
+
+    def release_volumes(self, container: Container) -> None:
+        """Unmount the tmpfs or bind of each volume ``container`` used that no other running
+        container uses (docker's local driver unmounts at the last user's stop)."""
+        mounted = [name for name in container.volume_names if self.volumes.options(name)]
+        if not mounted:
+            return
+        others = [self.get(cid) for cid in self._running_ids() - {container.id} if self._exists(cid)]
+        in_use = {name for other in others for name in other.volume_names}
+        for name in mounted:
+            if name not in in_use:
+                self.volumes.unmount(name)
+
+    def _exists(self, container_id: str) -> bool:
+        try:
+            self.get(container_id)
+        except NotFound:
+            return False
+        return True
 
     def _volume_mounts(self, container: Container) -> builtins.list[tuple[str, str]]:
         named = {m.source: m.target for m in container.spec.mounts if m.type == "volume" and m.source}
@@ -389,6 +412,7 @@ class ContainerService:
         elif status_of(state) is ContainerStatus.DEAD and state.pid_alive and state.pid is not None:
             proc.send_signal(state.pid, signal.SIGKILL, state.pid_start_time)
         self.observe_exit(container, container.runtime_state())
+        self.release_volumes(container)  # also when its exit was observed before
         anonymous = _prepare.anonymous_volumes(container.state_dir) if volumes else []
         # From here on a crash part-way is finished by Engine.recover.
         self.metadata.containers.set_state(

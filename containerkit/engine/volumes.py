@@ -1,10 +1,20 @@
-"""Named volumes: directories under the engine root that outlive containers."""
+"""Named volumes: directories under the engine root that outlive containers.
+
+The ``local`` driver's options (``driver_opts``) give a volume a tmpfs
+(``type=tmpfs,device=tmpfs,o=size=100m``) or a host path (``type=none,o=bind,device=/path``)
+mounted on its ``_data`` while a container that uses it runs, as docker's local driver does.
+Options are an allow-list: ``o=`` never passes a mount option that could weaken isolation
+(``suid``, ``dev``, ``exec`` flags, other filesystems, ...); the options are kept in the
+volume's directory beside ``_data``.
+"""
 
 from __future__ import annotations
 
 import builtins
+import contextlib
 import datetime as dt
 import json
+import os
 import re
 import secrets
 import shutil
@@ -13,13 +23,65 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from containerkit.engine.events import EventLog
-from containerkit.errors import Conflict, InvalidArgument, NotFound
+from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound
+from containerkit.linux import volume_mounts
 from containerkit.spec import Volume, label_matches
 from containerkit.storage.metadata import Database, VolumeRecord
 
 __all__ = ["VolumeCollection"]
 
 _VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+_OPTIONS_FILE = "opts.json"
+_DRIVERS = ("local",)
+_TMPFS_OPTIONS = {
+    "size": re.compile(r"^[0-9]+[kmgKMG%]?$"),
+    "mode": re.compile(r"^[0-7]{1,4}$"),
+    "uid": re.compile(r"^[0-9]+$"),
+    "gid": re.compile(r"^[0-9]+$"),
+    "nr_inodes": re.compile(r"^[0-9]+[kmgKMG]?$"),
+}
+_BIND_FLAGS = ("bind", "rbind", "ro")
+
+
+def check_driver(driver: str, name: str) -> None:
+    """dockerd's 404 for a driver it has no plugin for."""
+    if driver not in _DRIVERS:
+        raise NotFound(f'create {name}: error looking up volume plugin {driver}: plugin "{driver}" not found')
+
+
+def check_driver_opts(opts: Mapping[str, str]) -> dict[str, str]:
+    """The ``local`` driver's ``type``/``device``/``o``, allowed as they are or refused naming the
+    option: tmpfs takes only size, mode, uid, gid and nr_inodes; a bind only bind, rbind and ro
+    of an existing absolute path."""
+    unknown = sorted(set(opts) - {"type", "device", "o"})
+    if unknown:
+        raise InvalidArgument(f"invalid option: {unknown[0]!r} (local volumes take type, device and o)")
+    if not opts:
+        return {}
+    kind, device, options = opts.get("type", ""), opts.get("device", ""), opts.get("o", "")
+    if not device:
+        raise InvalidArgument('missing required option: "device"')
+    items = [o for o in options.split(",") if o] if options else []
+    if kind == "tmpfs":
+        if device != "tmpfs":
+            raise InvalidArgument(f"device: a tmpfs volume's device is 'tmpfs', got {device!r}")
+        for item in items:
+            key, _, value = item.partition("=")
+            pattern = _TMPFS_OPTIONS.get(key)
+            if pattern is None or not pattern.match(value):
+                raise InvalidArgument(
+                    f"o: tmpfs option {item!r} is not allowed (only {', '.join(_TMPFS_OPTIONS)}=<number>)"
+                )
+    elif kind == "none":
+        if not any(i in ("bind", "rbind") for i in items) or any(i not in _BIND_FLAGS for i in items):
+            raise InvalidArgument(f"o: a bind volume takes bind or rbind, and ro; got {options!r}")
+        if not os.path.isabs(device) or "\0" in device:
+            raise InvalidArgument(f"device: a bind volume needs an absolute host path, got {device!r}")
+        if not os.path.exists(device):
+            raise InvalidArgument(f"device: bind source path does not exist: {device}")
+    else:
+        raise InvalidArgument(f"type: local volumes are tmpfs or none (a bind), not {kind!r}")
+    return {"type": kind, "device": device, "o": ",".join(items)}
 
 
 class VolumeCollection:
@@ -44,13 +106,24 @@ class VolumeCollection:
             mountpoint=record.mountpoint,
             created=dt.datetime.fromtimestamp(record.created, dt.UTC),
             labels=json.loads(record.labels_json or "{}"),
+            options=self.options(record.name),
         )
 
-    def create(self, name: str | None = None, *, labels: Mapping[str, str] | None = None) -> Volume:
-        """Create a volume; an anonymous one gets a random 64-hex name like docker's."""
+    def create(
+        self,
+        name: str | None = None,
+        *,
+        labels: Mapping[str, str] | None = None,
+        driver: str = "local",
+        driver_opts: Mapping[str, str] | None = None,
+    ) -> Volume:
+        """Create a volume; an anonymous one gets a random 64-hex name like docker's.
+        ``driver_opts``: the ``local`` driver's tmpfs or bind (see the module)."""
         name = name or secrets.token_hex(32)
         if not _VOLUME_NAME.match(name):
             raise InvalidArgument(f"invalid volume name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        check_driver(driver, name)
+        opts = check_driver_opts(driver_opts or {})
         data = self._root / name / "_data"
         record = VolumeRecord(
             name=name,
@@ -59,9 +132,58 @@ class VolumeCollection:
             mountpoint=str(data),
         )
         self._metadata.volumes.add(record)
-        data.mkdir(parents=True, exist_ok=True)
+        try:
+            data.mkdir(parents=True, exist_ok=True)
+            if opts:
+                tmp = data.parent / f".{_OPTIONS_FILE}.tmp"
+                tmp.write_text(json.dumps(opts, sort_keys=True))
+                os.replace(tmp, data.parent / _OPTIONS_FILE)
+        except OSError as exc:
+            self._metadata.volumes.remove(name)
+            shutil.rmtree(data.parent, ignore_errors=True)
+            raise ContainerkitError(f"create {name}: {exc}") from exc
         self.events.record("volume", "create", name, {"driver": "local"})
         return self._to_volume(record)
+
+    def options(self, name: str) -> dict[str, str]:
+        """The driver options the volume was created with ({} for a plain directory)."""
+        try:
+            data = json.loads((self._root / name / _OPTIONS_FILE).read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as exc:
+            where = self._root / name / _OPTIONS_FILE
+            raise ContainerkitError(f"volume {name}: unreadable options in {where}: {exc}") from exc
+        return {str(k): str(v) for k, v in data.items()}
+
+    def mount(self, name: str) -> None:
+        """Before a container that uses ``name`` starts: its tmpfs or bind on ``_data``, once for
+        every container that uses it at the same time (nothing for a plain volume)."""
+        opts = self.options(name)
+        if not opts:
+            return
+        target = str(self._root / name / "_data")
+        if volume_mounts.is_mounted(target):
+            return
+        items = [o for o in opts["o"].split(",") if o]
+        if opts["type"] == "tmpfs":
+            volume_mounts.mount_tmpfs(target, ",".join(items))
+        else:
+            volume_mounts.mount_bind(
+                os.path.realpath(opts["device"]),
+                target,
+                recursive="rbind" in items,
+                read_only="ro" in items,
+            )
+
+    def unmount(self, name: str) -> None:
+        """Once no running container uses ``name`` any more (the caller knows): its mount goes, and
+        a tmpfs volume's data with it, as docker's local driver."""
+        if not self.options(name):
+            return
+        target = str(self._root / name / "_data")
+        while volume_mounts.is_mounted(target):  # a mount raced in twice: both go
+            volume_mounts.unmount(target)
 
     def get(self, name: str) -> Volume:
         return self._to_volume(self._metadata.volumes.get(name))
@@ -99,6 +221,10 @@ class VolumeCollection:
         users = in_use_by if in_use_by is not None else (self._users(name) if self._users else [])
         if users:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
+        with contextlib.suppress(ContainerkitError):
+            self.unmount(record.name)  # never rmtree through a mount (a bind's host files)
+        if volume_mounts.is_mounted(record.mountpoint):
+            raise Conflict(f"remove {name}: volume is still mounted at {record.mountpoint}")
         self._metadata.volumes.remove(record.name)
         shutil.rmtree(Path(record.mountpoint).parent, ignore_errors=True)
         self.events.record("volume", "destroy", record.name, {"driver": "local"})

@@ -29,3 +29,16 @@ def test_update_and_kill_as_the_engine_does(client: Client) -> None:
         assert (c.status, c.exit_code) == ("exited", 137)  # no wait: kill returned after the exit
     finally:
         c.remove(force=True)
+
+
+def test_volume_driver_opts_as_the_engine(client: Client) -> None:
+    opts = {"type": "tmpfs", "device": "tmpfs", "o": "size=5m"}
+    volume = client.volumes.create("dapi-client-tmpfs", driver_opts=opts)
+    try:
+        assert dict(client.volumes.get(volume.name).options) == opts
+        with pytest.raises(ck.errors.InvalidArgument, match="'suid' is not allowed"):
+            client.volumes.create("dapi-client-bad", driver_opts={**opts, "o": "suid"})
+        with pytest.raises(ck.errors.NotFound, match='plugin "nfs" not found'):
+            client.volumes.create("dapi-client-nfs", driver="nfs")
+    finally:
+        client.volumes.remove(volume.name)

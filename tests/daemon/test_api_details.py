@@ -253,3 +253,52 @@ def test_update_below_the_memory_in_use_is_a_clear_error(client: Any, cli: Any) 
         assert client.api.inspect_container(c.id)["HostConfig"]["Memory"] == 128 << 20
     finally:
         c.remove(force=True)
+
+
+def test_volume_drivers_and_local_driver_opts(client: Any, cli: Any, daemon: Daemon, tmp_path: Path) -> None:
+    docker = pytest.importorskip("docker")
+    with pytest.raises(
+        docker.errors.NotFound, match='error looking up volume plugin nfs: plugin "nfs" not found'
+    ):
+        client.volumes.create("dapi-nfs", driver="nfs")
+    refused = cli(
+        "volume",
+        "create",
+        "--opt",
+        "type=tmpfs",
+        "--opt",
+        "device=tmpfs",
+        "--opt",
+        "o=size=1m,suid",
+        check=False,
+    )
+    assert refused.returncode != 0 and "'suid' is not allowed" in refused.stderr
+    opts = ["--opt", "type=tmpfs", "--opt", "device=tmpfs", "--opt", "o=size=100m"]
+    cli("volume", "create", *opts, "dapi-tmp")
+    host = tmp_path / "bound"
+    host.mkdir()
+    (host / "on-host").write_text("x")
+    cli("volume", "create", "--opt", "type=none", "--opt", "o=bind", "--opt", f"device={host}", "dapi-bind")
+    try:
+        inspected = client.api.inspect_volume("dapi-tmp")
+        assert inspected["Options"] == {"type": "tmpfs", "device": "tmpfs", "o": "size=100m"}
+        mountpoint = inspected["Mountpoint"]
+        out = cli(
+            "run",
+            "--rm",
+            "-v",
+            "dapi-tmp:/data",
+            "-v",
+            "dapi-bind:/b",
+            IMAGE,
+            "sh",
+            "-c",
+            "df -k /data; ls /b; touch /b/new",
+        )
+        assert out.stdout.splitlines()[1].split()[1] == "102400"  # a 100m tmpfs
+        assert "on-host" in out.stdout and (host / "new").exists()
+        mounts = Path("/proc/mounts").read_text()
+        assert mountpoint not in mounts  # unmounted once its container is gone
+    finally:
+        cli("volume", "rm", "dapi-tmp", "dapi-bind")
+    assert (host / "on-host").exists()  # removing a bind volume leaves the host's files

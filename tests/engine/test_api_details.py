@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -91,3 +92,96 @@ def test_update_of_a_stopped_container_applies_at_start(engine: ck.Engine) -> No
         assert _cgroup_file(c.id, "pids", "pids.max") == "20"
     finally:
         c.remove(force=True)
+
+
+def _mounted(path: str) -> list[str]:
+    return [line for line in Path("/proc/mounts").read_text().splitlines() if line.split()[1] == path]
+
+
+def test_volume_driver_opts_tmpfs_mounted_while_used(engine: ck.Engine) -> None:
+    opts = {"type": "tmpfs", "device": "tmpfs", "o": "size=10m,mode=0770"}
+    volume = engine.volumes.create("dapi-tmpfs", driver_opts=opts)
+    assert dict(volume.options) == opts
+    mount = ck.Mount(type="volume", source=volume.name, target="/data")
+    try:
+        first = engine.containers.run(IMAGE, ["sh", "-c", "echo kept > /data/f; sleep 300"], mounts=[mount])
+        second = engine.containers.run(IMAGE, ["sleep", "300"], mounts=[mount])
+        try:
+            (line,) = _mounted(volume.mountpoint)
+            assert (
+                line.split()[2] == "tmpfs" and "size=10240k" in line and "nosuid" in line and "nodev" in line
+            )
+            assert (
+                second.exec(["sh", "-c", "sleep 0.2; cat /data/f; stat -c %a /data"]).stdout == b"kept\n770\n"
+            )
+            assert second.exec(["df", "-k", "/data"]).stdout.split()[-5] == b"10240"
+            first.stop(timeout=0)
+            assert len(_mounted(volume.mountpoint)) == 1  # the second still uses it
+            second.stop(timeout=0)
+            assert _mounted(volume.mountpoint) == []  # the last user stopped: gone, with its data
+            second.start()
+            assert _mounted(volume.mountpoint) != []
+            assert second.exec(["ls", "/data"]).stdout == b""
+        finally:
+            first.remove(force=True)
+            second.remove(force=True)
+        assert _mounted(volume.mountpoint) == []
+    finally:
+        engine.volumes.remove(volume.name)
+    assert not Path(volume.mountpoint).parent.exists()
+
+
+def test_volume_driver_opts_bind_of_a_host_path(engine: ck.Engine, tmp_path: Path) -> None:
+    host = tmp_path / "shared"
+    host.mkdir()
+    (host / "from-host").write_text("hello\n")
+    volume = engine.volumes.create(
+        "dapi-bind", driver_opts={"type": "none", "o": "bind", "device": str(host)}
+    )
+    try:
+        c = engine.containers.run(
+            IMAGE,
+            ["sh", "-c", "cat /data/from-host; echo back > /data/from-container"],
+            mounts=[ck.Mount(type="volume", source=volume.name, target="/data")],
+        )
+        try:
+            assert c.wait(timeout=30) == 0
+            assert c.logs() == b"hello\n"
+        finally:
+            c.remove(force=True)
+        assert (host / "from-container").read_text() == "back\n"
+        assert _mounted(volume.mountpoint) == []
+    finally:
+        engine.volumes.remove(volume.name)
+    assert sorted(p.name for p in host.iterdir()) == ["from-container", "from-host"]  # host files stay
+
+
+@pytest.mark.parametrize(
+    ("opts", "message"),
+    [
+        ({"type": "tmpfs", "device": "tmpfs", "o": "size=1m,suid"}, "'suid' is not allowed"),
+        ({"type": "tmpfs", "device": "tmpfs", "o": "size=1m,exec"}, "'exec' is not allowed"),
+        ({"type": "tmpfs", "device": "tmpfs", "o": "size=1m,uid=0,dev"}, "'dev' is not allowed"),
+        ({"type": "tmpfs", "device": "tmpfs", "o": "size=1m;mode=4777"}, "not allowed"),
+        ({"type": "tmpfs", "device": "/dev/sda1", "o": "size=1m"}, "device"),
+        ({"type": "ext4", "device": "/dev/sda1"}, "type: local volumes are tmpfs or none"),
+        ({"type": "none", "o": "bind,suid", "device": "/tmp"}, "bind or rbind, and ro"),
+        ({"type": "none", "o": "ro", "device": "/tmp"}, "bind or rbind"),
+        ({"type": "none", "o": "bind", "device": "relative/path"}, "absolute host path"),
+        ({"type": "none", "o": "bind", "device": "/no/such/dir"}, "does not exist: /no/such/dir"),
+        ({"type": "none", "o": "bind"}, 'missing required option: "device"'),
+        ({"type": "tmpfs", "device": "tmpfs", "propagation": "shared"}, "invalid option: 'propagation'"),
+    ],
+)
+def test_volume_driver_opts_are_an_allow_list(engine: ck.Engine, opts: dict[str, str], message: str) -> None:
+    with pytest.raises(ck.errors.InvalidArgument, match=re.escape(message)):
+        engine.volumes.create("dapi-refused", driver_opts=opts)
+    with pytest.raises(ck.errors.NotFound):
+        engine.volumes.get("dapi-refused")  # nothing half-made
+
+
+def test_unknown_volume_driver_is_not_found(engine: ck.Engine) -> None:
+    with pytest.raises(
+        ck.errors.NotFound, match='error looking up volume plugin nfsplugin: plugin "nfsplugin" not found'
+    ):
+        engine.volumes.create("dapi-plugin", driver="nfsplugin")
