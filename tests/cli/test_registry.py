@@ -125,3 +125,35 @@ def test_through_a_daemon(
         assert remote("pull", ref).exit_code == 1  # no credentials sent: the registry refuses
     finally:
         remote("rmi", "-f", ref)
+
+
+def test_layer_progress_bars_on_a_terminal_lines_elsewhere() -> None:
+    import io
+
+    from containerkit.cli._progress import LayerProgress
+    from containerkit.spec import ProgressEvent
+
+    steps = [
+        ProgressEvent(id="1", action="Pulling from team/app"),
+        ProgressEvent(id="abcdef012345", action="Pulling fs layer"),
+        ProgressEvent(id="abcdef012345", action="Downloading", current=500, total=1000),
+        ProgressEvent(id="abcdef012345", action="Pull complete"),
+        ProgressEvent(id="", action="Status: Downloaded newer image for team/app:1"),
+    ]
+    plain = io.StringIO()
+    with LayerProgress(plain, tty=False) as progress:
+        for event in steps:
+            progress(event)
+    assert plain.getvalue().splitlines() == [
+        "1: Pulling from team/app",
+        "abcdef012345: Pulling fs layer",
+        "abcdef012345: Pull complete",
+        "Status: Downloaded newer image for team/app:1",
+    ]
+    terminal = io.StringIO()
+    with LayerProgress(terminal, tty=True) as progress:
+        for event in steps:
+            progress(event)
+    drawn = terminal.getvalue()
+    assert "1: Pulling from team/app" in drawn and "Status: Downloaded newer image" in drawn
+    assert "abcdef012345: Pull complete" in drawn and "1.0/1.0 kB" in drawn  # the bar, full
