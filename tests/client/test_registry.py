@@ -17,6 +17,7 @@ from containerkit.errors import InvalidArgument, NotFound, Unauthorized
 from containerkit.spec import ProgressEvent
 from tests.images.registry.conftest import registry as local_registry  # noqa: F401 - fixture
 from tests.images.registry.conftest import registry_basic as basic_registry  # noqa: F401 - fixture
+from tests.images.registry.conftest import registry_token as token_registry  # noqa: F401 - fixture
 from tests.images.registry.servers import Registry
 
 from .conftest import IMAGE, Daemon, start_daemon, stop_daemon
@@ -143,3 +144,23 @@ def test_daemon_config_registry_keys(tmp_path: Path) -> None:
         config.write_text(bad + "\n")
         with pytest.raises(InvalidArgument, match=re.escape(named)):
             load_config(["--config", str(config)])
+
+
+def test_bearer_token_registry_login_push_pull(
+    fresh: Client,
+    token_registry: Registry,  # noqa: F811 - the fixture imported above
+) -> None:
+    """A registry behind a token server: the daemon gets tokens with what the Client sends."""
+    assert token_registry.credentials is not None
+    user, password = token_registry.credentials
+    ref = f"{token_registry.host}/client/tokens:1"
+    fresh.images.tag(IMAGE, ref)
+    try:
+        with pytest.raises(Unauthorized):
+            fresh.registries.login(token_registry.host, user, "wrong")
+        assert fresh.registries.login(token_registry.host, user, password) == "Login Succeeded"
+        digest = fresh.images.push(ref)
+        fresh.images.remove(ref)
+        assert f"{ref[:-2]}@{digest}" in fresh.images.pull(ref).digests
+    finally:
+        fresh.images.remove(ref, force=True)
