@@ -148,3 +148,17 @@ def test_history_outlives_a_daemon_restart(daemon: Daemon, client: Any, local: c
     daemon.start()
     events = client.events(since=since, until=time.time(), decode=True, filters={"volume": "dev-restart"})
     assert [e["Action"] for e in events] == ["create", "destroy"]
+
+
+def test_the_cli_run_rm_and_stop_are_each_recorded_once(cli: Any, client: Any) -> None:
+    since = time.time()
+    assert cli("run", "--rm", "--name", "dev-rm", IMAGE, "echo", "hi").stdout == "hi\n"
+    cid = cli("run", "-d", "--name", "dev-stop", IMAGE, "sleep", "60").stdout.strip()
+    cli("stop", "-t", "1", cid)
+    cli("rm", cid)
+    until = time.time()
+    by_name: dict[str, list[str]] = {}
+    for e in client.events(since=since, until=until, decode=True, filters={"type": "container"}):
+        by_name.setdefault(e["Actor"]["Attributes"].get("name", ""), []).append(e["Action"])
+    assert by_name["dev-rm"] == ["create", "start", "die", "destroy"]
+    assert by_name["dev-stop"] == ["create", "start", "kill", "kill", "die", "stop", "destroy"]
