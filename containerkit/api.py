@@ -55,7 +55,7 @@ __all__ = [
 ]
 
 Stream = Literal["stdout", "stderr"]
-ContainerStatus = Literal["created", "running", "paused", "exited", "dead"]
+ContainerStatus = Literal["created", "running", "paused", "restarting", "exited", "dead"]
 ArchiveFormat = Literal["docker-archive", "oci"]
 
 

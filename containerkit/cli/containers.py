@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from containerkit.cli import _output as out
-from containerkit.cli._backend import backend, engine, engine_container
+from containerkit.cli._backend import engine, engine_container
 from containerkit.cli._errors import USAGE_ERROR, CliError, exit_code_for, print_error
 from containerkit.cli._runopts import build_spec, container_options
 
@@ -76,10 +76,10 @@ def _image_checks(image: str, opts: dict[str, Any]) -> tuple[str, ...]:
     return engine().images.config(found.id).exposed_ports
 
 
-def _start(container: ContainerHandle, *, remove_on_failure: bool, detached: bool = True) -> None:
+def _start(container: ContainerHandle, *, remove_on_failure: bool) -> None:
     """Start, or fail like docker: 127 for a missing command, 126 for one that cannot run.
 
-    A detached ``--rm`` container of the local engine gets a watcher that removes it at exit.
+    A ``--rm`` container is removed at its exit by its shim's exit command (no watcher here).
     """
     from containerkit.errors import ContainerkitError, NotModified
 
@@ -96,10 +96,6 @@ def _start(container: ContainerHandle, *, remove_on_failure: bool, detached: boo
             with contextlib.suppress(ContainerkitError):
                 container.remove(force=True)
         raise CliError(str(exc), code) from None
-    if detached and container.spec.auto_remove and backend().local:
-        from containerkit.cli import _autoremove
-
-        _autoremove.spawn(backend().root, container.id)
 
 
 def _stdin_is_tty() -> bool:
@@ -132,7 +128,7 @@ def run(image: str, command: tuple[str, ...], detach: bool, **opts: Any) -> int:
 
     output = open_output(container, stdin=opts["interactive"])
     try:
-        _start(container, remove_on_failure=opts["auto_remove"], detached=False)
+        _start(container, remove_on_failure=opts["auto_remove"])
     except BaseException:
         close_output(output)
         raise
@@ -166,7 +162,7 @@ def start(containers: tuple[str, ...], attach: bool, interactive: bool) -> int:
         stdin = interactive and spec.stdin_open
         output = open_output(container, stdin=stdin)
         try:
-            _start(container, remove_on_failure=False, detached=False)
+            _start(container, remove_on_failure=False)
         except BaseException:
             close_output(output)
             raise

@@ -17,7 +17,6 @@ import os
 import stat as stat_mod
 import tarfile
 import threading
-import time
 from collections.abc import Generator, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal, cast
@@ -44,14 +43,11 @@ from containerkit.spec import (
 
 __all__ = ["Container", "ContainerCollection", "ContainerStatus"]
 
-ContainerStatus = Literal["created", "running", "paused", "exited", "dead"]
+ContainerStatus = Literal["created", "running", "paused", "restarting", "exited", "dead"]
 
 _STOP_GRACE = 45.0
 """Read-timeout slack on top of a stop's own timeout: the SIGKILL wait (30 s) and the round trip."""
 _DEFAULT_STOP_TIMEOUT = 10
-_REMOVAL_GRACE = 5.0
-"""How long an auto-remove container reading ``created`` is taken for one being removed."""
-_REMOVAL_POLL = 0.05
 
 
 def _path(ref: str) -> str:
@@ -222,23 +218,14 @@ class Container:
         return int(data["StatusCode"])
 
     def _state_before_wait(self, auto_remove: bool) -> dict[str, Any]:
-        """The state, ``{}`` once auto-removed (the daemon remembers the code).
-
-        An auto-remove container reads as ``created`` for a moment while the daemon removes it
-        (its run state goes before its record): that is looked at again before it counts as
-        never started.
-        """
-        deadline = time.monotonic() + (_REMOVAL_GRACE if auto_remove else 0.0)
-        while True:
-            try:
-                state = self._state()
-            except NotFound:
-                if not auto_remove:
-                    raise
-                return {}
-            if state.get("Status") != "created" or time.monotonic() >= deadline:
-                return state
-            time.sleep(_REMOVAL_POLL)
+        """The state, ``{}`` once auto-removed (the daemon keeps the exit code: its shim's exit
+        command removes the container, which hides it from the start of the removal)."""
+        try:
+            return self._state()
+        except NotFound:
+            if not auto_remove:
+                raise
+            return {}
 
     def kill(self, sig: int | str = "SIGKILL") -> None:
         number = parse_signal(sig)

@@ -34,9 +34,6 @@ def create_request(raw: Any, name: str | None, *, networking: bool) -> CreateReq
     # dockerd's parseSecurityOpt errors; seccomp=<profile JSON> is what the docker CLI sends
     parse_security_opt(host.str_list("SecurityOpt") or [])
     warnings: list[str] = []
-    restart = host.obj("RestartPolicy").str("Name")
-    if restart not in ("", "no"):
-        warnings.append(f"restart policy {restart!r} is not applied by containerkit")
     if not networking:
         if spec.ports:
             raise NotImplementedYet(

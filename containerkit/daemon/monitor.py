@@ -1,10 +1,12 @@
-"""Container exits as the daemon sees them: ``die`` events, auto-remove and the three wait conditions.
+"""Container exits as the daemon sees them, for the three wait conditions.
 
-A watcher thread per running container blocks on the shim (``Container.wait_exit``: a pidfd), then
-counts the exit, emits ``die`` and removes an ``AutoRemove`` container once the attached
-streams have drained. Waiters read the exit counter *before* the caller answers (so an exit
-between ``wait`` and ``start`` is never missed: docker's ``run`` sends wait first) and block on
-one condition variable. Exit codes outlive removal, for ``wait?condition=removed``.
+A watcher thread per running container blocks on the shim (``Container.wait_exit``: a pidfd;
+the shim exits once its exit command has run, so an ``AutoRemove`` container is gone by then:
+the engine's exit command removes it, not the daemon) and counts the exit. Waiters read the
+exit counter *before* the caller answers (so an exit between ``wait`` and ``start`` is never
+missed: docker's ``run`` sends wait first) and block on one condition variable. Exit codes
+outlive removal, for ``wait?condition=removed``. An attach stream holds the container's output
+(:meth:`Monitor.reading`) so that the exit command removes it only once the stream has sent it.
 """
 
 from __future__ import annotations
@@ -13,12 +15,11 @@ import collections
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from containerkit.daemon.events import EventBus
-from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound
+from containerkit.errors import ContainerkitError, InvalidArgument, NotFound
 
 if TYPE_CHECKING:
     from containerkit.engine import Container, Engine
@@ -29,7 +30,6 @@ log = logging.getLogger("containerkit.daemon")
 
 CONDITIONS = ("not-running", "next-exit", "removed")
 _KEEP = 4096
-_DRAIN_WAIT = 10.0
 
 
 class ClientGone(Exception):
@@ -59,20 +59,15 @@ class Monitor:
         self._codes: collections.OrderedDict[str, int] = collections.OrderedDict()
         self._removed: collections.OrderedDict[str, bool] = collections.OrderedDict()
         self._runs: set[tuple[str, str]] = set()  # (id, started_at) watched or counted
-        self._readers: dict[str, int] = {}
-        self._removing: set[str] = set()  # auto-removal under way: gone any moment now
 
     # -- watching ---------------------------------------------------------------------------
 
     def recover(self) -> None:
-        """After a daemon restart: watch what runs, auto-remove what exited meanwhile."""
+        """After a daemon restart: watch what runs (what exited meanwhile, its shim handled)."""
         for container in self._engine.containers.list(all=True):
             try:
-                state = container.runtime_state()
-                if state.status == "running":
+                if container.runtime_state().status == "running":
                     self.watch(container)
-                elif state.status in ("exited", "dead") and container.spec.auto_remove:
-                    self._auto_remove(container.id, container.name)
             except ContainerkitError as exc:
                 log.warning("recover %s: %s", container.id[:12], exc)
 
@@ -97,7 +92,7 @@ class Monitor:
     def _watch(self, container: Container, run: tuple[str, str]) -> None:
         container_id, name, image = container.id, container.name, container.image
         try:
-            code = container.wait_exit(None)  # the exit record only: auto-remove is below
+            code = container.wait_exit(None)  # its exit command (auto-remove, restart) ran too
         except ContainerkitError:
             code = container.runtime_state().exit_code or 0
         except OSError as exc:
@@ -110,33 +105,9 @@ class Monitor:
             self._runs.discard(run)
             self._cond.notify_all()
         try:
-            container = self._engine.containers.get(container_id)
-            if container.spec.auto_remove:
-                self._auto_remove(container_id, name)
+            self._engine.containers.get(container_id)
         except NotFound:
             self.mark_removed(container_id, name, image)
-
-    def _auto_remove(self, container_id: str, name: str) -> None:
-        deadline = time.monotonic() + _DRAIN_WAIT
-        with self._cond:
-            while self._readers.get(container_id, 0) > 0 and time.monotonic() < deadline:
-                self._cond.wait(0.1)
-        image = ""
-        with self._cond:
-            self._removing.add(container_id)
-        try:
-            with contextlib.suppress(NotFound, Conflict):
-                container = self._engine.containers.get(container_id)
-                image = container.image
-                if container.runtime_state().status in ("exited", "dead"):
-                    container.remove(volumes=True)
-            with contextlib.suppress(NotFound):
-                self._engine.containers.get(container_id)
-                return  # still there (restarted meanwhile)
-            self.mark_removed(container_id, name, image)
-        finally:
-            with self._cond:
-                self._removing.discard(container_id)
 
     def mark_removed(self, container_id: str, name: str = "", image: str = "") -> None:
         """Record a removal (idempotent; the engine records its ``destroy`` event)."""
@@ -151,23 +122,22 @@ class Monitor:
 
     @contextlib.contextmanager
     def reading(self, container_id: str) -> collections.abc.Iterator[None]:
-        """Held by an attach stream: auto-remove waits until it has read everything."""
-        with self._cond:
-            self._readers[container_id] = self._readers.get(container_id, 0) + 1
+        """Held by an attach stream: the container's exit command removes an auto-remove
+        container only once the stream has sent everything (it waits for this hold, bounded)."""
         try:
+            task = self._engine.containers.get(container_id).task
+        except NotFound:
             yield
-        finally:
-            with self._cond:
-                self._readers[container_id] -= 1
-                if not self._readers[container_id]:
-                    del self._readers[container_id]
-                self._cond.notify_all()
+            return
+        with task.hold_output():
+            yield
 
     def removed_exit_code(self, container_id: str) -> int | None:
         """The last exit code of a container removed lately (by full id), else None."""
         with self._cond:
-            known = self._removed.get(container_id) or container_id in self._removing
-            return self._codes.get(container_id, 0) if known else None
+            if self._removed.get(container_id):
+                return self._codes.get(container_id, 0)
+        return self._engine.container_service.removed_exit_code(container_id)
 
     def exits(self, container_id: str) -> int:
         with self._cond:

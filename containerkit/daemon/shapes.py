@@ -39,11 +39,17 @@ def container_inspect(
         error=container.runtime_state().error or "",
         log_path=container.log_path,
         exec_ids=exec_ids,
+        health=container.health,
+        restart_count=container.restart_count,
     )
 
 
 def container_summary(container: Container) -> dict[str, Any]:
-    return dockerapi.container_summary(container, args=container.process_args(), docker=container.extra)
+    """One entry of the list; ``(healthy)`` in its status for a running container with a check."""
+    health = container.health if container.status == "running" else None
+    return dockerapi.container_summary(
+        container, args=container.process_args(), docker=container.extra, health=health
+    )
 
 
 # -- stats -----------------------------------------------------------------------------------------

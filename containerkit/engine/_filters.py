@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 
 __all__ = ["matches", "normalise"]
 
-_KNOWN = {"status", "name", "id", "label", "ancestor", "exited"}
+_KNOWN = {"status", "name", "id", "label", "ancestor", "exited", "health"}
+_HEALTH = ("starting", "healthy", "unhealthy", "none")
+"""docker's ``health`` filter values; ``none``: a container without a health check."""
 
 
 def normalise(filters: Mapping[str, Any] | None) -> dict[str, list[str]]:
@@ -29,6 +31,12 @@ def normalise(filters: Mapping[str, Any] | None) -> dict[str, list[str]]:
             values = [str(value)]
         else:
             values = [str(v) for v in value]
+        if key == "health":
+            for value in values:
+                if value not in _HEALTH:
+                    raise InvalidArgument(
+                        f"invalid filter 'health={value}': expected one of {', '.join(_HEALTH)}"
+                    )
         result[key] = values
     return result
 
@@ -46,6 +54,10 @@ def matches(
         return False
     if "exited" in wanted and str(container.exit_code) not in wanted["exited"]:
         return False
+    if "health" in wanted:
+        health = container.health
+        if (health.status if health is not None else "none") not in wanted["health"]:
+            return False
     if "ancestor" in wanted:
         ids = set()
         for ref in wanted["ancestor"]:

@@ -57,7 +57,7 @@ _ANON_VOLUMES_FILE = "anonymous-volumes.json"
 _HOST_RESOLV = Path("/etc/resolv.conf")
 _HOST_HOSTS = Path("/etc/hosts")
 # What the shim writes; removed before a restart so the state reads "created" again.
-_RUN_FILES = ("state.json", "exit.json", "stdin", "control")
+_RUN_FILES = ("state.json", "exit.json", "stdin", "control", "health.json")
 
 
 def _write(path: Path, text: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 from typing import TYPE_CHECKING
 
 from containerkit.errors import ContainerkitError
@@ -20,7 +21,14 @@ if TYPE_CHECKING:
     from containerkit.engine.container_service import ContainerService
     from containerkit.engine.engine import Engine
 
-__all__ = ["SPOOL_DIR", "finish_containers", "owner_alive", "owner_token", "reap_staging"]
+__all__ = [
+    "SPOOL_DIR",
+    "finish_containers",
+    "owner_alive",
+    "owner_token",
+    "reap_staging",
+    "restart_containers",
+]
 
 log = logging.getLogger("containerkit.engine")
 
@@ -73,3 +81,43 @@ def reap_staging(engine: Engine) -> list[str]:
     removed += engine.snapshots.reap_staging()
     removed += engine.content.reap_ingest()
     return removed
+
+
+_POLICY_MARKS = ('"name": "always"', '"name": "unless-stopped"')
+"""What a recorded spec with one of the two policies contains (a cheap look before parsing)."""
+
+
+def restart_containers(service: ContainerService) -> list[str]:
+    """Start again the containers with ``always`` or ``unless-stopped`` (not stopped by the user)
+    whose shim is gone without a recorded exit (a host reboot, a killed shim) or whose restart
+    was pending when its restarter went away, as dockerd does when it starts; the ids started."""
+    from containerkit.engine.container_service import status_of
+    from containerkit.spec import ContainerSpec
+
+    started = []
+    for record in service.metadata.containers.all():
+        if not any(mark in record.spec_json for mark in _POLICY_MARKS):
+            continue
+        try:
+            spec = ContainerSpec.from_json(record.spec_json)
+            if spec.restart_policy.name not in ("always", "unless-stopped"):
+                continue
+            task = service.task(record.id)
+            state = task.state()
+            wanted = task.restart_record()
+            if wanted.get("stopped_by_user"):
+                continue
+            restarter = wanted.get("restarter")
+            pending = bool(wanted.get("restarting")) and not (restarter and owner_alive(str(restarter)))
+            status = status_of(state)
+            if not (status is ContainerStatus.DEAD or (status is ContainerStatus.EXITED and pending)):
+                continue
+            if state.pid_alive and state.pid is not None:  # an orphaned init of the lost shim
+                proc.send_signal(state.pid, signal.SIGKILL, state.pid_start_time)
+            service.start(service.handle(record), by_policy=True)
+            task.update_restart_record(restarting=False, restarter=None)
+        except ContainerkitError as exc:
+            log.warning("cannot restart container %s: %s", record.id[:12], exc)
+            continue
+        started.append(record.id)
+    return started

@@ -30,7 +30,7 @@ from containerkit.linux import proc
 from containerkit.runtime import usermap
 from containerkit.runtime.state import RuntimeState
 from containerkit.runtime.task import Task
-from containerkit.spec import ContainerSpec, ContainerStatus, Image, allowed_transition
+from containerkit.spec import ContainerSpec, ContainerStatus, Healthcheck, Image, allowed_transition
 from containerkit.storage.metadata import ContainerRecord, Database
 from containerkit.storage.records import EndpointRecord, NetworkRecord, PortRecord, RunRecord
 
@@ -42,7 +42,10 @@ if TYPE_CHECKING:
     from containerkit.runtime.launcher import Launcher
     from containerkit.storage.snapshots import SnapshotStore
 
-__all__ = ["ContainerService", "ListedNetwork", "status_of"]
+__all__ = ["KEEP_EXITS", "ContainerService", "ListedNetwork", "status_of"]
+
+KEEP_EXITS = 600.0
+"""Seconds the exit code of an auto-removed container is kept for late waiters."""
 
 _RUNNING = ContainerStatus.RUNNING
 _STOPPED = (ContainerStatus.EXITED, ContainerStatus.DEAD)
@@ -93,6 +96,7 @@ class ContainerService:
         self._running = root / "running"
         self._running.mkdir(mode=0o700, exist_ok=True)
         self._lock = threading.Lock()
+        self._health_seen: set[str] = set()  # health_status events this process recorded
         self.events = EventLog(metadata, self._root)
 
     def state_dir(self, container_id: str) -> Path:
@@ -256,8 +260,15 @@ class ContainerService:
 
     # -- running ----------------------------------------------------------------------------
 
-    def start(self, container: Container) -> None:
+    def start(self, container: Container, *, by_policy: bool = False) -> None:
+        """``by_policy``: a restart by the container's restart policy (its exit command), which
+        keeps the restart count; a start by the user resets it and forgets a stop, as docker's."""
         with self.networks.container_lock(container.id):
+            restartable = not by_policy and container.spec.restart_policy.enabled
+            if restartable and not status_of(container.task.state()).is_up:
+                container.task.update_restart_record(
+                    restart_count=0, delay=0, stopped_by_user=False, restarting=False
+                )
             self._start_locked(container)
 
     def _start_locked(self, container: Container) -> None:
@@ -288,6 +299,8 @@ class ContainerService:
                 log_driver=spec.log_driver,
                 log_opts=spec.log_opts_dict,
                 launcher=self.launcher(),
+                exit_command=self._exit_command(container, spec),
+                health=self._health_check(container, spec),
             )
         except BaseException:
             marker.unlink(missing_ok=True)
@@ -310,6 +323,53 @@ class ContainerService:
         # at the time it started: a quick container's exit may come before this line
         began = container.task.state().started_at
         self.record(container, "start", time_nano=rfc3339_ns(began) if began else None)
+
+    def _exit_command(self, container: Container, spec: ContainerSpec) -> builtins.list[str] | None:
+        """What the shim runs after the exit (:mod:`~containerkit.engine.exit_hook`): only for a
+        container with a restart policy or ``auto_remove``."""
+        if not (spec.auto_remove or spec.restart_policy.enabled):
+            return None
+        from containerkit.engine import exit_hook
+
+        return exit_hook.exit_command(self._root.parent, container.id)
+
+    def _health_check(self, container: Container, spec: ContainerSpec) -> dict[str, Any] | None:
+        """The checker's configuration (the spec's check over the image's; the check's process),
+        None for a container without a health check."""
+        image_check = self.images.config(container.image_id).healthcheck
+        if spec.healthcheck is None and image_check is None:
+            return None
+        check = (spec.healthcheck or Healthcheck()).merged(image_check)
+        if check is None:
+            return None
+        argv = builtins.list(check.test[1:]) if check.test[0] == "CMD" else ["/bin/sh", "-c", check.test[1]]
+        process = self.exec_process(
+            container, argv, env=None, user=None, workdir=None, tty=False, privileged=False
+        )
+        return {"check": attrs.asdict(check), "process": process}
+
+    # -- what outlives an auto-removed container --------------------------------------------
+
+    def keep_exit(self, container_id: str, exit_code: int, finished_at: str | None) -> None:
+        """Keep the exit code of a container about to be auto-removed, for the waiters that read
+        it after the removal (podman keeps exit codes the same way); kept for :data:`KEEP_EXITS`."""
+        exits = self._root.parent / "exits"
+        exits.mkdir(mode=0o700, exist_ok=True)
+        now = time.time()
+        for old in exits.iterdir():
+            with contextlib.suppress(OSError):
+                if now - old.stat().st_mtime > KEEP_EXITS:
+                    old.unlink()
+        tmp = exits / f".{container_id}.tmp"
+        tmp.write_text(json.dumps({"exit_code": exit_code, "finished_at": finished_at}))
+        os.replace(tmp, exits / container_id)
+
+    def removed_exit_code(self, container_id: str) -> int | None:
+        """The exit code of an auto-removed container (full id), None when none was kept."""
+        try:
+            return int(json.loads((self._root.parent / "exits" / container_id).read_text())["exit_code"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def exec_process(
         self,
@@ -342,11 +402,20 @@ class ContainerService:
     # -- events -----------------------------------------------------------------------------
 
     def record(
-        self, container: Container, action: str, *, time_nano: int | None = None, **extra: str
+        self,
+        container: Container,
+        action: str,
+        *,
+        time_nano: int | None = None,
+        key: str | None = None,
+        **extra: str,
     ) -> None:
-        """A container event with docker's attributes (its labels, ``image``, ``name``)."""
+        """A container event with docker's attributes (its labels, ``image``, ``name``); with
+        ``key``, only the first recording of that key counts."""
         attributes = container_attributes(container.name, container.image, container.labels)
-        self.events.record("container", action, container.id, {**attributes, **extra}, time_nano=time_nano)
+        self.events.record(
+            "container", action, container.id, {**attributes, **extra}, time_nano=time_nano, key=key
+        )
 
     def observe_exit(self, container: Container, state: RuntimeState) -> None:
         """Record the exit ``state`` shows (``oom``, ``die`` and its volumes' ``unmount``),
@@ -364,6 +433,20 @@ class ContainerService:
                     name,
                     {"container": container.id, "destination": destination, "driver": "local"},
                 )
+
+    def observe_health(self, container: Container, record: Mapping[str, Any], started_at: str | None) -> None:
+        """Record the health checker's status changes (``health_status: healthy``) not recorded
+        yet, each with the time of the change, once whoever observes it first (the checker runs
+        beside the shim and writes no events itself)."""
+        for change in record.get("transitions") or ():
+            status = change.get("status")
+            if status in (None, "starting") or not isinstance(change.get("time_nano"), int):
+                continue
+            key = f"health:{container.id}:{started_at}:{change.get('seq')}"
+            if key in self._health_seen:
+                continue
+            self._health_seen.add(key)
+            self.record(container, f"health_status: {status}", time_nano=change["time_nano"], key=key)
 
     def _network_events(self, container: Container, action: str) -> None:
         """docker's ``network connect`` at a start and ``disconnect`` after the exit, for each

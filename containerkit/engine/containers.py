@@ -31,6 +31,7 @@ from containerkit.errors import (
     Conflict,
     ContainerkitError,
     InvalidArgument,
+    NotFound,
     NotModified,
     NotRunning,
     Timeout,
@@ -48,6 +49,7 @@ from containerkit.spec import (
     ContainerSpec,
     ContainerStatus,
     ExecResult,
+    Health,
     Image,
     NetworkEndpoint,
     Resources,
@@ -63,7 +65,10 @@ if TYPE_CHECKING:
 
 __all__ = ["Container", "ContainerCollection", "StatusName", "cgroup_name"]
 
-StatusName = Literal["created", "running", "paused", "exited", "dead"]
+_STOPPED_OR_RESET = (ContainerStatus.EXITED, ContainerStatus.DEAD, ContainerStatus.CREATED)
+"""Between runs: exited, or created while a restart resets the state files."""
+
+StatusName = Literal["created", "running", "paused", "restarting", "exited", "dead"]
 """The statuses a container shows (``api.ContainerStatus``): never ``creating`` or ``removing``."""
 
 _RUNNING, _PAUSED = ContainerStatus.RUNNING, ContainerStatus.PAUSED
@@ -166,10 +171,38 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         status = _status(self.runtime_state())
         if status is _RUNNING and self._is_paused():
             return _PAUSED
+        if status in _STOPPED_OR_RESET and self.spec.restart_policy.enabled and self._restart_pending():
+            return ContainerStatus.RESTARTING
         return status
 
     def _is_paused(self) -> bool:
         return self.task.paused()
+
+    @property
+    def restarting(self) -> bool:
+        """Exited, and its restart policy starts it again after the back-off (docker's
+        ``State.Restarting``)."""
+        return self.current_status() is ContainerStatus.RESTARTING
+
+    def _restart_pending(self) -> bool:
+        return bool(self.task.restart_record().get("restarting"))
+
+    @property
+    def restart_count(self) -> int:
+        """How often its restart policy restarted it since the user last started it."""
+        if not self.spec.restart_policy.enabled:
+            return 0
+        return int(self.task.restart_record().get("restart_count") or 0)
+
+    @property
+    def health(self) -> Health | None:
+        """Its health check's status and last five results; None without a health check. A status
+        change nobody saw yet becomes its ``health_status`` event here."""
+        record = self.task.health_record()  # the shim writes one before the start returns
+        if record is None:
+            return None
+        self._service.observe_health(self, record, self.task.state().started_at)
+        return self.task.health()
 
     @property
     def exit_code(self) -> int | None:
@@ -267,19 +300,29 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
 
     def wait(self, timeout: float | None = None) -> int:
         """Block until the container exits; its exit code (128+n when killed by signal n).
-        Its network is torn down and an ``auto_remove`` container removed before this returns."""
+        Its network is torn down and an ``auto_remove`` container removed before this returns
+        (by its exit command, which its shim runs before it exits)."""
         code = self.wait_exit(timeout)
-        self._service.networks.wait_teardown(self.id)
-        if self.spec.auto_remove:
-            self._service.auto_remove(self.id)
+        if not _has_exit_command(self.spec):
+            self._service.networks.wait_teardown(self.id)
         return code
 
     def wait_exit(self, timeout: float | None = None) -> int:
         """Only wait for the exit record and return its code: no network teardown, no
         auto-remove (for a watcher that does those itself, or leaves them to another)."""
+        if not self.task.exists():  # auto-removed already: the exit code kept for waiters
+            kept = self._service.removed_exit_code(self.id)
+            if kept is not None:
+                return kept
         if _status(self.runtime_state()) is ContainerStatus.CREATED:
             raise NotRunning(f"container {self.name} has not been started")
-        code = self.task.wait(timeout)
+        try:
+            code = self.task.wait(timeout)
+        except NotFound:  # its exit command removed it (auto_remove)
+            kept = self._service.removed_exit_code(self.id)
+            if kept is None:
+                raise
+            return kept
         self.runtime_state()  # its die event, if this is the first to see the exit
         return code
 
@@ -289,22 +332,29 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         number = parse_signal(sig)
         self._running_state()
         paused = number == _SIGKILL and self.current_status() is _PAUSED
+        if self.spec.restart_policy.enabled:  # killed by the user: not restarted, as docker's
+            self.task.update_restart_record(stopped_by_user=True)
         if not self.task.kill(number):
             raise NotRunning(f"container {self.name} is not running")
         self._service.record(self, "kill", signal=str(number))
         if number == _SIGKILL:
             if paused:
                 self.task.resume_if_paused()  # a frozen cgroup (v1) holds the signal until it thaws
-            with contextlib.suppress(Timeout):
+            with contextlib.suppress(Timeout, NotFound):
                 self.task.wait(_KILL_WAIT)
                 self.runtime_state()  # the exit recorded, its die event
 
     def stop(self, timeout: float | None = None) -> None:
         """The stop signal, then SIGKILL after ``timeout`` seconds (the spec's, default 10)."""
         state = self.runtime_state()
-        if _status(state) is not _RUNNING:
-            raise NotModified(f"container {self.name} is not running")
         spec = self.spec
+        if _status(state) is not _RUNNING:
+            if spec.restart_policy.enabled and self.task.restart_record().get("restarting"):
+                self.task.update_restart_record(stopped_by_user=True, restarting=False)
+                return  # a restart waiting out its back-off: cancelled
+            raise NotModified(f"container {self.name} is not running")
+        if spec.restart_policy.enabled:  # stopped by the user: not restarted
+            self.task.update_restart_record(stopped_by_user=True)
         if timeout is None:
             timeout = spec.stop_timeout if spec.stop_timeout is not None else 10
         stop_signal = spec.stop_signal or self._service.images.config(self.image_id).stop_signal or "SIGTERM"
@@ -313,17 +363,17 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         try:
             self.kill(stop_signal)
             self.task.wait(timeout)
-        except NotRunning:
+        except (NotRunning, NotFound):  # NotFound: auto-removed at the exit
             pass
         except Timeout:
             with contextlib.suppress(NotRunning):
                 self.kill("SIGKILL")
-        self.task.wait(30)
+        with contextlib.suppress(NotFound):
+            self.task.wait(30)
         self.runtime_state()  # die, then stop, as docker orders them
         self._service.record(self, "stop")
-        self._service.networks.wait_teardown(self.id)
-        if spec.auto_remove:
-            self._service.auto_remove(self.id)
+        if not _has_exit_command(spec):  # else the exit command tore it down (and removed it)
+            self._service.networks.wait_teardown(self.id)
 
     def restart(self, timeout: float | None = None) -> None:
         if _status(self.runtime_state()) is _RUNNING:
@@ -675,6 +725,12 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
 def _parse_spec(spec_json: str) -> ContainerSpec:
     """Specs are frozen: one parse per stored text (a list shows each several times)."""
     return ContainerSpec.from_json(spec_json)
+
+
+def _has_exit_command(spec: ContainerSpec) -> bool:
+    """Whether the container's shim runs the engine's exit command (network teardown, restart
+    policy, auto-remove: :mod:`~containerkit.engine.exit_hook`)."""
+    return spec.auto_remove or spec.restart_policy.enabled
 
 
 def _check_terminal_size(rows: int, cols: int) -> None:

@@ -129,7 +129,9 @@ class Engine:
         """Clean what a killed process left: containers it was creating (rolled back) or removing
         (finished), state dirs and snapshots of containers that have no record, cgroups, veths,
         netns files and published ports of containers that are no longer running, spooled
-        request bodies and staged layers. The ids cleaned."""
+        request bodies and staged layers; then start again the containers whose restart policy
+        (``always``, ``unless-stopped``) wants them running and whose shim is gone. The ids
+        cleaned."""
         self.event_log.scan_exits()  # the exits no one observed (a crash, a host reboot)
         cleaned = _recovery.finish_containers(self.container_service)
         cleaned += self.network_service.recover()
@@ -161,6 +163,8 @@ class Engine:
                 cleaned.append(key)
         with contextlib.suppress(OSError):
             remove_if_empty(CGROUP_PARENT)
+        # last: what a host reboot or a killed shim stopped, with always / unless-stopped
+        _recovery.restart_containers(self.container_service)
         return cleaned
 
     @overload

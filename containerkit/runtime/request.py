@@ -27,6 +27,15 @@ def _optional_path(value: str | Path | None) -> Path | None:
     return None if value is None else Path(value)
 
 
+def _optional_argv(value: list[str] | tuple[str, ...] | None) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    argv = tuple(str(arg) for arg in value)
+    if not argv:
+        raise InvalidArgument("exit_command: an empty argv")
+    return argv
+
+
 def _resources(value: Resources | dict[str, Any] | None) -> Resources | None:
     if value is None or isinstance(value, Resources):
         return value
@@ -41,6 +50,12 @@ class ShimRequest:
     ``root.path`` for runc/crun (when None, the bundle's ``org.containerkit.rootfs-mount``
     annotation is used); the builtin runtime mounts it inside the container itself.
     ``stdin_once`` closes the container's stdin after the first writer of the FIFO leaves.
+    ``exit_command``: an argv the shim runs once the exit is recorded and waits for before it
+    exits itself (conmon's ``--exit-command``: the engine's restart policy and auto-remove),
+    with ``CONTAINERKIT_EXIT_CODE`` in its environment. ``health``: ``{"check": Healthcheck
+    fields, "process": the check's OCI process}`` for the checker the shim runs beside the
+    container (:mod:`containerkit.runtime.health`). Both None for most containers: the default
+    path starts no extra process.
     """
 
     container_id: str
@@ -59,6 +74,8 @@ class ShimRequest:
     running_marker: Path | None = attrs.field(default=None, converter=_optional_path)
     """A file the engine made before the start: the shim unlinks it once the exit is recorded,
     so that one directory listing tells which containers still run."""
+    exit_command: tuple[str, ...] | None = attrs.field(default=None, converter=_optional_argv)
+    health: dict[str, Any] | None = None
 
     @runtime.validator
     def _check_runtime(self, _a: attrs.Attribute[str], value: str) -> None:
@@ -81,6 +98,8 @@ class ShimRequest:
             "log_driver": self.log_driver,
             "log_opts": dict(self.log_opts),
             "running_marker": None if self.running_marker is None else str(self.running_marker),
+            "exit_command": None if self.exit_command is None else list(self.exit_command),
+            "health": self.health,
         }
 
     @classmethod

@@ -41,6 +41,7 @@ import io
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -55,7 +56,7 @@ from containerkit.errors import (
     error_class_for,
 )
 from containerkit.linux import _libc, proc
-from containerkit.runtime import _sync, logs, state
+from containerkit.runtime import _sync, health, logs, state
 from containerkit.runtime.bundle import ROOTFS_MOUNT_ANNOTATION, device_rules
 from containerkit.runtime.init import (
     BuiltinInit,
@@ -86,6 +87,8 @@ __all__ = [
 ]
 
 SHIM_LOG = "shim.log"
+EXIT_COMMAND_TIMEOUT = 120.0
+"""The longest a shim waits for its exit command (a reader holding the log, a removal)."""
 
 # -- the starting side ----------------------------------------------------------------------
 
@@ -299,11 +302,15 @@ class _Shim:
             self.next_state = None
         else:
             state.write_json_atomic(self.state_dir / state.STATE_FILE, self.record)
+        if self.request.health is not None:  # from the start: no record means no health check
+            health.write_starting(self.state_dir)
         self._report({"ok": True, **self.record})
+        checker = self._start_checker(pid, self.record["pid_start_time"])
         exit_record: state.PendingWrite | None = None
         with contextlib.suppress(OSError):  # made while the container runs; written at the end anyway
             exit_record = state.PendingWrite(self.state_dir / state.EXIT_FILE)
         status = self._run_io(self.init)
+        _stop_checker(checker)
         exit_code = _sync.status_exit_code(status)
         assert self.log is not None
         self.log.close()
@@ -320,6 +327,7 @@ class _Shim:
         else:
             state.write_json_atomic(self.state_dir / state.EXIT_FILE, record)
         self._drop_running_marker()
+        self._run_exit_command(exit_code)
 
     def _record_shim(self) -> None:
         """The first state.json and the log."""
@@ -494,6 +502,49 @@ class _Shim:
             self._attempt("cgroup destroy", self._destroy_cgroup)
         _reap_orphans()
 
+    # -- beside the container: the health checker, and the exit command after it -------
+
+    def _start_checker(self, pid: int, pid_start_time: int | None) -> tuple[int, int] | None:
+        """Fork the health checker (only for a container with a health check); ``(pid, pidfd)``."""
+        if self.request.health is None:
+            return None
+        _children_in_own_pid_namespace()
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the checker
+            os.closerange(3, os.sysconf("SC_OPEN_MAX"))
+            health.run_checker(self.state_dir, pid, pid_start_time, self.request.health)
+        return child, os.pidfd_open(child)
+
+    def _run_exit_command(self, exit_code: int) -> None:
+        """Run the request's exit command and wait for it (see :class:`ShimRequest`): who waits
+        for this shim sees the exit handled (network down, container restarted or removed)."""
+        argv = self.request.exit_command
+        if argv is None:
+            return
+        _children_in_own_pid_namespace()
+        env = {**os.environ, "CONTAINERKIT_EXIT_CODE": str(exit_code)}
+        flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
+        try:  # its complaints go where the shim's go
+            target = os.open(self.state_dir / SHIM_LOG, flags, 0o640)
+        except OSError:
+            target = subprocess.DEVNULL
+        try:
+            child = subprocess.Popen(
+                list(argv), env=env, stdin=subprocess.DEVNULL, stdout=target, stderr=target, close_fds=True
+            )
+            try:
+                child.wait(EXIT_COMMAND_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                print(f"exit command {argv!r} still running after {EXIT_COMMAND_TIMEOUT} s", file=sys.stderr)
+                child.kill()
+                child.wait()
+        except OSError as exc:
+            print(f"exit command {argv!r} failed: {exc}", file=sys.stderr)
+        finally:
+            if target != subprocess.DEVNULL:
+                os.close(target)
+        _reap_orphans()
+
     def _drop_running_marker(self) -> None:
         """After the exit record: a lister that sees no marker reads that record."""
         if self.request.running_marker is not None:
@@ -525,6 +576,31 @@ def _device_rules(config: dict[str, Any]) -> list[dict[str, Any]]:
     if not isinstance(rules, list):
         raise InvalidArgument(f"linux.resources.devices must be a list, got {rules!r}")
     return rules
+
+
+def _children_in_own_pid_namespace() -> None:
+    """Fork into the shim's own pid namespace again, not the container's: the start unshared it
+    for the init (a checker must not show in the container's ``ps``, and once the init is gone
+    its namespace takes no new process: fork fails with ENOMEM)."""
+    fd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _libc.libc.setns(fd, _libc.CLONE_NEWPID)
+    finally:
+        os.close(fd)
+
+
+def _stop_checker(checker: tuple[int, int] | None) -> None:
+    """End the health checker (the container has exited) and collect it."""
+    if checker is None:
+        return
+    pid, pidfd = checker
+    try:
+        with contextlib.suppress(OSError):
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+    finally:
+        os.close(pidfd)
 
 
 def _reap_orphans() -> None:

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import attrs
 
-from containerkit.errors import NotRunning, RuntimeFailure, Timeout
+from containerkit.errors import NotFound, NotRunning, RuntimeFailure, Timeout
 from containerkit.linux import proc
 
 __all__ = [
@@ -209,15 +209,19 @@ def wait_for_exit(state_dir: Path, timeout: float | None = None) -> int:
     """Block until the container's shim is gone and return the exit code it recorded.
 
     Works from any process, not only the shim's parent: it waits on a pidfd of the shim (checked
-    against its start time), then reads ``exit.json``. Raises :class:`Timeout` after ``timeout``
-    seconds and :class:`NotRunning` for a container that was never started.
+    against its start time), then reads ``exit.json``. A shim that recorded the exit but still
+    runs the container's exit command is waited for too: its exit means the exit is handled.
+    Raises :class:`Timeout` after ``timeout`` seconds, :class:`NotRunning` for a container that
+    was never started and :class:`NotFound` for one its exit command removed.
     """
     state_dir = Path(state_dir)
     deadline = None if timeout is None else time.monotonic() + timeout
     state = read_state(state_dir)
     if state.status == "created":
+        if not state_dir.exists():
+            raise NotFound(f"container in {state_dir} was removed")
         raise NotRunning(f"container in {state_dir} was never started")
-    if state.running and state.shim_pid is not None:
+    if state.status in ("running", "exited") and state.shim_pid is not None:
         fd = proc.open_pidfd(state.shim_pid, state.shim_start_time)
         if fd is not None:
             try:
@@ -230,6 +234,11 @@ def wait_for_exit(state_dir: Path, timeout: float | None = None) -> int:
             exited = read_exit(state_dir)
             if exited is not None:
                 return int(exited["exit_code"])
+            if not state_dir.exists():  # its exit command removed it (auto-remove)
+                raise NotFound(f"container in {state_dir} was removed when it exited")
+            if state.exit_code is not None:  # its restart policy started it again meanwhile
+                return state.exit_code
         state = read_state(state_dir)
-    assert state.exit_code is not None, state
+    if state.exit_code is None:
+        raise NotRunning(f"container in {state_dir} was started again before its exit was read")
     return state.exit_code

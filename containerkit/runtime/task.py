@@ -15,19 +15,21 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import fcntl
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from containerkit.errors import NotFound
+from containerkit.errors import NotFound, RuntimeFailure
 from containerkit.linux import proc
 from containerkit.linux.cgroups import open_cgroup
 from containerkit.runtime import logs
 from containerkit.runtime.exec import ExecProcess, start_exec
+from containerkit.runtime.health import read_health
 from containerkit.runtime.iopump import request_resize
 from containerkit.runtime.launcher import Launcher
 from containerkit.runtime.logs import LogEntry
@@ -37,12 +39,19 @@ from containerkit.runtime.state import (
     STDIN_FIFO,
     RuntimeState,
     read_exit,
+    read_json,
     read_state,
     wait_for_exit,
+    write_json_atomic,
 )
-from containerkit.spec import ContainerStatus, Resources
+from containerkit.spec import ContainerStatus, Health, HealthResult, Resources
 
 __all__ = ["StdinWriter", "Task", "cgroup_name"]
+
+_READER_POLL = 0.02
+"""How often an exit command looks again whether the readers of the output are done."""
+RESTART_FILE = "restart.json"
+READERS_LOCK = "readers"
 
 _OPEN_POLL = 0.02
 """How often a stdin writer looks again for the FIFO (made at start) and for its reader."""
@@ -124,8 +133,12 @@ class Task:
         log_opts: Mapping[str, str],
         launcher: Launcher | None = None,
         running_marker: Path | None = None,
+        exit_command: Sequence[str] | None = None,
+        health: Mapping[str, Any] | None = None,
     ) -> StartedContainer:
-        """Start the shim on the bundle; returns once the container's process has exec'd."""
+        """Start the shim on the bundle; returns once the container's process has exec'd.
+
+        ``exit_command`` and ``health``: see :class:`~containerkit.runtime.request.ShimRequest`."""
         request = ShimRequest(
             container_id=self.id,
             bundle=self.bundle,
@@ -141,6 +154,8 @@ class Task:
             log_driver=log_driver,
             log_opts=dict(log_opts),
             running_marker=running_marker,
+            exit_command=None if exit_command is None else tuple(exit_command),
+            health=None if health is None else dict(health),
         )
         return start_container(request, spawner=launcher)
 
@@ -154,6 +169,82 @@ class Task:
     def wait(self, timeout: float | None = None) -> int:
         """The exit code from the shim's exit record, once there is one (nothing else happens)."""
         return wait_for_exit(self.state_dir, timeout)
+
+    # -- health, restarts and readers of the output ----------------------------------------
+
+    def health_record(self) -> dict[str, Any] | None:
+        """The health checker's record (status, failing streak, last results, status changes)."""
+        with contextlib.suppress(RuntimeFailure):
+            return read_health(self.state_dir)
+        return None
+
+    def health(self) -> Health | None:
+        """The container's health as the checker last wrote it; None without one."""
+        record = self.health_record()
+        if not record:
+            return None
+        return Health(
+            status=record.get("status", "starting"),
+            failing_streak=int(record.get("failing_streak") or 0),
+            log=[
+                HealthResult(
+                    start=str(r.get("start") or ""),
+                    end=str(r.get("end") or ""),
+                    exit_code=int(r.get("exit_code") or 0),
+                    output=str(r.get("output") or ""),
+                )
+                for r in record.get("log") or []
+            ],
+        )
+
+    def restart_record(self) -> dict[str, Any]:
+        """What the restart policy keeps between runs: ``restart_count``, ``stopped_by_user``,
+        ``restarting``, ``delay`` (the next back-off), ``started`` (wall time of the last start)."""
+        with contextlib.suppress(RuntimeFailure):
+            return read_json(self.state_dir / RESTART_FILE) or {}
+        return {}
+
+    def update_restart_record(self, **changes: Any) -> dict[str, Any]:
+        """Change some fields of :meth:`restart_record` (atomically replaced); the new record.
+        Nothing happens to a container that is gone."""
+        record = {**self.restart_record(), **changes}
+        with contextlib.suppress(FileNotFoundError):
+            write_json_atomic(self.state_dir / RESTART_FILE, record)
+        return record
+
+    @contextlib.contextmanager
+    def hold_output(self) -> Iterator[None]:
+        """Held by a reader of the output (an attach stream, in any process): an exit command
+        that removes the container waits (:meth:`wait_for_readers`) until it is let go."""
+        try:
+            fd = os.open(self.state_dir / READERS_LOCK, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:  # gone already: nothing to hold
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            yield
+        finally:
+            os.close(fd)
+
+    def wait_for_readers(self, timeout: float) -> bool:
+        """Wait until no reader holds the output (or ``timeout`` passed); whether none does."""
+        try:
+            fd = os.open(self.state_dir / READERS_LOCK, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:
+            return True
+        deadline = time.monotonic() + timeout
+        try:
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    return True
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        return False
+                    time.sleep(_READER_POLL)
+        finally:
+            os.close(fd)
 
     def resize(self, rows: int, cols: int) -> bool:
         """Ask the shim to size the terminal; False when no shim listens."""
