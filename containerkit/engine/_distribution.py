@@ -14,6 +14,7 @@ then its manifest, recorded as a RepoDigest once the registry confirmed its dige
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import time
@@ -108,42 +109,47 @@ def pull(
         layer_records: list[LayerRecord] = []
         image_layers: list[ImageLayer] = []
         total = 0
-        for n in puller.download_layers(manifest.layers, present):
-            layer, diff_id, chain_id = manifest.layers[n], parsed.diff_ids[n], chains[n]
-            layer_id = short_id(layer.digest)
-            if images.snapshots.has_layer(chain_id):
-                _check_pairing(images, chain_id, layer, diff_id)
-                size = images.snapshots.check_layer(chain_id, diff_id).size
-                if not present[n]:
+        # closing: leaving the loop early (an error) stops and joins the other downloads
+        with contextlib.closing(puller.download_layers(manifest.layers, present)) as ready:
+            for n in ready:
+                layer, diff_id, chain_id = manifest.layers[n], parsed.diff_ids[n], chains[n]
+                layer_id = short_id(layer.digest)
+                if images.snapshots.has_layer(chain_id):
+                    _check_pairing(images, chain_id, layer, diff_id)
+                    size = images.snapshots.check_layer(chain_id, diff_id).size
+                    if not present[n]:
+                        emit(layer_id, "Pull complete")
+                else:
+                    emit(layer_id, "Extracting", 0, layer.size)
+                    size = apply_layer(
+                        images.snapshots,
+                        chain_id,
+                        images.content.path(layer.digest),
+                        expected_diff_id=diff_id,
+                    ).size
+                    emit(layer_id, "Extracting", layer.size, layer.size)
                     emit(layer_id, "Pull complete")
-            else:
-                emit(layer_id, "Extracting", 0, layer.size)
-                size = apply_layer(
-                    images.snapshots, chain_id, images.content.path(layer.digest), expected_diff_id=diff_id
-                ).size
-                emit(layer_id, "Extracting", layer.size, layer.size)
-                emit(layer_id, "Pull complete")
-            total += size
-            parent = chains[n - 1] if n else None
-            layer_records.append(
-                LayerRecord(
-                    chain_id=chain_id,
-                    diff_id=diff_id,
-                    blob_digest=layer.digest,
-                    size=size,
-                    media_type=layer.media_type,
-                    parent=parent,
+                total += size
+                parent = chains[n - 1] if n else None
+                layer_records.append(
+                    LayerRecord(
+                        chain_id=chain_id,
+                        diff_id=diff_id,
+                        blob_digest=layer.digest,
+                        size=size,
+                        media_type=layer.media_type,
+                        parent=parent,
+                    )
                 )
-            )
-            image_layers.append(
-                ImageLayer(
-                    diff_id=diff_id,
-                    chain_id=chain_id,
-                    blob_digest=layer.digest,
-                    blob_size=layer.size,
-                    media_type=layer.media_type,
+                image_layers.append(
+                    ImageLayer(
+                        diff_id=diff_id,
+                        chain_id=chain_id,
+                        blob_digest=layer.digest,
+                        blob_size=layer.size,
+                        media_type=layer.media_type,
+                    )
                 )
-            )
         images.content.ingest_bytes(resolved.manifest_bytes, resolved.manifest_digest)
         record = ImageRecord(
             id=manifest.config.digest,

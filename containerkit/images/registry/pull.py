@@ -18,7 +18,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import hashlib
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from typing import Any, BinaryIO, Protocol
 
 import attrs
@@ -332,7 +332,9 @@ class Puller:
             f"{self.ref.name}: blob {desc.digest}: the registry kept ignoring Range requests"
         )
 
-    def download_layers(self, layers: Sequence[Descriptor], present: Sequence[bool]) -> Iterator[int]:
+    def download_layers(
+        self, layers: Sequence[Descriptor], present: Sequence[bool]
+    ) -> Generator[int, None, None]:
         """Download the layers not ``present`` (``max_concurrent_downloads`` at a time) and yield
         every index bottom first once its blob is stored, so the caller unpacks while the rest
         download. Leaving the loop early (an error) stops the other downloads."""

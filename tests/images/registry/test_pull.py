@@ -396,7 +396,7 @@ def test_sigkill_mid_pull_leaves_no_half_image_and_the_next_pull_reuses_layers(t
     small_digest = "sha256:" + hashlib.sha256(image.layers[0]).hexdigest()
     big_digest = "sha256:" + hashlib.sha256(image.layers[1]).hexdigest()
     root = tmp_path / "killed"
-    with fake_registry(Behaviour(throttle=0.05)) as fake:
+    with fake_registry(Behaviour(throttle=0.2)) as fake:
         fake.add_image("1", image)
         ref = f"{fake.host}/team/app:1"
         child = subprocess.Popen(
