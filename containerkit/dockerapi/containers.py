@@ -135,8 +135,24 @@ def _endpoint(value: NetworkEndpoint | None) -> dict[str, Any]:
     }
 
 
+_BUILTIN_NETWORKS = ("bridge", "host", "none")
+
+
+def dns_names(container_name: str, container_id: str, hostname: str | None, aliases: Any) -> list[str]:
+    """dockerd's (25+) ``DNSNames`` on a user network: the name, the aliases, the short id and
+    the hostname, each once; what the other containers of the network resolve it by."""
+    names = [container_name.lstrip("/"), *aliases, container_id[:12], hostname or ""]
+    return list(dict.fromkeys(n for n in names if n))
+
+
 def _networks(container: ContainerView) -> dict[str, dict[str, Any]]:
     result = {str(name): _endpoint(value) for name, value in container.networks.items()}
+    for name, value in container.networks.items():
+        if str(name) not in _BUILTIN_NETWORKS:
+            aliases = value.aliases if value else ()
+            result[str(name)]["DNSNames"] = dns_names(
+                container.name, container.id, container.spec.hostname, aliases
+            )
     if not result:
         result[container.spec.network] = _endpoint(None)
     return result

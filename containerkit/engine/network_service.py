@@ -562,7 +562,10 @@ class NetworkService:
                 names = json.loads(other.aliases_json)
                 if other.container_id != container_id:
                     with contextlib.suppress(NotFound):
-                        names.append(self._containers.get(other.container_id).name)
+                        peer = self._containers.get(other.container_id)
+                        # dockerd's DNSNames: name, aliases, short id, hostname
+                        peer_host = ContainerSpec.from_json(peer.spec_json).hostname
+                        names = [peer.name, *names, peer.id[:12], *([peer_host] if peer_host else [])]
                 for name in names:
                     peers.setdefault(name, other.ip)
         hostname = spec.hostname or container_id[:12]

@@ -302,3 +302,39 @@ def test_volume_drivers_and_local_driver_opts(client: Any, cli: Any, daemon: Dae
     finally:
         cli("volume", "rm", "dapi-tmp", "dapi-bind")
     assert (host / "on-host").exists()  # removing a bind volume leaves the host's files
+
+
+def test_network_aliases_dns_names_and_short_id(client: Any) -> None:
+    net = client.networks.create("dapi-aliases")
+    made = []
+    try:
+        a = client.containers.create(IMAGE, ["sleep", "300"], name="dapi-a", network="dapi-aliases")
+        made.append(a)
+        client.api.disconnect_container_from_network(a.id, net.id)
+        net.connect(a, aliases=["al"])
+        a.start()
+        b = client.containers.run(
+            IMAGE, ["sleep", "300"], detach=True, network="dapi-aliases", hostname="bhost"
+        )
+        made.append(b)
+        a.reload()
+        b.reload()
+        endpoint = a.attrs["NetworkSettings"]["Networks"]["dapi-aliases"]
+        assert endpoint["Aliases"] == ["al"]  # dockerd 25+: the user's aliases only
+        assert endpoint["DNSNames"] == ["dapi-a", "al", a.id[:12]]
+        other = b.attrs["NetworkSettings"]["Networks"]["dapi-aliases"]
+        assert other["DNSNames"] == [b.name, b.id[:12], "bhost"]
+        ip = endpoint["IPAddress"]
+        for name in (a.id[:12], "al", "dapi-a"):
+            result = b.exec_run(["sh", "-c", f"ping -c1 -W2 {name} | head -1"])
+            assert f"({ip})".encode() in result.output, (name, result.output)
+        assert a.exec_run(["ping", "-c1", "-W2", "bhost"]).exit_code == 0
+        # the default bridge has no names
+        plain = client.containers.run(IMAGE, ["sleep", "300"], detach=True)
+        made.append(plain)
+        plain.reload()
+        assert plain.attrs["NetworkSettings"]["Networks"]["bridge"]["DNSNames"] is None
+    finally:
+        for c in made:
+            c.remove(force=True)
+        net.remove()

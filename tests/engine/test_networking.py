@@ -258,6 +258,24 @@ def test_names_aliases_late_joiner_and_connect(net_engine: ck.Engine, network: C
         c.remove(force=True)
 
 
+def test_a_container_answers_to_its_short_id_and_hostname(
+    net_engine: ck.Engine, network: Callable[..., object]
+) -> None:
+    """dockerd's DNSNames on a user network: name, aliases, short id and hostname."""
+    network("shortids")
+    named = run(net_engine, ["sleep", "60"], name="sid-box", network="shortids", hostname="sid-host")
+    other = run(net_engine, ["sleep", "60"], name="sid-other", network="shortids", aliases=["sid-alias"])
+    try:
+        ip = named.networks["shortids"].ip
+        for name in (named.short_id, "sid-host", "sid-box"):
+            resolved = sh(other, f"ping -c1 -W2 {name} | head -1").stdout.decode()
+            assert f"({ip})" in resolved, (name, resolved)
+        assert sh(named, f"ping -c1 -W2 {other.short_id} && ping -c1 -W2 sid-alias").exit_code == 0
+    finally:
+        for c in (named, other):
+            c.remove(force=True)
+
+
 def test_networks_are_isolated_and_internal_has_no_route(
     net_engine: ck.Engine, network: Callable[..., object]
 ) -> None:
