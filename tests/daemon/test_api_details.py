@@ -338,3 +338,50 @@ def test_network_aliases_dns_names_and_short_id(client: Any) -> None:
         for c in made:
             c.remove(force=True)
         net.remove()
+
+
+def test_log_drivers_through_the_daemon(client: Any, cli: Any) -> None:
+    docker = pytest.importorskip("docker")
+    with pytest.raises(
+        docker.errors.APIError, match="logger: no log driver named 'gelfish' is registered"
+    ) as info:
+        client.containers.create(IMAGE, ["true"], log_config={"Type": "gelfish", "Config": {}})
+    assert info.value.status_code == 400
+    refused = cli("create", "--log-driver", "json-file", "--log-opt", "max-size=lots", IMAGE, check=False)
+    assert refused.returncode != 0 and "max-size" in refused.stderr
+    made = []
+    try:
+        silent = cli("run", "-d", "--log-driver", "none", IMAGE, "echo", "unseen").stdout.strip()
+        made.append(silent)
+        assert client.containers.get(silent).wait(timeout=30)["StatusCode"] == 0
+        result = cli("logs", silent, check=False)
+        assert result.returncode != 0
+        assert "configured logging driver does not support reading" in result.stderr
+        local = client.containers.run(
+            IMAGE, ["echo", "kept locally"], detach=True, log_config={"Type": "local", "Config": {}}
+        )
+        made.append(local.id)
+        local.wait(timeout=30)
+        assert local.logs() == b"kept locally\n"
+        assert local.attrs["HostConfig"]["LogConfig"]["Type"] == "local"
+        # json-file rotation: at most max-file files of about max-size each; the newest lines stay
+        script = (
+            "i=0; while [ $i -lt 400 ]; do echo line-$i-................................; i=$((i+1)); done"
+        )
+        rotated = client.containers.run(
+            IMAGE,
+            ["sh", "-c", script],
+            detach=True,
+            log_config={"Type": "json-file", "Config": {"max-size": "2k", "max-file": "2"}},
+        )
+        made.append(rotated.id)
+        rotated.wait(timeout=30)
+        rotated.reload()
+        lines = rotated.logs().decode().splitlines()
+        assert lines[-1].startswith("line-399-") and 0 < len(lines) < 400
+        log_path = Path(rotated.attrs["LogPath"])
+        files = sorted(log_path.parent.glob(log_path.name + "*"))
+        assert 1 <= len(files) <= 2 and all(f.stat().st_size <= 4096 for f in files), files
+    finally:
+        for cid in made:
+            client.api.remove_container(cid, force=True)
