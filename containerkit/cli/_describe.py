@@ -18,6 +18,7 @@ __all__ = [
     "container_command",
     "container_inspect",
     "container_row",
+    "container_size",
     "container_status",
     "image_inspect",
     "image_rows",
@@ -105,6 +106,30 @@ def container_row(engine: Backend, container: ContainerHandle, *, trunc: bool = 
         "Mounts": ",".join(m.source or m.target for m in container.spec.mounts),
         "Networks": ",".join(_networks(container)),
     }
+
+
+def container_size(engine: Backend, container: ContainerHandle) -> str:
+    """``ps -s``: what the container wrote and, with its image, the virtual size (``12B (virtual
+    4.26MB)``); the daemon's ``SizeRw``/``SizeRootFs`` for a remote container, ``N/A`` where it
+    gives none."""
+    from containerkit.cli._backend import client_container, local_engine
+    from containerkit.errors import ContainerkitError
+
+    remote = client_container(container)
+    if remote is not None:
+        written, total = remote.attrs.get("SizeRw"), remote.attrs.get("SizeRootFs")
+        if written is None or total is None:
+            return "N/A"
+        return f"{out.human_size(written)} (virtual {out.human_size(total)})"
+    local = local_engine(engine)
+    if local is None:
+        return "N/A"
+    try:
+        written = local.snapshots.usage(container.id)
+        image = engine.images.get(container.image_id).size
+    except (ContainerkitError, OSError):  # removed while we listed
+        return "N/A"
+    return f"{out.human_size(written)} (virtual {out.human_size(written + image)})"
 
 
 def container_inspect(engine: Backend, container: ContainerHandle) -> dict[str, Any]:

@@ -214,6 +214,7 @@ _PS_KEYS = ("ID", "Image", "Command", "RunningFor", "Status", "Ports", "Names")
     "-n", "--last", type=int, default=-1, help="Show n last created containers (includes all states)."
 )
 @click.option("-l", "--latest", is_flag=True, help="Show the latest created container (includes all states).")
+@click.option("-s", "--size", is_flag=True, help="Display total file sizes.")
 def ps(
     all_: bool,
     quiet: bool,
@@ -222,6 +223,7 @@ def ps(
     no_trunc: bool,
     last: int,
     latest: bool,
+    size: bool,
 ) -> None:
     """List containers."""
     if latest:
@@ -233,6 +235,14 @@ def ps(
     if quiet:
         for container in found:
             click.echo(container.id if no_trunc else container.short_id)
+        return
+    if size:
+        from containerkit.cli._describe import container_size
+
+        listed = [(row, c) for row, c in ((_row(eng, c, no_trunc), c) for c in found) if row is not None]
+        for row, container in listed:
+            row["Size"] = container_size(eng, container)
+        out.print_rows(format_, (*_PS_HEADERS, "SIZE"), (*_PS_KEYS, "Size"), [row for row, _ in listed])
         return
     rows = [out_row for out_row in (_row(eng, c, no_trunc) for c in found) if out_row is not None]
     out.print_rows(format_, _PS_HEADERS, _PS_KEYS, rows)

@@ -32,7 +32,8 @@ def test_run_failures_map_to_docker_exit_codes(ck: Ck) -> None:
     cases = [
         (["run", "--rm", IMAGE, "no-such-command"], 127, "executable file not found"),
         (["run", "--rm", IMAGE, "/etc/passwd"], 126, "permission denied"),
-        (["run", "--rm", "no/such-image", "true"], 125, "No such image"),
+        # --pull never: a missing image is not looked up in a registry (none is reachable here)
+        (["run", "--rm", "--pull", "never", "no/such-image", "true"], 125, "No such image"),
         (["run", "--no-such-flag", IMAGE], 125, "No such option"),
         (["run", "--rm", "-p", "x:y", IMAGE, "true"], 125, "invalid publish spec"),
     ]
@@ -102,7 +103,8 @@ def test_detached_container_lifecycle(ck: Ck) -> None:
     )
     assert (exec_.exit_code, exec_.stdout) == (4, "1 /etc 1000\n")
     missing = ck("exec", "cli-life", "no-such-command")
-    assert missing.exit_code == 127 and missing.stderr.startswith("containerkit: ")
+    # docker's exit for an exec that cannot start is 126 (only run's missing command is 127)
+    assert missing.exit_code == 126 and missing.stderr.startswith("containerkit: ")
 
     top = ck("top", "cli-life").stdout.splitlines()
     assert top[0].split()[:3] == ["UID", "PID", "PPID"] and any("sh -c" in line for line in top[1:])

@@ -195,3 +195,15 @@ def test_events_between_two_times(ck: Ck) -> None:
         "events", "--since", since, "--until", until, "-f", "container=cli-events", "--format", "{{.Action}}"
     )
     assert template.stdout.splitlines()[:2] == ["create", "start"], template.output
+
+
+def test_ps_size_counts_what_the_container_wrote(ck: Ck) -> None:
+    assert ck("run", "-d", "--name", "cli-size", IMAGE, "sleep", "60").exit_code == 0
+    before = ck("ps", "-s", "--format", "{{.Size}}", "--filter", "name=cli-size").stdout.strip()
+    assert ck("exec", "cli-size", "sh", "-c", "head -c 3000000 /dev/zero > /big").exit_code == 0
+    after = ck("ps", "-s", "--filter", "name=cli-size").stdout.splitlines()
+    assert after[0].split()[-1] == "SIZE", after
+    written, _, virtual = after[1].split("   ")[-1].partition(" (virtual ")
+    assert written.endswith("MB") and float(written[:-2]) >= 3.0, after
+    assert float(virtual.rstrip(")")[:-2]) > float(written[:-2]), after
+    assert before != written and "(virtual " in before, (before, written)
