@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import Any, Literal, overload
 
 from containerkit.engine import _perms, _recovery
+from containerkit.engine import commit as _commit
 from containerkit.engine.container_service import ContainerService
 from containerkit.engine.containers import ContainerCollection
 from containerkit.engine.events import EventLog, EventTime
@@ -104,7 +105,9 @@ class Engine:
             userns_remap=self.userns_remap,
         )
         self.containers = ContainerCollection(self.container_service)
-        self.event_log = EventLog(self.metadata, state_dirs)
+        self.event_log = EventLog(
+            self.metadata, state_dirs, scan=lambda: self.container_service.list(all=True, filters=None)
+        )
         """Every engine action on this root, kept in its metadata database (docker's events)."""
         self.networks = NetworkCollection(
             self.network_service, self.metadata.networks, self.containers, events=self.event_log
@@ -137,6 +140,7 @@ class Engine:
         cleaned += self.network_service.recover()
         self.container_service.reap_running_markers()
         _recovery.reap_staging(self)
+        cleaned += _commit.recover_commits(self.images)  # what commits killed midway added
         # Containers another live process is creating or removing keep their dirs.
         known = {r.id for r in self.metadata.containers.all()}
         known |= {c[0] for c in self.metadata.containers.unfinished()}

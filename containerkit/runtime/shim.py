@@ -312,6 +312,7 @@ class _Shim:
         status = self._run_io(self.init)
         _stop_checker(checker)
         exit_code = _sync.status_exit_code(status)
+        self._drop_running_marker()  # before the record: a lister without the marker re-reads until it shows
         assert self.log is not None
         self.log.close()
         oom = self._oom_killed()
@@ -326,7 +327,6 @@ class _Shim:
             exit_record.commit(record)
         else:
             state.write_json_atomic(self.state_dir / state.EXIT_FILE, record)
-        self._drop_running_marker()
         self._run_exit_command(exit_code)
 
     def _record_shim(self) -> None:
@@ -372,12 +372,12 @@ class _Shim:
             if self.log is None:
                 self.log = self._open_log()
             self.log.close()
+        self._drop_running_marker()
         self._cleanup()
         state.write_json_atomic(
             self.state_dir / state.EXIT_FILE,
             {"exit_code": exit_code, "oom_killed": False, "finished_at": _now(), "error": error.message},
         )
-        self._drop_running_marker()
         self._report(
             {
                 "ok": False,
@@ -546,7 +546,8 @@ class _Shim:
         _reap_orphans()
 
     def _drop_running_marker(self) -> None:
-        """After the exit record: a lister that sees no marker reads that record."""
+        """Once the process is gone, before its exit is recorded: a lister that sees no marker
+        reads the Task (again, until the exit record is there)."""
         if self.request.running_marker is not None:
             with contextlib.suppress(OSError):
                 os.unlink(self.request.running_marker)
