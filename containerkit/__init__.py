@@ -24,6 +24,7 @@ from containerkit.errors import (
     UnsafeArchive,
 )
 from containerkit.spec import (
+    BuildEvent,
     Change,
     ContainerSpec,
     Event,
@@ -86,6 +87,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "Backend",
+    "BuildEvent",
     "Change",
     "Client",
     "CommandNotFound",

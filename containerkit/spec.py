@@ -20,6 +20,7 @@ import attrs
 from containerkit.errors import Conflict, InvalidArgument
 
 __all__ = [
+    "BuildEvent",
     "Change",
     "ContainerSpec",
     "ContainerStatus",
@@ -1072,6 +1073,10 @@ class ImageConfig:
     labels: tuple[tuple[str, str], ...] = attrs.field(default=(), converter=_labels)
     stop_signal: str | None = None
     healthcheck: Healthcheck | None = attrs.field(default=None, converter=_healthcheck)
+    shell: tuple[str, ...] | None = attrs.field(default=None, converter=_str_tuple)
+    """A Dockerfile's SHELL: what shell-form RUN, CMD and ENTRYPOINT run with (None: /bin/sh -c)."""
+    on_build: tuple[str, ...] = attrs.field(default=(), converter=_str_tuple_required)
+    """ONBUILD triggers, each an instruction a build from this image runs first."""
 
     @classmethod
     def from_oci(cls, config: Mapping[str, Any] | None) -> ImageConfig:
@@ -1088,6 +1093,8 @@ class ImageConfig:
             labels=config.get("Labels") or {},
             stop_signal=config.get("StopSignal") or None,
             healthcheck=Healthcheck.from_wire(config.get("Healthcheck")),
+            shell=config.get("Shell") or None,
+            on_build=config.get("OnBuild") or (),
         )
 
     @classmethod
@@ -1183,6 +1190,10 @@ class ImageConfig:
             out["StopSignal"] = self.stop_signal
         if self.healthcheck is not None:
             out["Healthcheck"] = self.healthcheck.to_wire()
+        if self.shell is not None:
+            out["Shell"] = list(self.shell)
+        if self.on_build:
+            out["OnBuild"] = list(self.on_build)
         return out
 
 
@@ -1312,6 +1323,48 @@ class ProgressEvent:
     action: str
     current: int | None = None
     total: int | None = None
+
+
+BuildEventKind = Literal[
+    "step", "cache", "running", "output", "removed", "image", "stage", "built", "tagged", "warning"
+]
+
+
+@attrs.frozen(kw_only=True)
+class BuildEvent:
+    """One line of a build's progress, as docker's classic builder streams it, typed.
+
+    ``kind``: ``step`` (``Step N/M : <instruction>``: ``step``/``total``, the instruction in
+    ``text``), ``cache`` (`` ---> Using cache``), ``running`` (`` ---> Running in <id>``),
+    ``output`` (a RUN step's output; ``stream`` says stdout or stderr), ``removed`` (an
+    intermediate container removed), ``image`` (the image a step made, `` ---> <id>``),
+    ``stage`` (a stage finished: its image ``id``, docker's ``aux``), ``built`` / ``tagged``
+    (``Successfully built <id>`` / ``Successfully tagged <name>``) and ``warning``.
+    """
+
+    kind: BuildEventKind
+    text: str = ""
+    id: str = ""
+    stream: Literal["stdout", "stderr"] = "stdout"
+    step: int = 0
+    total: int = 0
+
+    def line(self) -> str:
+        """The event as the classic builder prints it (no line for ``stage``)."""
+        short = self.id.split(":", 1)[-1][:12]
+        lines = {
+            "step": f"Step {self.step}/{self.total} : {self.text}\n",
+            "cache": " ---> Using cache\n",
+            "running": f" ---> Running in {short}\n",
+            "output": self.text,
+            "removed": f" ---> Removed intermediate container {short}\n",
+            "image": f" ---> {short}\n",
+            "stage": "",
+            "built": f"Successfully built {short}\n",
+            "tagged": f"Successfully tagged {self.text}\n",
+            "warning": f"[Warning] {self.text}\n",
+        }
+        return lines[self.kind]
 
 
 def _platform_entries(value: Iterable[Mapping[str, str]]) -> tuple[Mapping[str, str], ...]:

@@ -6,6 +6,7 @@ import containerkit
 def test_all_is_pinned() -> None:
     assert sorted(containerkit.__all__) == [
         "Backend",
+        "BuildEvent",
         "Change",
         "Client",
         "CommandNotFound",
