@@ -23,6 +23,8 @@ from typing import IO, TYPE_CHECKING, Any, Literal, cast
 import attrs
 
 from containerkit.engine import _archive, _names, _prepare
+from containerkit.engine import commit as _commit
+from containerkit.engine import export as _export
 from containerkit.engine._handle import RecordHandle
 from containerkit.engine.attach import AttachStream
 from containerkit.engine.container_service import ListedNetwork
@@ -46,11 +48,13 @@ from containerkit.runtime.logs import LineCursor, LogEntry, Stream
 from containerkit.runtime.state import RuntimeState
 from containerkit.runtime.task import StdinWriter, Task, cgroup_name
 from containerkit.spec import (
+    Change,
     ContainerSpec,
     ContainerStatus,
     ExecResult,
     Health,
     Image,
+    ImageConfig,
     NetworkEndpoint,
     Resources,
     RestartPolicy,
@@ -410,6 +414,8 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         cpus: float | None = None,
         cpu_shares: int | None = None,
         pids: int | None = None,
+        cpuset_cpus: str | None = None,
+        cpuset_mems: str | None = None,
         restart_policy: RestartPolicy | None = None,
     ) -> None:
         """``docker update``: change limits (None keeps one as it is) and the restart policy.
@@ -428,6 +434,8 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
                 ("cpus", cpus),
                 ("cpu_shares", cpu_shares),
                 ("pids", pids),
+                ("cpuset_cpus", cpuset_cpus),
+                ("cpuset_mems", cpuset_mems),
             )
             if value is not None
         }
@@ -719,6 +727,47 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         pids = [p for p in self.task.pids() if own is None or ps.pid_namespace(p) == own]
         rows = [ps.process_row(pid) for pid in pids]
         return {"Titles": list(ps.PROCESS_TITLES), "Processes": [r for r in rows if r is not None]}
+
+    # -- its filesystem as changes, an image, a tar (engine/commit.py, engine/export.py) ------
+
+    def diff(self) -> builtins.list[Change]:
+        """``docker diff``: the paths it changed (C), added (A) or deleted (D) over its image,
+        without the engine's own mount points; running or stopped."""
+        return _commit.changes(self._service, self)
+
+    def commit(
+        self,
+        repository: str | None = None,
+        tag: str | None = None,
+        *,
+        changes: Iterable[str] = (),
+        message: str | None = None,
+        author: str | None = None,
+        pause: bool = True,
+        config: ImageConfig | None = None,
+        created_by: str | None = None,
+    ) -> Image:
+        """``docker commit``: its writable layer over its image as a new image (tagged when
+        ``repository`` is given); ``changes`` are Dockerfile instructions applied to its config
+        (``CMD ["sh"]``, ``ENV A=1``...). A running container is frozen meanwhile (``pause``).
+        ``config``/``created_by`` replace the config and the history line (a builder's step)."""
+        return _commit.commit(
+            self._service,
+            self,
+            repository,
+            tag,
+            changes=changes,
+            message=message,
+            author=author,
+            pause=pause,
+            config=config,
+            created_by=created_by,
+        )
+
+    def export(self) -> _archive.TarStream:
+        """``docker export``: its root filesystem as a stream of tar chunks (close it, or read
+        it to the end), without what is mounted in it."""
+        return _export.export(self._service, self)
 
 
 @functools.lru_cache(maxsize=1024)

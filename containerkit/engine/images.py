@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from containerkit.engine import _distribution
+from containerkit.engine import commit as _commit
 from containerkit.engine.events import EventLog
 from containerkit.errors import Conflict, IntegrityError, InvalidArgument, InvalidReference, NotFound
 from containerkit.images.archive import (
@@ -57,7 +58,7 @@ from containerkit.images.manifest import (
 from containerkit.images.reference import ImageRef, parse_reference
 from containerkit.images.registry.auth import RegistryAuth, RegistryOptions
 from containerkit.images.registry.sources import BlobSources
-from containerkit.spec import Image, ImageConfig, ProgressEvent, RegistryData, label_matches
+from containerkit.spec import HistoryEntry, Image, ImageConfig, ProgressEvent, RegistryData, label_matches
 from containerkit.storage.apply import apply_layer
 from containerkit.storage.metadata import Database, ImageLayer, ImageRecord, LayerRecord
 
@@ -529,6 +530,19 @@ class ImageCollection:
     def get_registry_data(self, ref: str, *, auth: RegistryAuth | None = None) -> RegistryData:
         """Digest, media type, size and platforms of ``ref`` as its registry has it, without pulling."""
         return _distribution.registry_data(self, ref, auth=auth, options=self.registry_options)
+
+    # -------------------------------------------------------------------------- history, derive
+
+    def history(self, ref: str) -> builtins.list[HistoryEntry]:
+        """``docker history``: the image's steps, newest first (engine/commit.py)."""
+        return _commit.history(self, ref)
+
+    def derive(
+        self, parent_id: str | None, config: ImageConfig, *, created_by: str, comment: str = ""
+    ) -> Image:
+        """A new image of ``parent_id``'s layers (None: scratch) with ``config`` and one more
+        ``empty_layer`` history entry: a builder's ENV, LABEL or CMD step."""
+        return _commit.derive(self, parent_id, config, created_by=created_by, comment=comment)
 
     # -------------------------------------------------------------------------- save
 

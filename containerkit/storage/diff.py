@@ -34,6 +34,7 @@ import hashlib
 import os
 import stat
 import tarfile
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
@@ -107,11 +108,62 @@ def _xattrs(path: str) -> dict[str, str]:
 
 
 class _Walker:
-    def __init__(self, upper: Path, tar: tarfile.TarFile, id_offset: tuple[int, int]) -> None:
+    def __init__(
+        self,
+        upper: Path,
+        tar: tarfile.TarFile,
+        id_offset: tuple[int, int],
+        *,
+        exclude: Collection[str] = (),
+        lowers: Sequence[Path] = (),
+    ) -> None:
         self.upper = upper
         self.tar = tar
         self.id_offset = id_offset
         self.links: dict[tuple[int, int], str] = {}
+        self.exclude = frozenset(exclude)
+        self.lowers = tuple(lowers)
+        self.pending: list[tuple[str, tarfile.TarInfo]] = []
+        """Directories not written yet: written only once something below them is."""
+
+    def _lower_stat(self, rel: str) -> os.stat_result | None:
+        """The entry ``rel`` in the topmost parent layer that has it (None: new here)."""
+        for lower in self.lowers:
+            try:
+                st = os.lstat(os.path.join(lower, rel))
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            return None if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0 else st  # a whiteout: gone
+        return None
+
+    def _excluded(self, rel: str, st: os.stat_result) -> bool:
+        """An engine-made mount point (``exclude``): an empty file or directory that the
+        parent layers do not have, as dockerd's init layer keeps them out of a container's diff."""
+        if rel not in self.exclude or self._lower_stat(rel) is not None:
+            return False
+        if stat.S_ISREG(st.st_mode):
+            return st.st_size == 0
+        if stat.S_ISDIR(st.st_mode):
+            with os.scandir(os.path.join(self.upper, rel)) as it:
+                return next(it, None) is None
+        return False
+
+    def _dir_kept(self, rel: str, st: os.stat_result) -> bool:
+        """Whether directory ``rel`` is a change of its own (new, or another type, mode or owner
+        than below); one copied up only because something under it changed is written only
+        ahead of that change."""
+        low = self._lower_stat(rel)
+        return (
+            low is None
+            or not stat.S_ISDIR(low.st_mode)
+            or stat.S_IMODE(low.st_mode) != stat.S_IMODE(st.st_mode)
+            or (st.st_uid - self.id_offset[0], st.st_gid - self.id_offset[1]) != (low.st_uid, low.st_gid)
+        )
+
+    def _flush(self) -> None:
+        for _rel, info in self.pending:
+            self.tar.addfile(info)
+        self.pending.clear()
 
     def _ids(self, path: str, st: os.stat_result) -> tuple[int, int]:
         uid, gid = st.st_uid - self.id_offset[0], st.st_gid - self.id_offset[1]
@@ -163,17 +215,29 @@ class _Walker:
 
     def entry(self, rel: str, path: str, st: os.stat_result) -> None:
         mode = st.st_mode
+        if self.exclude and self._excluded(rel, st):
+            return
         if stat.S_ISCHR(mode) and st.st_rdev == 0:  # an overlay whiteout
             parent, _, name = rel.rpartition("/")
+            self._flush()
             self.tar.addfile(self._marker(f"{parent}/{_WH}{name}" if parent else _WH + name, st, path))
             return
         self._check_overlay_only(path)
         if stat.S_ISDIR(mode):
-            self.tar.addfile(self._info(rel, path, st, tarfile.DIRTYPE))
-            if _xattr_value(path, "trusted.overlay.opaque") == b"y":
-                self.tar.addfile(self._marker(f"{rel}/{_OPAQUE}", st, path))
+            info = self._info(rel, path, st, tarfile.DIRTYPE)
+            opaque = _xattr_value(path, "trusted.overlay.opaque") == b"y"
+            if not self.exclude or opaque or self._dir_kept(rel, st):
+                self._flush()
+                self.tar.addfile(info)
+                if opaque:
+                    self.tar.addfile(self._marker(f"{rel}/{_OPAQUE}", st, path))
+            else:
+                self.pending.append((rel, info))
             self.walk(rel)
+            if self.pending and self.pending[-1][0] == rel:
+                self.pending.pop()  # nothing under it changed
             return
+        self._flush()
         self.node(rel, path, st)
 
     def node(self, rel: str, path: str, st: os.stat_result) -> None:
@@ -207,6 +271,16 @@ class _Walker:
         # else a socket: a layer cannot hold one (docker skips them too)
 
 
+def _empty(path: str, st: os.stat_result) -> bool:
+    """An empty regular file or directory (what the engine makes as a mount point)."""
+    if stat.S_ISREG(st.st_mode):
+        return st.st_size == 0
+    if stat.S_ISDIR(st.st_mode):
+        with os.scandir(path) as it:
+            return next(it, None) is None
+    return False
+
+
 def _same_content(a: str, b: str, size: int) -> bool:
     with open(a, "rb") as fa, open(b, "rb") as fb:
         done = 0
@@ -225,10 +299,13 @@ class _TreeDiff:
     with coarse times, when its content differs); a lower entry missing above is a whiteout.
     Every directory above a change is written too, so the layer never makes one implicitly."""
 
-    def __init__(self, lower: Path, upper: Path, id_offset: tuple[int, int]) -> None:
+    def __init__(
+        self, lower: Path, upper: Path, id_offset: tuple[int, int], exclude: Collection[str] = ()
+    ) -> None:
         self.lower = str(lower)
         self.upper = str(upper)
         self.id_offset = id_offset
+        self.exclude = frozenset(exclude)
         self.actions: list[tuple[str, str]] = []  # ("dir" | "node" | "whiteout", rel), in tar order
         self.groups: dict[tuple[int, int], list[str]] = {}  # hardlinked inodes: every name
         self.changed: set[tuple[int, int]] = set()  # hardlinked inodes with a changed name
@@ -243,6 +320,13 @@ class _TreeDiff:
             or self._ids(ust) != (lst.st_uid, lst.st_gid)
             or ust.st_mtime_ns != lst.st_mtime_ns
             or (not stat.S_ISLNK(ust.st_mode) and _xattrs(upath) != _xattrs(lpath))
+        )
+
+    def _owner_differs(self, ust: os.stat_result, lst: os.stat_result) -> bool:
+        """Mode or owner (not times: those change when a mount point is made below)."""
+        return stat.S_IMODE(ust.st_mode) != stat.S_IMODE(lst.st_mode) or self._ids(ust) != (
+            lst.st_uid,
+            lst.st_gid,
         )
 
     def _node_differs(self, upath: str, ust: os.stat_result, lpath: str, lst: os.stat_result) -> bool:
@@ -291,12 +375,16 @@ class _TreeDiff:
             upath, lpath = os.path.join(up, name), os.path.join(low, name)
             ust = os.lstat(upath)
             lst = os.lstat(lpath) if name in lower_names else None
+            if lst is None and rel in self.exclude and _empty(upath, ust):
+                continue  # an engine-made mount point
             if stat.S_ISDIR(ust.st_mode):
                 if lst is None or not stat.S_ISDIR(lst.st_mode):
                     self.actions.append(("dir", rel))
                     self.added(rel)
                     continue
-                if self._meta_differs(upath, ust, lpath, lst):
+                if self._meta_differs(upath, ust, lpath, lst) and not (
+                    self.exclude and ust.st_mtime_ns != lst.st_mtime_ns and not self._owner_differs(ust, lst)
+                ):
                     self.actions.append(("dir", rel))
                 self.compare(rel)
                 continue
@@ -336,28 +424,45 @@ class _TreeDiff:
                 walker.tar.addfile(walker._marker(marker, os.lstat(parent_path), parent_path))
 
 
-def make_diff(store: SnapshotStore, key: str, out: BinaryIO) -> DiffResult:
+def make_diff(store: SnapshotStore, key: str, out: BinaryIO, *, exclude: Collection[str] = ()) -> DiffResult:
     """Write what snapshot ``key`` changed over its parents to ``out`` as a layer tar.
 
     Add it back with :func:`~containerkit.storage.apply.apply_layer` under the chain id of (top
     parent, its diff_id). The snapshot must not be in use meanwhile (its container stopped).
+
+    ``exclude``: relative paths of the engine's own mount points (``etc/hosts``, a volume's
+    directory): left out where they are an empty file or directory the parents lack, and
+    directories are then written only for a change of their own or ahead of one below them
+    (dockerd keeps these in an init layer, so a commit of an unchanged container is empty).
     """
     with store.changes(key) as changes:
         if changes.lower_tree is not None:
-            return write_tree_diff(changes.lower_tree, changes.upper, out, id_offset=changes.id_offset)
+            return write_tree_diff(
+                changes.lower_tree, changes.upper, out, id_offset=changes.id_offset, exclude=exclude
+            )
         return write_overlay_diff(
-            changes.upper, out, id_offset=changes.id_offset, lower_root=changes.lower_root
+            changes.upper,
+            out,
+            id_offset=changes.id_offset,
+            lower_root=changes.lower_root,
+            exclude=exclude,
+            lowers=changes.lowers,
         )
 
 
 def write_tree_diff(
-    lower: Path, upper: Path, out: BinaryIO, *, id_offset: tuple[int, int] = (0, 0)
+    lower: Path,
+    upper: Path,
+    out: BinaryIO,
+    *,
+    id_offset: tuple[int, int] = (0, 0),
+    exclude: Collection[str] = (),
 ) -> DiffResult:
     """Write how the full tree ``upper`` differs from the full tree ``lower`` to ``out`` as an
     uncompressed layer tar (the copy driver's diff: its snapshots are whole copies)."""
     for path in (lower, upper):
         os.close(os.open(path, _DIR_FLAGS))  # refuse a symlink or non-directory, naming the path
-    tree = _TreeDiff(lower, upper, id_offset)
+    tree = _TreeDiff(lower, upper, id_offset, exclude)
     tree.compare("")
     sink = _HashingWriter(out)
     with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
@@ -370,18 +475,25 @@ def write_tree_diff(
 
 
 def write_overlay_diff(
-    upper: Path, out: BinaryIO, *, id_offset: tuple[int, int] = (0, 0), lower_root: Path | None = None
+    upper: Path,
+    out: BinaryIO,
+    *,
+    id_offset: tuple[int, int] = (0, 0),
+    lower_root: Path | None = None,
+    exclude: Collection[str] = (),
+    lowers: Sequence[Path] = (),
 ) -> DiffResult:
     """Write the changes an overlay upper dir holds to ``out`` as an uncompressed layer tar.
 
     ``lower_root``: the top parent layer's dir; the root's own entry (owner, mode, xattrs) is
     written only where the upper root differs from it, as a layer usually has no root entry.
+    ``exclude`` and ``lowers`` (the parent layer dirs, top first): see :func:`make_diff`.
     """
     fd = os.open(upper, _DIR_FLAGS)  # refuse a symlink or non-directory, naming the path
     os.close(fd)
     sink = _HashingWriter(out)
     with tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-        walker = _Walker(upper, tar, id_offset)
+        walker = _Walker(upper, tar, id_offset, exclude=exclude, lowers=lowers)
         root_st = os.lstat(upper)
         if lower_root is not None and _root_changed(upper, root_st, lower_root, id_offset):
             tar.addfile(walker._info(".", str(upper), root_st, tarfile.DIRTYPE))

@@ -138,6 +138,8 @@ class SnapshotChanges:
     id_offset: tuple[int, int]
     lower_root: Path | None = None
     lower_tree: Path | None = None
+    lowers: tuple[Path, ...] = ()
+    """Overlay: every parent layer's dir, top first (what a path was before the container)."""
 
 
 def _chain_hex(chain_id: str) -> str:
@@ -679,6 +681,7 @@ class SnapshotStore:
                 upper=snap / "upper",
                 id_offset=offset or (0, 0),
                 lower_root=self.layer_dir(parents[0]) if parents else None,
+                lowers=tuple(self.layer_dir(p) for p in parents),
             )
             return
         stage = Path(tempfile.mkdtemp(prefix=f"diff-{key[:32]}{staging.owner_tag()}", dir=self._tmp))
