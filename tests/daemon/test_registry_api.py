@@ -161,6 +161,9 @@ def test_docker_cli_push_pull_run(cli: Any, daemon: Daemon, registry: Registry) 
     assert "1.2: Pulling from team/app" in pulled and "Digest: sha256:" in pulled, pulled
     assert "Status: " in pulled and pulled.strip().endswith(ref), pulled
     assert cli("run", "--rm", ref, "echo", "pulled").stdout == "pulled\n"
+    cli("rmi", ref)
+    auto = cli("run", "--rm", ref, "echo", "auto-pulled")  # create 404s, the CLI pulls, creates again
+    assert auto.stdout == "auto-pulled\n" and f"Unable to find image '{ref}' locally" in auto.stderr
     missing = cli("pull", f"{registry.host}/team/app:nope", check=False)
     assert missing.returncode != 0 and "manifest unknown" in missing.stderr, missing.stderr
     assert "Pulling from" not in missing.stdout  # a 404 before any progress, as dockerd
