@@ -20,7 +20,9 @@ ALLOWED: dict[str, set[str]] = {
     "storage": _BASE | {"linux", "images"},
     "runtime": _BASE | {"linux"},
     "network": _BASE | {"linux"},
-    "engine": _BASE | {"linux", "images", "storage", "runtime", "network"},
+    "engine": _BASE | {"linux", "images", "storage", "runtime", "network", "dockerfile"},
+    # the Dockerfile language (parser, shell lexer, .dockerignore): pure, the builder uses it
+    "dockerfile": _BASE,
     # Docker's JSON both ways, pure: the daemon, the client and the CLI translate through it
     "dockerapi": _BASE,
     "client": _BASE | {"dockerapi"},
