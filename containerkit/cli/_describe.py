@@ -62,12 +62,35 @@ def container_status(container: ContainerHandle) -> tuple[str, str]:
     state = str(container.status)
     if state in ("running", "paused"):
         text = f"Up {out.human_duration(out.since(container.started_at))}"
-        return state, text + (" (Paused)" if state == "paused" else "")
+        if state == "paused":
+            return state, text + " (Paused)"
+        health = _health_status(container)
+        if health == "starting":
+            return state, text + " (health: starting)"
+        return state, f"{text} ({health})" if health in ("healthy", "unhealthy") else text
+    if state == "restarting":
+        finished = container.finished_at
+        return state, f"Restarting ({container.exit_code or 0})" + (
+            f" {out.ago(finished)}" if finished else ""
+        )
     if state in ("exited", "dead"):
         finished = container.finished_at
         when = f" {out.ago(finished)}" if finished else ""
         return state, ("Exited" if state == "exited" else "Dead") + f" ({container.exit_code}){when}"
     return state, state.capitalize()
+
+
+def _health_status(container: ContainerHandle) -> str | None:
+    """``starting``/``healthy``/``unhealthy``; None without a health check."""
+    from containerkit.cli._backend import client_container, engine_container
+
+    remote = client_container(container)
+    if remote is not None:
+        health = (remote.attrs.get("State") or {}).get("Health") or {}
+        return str(health["Status"]) if health.get("Status") else None
+    local = engine_container(container)
+    found = local.health if local is not None else None
+    return found.status if found is not None else None
 
 
 def _published(container: ContainerHandle) -> list[tuple[str, int, int, str]]:
@@ -148,6 +171,8 @@ def container_inspect(engine: Backend, container: ContainerHandle) -> dict[str, 
         image_config=_image_config(engine, container),
         driver=_driver(engine),
         error=(local.runtime_state().error if local is not None else None) or "",
+        health=local.health if local is not None else None,
+        restart_count=local.restart_count if local is not None else 0,
     )
 
 

@@ -55,6 +55,19 @@ def test_restart_flag_sets_the_policy(ck: Ck, cli_root: object) -> None:
     assert both.exit_code == 125 and "AutoRemove" in both.stderr, both.output
 
 
+def test_restart_always_restarts_an_exiting_container(ck: Ck, cli_root: object) -> None:
+    import containerkit as ck_
+
+    assert (
+        ck("run", "-d", "--name", "cli-always", "--restart", "always", IMAGE, "sh", "-c", "exit 3").exit_code
+        == 0
+    )
+    with ck_.Engine(root=cli_root) as engine:  # type: ignore[arg-type]
+        container = engine.containers.get("cli-always")
+        wait_for("a restart by the policy", lambda: container.reload().restart_count >= 2)
+    assert ck("stop", "-t", "1", "cli-always").exit_code == 0
+
+
 def test_health_flags_build_the_check(ck: Ck, cli_root: object) -> None:
     created = ck(
         "create",
@@ -82,6 +95,35 @@ def test_health_flags_build_the_check(ck: Ck, cli_root: object) -> None:
     assert conflict.exit_code == 125 and "conflicts" in conflict.stderr, conflict.output
     bad = ck("create", "--health-interval", "ten", IMAGE)
     assert bad.exit_code == 125 and "--health-interval" in bad.stderr, bad.output
+
+
+def test_a_failing_health_check_makes_the_container_unhealthy(ck: Ck, cli_root: object) -> None:
+    import containerkit as ck_
+
+    started = ck(
+        "run",
+        "-d",
+        "--name",
+        "cli-sick",
+        "--health-cmd",
+        "test -e /tmp/ok",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "1",
+        IMAGE,
+        "sleep",
+        "60",
+    )
+    assert started.exit_code == 0, started.output
+    with ck_.Engine(root=cli_root) as engine:  # type: ignore[arg-type]
+        container = engine.containers.get("cli-sick")
+        wait_for(
+            "unhealthy", lambda: (h := container.reload().health) is not None and h.status == "unhealthy"
+        )
+        assert ck("exec", "cli-sick", "touch", "/tmp/ok").exit_code == 0
+        wait_for("healthy", lambda: (h := container.reload().health) is not None and h.status == "healthy")
+    assert "(healthy)" in ck("ps", "--filter", "name=cli-sick").stdout
 
 
 def test_platform_must_match_the_image(ck: Ck) -> None:
