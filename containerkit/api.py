@@ -217,6 +217,8 @@ class ContainerHandle(Protocol):
         cpus: float | None = None,
         cpu_shares: int | None = None,
         pids: int | None = None,
+        cpuset_cpus: str | None = None,
+        cpuset_mems: str | None = None,
         restart_policy: RestartPolicy | None = None,
     ) -> None: ...
 

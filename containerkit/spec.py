@@ -218,6 +218,9 @@ def _labels(value: Mapping[str, str] | Iterable[tuple[str, str]] | None) -> tupl
     return tuple(sorted(pairs.items()))
 
 
+_CPUSET_LIST = re.compile(r"^[0-9]+(-[0-9]+)?(,[0-9]+(-[0-9]+)?)*$")
+
+
 def _memory(value: int | str | None) -> int | None:
     return parse_bytes(value, field="memory")
 
@@ -235,6 +238,16 @@ class Resources:
     cpus: float | None = attrs.field(default=None)
     cpu_shares: int | None = attrs.field(default=None)
     pids: int | None = attrs.field(default=None)
+    cpuset_cpus: str | None = attrs.field(default=None)
+    """The CPUs it may run on, docker's ``--cpuset-cpus`` list (``0-3,5``)."""
+    cpuset_mems: str | None = attrs.field(default=None)
+    """The memory nodes it may use (``--cpuset-mems``)."""
+
+    @cpuset_cpus.validator
+    @cpuset_mems.validator
+    def _check_cpuset(self, attribute: attrs.Attribute[str | None], value: str | None) -> None:
+        if value is not None and not (isinstance(value, str) and _CPUSET_LIST.match(value)):
+            raise InvalidArgument(f"{attribute.name}: expected a list like '0-3,5', got {value!r}")
 
     @cpus.validator
     def _check_cpus(self, _a: attrs.Attribute[float | None], value: float | None) -> None:

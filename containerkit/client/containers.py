@@ -275,6 +275,8 @@ class Container:
         cpus: float | None = None,
         cpu_shares: int | None = None,
         pids: int | None = None,
+        cpuset_cpus: str | None = None,
+        cpuset_mems: str | None = None,
         restart_policy: RestartPolicy | None = None,
     ) -> None:
         """``docker update``: new limits (None keeps one) and restart policy, live and kept."""
@@ -285,6 +287,8 @@ class Container:
             cpus=cpus,
             cpu_shares=cpu_shares,
             pids=pids,
+            cpuset_cpus=cpuset_cpus,
+            cpuset_mems=cpuset_mems,
             restart_policy=restart_policy,
         )
         self._transport.request("POST", f"{self._url}/update", body=body)

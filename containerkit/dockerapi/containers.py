@@ -196,6 +196,8 @@ def _host_config(spec: ContainerSpec, docker: Mapping[str, Any]) -> dict[str, An
             "NanoCpus": int((res.cpus or 0) * 1e9),
             "CpuShares": res.cpu_shares or 0,
             "PidsLimit": res.pids,
+            "CpusetCpus": res.cpuset_cpus or "",
+            "CpusetMems": res.cpuset_mems or "",
             "Tmpfs": {m.target: ",".join(m.options) for m in spec.mounts if m.type == "tmpfs"} or None,
             "ConsoleSize": raw.get("ConsoleSize") or [0, 0],
         }
@@ -460,6 +462,8 @@ def spec_from_inspect(data: Mapping[str, Any]) -> ContainerSpec:
             cpus=(host["NanoCpus"] / 1e9) if host.get("NanoCpus") else None,
             cpu_shares=host.get("CpuShares") or None,
             pids=host.get("PidsLimit") or None,
+            cpuset_cpus=host.get("CpusetCpus") or None,
+            cpuset_mems=host.get("CpusetMems") or None,
         ),
         tty=bool(config.get("Tty")),
         stdin_open=bool(config.get("OpenStdin")),

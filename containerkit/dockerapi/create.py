@@ -103,6 +103,8 @@ def _host_config(spec: ContainerSpec) -> dict[str, Any]:
         "NanoCpus": None if resources.cpus is None else round(resources.cpus * 1e9),
         "CpuShares": resources.cpu_shares,
         "PidsLimit": resources.pids,
+        "CpusetCpus": resources.cpuset_cpus,
+        "CpusetMems": resources.cpuset_mems,
     }
     host.update({key: value for key, value in limits.items() if value is not None})
     if spec.runtime != "builtin":  # the daemon's default; dockerd knows no "builtin"
@@ -335,6 +337,8 @@ def _resources(host: Body) -> Resources:
         cpus=cpus,
         cpu_shares=host.int("CpuShares") or None,
         pids=None if pids == 0 else (pids if pids > 0 else -1),
+        cpuset_cpus=host.str("CpusetCpus") or None,
+        cpuset_mems=host.str("CpusetMems") or None,
     )
 
 

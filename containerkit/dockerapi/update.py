@@ -24,8 +24,6 @@ _REFUSED = (
     "BlkioWeight",
     "CpuRealtimePeriod",
     "CpuRealtimeRuntime",
-    "CpusetCpus",
-    "CpusetMems",
     "KernelMemory",
     "KernelMemoryTCP",
     "MemoryReservation",
@@ -59,6 +57,10 @@ def update_from_wire(data: Mapping[str, Any] | None) -> dict[str, Any]:
     pids = body.int("PidsLimit")
     if pids:
         changes["pids"] = pids if pids > 0 else -1
+    if body.str("CpusetCpus"):
+        changes["cpuset_cpus"] = body.str("CpusetCpus")
+    if body.str("CpusetMems"):
+        changes["cpuset_mems"] = body.str("CpusetMems")
     policy = body.raw("RestartPolicy")
     if isinstance(policy, Mapping) and policy.get("Name"):
         changes["restart_policy"] = restart_policy_from_wire(policy, "RestartPolicy")
@@ -74,6 +76,8 @@ def update_to_wire(
     cpus: float | None = None,
     cpu_shares: int | None = None,
     pids: int | None = None,
+    cpuset_cpus: str | None = None,
+    cpuset_mems: str | None = None,
     restart_policy: RestartPolicy | None = None,
 ) -> dict[str, Any]:
     """docker's body for those keywords (what the client sends)."""
@@ -88,6 +92,10 @@ def update_to_wire(
         body["CpuShares"] = cpu_shares
     if pids is not None:
         body["PidsLimit"] = pids
+    if cpuset_cpus is not None:
+        body["CpusetCpus"] = cpuset_cpus
+    if cpuset_mems is not None:
+        body["CpusetMems"] = cpuset_mems
     if restart_policy is not None:
         body["RestartPolicy"] = restart_policy_to_wire(restart_policy)
     return body

@@ -212,6 +212,10 @@ def _resources(spec: ContainerSpec) -> dict[str, Any]:
         cpu.update(quota=round(res.cpus * 100_000), period=100_000)
     if res.cpu_shares is not None:
         cpu["shares"] = res.cpu_shares
+    if res.cpuset_cpus is not None:
+        cpu["cpus"] = res.cpuset_cpus
+    if res.cpuset_mems is not None:
+        cpu["mems"] = res.cpuset_mems
     if cpu:
         out["cpu"] = cpu
     if res.pids is not None:

@@ -235,8 +235,17 @@ def test_update_through_docker_py_and_the_cli(client: Any, cli: Any) -> None:
         host = client.api.inspect_container(c.id)["HostConfig"]
         assert (host["PidsLimit"], host["NanoCpus"], host["Memory"]) == (40, 1_500_000_000, 40 << 20)
         assert c.exec_run("true").exit_code == 0  # still running, unharmed
-        refused = cli("update", "--cpuset-cpus", "0", c.id, check=False)
-        assert refused.returncode != 0 and "CpusetCpus" in refused.stderr
+        cli("update", "--cpuset-cpus", "0", c.id)
+        assert client.api.inspect_container(c.id)["HostConfig"]["CpusetCpus"] == "0"
+        cpuset = Path("/sys/fs/cgroup/cpuset/containerkit") / c.id / "cpuset.cpus"
+        if cpuset.exists():
+            assert cpuset.read_text().strip() == "0"
+        allowed = cli(
+            "run", "--rm", "--cpuset-cpus", "1", IMAGE, "grep", "Cpus_allowed_list", "/proc/self/status"
+        )
+        assert allowed.stdout.split() == ["Cpus_allowed_list:", "1"]  # create takes it too
+        refused = cli("update", "--blkio-weight", "500", c.id, check=False)
+        assert refused.returncode != 0 and "BlkioWeight" in refused.stderr
     finally:
         c.remove(force=True)
 

@@ -56,9 +56,15 @@ def test_update_applies_limits_live_and_keeps_them(engine: ck.Engine) -> None:
         c.update(restart_policy=ck.RestartPolicy(name="on-failure", maximum_retry_count=2))
         assert engine.containers.get(c.id).spec.restart_policy.name == "on-failure"
         assert engine.containers.get(c.id).spec.resources == expected  # the rest as it was
+        c.update(cpuset_cpus="0", cpuset_mems="0")
+        assert _cgroup_file(c.id, "cpuset", "cpuset.cpus") == "0"
+        assert _cgroup_file(c.id, "cpuset", "cpuset.mems") == "0"
         c.restart(timeout=0)
         assert _cgroup_file(c.id, "memory", "memory.limit_in_bytes") == str(32 << 20)
         assert _cgroup_file(c.id, "pids", "pids.max") == "50"
+        assert _cgroup_file(c.id, "cpuset", "cpuset.cpus") == "0"
+        with pytest.raises(ck.errors.InvalidArgument, match=r"cpuset\.cpus"):
+            c.update(cpuset_cpus="4096")  # a CPU the host does not have: the kernel's EINVAL
         with pytest.raises(ck.errors.InvalidArgument, match="cpu_shares"):
             c.update(cpu_shares=1)
         with pytest.raises(ck.errors.InvalidArgument, match="memory_swap"):

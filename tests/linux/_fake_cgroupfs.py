@@ -28,6 +28,7 @@ V2_CONTROLLER_FILES = {
     },
     "cpu": {"cpu.max": "max 100000", "cpu.weight": "100"},
     "pids": {"pids.max": "max", "pids.current": "0"},
+    "cpuset": {"cpuset.cpus": "", "cpuset.mems": ""},
 }
 V1_FILES = {
     "memory": {
@@ -40,6 +41,7 @@ V1_FILES = {
     "cpuacct": {"cpuacct.usage": "0"},
     "pids": {"pids.max": "max", "pids.current": "0"},
     "freezer": {"freezer.state": "THAWED"},
+    "cpuset": {"cpuset.cpus": "0-1", "cpuset.mems": "0"},
 }
 
 

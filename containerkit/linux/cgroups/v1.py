@@ -140,6 +140,9 @@ class CgroupV1Manager(CgroupManager):
                 )
         if resources.pids is not None:
             pids = self._dir("pids")
+        cpuset = None
+        if resources.cpuset_cpus is not None or resources.cpuset_mems is not None:
+            cpuset = self._dir("cpuset")
         # every controller was checked above, so a missing one never leaves half the limits set
         if memory is not None:
             _set_memory(memory, resources.memory, memsw)
@@ -153,6 +156,13 @@ class CgroupV1Manager(CgroupManager):
                 write(cpu / "cpu.shares", resources.cpu_shares)
         if pids is not None and (resources.pids is not None or (pids / "pids.max").exists()):
             write(pids / "pids.max", "max" if resources.pids is None else resources.pids)
+        if cpuset is not None:  # unset: as inherited from the parent at create
+            for filename, value in (
+                ("cpuset.mems", resources.cpuset_mems),
+                ("cpuset.cpus", resources.cpuset_cpus),
+            ):
+                if value is not None:
+                    write(cpuset / filename, value)
 
     def _can_freeze(self) -> bool:
         if "freezer" in self._paths:

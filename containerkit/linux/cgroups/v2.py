@@ -29,7 +29,7 @@ __all__ = ["CPU_PERIOD_US", "CgroupV2Manager", "shares_to_weight", "swap_limit"]
 
 CPU_PERIOD_US = 100_000
 # the controllers Resources can drive; others are left as the parent has them
-WANTED_CONTROLLERS = ("cpu", "memory", "pids")
+WANTED_CONTROLLERS = ("cpu", "cpuset", "memory", "pids")
 _FREEZE_TIMEOUT = 5.0
 
 
@@ -122,6 +122,10 @@ class CgroupV2Manager(CgroupManager):
             writes.append((self._require("pids.max", "pids"), str(resources.pids)))
         else:
             writes.append((self._optional("pids.max"), "max"))
+        if resources.cpuset_cpus is not None:  # unset: the parent's (the file left as it is)
+            writes.append((self._require("cpuset.cpus", "cpuset"), resources.cpuset_cpus))
+        if resources.cpuset_mems is not None:
+            writes.append((self._require("cpuset.mems", "cpuset"), resources.cpuset_mems))
         # every controller was checked above, so a missing one never leaves half the limits set
         for path, value in writes:
             if path is not None:
