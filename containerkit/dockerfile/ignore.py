@@ -171,9 +171,10 @@ def _compile(pattern: str) -> tuple[str, re.Pattern[str] | None]:
 
 
 def _parents(path: str) -> Iterator[str]:
-    """``a``, ``a/b`` for ``a/b/c``: every parent directory, shortest first."""
-    parent = path.rpartition("/")[0]
-    if not parent:
+    """Every parent directory of ``path``, shortest first, as patternmatcher splits ``filepath.Dir``."""
+    slash = path.rfind("/")
+    parent = clean(path[: slash + 1]) if slash >= 0 else "."
+    if parent == ".":
         return
     parts = parent.split("/")
     for i in range(1, len(parts) + 1):
@@ -224,9 +225,13 @@ class DockerIgnore:
 
     def excluded(self, path: str) -> bool:
         """Whether a context path (slash-separated; ``./`` and ``/`` prefixes allowed) is excluded."""
-        path = clean(path.lstrip("/")) if path.startswith("/") else clean(path)
+        path = clean(path.lstrip("/"))
         if path == ".":
             return False
+        return self.matches(path)
+
+    def matches(self, path: str) -> bool:
+        """patternmatcher's ``MatchesOrParentMatches`` on ``path`` as given (not cleaned)."""
         matched = False
         for pattern in self.patterns:
             if pattern.exclusion != matched:
