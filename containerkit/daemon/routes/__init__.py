@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from containerkit.daemon.routes import container_io, containers, execs, images, networks, system, volumes
+from containerkit.daemon.routes import (
+    commit,
+    container_io,
+    containers,
+    execs,
+    images,
+    networks,
+    system,
+    volumes,
+)
 
 if TYPE_CHECKING:
     from containerkit.daemon.app import DaemonApp
@@ -14,6 +23,6 @@ __all__ = ["register_all"]
 
 
 def register_all(router: Router, app: DaemonApp) -> None:
-    for module in (system, containers, container_io, execs, images, volumes, networks):
+    for module in (system, containers, container_io, execs, images, volumes, networks, commit):
         module.register(router, app)
     system.register_fallbacks(router, app)

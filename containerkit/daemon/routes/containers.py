@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from containerkit.daemon.convert import create_request
-from containerkit.daemon.errors import NotImplementedYet
 from containerkit.daemon.server import Request, Response, json_response
 from containerkit.daemon.shapes import container_inspect, container_summary, stats_json, system_cpu_ns
 from containerkit.dockerapi import filters_from_query
@@ -200,10 +199,6 @@ def register(router: Router, app: DaemonApp) -> None:
         events.emit("container", "prune", "", {"reclaimed": "0"})
         return json_response({"ContainersDeleted": removed or None, "SpaceReclaimed": 0})
 
-    def unsupported(request: Request) -> Response:
-        lookup(app, request)
-        raise NotImplementedYet(f"{request.path.rsplit('/', 1)[-1]} is not implemented by containerkitd")
-
     def _note_removal(container: Container) -> None:
         if container.spec.auto_remove:
             with contextlib.suppress(NotFound):
@@ -226,6 +221,4 @@ def register(router: Router, app: DaemonApp) -> None:
     router.add("GET", "/containers/{id}/top", top)
     router.add("GET", "/containers/{id}/stats", stats)
     router.add("POST", "/containers/{id}/update", update)
-    router.add("GET", "/containers/{id}/changes", unsupported)
-    router.add("GET", "/containers/{id}/export", unsupported)
     router.add("DELETE", "/containers/{id}", remove)

@@ -59,21 +59,6 @@ def register(router: Router, app: DaemonApp) -> None:
             image_inspect(images.get(request.params["name"]), driver=app.engine.snapshots.driver)
         )
 
-    def history(request: Request) -> Response:
-        image = images.get(request.params["name"])
-        return json_response(
-            [
-                {
-                    "Id": image.id,
-                    "Created": int(image.created.timestamp()) if image.created else 0,
-                    "CreatedBy": "",
-                    "Tags": list(image.tags),
-                    "Size": image.size,
-                    "Comment": "",
-                }
-            ]
-        )
-
     def tag(request: Request) -> Response:
         repo = request.q("repo")
         if not repo:
@@ -258,9 +243,7 @@ def register(router: Router, app: DaemonApp) -> None:
     router.add("GET", "/images/search", unsupported)
     router.add("POST", "/build", unsupported)
     router.add("POST", "/build/prune", unsupported)
-    router.add("POST", "/commit", unsupported)
     router.add("GET", "/images/{name:.+}/json", inspect)
-    router.add("GET", "/images/{name:.+}/history", history)
     router.add("GET", "/images/{name:.+}/get", get_one)
     router.add("POST", "/images/{name:.+}/tag", tag)
     router.add("POST", "/images/{name:.+}/push", push)
