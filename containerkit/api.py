@@ -20,8 +20,10 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, Self, overload
 
 from containerkit.spec import (
+    Change,
     ContainerSpec,
     Event,
+    HistoryEntry,
     Image,
     ImageConfig,
     NetworkEndpoint,
@@ -282,6 +284,25 @@ class ContainerHandle(Protocol):
 
     def top(self) -> dict[str, Any]: ...
 
+    def diff(self) -> builtins.list[Change]:
+        """``docker diff``: the paths changed (C), added (A) or deleted (D) over its image."""
+
+    def commit(
+        self,
+        repository: str | None = None,
+        tag: str | None = None,
+        *,
+        changes: Iterable[str] = (),
+        message: str | None = None,
+        author: str | None = None,
+        pause: bool = True,
+    ) -> Image:
+        """``docker commit``: its writable layer as a new image, ``changes`` (Dockerfile
+        instructions) applied to its config; a running container is frozen meanwhile."""
+
+    def export(self) -> Iterator[bytes]:
+        """``docker export``: its root filesystem as tar chunks (without what is mounted in it)."""
+
 
 class Containers(Protocol):
     """``backend.containers``."""
@@ -319,6 +340,9 @@ class Images(Protocol):
     def get(self, ref_or_id: str) -> Image: ...
 
     def config(self, image_id: str) -> ImageConfig: ...
+
+    def history(self, ref: str) -> builtins.list[HistoryEntry]:
+        """``docker history``: the image's steps, newest first."""
 
     def list(self, all: bool = False, filters: Mapping[str, Any] | None = None) -> builtins.list[Image]: ...
 

@@ -31,6 +31,7 @@ from containerkit.client.exec import ExecStream
 from containerkit.dockerapi.update import update_to_wire
 from containerkit.errors import InvalidArgument, NotFound, NotModified, NotRunning, Timeout
 from containerkit.spec import (
+    Change,
     ContainerSpec,
     ExecResult,
     Image,
@@ -509,6 +510,40 @@ class Container:
         """docker's ``top`` shape: ``{"Titles": [...], "Processes": [[...], ...]}``."""
         data: dict[str, Any] = self._transport.get_json(f"{self._url}/top")
         return data
+
+    # -- its filesystem as changes, an image, a tar -----------------------------------------
+
+    def diff(self) -> builtins.list[Change]:
+        """``docker diff``: the paths it changed (C), added (A) or deleted (D) over its image."""
+        return [Change.from_wire(item) for item in self._transport.get_json(f"{self._url}/changes") or ()]
+
+    def commit(
+        self,
+        repository: str | None = None,
+        tag: str | None = None,
+        *,
+        changes: Iterable[str] = (),
+        message: str | None = None,
+        author: str | None = None,
+        pause: bool = True,
+    ) -> Image:
+        """``docker commit`` (``POST /commit``): its writable layer as a new image."""
+        params: dict[str, Any] = {
+            "container": self.id,
+            "repo": repository,
+            "tag": tag,
+            "comment": message,
+            "author": author,
+            "pause": pause,
+            "changes": list(changes),
+        }
+        reply = self._transport.post_json("/commit", params=params, body={}, timeout=None)
+        return _wire.image_from_wire(self._transport.get_json(f"/images/{quote(reply['Id'], safe='')}/json"))
+
+    def export(self) -> Iterator[bytes]:
+        """``docker export``: its root filesystem as tar chunks, in the order they arrive."""
+        reply = self._transport.request("GET", f"{self._url}/export", timeout=None, stream=True)
+        return reply.chunks()
 
 
 def _time_text(value: Any) -> str | None:

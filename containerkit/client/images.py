@@ -8,6 +8,7 @@ daemon's side is not an error. Progress arrives as a JSON stream; an in-band ``e
 from __future__ import annotations
 
 import builtins
+import datetime as dt
 import os
 import re
 import shutil
@@ -32,7 +33,7 @@ from containerkit.errors import (
     UnsafeArchive,
     error_class_for,
 )
-from containerkit.spec import Image, ImageConfig, ProgressEvent, RegistryData
+from containerkit.spec import HistoryEntry, Image, ImageConfig, ProgressEvent, RegistryData
 
 __all__ = ["ArchiveFormat", "ImageCollection"]
 
@@ -241,6 +242,23 @@ class ImageCollection:
 
     def config(self, image_id: str) -> ImageConfig:
         return self.get(image_id).config
+
+    def history(self, ref: str) -> builtins.list[HistoryEntry]:
+        """``docker history``: the image's steps, newest first (``empty_layer``: a step that
+        adds no bytes, as the API does not say more)."""
+        items = self._transport.get_json(f"{_path(ref)}/history") or ()
+        return [
+            HistoryEntry(
+                id=str(item.get("Id") or "<missing>"),
+                created=dt.datetime.fromtimestamp(item["Created"], dt.UTC) if item.get("Created") else None,
+                created_by=str(item.get("CreatedBy") or ""),
+                comment=str(item.get("Comment") or ""),
+                empty_layer=not item.get("Size"),
+                size=int(item.get("Size") or 0),
+                tags=item.get("Tags") or (),
+            )
+            for item in items
+        ]
 
     def list(self, all: bool = False, filters: Mapping[str, Any] | None = None) -> builtins.list[Image]:
         """Newest first; ``filters``: ``dangling``, ``label``, ``reference`` (as the Engine's)."""
