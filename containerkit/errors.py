@@ -25,6 +25,7 @@ place and the client maps the status (and the ``kind`` field of the error body) 
 from __future__ import annotations
 
 __all__ = [
+    "BuildError",
     "CommandNotFound",
     "Conflict",
     "ContainerkitError",
@@ -151,6 +152,18 @@ class Timeout(ContainerkitError, TimeoutError):
     kind = "timeout"
 
 
+class BuildError(ContainerkitError):
+    """A build step failed: a RUN's command exited non-zero (``exit_code``, docker's
+    ``The command '...' returned a non-zero code: N``), or a step could not be done."""
+
+    status = 400
+    kind = "build"
+
+    def __init__(self, message: str, *, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 _BY_KIND: dict[str, type[ContainerkitError]] = {
     cls.kind: cls
     for cls in (
@@ -171,6 +184,7 @@ _BY_KIND: dict[str, type[ContainerkitError]] = {
         RuntimeFailure,
         RegistryError,
         Timeout,
+        BuildError,
     )
 }
 

@@ -18,6 +18,7 @@ from typing import Any, Literal, overload
 
 from containerkit.engine import _perms, _recovery
 from containerkit.engine import commit as _commit
+from containerkit.engine.builder import Builder
 from containerkit.engine.container_service import ContainerService
 from containerkit.engine.containers import ContainerCollection
 from containerkit.engine.events import EventLog, EventTime
@@ -105,6 +106,7 @@ class Engine:
             userns_remap=self.userns_remap,
         )
         self.containers = ContainerCollection(self.container_service)
+        self.images.builder = Builder(self.images, self.containers)
         self.event_log = EventLog(
             self.metadata, state_dirs, scan=lambda: self.container_service.list(all=True, filters=None)
         )
@@ -136,7 +138,8 @@ class Engine:
         (``always``, ``unless-stopped``) wants them running and whose shim is gone. The ids
         cleaned."""
         self.event_log.scan_exits()  # the exits no one observed (a crash, a host reboot)
-        cleaned = _recovery.finish_containers(self.container_service)
+        cleaned = self.images.builder.recover() if self.images.builder is not None else []
+        cleaned += _recovery.finish_containers(self.container_service)
         cleaned += self.network_service.recover()
         self.container_service.reap_running_markers()
         _recovery.reap_staging(self)

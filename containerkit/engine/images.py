@@ -58,11 +58,21 @@ from containerkit.images.manifest import (
 from containerkit.images.reference import ImageRef, parse_reference
 from containerkit.images.registry.auth import RegistryAuth, RegistryOptions
 from containerkit.images.registry.sources import BlobSources
-from containerkit.spec import HistoryEntry, Image, ImageConfig, ProgressEvent, RegistryData, label_matches
+from containerkit.spec import (
+    BuildEvent,
+    HistoryEntry,
+    Image,
+    ImageConfig,
+    ProgressEvent,
+    RegistryData,
+    label_matches,
+)
 from containerkit.storage.apply import apply_layer
+from containerkit.storage.build_cache import BuildCacheStore
 from containerkit.storage.metadata import Database, ImageLayer, ImageRecord, LayerRecord
 
 if TYPE_CHECKING:
+    from containerkit.engine.builder import Builder
     from containerkit.storage.snapshots import SnapshotStore
 
 __all__ = ["ImageCollection"]
@@ -88,6 +98,10 @@ class ImageCollection:
         """The repositories blobs were pulled from, for cross-repository mounts on push."""
         self.events = EventLog(metadata)
         """docker's image events (load, import, tag, untag, delete, pull, push) go here."""
+        self.build_cache = BuildCacheStore(metadata)
+        """The classic builder's cache: which image each build step made, on which parent."""
+        self.builder: Builder | None = None
+        """Set by the Engine (a build runs containers): :meth:`build`."""
 
     # -------------------------------------------------------------------------- locking
 
@@ -344,7 +358,9 @@ class ImageCollection:
         """
         wanted = _normalise_filters(filters)
         images = [self._image(image_id) for image_id in self.metadata.images.ids()]
-        return [image for image in images if _matches(image, wanted)]
+        # docker's intermediate images: untagged build steps another step was built on
+        hidden = set() if all else self.build_cache.parents()
+        return [i for i in images if _matches(i, wanted) and (i.tags or i.id not in hidden)]
 
     def chain_ids(self, image_id: str) -> builtins.list[str]:
         """The snapshot keys of an image's layers, bottom first."""
@@ -452,6 +468,7 @@ class ImageCollection:
         deleted = []
         with self.metadata.transaction():
             tagged = {image_id for _, image_id in self.metadata.images.tags()}
+            tagged |= self.build_cache.parents()  # intermediate build images are not dangling
             for image_id in self.metadata.images.ids():
                 if image_id not in tagged and not self.metadata.containers.using_image(image_id):
                     for item in self.metadata.images.digests(image_id):
@@ -543,6 +560,55 @@ class ImageCollection:
         """A new image of ``parent_id``'s layers (None: scratch) with ``config`` and one more
         ``empty_layer`` history entry: a builder's ENV, LABEL or CMD step."""
         return _commit.derive(self, parent_id, config, created_by=created_by, comment=comment)
+
+    # -------------------------------------------------------------------------- build
+
+    def build(
+        self,
+        context: str | os.PathLike[str] = ".",
+        dockerfile: str = "Dockerfile",
+        tag: str | Sequence[str] | None = None,
+        buildargs: Mapping[str, str | None] | None = None,
+        target: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        nocache: bool = False,
+        cache_from: Sequence[str] = (),
+        pull: bool = False,
+        network: str = "bridge",
+        extra_hosts: Mapping[str, str] | None = None,
+        platform: str | None = None,
+        rm: bool = True,
+        forcerm: bool = False,
+        progress: Callable[[BuildEvent], None] | None = None,
+    ) -> Image:
+        """Build the Dockerfile ``dockerfile`` (relative to ``context``, or absolute) of the
+        directory ``context`` as docker's classic builder does, with its cache; tag it
+        ``tag`` (one or several). ``progress`` gets each step, cache hit and output line."""
+        if self.builder is None:
+            raise InvalidArgument("this image collection has no engine to build with")
+        return self.builder.build(
+            context,
+            dockerfile,
+            tag,
+            buildargs,
+            target,
+            labels,
+            nocache,
+            cache_from,
+            pull,
+            network,
+            extra_hosts,
+            platform,
+            rm,
+            forcerm,
+            progress,
+        )
+
+    def prune_build_cache(self) -> builtins.list[str]:
+        """Forget the build cache: the ids of the images only build steps had made."""
+        if self.builder is None:
+            return []
+        return self.builder.prune()
 
     # -------------------------------------------------------------------------- save
 

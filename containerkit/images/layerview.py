@@ -134,6 +134,11 @@ class MergedView:
     def exists(self, path: str) -> bool:
         return self._resolve(path) is not None
 
+    def kind(self, path: str) -> str | None:
+        """What is at ``path`` (symlinks followed): ``file``, ``dir``, ``other``, or None for nothing."""
+        entry = self._resolve(path)
+        return entry.kind if entry is not None else None
+
     def read_file(self, path: str, *, max_bytes: int = 64 << 20) -> bytes | None:
         """The content of a regular file (symlinks followed), or None if there is none at ``path``."""
         entry = self._resolve(path)

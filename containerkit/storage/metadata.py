@@ -220,6 +220,21 @@ CREATE TABLE container_runs (
 ALTER TABLE containers ADD COLUMN args_json TEXT
 """
 
+# v7: the classic builder's cache: a step's key (its parent image, the instruction as history
+# shows it, the run config) to the image the step made. ``parent_id`` ('' for scratch) marks
+# the made image as a build step's, so image lists hide it while a child uses it, as docker's
+# intermediate images; a removed image takes its rows with it.
+_SCHEMA_V7 = """
+CREATE TABLE build_cache (
+    key TEXT PRIMARY KEY,
+    image_id TEXT NOT NULL REFERENCES images(id) ON DELETE CASCADE,
+    parent_id TEXT NOT NULL,
+    created REAL NOT NULL
+);
+CREATE INDEX build_cache_image ON build_cache(image_id);
+CREATE INDEX build_cache_parent ON build_cache(parent_id)
+"""
+
 _MIGRATIONS: dict[int, str] = {
     0: _SCHEMA_V1,
     1: _SCHEMA_V2,
@@ -227,6 +242,7 @@ _MIGRATIONS: dict[int, str] = {
     3: _SCHEMA_V4,
     4: _SCHEMA_V5,
     5: _SCHEMA_V6,
+    6: _SCHEMA_V7,
 }
 
 SCHEMA_VERSION = max(_MIGRATIONS) + 1

@@ -1,0 +1,148 @@
+"""The Dockerfile builder: docker's classic builder, with its cache, over the engine.
+
+``Builder.build`` is what ``engine.images.build`` calls: the context directory (``.dockerignore``
+applied), the Dockerfile parsed by :mod:`containerkit.dockerfile`, each step dispatched by
+:class:`~containerkit.engine.builder.executor.Executor` (RUN as engine containers, COPY/ADD
+layers written from the context, config steps derived), each step's image cached in the
+metadata database under the classic builder's key, and the result tagged.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING
+
+from containerkit.dockerfile.ignore import DockerIgnore
+from containerkit.engine._recovery import owner_alive
+from containerkit.engine.builder.context import BuildContext
+from containerkit.engine.builder.executor import BUILD_OWNER_LABEL, BuildOptions, Executor
+from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, InvalidReference, NotFound
+from containerkit.images.reference import parse_reference
+from containerkit.spec import BuildEvent, Image
+
+if TYPE_CHECKING:
+    from containerkit.engine.containers import ContainerCollection
+    from containerkit.engine.images import ImageCollection
+    from containerkit.images.registry.auth import RegistryAuth
+
+__all__ = ["BUILD_OWNER_LABEL", "Builder"]
+
+_NETWORKS = ("bridge", "default", "none", "host")
+
+
+def _pairs(value: Mapping[str, str] | Iterable[str] | None, what: str) -> dict[str, str]:
+    """``{"k": "v"}`` or ``["k=v"]`` / ``["k:v"]`` (extra hosts as the CLI writes them)."""
+    if value is None:
+        return {}
+    if isinstance(value, Mapping):
+        return {str(k): str(v) for k, v in value.items()}
+    out = {}
+    for item in value:
+        sep = "=" if "=" in item else ":"
+        key, found, val = str(item).partition(sep)
+        if not found or not key:
+            raise InvalidArgument(f"{what}: expected key{sep}value, got {item!r}")
+        out[key] = val
+    return out
+
+
+class Builder:
+    """Builds images on one engine's images and containers; keeps the build cache."""
+
+    def __init__(self, images: ImageCollection, containers: ContainerCollection) -> None:
+        self.images = images
+        self.containers = containers
+        self.cache = images.build_cache
+
+    def build(
+        self,
+        context: str | os.PathLike[str] = ".",
+        dockerfile: str = "Dockerfile",
+        tag: str | Iterable[str] | None = None,
+        buildargs: Mapping[str, str | None] | None = None,
+        target: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        nocache: bool = False,
+        cache_from: Iterable[str] = (),
+        pull: bool = False,
+        network: str = "bridge",
+        extra_hosts: Mapping[str, str] | Iterable[str] | None = None,
+        platform: str | None = None,
+        rm: bool = True,
+        forcerm: bool = False,
+        progress: Callable[[BuildEvent], None] | None = None,
+        *,
+        dockerfile_text: str | None = None,
+        ignore: DockerIgnore | None = None,
+        auth: Mapping[str, RegistryAuth] | None = None,
+    ) -> Image:
+        tags = [tag] if isinstance(tag, str) else list(tag or ())
+        refs = []
+        for name in tags:
+            try:
+                ref = parse_reference(name)
+            except InvalidArgument as exc:
+                raise InvalidReference(f"invalid reference format: {name}: {exc}") from None
+            if ref.digest is not None:
+                raise InvalidReference(f"invalid reference format: {name} (a tag cannot be a digest)")
+            refs.append(ref)
+        if network not in _NETWORKS:
+            raise InvalidArgument(f"network: expected one of {', '.join(_NETWORKS)}, got {network!r}")
+        if isinstance(cache_from, str):
+            cache_from = [cache_from]
+        options = BuildOptions(
+            dockerfile=dockerfile or "Dockerfile",
+            dockerfile_text=dockerfile_text,
+            tags=tuple(tags),
+            buildargs=dict(buildargs or {}),
+            target=target or None,
+            labels=dict(labels or {}),
+            nocache=bool(nocache),
+            cache_from=tuple(cache_from),
+            pull=bool(pull),
+            network=network,
+            extra_hosts=_pairs(extra_hosts, "extra_hosts"),
+            platform=platform,
+            rm=bool(rm),
+            forcerm=bool(forcerm),
+            auth=dict(auth or {}),
+        )
+        build_context = BuildContext(context, ignore=ignore)
+        image = Executor(self.images, self.containers, self.cache, build_context, options, progress).run()
+        for ref in refs:
+            self.images.tag(image.id, ref.canonical)
+        if progress is not None:
+            progress(BuildEvent(kind="built", id=image.id))
+            for ref in refs:
+                progress(BuildEvent(kind="tagged", text=ref.familiar))
+        return self.images.get(image.id)
+
+    def prune(self) -> list[str]:
+        """Forget the build cache: delete the images only build steps made (untagged, no
+        container on them); the ids deleted."""
+        deleted = []
+        for image_id in sorted(self.cache.step_images()):
+            try:
+                image = self.images.get(image_id)
+            except NotFound:
+                continue
+            if image.tags:
+                continue
+            with contextlib.suppress(Conflict, NotFound):
+                self.images.remove(image_id)
+                deleted.append(image_id)
+        self.cache.clear()
+        return deleted
+
+    def recover(self) -> list[str]:
+        """Remove the intermediate containers of builds whose process is gone (SIGKILLed)."""
+        removed = []
+        for container in self.containers.list(all=True, filters={"label": [BUILD_OWNER_LABEL]}):
+            if owner_alive(container.labels.get(BUILD_OWNER_LABEL, "")):
+                continue
+            with contextlib.suppress(ContainerkitError):
+                container.remove(force=True)
+                removed.append(container.id)
+        return removed

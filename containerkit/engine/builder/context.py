@@ -1,0 +1,208 @@
+"""The build context: a directory, what ``.dockerignore`` leaves of it, its sources and their hashes.
+
+COPY and ADD name sources relative to the context root; a name with glob characters matches
+(Go ``filepath.Match``) against every path of the context, a plain name must exist. Nothing
+outside the root is reachable (``..`` is cleaned away as docker does, symlinks are copied as
+symlinks and never followed out).
+
+Each source gets the classic builder's cache hash (moby ``remotecontext/filehash.go`` and
+tarsum v1): the sha256 of a file's tar header fields (name, mode, uid, gid, size, type, link
+target; not mtime) and of its content; a directory's hash covers every entry under it. The
+content hashes are remembered per (device, inode, size, mtime, ctime), so a rebuild reads only
+what changed; a touched file is read again and, its content the same, keeps its hash.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import posixpath
+import stat
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+
+from containerkit.dockerfile import glob
+from containerkit.dockerfile.ignore import DockerIgnore
+from containerkit.errors import InvalidArgument, NotFound
+
+__all__ = ["BuildContext", "Source"]
+
+_MEMO_SIZE = 200_000
+_memo: OrderedDict[tuple[int, int, int, int, int], str] = OrderedDict()
+_memo_lock = threading.Lock()
+
+
+def _content_hash(path: str, st: os.stat_result) -> str:
+    """sha256 of a regular file's bytes, remembered while the file's stat stays the same."""
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    with _memo_lock:
+        found = _memo.get(key)
+        if found is not None:
+            _memo.move_to_end(key)
+            return found
+    digest = hashlib.sha256()
+    with open(path, "rb", buffering=0) as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    value = digest.hexdigest()
+    with _memo_lock:
+        _memo[key] = value
+        while len(_memo) > _MEMO_SIZE:
+            _memo.popitem(last=False)
+    return value
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "5"
+    if stat.S_ISLNK(mode):
+        return "2"
+    if stat.S_ISREG(mode):
+        return "0"
+    return "other"
+
+
+@attrs.frozen
+class Source:
+    """One matched source: its path relative to the context root and its stat."""
+
+    rel: str
+    path: str
+    st: os.stat_result = attrs.field(eq=False)
+
+    @property
+    def is_dir(self) -> bool:
+        return stat.S_ISDIR(self.st.st_mode)
+
+
+class BuildContext:
+    """The context directory ``root`` with its ``.dockerignore`` applied."""
+
+    def __init__(self, root: str | os.PathLike[str], *, ignore: DockerIgnore | None = None) -> None:
+        self.root = Path(root).absolute()
+        if not self.root.is_dir():
+            raise NotFound(f"build context {self.root}: not a directory")
+        if ignore is None:
+            try:
+                ignore = DockerIgnore.from_text((self.root / ".dockerignore").read_bytes())
+            except FileNotFoundError:
+                ignore = DockerIgnore.from_text("")
+        self.ignore = ignore
+
+    # -- paths ------------------------------------------------------------------------------
+
+    @staticmethod
+    def clean(name: str) -> str:
+        """A source name as a relative path inside the context (docker's ``filepath.Clean`` of
+        ``/name``: ``..`` cannot climb out, ``.`` is the root itself, as "")."""
+        cleaned = posixpath.normpath("/" + name).lstrip("/")
+        return "" if cleaned == "." else cleaned
+
+    def excluded(self, rel: str) -> bool:
+        return bool(rel) and self.ignore.excluded(rel)
+
+    def _stat(self, rel: str) -> os.stat_result | None:
+        path = os.path.join(self.root, rel) if rel else str(self.root)
+        try:
+            st = os.lstat(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        # a parent that is a symlink would lead out of the context: refuse to look through it
+        parent = posixpath.dirname(rel)
+        while parent:
+            if os.path.islink(os.path.join(self.root, parent)):
+                return None
+            parent = posixpath.dirname(parent)
+        return st
+
+    def walk(self, rel_dir: str = "") -> Iterator[tuple[str, os.stat_result]]:
+        """Every entry under ``rel_dir`` (not itself) that .dockerignore keeps, sorted, parents
+        first; an excluded directory is descended only when exceptions (``!``) may re-include."""
+        base = os.path.join(self.root, rel_dir) if rel_dir else str(self.root)
+        try:
+            names = sorted(os.listdir(base))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        for name in names:
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            try:
+                st = os.lstat(os.path.join(base, name))
+            except FileNotFoundError:
+                continue
+            skip = self.excluded(rel)
+            if not skip:
+                yield rel, st
+            if stat.S_ISDIR(st.st_mode) and (not skip or self.ignore.has_exceptions):
+                yield from self.walk(rel)
+
+    # -- COPY/ADD sources -------------------------------------------------------------------
+
+    def sources(self, name: str, instruction: str) -> list[Source]:
+        """The context entries a COPY/ADD source names (a glob may match several, or none)."""
+        rel = self.clean(name)
+        if glob.has_meta(rel):
+            glob.check(rel)
+            found = [
+                Source(path_rel, os.path.join(self.root, path_rel), st)
+                for path_rel, st in self.walk()
+                if glob.match(rel, path_rel)
+            ]
+            if not found:
+                raise NotFound(
+                    f"{instruction} failed: no source files were specified"
+                    if rel == ""
+                    else f"{instruction} failed: file not found in build context or excluded by "
+                    f".dockerignore: stat {name}: file does not exist"
+                )
+            # a match inside a matched directory is part of it
+            dirs = {s.rel for s in found if s.is_dir}
+            return [s for s in found if not any(s.rel.startswith(d + "/") for d in dirs)]
+        st = self._stat(rel)
+        if st is None or self.excluded(rel):
+            raise NotFound(
+                f"{instruction} failed: file not found in build context or excluded by .dockerignore: "
+                f"stat {name}: file does not exist"
+            )
+        return [Source(rel, os.path.join(self.root, rel) if rel else str(self.root), st)]
+
+    # -- hashes -----------------------------------------------------------------------------
+
+    def _entry_hash(self, name: str, path: str, st: os.stat_result) -> str:
+        """tarsum v1 of one entry: its header fields (no mtime), then its content."""
+        link = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
+        size = st.st_size if stat.S_ISREG(st.st_mode) else 0
+        header = (
+            f"name{name}mode{stat.S_IMODE(st.st_mode) | (st.st_mode & 0o7000)}uid{st.st_uid}gid{st.st_gid}"
+            f"size{size}typeflag{_kind(st.st_mode)}linkname{link}"
+            f"devmajor{os.major(st.st_rdev)}devminor{os.minor(st.st_rdev)}"
+        )
+        digest = hashlib.sha256(header.encode())
+        if stat.S_ISREG(st.st_mode):
+            digest.update(_content_hash(path, st).encode())
+        return digest.hexdigest()
+
+    def source_hash(self, source: Source) -> str:
+        """``file:<sha256>`` or ``dir:<sha256>``, as the classic builder's cache marker names a source."""
+        if not source.is_dir:
+            return "file:" + self._entry_hash(posixpath.basename(source.rel) or ".", source.path, source.st)
+        digest = hashlib.sha256()
+        for rel, st in self.walk(source.rel):
+            inner = rel[len(source.rel) + 1 :] if source.rel else rel
+            digest.update(self._entry_hash(inner, os.path.join(self.root, rel), st).encode())
+        return "dir:" + digest.hexdigest()
+
+
+def combined_hash(hashes: list[str]) -> str:
+    """One source's hash, or ``multi:<sha256>`` of several (moby ``getSourceHashFromInfos``)."""
+    if len(hashes) == 1:
+        return hashes[0]
+    return "multi:" + hashlib.sha256(",".join(hashes).encode()).hexdigest()
+
+
+def check_relative(name: str) -> None:
+    if "\x00" in name:
+        raise InvalidArgument(f"invalid path {name!r}")
