@@ -143,52 +143,90 @@ _UNITS: dict[str, int] = {
 _MAX_DURATION = (1 << 63) - 1
 
 
+def _leading_int(text: str) -> tuple[int, str] | None:
+    x = 0
+    i = 0
+    while i < len(text) and "0" <= text[i] <= "9":
+        if x > (1 << 63) // 10:
+            return None
+        x = x * 10 + ord(text[i]) - 48
+        if x > 1 << 63:
+            return None
+        i += 1
+    return x, text[i:]
+
+
+def _leading_fraction(text: str) -> tuple[int, float, str]:
+    x = 0
+    scale = 1.0
+    overflow = False
+    i = 0
+    while i < len(text) and "0" <= text[i] <= "9":
+        if not overflow:
+            if x > ((1 << 63) - 1) // 10:
+                overflow = True
+            else:
+                y = x * 10 + ord(text[i]) - 48
+                if y > 1 << 63:
+                    overflow = True
+                else:
+                    x = y
+                    scale *= 10
+        i += 1
+    return x, scale, text[i:]
+
+
 def parse_duration(text: str, error: Callable[[str], Exception] = ValueError) -> int:
-    """Go's ``time.ParseDuration`` in nanoseconds: ``1h2m3.5s``, ``-1.5h``, ``300ms``; "0" alone is 0."""
+    """Go's ``time.ParseDuration`` in nanoseconds (``1h2m3.5s``, ``-1.5h``, ``300ms``), step for step."""
     original = text
-    bad = error(f"time: invalid duration {quote(original)}")
+    invalid = f"time: invalid duration {quote(original)}"
     negative = False
     if text and text[0] in "+-":
         negative = text[0] == "-"
         text = text[1:]
     if text == "0":
         return 0
-    if not text:
-        raise bad
+    if text == "":
+        raise error(invalid)
     total = 0
     while text:
         if not (text[0] == "." or "0" <= text[0] <= "9"):
-            raise bad
-        i = 0
-        while i < len(text) and "0" <= text[i] <= "9":
-            i += 1
-        whole_text = text[:i]
-        text = text[i:]
-        fraction_text = ""
+            raise error(invalid)
+        before = len(text)
+        leading = _leading_int(text)
+        if leading is None:
+            raise error(invalid)
+        value, text = leading
+        whole = before != len(text)
+        fraction, scale, fractional = 0, 1.0, False
         if text.startswith("."):
             text = text[1:]
-            i = 0
-            while i < len(text) and "0" <= text[i] <= "9":
-                i += 1
-            fraction_text = text[:i]
-            text = text[i:]
-        if not whole_text and not fraction_text:
-            raise bad
+            before = len(text)
+            fraction, scale, text = _leading_fraction(text)
+            fractional = before != len(text)
+        if not whole and not fractional:
+            raise error(invalid)
         i = 0
-        while i < len(text) and text[i] != "." and not ("0" <= text[i] <= "9"):
+        while i < len(text) and not (text[i] == "." or "0" <= text[i] <= "9"):
             i += 1
-        unit_text = text[:i]
-        text = text[i:]
-        if not unit_text:
+        if i == 0:
             raise error(f"time: missing unit in duration {quote(original)}")
+        unit_text, text = text[:i], text[i:]
         unit = _UNITS.get(unit_text)
         if unit is None:
             raise error(f"time: unknown unit {quote(unit_text)} in duration {quote(original)}")
-        value = int(whole_text or "0") * unit
-        if fraction_text:
-            # Go truncates the fraction to nanoseconds
-            value += int(fraction_text) * unit // (10 ** len(fraction_text))
+        if value > (1 << 63) // unit:
+            raise error(invalid)
+        value *= unit
+        if fraction > 0:
+            value += int(float(fraction) * (float(unit) / scale))
+            if value > 1 << 63:
+                raise error(invalid)
         total += value
-        if total > _MAX_DURATION + (1 if negative else 0):
-            raise bad
-    return -total if negative else total
+        if total > 1 << 63:
+            raise error(invalid)
+    if negative:
+        return -total
+    if total > _MAX_DURATION:
+        raise error(invalid)
+    return total

@@ -6,6 +6,8 @@ Expected values and error words are those of BuildKit's ``frontend/dockerfile/in
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 
 from containerkit.dockerfile import (
@@ -28,6 +30,7 @@ from containerkit.dockerfile import (
     Onbuild,
     Run,
     Shell,
+    ShellLex,
     SourceContent,
     StopSignal,
     User,
@@ -35,6 +38,9 @@ from containerkit.dockerfile import (
     Workdir,
     parse,
 )
+from containerkit.dockerfile.instructions import parse_instruction
+from containerkit.dockerfile.mounts import MountError, RunMount, parse_mount
+from containerkit.dockerfile.parser import Node, _chain, parse_tree
 from containerkit.errors import InvalidArgument
 
 
@@ -357,3 +363,143 @@ def test_bytes_with_a_bom_and_crlf() -> None:
     dockerfile = parse(b"\xef\xbb\xbfFROM x\r\nENV a=b\r\n")
     (env,) = dockerfile.stages[0].instructions
     assert isinstance(env, Env) and env.pairs == (KeyValue("a", "b"),)
+
+
+# --- ported from BuildKit's frontend/dockerfile/instructions/parse_test.go ---
+
+
+def first_instruction_error(text: str) -> str:
+    """The error of ParseInstruction on the first node (the Go tests call it directly)."""
+    with pytest.raises(DockerfileSyntaxError) as caught:
+        parse_instruction(parse_tree(text).root.children[0])
+    return caught.value.reason
+
+
+@pytest.mark.parametrize("command", ["MAINTAINER", "WORKDIR", "USER", "STOPSIGNAL"])
+def test_commands_exactly_one_argument(command: str) -> None:
+    """TestCommandsExactlyOneArgument."""
+    assert first_instruction_error(command) == f"{command} requires exactly one argument"
+
+
+@pytest.mark.parametrize("command", ["ENV", "LABEL", "ONBUILD", "HEALTHCHECK", "EXPOSE", "VOLUME"])
+def test_commands_at_least_one_argument(command: str) -> None:
+    """TestCommandsAtLeastOneArgument."""
+    assert first_instruction_error(command) == f"{command} requires at least one argument"
+
+
+@pytest.mark.parametrize("command", ["ADD", "COPY"])
+def test_commands_no_destination_argument(command: str) -> None:
+    """TestCommandsNoDestinationArgument."""
+    assert first_instruction_error(command + " arg1") == (
+        f"{command} requires at least two arguments, but only one was provided."
+        " Destination could not be determined"
+    )
+
+
+@pytest.mark.parametrize("command", ["ENV", "LABEL"])
+def test_commands_too_many_arguments_and_blank_names(command: str) -> None:
+    """TestCommandsTooManyArguments / TestCommandsBlankNames, on hand-made nodes as in Go."""
+    too_many = Node(value=command.lower(), next=_chain(["arg1", "arg2", "arg3", ""]))
+    with pytest.raises(DockerfileSyntaxError, match=f"Bad input to {command}, too many arguments"):
+        parse_instruction(too_many)
+    blank = Node(value=command.lower(), next=_chain(["", "arg2", "="]))
+    with pytest.raises(DockerfileSyntaxError, match=f"{command} names can not be blank"):
+        parse_instruction(blank)
+
+
+def test_healthcheck_cmd_node() -> None:
+    """TestHealthCheckCmd."""
+    check = parse_instruction(Node(value="healthcheck", next=_chain(["CMD", "hello", "world"])))
+    assert isinstance(check, Healthcheck) and check.test == ("CMD-SHELL", "hello world")
+
+
+@pytest.mark.parametrize(("value", "ok"), [("50ns", False), ("0ms", True), ("1ms", True)])
+def test_parse_opt_interval(value: str, ok: bool) -> None:
+    """TestParseOptInterval."""
+    text = f"FROM x\nHEALTHCHECK --interval={value} CMD true\n"
+    if ok:
+        parse(text)
+    else:
+        assert "cannot be less than 1ms" in error(text)
+
+
+@pytest.mark.parametrize(
+    ("dockerfile", "expected"),
+    [
+        ("COPY\t\n      \n      bar", "COPY requires at least two arguments"),
+        ("ONBUILD FROM scratch", "FROM isn't allowed as an ONBUILD trigger"),
+        ("MAINTAINER --boo joe@example.com", "unknown flag: --boo"),
+        ("ONBUILD ONBUILD RUN touch foobar", "Chaining ONBUILD via `ONBUILD ONBUILD` isn't allowed"),
+        ("FOO bar", "unknown instruction: FOO"),
+        ("foo bar", "unknown instruction: foo"),
+    ],
+)
+def test_error_cases(dockerfile: str, expected: str) -> None:
+    """TestErrorCases."""
+    assert expected in first_instruction_error(dockerfile)
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["add", "arg", "cmd", "copy", "entrypoint", "env", "expose", "from", "healthcheck", "label",
+     "maintainer", "onbuild", "run", "shell", "stopsignal", "user", "volume", "workdir"],
+)  # fmt: skip
+@pytest.mark.parametrize("arguments", [" foo=bar", " a", " a b", " a b c", " 0 0"])
+def test_every_instruction_either_parses_or_gives_a_syntax_error(command: str, arguments: str) -> None:
+    """TestNilLinter's inputs: nothing but a DockerfileSyntaxError may come out."""
+    with contextlib.suppress(DockerfileSyntaxError):
+        parse("FROM busybox\n" + command + arguments)
+
+
+def test_comments_before_an_instruction_are_kept() -> None:
+    """TestCommentsDetection (the comments, not the lint rules)."""
+    dockerfile = parse(
+        "# foo sets foo\nARG foo=bar\n# base defines first stage\nFROM busybox AS base\n"
+        "# this is irrelevant\nARG foo\n# bar defines bar\n# baz is something else\nARG bar baz=123\n"
+    )
+    assert dockerfile.global_args[0].comments == ("foo sets foo",)
+    assert dockerfile.stages[0].from_instruction.comments == ("base defines first stage",)
+    assert [i.comments for i in dockerfile.stages[0].instructions] == [
+        ("this is irrelevant",),
+        ("bar defines bar", "baz is something else"),
+    ]
+
+
+def test_run_mount_is_parsed_at_build_time_with_the_expander() -> None:
+    """TestRunCmdFlagsUsed's mount, then the builder's second pass with variables."""
+    run = one("RUN --mount=type=tmpfs,target=/foo/ echo hello")
+    assert isinstance(run, Run) and run.mounts == ("type=tmpfs,target=/foo/",)
+    mount = parse_mount(run.mounts[0], lambda value: value)
+    assert mount == RunMount(type="tmpfs", target="/foo/", readonly=False)
+    env = {"DIR": "/cache"}
+    cache = parse_mount(
+        "type=cache,target=$DIR,id=x,sharing=locked,mode=0755,uid=1", lambda v: ShellLex().expand(v, env)
+    )
+    assert cache == RunMount(type="cache", target="/cache", cache_id="x", sharing="locked", mode=0o755, uid=1)
+    assert parse_mount("target=/src,ro=false", str).readonly is False
+    assert parse_mount("target=/src", str).readonly is True
+    assert parse_mount("type=tmpfs,target=/t,size=64m", str).size_limit == 64 * 1024 * 1024
+    secret = parse_mount("type=secret,id=token,required", str)
+    assert (secret.type, secret.cache_id, secret.required, secret.readonly) == ("secret", "token", True, True)
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("type=volume,target=/v", 'unsupported mount type "volume"'),
+        ("type=bnd,target=/v", 'unsupported mount type "bnd" (did you mean bind?)'),
+        ("type=bind,target=/v,mode=0700", 'mode not allowed for "bind" type mounts'),
+        ("type=cache,target=/v,sharing=all", 'unsupported sharing value "all"'),
+        ("type=bind,target=/v,sharing=shared", "invalid cache sharing set for bind mount"),
+        ("type=secret", "invalid secret mount. one of source, target required"),
+        ("type=secret,src=a,id=b", "both source and id can't be set"),
+        ("type=bind,size=1m", "unexpected key 'size' for mount type 'bind'"),
+        ("type=bind,target=/v,readonly=maybe", "invalid value for readonly: maybe"),
+        ("type=bind,nonsense=1", "unexpected key 'nonsense' in 'nonsense=1'"),
+        ("type=bind,target", "invalid field 'target' must be a key=value pair"),
+    ],
+)
+def test_run_mount_errors(value: str, message: str) -> None:
+    with pytest.raises(MountError) as caught:
+        parse_mount(value, str)
+    assert str(caught.value) == message or str(caught.value).startswith(message)
