@@ -7,6 +7,7 @@ import os
 import platform
 import shutil
 import sys
+import time
 from typing import Any
 
 import click
@@ -216,7 +217,9 @@ def events(since: str | None, until: str | None, filters: tuple[str, ...], forma
     """Get real time events from the engine (what any process did on its root)."""
     from containerkit.cli.containers import parse_filters
 
-    stream = engine().events(since=since, until=until, filters=parse_filters(filters) or None, decode=False)
+    stream = engine().events(
+        since=_timestamp(since), until=_timestamp(until), filters=parse_filters(filters) or None, decode=False
+    )
     for message in stream:
         if format_ == "json":
             click.echo(json.dumps(message, separators=(",", ":")))
@@ -225,6 +228,21 @@ def events(since: str | None, until: str | None, filters: tuple[str, ...], forma
         else:
             click.echo(event_line(message))
         sys.stdout.flush()
+
+
+def _timestamp(value: str | None) -> str | None:
+    """As the docker CLI sends ``--since``/``--until``: a duration (``10m``) becomes the unix time
+    that long before now; a unix time or an RFC 3339 date goes as it is."""
+    from containerkit.cli._errors import CliError
+    from containerkit.cli._runopts import parse_duration
+
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value, "--since/--until")
+    except CliError:
+        return value
+    return f"{time.time() - seconds:.9f}"
 
 
 def event_line(message: dict[str, Any]) -> str:

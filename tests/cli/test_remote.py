@@ -165,3 +165,41 @@ def test_inspect(remote: Remote) -> None:
     [image] = json.loads(ok(remote("inspect", IMAGE)))
     assert image["Id"].startswith("sha256:")
     assert remote("inspect", "no-such-thing").exit_code != 0
+
+
+def test_new_verbs_through_the_daemon(remote: Remote) -> None:
+    """port, exec -d, update, --health-*, --restart, ps health and events, with -H."""
+    started = remote(
+        "run",
+        "-d",
+        "--name",
+        "verbs",
+        "-p",
+        "127.0.0.1::80",
+        "--health-cmd",
+        "test -e /tmp/ready",
+        "--health-interval",
+        "200ms",
+        "--restart",
+        "on-failure:2",
+        IMAGE,
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+    )
+    ok(started)
+    assert ok(remote("port", "verbs", "80")).startswith("127.0.0.1:")
+    assert ok(remote("exec", "-d", "verbs", "touch", "/tmp/ready")) == ""
+    deadline = time.monotonic() + 30
+    while "(healthy)" not in ok(remote("ps", "--filter", "name=verbs")):
+        assert time.monotonic() < deadline, ok(remote("inspect", "verbs"))
+        time.sleep(0.2)
+    assert ok(remote("update", "--memory", "32m", "verbs")) == "verbs\n"
+    shown = ok(remote("inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.RestartPolicy.Name}}", "verbs"))
+    assert shown == f"{32 * 1024 * 1024} on-failure\n"
+    ok(remote("rm", "-f", "verbs"))
+    actions = ok(
+        remote("events", "--since", "5m", "--until", "0s", "-f", "container=verbs", "--format", "{{.Action}}")
+    )
+    assert {"create", "start", "destroy"} <= set(actions.split("\n")), actions
