@@ -503,3 +503,18 @@ def test_run_mount_errors(value: str, message: str) -> None:
     with pytest.raises(MountError) as caught:
         parse_mount(value, str)
     assert str(caught.value) == message or str(caught.value).startswith(message)
+
+
+def test_directives_as_buildkits_directive_parser_reads_them() -> None:
+    """directives_test.go TestDirectives: names are case-insensitive; an unknown key ends them."""
+    first = parse("#escape=\\\n# key = FOO bar\n# smth\nFROM x\n")
+    assert first.directives == {"escape": "\\"}
+    upper = parse("# EScape=`\n# KEY = FOO bar\n# syntax=ignored-after-unknown\nFROM x\n")
+    assert upper.directives == {"escape": "`"} and upper.escape == "`"
+    # a shebang is an ordinary comment for the parser: the directives after it do not count
+    shebang = parse("#!/bin/sh\n# escape=`\nFROM x\n")
+    assert shebang.directives == {} and shebang.escape == "\\"
+    # a blank line ends the directives too
+    assert parse("\n# escape=`\nFROM x\n").escape == "\\"
+    spaced = parse("#  syntax  =  docker/dockerfile:1 // opts  \nFROM x\n")
+    assert spaced.syntax == "docker/dockerfile:1 // opts"

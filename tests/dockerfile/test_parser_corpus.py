@@ -82,5 +82,6 @@ def test_typed_parse_of_the_corpus_agrees_with_the_tree(case: str) -> None:
         assert str(caught.value) == f"dockerfile parse error on {refused[case]}"
         return
     dockerfile = parse(source)
+    assert dockerfile.dump() + "\n" == (CORPUS / "testfiles" / case / "result").read_text(encoding="utf-8")
     count = len(dockerfile.global_args) + sum(1 + len(stage.instructions) for stage in dockerfile.stages)
     assert count == len(parse_tree(source).root.children)
