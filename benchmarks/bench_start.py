@@ -3,10 +3,11 @@
 containerkit through ``Engine`` (built-in runtime and runc; with the fork server, and without
 one, where this single-threaded process forks each shim itself), ``runc run`` / ``crun run`` on
 a bundle of the same image, and ``docker``/``podman run --rm`` where a daemon answers. Then
-20 containers 4 at a time, and the resident memory an idle Engine adds. Medians in
-milliseconds, ratios to runc.
+20 containers 4 at a time, the resident memory an idle Engine adds, and where the milliseconds
+of one start-to-exit go (``CONTAINERKIT_TRACE``: every process on the path appends timestamped
+phases; see :mod:`containerkit.runtime.trace`). Medians in milliseconds, ratios to runc.
 
-    python3 benchmarks/bench_start.py [--runs 30] [--json out.json]
+    python3 benchmarks/bench_start.py [--runs 30] [--json out.json] [--breakdown-only]
 """
 
 from __future__ import annotations
@@ -23,6 +24,41 @@ from pathlib import Path
 from _common import IMAGE, dump_json, ensure_image, median, peer_available, plain_bundle, report, timed
 
 import containerkit as ck
+from containerkit.runtime import trace
+
+# The phases of one start-to-exit, in the order they happen, each named by the mark that ends
+# it (who marks it: the benchmark, the engine, the fork server, the shim, the container's init).
+PHASES: list[tuple[str, str]] = [
+    ("bench.begin", ""),
+    ("bench.created", "create: record, snapshot, bundle (engine)"),
+    ("engine.shim_request", "start: lock, network none, marker, request (engine)"),
+    ("spawner.request", "spawn: request reaches the fork server"),
+    ("shim.begin", "spawn: the spare shim takes it (fork server -> shim)"),
+    ("shim.init_forked", "spawn: config, FIFOs, init handed over (shim)"),
+    ("init.begin", "init wakes with its work (prepared init)"),
+    ("init.caps_seccomp_program", "init: capability masks, seccomp program decoded"),
+    ("init.namespaces", "namespaces: unshare mnt/uts/ipc (+net prepared)"),
+    ("init.root_mount", "mounts: propagation + overlay root"),
+    ("init.cgroup_wait", "mounts: /proc, /dev, /dev/pts, /sys, ... (before cgroup)"),
+    ("init.in_cgroup", "cgroup: init waits for the shim's cgroup setup + move"),
+    ("init.mounts", "mounts: cgroup fs, device nodes, /dev links"),
+    ("init.pivot_root", "mounts: pivot_root, masked + read-only paths"),
+    ("init.keyring", "keyring: limits, session, fresh session keyring"),
+    ("init.user_seccomp", "seccomp: filter load, capabilities, user"),
+    ("init.execve", "exec: command lookup, signals"),
+    ("shim.exec_seen", "exec: execve done, error pipe EOF seen by the shim"),
+    ("shim.reported", "report: state.json, ready pipe (shim)"),
+    ("bench.started", "start returns (engine: run record, events)"),
+    ("shim.exit_seen", "`true` runs and exits; the shim's IO pump sees it"),
+    ("shim.cleaned_up", "teardown: log close, OOM check, cgroup destroy (shim)"),
+    ("shim.exit_recorded", "exit notification: exit.json (shim)"),
+    ("bench.exited", "exit notification: shim gone, wait() returns (engine)"),
+    ("bench.removed", "teardown: remove (network, snapshot, state dir, record)"),
+]
+
+_CGROUP_SIDE = [
+    ("shim.cgroup_state_log", "cgroup (shim, beside the init): mkdirs, limits, devices, move, state"),
+]
 
 
 def _engine_cycle(engine: ck.Engine, runtime: str = "builtin") -> None:
@@ -31,6 +67,68 @@ def _engine_cycle(engine: ck.Engine, runtime: str = "builtin") -> None:
     container.remove()
     if code != 0:
         raise RuntimeError(f"container exited {code}: {container.logs()!r}")
+
+
+def _traced_cycle(engine: ck.Engine) -> None:
+    trace.mark("bench.begin")
+    container = engine.containers.create(image=IMAGE, command=["true"], network="none")
+    trace.mark("bench.created")
+    container.start()
+    trace.mark("bench.started")
+    code = container.wait(timeout=30)
+    trace.mark("bench.exited")
+    container.remove()
+    trace.mark("bench.removed")
+    if code != 0:
+        raise RuntimeError(f"container exited {code}: {container.logs()!r}")
+
+
+def _read_trace(path: Path) -> list[dict[str, int]]:
+    """One dict per cycle: phase -> monotonic ns (cycles split at ``bench.begin``)."""
+    cycles: list[dict[str, int]] = []
+    for line in path.read_text().splitlines():
+        stamp, _pid, phase = line.split()
+        if phase == "bench.begin":
+            cycles.append({})
+        if cycles:
+            cycles[-1].setdefault(phase, int(stamp))
+    return [c for c in cycles if "bench.removed" in c]
+
+
+def breakdown(engine_root: Path, work: Path, runs: int) -> list[tuple[str, str, float, float]]:
+    """Median of each phase (ms) and of the time since the cycle began, with a fresh Engine
+    (and fork server) that traces; rows of ``(mark, what, phase ms, at ms)``."""
+    path = work / "trace.log"
+    trace.enable(str(path))
+    try:
+        with ck.Engine(root=engine_root) as engine:
+            for _ in range(3):
+                _traced_cycle(engine)  # warm
+            path.write_text("")
+            for _ in range(runs):
+                _traced_cycle(engine)
+    finally:
+        trace.disable()
+    cycles = _read_trace(path)
+    rows = []
+    previous = "bench.begin"
+    for mark, what in [*PHASES[1:], *_CGROUP_SIDE]:
+        side = mark == _CGROUP_SIDE[0][0]
+        start = "shim.init_forked" if side else previous
+        deltas = [(c[mark] - c[start]) / 1e6 for c in cycles if mark in c and start in c]
+        offsets = [(c[mark] - c["bench.begin"]) / 1e6 for c in cycles if mark in c]
+        if deltas:
+            rows.append((mark, what, median(deltas), median(offsets)))
+            if not side:
+                previous = mark
+    return rows
+
+
+def print_breakdown(rows: list[tuple[str, str, float, float]], runs: int) -> None:
+    print(f"\n## where the milliseconds go: one start-to-exit of `true`, network none (medians of {runs})")
+    print(f"{'phase':<70} {'ms':>7} {'at ms':>8}")
+    for _mark, what, delta, offset in rows:
+        print(f"{what:<70} {delta:7.2f} {offset:8.2f}")
 
 
 def _runc_cycle(binary: str, bundle: Path, state_root: Path) -> None:
@@ -63,10 +161,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--breakdown-only", action="store_true", help="only the per-phase breakdown")
     args = parser.parse_args()
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="ck-bench-") as tmp:
         work = Path(tmp)
+        if args.breakdown_only:
+            with ck.Engine(root=work / "root") as engine:
+                ensure_image(engine, work)
+            rows = breakdown(work / "root", work, args.runs)
+            print_breakdown(rows, args.runs)
+            dump_json(args.json, {"breakdown_ms": {m: d for m, _w, d, _o in rows}})
+            return
         rss_before = _rss_kib(os.getpid())
         with ck.Engine(root=work / "root") as engine:
             ensure_image(engine, work)
@@ -151,6 +257,9 @@ def main() -> None:
         )
         results["idle_engine_kib"] = idle_engine
         results["idle_spawner_kib"] = idle_spawner
+        rows = breakdown(work / "root", work, args.runs)
+        print_breakdown(rows, args.runs)
+        results["breakdown_ms"] = {mark: delta for mark, _what, delta, _at in rows}
     dump_json(args.json, results)
 
 

@@ -31,7 +31,7 @@ from containerkit.errors import (
 )
 from containerkit.linux import _libc, apparmor, keyring, mounts, namespaces, seccomp
 from containerkit.linux import capabilities as caps
-from containerkit.runtime import _sync
+from containerkit.runtime import _sync, trace
 from containerkit.runtime._sync import PermissionDenied
 from containerkit.runtime.bundle import (
     EXEC_KEYRING_KEY,
@@ -144,12 +144,14 @@ def _enter_cgroup_namespace(cgroup_ready: int | None, entry: Mapping[str, Any] |
     The namespace must come after the move, or its root would be the caller's cgroup.
     """
     if cgroup_ready is not None:
+        trace.mark("init.cgroup_wait")
         try:
             ready = os.read(cgroup_ready, 1)
         finally:
             os.close(cgroup_ready)
         if not ready:
             raise RuntimeFailure("the shim could not place the container in its cgroup")
+        trace.mark("init.in_cgroup")
     if entry is None:
         return
     if entry.get("path"):
@@ -305,9 +307,11 @@ def _setup_rootfs(
     bundle: Path, config: Mapping[str, Any], cgroup_ready: int | None, prepared_network: int | None
 ) -> None:
     private, cgroup_entry = _setup_namespaces(config.get("linux", {}), prepared_network)
+    trace.mark("init.namespaces")
     root = _root_path(bundle, config)
     process = config.get("process", {})
     _mount_root(root, config)
+    trace.mark("init.root_mount")
     _mount_all(
         bundle,
         root,
@@ -315,6 +319,7 @@ def _setup_rootfs(
         before_cgroup=lambda: _enter_cgroup_namespace(cgroup_ready, cgroup_entry),
     )
     _setup_dev(root, config, bool(process.get("terminal")))
+    trace.mark("init.mounts")
     cwd = str(process.get("cwd") or "/")
     with contextlib.suppress(OSError):
         mounts.ensure_mount_point(root, cwd)  # like runc and docker: a missing workdir is created
@@ -323,6 +328,7 @@ def _setup_rootfs(
     except OSError as exc:
         raise RuntimeFailure(f"pivot_root {root}: {exc}") from exc
     _after_pivot(config, private)
+    trace.mark("init.pivot_root")
 
 
 # -- the process -------------------------------------------------------------------------------------
@@ -443,12 +449,14 @@ def _confine(
     few of our own calls as possible run under it.
     """
     keyring.new_session_keyring(session_keyring)
+    trace.mark("init.keyring")
     late = bool(process.get("noNewPrivileges"))
     if program is not None and not late:
         seccomp.load_bpf(*program)
     _become_user(process, masks)
     if program is not None and late:
         seccomp.load_bpf(*program)
+    trace.mark("init.user_seccomp")
 
 
 def _env_path(env: Sequence[str]) -> str:
@@ -504,6 +512,7 @@ def _exec(process: Mapping[str, Any]) -> NoReturn:
     if process.get("apparmorProfile"):  # at the exec, as runc: nothing before runs confined
         apparmor.apply_exec_profile(str(process["apparmorProfile"]))
     _restore_signals()
+    trace.mark("init.execve")
     try:
         os.execve(path, args, environ)
     except FileNotFoundError:
@@ -574,6 +583,8 @@ def run_container_init(
     ``prepared_network``: see :func:`_setup_namespaces`.
     """
     try:
+        trace.hold()  # before the root moves
+        trace.mark("init.begin")
         process = config.get("process", {})
         init_mode = config.get("annotations", {}).get(INIT_ANNOTATION) == "true"
         masks = _capability_masks(process)
@@ -581,6 +592,7 @@ def run_container_init(
             config.get("linux", {}).get("seccomp"),
             config.get("annotations", {}).get(SECCOMP_PROGRAM_ANNOTATION),
         )
+        trace.mark("init.caps_seccomp_program")
         _setup_rootfs(Path(bundle), config, cgroup_ready, prepared_network)
         _apply_limits(process)
         _setup_session(process)

@@ -34,7 +34,7 @@ from containerkit.errors import ContainerkitError, RuntimeFailure
 from containerkit.linux import _libc
 from containerkit.linux.proc import default_signals, install_stdio
 from containerkit.linux.userns import UsernsMapping, write_id_maps
-from containerkit.runtime import _sync, usermap
+from containerkit.runtime import _sync, trace, usermap
 from containerkit.runtime.iopump import IOPump
 from containerkit.runtime.request import ShimRequest
 from containerkit.runtime.rootfs import ContainerRoot
@@ -179,15 +179,18 @@ class BuiltinInit(_ChildInit):
                     (ready_r, ready_w),
                 )
         self.pid = pid
+        trace.mark("shim.init_forked")
         os.close(err_w)
         self.io.close_child_fds()
         if ready_r != -1:
             os.close(ready_r)
         try:
             self.on_fork(pid, ready_w)
+            trace.mark("shim.cgroup_state_log")
             report = _sync.read_all(err_r)
         finally:
             os.close(err_r)
+        trace.mark("shim.exec_seen")
         if report:
             _pid, status = os.waitpid(pid, 0)
             raise _start_error(report, _sync.status_exit_code(status))

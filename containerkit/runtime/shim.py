@@ -56,7 +56,7 @@ from containerkit.errors import (
     error_class_for,
 )
 from containerkit.linux import _libc, proc
-from containerkit.runtime import _sync, health, logs, state
+from containerkit.runtime import _sync, health, logs, state, trace
 from containerkit.runtime.bundle import ROOTFS_MOUNT_ANNOTATION, device_rules
 from containerkit.runtime.init import (
     BuiltinInit,
@@ -173,6 +173,7 @@ def run_shim(request: ShimRequest, ready_fd: int, prepared: PreparedInit | None 
     ``prepared``: a container init this process forked ahead of the request (:func:`prepare_init`).
     """
     code = 0
+    trace.mark("shim.begin")
     try:
         os.setsid()
         ready_fd = proc.move_above_stdio(ready_fd)  # a caller with closed stdio may pass 0-2
@@ -305,11 +306,13 @@ class _Shim:
         if self.request.health is not None:  # from the start: no record means no health check
             health.write_starting(self.state_dir)
         self._report({"ok": True, **self.record})
+        trace.mark("shim.reported")
         checker = self._start_checker(pid, self.record["pid_start_time"])
         exit_record: state.PendingWrite | None = None
         with contextlib.suppress(OSError):  # made while the container runs; written at the end anyway
             exit_record = state.PendingWrite(self.state_dir / state.EXIT_FILE)
         status = self._run_io(self.init)
+        trace.mark("shim.exit_seen")
         _stop_checker(checker)
         exit_code = _sync.status_exit_code(status)
         self._drop_running_marker()  # before the record: a lister without the marker re-reads until it shows
@@ -317,6 +320,7 @@ class _Shim:
         self.log.close()
         oom = self._oom_killed()
         self._cleanup()
+        trace.mark("shim.cleaned_up")
         record = {
             "exit_code": exit_code,
             "oom_killed": oom,
@@ -327,6 +331,7 @@ class _Shim:
             exit_record.commit(record)
         else:
             state.write_json_atomic(self.state_dir / state.EXIT_FILE, record)
+        trace.mark("shim.exit_recorded")
         self._run_exit_command(exit_code)
 
     def _record_shim(self) -> None:

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from containerkit.errors import ContainerkitError, RuntimeFailure, Unavailable, error_class_for
 from containerkit.linux.proc import default_signals, install_stdio
-from containerkit.runtime import _sync
+from containerkit.runtime import _sync, trace
 
 if TYPE_CHECKING:
     from containerkit.runtime.init import PreparedInit
@@ -137,6 +137,7 @@ class Spawner:
 
     def spawn_shim(self, request: ShimRequest, *, ready_fd: int) -> int:
         """Fork a shim for ``request``; it reports on ``ready_fd``. Returns the shim's pid."""
+        trace.mark("engine.shim_request")
         return int(self.call({"op": "shim", "request": request.to_dict()}, [ready_fd])["pid"])
 
     def spawn_exec(
@@ -287,6 +288,7 @@ class _Server:
         if op == "ping":
             return {"ok": True, "pid": os.getpid()}
         if op == "shim":
+            trace.mark("spawner.request")
             from containerkit.runtime.request import ShimRequest
             from containerkit.runtime.shim import run_shim
 
