@@ -264,7 +264,9 @@ class Shell(Instruction):
 class Onbuild(Instruction):
     """ONBUILD; ``expression`` is the trigger's source, kept for the image config's OnBuild.
 
-    ``trigger`` parses it (as a build from this image will, so a bad trigger fails there)."""
+    ``trigger`` parses it with ``escape`` (this file's escape character); a build FROM the
+    image parses the stored string with the default ``\\``, as BuildKit and moby do, so a
+    bad trigger fails there and not here."""
 
     keyword: ClassVar[str] = "ONBUILD"
     expression: str
