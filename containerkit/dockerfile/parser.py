@@ -33,6 +33,7 @@ _DIRECTIVE = re.compile(r"([a-zA-Z][a-zA-Z0-9]*)[\t\n\f\r ]*=[\t\n\f\r ]*(.+?)[\
 _KNOWN_DIRECTIVES = ("syntax", "escape", "check")
 _HEREDOC_INSTRUCTIONS = frozenset({"add", "copy", "run"})
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _NOT_STRING_ARRAY = "when using JSON array syntax, arrays must be comprised of strings only"
 
 
@@ -513,7 +514,8 @@ def _parse_json(rest: str) -> _Parsed:
         raise _NotJSON
     if not all(isinstance(value, str) for value in values):
         raise _Error(_NOT_STRING_ARRAY)
-    return _chain(values), {"json": True}
+    # Go's decoder turns a lone surrogate escape and a byte that is not UTF-8 into U+FFFD
+    return _chain([_LONE_SURROGATE.sub("\ufffd", value) for value in values]), {"json": True}
 
 
 def _parse_maybe_json(rest: str, d: _Directives) -> _Parsed:

@@ -518,3 +518,13 @@ def test_directives_as_buildkits_directive_parser_reads_them() -> None:
     assert parse("\n# escape=`\nFROM x\n").escape == "\\"
     spaced = parse("#  syntax  =  docker/dockerfile:1 // opts  \nFROM x\n")
     assert spaced.syntax == "docker/dockerfile:1 // opts"
+
+
+def test_json_form_decodes_as_go_does() -> None:
+    """Go's encoding/json: no NaN (so the shell form), U+FFFD for a lone surrogate or a bad byte."""
+    nan = one("CMD [NaN]")
+    assert isinstance(nan, Cmd) and (nan.command, nan.shell_form) == (("[NaN]",), True)
+    odd = parse(b'FROM x\nCMD ["a\\ud800", "\xff", "\\ud83d\\ude00"]\n').stages[0].instructions[0]
+    assert isinstance(odd, Cmd) and odd.command == ("a\ufffd", "\ufffd", "\U0001f600")
+    trailing = one('CMD ["a"] # not a comment')
+    assert isinstance(trailing, Cmd) and trailing.command == ('["a"] # not a comment',)
