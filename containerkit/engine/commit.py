@@ -142,7 +142,17 @@ class _Changes:
     in the walk's order: lexical within a directory, depth first, a directory's own ``C``
     ahead of the first change under it."""
 
-    def __init__(self, upper: Path, lowers: Sequence[Path], *, whole_tree: bool, skip: set[str]) -> None:
+    def __init__(
+        self,
+        upper: Path,
+        lowers: Sequence[Path],
+        *,
+        whole_tree: bool,
+        skip: set[str],
+        id_offset: tuple[int, int] = (0, 0),
+    ) -> None:
+        self.id_offset = id_offset
+        """A user-namespaced snapshot holds host ids above: compared as the container's ids."""
         self.upper = str(upper)
         self.lowers = [str(p) for p in lowers]
         self.whole_tree = whole_tree
@@ -230,16 +240,19 @@ class _Changes:
     def _dir_changed(self, st: os.stat_result, low: os.stat_result) -> bool:
         # moby compares size, mode and mtime; the mtime changes with any entry made or removed
         # in it, which the entries below report themselves, so only mode and owner count here
-        return stat.S_IMODE(st.st_mode) != stat.S_IMODE(low.st_mode) or (st.st_uid, st.st_gid) != (
+        return stat.S_IMODE(st.st_mode) != stat.S_IMODE(low.st_mode) or self._owner(st) != (
             low.st_uid,
             low.st_gid,
         )
+
+    def _owner(self, st: os.stat_result) -> tuple[int, int]:
+        return st.st_uid - self.id_offset[0], st.st_gid - self.id_offset[1]
 
     def _node_changed(self, path: str, st: os.stat_result, low: os.stat_result) -> bool:
         return (
             stat.S_IFMT(st.st_mode) != stat.S_IFMT(low.st_mode)
             or stat.S_IMODE(st.st_mode) != stat.S_IMODE(low.st_mode)
-            or (st.st_uid, st.st_gid) != (low.st_uid, low.st_gid)
+            or self._owner(st) != (low.st_uid, low.st_gid)
             or st.st_size != low.st_size
             or st.st_mtime_ns != low.st_mtime_ns
             or st.st_rdev != low.st_rdev
@@ -251,9 +264,13 @@ def changes(service: ContainerService, container: Container) -> list[Change]:
     skip = _mount_points(container)
     with service.snapshots.changes(container.id) as where:
         if where.lower_tree is not None:
-            walker = _Changes(where.upper, [where.lower_tree], whole_tree=True, skip=skip)
+            walker = _Changes(
+                where.upper, [where.lower_tree], whole_tree=True, skip=skip, id_offset=where.id_offset
+            )
         else:
-            walker = _Changes(where.upper, where.lowers, whole_tree=False, skip=skip)
+            walker = _Changes(
+                where.upper, where.lowers, whole_tree=False, skip=skip, id_offset=where.id_offset
+            )
         walker.walk("")
     return walker.out
 
@@ -834,6 +851,8 @@ def history(images: ImageCollection, ref: str) -> list[HistoryEntry]:
             size = layer_sizes[n_layer]
             n_layer += 1
         created = parse_time(step.get("created"))
+        if created is not None and created.tzinfo is None:
+            created = created.replace(tzinfo=dt.UTC)  # written in UTC ("Z")
         entries.append(
             HistoryEntry(
                 id="<missing>",

@@ -33,20 +33,61 @@ __all__ = ["export"]
 
 
 class _OneFilesystem(_archive._Walk):
-    """The walk of ``docker cp``, staying on the root's filesystem (``tar --one-file-system``)."""
+    """The walk of ``docker cp``, staying on the root's filesystem (``tar --one-file-system``),
+    with a user-namespaced container's host ids written as its own (dockerd's ``IDMap``)."""
 
-    def __init__(self, device: int) -> None:
+    def __init__(self, device: int, id_offset: tuple[int, int] | None) -> None:
         super().__init__()
         self.device = device
+        self.id_offset = id_offset or (0, 0)
+
+    def _info(self, name: str, st: os.stat_result) -> tarfile.TarInfo:
+        info = _archive._info(name, st)
+        uid_off, gid_off = self.id_offset
+        if uid_off and info.uid >= uid_off:
+            info.uid -= uid_off
+        if gid_off and info.gid >= gid_off:
+            info.gid -= gid_off
+        return info
 
     def entry(self, fd: int, name: str, depth: int) -> Iterator[bytes]:
         st = os.fstat(fd)
-        if st.st_dev == self.device or stat.S_ISLNK(st.st_mode):
-            yield from super().entry(fd, name, depth)
+        mode = st.st_mode
+        info = self._info(name, st)
+        if st.st_dev != self.device and not stat.S_ISLNK(mode):
+            # a mount point: what is mounted there is not the rootfs
+            info.type = tarfile.DIRTYPE if stat.S_ISDIR(mode) else tarfile.REGTYPE
+            yield _archive._header(info)
             return
-        info = _archive._info(name, st)
-        info.type = tarfile.DIRTYPE if stat.S_ISDIR(st.st_mode) else tarfile.REGTYPE
-        yield _archive._header(info)  # a mount point: what is mounted there is not the rootfs
+        if stat.S_ISREG(mode):
+            key = (st.st_dev, st.st_ino)
+            if st.st_nlink > 1 and key in self.links:
+                info.type, info.linkname = tarfile.LNKTYPE, self.links[key]
+                yield _archive._header(info)
+                return
+            if st.st_nlink > 1:
+                self.links[key] = name
+            info.size = st.st_size
+            yield _archive._header(info)
+            yield from _archive._file_chunks(fd, st.st_size)
+        elif stat.S_ISDIR(mode):
+            info.type = tarfile.DIRTYPE
+            yield _archive._header(info)
+            yield from self.children(fd, name, depth)
+        elif stat.S_ISLNK(mode):
+            info.type, info.linkname = tarfile.SYMTYPE, os.readlink("", dir_fd=fd)
+            yield _archive._header(info)
+        elif stat.S_ISFIFO(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+            info.type = (
+                tarfile.FIFOTYPE
+                if stat.S_ISFIFO(mode)
+                else tarfile.CHRTYPE
+                if stat.S_ISCHR(mode)
+                else tarfile.BLKTYPE
+            )
+            info.devmajor, info.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
+            yield _archive._header(info)
+        # sockets are skipped, as docker skips them
 
     def children(self, fd: int, name: str, depth: int) -> Iterator[bytes]:
         if name:
@@ -68,9 +109,9 @@ class _OneFilesystem(_archive._Walk):
                 os.close(child_fd)
 
 
-def _chunks(root: Root) -> Iterator[bytes]:
+def _chunks(root: Root, id_offset: tuple[int, int] | None) -> Iterator[bytes]:
     total = 0
-    for chunk in _OneFilesystem(os.fstat(root.fd).st_dev).children(root.fd, "", 0):
+    for chunk in _OneFilesystem(os.fstat(root.fd).st_dev, id_offset).children(root.fd, "", 0):
         total += len(chunk)
         yield chunk
     end = 2 * tarfile.BLOCKSIZE
@@ -86,6 +127,7 @@ def export(service: ContainerService, container: Container) -> _archive.TarStrea
     status = container.current_status()
     if status in (ContainerStatus.DEAD, ContainerStatus.REMOVING):
         raise Conflict(f"You cannot export container {container.id} which is {status.value}")
+    offset = service.snapshots.id_offset(container.id)
     stack = contextlib.ExitStack()
     try:
         # a stopped container's snapshot is mounted only while the root fd is opened: the lazily
@@ -97,4 +139,4 @@ def export(service: ContainerService, container: Container) -> _archive.TarStrea
         stack.close()
         raise
     service.record(container, "export")
-    return _archive.TarStream(_chunks(root), {"name": "/"}, stack)
+    return _archive.TarStream(_chunks(root, offset), {"name": "/"}, stack)

@@ -698,6 +698,10 @@ class SnapshotStore:
             shutil.rmtree(stage, ignore_errors=True)
             os.close(held)
 
+    def id_offset(self, key: str) -> tuple[int, int] | None:
+        """(uid, gid) on the host of a user-namespaced snapshot's root; None for the others."""
+        return self._shift_of(self._existing_snap(key))[0]
+
     def usage(self, key: str) -> int:
         """Bytes written to snapshot ``key``: its upper dir (the whole rootfs for the copy driver)."""
         snap = self._existing_snap(key)

@@ -312,3 +312,24 @@ def test_a_commit_killed_midway_leaves_nothing_after_recovery(
     assert {i.id for i in engine.images.list()} == images
     assert list((engine.images.content.root / "commits").glob("*")) == []
     assert os.listdir(engine.images.content.root / "ingest") == []
+
+
+def test_a_user_namespaced_container_diffs_commits_and_exports_its_own_ids(
+    engine: ck.Engine, made: list[str]
+) -> None:
+    container = engine.containers.run(IMAGE, ["sh", "-c", "echo hi > /tmp/x"], userns="auto")
+    try:
+        assert container.wait(timeout=30) == 0
+        assert engine.snapshots.id_offset(container.id) not in (None, (0, 0))
+        # the upper dir holds host ids; a copied-up /tmp is not a change of owner
+        assert container.diff() == [ck.Change("/tmp", "C"), ck.Change("/tmp/x", "A")]
+        image = container.commit()
+        made.append(image.id)
+        with tarfile.open(fileobj=io.BytesIO(container.export().read_all())) as tar:
+            exported = {m.name: (m.uid, m.gid) for m in tar.getmembers() if m.name.startswith("tmp")}
+    finally:
+        container.remove(force=True)
+    record = engine.images._record(image.id)
+    with tarfile.open(engine.images.content.path(record.layers[-1].blob_digest)) as tar:
+        assert {m.name: (m.uid, m.gid) for m in tar.getmembers()} == {"tmp": (0, 0), "tmp/x": (0, 0)}
+    assert exported == {"tmp": (0, 0), "tmp/x": (0, 0)}
