@@ -30,7 +30,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from containerkit.engine import _distribution
 from containerkit.engine import commit as _commit
@@ -565,7 +565,7 @@ class ImageCollection:
 
     def build(
         self,
-        context: str | os.PathLike[str] = ".",
+        context: str | os.PathLike[str] | IO[bytes] = ".",
         dockerfile: str = "Dockerfile",
         tag: str | Sequence[str] | None = None,
         buildargs: Mapping[str, str | None] | None = None,
@@ -582,7 +582,8 @@ class ImageCollection:
         progress: Callable[[BuildEvent], None] | None = None,
     ) -> Image:
         """Build the Dockerfile ``dockerfile`` (relative to ``context``, or absolute) of the
-        directory ``context`` as docker's classic builder does, with its cache; tag it
+        directory ``context`` (or of a tar of it, a binary file object, as the daemon gets
+        it) as docker's classic builder does, with its cache; tag it
         ``tag`` (one or several). ``progress`` gets each step, cache hit and output line."""
         if self.builder is None:
             raise InvalidArgument("this image collection has no engine to build with")

@@ -34,3 +34,7 @@ def no_build_containers(build_engine: ck.Engine) -> Iterator[None]:
     for container in left:
         container.remove(force=True)
     assert [c.id for c in left] == []
+
+
+# containerkitd with the busybox image as busybox:latest, docker-py and the docker CLI on it
+from tests.daemon.conftest import cli, client, daemon  # noqa: E402, F401

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from containerkit.daemon.routes import (
+    build,
     commit,
     container_io,
     containers,
@@ -23,6 +24,6 @@ __all__ = ["register_all"]
 
 
 def register_all(router: Router, app: DaemonApp) -> None:
-    for module in (system, containers, container_io, execs, images, volumes, networks, commit):
+    for module in (system, containers, container_io, execs, images, volumes, networks, commit, build):
         module.register(router, app)
     system.register_fallbacks(router, app)

@@ -241,8 +241,6 @@ def register(router: Router, app: DaemonApp) -> None:
     router.add("POST", "/images/prune", prune)
     router.add("POST", "/images/create", create)
     router.add("GET", "/images/search", unsupported)
-    router.add("POST", "/build", unsupported)
-    router.add("POST", "/build/prune", unsupported)
     router.add("GET", "/images/{name:.+}/json", inspect)
     router.add("GET", "/images/{name:.+}/get", get_one)
     router.add("POST", "/images/{name:.+}/tag", tag)

@@ -11,15 +11,28 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 from containerkit.dockerfile.ignore import DockerIgnore
-from containerkit.engine._recovery import owner_alive
+from containerkit.engine._recovery import SPOOL_DIR, owner_alive
 from containerkit.engine.builder.context import BuildContext
 from containerkit.engine.builder.executor import BUILD_OWNER_LABEL, BuildOptions, Executor
-from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, InvalidReference, NotFound
+from containerkit.errors import (
+    Conflict,
+    ContainerkitError,
+    IntegrityError,
+    InvalidArgument,
+    InvalidReference,
+    NotFound,
+    UnsafeArchive,
+)
 from containerkit.images.reference import parse_reference
+from containerkit.images.unpack import unpack_layer
+from containerkit.linux import staging
 from containerkit.spec import BuildEvent, Image
 
 if TYPE_CHECKING:
@@ -51,14 +64,18 @@ def _pairs(value: Mapping[str, str] | Iterable[str] | None, what: str) -> dict[s
 class Builder:
     """Builds images on one engine's images and containers; keeps the build cache."""
 
-    def __init__(self, images: ImageCollection, containers: ContainerCollection) -> None:
+    def __init__(
+        self, images: ImageCollection, containers: ContainerCollection, spool: Path | None = None
+    ) -> None:
         self.images = images
         self.containers = containers
         self.cache = images.build_cache
+        self.spool = spool or images.content.root.parent / SPOOL_DIR
+        """Where a context sent as a tar is unpacked (recovery reaps what a killed build left)."""
 
     def build(
         self,
-        context: str | os.PathLike[str] = ".",
+        context: str | os.PathLike[str] | IO[bytes] = ".",
         dockerfile: str = "Dockerfile",
         tag: str | Iterable[str] | None = None,
         buildargs: Mapping[str, str | None] | None = None,
@@ -109,8 +126,10 @@ class Builder:
             forcerm=bool(forcerm),
             auth=dict(auth or {}),
         )
-        build_context = BuildContext(context, ignore=ignore)
-        image = Executor(self.images, self.containers, self.cache, build_context, options, progress).run()
+        with self._context_dir(context) as directory:
+            build_context = BuildContext(directory, ignore=ignore)
+            executor = Executor(self.images, self.containers, self.cache, build_context, options, progress)
+            image = executor.run()
         for ref in refs:
             self.images.tag(image.id, ref.canonical)
         if progress is not None:
@@ -118,6 +137,26 @@ class Builder:
             for ref in refs:
                 progress(BuildEvent(kind="tagged", text=ref.familiar))
         return self.images.get(image.id)
+
+    @contextlib.contextmanager
+    def _context_dir(self, context: str | os.PathLike[str] | IO[bytes]) -> Iterator[Path]:
+        """A directory context as it is; a tar (plain or compressed, a file object) unpacked
+        safely (as an untrusted layer is) into a held staging directory, removed after."""
+        if not hasattr(context, "read"):
+            yield Path(os.fspath(context))
+            return
+        self.spool.mkdir(parents=True, exist_ok=True)
+        directory = Path(tempfile.mkdtemp(dir=self.spool, prefix=f"build-context{staging.owner_tag()}"))
+        fd = staging.hold_dir(directory)
+        try:
+            try:
+                unpack_layer(context, directory, whiteouts="apply")  # type: ignore[arg-type]
+            except (IntegrityError, UnsafeArchive, InvalidArgument) as exc:
+                raise InvalidArgument(f"build context: not a valid tar archive: {exc}") from None
+            yield directory
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+            os.close(fd)
 
     def prune(self) -> list[str]:
         """Forget the build cache: delete the images only build steps made (untagged, no
