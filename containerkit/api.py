@@ -238,10 +238,17 @@ class ContainerHandle(Protocol):
         """Bytes; with ``follow`` an iterator of chunks; with ``demux`` of ``(stream, chunk)``."""
 
     def attach(
-        self, *, stdout: bool = True, stderr: bool = True, logs: bool = False, stdin: bool = False
+        self,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        logs: bool = False,
+        stdin: bool = False,
+        detach_keys: str | None = None,
     ) -> AttachStream:
         """The output from now (``logs=True``: from the first line) until the container stops;
-        attach, then start, and nothing is missed. ``stdin``: also a write side for its stdin."""
+        attach, then start, and nothing is missed. ``stdin``: also a write side for its stdin;
+        with a tty, ``detach_keys`` (docker's ``ctrl-p,ctrl-q`` when None) detach from it."""
 
     def resize(self, rows: int, cols: int) -> None: ...
 

@@ -341,7 +341,13 @@ class Container:
         self._transport.request("POST", f"{self._url}/resize", params={"h": rows, "w": cols})
 
     def attach(
-        self, *, stdout: bool = True, stderr: bool = True, logs: bool = False, stdin: bool = False
+        self,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        logs: bool = False,
+        stdin: bool = False,
+        detach_keys: str | None = None,
     ) -> AttachStream:
         """``(stream, chunk)`` of the output from now (``logs=True``: from the first line) until
         the container stops. Connected before this returns: attach, then start, and nothing is
@@ -349,12 +355,13 @@ class Container:
 
         ``stdin=True`` forwards :meth:`AttachStream.write_stdin` to a container created with
         ``stdin_open``; :meth:`AttachStream.close_stdin` ends it (with ``stdin_once``: for good).
+        With a tty, the daemon ends the stream at ``detach_keys`` (its default when None).
         """
-        raw = self._transport.hijack(
-            "POST",
-            f"{self._url}/attach",
-            params={"stream": True, "logs": logs, "stdin": stdin, "stdout": stdout, "stderr": stderr},
-        )
+        params: dict[str, Any] = {"stream": True, "logs": logs, "stdin": stdin, "stdout": stdout}
+        params["stderr"] = stderr
+        if detach_keys is not None:
+            params["detachKeys"] = detach_keys
+        raw = self._transport.hijack("POST", f"{self._url}/attach", params=params)
         return AttachStream(raw, tty=self.tty, stdin=stdin, name=self.name or self.short_id)
 
     def exec(

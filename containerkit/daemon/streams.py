@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import BinaryIO
 
+from containerkit.engine.attach import DEFAULT_DETACH_KEYS, DetachMatcher, detach_key_bytes
+
 __all__ = [
     "DEFAULT_DETACH_KEYS",
     "STDERR",
@@ -47,67 +49,6 @@ def stream_number(name: str) -> int:
 def content_type(tty: bool, api_version: tuple[int, int]) -> str:
     """The multiplexed media type exists from API 1.42; older clients are told raw-stream."""
     return RAW if tty or api_version < (1, 42) else MULTIPLEXED
-
-
-DEFAULT_DETACH_KEYS = "ctrl-p,ctrl-q"
-"""dockerd's default detach sequence (``detachKeys`` in a request replaces it)."""
-
-_CTRL_KEYS = [f"ctrl-{c}" for c in "@abcdefghijklmnopqrstuvwxyz[\\]^_"]
-"""moby's ``term.ASCII``: ``ctrl-@`` is 0, ``ctrl-a`` 1, ... ``ctrl-_`` 31."""
-
-
-def detach_key_bytes(keys: str) -> bytes:
-    """moby's ``term.ToBytes``: a comma list of single characters, ``ctrl-<x>`` and ``DEL``.
-
-    :class:`ValueError` names the key it does not know (the routes turn it into docker's 400).
-    """
-    codes = bytearray()
-    for key in keys.split(","):
-        if len(key) == 1 and key.isascii():
-            codes.append(ord(key))
-        elif key in _CTRL_KEYS:
-            codes.append(_CTRL_KEYS.index(key))
-        elif key == "DEL":
-            codes.append(127)
-        else:
-            raise ValueError(f"Unknown character: {key!r}")
-    return bytes(codes)
-
-
-class DetachMatcher:
-    """Finds the detach sequence in stdin as it streams by (split across reads or not).
-
-    Bytes that may start the sequence are held back; if the sequence breaks they go on to the
-    process, and once it is complete nothing of it reaches the process (as moby's escape proxy).
-    """
-
-    def __init__(self, keys: bytes) -> None:
-        self._keys = keys
-        self._held = 0
-
-    def feed(self, data: bytes) -> tuple[bytes, bool]:
-        """``(bytes for the process, detached)``."""
-        keys = self._keys
-        if not keys or (self._held == 0 and keys[0] not in data):
-            return data, False
-        out = bytearray()
-        for byte in data:
-            if byte == keys[self._held]:
-                self._held += 1
-                if self._held == len(keys):
-                    self._held = 0
-                    return bytes(out), True
-                continue
-            out += keys[: self._held]
-            self._held = 0
-            if byte == keys[0]:
-                self._held = 1
-                if len(keys) == 1:
-                    self._held = 0
-                    return bytes(out), True
-            else:
-                out.append(byte)
-        return bytes(out), False
 
 
 def pump_stdin(

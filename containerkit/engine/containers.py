@@ -26,7 +26,7 @@ from containerkit.engine import _archive, _names, _prepare
 from containerkit.engine import commit as _commit
 from containerkit.engine import export as _export
 from containerkit.engine._handle import RecordHandle
-from containerkit.engine.attach import AttachStream
+from containerkit.engine.attach import DEFAULT_DETACH_KEYS, AttachStream, detach_key_bytes
 from containerkit.engine.container_service import ListedNetwork
 from containerkit.engine.container_service import status_of as _status
 from containerkit.errors import (
@@ -551,7 +551,13 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         return self.task.stdin_writer()
 
     def attach(
-        self, *, stdout: bool = True, stderr: bool = True, logs: bool = False, stdin: bool = False
+        self,
+        *,
+        stdout: bool = True,
+        stderr: bool = True,
+        logs: bool = False,
+        stdin: bool = False,
+        detach_keys: str | None = None,
     ) -> AttachStream:
         """``(stream, chunk)`` of the output from now (``logs=True``: from the first line) until
         the container stops; a created container counts as about to run, so attach, then start,
@@ -559,7 +565,14 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
 
         ``stdin=True`` sends :meth:`AttachStream.write_stdin` to a container created with
         ``stdin_open``; :meth:`AttachStream.close_stdin` ends it (with ``stdin_once``: for good).
+        With a tty, ``detach_keys`` (docker's ``ctrl-p,ctrl-q`` when None) written to stdin end
+        the attachment and leave the container running, as on dockerd.
         """
+        spec = self.spec
+        try:
+            keys = detach_key_bytes(detach_keys or DEFAULT_DETACH_KEYS)
+        except ValueError:
+            raise InvalidArgument(f"Invalid detach keys ({detach_keys}) provided") from None
         task = self.task
         output = task.follow_log(
             stdout=stdout, stderr=stderr, since=None if logs else time.time(), while_created=True
@@ -568,8 +581,9 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
             output,
             task.stdin_writer(),
             stdin=stdin,
-            stdin_open=self.spec.stdin_open,
+            stdin_open=spec.stdin_open,
             name=self.name or self.short_id,
+            detach_keys=keys if spec.tty else b"",
         )
 
     def resize(self, rows: int, cols: int) -> None:

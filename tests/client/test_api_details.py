@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 
 import containerkit as ck
@@ -42,3 +44,25 @@ def test_volume_driver_opts_as_the_engine(client: Client) -> None:
             client.volumes.create("dapi-client-nfs", driver="nfs")
     finally:
         client.volumes.remove(volume.name)
+
+
+def test_detach_keys_end_the_attachment_through_the_daemon(client: Client) -> None:
+    c = client.containers.run(IMAGE, ["sh"], tty=True, stdin_open=True)
+    try:
+        with c.attach(stdin=True, detach_keys="ctrl-x") as stream:
+            stream.write_stdin(b"echo one\n")
+            seen = b""
+            for _name, chunk in stream:
+                seen += chunk
+                if b"one\r\n" in seen:
+                    break
+            stream.write_stdin(b"\x18")
+            drained = threading.Thread(target=lambda: [None for _ in stream], daemon=True)
+            drained.start()
+            drained.join(30)  # a bound for a failure only: the daemon ends the stream at once
+            assert not drained.is_alive(), "the stream did not end at the detach keys"
+        assert c.status == "running"
+        with pytest.raises(ck.errors.InvalidArgument, match=r"Invalid detach keys \(ctrl-\) provided"):
+            c.attach(stdin=True, detach_keys="ctrl-")
+    finally:
+        c.remove(force=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -191,3 +192,45 @@ def test_unknown_volume_driver_is_not_found(engine: ck.Engine) -> None:
         ck.errors.NotFound, match='error looking up volume plugin nfsplugin: plugin "nfsplugin" not found'
     ):
         engine.volumes.create("dapi-plugin", driver="nfsplugin")
+
+
+def _read_until(stream: Any, marker: bytes) -> bytes:
+    seen = b""
+    for _name, chunk in stream:
+        seen += chunk
+        if marker in seen:
+            return seen
+    raise AssertionError(f"the output ended before {marker!r}: {seen!r}")
+
+
+def test_detach_keys_end_an_attachment_and_leave_the_container_running(engine: ck.Engine) -> None:
+    c = engine.containers.run(IMAGE, ["sh"], tty=True, stdin_open=True)
+    try:
+        with c.attach(stdin=True) as stream:
+            stream.write_stdin(b"echo one\n")
+            _read_until(stream, b"one\r\n")
+            stream.write_stdin(b"\x10")  # the start of the sequence is held, not sent
+            stream.write_stdin(b"\x11")
+            assert stream.detached
+            assert list(stream) == []  # the output ended
+        assert c.status == "running"
+        with c.attach(stdin=True, detach_keys="ctrl-x") as stream:
+            stream.write_stdin(b"echo two\n")
+            _read_until(stream, b"two\r\n")
+            stream.write_stdin(b"\x18")
+            assert stream.detached
+        assert c.status == "running"
+        with pytest.raises(ck.errors.InvalidArgument, match=r"Invalid detach keys \(ctrl-\) provided"):
+            c.attach(stdin=True, detach_keys="ctrl-")
+    finally:
+        c.remove(force=True)
+    plain = engine.containers.run(IMAGE, ["od", "-An", "-c"], stdin_open=True, stdin_once=True)
+    try:
+        with plain.attach(stdin=True) as stream:
+            stream.write_stdin(b"\x10\x11")  # no tty: the keys are data, as in moby
+            assert not stream.detached
+            stream.close_stdin()
+            assert plain.wait(timeout=30) == 0
+        assert plain.logs().split() == [b"020", b"021"]
+    finally:
+        plain.remove(force=True)
