@@ -606,11 +606,10 @@ class _Journal:
     def note(self, *, blobs: Iterable[str] = (), layers: Iterable[str] = ()) -> None:
         self.blobs += [b for b in blobs if b not in self.blobs]
         self.layers += [x for x in layers if x not in self.layers]
+        # not fsynced: a killed process leaves it in the page cache for recovery; after a power
+        # loss the few unreferenced blobs it named are what ``images.prune`` reclaims
         tmp = self.path.with_suffix(".tmp")
-        with open(tmp, "w") as out:
-            json.dump({"blobs": self.blobs, "layers": self.layers}, out)
-            out.flush()
-            os.fsync(out.fileno())
+        tmp.write_text(json.dumps({"blobs": self.blobs, "layers": self.layers}))
         os.replace(tmp, self.path)
 
     def close(self) -> None:
@@ -662,11 +661,8 @@ def _ingest_diff(images: ImageCollection, key: str, exclude: Iterable[str], jour
     return Descriptor(desc.digest, desc.size, MEDIA_OCI_LAYER)
 
 
-def _ingest_bytes(images: ImageCollection, data: bytes, journal: _Journal) -> Descriptor:
-    digest = "sha256:" + hashlib.sha256(data).hexdigest()
-    if not images.content.has(digest):
-        journal.note(blobs=[digest])
-    return images.content.ingest_bytes(data, digest)
+def _digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
 def _record(
@@ -678,12 +674,17 @@ def _record(
 ) -> Image:
     """Store the config and manifest, unpack a new layer, record the image (and its tag) in one
     transaction."""
-    config_desc = _ingest_bytes(images, canonical_json(doc), journal)
-    config = Descriptor(config_desc.digest, config_desc.size, MEDIA_OCI_CONFIG)
-    manifest_desc = _ingest_bytes(images, build_manifest(config, layers), journal)
-    manifest = Descriptor(manifest_desc.digest, manifest_desc.size, MEDIA_OCI_MANIFEST)
+    config_bytes = canonical_json(doc)
+    config = Descriptor(_digest(config_bytes), len(config_bytes), MEDIA_OCI_CONFIG)
+    manifest_bytes = build_manifest(config, layers)
+    manifest = Descriptor(_digest(manifest_bytes), len(manifest_bytes), MEDIA_OCI_MANIFEST)
     chains = chain_ids(doc["rootfs"]["diff_ids"])
-    journal.note(layers=[c for c in chains if not images.snapshots.has_layer(c)])
+    journal.note(
+        blobs=[d.digest for d in (config, manifest) if not images.content.has(d.digest)],
+        layers=[c for c in chains if not images.snapshots.has_layer(c)],
+    )
+    images.content.ingest_bytes(config_bytes, config.digest)
+    images.content.ingest_bytes(manifest_bytes, manifest.digest)
     created: list[str] = []
     record, layer_records, tags, _ = images._prepare(
         ArchiveImage(config, tuple(layers), (ref,) if ref is not None else (), manifest),
