@@ -74,7 +74,7 @@ class ExecHandle(Protocol):
 
     @property
     def error(self) -> Exception | None:
-        """Why the command could not start (in-process only; a daemon reports 127/126)."""
+        """Why the command could not start (in-process only; a daemon reports its 126)."""
 
     def stream(self) -> Iterator[tuple[Stream, bytes]]:
         """``(stream, chunk)`` pairs as the process writes them, until its output ends."""
@@ -93,7 +93,7 @@ class ExecHandle(Protocol):
         """Set the size of the exec's terminal (nothing without a tty)."""
 
     def wait(self, timeout: float | None = None) -> int:
-        """The exit code (128+n after signal n; 127/126 when the command could not start)."""
+        """The exit code (128+n after signal n; 126 when the command could not start)."""
 
     def close(self) -> None:
         """Release the stream (the process is not stopped)."""

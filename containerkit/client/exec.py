@@ -32,7 +32,7 @@ class ExecStream:
         """``raw`` None: a detached exec (``docker exec -d``), no output, only the exit code."""
         self.id = exec_id
         self.tty = tty
-        self.error: Exception | None = None  # the in-process handle's field; the daemon reports 127/126
+        self.error: Exception | None = None  # the in-process handle's field; the daemon reports 126
         self._transport = transport
         self._raw = raw
         self._stdin_open = stdin and raw is not None
@@ -120,7 +120,7 @@ class ExecStream:
         return pid if isinstance(pid, int) and pid > 0 else None
 
     def wait(self, timeout: float | None = None) -> int:
-        """The exit code (128+n after signal n; 127/126 when the command could not start).
+        """The exit code (128+n after signal n; 126 when the command could not start).
 
         Output not read yet is kept for later iteration, so a full pipe never blocks the exit.
         """

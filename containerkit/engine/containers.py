@@ -619,8 +619,8 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
 
         ``detach=True`` (``docker exec -d``) returns the handle once the command started, its
         output going nowhere. ``timeout``: seconds until :class:`Timeout` (the command keeps
-        running; it is not killed). A command that cannot start gives 127 (missing) or 126 (not
-        executable), with the reason on stderr, as the daemon and the CLI show it.
+        running; it is not killed). A command that cannot start (missing or not executable)
+        gives 126 with the reason on stderr, as dockerd's exec does.
         """
         process = self._service.exec_process(
             self, command, env=env, user=user, workdir=workdir, tty=tty, privileged=privileged
