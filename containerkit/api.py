@@ -20,6 +20,7 @@ from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal, Protocol, Self, overload
 
 from containerkit.spec import (
+    BuildEvent,
     Change,
     ContainerSpec,
     Event,
@@ -387,6 +388,30 @@ class Images(Protocol):
 
     def get_registry_data(self, ref: str, *, auth: RegistryAuth | None = None) -> RegistryData:
         """What the registry has for ``ref`` (digest, media type, size, platforms), without pulling."""
+
+    def build(
+        self,
+        context: str | os.PathLike[str] = ".",
+        dockerfile: str = "Dockerfile",
+        tag: str | Sequence[str] | None = None,
+        buildargs: Mapping[str, str | None] | None = None,
+        target: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        nocache: bool = False,
+        cache_from: Sequence[str] = (),
+        pull: bool = False,
+        network: str = "bridge",
+        extra_hosts: Mapping[str, str] | None = None,
+        platform: str | None = None,
+        rm: bool = True,
+        forcerm: bool = False,
+        progress: Callable[[BuildEvent], None] | None = None,
+    ) -> Image:
+        """Build the Dockerfile of directory ``context`` as docker's classic builder does (with
+        its cache); ``progress`` gets each step, cache hit and output line."""
+
+    def prune_build_cache(self) -> builtins.list[str]:
+        """Forget the build cache; the ids of the images only build steps had made."""
 
 
 class Registries(Protocol):

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import builtins
 import datetime as dt
+import json
 import os
 import re
+import secrets
 import shutil
 import tarfile
 import tempfile
@@ -23,9 +25,11 @@ from urllib.parse import quote
 from containerkit.client import _frames, _wire
 from containerkit.client._transport import Reply, Transport
 from containerkit.client.registries import AuthConfig, Logins
+from containerkit.dockerapi.build import build_event
 from containerkit.dockerapi.progress import progress_event
 from containerkit.dockerapi.registry import registry_data_from_wire
 from containerkit.errors import (
+    BuildError,
     InvalidArgument,
     InvalidReference,
     NotFound,
@@ -33,7 +37,7 @@ from containerkit.errors import (
     UnsafeArchive,
     error_class_for,
 )
-from containerkit.spec import HistoryEntry, Image, ImageConfig, ProgressEvent, RegistryData
+from containerkit.spec import BuildEvent, HistoryEntry, Image, ImageConfig, ProgressEvent, RegistryData
 
 __all__ = ["ArchiveFormat", "ImageCollection"]
 
@@ -66,6 +70,33 @@ def _progress(reply: Reply, what: str) -> Iterator[dict[str, Any]]:
                 message
             )
         yield item
+
+
+def _pack_context(root: Path, dockerfile: str, out: IO[bytes]) -> str:
+    """Tar the context into ``out`` (uid/gid 0, as the docker CLI sends it, so docker-py-style
+    owners do not change the cache key); the Dockerfile's name in it."""
+
+    def owned_by_root(info: tarfile.TarInfo) -> tarfile.TarInfo:
+        info.uid = info.gid = 0
+        info.uname = info.gname = ""
+        return info
+
+    name = dockerfile or "Dockerfile"
+    path = Path(name) if os.path.isabs(name) else root / name
+    with tarfile.open(fileobj=out, mode="w") as tar:
+        for entry in sorted(root.iterdir()):
+            tar.add(entry, arcname=entry.name, filter=owned_by_root)
+        try:
+            inside = path.resolve().relative_to(root.resolve())
+        except ValueError:
+            if not path.is_file():
+                raise NotFound(f"Cannot locate specified Dockerfile: {dockerfile}") from None
+            name = f".dockerfile.{secrets.token_hex(10)}"
+            tar.add(path, arcname=name, filter=owned_by_root)
+        else:
+            name = inside.as_posix()
+    out.seek(0)
+    return name
 
 
 @contextmanager
@@ -161,6 +192,88 @@ class ImageCollection:
             headers=headers,
         )
         return registry_data_from_wire(reply.json())
+
+    # -- build --------------------------------------------------------------------------------
+
+    def build(
+        self,
+        context: str | os.PathLike[str] = ".",
+        dockerfile: str = "Dockerfile",
+        tag: str | Sequence[str] | None = None,
+        buildargs: Mapping[str, str | None] | None = None,
+        target: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        nocache: bool = False,
+        cache_from: Sequence[str] = (),
+        pull: bool = False,
+        network: str = "bridge",
+        extra_hosts: Mapping[str, str] | None = None,
+        platform: str | None = None,
+        rm: bool = True,
+        forcerm: bool = False,
+        progress: Callable[[BuildEvent], None] | None = None,
+    ) -> Image:
+        """Build on the daemon from the directory ``context`` (sent as a tar; the daemon applies
+        its ``.dockerignore``); ``progress`` gets each step, cache hit and output line as the
+        daemon streams them. A Dockerfile outside the context is sent inside it under a hidden
+        name, as docker-py does."""
+        root = Path(context)
+        if not root.is_dir():
+            raise NotFound(f"build context {root}: not a directory")
+        tags = [tag] if isinstance(tag, str) else list(tag or ())
+        if isinstance(cache_from, str):
+            cache_from = [cache_from]
+        with tempfile.TemporaryFile() as packed:
+            name = _pack_context(root, dockerfile, packed)
+            params: dict[str, Any] = {
+                "t": tags,
+                "dockerfile": name,
+                "buildargs": json.dumps(dict(buildargs)) if buildargs else None,
+                "labels": json.dumps(dict(labels)) if labels else None,
+                "cachefrom": json.dumps(list(cache_from)) if cache_from else None,
+                "target": target,
+                "nocache": nocache,
+                "pull": pull,
+                "rm": rm,
+                "forcerm": forcerm,
+                "networkmode": network,
+                "extrahosts": ",".join(f"{k}:{v}" for k, v in (extra_hosts or {}).items()) or None,
+                "platform": platform,
+            }
+            reply = self._transport.request(
+                "POST",
+                "/build",
+                params=params,
+                data=packed,
+                headers={"Content-Type": "application/x-tar"},
+                stream=True,
+                timeout=None,
+            )
+            image_id = ""
+            for item in _frames.json_objects(reply.chunks()):
+                if item.get("error") or item.get("errorDetail"):
+                    detail = item.get("errorDetail") or {}
+                    message = str(item.get("error") or detail.get("message") or "build failed")
+                    code = detail.get("code")
+                    if detail.get("kind") == "build" or code is not None:
+                        raise BuildError(message, exit_code=code if isinstance(code, int) else None)
+                    kind = detail.get("kind")
+                    raise error_class_for(500, kind if isinstance(kind, str) else None)(message)
+                event = build_event(item)
+                if event is None:
+                    continue
+                if event.kind in ("stage", "built"):
+                    image_id = event.id
+                if progress is not None:
+                    progress(event)
+        if not image_id:
+            raise Unavailable("the daemon's build stream ended without an image")
+        return self.get(image_id)
+
+    def prune_build_cache(self) -> builtins.list[str]:
+        """Forget the daemon's build cache; the ids of the images deleted."""
+        reply = self._transport.request("POST", "/build/prune")
+        return [str(i) for i in reply.json().get("CachesDeleted") or ()]
 
     # -- load / import ------------------------------------------------------------------------
 
