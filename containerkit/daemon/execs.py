@@ -5,8 +5,8 @@ keeps the record in between. Records are written through to one small JSON file 
 daemon's own directory (not in the engine's state dirs), so ``GET /exec/{id}/json`` still
 answers after a daemon restart: what the CLI or Compose asks about an exec it started before.
 An exec that was running when the daemon went away is reported stopped with no exit code (its
-status went with the daemon). Finished records are dropped after a while so a busy daemon does
-not grow.
+status went with the daemon). Finished records, and created ones never started, are dropped
+after a while so a busy daemon does not grow.
 """
 
 from __future__ import annotations
@@ -53,6 +53,8 @@ class ExecRecord:
     pid: int = 0
     finished_at: float | None = None
     """Wall-clock time of the exit (kept across restarts, for expiry)."""
+    created_at: float = attrs.field(factory=time.time)
+    """Wall-clock time of the create: one never started expires from then."""
     process: Any = None
     done: threading.Event = attrs.field(factory=threading.Event)
 
@@ -92,7 +94,7 @@ class ExecRegistry:
                 log.warning("dropping unreadable exec record %s: %s", path, exc)
                 path.unlink(missing_ok=True)
                 continue
-            if record.finished_at is not None and now - record.finished_at > _KEEP_SECONDS:
+            if _expired(record, now):
                 path.unlink(missing_ok=True)
                 continue
             self._records[record.id] = record
@@ -120,9 +122,7 @@ class ExecRegistry:
         record = ExecRecord(id=secrets.token_hex(32), container_id=container_id, argv=argv, **fields)  # type: ignore[arg-type]
         now = time.time()
         with self._lock:
-            expired = [
-                k for k, r in self._records.items() if r.finished_at and now - r.finished_at > _KEEP_SECONDS
-            ]
+            expired = [k for k, r in self._records.items() if _expired(r, now)]
             for key in expired:
                 del self._records[key]
             self._records[record.id] = record
@@ -156,3 +156,9 @@ class ExecRegistry:
         record.finished_at = time.time()
         self._save(record)
         record.done.set()
+
+
+def _expired(record: ExecRecord, now: float) -> bool:
+    if record.finished_at is not None:
+        return now - record.finished_at > _KEEP_SECONDS
+    return not record.started and now - record.created_at > _KEEP_SECONDS
