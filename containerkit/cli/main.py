@@ -44,6 +44,7 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("snapshots", "export", "Export a container's filesystem as a tar archive"),
     "history": ("snapshots", "history", "Show the history of an image"),
     "inspect": ("inspect", "inspect", "Return low-level information on containerkit objects"),
+    "build": ("build", "build", "Build an image from a Dockerfile"),
     "images": ("images", "images", "List images"),
     "load": ("images", "load", "Load images from a tar archive or STDIN"),
     "save": ("images", "save", "Save images to a tar archive"),
