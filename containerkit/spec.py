@@ -1223,6 +1223,8 @@ class Image:
     os: str = "linux"
     config: ImageConfig = attrs.field(factory=ImageConfig)
     layers: tuple[str, ...] = ()  # diff ids, bottom first
+    author: str = ""
+    """The config's ``author`` (``docker commit -a``, a Dockerfile's MAINTAINER)."""
 
     @property
     def short_id(self) -> str:

@@ -35,7 +35,7 @@ def image_inspect(image: Image, *, driver: str) -> dict[str, Any]:
         "Comment": "",
         "Created": rfc3339(image.created) if image.created else "",
         "DockerVersion": "",
-        "Author": "",
+        "Author": image.author,
         "Config": image_config_json(image.config),
         "Architecture": image.architecture,
         "Os": image.os,
@@ -73,4 +73,5 @@ def image_from_wire(data: Mapping[str, Any]) -> Image:
         os=data.get("Os") or "linux",
         config=ImageConfig.from_oci(data.get("Config")),
         layers=tuple((data.get("RootFS") or {}).get("Layers") or ()),
+        author=str(data.get("Author") or ""),
     )

@@ -342,6 +342,7 @@ class ImageCollection:
             os=record.os,
             config=parsed.config,
             layers=record.diff_ids,
+            author=str(parsed.raw.get("author") or ""),
         )
 
     def get(self, ref_or_id: str) -> Image:

@@ -131,6 +131,7 @@ def test_docker_cli_commit_change_diff_history_export(
         config = json.loads(cli("image", "inspect", "example/clicommit:v2").stdout)[0]
         assert config["Config"]["Entrypoint"] == ["cat"]
         assert config["Config"]["Cmd"] == ["/bin/sh", "-c", "/tmp/x"]
+        assert config["Author"] == "cli author"
         history = cli("history", "--no-trunc", "--format", "{{.ID}}|{{.CreatedBy}}|{{.Comment}}", image_id)
         first = history.stdout.splitlines()[0].split("|")
         assert first == [image_id, f"sh -c {SCRIPT}", "via cli"]

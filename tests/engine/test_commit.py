@@ -103,6 +103,7 @@ def test_commit_makes_an_image_that_runs_with_the_file_and_the_changes(
     assert image.config.exposed_ports == ("80/tcp", "90/udp")
     assert dict(image.config.labels) == {"k": "v"}
     assert image.config.working_dir == "/sub"
+    assert image.author == "someone"
     parent = engine.images.get(IMAGE)
     assert image.layers[:-1] == parent.layers and len(image.layers) == len(parent.layers) + 1
 
