@@ -1,5 +1,5 @@
-"""Test images from files next to the tests (a rootfs directory or a rootfs tar), or by name
-from a registry.
+"""Test images from files next to the tests (a rootfs directory or a rootfs tar, or a
+Dockerfile built by the engine's builder), or by name from a registry.
 
 Each image from files is tagged with a digest of its input (the files and the config), so an
 unchanged rootfs is imported once and found again by later tests, sessions and xdist workers
@@ -23,7 +23,13 @@ from containerkit import api
 from containerkit.errors import InvalidArgument, NotFound
 from containerkit.spec import Image
 
-__all__ = ["TEST_REPOSITORY", "image_by_name", "image_from_rootfs", "looks_like_path"]
+__all__ = [
+    "TEST_REPOSITORY",
+    "image_by_name",
+    "image_from_dockerfile",
+    "image_from_rootfs",
+    "looks_like_path",
+]
 
 TEST_REPOSITORY = "containerkit-test"
 """Images built from test files are tagged ``containerkit-test/<name>:<digest of the input>``."""
@@ -84,6 +90,29 @@ def image_by_name(backend: api.Backend, ref: str, *, tag: str | None = None) -> 
         backend.images.tag(image.id, tag)
         image = backend.images.get(tag)
     return image
+
+
+def image_from_dockerfile(
+    backend: api.Backend,
+    dockerfile: str | os.PathLike[str],
+    *,
+    context: str | os.PathLike[str] | None = None,
+    tag: str | None = None,
+    buildargs: Mapping[str, str] | None = None,
+    target: str | None = None,
+) -> Image:
+    """Build ``dockerfile`` (its context: ``context``, else the Dockerfile's directory) with the
+    engine's builder; its cache makes an unchanged build cost a look-up per step."""
+    path = Path(dockerfile)
+    if not path.is_file():
+        raise NotFound(f"no such Dockerfile: {path}")
+    return backend.images.build(
+        Path(context) if context is not None else path.parent,
+        dockerfile=str(path.absolute()),
+        tag=tag,
+        buildargs=dict(buildargs or {}),
+        target=target,
+    )
 
 
 def _archive_dir(src: Path, dest: Path) -> Path:

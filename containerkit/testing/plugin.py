@@ -28,9 +28,14 @@ import pytest
 from containerkit import api
 from containerkit import wait as _wait
 from containerkit.engine.frontend import write_busybox_rootfs
-from containerkit.errors import ContainerkitError, NotFound, Unavailable
+from containerkit.errors import ContainerkitError, InvalidArgument, NotFound, Unavailable
 from containerkit.spec import Image
-from containerkit.testing.images import image_by_name, image_from_rootfs, looks_like_path
+from containerkit.testing.images import (
+    image_by_name,
+    image_from_dockerfile,
+    image_from_rootfs,
+    looks_like_path,
+)
 from containerkit.testing.session import DEFAULT_TTL, ContainerkitSession, open_backend
 from containerkit.testing.session import new_session_id as _new_session_id
 
@@ -236,12 +241,35 @@ def containerkit_image(
     input: an unchanged rootfs is imported once across tests, sessions and workers.
     ``containerkit_image("127.0.0.1:5000/team/app:1.2")`` (a name that is no file there) is
     the engine's image of that name, pulled first when the engine does not have it.
+    ``containerkit_image(dockerfile="app/Dockerfile", context=None, buildargs=None,
+    target=None, tag=None)`` builds a Dockerfile (relative to the test file; its context is
+    its directory unless given) with the engine's builder, whose cache makes a rebuild cheap.
     """
     base = request.path.parent
 
     def build(
-        path: str | os.PathLike[str], *, tag: str | None = None, config: Mapping[str, Any] | None = None
+        path: str | os.PathLike[str] | None = None,
+        *,
+        tag: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        dockerfile: str | os.PathLike[str] | None = None,
+        context: str | os.PathLike[str] | None = None,
+        buildargs: Mapping[str, str] | None = None,
+        target: str | None = None,
     ) -> Image:
+        if dockerfile is not None:
+            if path is not None or config is not None:
+                raise InvalidArgument("containerkit_image: give a path or a dockerfile, not both")
+            return image_from_dockerfile(
+                containerkit_session.backend,
+                base / dockerfile,
+                context=base / context if context is not None else None,
+                tag=tag,
+                buildargs=buildargs,
+                target=target,
+            )
+        if path is None:
+            raise InvalidArgument("containerkit_image: a rootfs path, an image name or dockerfile= is needed")
         source = base / path
         if isinstance(path, str) and config is None and not source.exists() and not looks_like_path(path):
             return image_by_name(containerkit_session.backend, path, tag=tag)
