@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tarfile
 import textwrap
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -104,6 +105,14 @@ def test_commit_makes_an_image_that_runs_with_the_file_and_the_changes(
     assert dict(image.config.labels) == {"k": "v"}
     assert image.config.working_dir == "/sub"
     assert image.author == "someone"
+    events = list(
+        engine.events(since=changed.created, until=time.time() + 1, filters={"event": ["commit", "tag"]})
+    )
+    commits = [e for e in events if (e.type, e.action, e.actor_id) == ("container", "commit", changed.id)]
+    assert commits and commits[-1].attributes["imageID"] == image.id
+    assert commits[-1].attributes["imageRef"] == "example/snap:v1"
+    assert commits[-1].attributes["comment"] == "a message"
+    assert any(e.type == "image" and e.action == "tag" and e.actor_id == image.id for e in events)
     parent = engine.images.get(IMAGE)
     assert image.layers[:-1] == parent.layers and len(image.layers) == len(parent.layers) + 1
 
