@@ -121,3 +121,20 @@ def test_docker_cli_classic_build(cli: Any, tmp_path: Path) -> None:
     assert cli("run", "--rm", "--network", "none", "ckbuild/cli:1").stdout == "from-base\n"
     again = cli("build", "-t", "ckbuild/cli:1", str(tmp_path), timeout=120)
     assert again.stdout.count("Using cache") == 4
+
+
+def test_testcontainers_docker_image(daemon: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("testcontainers")
+    from testcontainers.core.container import DockerContainer
+    from testcontainers.core.image import DockerImage
+
+    monkeypatch.setenv("DOCKER_HOST", daemon.url)
+    monkeypatch.setenv("TESTCONTAINERS_RYUK_DISABLED", "true")
+    (tmp_path / "Dockerfile").write_text(
+        'FROM busybox:latest\nRUN echo tc-built > /built\nCMD ["sh", "-c", "cat /built; echo done"]\n'
+    )
+    with DockerImage(path=str(tmp_path), tag="ckbuild/tc:1") as image:
+        assert str(image) == "ckbuild/tc:1"
+        with DockerContainer(str(image)).with_kwargs(network_mode="none") as container:
+            container.get_wrapped_container().wait(timeout=20)
+            assert container.get_logs()[0] == b"tc-built\ndone\n"
