@@ -34,6 +34,7 @@ from containerkit.runtime.bundle import (
     ROOTFS_MOUNT_ANNOTATION,
     SECCOMP_PROGRAM_ANNOTATION,
     build_oci_config,
+    oci_resources,
     write_config,
 )
 from containerkit.runtime.state import make_private_dir
@@ -231,6 +232,16 @@ def set_netns_path(state_dir: Path, path: str) -> None:
     for entry in config["linux"]["namespaces"]:
         if entry["type"] == "network":
             entry["path"] = path
+    write_config(bundle, config)
+
+
+def set_resources(state_dir: Path, spec: ContainerSpec, default_pids: int | None) -> None:
+    """Rewrite ``config.json``'s ``linux.resources`` after ``docker update``: runc and crun apply
+    the bundle's limits at every start (the built-in runtime gets them with the start request)."""
+    bundle = state_dir / "bundle"
+    config = json.loads((bundle / "config.json").read_text())
+    effective = attrs.evolve(spec, resources=spec.resources.effective(default_pids))
+    config.setdefault("linux", {})["resources"] = oci_resources(effective)
     write_config(bundle, config)
 
 

@@ -447,6 +447,8 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         )
         if resources != spec.resources and self.current_status() in (_RUNNING, _PAUSED):
             self._apply_resources(spec.resources, resources)
+        if resources != spec.resources:
+            _prepare.set_resources(self.state_dir, new_spec, self._service.default_pids_limit)
         self._record = self._service.metadata.containers.update(self.id, spec_json=new_spec.to_json())
         self._service.record(self, "update")
 

@@ -37,6 +37,7 @@ __all__ = [
     "build_oci_config",
     "capabilities_for",
     "device_rules",
+    "oci_resources",
     "resolve_user",
     "write_config",
 ]
@@ -221,6 +222,11 @@ def _resources(spec: ContainerSpec) -> dict[str, Any]:
     if res.pids is not None:
         out["pids"] = {"limit": res.pids}
     return out
+
+
+def oci_resources(spec: ContainerSpec) -> dict[str, Any]:
+    """``linux.resources`` of a bundle for ``spec`` (devices, memory, cpu, pids)."""
+    return _resources(spec)
 
 
 def _depth(mount: Mapping[str, Any]) -> int:

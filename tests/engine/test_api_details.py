@@ -234,3 +234,19 @@ def test_detach_keys_end_an_attachment_and_leave_the_container_running(engine: c
         assert plain.logs().split() == [b"020", b"021"]
     finally:
         plain.remove(force=True)
+
+
+def test_update_of_a_runc_container_holds_across_a_restart(engine: ck.Engine) -> None:
+    from containerkit.runtime import runc
+
+    if not runc.available("runc"):
+        pytest.skip(f"runc: {runc.unavailable_reason('runc')}")
+    c = engine.containers.run(IMAGE, ["sleep", "300"], runtime="runc")
+    try:
+        c.update(pids=33, memory="48m")
+        assert _cgroup_file(c.id, "pids", "pids.max") == "33"
+        c.restart(timeout=0)  # runc applies the bundle's limits at the start
+        assert _cgroup_file(c.id, "pids", "pids.max") == "33"
+        assert _cgroup_file(c.id, "memory", "memory.limit_in_bytes") == str(48 << 20)
+    finally:
+        c.remove(force=True)
