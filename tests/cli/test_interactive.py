@@ -24,11 +24,13 @@ def _drive(
     timeout: float = 15,
     resize: tuple[int, int] | None = None,
     then: bytes = b"",
+    resize_after: bytes = b"",
     host: str | None = None,
 ) -> tuple[int, bytes]:
     """Run the CLI on a pty sized 40x100, type ``typed`` once it is up; (exit code, all output).
 
-    With ``resize`` the pty is then set to that size (the CLI gets SIGWINCH) and ``then`` typed.
+    With ``resize`` the pty is then set to that size (the CLI gets SIGWINCH), not before the
+    output shows ``resize_after``, and ``then`` typed.
     ``host`` drives a daemon (``-H``) instead of the engine on ``root``.
     """
     target = ["-H", host] if host is not None else ["--root", str(root)]
@@ -39,12 +41,12 @@ def _drive(
     output = b""
     deadline = time.monotonic() + timeout
     typed_at = time.monotonic() + 1.0  # give the CLI time to start the container and go raw
-    steps: list[tuple[float, bytes | tuple[int, int]]] = [(typed_at, typed)]
+    steps: list[tuple[float, bytes | tuple[int, int], bytes]] = [(typed_at, typed, b"")]
     if resize is not None:
-        steps += [(typed_at + 0.5, resize), (typed_at + 1.0, then)]
+        steps += [(typed_at + 0.5, resize, resize_after), (typed_at + 1.0, then, b"")]
     try:
         while time.monotonic() < deadline:
-            while steps and time.monotonic() >= steps[0][0]:
+            while steps and time.monotonic() >= steps[0][0] and steps[0][2] in output:
                 step = steps.pop(0)[1]
                 if isinstance(step, bytes):
                     os.write(fd, step)
@@ -100,6 +102,7 @@ def test_run_it_follows_the_terminal_size(ck: Ck, cli_root: Path) -> None:
         ["run", "-it", "--rm", "--network", "none", IMAGE, "sh"],
         b"stty size\r",
         resize=(30, 90),
+        resize_after=b"\r\n40 100\r\n",  # the first size was read before the resize
         then=b"stty size; exit 3\r",
         timeout=8,
     )
