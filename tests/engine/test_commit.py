@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -343,3 +344,31 @@ def test_a_user_namespaced_container_diffs_commits_and_exports_its_own_ids(
     with tarfile.open(engine.images.content.path(record.layers[-1].blob_digest)) as tar:
         assert {m.name: (m.uid, m.gid) for m in tar.getmembers()} == {"tmp": (0, 0), "tmp/x": (0, 0)}
     assert exported == {"tmp": (0, 0), "tmp/x": (0, 0)}
+
+
+def test_a_committed_image_saved_by_the_engine_loads_in_skopeo_and_unpacks_in_umoci(
+    engine: ck.Engine, changed: ck.Container, made: list[str], tmp_path: Path
+) -> None:
+    if shutil.which("skopeo") is None or shutil.which("umoci") is None:
+        pytest.skip("skopeo and umoci are needed (scripts/install-system-deps)")
+    image = changed.commit("example/interop", "v1")
+    made.append(image.id)
+    engine.images.save("example/interop:v1", tmp_path / "image.tar")
+    layout = tmp_path / "layout"
+    copy = ["skopeo", "copy", f"docker-archive:{tmp_path / 'image.tar'}", f"oci:{layout}:v1"]
+    subprocess.run(copy, check=True, capture_output=True)
+    inspected = json.loads(
+        subprocess.run(
+            ["skopeo", "inspect", "--config", f"oci:{layout}:v1"], check=True, capture_output=True, text=True
+        ).stdout
+    )
+    assert inspected["rootfs"]["diff_ids"] == list(image.layers)
+    bundle = tmp_path / "bundle"
+    subprocess.run(
+        ["umoci", "unpack", "--image", f"{layout}:v1", str(bundle)], check=True, capture_output=True
+    )
+    rootfs = bundle / "rootfs"
+    assert (rootfs / "tmp" / "x").read_text() == "hi\n"
+    assert (rootfs / "home" / "y").exists() and (rootfs / "newdir" / "sub").is_dir()
+    assert not (rootfs / "bin" / "ls").exists() and (rootfs / "bin" / "sh").exists()
+    assert (rootfs / "etc" / "passwd").read_text().endswith("more\n")
