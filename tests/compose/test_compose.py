@@ -26,6 +26,13 @@ def inspect(project: Compose, name: str) -> dict[str, Any]:
     return result
 
 
+def started_at(document: dict[str, Any]) -> tuple[str, int]:
+    """``State.StartedAt`` in an order that holds whatever digits RFC 3339 nanoseconds keep."""
+    text = str(document["State"]["StartedAt"]).rstrip("Z")
+    whole, _, fraction = text.partition(".")
+    return whole, int((fraction + "0" * 9)[:9])
+
+
 def project_containers(project: Compose) -> list[dict[str, Any]]:
     label = json.dumps({"label": [f"com.docker.compose.project={project.name}"]})
     status, _headers, body = project.daemon.request(
@@ -58,7 +65,7 @@ def test_up_runs_every_service_and_waits_for_the_healthy_database(project: Compo
     worker = inspect(project, f"{project.name}_worker_1")
     # compose started the worker only once the database was healthy
     assert db["State"]["Health"]["Status"] == "healthy", db["State"].get("Health")
-    assert worker["State"]["StartedAt"] > db["State"]["StartedAt"]
+    assert started_at(worker) > started_at(db)
     ps = project("ps").stdout
     for service in ("web", "db", "worker"):
         line = next(row for row in ps.splitlines() if row.startswith(f"{project.name}_{service}_1"))
@@ -117,7 +124,7 @@ def test_restart_starts_the_service_again(project: Compose) -> None:
     after = inspect(project, name)
     assert after["Id"] == before["Id"]
     assert after["State"]["Running"] is True
-    assert after["State"]["StartedAt"] > before["State"]["StartedAt"]
+    assert started_at(after) > started_at(before)
     address = project("port", "web", "80").stdout.strip()
     with urllib.request.urlopen(f"http://{address}/", timeout=10) as response:
         assert response.read() == b"hello from web\n"
