@@ -23,7 +23,6 @@ The command, on an Engine of its own (no fork server):
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sys
@@ -37,6 +36,7 @@ from containerkit.spec import ContainerStatus, RestartPolicy
 
 if TYPE_CHECKING:
     from containerkit.engine.engine import Engine
+    from containerkit.runtime.task import Task
 
 __all__ = [
     "BACKOFF_MAX",
@@ -123,8 +123,15 @@ def handle_exit(engine: Engine, container_id: str) -> float | None:
         task.update_restart_record(restarting=False)
         return None
     delay = next_delay(float(record.get("delay") or 0), _ran_for(state))
-    task.update_restart_record(restart_count=count + 1, delay=delay, restarting=True, restarter=None)
+    # this process holds the pending restart until the restarter does (Engine.recover leaves a
+    # restart alone while its holder lives)
+    task.update_restart_record(restart_count=count + 1, delay=delay, restarting=True, restarter=_token())
     return delay
+
+
+def _token() -> str:
+    pid = os.getpid()
+    return f"{pid}:{proc.start_time(pid)}"
 
 
 def restart_after(root: str, container_id: str, delay: float) -> None:
@@ -156,26 +163,23 @@ def restart_after(root: str, container_id: str, delay: float) -> None:
         engine.close(release_network=False)
 
 
-def _detach_restarter(root: str, container_id: str, delay: float) -> None:
-    """Fork the restarter out of this process's session (double fork: nobody's child here)."""
+def _detach_restarter(root: str, task: Task, delay: float) -> None:
+    """Fork the restarter out of this process's session (double fork: nobody's child here); the
+    pending restart is handed to it before this process lets go."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the intermediate and the restarter
         try:
             os.setsid()
-            if os.fork() == 0:
+            child = os.fork()
+            if child == 0:
                 code = 0
                 try:
-                    from containerkit.engine.engine import Engine
-
-                    with Engine(root=root, forkserver=False) as engine, contextlib.suppress(NotFound):
-                        task = engine.containers.get(container_id).task
-                        me = os.getpid()
-                        task.update_restart_record(restarter=f"{me}:{proc.start_time(me)}")
-                    restart_after(root, container_id, delay)
+                    restart_after(root, task.id, delay)
                 except BaseException as exc:
-                    print(f"restarter of {container_id[:12]}: {exc!r}", file=sys.stderr)
+                    print(f"restarter of {task.id[:12]}: {exc!r}", file=sys.stderr)
                     code = 1
                 os._exit(code)
+            task.update_restart_record(restarter=f"{child}:{proc.start_time(child)}")
         finally:
             os._exit(0)
     os.waitpid(pid, 0)
@@ -194,10 +198,11 @@ def main(argv: list[str] | None = None) -> None:
     engine = Engine(root=root, forkserver=False)
     try:
         delay = handle_exit(engine, container_id)
+        task = engine.container_service.task(container_id)
     finally:
         engine.close(release_network=False)  # a restart would bring the bridge up again
     if delay is not None:  # after the Engine is closed: the restarter opens its own
-        _detach_restarter(root, container_id, delay)
+        _detach_restarter(root, task, delay)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

@@ -128,7 +128,12 @@ def serve(base: Path, busybox_rootfs_tar: Path, image: str = IMAGE) -> Iterator[
     leaks = [line for line in Path("/proc/mounts").read_text().splitlines() if str(root) in line]
     ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
     leaks += [line for line in ps.splitlines() if any(i in line for i in ids)]
-    leaks += [str(p) for p in Path("/sys/fs/cgroup").glob("**/containerkit/*") if p.name in ids]
+    # each hierarchy looked at by name: a recursive glob fails when another test's cgroup goes meanwhile
+    cgroups = Path("/sys/fs/cgroup")
+    hierarchies = [cgroups, *(h for h in cgroups.iterdir() if h.is_dir())]
+    leaks += [
+        str(h / "containerkit" / i) for h in hierarchies for i in ids if (h / "containerkit" / i).exists()
+    ]
     assert leaks == [], leaks
 
 
