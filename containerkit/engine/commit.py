@@ -643,21 +643,22 @@ def recover_commits(images: ImageCollection) -> list[str]:
 
 
 def _ingest_diff(images: ImageCollection, key: str, exclude: Iterable[str], journal: _Journal) -> Descriptor:
-    """The snapshot's diff as a blob: written to a held file in the ingest dir (recovery
-    removes it after a crash), its digest journaled, then ingested (verified) from that file."""
-    fd, name = tempfile.mkstemp(dir=images.content.root / "ingest", prefix=f"commit{staging.owner_tag()}")
-    staging.hold(fd)
+    """The snapshot's diff as a blob: written (and hashed as it is written) to a held file in the
+    ingest dir, which recovery removes after a crash; its digest journaled, then the file itself
+    published (no second copy)."""
+    fd, name = tempfile.mkstemp(dir=images.content.ingest_dir(), prefix=f"commit{staging.owner_tag()}")
     try:
-        with os.fdopen(fd, "w+b", buffering=1 << 20) as out:
+        staging.hold(fd)  # held (so recovery leaves it) until it is a blob or gone
+        with os.fdopen(fd, "wb", buffering=1 << 20, closefd=False) as out:
             result = make_diff(images.snapshots, key, out, exclude=frozenset(exclude))
-            out.flush()
-            if not images.content.has(result.diff_id):
-                journal.note(blobs=[result.diff_id])
-            out.seek(0)
-            desc = images.content.ingest(out, result.diff_id, result.size)
+        if images.content.has(result.diff_id):
+            return Descriptor(result.diff_id, result.size, MEDIA_OCI_LAYER)
+        journal.note(blobs=[result.diff_id])
+        desc = images.content.adopt(Path(name), result.diff_id)
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(name)
+        os.close(fd)
     return Descriptor(desc.digest, desc.size, MEDIA_OCI_LAYER)
 
 

@@ -148,6 +148,29 @@ class ContentStore:
             raise
         return Descriptor(digest, written)
 
+    def ingest_dir(self) -> Path:
+        """Where a writer that hashes as it writes keeps its held temp file (named with
+        :func:`~containerkit.linux.staging.owner_tag`) before :meth:`adopt`."""
+        return self._ingest
+
+    def adopt(self, path: Path, digest: str) -> Descriptor:
+        """Publish ``path``, a temp file in :meth:`ingest_dir` that this process wrote and hashed
+        as ``digest`` while writing (a layer made from a snapshot), without copying it again:
+        fsynced, made read-only and renamed into place, as :meth:`ingest` does."""
+        check_digest(digest)
+        if Path(path).parent != self._ingest:
+            raise InvalidArgument(f"{path}: only a file in {self._ingest} can become a blob")
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            os.fsync(fd)
+            size = os.fstat(fd).st_size
+        finally:
+            os.close(fd)
+        os.chmod(path, 0o444)
+        os.replace(path, self.path(digest))
+        _fsync_dir(self._blobs)
+        return Descriptor(digest, size)
+
     def reap_ingest(self) -> tuple[str, ...]:
         """Remove the temp files of ingests whose process is gone (live ones stay)."""
         return tuple(staging.reap(self._ingest))

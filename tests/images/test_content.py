@@ -131,3 +131,23 @@ def test_clean_ingest_removes_stale_temp_files(store: ContentStore) -> None:
     os.utime(stale, (0, 0))
     assert store.clean_ingest() == 1
     assert not stale.exists()
+
+
+def test_adopt_publishes_a_file_written_in_the_ingest_dir_without_a_copy(
+    store: ContentStore, tmp_path: Path
+) -> None:
+    data = b"layer bytes" * 1000
+    digest = "sha256:" + hashlib.sha256(data).hexdigest()
+    written = store.ingest_dir() / "commit-made-here"
+    written.write_bytes(data)
+    inode = written.stat().st_ino
+    desc = store.adopt(written, digest)
+    assert (desc.digest, desc.size) == (digest, len(data))
+    assert not written.exists()
+    assert store.path(digest).stat().st_ino == inode  # renamed, not copied
+    assert store.read_bytes(digest) == data
+    assert store.path(digest).stat().st_mode & 0o777 == 0o444
+    outside = tmp_path / "elsewhere"
+    outside.write_bytes(data)
+    with pytest.raises(InvalidArgument, match="only a file in"):
+        store.adopt(outside, digest)
