@@ -32,7 +32,6 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from containerkit.engine import _distribution
 from containerkit.engine import commit as _commit
 from containerkit.engine.events import EventLog
 from containerkit.errors import Conflict, IntegrityError, InvalidArgument, InvalidReference, NotFound
@@ -531,6 +530,8 @@ class ImageCollection:
         """Pull ``ref`` (``127.0.0.1:5000/team/app:1.2``, ``name@sha256:...``, ``busybox``) for
         ``platform`` (``os[/arch[/variant]]``, this host's by default); progress as docker's steps.
         Without ``auth``, credentials come from docker's config files when the options allow it."""
+        from containerkit.engine import _distribution  # the HTTP stack: loaded by a registry verb
+
         return _distribution.pull(
             self, ref, platform=platform, auth=auth, progress=progress, options=self.registry_options
         )
@@ -543,10 +544,14 @@ class ImageCollection:
         progress: Callable[[ProgressEvent], None] | None = None,
     ) -> str:
         """Push the image tagged ``ref`` to its registry; the manifest digest the registry confirmed."""
+        from containerkit.engine import _distribution
+
         return _distribution.push(self, ref, auth=auth, progress=progress, options=self.registry_options)
 
     def get_registry_data(self, ref: str, *, auth: RegistryAuth | None = None) -> RegistryData:
         """Digest, media type, size and platforms of ``ref`` as its registry has it, without pulling."""
+        from containerkit.engine import _distribution
+
         return _distribution.registry_data(self, ref, auth=auth, options=self.registry_options)
 
     # -------------------------------------------------------------------------- history, derive

@@ -14,7 +14,6 @@ from containerkit.errors import InvalidArgument
 from containerkit.images.reference import DEFAULT_DOMAIN
 from containerkit.images.registry.auth import RegistryAuth, RegistryOptions
 from containerkit.images.registry.credentials import CredentialStore
-from containerkit.images.registry.transport import RegistryTransport
 
 __all__ = ["RegistryCollection"]
 
@@ -47,6 +46,8 @@ class RegistryCollection:
     def login(self, server: str, username: str, password: str) -> str:
         """Check ``username``/``password`` against ``server`` and store them as docker does;
         docker's "Login Succeeded". ``Unauthorized`` when the registry refuses them."""
+        from containerkit.images.registry.transport import RegistryTransport  # the HTTP stack, on use
+
         domain = _server_domain(server or DEFAULT_DOMAIN)
         auth = RegistryAuth(username=username, password=password)
         with RegistryTransport(domain, auth=auth, options=self.options, mirrors=False) as transport:

@@ -25,14 +25,16 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
-import requests
 
 from containerkit.errors import InvalidArgument, RegistryError, Unauthorized
 from containerkit.images.registry.challenge import Challenge, parse_challenges
 from containerkit.images.registry.hosts import is_loopback, parse_insecure_entry, parse_mirror, split_host
+
+if TYPE_CHECKING:  # loaded by the first request: an engine that starts containers never needs it
+    import requests
 
 __all__ = [
     "DEFAULT_TOKEN_LIFETIME",
@@ -373,6 +375,8 @@ class Authorizer:
         return self._send("POST", realm, data=form)
 
     def _send(self, method: str, url: str, **kwargs: Any) -> requests.Response:
+        import requests
+
         try:
             same_host = urllib.parse.urlsplit(url).hostname == split_host(self.registry)[0]
             verify = self.verify_tls or not same_host

@@ -1,0 +1,32 @@
+"""What a process that only starts containers imports: not the HTTP stack of the registry client.
+
+The command line (``containerkit run``), each container's exit command and the fork server open
+an Engine in a fresh interpreter; every module they import is paid on every one of those starts.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+HTTP_STACK = ("requests", "urllib3", "charset_normalizer", "containerkit.images.registry.transport")
+
+
+def _imported_after(statement: str) -> set[str]:
+    code = f"import json, sys\n{statement}\nprint(json.dumps(sorted(sys.modules)))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(json.loads(done.stdout))
+
+
+def test_the_engine_loads_no_registry_http_stack() -> None:
+    loaded = _imported_after("from containerkit.engine.engine import Engine")
+    assert "containerkit.engine.container_service" in loaded  # the statement did load the engine
+    assert not loaded & set(HTTP_STACK)
+
+
+def test_the_command_line_loads_no_engine_before_a_verb_needs_it() -> None:
+    loaded = _imported_after("import containerkit.cli.main")
+    assert "containerkit.cli.main" in loaded
+    assert not {m for m in loaded if m.startswith(("containerkit.engine.", "containerkit.runtime."))}
+    assert not loaded & set(HTTP_STACK)
