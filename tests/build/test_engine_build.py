@@ -304,3 +304,39 @@ def test_add_url_keeps_last_modified_and_is_not_extracted(
     image = build_engine.images.build(tmp_path)
     out = _run(build_engine, image.id, "sh", "-c", "cat /dl/remote.txt; stat -c '%a %Y' /dl/remote.txt")
     assert out == "downloaded content\n600 1445412480\n"
+
+
+def test_intermediate_images_hidden_kept_and_pruned(build_engine: ck.Engine, tmp_path: Path) -> None:
+    _write(tmp_path, {"Dockerfile": f"FROM {BASE}\nENV A=1\nRUN echo x > /x\nENV B=2\n"})
+    events: list[BuildEvent] = []
+    image = build_engine.images.build(tmp_path, tag="prune/me:1", nocache=True, progress=events.append)
+    steps = {e.id for e in events if e.kind == "image"} - {image.id, build_engine.images.get(BASE).id}
+    assert len(steps) == 2  # the ENV and RUN steps under the result
+    listed = {i.id for i in build_engine.images.list()}
+    assert image.id in listed and not steps & listed
+    assert steps <= {i.id for i in build_engine.images.list(all=True)}
+    # build steps under other images are not dangling: image prune keeps them
+    assert not set(build_engine.images.prune()) & steps
+    deleted = build_engine.images.prune_build_cache()
+    assert steps <= set(deleted) and image.id not in deleted
+    assert build_engine.images.get("prune/me:1").id == image.id
+    events.clear()
+    build_engine.images.build(tmp_path, tag="prune/me:1", progress=events.append)
+    assert not any(e.kind == "cache" for e in events)
+
+
+def test_cache_from_uses_only_the_given_images_history(build_engine: ck.Engine, tmp_path: Path) -> None:
+    _write(tmp_path, {"Dockerfile": f'FROM {BASE}\nENV STAGE=one\nRUN echo cached > /c\nCMD ["cat", "/c"]\n'})
+    source = build_engine.images.build(tmp_path, tag="cachefrom/source:1")
+    # the local cache alone would hit; with cache_from naming an unrelated image it must not
+    events: list[BuildEvent] = []
+    build_engine.images.build(tmp_path, cache_from=[BASE], progress=events.append)
+    assert not any(e.kind == "cache" for e in events)
+    # forget the local cache: cache_from the image still gives every step, from its history
+    build_engine.images.prune_build_cache()
+    events.clear()
+    again = build_engine.images.build(tmp_path, cache_from=["cachefrom/source:1"], progress=events.append)
+    assert sum(1 for e in events if e.kind == "cache") == 3
+    assert not any(e.kind == "running" for e in events)
+    assert again.layers == source.layers and again.config == source.config
+    assert _run(build_engine, again.id) == "cached\n"

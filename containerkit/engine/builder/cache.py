@@ -102,21 +102,15 @@ def _restore(
 ) -> str:
     """An image of ``source``'s first ``n + 1`` steps (its layers up to there) with ``config``."""
     from containerkit.engine import commit as _commit
-    from containerkit.engine.builder.layers import add_layer, copy_layer_from
+    from containerkit.engine.builder.layers import add_layer
 
     step = history[n]
+    created_by = str(step.get("created_by") or "")
     if step.get("empty_layer"):
-        image = _commit.derive(images, parent_id, config, created_by=str(step.get("created_by") or ""))
+        image = _commit.derive(images, parent_id, config, created_by=created_by)
     else:
         layer_index = sum(1 for h in history[:n] if not h.get("empty_layer"))
-        record = images._record(source)
-        blob = record.layers[layer_index].blob_digest
-        image = add_layer(
-            images,
-            parent_id,
-            copy_layer_from(images.content.path(blob)),
-            config,
-            created_by=str(step.get("created_by") or ""),
-        )
+        layer = images._record(source).layers[layer_index]
+        image = add_layer(images, parent_id, layer, config, created_by=created_by)
     cache.put(key, image.id, parent_id)
     return image.id

@@ -23,11 +23,12 @@ from containerkit.engine import commit as _commit
 from containerkit.images.content import Descriptor
 from containerkit.images.manifest import MEDIA_OCI_LAYER, host_platform
 from containerkit.spec import Image, ImageConfig
+from containerkit.storage.metadata import ImageLayer
 
 if TYPE_CHECKING:
     from containerkit.engine.images import ImageCollection
 
-__all__ = ["LayerTar", "add_layer", "copy_layer_from", "history_entry"]
+__all__ = ["LayerTar", "add_layer", "history_entry"]
 
 
 class LayerTar:
@@ -105,15 +106,14 @@ def _write_pipe(write: Callable[[LayerTar], None], fd: int, errors: list[BaseExc
 def add_layer(
     images: ImageCollection,
     parent_id: str | None,
-    write: Callable[[LayerTar], None],
+    write: Callable[[LayerTar], None] | ImageLayer,
     config: ImageConfig,
     *,
     created_by: str,
-    history: list[dict[str, Any]] | None = None,
 ) -> Image:
     """A new image: ``parent_id``'s layers (None: scratch) and one more, whose entries
-    ``write`` adds; its config ``config`` and one more history entry (``created_by``).
-    ``history`` replaces the parent's history (a cache-from image's steps restored)."""
+    ``write`` adds (or an existing image's layer, as it is: a cache-from step restored); its
+    config ``config`` and one more history entry (``created_by``)."""
     if parent_id is not None:
         record = images._record(parent_id)
         parent = json.loads(record.config_json)
@@ -123,36 +123,35 @@ def add_layer(
         parent = {"architecture": arch, "os": os_name, "rootfs": {"type": "layers", "diff_ids": []}}
         layers = []
     with _commit._adding(images) as journal:
-        read_fd, write_fd = os.pipe()
-        errors: list[BaseException] = []
-        writer = threading.Thread(target=_write_pipe, args=(write, write_fd, errors), daemon=True)
-        writer.start()
-        try:
-            with os.fdopen(read_fd, "rb", buffering=0) as source:
-                blob = images.content.ingest(source)
-        finally:
-            writer.join()
-        journal.note(blobs=[blob.digest])
-        if errors:
-            raise errors[0]
-        layer = Descriptor(blob.digest, blob.size, MEDIA_OCI_LAYER)
+        if isinstance(write, ImageLayer):
+            layer = Descriptor(write.blob_digest, write.blob_size, write.media_type)
+            diff_id = write.diff_id
+        else:
+            layer = _ingest_layer(images, write, journal)
+            diff_id = layer.digest
         now = history_entry(created_by, empty=False)
         doc = {
             **{k: v for k, v in parent.items() if k in ("architecture", "os", "variant", "os.version")},
             "config": config.to_oci(),
             "created": now["created"],
-            "history": [*(history if history is not None else parent.get("history") or ()), now],
-            "rootfs": {"type": "layers", "diff_ids": [*parent["rootfs"]["diff_ids"], layer.digest]},
+            "history": [*(parent.get("history") or ()), now],
+            "rootfs": {"type": "layers", "diff_ids": [*parent["rootfs"]["diff_ids"], diff_id]},
         }
         return _commit._record(images, doc, [*layers, layer], None, journal)
 
 
-def copy_layer_from(path: os.PathLike[str] | str) -> Callable[[LayerTar], None]:
-    """A writer that copies every entry of an existing layer tar (a restored cache step)."""
-
-    def write(layer: LayerTar) -> None:
-        with tarfile.open(path, "r:*") as archive:
-            for member in archive:
-                layer.member(member, archive.extractfile(member) if member.isreg() else None)
-
-    return write
+def _ingest_layer(images: ImageCollection, write: Callable[[LayerTar], None], journal: Any) -> Descriptor:
+    """The entries ``write`` adds, as a tar streamed through a pipe into the content store."""
+    read_fd, write_fd = os.pipe()
+    errors: list[BaseException] = []
+    writer = threading.Thread(target=_write_pipe, args=(write, write_fd, errors), daemon=True)
+    writer.start()
+    try:
+        with os.fdopen(read_fd, "rb", buffering=0) as source:
+            blob = images.content.ingest(source)
+    finally:
+        writer.join()
+    journal.note(blobs=[blob.digest])
+    if errors:
+        raise errors[0]
+    return Descriptor(blob.digest, blob.size, MEDIA_OCI_LAYER)
