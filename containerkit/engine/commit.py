@@ -58,6 +58,7 @@ if TYPE_CHECKING:
     from containerkit.engine.container_service import ContainerService
     from containerkit.engine.containers import Container
     from containerkit.engine.images import ImageCollection
+    from containerkit.storage.snapshots import SnapshotStore
 
 __all__ = [
     "ENGINE_PATHS",
@@ -68,6 +69,7 @@ __all__ = [
     "derive",
     "history",
     "recover_commits",
+    "snapshot_changes",
 ]
 
 ENGINE_PATHS = (
@@ -129,6 +131,16 @@ def _empty(path: str, st: os.stat_result) -> bool:
     return False
 
 
+def _same_file(a: str, b: str) -> bool:
+    with open(a, "rb") as fa, open(b, "rb") as fb:
+        while True:
+            chunk = fa.read(1 << 20)
+            if chunk != fb.read(len(chunk) or 1):
+                return False
+            if not chunk:
+                return True
+
+
 def _opaque(path: str) -> bool:
     try:
         return os.getxattr(path, "trusted.overlay.opaque", follow_symlinks=False) == b"y"
@@ -186,7 +198,8 @@ class _Changes:
         if self.whole_tree:
             low_dir = os.path.join(self.lowers[0], rel_dir) if rel_dir else self.lowers[0]
             with contextlib.suppress(FileNotFoundError, NotADirectoryError):
-                gone = sorted(set(os.listdir(low_dir)) - set(names))
+                if stat.S_ISDIR(os.lstat(low_dir).st_mode):  # never through a symlink below
+                    gone = sorted(set(os.listdir(low_dir)) - set(names))
         for name in sorted([*names, *gone]):
             rel = f"{rel_dir}/{name}" if rel_dir else name
             if name in gone:
@@ -213,12 +226,15 @@ class _Changes:
                     self.walk_added(rel)
                 continue
             if is_dir and stat.S_ISDIR(low.st_mode) and not self._dir_changed(st, low):
-                if self.whole_tree or any(True for _ in os.scandir(path)):
-                    mark = len(self.out)
-                    self.walk(rel)
-                    if len(self.out) > mark and rel not in self.changed_dirs:
-                        self.out.insert(mark, Change("/" + rel, "C"))
-                        self.changed_dirs.add(rel)
+                # reported (ahead of them) only if something below it changed
+                outer, self.out = self.out, []
+                self.changed_dirs.add(rel)
+                self.walk(rel)
+                below, self.out = self.out, outer
+                if below:
+                    self.out += [Change("/" + rel, "C"), *below]
+                else:
+                    self.changed_dirs.discard(rel)
                 continue
             if not is_dir and self.whole_tree and not self._node_changed(path, st, low):
                 continue
@@ -249,20 +265,38 @@ class _Changes:
         return st.st_uid - self.id_offset[0], st.st_gid - self.id_offset[1]
 
     def _node_changed(self, path: str, st: os.stat_result, low: os.stat_result) -> bool:
-        return (
+        if (
             stat.S_IFMT(st.st_mode) != stat.S_IFMT(low.st_mode)
             or stat.S_IMODE(st.st_mode) != stat.S_IMODE(low.st_mode)
             or self._owner(st) != (low.st_uid, low.st_gid)
             or st.st_size != low.st_size
             or st.st_mtime_ns != low.st_mtime_ns
             or st.st_rdev != low.st_rdev
+        ):
+            return True
+        if stat.S_ISLNK(st.st_mode):
+            return os.readlink(path) != os.readlink(self._lower_path(path))
+        # a whole-second mtime (a layer's, or a coarse filesystem's) may hide a same-size rewrite
+        return (
+            stat.S_ISREG(st.st_mode)
+            and st.st_mtime_ns % 1_000_000_000 == 0
+            and not _same_file(path, self._lower_path(path))
         )
+
+    def _lower_path(self, path: str) -> str:
+        return os.path.join(self.lowers[0], os.path.relpath(path, self.upper))
 
 
 def changes(service: ContainerService, container: Container) -> list[Change]:
     """``docker diff``: what the container changed over its image, running or stopped."""
-    skip = _mount_points(container)
-    with service.snapshots.changes(container.id) as where:
+    return snapshot_changes(service.snapshots, container.id, _mount_points(container))
+
+
+def snapshot_changes(store: SnapshotStore, key: str, skip: Iterable[str] = ()) -> list[Change]:
+    """What snapshot ``key`` changed over its parents, as docker's changes, for either driver;
+    ``skip``: relative paths of engine-made mount points (left out where empty and new)."""
+    skip = set(skip)
+    with store.changes(key) as where:
         if where.lower_tree is not None:
             walker = _Changes(
                 where.upper, [where.lower_tree], whole_tree=True, skip=skip, id_offset=where.id_offset
