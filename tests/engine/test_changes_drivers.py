@@ -4,9 +4,13 @@ naive differ); the same walk order, the engine's mount points left out by both."
 
 from __future__ import annotations
 
+import io
+import tarfile
+from collections.abc import Iterable
 from pathlib import Path
 
 from containerkit.engine.commit import snapshot_changes
+from containerkit.storage.diff import make_diff
 from containerkit.storage.snapshots import SnapshotStore
 from tests.storage.test_diff import BASE, TOP, _add, _change, store  # noqa: F401 (the store fixture)
 
@@ -99,3 +103,36 @@ COPY = [
     "D /var/lib/app/sub/c",
     "A /var/lib/app/sub/fresh",
 ]
+
+
+def test_a_layer_leaves_the_engines_mount_points_and_their_directories_out(
+    store: SnapshotStore,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    parents = _add(store, BASE, TOP)
+    store.prepare("ctr", parents)
+    root = store.mount("ctr", tmp_path / "merged")
+    try:
+        (root / "etc/resolv.conf").write_bytes(b"")  # made by the engine in an image directory
+        (root / "mnt").mkdir()
+    finally:
+        store.unmount(root)
+    skip = {"etc/resolv.conf", "mnt"}
+    with tarfile.open(fileobj=_diff(store, skip)) as tar:
+        assert tar.getnames() == []  # an unchanged container: an empty layer
+    with tarfile.open(fileobj=_diff(store, ())) as tar:
+        assert {"etc/resolv.conf", "mnt"} <= set(tar.getnames())  # without exclude: as they are
+    root = store.mount("ctr", tmp_path / "merged")
+    try:
+        (root / "etc/added").write_bytes(b"x")
+    finally:
+        store.unmount(root)
+    with tarfile.open(fileobj=_diff(store, skip)) as tar:
+        assert tar.getnames() == ["etc", "etc/added"]
+
+
+def _diff(snapshots: SnapshotStore, exclude: Iterable[str]) -> io.BytesIO:
+    out = io.BytesIO()
+    make_diff(snapshots, "ctr", out, exclude=exclude)
+    out.seek(0)
+    return out
