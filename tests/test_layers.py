@@ -9,12 +9,13 @@ import containerkit
 
 PACKAGE = Path(containerkit.__file__).parent
 
-_BASE = {"spec", "errors"}
+_BASE = {"spec", "errors", "times"}
 # What each part may import from containerkit, besides itself. storage/ unpacks layers with
 # images/unpack (the content side of an image) into snapshot dirs.
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "spec": {"errors"},
+    "times": {"errors"},
     "linux": _BASE,
     "images": _BASE | {"linux"},
     "storage": _BASE | {"linux", "images"},

@@ -17,6 +17,7 @@ from containerkit.client.networks import NetworkCollection
 from containerkit.client.registries import Logins, RegistryCollection
 from containerkit.client.volumes import VolumeCollection
 from containerkit.spec import Event
+from containerkit.times import unix_seconds
 
 __all__ = ["Client"]
 
@@ -122,7 +123,7 @@ class Client:
         """The daemon's events as :class:`~containerkit.spec.Event` (``decode=False``: docker's
         messages as dicts). Without ``until`` the stream stays open until the iterator is
         closed; with it, it ends at ``until``."""
-        until_ts = _timestamp(until)
+        until_ts = unix_seconds(until, field="until")
         read_timeout = None
         if until_ts is not None:
             read_timeout = max(float(until_ts) - time.time(), 0.0) + (self._transport.timeout or 60.0)
@@ -130,7 +131,7 @@ class Client:
             "GET",
             "/events",
             params={
-                "since": _timestamp(since),
+                "since": unix_seconds(since, field="since"),
                 "until": until_ts,
                 "filters": _wire.filters_param(filters),
             },
@@ -156,16 +157,3 @@ class Client:
 
     def __repr__(self) -> str:
         return f"Client({self.endpoint.url!r})"
-
-
-def _timestamp(value: TimeArg) -> str | None:
-    """Unix seconds as docker's ``since``/``until`` take them (a datetime, a number, or text as is)."""
-    if value is None:
-        return None
-    if isinstance(value, dt.datetime):
-        return f"{value.timestamp():.9f}"
-    if isinstance(value, dt.timedelta):  # before now, as docker's "10m"
-        return f"{time.time() - value.total_seconds():.9f}"
-    if isinstance(value, (int, float)):
-        return f"{float(value):.9f}"
-    return str(value)

@@ -21,7 +21,7 @@ from containerkit.engine import commit as _commit
 from containerkit.engine.builder import Builder
 from containerkit.engine.container_service import ContainerService
 from containerkit.engine.containers import ContainerCollection
-from containerkit.engine.events import EventLog, EventTime
+from containerkit.engine.events import EventLog
 from containerkit.engine.images import ImageCollection
 from containerkit.engine.network_service import NetworkService
 from containerkit.engine.networks import NetworkCollection
@@ -37,6 +37,7 @@ from containerkit.runtime.task import CGROUP_PARENT, cgroup_name
 from containerkit.spec import ContainerStatus, Event
 from containerkit.storage.metadata import Database
 from containerkit.storage.snapshots import SnapshotStore
+from containerkit.times import EventTime
 
 __all__ = ["DEFAULT_PIDS_LIMIT", "DEFAULT_ROOT", "Engine"]
 

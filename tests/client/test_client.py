@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import io
 import tarfile
 import threading
@@ -57,6 +58,13 @@ def test_events_since_until(client: Client) -> None:
     raw = list(client.events(since=since, until=until, filters={"container": [c.id]}, decode=False))
     assert [m["Action"] for m in raw] == ["create", "start", "die", "destroy"] and raw[0]["id"] == c.id
     assert [Event.from_docker(m) for m in raw] == events
+    # durations and RFC 3339 times, as the docker CLI takes them: turned into unix seconds
+    recent = list(client.events(since="10m", until="0s", filters={"container": [c.id]}))
+    assert [e.action for e in recent] == ["create", "start", "die", "destroy"]
+    stamp = dt.datetime.fromtimestamp(since, dt.UTC).isoformat().replace("+00:00", "Z")
+    assert len(list(client.events(since=stamp, until=until, filters={"container": [c.id]}))) == 4
+    with pytest.raises(ck_errors.InvalidArgument, match="since"):
+        client.events(since="soon")
 
 
 # -- containers ---------------------------------------------------------------------------------
