@@ -65,11 +65,16 @@ class Spawner:
     ...     started = start_container(request, spawner=spawner)
     """
 
-    def __init__(self, *, python: str | None = None) -> None:
+    def __init__(self, *, python: str | None = None, direct_until_ready: bool = False) -> None:
+        """``direct_until_ready``: while the forkserver is still starting (its interpreter and
+        imports: the first container of an Engine would wait for them), a single-threaded
+        caller forks the shim itself (:class:`~containerkit.runtime.launcher.DirectLauncher`)."""
         self._python = python or sys.executable
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
         self._process: subprocess.Popen[bytes] | None = None
+        self._ready = False  # the forkserver answered its first ping
+        self._direct_until_ready = direct_until_ready
 
     def __enter__(self) -> Spawner:
         return self
@@ -88,6 +93,12 @@ class Spawner:
             self._ensure_started()
 
     def _ensure_started(self) -> socket.socket:
+        sock = self._begin_locked()
+        self._await_ready_locked(block=True)
+        return sock
+
+    def _begin_locked(self) -> socket.socket:
+        """Start the forkserver and send it a ping, without waiting for the answer."""
         if self._sock is not None:
             return self._sock
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
@@ -104,18 +115,44 @@ class Spawner:
         finally:
             theirs.close()
         self._sock = ours
+        self._ready = False
         try:
-            self._call_locked({"op": "ping"}, [])
+            ours.send(json.dumps({"op": "ping"}).encode())
+        except OSError as exc:
+            self._shutdown_locked()
+            raise Unavailable(f"spawner process is gone: {exc}") from None
+        return ours
+
+    def _await_ready_locked(self, *, block: bool) -> bool:
+        """Whether the forkserver has answered the ping :meth:`_begin_locked` sent; ``block``:
+        wait for the answer (raising when it never comes)."""
+        if self._ready:
+            return True
+        assert self._sock is not None
+        if not block and not select.select([self._sock], [], [], 0)[0]:
+            return False
+        try:
+            self._receive_locked({"op": "ping"})
         except BaseException:
             self._shutdown_locked()
             raise
-        return ours
+        self._ready = True
+        return True
 
     def _call_locked(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         sock = self._sock
         assert sock is not None
         try:
             socket.send_fds(sock, [json.dumps(message).encode()], fds)
+        except OSError as exc:
+            self._shutdown_locked()
+            raise Unavailable(f"spawner process is gone: {exc}") from None
+        return self._receive_locked(message)
+
+    def _receive_locked(self, message: dict[str, Any]) -> dict[str, Any]:
+        sock = self._sock
+        assert sock is not None
+        try:
             data, _fds, _flags, _addr = socket.recv_fds(sock, _MAX_MESSAGE, 0)
         except OSError as exc:
             self._shutdown_locked()
@@ -135,10 +172,25 @@ class Spawner:
             self._ensure_started()
             return self._call_locked(message, fds or [])
 
-    def spawn_shim(self, request: ShimRequest, *, ready_fd: int) -> int:
-        """Fork a shim for ``request``; it reports on ``ready_fd``. Returns the shim's pid."""
+    def spawn_shim(self, request: ShimRequest, *, ready_fd: int) -> int | None:
+        """Fork a shim for ``request``; it reports on ``ready_fd``. Returns the shim's pid
+        (None when this process forked it, see ``direct_until_ready``)."""
         trace.mark("engine.shim_request")
-        return int(self.call({"op": "shim", "request": request.to_dict()}, [ready_fd])["pid"])
+        with self._lock:
+            self._begin_locked()
+            direct = (
+                self._direct_until_ready
+                and not self._await_ready_locked(block=False)
+                and threading.active_count() == 1
+            )
+            if not direct:
+                self._await_ready_locked(block=True)
+                return int(self._call_locked({"op": "shim", "request": request.to_dict()}, [ready_fd])["pid"])
+        from containerkit.runtime.launcher import DirectLauncher
+        from containerkit.runtime.shim import run_shim
+
+        DirectLauncher(run_shim).spawn_shim(request, ready_fd=ready_fd)
+        return None
 
     def spawn_exec(
         self,
@@ -159,6 +211,7 @@ class Spawner:
             self._shutdown_locked()
 
     def _shutdown_locked(self) -> int | None:
+        self._ready = False
         if self._sock is not None:
             self._sock.close()
             self._sock = None
@@ -280,7 +333,10 @@ class _Server:
                     os.close(fd)
             kind = getattr(exc, "kind", RuntimeFailure.kind)
             reply = {"ok": False, "kind": kind, "message": f"spawner: {exc}"}
-        self.sock.send(json.dumps(reply).encode())
+        try:
+            self.sock.send(json.dumps(reply).encode())
+        except OSError:  # the Engine left without waiting for the answer (a ping it never read)
+            return False
         return True
 
     def _dispatch(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any]:

@@ -47,6 +47,8 @@ def test_a_traced_start_records_every_process_in_order(
     trace.enable(str(path))
     try:
         with ck.Engine(root=engine_root) as traced:  # its fork server starts with the variable set
+            assert traced.spawner is not None
+            traced.spawner.start()  # ready: the start goes through it, not a direct fork
             container = traced.containers.run(IMAGE, ["true"], network="none")
             assert container.wait(timeout=30) == 0
             container.remove()

@@ -72,6 +72,24 @@ def test_shims_outlive_the_spawner(boxes: Boxes) -> None:
     assert state.wait_for_exit(request.state_dir, timeout=10) == 0
 
 
+def test_direct_until_ready_forks_here_while_the_forkserver_starts(boxes: Boxes) -> None:
+    """The first start need not wait for the forkserver's interpreter: a single-threaded caller
+    forks that shim itself; once the forkserver answered, shims are its children again."""
+    if threading.active_count() != 1:
+        pytest.skip("direct forks are for single-threaded callers only")
+    with Spawner(direct_until_ready=True) as spawner:
+        first = boxes.request(["true"])
+        started = start_container(first, spawner=spawner)
+        assert spawner.pid is not None  # it is starting meanwhile
+        assert started.shim_pid not in _children_of(spawner.pid)
+        assert state.wait_for_exit(first.state_dir, timeout=10) == 0
+        spawner.start()  # waits until it answers
+        second = boxes.request(["sleep", "0.3"])
+        started = start_container(second, spawner=spawner)
+        assert started.shim_pid in _children_of(spawner.pid)
+        assert state.wait_for_exit(second.state_dir, timeout=10) == 0
+
+
 def _wait_for_children(pid: int, exclude: set[int]) -> list[int]:
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
