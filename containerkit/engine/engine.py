@@ -128,7 +128,8 @@ class Engine:
             return None
         with self._spawner_lock:
             if self._spawner is None:
-                self._spawner = Spawner()
+                # the first containers need not wait for its interpreter: see direct_until_ready
+                self._spawner = Spawner(direct_until_ready=True)
             return self._spawner
 
     def recover(self) -> list[str]:
