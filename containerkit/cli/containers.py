@@ -37,7 +37,7 @@ def _create(
     from containerkit.errors import ContainerkitError
 
     try:
-        ensure_image(image, opts.get("pull") or "missing")
+        ensure_image(image, opts.get("pull") or "missing", platform=opts.get("platform"))
         exposed = _image_checks(image, opts)
         return engine().containers.create(
             build_spec(image, command, opts, attached=attached, exposed=exposed)

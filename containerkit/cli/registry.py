@@ -65,7 +65,7 @@ def pull_image(ref: str, *, platform: str | None = None, quiet: bool = False, er
         return engine().images.pull(ref, platform=platform, auth=auth, progress=progress)
 
 
-def ensure_image(ref: str, policy: str) -> None:
+def ensure_image(ref: str, policy: str, *, platform: str | None = None) -> None:
     """``run``/``create --pull``: ``always`` pulls, ``missing`` pulls what is not local (saying so
     as docker does), ``never`` leaves a missing image to fail the create."""
     from containerkit.errors import NotFound
@@ -78,7 +78,7 @@ def ensure_image(ref: str, policy: str) -> None:
             return
         except NotFound:
             print(f"Unable to find image '{_familiar(ref)}' locally", file=sys.stderr, flush=True)
-    pull_image(ref, err=True)
+    pull_image(ref, platform=platform, err=True)
 
 
 def _familiar(ref: str) -> str:

@@ -157,3 +157,10 @@ def test_layer_progress_bars_on_a_terminal_lines_elsewhere() -> None:
     drawn = terminal.getvalue()
     assert "1: Pulling from team/app" in drawn and "Status: Downloaded newer image" in drawn
     assert "abcdef012345: Pull complete" in drawn and "1.0/1.0 kB" in drawn  # the bar, full
+
+
+def test_run_pull_passes_the_platform_on(ck: Ck, pushed: str) -> None:
+    wrong = ck("run", "--rm", "--pull", "always", "--platform", "linux/arm64", pushed, "true")
+    assert wrong.exit_code == 125 and "linux/arm64" in wrong.stderr, wrong.output
+    right = ck("run", "--rm", "--pull", "always", "--platform", "linux/amd64", pushed, "echo", "ok")
+    assert right.exit_code == 0 and right.stdout == "ok\n", right.output
