@@ -3,6 +3,7 @@ containerkitd with docker-py and the docker CLI."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import struct
@@ -313,7 +314,7 @@ def test_volume_drivers_and_local_driver_opts(client: Any, cli: Any, daemon: Dae
     assert (host / "on-host").exists()  # removing a bind volume leaves the host's files
 
 
-def test_network_aliases_dns_names_and_short_id(client: Any) -> None:
+def test_network_aliases_dns_names_and_short_id(client: Any, daemon: Daemon) -> None:
     net = client.networks.create("dapi-aliases")
     made = []
     try:
@@ -333,6 +334,12 @@ def test_network_aliases_dns_names_and_short_id(client: Any) -> None:
         assert endpoint["DNSNames"] == ["dapi-a", "al", a.id[:12]]
         other = b.attrs["NetworkSettings"]["Networks"]["dapi-aliases"]
         assert other["DNSNames"] == [b.name, b.id[:12], "bhost"]
+        # API < 1.45: dockerd listed the short id and hostname among the Aliases
+        for container, expected in ((a, ["al", a.id[:12]]), (b, [b.id[:12], "bhost"])):
+            status, _headers, body = daemon.request("GET", f"/v1.44/containers/{container.id}/json")
+            assert status == 200
+            old = json.loads(body)["NetworkSettings"]["Networks"]["dapi-aliases"]
+            assert old["Aliases"] == expected
         ip = endpoint["IPAddress"]
         for name in (a.id[:12], "al", "dapi-a"):
             result = b.exec_run(["sh", "-c", f"ping -c1 -W2 {name} | head -1"])

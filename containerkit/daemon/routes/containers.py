@@ -63,11 +63,17 @@ def register(router: Router, app: DaemonApp) -> None:
         image = None
         with contextlib.suppress(ContainerkitError):
             image = engine.images.get(container.image_id)
-        return json_response(
-            container_inspect(
-                container, image, app.execs.for_container(container.id), driver=engine.snapshots.driver
-            )
+        shape = container_inspect(
+            container, image, app.execs.for_container(container.id), driver=engine.snapshots.driver
         )
+        if app.api_tuple(request) < (1, 45):
+            # before API 1.45 dockerd listed the short id and the hostname among a user network's
+            # Aliases (DNSNames came later)
+            own = [container.id[:12], container.spec.hostname or container.id[:12]]
+            for endpoint in ((shape.get("NetworkSettings") or {}).get("Networks") or {}).values():
+                if endpoint.get("DNSNames") is not None:
+                    endpoint["Aliases"] = list(dict.fromkeys([*(endpoint.get("Aliases") or []), *own]))
+        return json_response(shape)
 
     def start(request: Request) -> Response:
         container = lookup(app, request)
