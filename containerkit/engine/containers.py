@@ -424,6 +424,9 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         them and the next start applies them. ``memory_swap`` is memory plus swap (-1: back to
         the default, as much swap as memory), ``pids`` -1 is no limit. A memory limit below what
         the container uses now is a :class:`Conflict` (the kernel's EBUSY) and nothing changes.
+        A new restart policy holds at the next exit, except for a container that runs without
+        any policy or auto-remove: its shim has no exit command, so the policy holds from its
+        next start.
         """
         spec = self.spec
         changes: dict[str, Any] = {
