@@ -11,6 +11,7 @@ import subprocess
 import sys
 
 HTTP_STACK = ("requests", "urllib3", "charset_normalizer", "containerkit.images.registry.transport")
+BUILD_ONLY = ("containerkit.dockerfile", "containerkit.engine.builder.executor", "urllib.request")
 
 
 def _imported_after(statement: str) -> set[str]:
@@ -23,6 +24,7 @@ def test_the_engine_loads_no_registry_http_stack() -> None:
     loaded = _imported_after("from containerkit.engine.engine import Engine")
     assert "containerkit.engine.container_service" in loaded  # the statement did load the engine
     assert not loaded & set(HTTP_STACK)
+    assert not loaded & set(BUILD_ONLY)  # the builder's recovery needs only its label
 
 
 def test_the_command_line_loads_no_engine_before_a_verb_needs_it() -> None:

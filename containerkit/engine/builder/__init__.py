@@ -17,10 +17,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
-from containerkit.dockerfile.ignore import DockerIgnore
 from containerkit.engine._recovery import SPOOL_DIR, owner_alive
-from containerkit.engine.builder.context import BuildContext
-from containerkit.engine.builder.executor import BUILD_OWNER_LABEL, BuildOptions, Executor
 from containerkit.errors import (
     Conflict,
     ContainerkitError,
@@ -36,11 +33,18 @@ from containerkit.linux import staging
 from containerkit.spec import BuildEvent, Image
 
 if TYPE_CHECKING:
+    from containerkit.dockerfile.ignore import DockerIgnore
     from containerkit.engine.containers import ContainerCollection
     from containerkit.engine.images import ImageCollection
     from containerkit.images.registry.auth import RegistryAuth
 
 __all__ = ["BUILD_OWNER_LABEL", "Builder"]
+
+BUILD_OWNER_LABEL = "containerkit.build.owner"
+"""On intermediate containers: the building process (``<pid>:<start time>``).
+
+Here, not in the executor: every Engine's recovery needs it, and the executor (the Dockerfile
+language, tar and URL handling) is loaded by the first build only."""
 
 _NETWORKS = ("bridge", "default", "none", "host")
 
@@ -109,6 +113,9 @@ class Builder:
             raise InvalidArgument(f"network: expected one of {', '.join(_NETWORKS)}, got {network!r}")
         if isinstance(cache_from, str):
             cache_from = [cache_from]
+        from containerkit.engine.builder.context import BuildContext
+        from containerkit.engine.builder.executor import BuildOptions, Executor
+
         options = BuildOptions(
             dockerfile=dockerfile or "Dockerfile",
             dockerfile_text=dockerfile_text,

@@ -39,6 +39,7 @@ from containerkit.dockerfile.errors import DockerfileSyntaxError
 from containerkit.dockerfile.lexer import ShellLex
 from containerkit.engine import commit as _commit
 from containerkit.engine._recovery import owner_token
+from containerkit.engine.builder import BUILD_OWNER_LABEL
 from containerkit.engine.builder import cache as _cache
 from containerkit.engine.builder.context import BuildContext, Source, combined_hash
 from containerkit.engine.builder.layers import LayerTar, add_layer
@@ -55,8 +56,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BUILD_OWNER_LABEL", "BuildOptions", "Executor"]
 
-BUILD_OWNER_LABEL = "containerkit.build.owner"
-"""On intermediate containers: the building process (``<pid>:<start time>``)."""
 
 _DEFAULT_SHELL = ("/bin/sh", "-c")
 _BUILTIN_ARGS = frozenset(
