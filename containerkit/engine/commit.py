@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 
 from containerkit.engine._recovery import owner_alive, owner_token
-from containerkit.errors import InvalidArgument, InvalidReference, NotFound
+from containerkit.errors import InvalidArgument, InvalidReference, NotFound, NotRunning
 from containerkit.images.archive import ArchiveImage
 from containerkit.images.content import Descriptor
 from containerkit.images.manifest import (
@@ -770,10 +770,9 @@ def commit(
     own = container_config(container, parent.get("config") or {})
     new_config = config.to_oci() if config is not None else apply_changes(own, list(changes))
     line = created_by if created_by is not None else " ".join(own.get("Cmd") or ())
-    task = container.task
     frozen = False
     if pause and container.current_status() is ContainerStatus.RUNNING:
-        task.pause()
+        container.pause()  # with its pause and unpause events, as dockerd's commit
         frozen = True
     try:
         with _adding(images) as journal:
@@ -811,8 +810,8 @@ def commit(
                 images.content.delete(layer.digest)  # no image has it
     finally:
         if frozen:
-            with contextlib.suppress(NotFound):
-                task.resume()
+            with contextlib.suppress(NotFound, NotRunning):
+                container.unpause()
     service.record(
         container,
         "commit",

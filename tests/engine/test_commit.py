@@ -178,9 +178,13 @@ def test_commit_of_a_running_container_pauses_it_and_lets_it_run_on(
     container = engine.containers.run(IMAGE, ["sh", "-c", "echo live > /live; sleep 60"])
     try:
         assert container.exec(["sh", "-c", "while [ ! -e /live ]; do sleep 0.05; done"]).exit_code == 0
+        before = time.time()
         image = container.commit("example/live")
         made.append(image.id)
         assert container.status == "running"
+        seen = engine.events(since=before - 1, until=time.time() + 1, filters={"container": [container.id]})
+        actions = [e.action for e in seen]
+        assert actions[-3:] == ["pause", "unpause", "commit"]
         paused = container.commit(pause=False)
         made.append(paused.id)
         assert container.status == "running"
