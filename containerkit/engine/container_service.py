@@ -434,6 +434,16 @@ class ContainerService:
                     {"container": container.id, "destination": destination, "driver": "local"},
                 )
 
+    def scan_for_events(self) -> None:
+        """What an event follower looks at now and then: every container's run (its exit, if
+        nobody saw it) and the health changes of the running ones (the checker records none)."""
+        for container in self.list(all=True, filters=None):
+            if container.status != "running":
+                continue
+            record = container.task.health_record()
+            if record is not None:
+                self.observe_health(container, record, container.started_at)
+
     def observe_health(self, container: Container, record: Mapping[str, Any], started_at: str | None) -> None:
         """Record the health checker's status changes (``health_status: healthy``) not recorded
         yet, each with the time of the change, once whoever observes it first (the checker runs

@@ -109,7 +109,7 @@ class Engine:
         self.containers = ContainerCollection(self.container_service)
         self.images.builder = Builder(self.images, self.containers)
         self.event_log = EventLog(
-            self.metadata, state_dirs, scan=lambda: self.container_service.list(all=True, filters=None)
+            self.metadata, state_dirs, scan=lambda: self.container_service.scan_for_events()
         )
         """Every engine action on this root, kept in its metadata database (docker's events)."""
         self.networks = NetworkCollection(

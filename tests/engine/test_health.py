@@ -142,3 +142,17 @@ def test_no_check_no_health(engine: ck.Engine, cleanup: list[str]) -> None:
     assert container.id in [c.id for c in engine.containers.list(filters={"health": "none"})]
     with pytest.raises(ck.InvalidArgument, match="health=sick"):
         engine.containers.list(filters={"health": "sick"})
+
+
+def test_event_followers_see_health_changes_nobody_inspected(engine: ck.Engine, cleanup: list[str]) -> None:
+    """The scan an event follower runs now and then records the changes (the checker writes no events)."""
+    started = time.time()
+    check = ck.Healthcheck(test=["CMD", "true"], interval=0.2)
+    container = engine.containers.run(IMAGE, ["sleep", "1000"], network="none", healthcheck=check)
+    cleanup.append(container.id)
+    until(lambda: (h := container.task.health()) is not None and h.status == "healthy", "healthy")
+    engine.event_log.scan_exits()  # what a follower of engine.events() / GET /events runs each second
+    found = engine.events(
+        since=started, until=time.time(), filters={"event": "health_status", "container": container.id}
+    )
+    assert [(e.actor_id, e.action) for e in found] == [(container.id, "health_status: healthy")]
