@@ -23,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, cast
 import attrs
 
 from containerkit.engine import _archive, _names, _prepare
+from containerkit.engine import changes as _changes
 from containerkit.engine import commit as _commit
 from containerkit.engine import export as _export
 from containerkit.engine._handle import RecordHandle
@@ -747,12 +748,12 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         rows = [ps.process_row(pid) for pid in pids]
         return {"Titles": list(ps.PROCESS_TITLES), "Processes": [r for r in rows if r is not None]}
 
-    # -- its filesystem as changes, an image, a tar (engine/commit.py, engine/export.py) ------
+    # -- its filesystem as changes, an image, a tar (engine/changes, commit, export.py) ------
 
     def diff(self) -> builtins.list[Change]:
         """``docker diff``: the paths it changed (C), added (A) or deleted (D) over its image,
         without the engine's own mount points; running or stopped."""
-        return _commit.changes(self._service, self)
+        return _changes.changes(self._service, self)
 
     def commit(
         self,

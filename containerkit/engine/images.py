@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from containerkit.engine import commit as _commit
+from containerkit.engine import history as _history
 from containerkit.engine.events import EventLog
 from containerkit.errors import Conflict, IntegrityError, InvalidArgument, InvalidReference, NotFound
 from containerkit.images.archive import (
@@ -557,8 +558,8 @@ class ImageCollection:
     # -------------------------------------------------------------------------- history, derive
 
     def history(self, ref: str) -> builtins.list[HistoryEntry]:
-        """``docker history``: the image's steps, newest first (engine/commit.py)."""
-        return _commit.history(self, ref)
+        """``docker history``: the image's steps, newest first (engine/history.py)."""
+        return _history.history(self, ref)
 
     def derive(
         self, parent_id: str | None, config: ImageConfig, *, created_by: str, comment: str = ""

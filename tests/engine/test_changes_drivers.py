@@ -9,7 +9,7 @@ import tarfile
 from collections.abc import Iterable
 from pathlib import Path
 
-from containerkit.engine.commit import snapshot_changes
+from containerkit.engine.changes import snapshot_changes
 from containerkit.storage.diff import make_diff
 from containerkit.storage.snapshots import SnapshotStore
 from tests.storage.test_diff import BASE, TOP, _add, _change, store  # noqa: F401 (the store fixture)

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 import containerkit as ck
-from containerkit.engine.commit import apply_changes
+from containerkit.engine.commit_config import apply_changes
 
 from .conftest import IMAGE
 

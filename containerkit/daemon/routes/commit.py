@@ -1,6 +1,6 @@
 """``POST /commit``, ``GET /containers/{id}/changes``, ``GET /containers/{id}/export`` and
 ``GET /images/{name}/history``: a container's filesystem as changes, an image or a tar, and an
-image's steps, in dockerd's shapes (engine/commit.py and engine/export.py do the work)."""
+image's steps, in dockerd's shapes (engine/changes, commit, export and history do the work)."""
 
 from __future__ import annotations
 
