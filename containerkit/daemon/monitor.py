@@ -167,7 +167,10 @@ class Monitor:
                 self._cond.wait(0.25)
             if gone():
                 raise ClientGone()
-            self._poll(container, waiter)
+            try:
+                self._poll(container, waiter)
+            except Exception:  # a stream that raised would leave its client waiting for the rest
+                log.warning("wait for %s: looking again failed", cid[:12], exc_info=True)
 
     def _poll(self, container: Container, waiter: Waiter) -> None:
         """Notice what happened without the daemon (a start or removal by another process)."""

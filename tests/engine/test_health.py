@@ -156,3 +156,12 @@ def test_event_followers_see_health_changes_nobody_inspected(engine: ck.Engine, 
         since=started, until=time.time(), filters={"event": "health_status", "container": container.id}
     )
     assert [(e.actor_id, e.action) for e in found] == [(container.id, "health_status: healthy")]
+
+
+def test_output_is_capped_at_4_kib(engine: ck.Engine, cleanup: list[str]) -> None:
+    check = ck.Healthcheck(test=["CMD-SHELL", "head -c 10000 /dev/zero | tr '\\0' a"], interval=0.2)
+    container = engine.containers.run(IMAGE, ["sleep", "1000"], network="none", healthcheck=check)
+    cleanup.append(container.id)
+    until(lambda: status(container) == "healthy", "healthy")
+    health = container.health
+    assert health is not None and health.log[-1].output == "a" * 4096
