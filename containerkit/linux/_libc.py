@@ -100,11 +100,20 @@ def _encode(value: str | bytes | None) -> bytes | None:
     return os.fsencode(value)
 
 
+def load_libc() -> ctypes.CDLL:
+    """A handle on glibc by its soname: ``ctypes.util.find_library`` runs ``ldconfig -p`` (a
+    process) on every call, and each CLI command, exit command and fork server loads libc."""
+    try:
+        return ctypes.CDLL("libc.so.6", use_errno=True)
+    except OSError:  # not glibc's soname: ask the linker cache
+        return ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
 class Libc:
     """Thin, checked wrappers over the glibc calls the kernel layer needs."""
 
     def __init__(self) -> None:
-        self._lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        self._lib = load_libc()
         self._lib.mount.argtypes = [
             ctypes.c_char_p,
             ctypes.c_char_p,

@@ -8,7 +8,6 @@ unpacked layer serves containers of every range (Linux 5.12; under overlayfs low
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 from pathlib import Path
 
@@ -69,7 +68,7 @@ class _MountAttr(ctypes.Structure):
     ]
 
 
-_lib = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_lib = _libc.load_libc()
 _lib.syscall.restype = ctypes.c_long
 
 

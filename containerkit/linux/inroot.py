@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import errno
 import os
 import platform
@@ -25,6 +24,7 @@ import stat
 from types import TracebackType
 
 from containerkit.errors import InvalidArgument, NotFound, Unavailable
+from containerkit.linux._libc import load_libc
 
 __all__ = [
     "RESOLVE_IN_ROOT",
@@ -60,7 +60,7 @@ class _OpenHow(ctypes.Structure):
     _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc = load_libc()
 _libc.syscall.restype = ctypes.c_long
 
 
