@@ -1,7 +1,7 @@
 """A container's config as dockerd keeps it, and ``docker commit --change``: the Dockerfile
 instructions CMD, ENTRYPOINT, ENV, EXPOSE, HEALTHCHECK, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME
 and WORKDIR applied to it as dockerd's ``BuildFromConfig`` does (words split and variables
-expanded as the Dockerfile lexer does)."""
+expanded by :class:`containerkit.dockerfile.ShellLex`, BuildKit's shell lexer)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from containerkit.dockerfile import ShellLex
 from containerkit.errors import InvalidArgument
 
 if TYPE_CHECKING:
@@ -101,77 +102,12 @@ def container_config(container: Container, image_config: Mapping[str, Any]) -> d
     return config
 
 
-_VAR = re.compile(
-    r"\$(?:\{(?P<braced>[A-Za-z_][A-Za-z0-9_]*)(?P<op>:?[-+])?(?P<word>[^}]*)\}"
-    r"|(?P<name>[A-Za-z_][A-Za-z0-9_]*))"
-)
-
-
-def _expand(text: str, env: Mapping[str, str]) -> str:
-    """``$v``, ``${v}``, ``${v:-w}``, ``${v-w}``, ``${v:+w}``, ``${v+w}`` (the builder's forms)."""
-
-    def sub(match: re.Match[str]) -> str:
-        name = match.group("braced") or match.group("name")
-        op, word = match.group("op"), match.group("word") or ""
-        value = env.get(name)
-        if op in (":-", "-"):
-            unset = value is None or (op == ":-" and value == "")
-            return word if unset else value or ""
-        if op in (":+", "+"):
-            set_ = value is not None and (op == "+" or value != "")
-            return word if set_ else ""
-        return value or ""
-
-    return _VAR.sub(sub, text)
+_LEXER = ShellLex()
 
 
 def _words(text: str, env: Mapping[str, str]) -> list[str]:
-    """Words as the Dockerfile lexer splits them: whitespace outside quotes, ``'...'`` literal,
-    ``"..."`` and bare text with variables expanded, ``\\`` escaping the next character."""
-    words: list[str] = []
-    current: list[str] = []
-    started = False
-    i = 0
-    while i < len(text):
-        char = text[i]
-        if char.isspace():
-            if started:
-                words.append("".join(current))
-                current, started = [], False
-            i += 1
-            continue
-        started = True
-        if char == "\\" and i + 1 < len(text):
-            current.append(text[i + 1])
-            i += 2
-        elif char == "'":
-            end = text.find("'", i + 1)
-            if end < 0:
-                raise InvalidArgument(f"unterminated single quote in {text!r}")
-            current.append(text[i + 1 : end])
-            i = end + 1
-        elif char == '"':
-            j, part = i + 1, []
-            while j < len(text) and text[j] != '"':
-                if text[j] == "\\" and j + 1 < len(text) and text[j + 1] in '"\\$':
-                    part.append(text[j + 1])
-                    j += 2
-                    continue
-                part.append(text[j])
-                j += 1
-            if j >= len(text):
-                raise InvalidArgument(f"unterminated double quote in {text!r}")
-            current.append(_expand("".join(part), env))
-            i = j + 1
-        else:
-            j = i
-            while j < len(text) and not text[j].isspace() and text[j] not in "\\'\"":
-                j += 1
-            current.append(_expand(text[i:j], env))
-            i = j
-    if started:
-        words.append("".join(current))
-    return words
+    """Words as BuildKit's shell lexer splits and expands them (quotes, escapes, ``${v:-w}``...)."""
+    return _LEXER.expand_words(text, env)
 
 
 def _json_or_none(text: str) -> list[str] | None:

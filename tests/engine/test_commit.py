@@ -276,6 +276,9 @@ def test_changes_follow_dockers_rules() -> None:
         "Test": ["CMD-SHELL", "true"],
     }
     assert apply_changes(base, ["STOPSIGNAL SIGINT", "USER app"])["User"] == "app"
+    quoted = apply_changes(base, ["ENV L='$HOME stays' E=\\$HOME P=${HOME:+set}", 'LABEL "a b"=c d="e f"'])
+    assert quoted["Env"][-3:] == ["L=$HOME stays", "E=$HOME", "P=set"]
+    assert quoted["Labels"] == {"a b": "c", "d": "e f"}
     with pytest.raises(ck.InvalidArgument, match="run is not a valid change command"):
         apply_changes(base, ["RUN true"])
     with pytest.raises(ck.InvalidArgument, match="ONBUILD"):
