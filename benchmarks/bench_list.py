@@ -92,8 +92,14 @@ def main() -> None:
             finally:
                 daemon.terminate()
                 daemon.wait(30)
-                for container in made:
-                    container.remove(force=True)
+                failed = []
+                for container in made:  # each one, even when another cannot be removed
+                    try:
+                        container.remove(force=True)
+                    except Exception as exc:  # reported; the rest are still removed
+                        failed.append(f"{container.id[:12]}: {exc}")
+                if failed:
+                    raise SystemExit("could not remove: " + "; ".join(failed))
     print(f"{'running containers':>20} {'engine list (ms)':>18} {'GET /containers/json (ms)':>27}")
     for count, in_process, through_daemon in rows:
         print(f"{count:>20} {in_process:>18.2f} {through_daemon:>27.2f}")
