@@ -9,6 +9,7 @@ import shlex
 from typing import TYPE_CHECKING, Any
 
 from containerkit.cli import _output as out
+from containerkit.spec import ContainerStatus
 
 if TYPE_CHECKING:
     from containerkit.api import Backend, ContainerHandle
@@ -59,25 +60,12 @@ def container_command(engine: Backend, container: ContainerHandle) -> list[str]:
 
 def container_status(container: ContainerHandle) -> tuple[str, str]:
     """(state, docker's status text): ("running", "Up 5 seconds"), ("exited", "Exited (0) 2 minutes ago")."""
+    from containerkit.dockerapi.times import human_status
+
     state = str(container.status)
-    if state in ("running", "paused"):
-        text = f"Up {out.human_duration(out.since(container.started_at))}"
-        if state == "paused":
-            return state, text + " (Paused)"
-        health = _health_status(container)
-        if health == "starting":
-            return state, text + " (health: starting)"
-        return state, f"{text} ({health})" if health in ("healthy", "unhealthy") else text
-    if state == "restarting":
-        finished = container.finished_at
-        return state, f"Restarting ({container.exit_code or 0})" + (
-            f" {out.ago(finished)}" if finished else ""
-        )
-    if state in ("exited", "dead"):
-        finished = container.finished_at
-        when = f" {out.ago(finished)}" if finished else ""
-        return state, ("Exited" if state == "exited" else "Dead") + f" ({container.exit_code}){when}"
-    return state, state.capitalize()
+    health = _health_status(container) if ContainerStatus.of(state) is ContainerStatus.RUNNING else None
+    started, finished = container.started_at, container.finished_at
+    return state, human_status(state, started, finished, container.exit_code, health=health)
 
 
 def _health_status(container: ContainerHandle) -> str | None:

@@ -7,6 +7,8 @@ import datetime as dt
 import time
 from typing import Any
 
+from containerkit.spec import ContainerStatus
+
 __all__ = ["ZERO_TIME", "human_duration", "human_status", "parse_time", "rfc3339"]
 
 ZERO_TIME = "0001-01-01T00:00:00Z"
@@ -42,7 +44,8 @@ def parse_time(value: Any) -> dt.datetime | None:
 
 
 def human_duration(seconds: float) -> str:
-    """docker's ``units.HumanDuration``."""
+    """docker's ``units.HumanDuration`` (go-units): "Less than a second", "5 seconds", "About
+    an hour" (hours rounded half up, as Go's ``int(d.Hours() + 0.5)``), "3 weeks"..."""
     s = int(seconds)
     if s < 1:
         return "Less than a second"
@@ -55,7 +58,7 @@ def human_duration(seconds: float) -> str:
         return "About a minute"
     if minutes < 60:
         return f"{minutes} minutes"
-    hours = round(s / 3600)
+    hours = int(seconds / 3600 + 0.5)
     if hours == 1:
         return "About an hour"
     if hours < 48:
@@ -66,7 +69,7 @@ def human_duration(seconds: float) -> str:
         return f"{hours // 24 // 7} weeks"
     if hours < 24 * 365 * 2:
         return f"{hours // 24 // 30} months"
-    return f"{hours // 24 // 365} years"
+    return f"{int(seconds / 3600) // 24 // 365} years"
 
 
 def human_status(
@@ -82,20 +85,21 @@ def human_status(
     (healthy)``, ``Up 1 second (health: starting)``, ``Restarting (1) 2 seconds ago``,
     ``Exited (0) 3 minutes ago``."""
     now = time.time() if now is None else now
-    if status in ("running", "paused"):
+    state = ContainerStatus.of(status)
+    if state.is_up:
         started = parse_time(started_at)
         text = f"Up {human_duration(now - (started.timestamp() if started else now))}"
-        if status == "paused":
+        if state is ContainerStatus.PAUSED:
             return text + " (Paused)"
         if health == "starting":
             return text + " (health: starting)"
         return f"{text} ({health})" if health in ("healthy", "unhealthy") else text
-    if status == "restarting":
-        finished = parse_time(finished_at)
-        ago = f" {human_duration(now - finished.timestamp())} ago" if finished else ""
+    finished = parse_time(finished_at)
+    ago = f" {human_duration(now - finished.timestamp())} ago" if finished else ""
+    if state is ContainerStatus.RESTARTING:
         return f"Restarting ({exit_code or 0}){ago}"
-    if status in ("exited", "dead"):
-        finished = parse_time(finished_at)
-        ago = f" {human_duration(now - finished.timestamp())} ago" if finished else ""
+    if state is ContainerStatus.DEAD:
+        return "Dead"
+    if state is ContainerStatus.EXITED:
         return f"Exited ({exit_code or 0}){ago}"
     return "Created"
