@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from containerkit import dockerapi
 from containerkit.dockerapi.times import ZERO_TIME, rfc3339
-from containerkit.spec import Image, Stats
+from containerkit.spec import ContainerStatus, Image, Stats
 
 if TYPE_CHECKING:
     from containerkit.engine import Container
@@ -46,7 +46,7 @@ def container_inspect(
 
 def container_summary(container: Container) -> dict[str, Any]:
     """One entry of the list; ``(healthy)`` in its status for a running container with a check."""
-    health = container.health if container.status == "running" else None
+    health = container.health if ContainerStatus.of(container.status) is ContainerStatus.RUNNING else None
     return dockerapi.container_summary(
         container, args=container.process_args(), docker=container.extra, health=health
     )

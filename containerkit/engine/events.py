@@ -28,7 +28,7 @@ from typing import Any
 
 from containerkit.errors import InvalidArgument
 from containerkit.runtime.state import RuntimeState, read_state
-from containerkit.spec import Event, label_matches
+from containerkit.spec import ContainerStatus, Event, label_matches
 from containerkit.storage.metadata import Database
 from containerkit.times import event_time_ns, rfc3339_ns
 
@@ -217,7 +217,7 @@ class EventLog:
     def observe_exit(self, container_id: str, state: RuntimeState, attributes: Mapping[str, str]) -> bool:
         """Record ``oom`` (if it was) and ``die`` for the run that ``state`` shows ended, with the
         exit's own time; a run already recorded is left alone. True when this call recorded it."""
-        if state.status not in ("exited", "dead") or not state.started_at:
+        if not ContainerStatus(state.status).has_stopped or not state.started_at:
             return False
         key = f"die:{container_id}:{state.started_at}"
         if key in _OBSERVED:
@@ -247,7 +247,7 @@ class EventLog:
                 return
             for record in self._containers.all():
                 state = read_state(self._state_root / record.id)
-                if state.status in ("exited", "dead"):
+                if ContainerStatus(state.status).has_stopped:
                     labels = json.loads(record.labels_json)
                     self.observe_exit(
                         record.id, state, container_attributes(record.name, record.image_ref, labels)

@@ -29,7 +29,7 @@ from containerkit import api
 from containerkit import wait as _wait
 from containerkit.engine.frontend import write_busybox_rootfs
 from containerkit.errors import ContainerkitError, InvalidArgument, NotFound, Unavailable
-from containerkit.spec import Image
+from containerkit.spec import ContainerStatus, Image
 from containerkit.testing.images import (
     image_by_name,
     image_from_dockerfile,
@@ -159,7 +159,7 @@ def _log_section(container: api.ContainerHandle, lines: int) -> tuple[str, str]:
     name = f"{container.name or '?'} ({container.id[:12]})"
     try:
         status = str(container.status)
-        code = container.exit_code if status in ("exited", "dead") else None
+        code = container.exit_code if ContainerStatus.of(status).has_stopped else None
         logs = bytes(container.logs(tail=lines)).decode("utf-8", "replace")
     except NotFound:
         return f"containerkit logs: {name}", "(the container was removed during the test)"

@@ -17,7 +17,7 @@ from containerkit.daemon.shapes import container_inspect, container_summary, sta
 from containerkit.dockerapi import filters_from_query
 from containerkit.dockerapi.update import update_from_wire
 from containerkit.errors import ContainerkitError, InvalidArgument, NotFound, NotModified, NotRunning
-from containerkit.spec import Stats, parse_signal
+from containerkit.spec import ContainerStatus, Stats, parse_signal
 
 if TYPE_CHECKING:
     from containerkit.daemon.app import DaemonApp
@@ -77,7 +77,7 @@ def register(router: Router, app: DaemonApp) -> None:
 
     def start(request: Request) -> Response:
         container = lookup(app, request)
-        if container.status in ("running", "paused"):
+        if ContainerStatus.of(container.status).is_up:
             raise NotModified(f"container {container.name} is already running")
         try:
             container.start()
@@ -97,7 +97,7 @@ def register(router: Router, app: DaemonApp) -> None:
         timeout = request.qint("t", None)
         if timeout is None:
             timeout = request.qint("timeout", None)
-        if container.status not in ("running", "paused"):
+        if not ContainerStatus.of(container.status).is_up:
             raise NotModified(f"container {container.name} is not running")
         monitor.watch(container)
         container.stop(None if timeout is None or timeout < 0 else timeout)
@@ -107,7 +107,7 @@ def register(router: Router, app: DaemonApp) -> None:
     def kill(request: Request) -> Response:
         container = lookup(app, request)
         signal = parse_signal(request.q("signal") or "SIGKILL")
-        if container.status not in ("running", "paused"):
+        if not ContainerStatus.of(container.status).is_up:
             raise NotRunning(
                 f"Cannot kill container: {container.name}: container {container.id} is not running"
             )
@@ -178,7 +178,7 @@ def register(router: Router, app: DaemonApp) -> None:
 
         if not stream:
             previous, previous_system = None, 0
-            if not one_shot and container.status == "running":
+            if not one_shot and ContainerStatus.of(container.status) is ContainerStatus.RUNNING:
                 previous, previous_system = sample(), system()
                 time.sleep(0.5)
             return json_response(stats_json(container, sample(), previous, previous_system))
