@@ -57,7 +57,9 @@ PHASES: list[tuple[str, str]] = [
 ]
 
 _CGROUP_SIDE = [
-    ("shim.cgroup_state_log", "cgroup (shim, beside the init): mkdirs, limits, devices, move, state"),
+    ("shim.cgroup_begin", "shim, beside the init: from the hand-over to the cgroup's setup"),
+    ("shim.cgroup_ready", "shim, beside the init: cgroup mkdirs, limits, devices, move"),
+    ("shim.cgroup_state_log", "shim, beside the init: first state.json, log"),
 ]
 
 
@@ -111,15 +113,15 @@ def breakdown(engine_root: Path, work: Path, runs: int) -> list[tuple[str, str, 
         trace.disable()
     cycles = _read_trace(path)
     rows = []
-    previous = "bench.begin"
-    for mark, what in [*PHASES[1:], *_CGROUP_SIDE]:
-        side = mark == _CGROUP_SIDE[0][0]
-        start = "shim.init_forked" if side else previous
-        deltas = [(c[mark] - c[start]) / 1e6 for c in cycles if mark in c and start in c]
-        offsets = [(c[mark] - c["bench.begin"]) / 1e6 for c in cycles if mark in c]
-        if deltas:
-            rows.append((mark, what, median(deltas), median(offsets)))
-            if not side:
+    for chain, first in ((PHASES, "bench.begin"), (_CGROUP_SIDE, "shim.init_forked")):
+        previous = first
+        for mark, what in chain:
+            if mark == previous:
+                continue
+            deltas = [(c[mark] - c[previous]) / 1e6 for c in cycles if mark in c and previous in c]
+            offsets = [(c[mark] - c["bench.begin"]) / 1e6 for c in cycles if mark in c]
+            if deltas:
+                rows.append((mark, what, median(deltas), median(offsets)))
                 previous = mark
     return rows
 

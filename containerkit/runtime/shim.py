@@ -453,6 +453,7 @@ class _Shim:
                 )
                 raise StartFailed(error, 128) from None
             os.write(ready_w, b"1")
+            trace.mark("shim.cgroup_ready")
         finally:
             os.close(ready_w)  # before any byte: EOF, the child gives up
 
@@ -460,6 +461,7 @@ class _Shim:
         from containerkit.linux.cgroups import open_cgroup
         from containerkit.linux.cgroups.devices import parse_rules
 
+        trace.mark("shim.cgroup_begin")
         assert self.request.cgroup_name is not None
         self.cgroup = open_cgroup(self.request.cgroup_name)
         self.cgroup.create()

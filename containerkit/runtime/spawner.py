@@ -39,6 +39,7 @@ import threading
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from containerkit.errors import ContainerkitError, RuntimeFailure, Unavailable, error_class_for
+from containerkit.linux.cgroups.prime import prime_migration
 from containerkit.linux.proc import default_signals, install_stdio
 from containerkit.runtime import _sync, trace
 
@@ -185,6 +186,8 @@ class Spawner:
             )
             if not direct:
                 self._await_ready_locked(block=True)
+                if self._process is not None:  # the shim's move of the init then waits less
+                    prime_migration(self._process.pid)
                 return int(self._call_locked({"op": "shim", "request": request.to_dict()}, [ready_fd])["pid"])
         from containerkit.runtime.launcher import DirectLauncher
         from containerkit.runtime.shim import run_shim
