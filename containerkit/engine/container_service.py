@@ -331,7 +331,7 @@ class ContainerService:
             return None
         from containerkit.engine import exit_hook
 
-        return exit_hook.exit_command(self._root.parent, container.id)
+        return exit_hook.exit_command(self._root.parent, container.id, self.default_pids_limit)
 
     def _health_check(self, container: Container, spec: ContainerSpec) -> dict[str, Any] | None:
         """The checker's configuration (the spec's check over the image's; the check's process),

@@ -65,9 +65,10 @@ BACKOFF_RESET_AFTER = 10.0
 _STOPPED = (ContainerStatus.EXITED, ContainerStatus.DEAD)
 
 
-def exit_command(root: Path, container_id: str) -> list[str]:
-    """The argv the shim of ``container_id`` runs after the exit."""
-    return [sys.executable, "-c", ENTRY, str(root), container_id]
+def exit_command(root: Path, container_id: str, default_pids_limit: int | None) -> list[str]:
+    """The argv the shim of ``container_id`` runs after the exit; a restart applies the same
+    default pids limit as the start by the engine that made the command."""
+    return [sys.executable, "-c", ENTRY, str(root), container_id, str(default_pids_limit or 0)]
 
 
 def next_delay(previous: float, ran_for: float) -> float:
@@ -134,13 +135,13 @@ def _token() -> str:
     return f"{pid}:{proc.start_time(pid)}"
 
 
-def restart_after(root: str, container_id: str, delay: float) -> None:
+def restart_after(root: str, container_id: str, delay: float, pids_limit: int) -> None:
     """Wait out the back-off, then start the container again unless the user stopped it or
     someone started it meanwhile (runs in the detached restarter)."""
     from containerkit.engine.engine import Engine
 
     time.sleep(delay)
-    engine = Engine(root=root, forkserver=False)
+    engine = Engine(root=root, forkserver=False, default_pids_limit=pids_limit)
     try:
         try:
             container = engine.containers.get(container_id)
@@ -163,7 +164,7 @@ def restart_after(root: str, container_id: str, delay: float) -> None:
         engine.close(release_network=False)
 
 
-def _detach_restarter(root: str, task: Task, delay: float) -> None:
+def _detach_restarter(root: str, task: Task, delay: float, pids_limit: int) -> None:
     """Fork the restarter out of this process's session (double fork: nobody's child here); the
     pending restart is handed to it before this process lets go."""
     pid = os.fork()
@@ -174,7 +175,7 @@ def _detach_restarter(root: str, task: Task, delay: float) -> None:
             if child == 0:
                 code = 0
                 try:
-                    restart_after(root, task.id, delay)
+                    restart_after(root, task.id, delay, pids_limit)
                 except BaseException as exc:
                     print(f"restarter of {task.id[:12]}: {exc!r}", file=sys.stderr)
                     code = 1
@@ -186,23 +187,23 @@ def _detach_restarter(root: str, task: Task, delay: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``ROOT CONTAINER_ID``: handle the exit of the container (run by its shim)."""
+    """``ROOT CONTAINER_ID DEFAULT_PIDS_LIMIT``: handle the exit of the container (run by its shim)."""
     from containerkit.engine.engine import Engine
 
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2:
-        print("usage: exit_hook ROOT CONTAINER_ID", file=sys.stderr)
+    if len(args) != 3 or not args[2].lstrip("-").isdigit():
+        print("usage: exit_hook ROOT CONTAINER_ID DEFAULT_PIDS_LIMIT", file=sys.stderr)
         sys.exit(2)
-    root, container_id = args
+    root, container_id, pids_limit = args[0], args[1], int(args[2])
     logging.basicConfig(level=logging.WARNING)
-    engine = Engine(root=root, forkserver=False)
+    engine = Engine(root=root, forkserver=False, default_pids_limit=pids_limit)
     try:
         delay = handle_exit(engine, container_id)
         task = engine.container_service.task(container_id)
     finally:
         engine.close(release_network=False)  # a restart would bring the bridge up again
     if delay is not None:  # after the Engine is closed: the restarter opens its own
-        _detach_restarter(root, task, delay)
+        _detach_restarter(root, task, delay, pids_limit)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)

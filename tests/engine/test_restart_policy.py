@@ -147,7 +147,8 @@ def test_default_containers_get_no_exit_command(engine: ck.Engine, cleanup: list
     policy = engine.containers.create(image=IMAGE, command=["true"], network="none", restart_policy="always")
     cleanup.append(policy)
     argv = service._exit_command(policy, policy.spec)
-    assert argv is not None and argv[-1] == policy.id and exit_hook.ENTRY in argv
+    assert argv is not None and argv[-2:] == [policy.id, str(engine.default_pids_limit or 0)]
+    assert exit_hook.ENTRY in argv
 
 
 @pytest.mark.parametrize(
