@@ -5,16 +5,17 @@ expanded by :class:`containerkit.dockerfile.ShellLex`, BuildKit's shell lexer)."
 
 from __future__ import annotations
 
+import functools
 import json
 import posixpath
 import re
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from containerkit.dockerfile import ShellLex
 from containerkit.errors import InvalidArgument
 
 if TYPE_CHECKING:
+    from containerkit.dockerfile import ShellLex
     from containerkit.engine.containers import Container
 
 __all__ = ["apply_changes", "container_config"]
@@ -102,12 +103,18 @@ def container_config(container: Container, image_config: Mapping[str, Any]) -> d
     return config
 
 
-_LEXER = ShellLex()
+@functools.cache
+def _lexer() -> ShellLex:
+    """Loaded by the first ``--change``: every Engine imports this module, and the Dockerfile
+    language costs each fresh interpreter (CLI command, exit command) milliseconds."""
+    from containerkit.dockerfile import ShellLex
+
+    return ShellLex()
 
 
 def _words(text: str, env: Mapping[str, str]) -> list[str]:
     """Words as BuildKit's shell lexer splits and expands them (quotes, escapes, ``${v:-w}``...)."""
-    return _LEXER.expand_words(text, env)
+    return _lexer().expand_words(text, env)
 
 
 def _json_or_none(text: str) -> list[str] | None:
