@@ -441,7 +441,7 @@ class Volumes(Protocol):
     def ensure(self, name: str) -> Volume:
         """The volume ``name``, created when missing."""
 
-    def list(self, *, filters: Mapping[str, str] | None = None) -> builtins.list[Volume]: ...
+    def list(self, *, filters: Mapping[str, Any] | None = None) -> builtins.list[Volume]: ...
 
     def remove(
         self, name: str, *, force: bool = False, in_use_by: builtins.list[str] | None = None

@@ -44,6 +44,7 @@ __all__ = [
     "allowed_transition",
     "check_container_name",
     "label_matches",
+    "normalise_filters",
     "parse_bytes",
     "parse_env",
     "parse_signal",
@@ -526,6 +527,28 @@ def check_container_name(name: str) -> str:
 def _check_name(_inst: Any, _a: attrs.Attribute[str | None], value: str | None) -> None:
     if value is not None:
         check_container_name(value)
+
+
+def normalise_filters(filters: Mapping[str, Any] | None, known: Iterable[str]) -> dict[str, list[str]]:
+    """docker's filters as Python callers and the wire give them (``{"status": "running"}``,
+    ``{"label": ["a=1", "b"]}``, the older ``{"label": {"a=1": true}}``; booleans as
+    ``"true"``/``"false"``) -> ``{key: [values]}``; a key outside ``known`` is refused as dockerd
+    refuses it."""
+    allowed = set(known)
+    result: dict[str, list[str]] = {}
+    for key, value in (filters or {}).items():
+        if key not in allowed:
+            raise InvalidArgument(f"invalid filter '{key}'")
+        if isinstance(value, Mapping):
+            values = [str(k) for k, on in value.items() if on]
+        elif isinstance(value, bool):
+            values = [str(value).lower()]
+        elif isinstance(value, (str, int, float)) or not isinstance(value, Iterable):
+            values = [str(value)]
+        else:
+            values = [str(v).lower() if isinstance(v, bool) else str(v) for v in value]
+        result.setdefault(str(key), []).extend(values)
+    return result
 
 
 def label_matches(labels: Mapping[str, str], wanted: str) -> bool:

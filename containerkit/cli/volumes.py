@@ -57,20 +57,13 @@ def create(name: str | None, driver: str, label: tuple[str, ...]) -> None:
 def ls(quiet: bool, filters: tuple[str, ...], format_: str | None) -> None:
     """List volumes."""
     from containerkit.cli.containers import parse_filters
+    from containerkit.errors import InvalidArgument
 
     eng = engine()
-    wanted = parse_filters(filters)
-    dangling = wanted.pop("dangling", None)
-    found = eng.volumes.list()
-    for key, values in wanted.items():
-        if key not in ("name", "label"):
-            raise CliError(f"invalid filter {key!r}", USAGE_ERROR)
-        for value in values:
-            found = [v for v in found if v in eng.volumes.list(filters={key: value})]
-    if dangling:
-        used = volume_users(eng)
-        want_unused = dangling[-1].lower() in ("true", "1")
-        found = [v for v in found if (v.name not in used) == want_unused]
+    try:
+        found = eng.volumes.list(filters=parse_filters(filters) or None)
+    except InvalidArgument as exc:
+        raise CliError(str(exc), USAGE_ERROR) from None
     if quiet:
         for vol in found:
             click.echo(vol.name)

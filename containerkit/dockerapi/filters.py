@@ -12,31 +12,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from containerkit.errors import InvalidArgument
-from containerkit.spec import label_matches
+from containerkit.spec import label_matches, normalise_filters
 
 __all__ = ["filters_from_query", "filters_to_query", "label_matches", "labels_match", "normalise"]
-
-
-def _values(value: Any) -> list[str]:
-    if isinstance(value, Mapping):  # docker's older wire form {"label": {"a=1": true}}
-        return [str(k) for k, on in value.items() if on]
-    if isinstance(value, bool):
-        return [str(value).lower()]
-    if isinstance(value, (str, int, float)) or not isinstance(value, Iterable):
-        return [str(value)]
-    return [str(v).lower() if isinstance(v, bool) else str(v) for v in value]
 
 
 def normalise(filters: Mapping[str, Any] | None, known: Iterable[str] | None = None) -> dict[str, list[str]]:
     """Filters as Python callers write them -> ``{"key": ["value", ...]}``; a key outside
     ``known`` (when given) is refused as dockerd refuses it."""
-    allowed = None if known is None else set(known)
-    result: dict[str, list[str]] = {}
-    for key, value in (filters or {}).items():
-        if allowed is not None and key not in allowed:
-            raise InvalidArgument(f"invalid filter {key!r}")
-        result[str(key)] = _values(value)
-    return result
+    return normalise_filters(filters, known if known is not None else (filters or {}).keys())
 
 
 def filters_to_query(filters: Mapping[str, Any] | None) -> str | None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from containerkit.errors import InvalidArgument, NotFound
-from containerkit.spec import label_matches
+from containerkit.spec import label_matches, normalise_filters
 
 if TYPE_CHECKING:
     from containerkit.engine.containers import Container
@@ -21,23 +21,10 @@ _HEALTH = ("starting", "healthy", "unhealthy", "none")
 
 def normalise(filters: Mapping[str, Any] | None) -> dict[str, list[str]]:
     """``{"status": "running"}`` or ``{"label": ["a=1", "b"]}`` -> lists of strings."""
-    result: dict[str, list[str]] = {}
-    for key, value in (filters or {}).items():
-        if key not in _KNOWN:
-            raise InvalidArgument(f"invalid filter {key!r}")
-        if isinstance(value, Mapping):  # docker's wire form {"label": {"a=1": true}}
-            values = [str(k) for k, v in value.items() if v]
-        elif isinstance(value, str) or not isinstance(value, Iterable):
-            values = [str(value)]
-        else:
-            values = [str(v) for v in value]
-        if key == "health":
-            for value in values:
-                if value not in _HEALTH:
-                    raise InvalidArgument(
-                        f"invalid filter 'health={value}': expected one of {', '.join(_HEALTH)}"
-                    )
-        result[key] = values
+    result = normalise_filters(filters, _KNOWN)
+    for value in result.get("health", []):
+        if value not in _HEALTH:
+            raise InvalidArgument(f"invalid filter 'health={value}': expected one of {', '.join(_HEALTH)}")
     return result
 
 

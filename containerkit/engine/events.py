@@ -22,13 +22,13 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from containerkit.errors import InvalidArgument
 from containerkit.runtime.state import RuntimeState, read_state
-from containerkit.spec import ContainerStatus, Event, label_matches
+from containerkit.spec import ContainerStatus, Event, label_matches, normalise_filters
 from containerkit.storage.metadata import Database
 from containerkit.times import event_time_ns, rfc3339_ns
 
@@ -36,9 +36,9 @@ __all__ = [
     "KEEP_EVENTS",
     "KEEP_SECONDS",
     "EventLog",
+    "event_filters",
     "event_matches",
     "event_time_ns",
-    "normalise_filters",
     "rfc3339_ns",
 ]
 
@@ -75,26 +75,13 @@ _PREFIX_ACTIONS = ("health_status", "exec_create", "exec_start")
 # ------------------------------------------------------------------------------ filters
 
 
-def normalise_filters(filters: Mapping[str, Any] | None) -> dict[str, list[str]]:
+def event_filters(filters: Mapping[str, Any] | None) -> dict[str, list[str]]:
     """docker's event filters as ``{key: [values]}``; values may come as a string, a list or
     docker's ``{value: true}`` map. An unknown key or type is refused as dockerd does."""
-    result: dict[str, list[str]] = {}
-    for key, raw in (filters or {}).items():
-        if key not in _FILTER_KEYS:
-            raise InvalidArgument(f"invalid filter '{key}'")
-        if isinstance(raw, str):
-            values = [raw]
-        elif isinstance(raw, Mapping):
-            values = [str(k) for k, on in raw.items() if on]
-        elif isinstance(raw, Iterable):
-            values = [str(v) for v in raw]
-        else:
-            raise InvalidArgument(f"filter {key!r}: expected a string or a list of strings, got {raw!r}")
-        if key == "type":
-            for value in values:
-                if value not in _TYPES:
-                    raise InvalidArgument(f"invalid filter 'type={value}'")
-        result.setdefault(key, []).extend(values)
+    result = normalise_filters(filters, _FILTER_KEYS)
+    for value in result.get("type", []):
+        if value not in _TYPES:
+            raise InvalidArgument(f"invalid filter 'type={value}'")
     return result
 
 
@@ -271,7 +258,7 @@ class EventLog:
         notice its client left). Bad arguments raise before the first ``next``."""
         since_ns = event_time_ns(since, field="since")
         until_ns = event_time_ns(until, field="until")
-        wanted = normalise_filters(filters)
+        wanted = event_filters(filters)
         return self._follow(since_ns, until_ns, wanted, idle)
 
     def _follow(

@@ -66,6 +66,7 @@ from containerkit.spec import (
     ProgressEvent,
     RegistryData,
     label_matches,
+    normalise_filters,
 )
 from containerkit.storage.apply import apply_layer
 from containerkit.storage.build_cache import BuildCacheStore
@@ -666,19 +667,10 @@ def _familiar(ref: str) -> str:
 
 
 def _normalise_filters(filters: Mapping[str, Any] | None) -> dict[str, list[str]]:
-    result: dict[str, list[str]] = {}
-    for key, value in (filters or {}).items():
-        if key not in _FILTERS:
-            raise InvalidArgument(f"invalid filter {key!r} (supported: {', '.join(_FILTERS)})")
-        if isinstance(value, (str, bool)):
-            values = [str(value).lower() if isinstance(value, bool) else value]
-        elif isinstance(value, Mapping):  # the Docker API's {"key": {"value": true}} shape
-            values = [str(v) for v, on in value.items() if on]
-        else:
-            values = [str(v) for v in value]
-        if key == "dangling" and any(v.lower() not in ("true", "false", "1", "0") for v in values):
-            raise InvalidArgument(f"invalid filter 'dangling={values}' (expected true or false)")
-        result[key] = values
+    result = normalise_filters(filters, _FILTERS)
+    values = result.get("dangling", [])
+    if any(v.lower() not in ("true", "false", "1", "0") for v in values):
+        raise InvalidArgument(f"invalid filter 'dangling={values}' (expected true or false)")
     return result
 
 

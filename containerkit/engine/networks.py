@@ -23,7 +23,7 @@ from containerkit.engine.events import EventLog
 from containerkit.engine.network_service import DEFAULT_NETWORK, NetworkService
 from containerkit.errors import Conflict, InvalidArgument, NotFound
 from containerkit.network.nat import NatTable
-from containerkit.spec import label_matches
+from containerkit.spec import label_matches, normalise_filters
 from containerkit.storage.metadata import NetworkRecord
 from containerkit.storage.stores import NetworkStore
 
@@ -184,10 +184,7 @@ class NetworkCollection:
 
     def list(self, *, filters: Mapping[str, Any] | None = None) -> list[Network]:
         """Oldest first; ``filters``: ``name`` (substring), ``id`` (prefix), ``label`` (``k`` or ``k=v``)."""
-        wanted = {k: v if isinstance(v, list) else [v] for k, v in (filters or {}).items()}
-        unknown = set(wanted) - {"name", "id", "label"}
-        if unknown:
-            raise InvalidArgument(f"invalid network filter(s) {sorted(unknown)}")
+        wanted = normalise_filters(filters, ("name", "id", "label"))
         result = []
         for record in self.store.all():
             net = self._handle(record)

@@ -21,11 +21,12 @@ import shutil
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from containerkit.engine.events import EventLog
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound
 from containerkit.linux import volume_mounts
-from containerkit.spec import Volume, label_matches
+from containerkit.spec import Volume, label_matches, normalise_filters
 from containerkit.storage.metadata import Database, VolumeRecord
 
 __all__ = ["VolumeCollection"]
@@ -198,14 +199,25 @@ class VolumeCollection:
             except Conflict:  # created by another process meanwhile
                 return self.get(name)
 
-    def list(self, *, filters: Mapping[str, str] | None = None) -> list[Volume]:
-        volumes = [self._to_volume(r) for r in self._metadata.volumes.all()]
-        wanted = dict(filters or {})
-        if "label" in wanted:
-            volumes = [v for v in volumes if label_matches(dict(v.labels), wanted["label"])]
-        if "name" in wanted:
-            volumes = [v for v in volumes if wanted["name"] in v.name]
-        return volumes
+    def list(self, *, filters: Mapping[str, Any] | None = None) -> list[Volume]:
+        """``filters`` as docker's: ``label`` (all must match), ``name`` (a substring),
+        ``driver``, ``dangling`` (used by no container, running or not)."""
+        wanted = normalise_filters(filters, ("label", "name", "driver", "dangling"))
+        result = []
+        for volume in (self._to_volume(r) for r in self._metadata.volumes.all()):
+            labels = dict(volume.labels)
+            if not all(label_matches(labels, w) for w in wanted.get("label", [])):
+                continue
+            if "name" in wanted and not any(n in volume.name for n in wanted["name"]):
+                continue
+            if "driver" in wanted and volume.driver not in wanted["driver"]:
+                continue
+            if "dangling" in wanted:
+                dangling = wanted["dangling"][-1].lower() in ("1", "true")
+                if dangling == bool(self._users(volume.name) if self._users else []):
+                    continue
+            result.append(volume)
+        return result
 
     def remove(self, name: str, *, force: bool = False, in_use_by: builtins.list[str] | None = None) -> None:
         """Remove a volume and its data; ``Conflict`` while any container (running or not) uses

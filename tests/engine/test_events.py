@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import containerkit as ck
-from containerkit.engine.events import event_time_ns, normalise_filters
+from containerkit.engine.events import event_filters, event_time_ns
 from containerkit.engine.frontend import nftables_missing
 from containerkit.spec import Event
 
@@ -249,15 +249,15 @@ def test_times_as_docker_takes_them() -> None:
 
 
 def test_filters_are_checked_as_docker_does() -> None:
-    assert normalise_filters({"type": "container", "event": ["die", "stop"], "label": {"a=b": True}}) == {
+    assert event_filters({"type": "container", "event": ["die", "stop"], "label": {"a=b": True}}) == {
         "type": ["container"],
         "event": ["die", "stop"],
         "label": ["a=b"],
     }
     with pytest.raises(ck.InvalidArgument, match="invalid filter 'colour'"):
-        normalise_filters({"colour": "red"})
+        event_filters({"colour": "red"})
     with pytest.raises(ck.InvalidArgument, match="invalid filter 'type=box'"):
-        normalise_filters({"type": "box"})
+        event_filters({"type": "box"})
 
 
 def test_bad_arguments_fail_at_the_call(engine: ck.Engine) -> None:

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from containerkit.daemon.server import Request, Response, json_response
 from containerkit.dockerapi import filters_from_query, volume_json
 from containerkit.dockerapi.body import Body
-from containerkit.errors import Conflict, InvalidArgument, NotFound
-from containerkit.spec import Volume, label_matches
+from containerkit.errors import Conflict, NotFound
+from containerkit.spec import Volume
 
 if TYPE_CHECKING:
     from containerkit.daemon.app import DaemonApp
@@ -18,7 +18,6 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 _ANONYMOUS = re.compile(r"^[0-9a-f]{64}$")
-_FILTERS = {"label", "name", "dangling", "driver", "all"}
 
 
 def register(router: Router, app: DaemonApp) -> None:
@@ -28,24 +27,8 @@ def register(router: Router, app: DaemonApp) -> None:
         return [c.name for c in app.engine.containers.list(all=True) if name in c.volume_names]
 
     def matching(filters: dict[str, list[str]]) -> list[Volume]:
-        unknown = set(filters) - _FILTERS
-        if unknown:
-            raise InvalidArgument(f"invalid filter(s) for volumes: {sorted(unknown)}")
-        result = []
-        for volume in volumes.list():
-            labels = dict(volume.labels)
-            if not all(label_matches(labels, w) for w in filters.get("label", [])):
-                continue
-            if "name" in filters and not any(n in volume.name for n in filters["name"]):
-                continue
-            if "driver" in filters and volume.driver not in filters["driver"]:
-                continue
-            if "dangling" in filters:
-                dangling = filters["dangling"][-1].lower() in ("1", "true")
-                if dangling == bool(users(volume.name)):
-                    continue
-            result.append(volume)
-        return result
+        filters.pop("all", None)  # docker-py's prune sends it; it selects nothing more here
+        return volumes.list(filters=filters)
 
     def list_(request: Request) -> Response:
         found = matching(filters_from_query(request.qjson("filters")))
