@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -170,6 +169,7 @@ def _pairs(values: Iterable[str], sep: str, what: str) -> dict[str, str]:
 def _security_opts(values: Iterable[str]) -> tuple[list[str], bool]:
     """The docker CLI's ``parseSecurityOpts``: a seccomp profile file is read here and sent as
     its JSON; then ``(the other options, no_new_privileges)`` as the spec keeps them."""
+    from containerkit.dockerapi.create import inline_seccomp_profile
     from containerkit.engine.frontend import split_no_new_privileges
 
     result = []
@@ -179,16 +179,10 @@ def _security_opts(values: Iterable[str]) -> tuple[list[str], bool]:
             key, sep, value = opt.partition(":")
         if (not sep or not value) and key != "no-new-privileges":
             raise CliError(f'Invalid --security-opt: "{opt}"', USAGE_ERROR)
-        if key == "seccomp" and value not in ("builtin", "unconfined"):
-            what = f"seccomp profile ({value})"
-            try:
-                profile = json.loads(Path(value).read_text())
-            except OSError as exc:
-                raise CliError(f"opening {what} failed: {exc.strerror}", USAGE_ERROR) from None
-            except ValueError as exc:
-                raise CliError(f"compacting json for {what} failed: {exc}", USAGE_ERROR) from None
-            opt = "seccomp=" + json.dumps(profile, separators=(",", ":"))
-        result.append(opt)
+        try:
+            result.append(inline_seccomp_profile(opt))
+        except InvalidArgument as exc:
+            raise CliError(exc.message, USAGE_ERROR) from None
     try:
         return split_no_new_privileges(result)
     except InvalidArgument as exc:

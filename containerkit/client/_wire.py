@@ -6,7 +6,6 @@ profile file to send its JSON, exec and tag requests, and stats read back.
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -19,7 +18,8 @@ from containerkit.dockerapi import (
     volume_from_wire,
 )
 from containerkit.dockerapi import filters_to_query as filters_param
-from containerkit.errors import InvalidArgument, InvalidReference
+from containerkit.dockerapi.create import inline_seccomp_profile
+from containerkit.errors import InvalidReference
 from containerkit.spec import ContainerSpec, ImageConfig, Stats
 
 __all__ = [
@@ -59,25 +59,8 @@ def create_body(spec: ContainerSpec) -> dict[str, Any]:
     another machine)."""
     body = to_create_body(spec)
     host = body["HostConfig"]
-    host["SecurityOpt"] = [_profile_inline(option) for option in host["SecurityOpt"]]
+    host["SecurityOpt"] = [inline_seccomp_profile(option) for option in host["SecurityOpt"]]
     return body
-
-
-def _profile_inline(option: str) -> str:
-    key, _, value = option.partition("=")
-    file = value not in ("unconfined", "builtin", "") and not value.lstrip().startswith("{")
-    return f"seccomp={_profile_json(value)}" if key == "seccomp" and file else option
-
-
-def _profile_json(path: str) -> str:
-    what = f"seccomp profile ({path})"
-    try:
-        with open(path) as f:
-            return json.dumps(json.load(f), separators=(",", ":"))
-    except OSError as exc:
-        raise InvalidArgument(f"opening {what} failed: {exc.strerror}") from None
-    except ValueError as exc:
-        raise InvalidArgument(f"compacting json for {what} failed: {exc}") from None
 
 
 def exec_body(

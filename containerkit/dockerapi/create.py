@@ -13,6 +13,7 @@ query parameter); ``from_create_body`` takes it beside the body.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ from containerkit.spec import ContainerSpec, Healthcheck, Mount, PortBinding, Re
 __all__ = [
     "from_create_body",
     "healthcheck_from_wire",
+    "inline_seccomp_profile",
     "port_bindings",
     "ports_to_wire",
     "restart_policy_from_wire",
@@ -457,3 +459,21 @@ def from_create_body(raw: Any, name: str | None = None) -> ContainerSpec:
         restart_policy=restart_policy_from_wire(host.raw("RestartPolicy")),
         healthcheck=healthcheck_from_wire(body.raw("Healthcheck")),
     )
+
+
+def inline_seccomp_profile(option: str) -> str:
+    """A ``seccomp=<file>`` security option with the file's JSON in place of its path, as the
+    docker CLI sends it (the daemon may be on another machine); other options as given."""
+    key, sep, value = option.partition("=")
+    if not sep:
+        key, sep, value = option.partition(":")
+    if key != "seccomp" or value in ("unconfined", "builtin", "") or value.lstrip().startswith("{"):
+        return option
+    what = f"seccomp profile ({value})"
+    try:
+        with open(value) as f:
+            return "seccomp=" + json.dumps(json.load(f), separators=(",", ":"))
+    except OSError as exc:
+        raise InvalidArgument(f"opening {what} failed: {exc.strerror}") from None
+    except ValueError as exc:
+        raise InvalidArgument(f"compacting json for {what} failed: {exc}") from None
