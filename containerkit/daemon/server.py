@@ -13,10 +13,12 @@ a :class:`Response`; a route that took over the socket (``101 UPGRADED``) return
 
 from __future__ import annotations
 
+import array
 import collections
 import contextlib
 import email.utils
 import errno
+import fcntl
 import http
 import http.client
 import io
@@ -31,6 +33,7 @@ import selectors
 import socket
 import ssl
 import tempfile
+import termios
 import threading
 import time
 import urllib.parse
@@ -413,6 +416,10 @@ class Request:
         sock = exchange.connection
         sock.settimeout(None)  # stdin may stay quiet for as long as the session lasts
         sock.sendall((head + "\r\n").encode())
+        # docker-py parses this head through a buffered reader, then reads the stream from the
+        # raw socket: output that reached it with the head would be read into that buffer and
+        # lost. The stream starts once the client has read the whole head.
+        _await_read(sock, exchange.server.limits.header_timeout)
         return sock, exchange.rfile  # type: ignore[return-value]
 
     def client_gone(self) -> bool:
@@ -428,6 +435,36 @@ def _loads(data: str | bytes, what: str) -> Any:
         raise InvalidArgument(f"{what}: invalid JSON: nested too deeply") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidArgument(f"{what}: invalid JSON: {exc}") from None
+
+
+def _await_read(sock: socket.socket, timeout: float) -> bool:
+    """Block until the peer has read every byte sent on ``sock`` (at most ``timeout`` seconds).
+
+    On a unix socket the bytes sent stay charged to the sender until the receiver reads them
+    (``SIOCOUTQ``), and each read that frees them wakes the sender's write waiters: an
+    edge-triggered ``EPOLLOUT`` sleeps until then, with no polling. TLS needs no wait (the head
+    and the stream are separate records, and a read returns one record at most); plain TCP
+    (loopback only) cannot tell an acknowledged byte from a read one: False for both."""
+    if sock.family != socket.AF_UNIX:
+        return False
+    poller = select.epoll(1)
+    try:
+        poller.register(sock.fileno(), select.EPOLLOUT | select.EPOLLET)
+        deadline = time.monotonic() + timeout
+        while True:
+            unread = array.array("i", [0])
+            fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, unread)  # TIOCOUTQ is SIOCOUTQ
+            if unread[0] == 0:
+                return True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.debug("the client did not read the response head in %.0f s", timeout)
+                return False
+            poller.poll(left)
+    except OSError:
+        return False  # the client went away: the stream's first write will say so
+    finally:
+        poller.close()
 
 
 def _peer_closed(sock: socket.socket) -> bool:

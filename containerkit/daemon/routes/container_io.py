@@ -32,10 +32,6 @@ __all__ = ["register"]
 ATTACH_POLL = 0.01
 """How often an attach stream looks for new output and for the container's exit (seconds)."""
 
-HIJACK_DELAY = 0.03
-"""Pause after the 101 headers: docker-py reads the stream from the raw socket and loses bytes
-that arrive in the same ``recv`` as the headers (docker-py #3332)."""
-
 
 def _tail(request: Request) -> int | None:
     value = request.q("tail", "all") or "all"
@@ -126,7 +122,6 @@ def register(router: Router, app: DaemonApp) -> None:
         if request.qbool("stdin") and container.spec.stdin_open:
             # moby: the detach keys work on a tty's stdin only; the client leaves, the container runs on
             _StdinFifo(container).pump(rfile, keys if tty else b"", detached.set)
-        time.sleep(HIJACK_DELAY)
 
         def send(stream: str, data: bytes) -> None:
             sock.sendall(data if tty else streams.frame(streams.stream_number(stream), data))

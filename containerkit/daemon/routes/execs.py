@@ -1,7 +1,8 @@
 """``/containers/{id}/exec`` and ``/exec/{id}/start|json|resize``.
 
-``start`` answers ``101`` first and only then starts the process: a fast ``echo`` writes before
-a client that reads the raw socket (docker-py) is ready, and its output would be lost.
+``start`` answers ``101`` and only then starts the process; the hijack returns once the client
+has read that head (see :meth:`Request.hijack`), so a fast ``echo``'s output never reaches a
+client that reads the raw socket (docker-py) together with the head.
 """
 
 from __future__ import annotations
@@ -13,12 +14,11 @@ import socket
 import struct
 import termios
 import threading
-import time
 from typing import TYPE_CHECKING, Any
 
 from containerkit.daemon import streams
 from containerkit.daemon.execs import ExecRecord
-from containerkit.daemon.routes.container_io import HIJACK_DELAY, detach_keys
+from containerkit.daemon.routes.container_io import detach_keys
 from containerkit.daemon.routes.containers import lookup
 from containerkit.daemon.server import Request, Response, json_response
 from containerkit.dockerapi import exec_inspect
@@ -84,7 +84,6 @@ def register(router: Router, app: DaemonApp) -> None:
                 ).start()
             return Response(200, b"", None)
         sock, rfile = request.hijack(streams.content_type(raw, app.api_tuple(request)))
-        time.sleep(HIJACK_DELAY)
         process = _spawn(app, container, record, sock, raw=raw)
         if process is None:
             streams.finish(sock)
