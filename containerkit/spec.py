@@ -43,6 +43,7 @@ __all__ = [
     "Volume",
     "allowed_transition",
     "check_container_name",
+    "check_object_name",
     "label_matches",
     "normalise_filters",
     "parse_bytes",
@@ -307,8 +308,8 @@ class Mount:
     def __attrs_post_init__(self) -> None:
         if self.type == "bind" and not self.source.startswith("/"):
             raise InvalidArgument(f"bind mount source must be an absolute host path, got {self.source!r}")
-        if self.type == "volume" and self.source and not _NAME_RE.match(self.source):
-            raise InvalidArgument(f"invalid volume name {self.source!r}")
+        if self.type == "volume" and self.source:
+            check_object_name("volume", self.source)
 
     @classmethod
     def parse(cls, text: str) -> Mount:
@@ -514,6 +515,14 @@ def log_limits(driver: str, opts: Mapping[str, str]) -> tuple[int | None, int]:
     if driver == "json-file" and compress and (max_file < 2 or max_size is None):
         raise InvalidArgument("compress cannot be true when max-file is less than 2 or max-size is not set")
     return max_size, max_file
+
+
+def check_object_name(kind: str, name: str) -> str:
+    """A volume's or network's name by dockerd's rule (``[a-zA-Z0-9][a-zA-Z0-9_.-]*``);
+    ``InvalidArgument`` naming the ``kind`` and the name when not allowed."""
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise InvalidArgument(f"invalid {kind} name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+    return name
 
 
 def check_container_name(name: str) -> str:

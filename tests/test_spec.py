@@ -128,3 +128,14 @@ def test_image_config_from_docker_changes() -> None:
 def test_bad_changes_are_named(change: str) -> None:
     with pytest.raises(InvalidArgument, match="change"):
         ck.ImageConfig.from_changes([change])
+
+
+def test_one_rule_names_volumes_and_networks() -> None:
+    from containerkit.spec import check_object_name
+
+    assert check_object_name("volume", "a") == "a"  # one character is fine, unlike a container's
+    for kind, bad in (("volume", "-x"), ("network", "a b"), ("volume", "")):
+        with pytest.raises(ck.InvalidArgument, match=f"invalid {kind} name"):
+            check_object_name(kind, bad)
+    with pytest.raises(ck.InvalidArgument, match=r"invalid volume name '\.\./x'"):
+        ck.Mount(type="volume", source="../x", target="/data")

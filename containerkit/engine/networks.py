@@ -13,7 +13,6 @@ import builtins
 import contextlib
 import datetime as dt
 import json
-import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +20,9 @@ import attrs
 
 from containerkit.engine.events import EventLog
 from containerkit.engine.network_service import DEFAULT_NETWORK, NetworkService
-from containerkit.errors import Conflict, InvalidArgument, NotFound
+from containerkit.errors import Conflict, NotFound
 from containerkit.network.nat import NatTable
-from containerkit.spec import label_matches, normalise_filters
+from containerkit.spec import check_object_name, label_matches, normalise_filters
 from containerkit.storage.metadata import NetworkRecord
 from containerkit.storage.stores import NetworkStore
 
@@ -32,7 +31,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Network", "NetworkCollection"]
 
-_NAME_RE = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _PREDEFINED = frozenset({DEFAULT_NETWORK, "host", "none"})
 
 
@@ -154,10 +152,7 @@ class NetworkCollection:
         labels: Mapping[str, str] | None = None,
     ) -> Network:
         """A bridge network, up at once; ``subnet`` defaults to a free one from docker's pool."""
-        if not isinstance(name, str) or not _NAME_RE.match(name):
-            raise InvalidArgument(
-                f"invalid network name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
-            )
+        check_object_name("network", name)
         if name in _PREDEFINED:
             raise Conflict(f"network name {name} is reserved for the predefined network")
         with contextlib.suppress(NotFound):

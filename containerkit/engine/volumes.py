@@ -26,12 +26,11 @@ from typing import Any
 from containerkit.engine.events import EventLog
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound
 from containerkit.linux import volume_mounts
-from containerkit.spec import Volume, label_matches, normalise_filters
+from containerkit.spec import Volume, check_object_name, label_matches, normalise_filters
 from containerkit.storage.metadata import Database, VolumeRecord
 
 __all__ = ["VolumeCollection"]
 
-_VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 _OPTIONS_FILE = "opts.json"
 _DRIVERS = ("local",)
 _TMPFS_OPTIONS = {
@@ -121,8 +120,7 @@ class VolumeCollection:
         """Create a volume; an anonymous one gets a random 64-hex name like docker's.
         ``driver_opts``: the ``local`` driver's tmpfs or bind (see the module)."""
         name = name or secrets.token_hex(32)
-        if not _VOLUME_NAME.match(name):
-            raise InvalidArgument(f"invalid volume name {name!r}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")
+        check_object_name("volume", name)
         check_driver(driver, name)
         opts = check_driver_opts(driver_opts or {})
         data = self._root / name / "_data"
