@@ -14,9 +14,11 @@ then its manifest, recorded as a RepoDigest once the registry confirmed its dige
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import hashlib
 import json
+import os
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -51,6 +53,9 @@ if TYPE_CHECKING:
     from containerkit.engine.images import ImageCollection
 
 __all__ = ["TransportFactory", "default_transport", "pull", "push", "registry_data"]
+
+_UNPACK_WORKERS = max(1, min(4, os.cpu_count() or 1))
+"""Layers unpacked at once: the work is file creation and decompression, which release the GIL."""
 
 TransportFactory = Callable[[str, "RegistryAuth | None", RegistryOptions], Transport]
 
@@ -106,50 +111,60 @@ def pull(
         for n, layer in enumerate(manifest.layers):
             if present[n] and images.snapshots.has_layer(chains[n]):
                 emit(short_id(layer.digest), "Already exists")
-        layer_records: list[LayerRecord] = []
-        image_layers: list[ImageLayer] = []
-        total = 0
-        # closing: leaving the loop early (an error) stops and joins the other downloads
-        with contextlib.closing(puller.download_layers(manifest.layers, present)) as ready:
-            for n in ready:
-                layer, diff_id, chain_id = manifest.layers[n], parsed.diff_ids[n], chains[n]
-                layer_id = short_id(layer.digest)
-                if images.snapshots.has_layer(chain_id):
-                    _check_pairing(images, chain_id, layer, diff_id)
-                    size = images.snapshots.check_layer(chain_id, diff_id).size
-                    if not present[n]:
-                        emit(layer_id, "Pull complete")
-                else:
-                    emit(layer_id, "Extracting", 0, layer.size)
-                    size = apply_layer(
-                        images.snapshots,
-                        chain_id,
-                        images.content.path(layer.digest),
-                        expected_diff_id=diff_id,
-                    ).size
-                    emit(layer_id, "Extracting", layer.size, layer.size)
+
+        def unpack(n: int) -> int:
+            """Layer ``n`` into the snapshot store (once per chain id); its unpacked size."""
+            layer, diff_id, chain_id = manifest.layers[n], parsed.diff_ids[n], chains[n]
+            layer_id = short_id(layer.digest)
+            if images.snapshots.has_layer(chain_id):
+                _check_pairing(images, chain_id, layer, diff_id)
+                size = images.snapshots.check_layer(chain_id, diff_id).size
+                if not present[n]:
                     emit(layer_id, "Pull complete")
-                total += size
-                parent = chains[n - 1] if n else None
-                layer_records.append(
-                    LayerRecord(
-                        chain_id=chain_id,
-                        diff_id=diff_id,
-                        blob_digest=layer.digest,
-                        size=size,
-                        media_type=layer.media_type,
-                        parent=parent,
-                    )
-                )
-                image_layers.append(
-                    ImageLayer(
-                        diff_id=diff_id,
-                        chain_id=chain_id,
-                        blob_digest=layer.digest,
-                        blob_size=layer.size,
-                        media_type=layer.media_type,
-                    )
-                )
+                return size
+            emit(layer_id, "Extracting", 0, layer.size)
+            path = images.content.path(layer.digest)
+            size = apply_layer(images.snapshots, chain_id, path, expected_diff_id=diff_id).size
+            emit(layer_id, "Extracting", layer.size, layer.size)
+            emit(layer_id, "Pull complete")
+            return size
+
+        # Layers unpack into a dir each (no layer needs the one below it), so each starts as soon
+        # as its blob is stored, beside the downloads still running and the other unpacks.
+        # closing: leaving early (an error) stops and joins the other downloads.
+        unpacks: list[cf.Future[int]] = []
+        pool = cf.ThreadPoolExecutor(max_workers=_UNPACK_WORKERS, thread_name_prefix="unpack")
+        try:
+            with contextlib.closing(puller.download_layers(manifest.layers, present)) as ready:
+                for n in ready:
+                    unpacks.append(pool.submit(unpack, n))
+                    for failed in (f for f in unpacks if f.done() and f.exception() is not None):
+                        failed.result()
+            sizes = [future.result() for future in unpacks]
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        layer_records = [
+            LayerRecord(
+                chain_id=chains[n],
+                diff_id=parsed.diff_ids[n],
+                blob_digest=layer.digest,
+                size=sizes[n],
+                media_type=layer.media_type,
+                parent=chains[n - 1] if n else None,
+            )
+            for n, layer in enumerate(manifest.layers)
+        ]
+        image_layers = [
+            ImageLayer(
+                diff_id=parsed.diff_ids[n],
+                chain_id=chains[n],
+                blob_digest=layer.digest,
+                blob_size=layer.size,
+                media_type=layer.media_type,
+            )
+            for n, layer in enumerate(manifest.layers)
+        ]
+        total = sum(sizes)
         images.content.ingest_bytes(resolved.manifest_bytes, resolved.manifest_digest)
         record = ImageRecord(
             id=manifest.config.digest,
