@@ -10,6 +10,7 @@ import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -340,3 +341,46 @@ def test_cache_from_uses_only_the_given_images_history(build_engine: ck.Engine, 
     assert not any(e.kind == "running" for e in events)
     assert again.layers == source.layers and again.config == source.config
     assert _run(build_engine, again.id) == "cached\n"
+
+
+def test_from_an_image_missing_here_pulls_it(build_engine: ck.Engine, tmp_path: Path, registry: Any) -> None:
+    remote = f"{registry.host}/base/busybox:1"
+    build_engine.images.tag(BASE, remote)
+    build_engine.images.push(remote)
+    build_engine.images.remove(remote)
+    _write(tmp_path, {"Dockerfile": f"FROM {remote}\nRUN echo on-pulled > /p\n"})
+    image = build_engine.images.build(tmp_path)
+    assert build_engine.images.get(remote).layers == build_engine.images.get(BASE).layers
+    assert _run(build_engine, image.id, "cat", "/p") == "on-pulled\n"
+    # pull=True asks the registry again even though the image is here now
+    events: list[BuildEvent] = []
+    assert build_engine.images.build(tmp_path, pull=True, progress=events.append).id == image.id
+    registry_gone = f"{registry.host}/base/absent:1"
+    _write(tmp_path, {"Dockerfile": f"FROM {registry_gone}\n"})
+    with pytest.raises(ck.NotFound):
+        build_engine.images.build(tmp_path)
+
+
+def test_run_network_modes_and_extra_hosts(build_engine: ck.Engine, tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "Dockerfile": f"FROM {BASE}\n"
+            "RUN grep -c . /proc/net/dev > /ifaces; grep buildhost /etc/hosts > /h\n"
+        },
+    )
+    image = build_engine.images.build(tmp_path, network="none", extra_hosts={"buildhost": "10.1.2.3"})
+    # only lo (and the two header lines) in a network-less RUN; the extra host was there
+    assert _run(build_engine, image.id, "cat", "/ifaces") == "3\n"
+    assert _run(build_engine, image.id, "cat", "/h").split() == ["10.1.2.3", "buildhost"]
+    with pytest.raises(ck.InvalidArgument, match="network"):
+        build_engine.images.build(tmp_path, network="bogus")
+
+
+def test_copy_of_several_files_needs_a_directory_destination(build_engine: ck.Engine, tmp_path: Path) -> None:
+    _write(tmp_path, {"Dockerfile": f"FROM {BASE}\nCOPY *.txt /dest\n", "a.txt": "a", "b.txt": "b"})
+    with pytest.raises(BuildError, match="the destination must be a directory and end with a /"):
+        build_engine.images.build(tmp_path)
+    _write(tmp_path, {"Dockerfile": f"FROM {BASE}\nCOPY *.txt /dest/\nCOPY missing.txt /x\n"})
+    with pytest.raises(ck.NotFound, match=r"file not found in build context or excluded by \.dockerignore"):
+        build_engine.images.build(tmp_path)
