@@ -510,6 +510,7 @@ class ImageCollection:
                 used_blobs = self.metadata.images.referenced_blobs()
                 for digest in (set(self.content.list()) if blobs is None else blobs) - used_blobs:
                     self.content.delete(digest)
+                    self.sources.forget(digest)
 
     def _depth(self, chain_id: str) -> int:
         depth = 0
