@@ -35,6 +35,7 @@ from tests.images.registry._images import (
     fake_registry,
     file_layer,
     ingest_files,
+    sha,
     store_into,
 )
 from tests.images.registry.servers import Registry
@@ -113,6 +114,11 @@ def test_pull_by_digest_and_by_tag_agree(registry: Registry, engine: ck.Engine, 
     assert by_digest.tags == ()
     assert by_digest.digests == (f"{registry.host}/team/app@{digest}",)
     assert engine.images.get(f"{registry.host}/team/app@{digest}").id == image.config_digest
+    layer = sha(image.layers[0])
+    assert engine.images.sources.get(layer) == [f"{registry.host}/team/app"]  # for mounts on push
+    engine.images.remove(f"{registry.host}/team/app@{digest}")
+    assert not engine.content.has(layer)
+    assert engine.images.sources.get(layer) == []
 
 
 def test_pulled_busybox_runs(registry: Registry, tmp_path: Path, busybox_rootfs_tar: Path) -> None:
