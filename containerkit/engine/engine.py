@@ -33,7 +33,7 @@ from containerkit.images.registry.auth import RegistryOptions
 from containerkit.linux.cgroups import open_cgroup, remove_if_empty
 from containerkit.runtime.spawner import Spawner
 from containerkit.runtime.state import read_state
-from containerkit.runtime.task import CGROUP_PARENT, cgroup_name
+from containerkit.runtime.task import CGROUP_PARENT, Task, cgroup_name
 from containerkit.spec import ContainerStatus, Event
 from containerkit.storage.metadata import Database
 from containerkit.storage.snapshots import SnapshotStore
@@ -93,7 +93,10 @@ class Engine:
         self.volumes = VolumeCollection(self.root / "volumes", self.metadata, users=self._volume_users)
         state_dirs = self.root / "containers"
         self.network_service = NetworkService(
-            self.root, self.metadata.networks, self.metadata.containers, lambda cid: state_dirs / cid
+            self.root,
+            self.metadata.networks,
+            self.metadata.containers,
+            lambda cid: Task(cid, state_dirs / cid),
         )
         self.container_service = ContainerService(
             root=self.root,

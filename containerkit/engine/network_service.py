@@ -63,7 +63,7 @@ from containerkit.network.ipam import gateway_for, next_free, parse_subnet, pick
 from containerkit.network.nat import NFT_MISSING, NatTable, list_tables, nft_available
 from containerkit.network.netns import create_netns_rtnl, iproute, list_netns, remove_netns
 from containerkit.network.rtnl import Rtnl
-from containerkit.runtime.state import read_state
+from containerkit.runtime.task import Task
 from containerkit.spec import ContainerSpec, ContainerStatus
 from containerkit.storage.metadata import EndpointRecord, NetworkRecord, PortRecord
 from containerkit.storage.stores import ContainerStore, NetworkStore
@@ -213,16 +213,16 @@ class NetworkService:
         root: Path,
         networks: NetworkStore,
         containers: ContainerStore,
-        state_dir: Callable[[str], Path],
+        task: Callable[[str], Task],
     ) -> None:
-        """``networks`` and ``containers``: the metadata database's stores; ``state_dir``: a
-        container id to its state dir (its lock, its runtime state, its hosts file)."""
+        """``networks`` and ``containers``: the metadata database's stores; ``task``: a
+        container id to its runtime Task (its lock, its run state, its hosts file)."""
         self.root = root
         self.prefix = link_prefix(root)
         self.nat = NatTable(self.prefix, lock_path=root / "nft.lock")
         self._networks = networks
         self._containers = containers
-        self._state_dir = state_dir
+        self._task = task
 
     # -- names ----------------------------------------------------------------------------------
 
@@ -243,7 +243,7 @@ class NetworkService:
     ) -> contextlib.AbstractContextManager[bool]:
         """The container's state dir, locked: taken on every start and removal, and creating a lock
         file there costs a file creation and deletion (~0.2 ms on this ext4) per container."""
-        return flock(self._state_dir(container_id), blocking=blocking, directory=True)
+        return flock(self._task(container_id).state_dir, blocking=blocking, directory=True)
 
     def root_lock(self) -> contextlib.AbstractContextManager[bool]:
         return flock(self.root / "network.lock")
@@ -422,7 +422,7 @@ class NetworkService:
         kind, arg = mode_of(spec.network)
         if kind == "container":
             target = self._containers.find(arg)
-            state = read_state(self._state_dir(target.id))
+            state = self._task(target.id).state()
             if ContainerStatus(state.status) is not ContainerStatus.RUNNING or state.pid is None:
                 raise NotRunning(f"cannot join the network of container {target.name}: it is not running")
             return f"/proc/{state.pid}/ns/net"
@@ -531,7 +531,7 @@ class NetworkService:
         """Teardown after an exit seen by wait/stop: skipped while the container runs again (or
         another process is starting it)."""
         with self.container_lock(container_id, blocking=False) as held:
-            if held and ContainerStatus(read_state(self._state_dir(container_id)).status) in _STOPPED:
+            if held and ContainerStatus(self._task(container_id).state().status) in _STOPPED:
                 self.teardown(container_id, settle=False)
 
     # -- hosts files ----------------------------------------------------------------------------
@@ -572,7 +572,7 @@ class NetworkService:
         own_ip = mine[0].ip if mine else None
         peers.pop(hostname, None)
         text = hosts_file(hostname, own_ip, spec.extra_hosts, peers)
-        write_in_place(self._state_dir(container_id) / "hosts", text)
+        write_in_place(self._task(container_id).etc_path("hosts"), text)
 
     # -- connect / disconnect -------------------------------------------------------------------
 
@@ -593,7 +593,7 @@ class NetworkService:
             raise InvalidArgument("aliases need a user-defined network: the default bridge resolves no names")
         with self.container_lock(container_id):
             endpoint = self._networks.add_endpoint(network.id, container_id, json.dumps(names))
-            state = read_state(self._state_dir(container_id))
+            state = self._task(container_id).state()
             if ContainerStatus(state.status) is not ContainerStatus.RUNNING:
                 return
             with self.root_lock():
@@ -642,10 +642,7 @@ class NetworkService:
             with self.container_lock(container_id, blocking=False) as held:
                 if not held:
                     continue  # another process is starting it right now
-                if (
-                    ContainerStatus(read_state(self._state_dir(container_id)).status)
-                    is ContainerStatus.RUNNING
-                ):
+                if ContainerStatus(self._task(container_id).state().status) is ContainerStatus.RUNNING:
                     continue
                 self.teardown(container_id, settle=False)
                 cleaned.append(container_id)
@@ -671,7 +668,7 @@ class NetworkService:
         except ContainerkitError:
             return
         for owner in owners:
-            if owner in known and ContainerStatus(read_state(self._state_dir(owner)).status) in (
+            if owner in known and ContainerStatus(self._task(owner).state().status) in (
                 ContainerStatus.RUNNING,
                 ContainerStatus.CREATED,
             ):

@@ -94,6 +94,11 @@ class Task:
     def exists(self) -> bool:
         return self.state_dir.exists()
 
+    def etc_path(self, name: str) -> Path:
+        """The container's own copy of ``/etc/<name>`` (``hosts``, ``hostname``,
+        ``resolv.conf``), which its bundle bind-mounts: rewritten in place, never replaced."""
+        return self.state_dir / name
+
     def state(self) -> RuntimeState:
         return read_state(self.state_dir)
 

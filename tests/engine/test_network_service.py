@@ -16,6 +16,7 @@ import containerkit.engine
 from containerkit.engine.network_service import NetworkService
 from containerkit.network import bridge
 from containerkit.network.nat import list_tables, nft_available
+from containerkit.runtime.task import Task
 from containerkit.storage.metadata import Database
 
 _ENGINE_DIR = Path(containerkit.engine.__file__).parent
@@ -28,7 +29,7 @@ def service(tmp_path: Path) -> Iterator[NetworkService]:
     root = tmp_path / "root"
     root.mkdir(mode=0o700)
     db = Database(root / "metadata.db")
-    svc = NetworkService(root, db.networks, db.containers, lambda cid: root / "containers" / cid)
+    svc = NetworkService(root, db.networks, db.containers, lambda cid: Task(cid, root / "containers" / cid))
     try:
         yield svc
     finally:  # whatever the test left up: its bridges, the table, the root's registration
