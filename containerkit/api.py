@@ -24,6 +24,7 @@ from containerkit.spec import (
     Change,
     ContainerSpec,
     Event,
+    Health,
     HistoryEntry,
     Image,
     ImageConfig,
@@ -172,6 +173,16 @@ class ContainerHandle(Protocol):
 
     @property
     def oom_killed(self) -> bool: ...
+
+    @property
+    def health(self) -> Health | None:
+        """The health check's status and last results; None without a health check."""
+        ...
+
+    @property
+    def restart_count(self) -> int:
+        """How often its restart policy restarted it since the user last started it."""
+        ...
 
     @property
     def pid(self) -> int | None: ...

@@ -34,6 +34,7 @@ from containerkit.spec import (
     Change,
     ContainerSpec,
     ExecResult,
+    Health,
     Image,
     NetworkEndpoint,
     RestartPolicy,
@@ -144,6 +145,15 @@ class Container:
     @property
     def oom_killed(self) -> bool:
         return bool(self._state().get("OOMKilled"))
+
+    @property
+    def health(self) -> Health | None:
+        """``State.Health`` as the daemon reports it now; None without a health check."""
+        return Health.from_wire(self._state().get("Health"))
+
+    @property
+    def restart_count(self) -> int:
+        return int(self.reload().attrs.get("RestartCount") or 0)
 
     @property
     def pid(self) -> int | None:
