@@ -201,7 +201,7 @@ def test_instructions_config_and_history(build_engine: ck.Engine, tmp_path: Path
         build_engine, image.id, "stat", "-c", "%U %G %a", "/home/owned.txt", "/usr/local/bin/tool.sh"
     ) == ("app app 644\nroot root 751\n")
     lines = [h["created_by"] for h in _history(build_engine, image.id)]
-    assert "/bin/sh -c #(nop)  SHELL [/bin/sh -ec]" in lines
+    assert "/bin/sh -ec #(nop)  SHELL [/bin/sh -ec]" in lines  # dockerd names the new shell
     assert "/bin/sh -ec echo shell-ok > /shell" in lines
     assert "/bin/sh -ec #(nop)  VOLUME [/data]" in lines
     assert "/bin/sh -ec #(nop)  EXPOSE 53/udp 80" in lines  # sorted by the parser, as BuildKit

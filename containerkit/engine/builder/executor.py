@@ -53,6 +53,7 @@ __all__ = ["BUILD_OWNER_LABEL", "BuildOptions", "Executor"]
 
 
 _DEFAULT_SHELL = ("/bin/sh", "-c")
+_DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 _BUILTIN_ARGS = frozenset(
     {
         "HTTP_PROXY",
@@ -265,6 +266,9 @@ class Executor:
         else:
             image_id = self._base_image(base, stage.platform)
         config = self.images.config(image_id) if image_id is not None else ImageConfig()
+        if not any(item.startswith("PATH=") for item in config.env):
+            # moby's beginStage: a stage whose image sets no PATH gets the default one
+            config = attrs.evolve(config, env=(*config.env, f"PATH={_DEFAULT_PATH}"))
         state = _Stage(image_id, config, name=stage.name)
         self.emit("image", id=image_id or "")
         if config.on_build:
@@ -320,7 +324,8 @@ class Executor:
         return " ".join([*self._shell(state), "#(nop) ", comment])
 
     def _meta_step(self, state: _Stage, config: ImageConfig, comment: str) -> None:
-        created_by = self._nop(state, comment)
+        # the line names the shell of the config the step leaves (SHELL's own line its new one)
+        created_by = " ".join([*(config.shell or _DEFAULT_SHELL), "#(nop) ", comment])
 
         def make() -> str:
             return _commit.derive(self.images, state.image_id, config, created_by=created_by).id
@@ -528,14 +533,13 @@ class Executor:
                 retries=instruction.retries,
             )
         config = attrs.evolve(state.config, healthcheck=check)
+        # Go's %q of dockerd's HealthConfig (StartInterval only where set: dockerd 25+ has it)
+        durations = [instruction.interval, instruction.timeout, instruction.start_period]
+        if instruction.start_interval:
+            durations.append(instruction.start_interval)
         shown = " ".join(json.dumps(t) for t in test)
-        self._meta_step(
-            state,
-            config,
-            f'HEALTHCHECK &{{[{shown}] "{_go_duration(instruction.interval)}" '
-            f'"{_go_duration(instruction.timeout)}" "{_go_duration(instruction.start_period)}" '
-            f"\"{_go_duration(instruction.start_interval)}\" '\\x{instruction.retries:02x}'}}",
-        )
+        times = " ".join(f'"{_go_duration(d)}"' for d in durations)
+        self._meta_step(state, config, f"HEALTHCHECK &{{[{shown}] {times} '\\x{instruction.retries:02x}'}}")
 
     def _do_shell(self, state: _Stage, instruction: ins.Shell) -> None:
         config = attrs.evolve(state.config, shell=tuple(instruction.shell))
@@ -631,10 +635,11 @@ class Executor:
             for content in instruction.contents:
                 data = self._expand(content.data, env) if content.expand else content.data
                 hashes.append(plan.inline(content.path, data.encode()))
-        chown_part = f"--chown={chown} " if chown else ""
+        # dockerd's "%s %s%s in %s ": no space between --chown=... and the hash
+        chown_part = f"--chown={chown}" if chown else ""
         chmod_part = f"--chmod={chmod} " if chmod else ""
         created_by = " ".join(
-            [*self._shell(state), f"#(nop) {name} {chown_part}{chmod_part}{combined_hash(hashes)} in {dest} "]
+            [*self._shell(state), f"#(nop) {name} {chmod_part}{chown_part}{combined_hash(hashes)} in {dest} "]
         )
         config = state.config
         self._cached(
