@@ -38,4 +38,4 @@ def no_build_containers(build_engine: ck.Engine) -> Iterator[None]:
 
 # containerkitd with the busybox image as busybox:latest, docker-py and the docker CLI on it
 from tests.daemon.conftest import cli, client, daemon  # noqa: E402, F401
-from tests.images.registry.conftest import registry  # noqa: E402, F401
+from tests.images.registry.conftest import registry, registry_basic  # noqa: E402, F401

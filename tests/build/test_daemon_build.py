@@ -138,3 +138,29 @@ def test_testcontainers_docker_image(daemon: Any, tmp_path: Path, monkeypatch: p
         with DockerContainer(str(image)).with_kwargs(network_mode="none") as container:
             container.get_wrapped_container().wait(timeout=20)
             assert container.get_logs()[0] == b"tc-built\ndone\n"
+
+
+def test_x_registry_config_authorises_the_base_pull(
+    daemon: Any, registry_basic: Any, busybox_rootfs_tar: Path, tmp_path: Path
+) -> None:
+    import base64
+
+    import containerkit as ck
+
+    user, password = registry_basic.credentials
+    remote = f"{registry_basic.host}/private/busybox:1"
+    with ck.Engine(root=tmp_path / "pusher") as pusher:
+        pusher.images.import_rootfs(busybox_rootfs_tar, remote, config={"Cmd": ["sh"]})
+        pusher.images.push(remote, auth=ck.RegistryAuth(username=user, password=password))
+    body = _context({"Dockerfile": f"FROM {remote}\nRUN echo authorised > /a\n"})
+    status, _, data = daemon.request("POST", "/build?t=ckbuild/private:1", body=body)
+    # no credentials: the registry refuses the pull (in-band: the stream had begun with step 1)
+    assert status == 200 and b"unauthorized: authentication required" in data.splitlines()[-1]
+    config = {registry_basic.host: {"username": user, "password": password}}
+    header = base64.urlsafe_b64encode(json.dumps(config).encode()).decode()
+    status, _, data = daemon.request(
+        "POST", "/build?t=ckbuild/private:1", body=body, headers={"X-Registry-Config": header}
+    )
+    assert status == 200, data
+    messages = [json.loads(line) for line in data.splitlines() if line.strip()]
+    assert messages[-1] == {"stream": "Successfully tagged ckbuild/private:1\n"}, messages
