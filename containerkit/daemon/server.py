@@ -400,9 +400,12 @@ class Request:
     def wants_upgrade(self) -> bool:
         return "upgrade" in (self.headers.get("Connection") or "").lower()
 
-    def hijack(self, content_type: str) -> tuple[socket.socket, BinaryIO]:
+    def hijack(self, content_type: str, *, await_read: bool = True) -> tuple[socket.socket, BinaryIO]:
         """Answer ``101 UPGRADED`` (or ``200`` to a client that did not ask to upgrade) and hand
-        over the raw connection: the socket to write to and the buffered reader for stdin."""
+        over the raw connection: the socket to write to and the buffered reader for stdin.
+
+        Returns once the client has read the head (:meth:`await_read`); with ``await_read=False``
+        at once, and the caller calls :meth:`await_read` before it writes."""
         exchange = self._exchange
         exchange.close_connection = True
         self.hijacked = True
@@ -416,11 +419,16 @@ class Request:
         sock = exchange.connection
         sock.settimeout(None)  # stdin may stay quiet for as long as the session lasts
         sock.sendall((head + "\r\n").encode())
-        # docker-py parses this head through a buffered reader, then reads the stream from the
-        # raw socket: output that reached it with the head would be read into that buffer and
-        # lost. The stream starts once the client has read the whole head.
-        _await_read(sock, exchange.server.limits.header_timeout)
+        if await_read:
+            self.await_read()
         return sock, exchange.rfile  # type: ignore[return-value]
+
+    def await_read(self) -> None:
+        """Wait until the client has read what was sent (a hijack's head), at most the header
+        timeout. docker-py parses the head through a buffered reader, then reads the stream
+        from the raw socket: output that reached it together with the head would be read into
+        that buffer and lost."""
+        _await_read(self._exchange.connection, self._exchange.server.limits.header_timeout)
 
     def client_gone(self) -> bool:
         """True once the client closed its side (checked without consuming request bytes)."""

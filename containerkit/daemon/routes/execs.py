@@ -1,8 +1,8 @@
 """``/containers/{id}/exec`` and ``/exec/{id}/start|json|resize``.
 
-``start`` answers ``101`` and only then starts the process; the hijack returns once the client
-has read that head (see :meth:`Request.hijack`), so a fast ``echo``'s output never reaches a
-client that reads the raw socket (docker-py) together with the head.
+``start`` answers ``101``, starts the process while the client reads that head, and sends the
+first output only once the client has read it (:meth:`Request.await_read`): a fast ``echo``'s
+output never reaches a client that reads the raw socket (docker-py) together with the head.
 """
 
 from __future__ import annotations
@@ -77,14 +77,18 @@ def register(router: Router, app: DaemonApp) -> None:
         # output (an exec created with a tty and started without one gets frames, all stdout)
         raw = body.bool("Tty")
         if body.bool("Detach"):
-            process = _spawn(app, container, record)
+            process, _message = _spawn(app, container, record)
             if process is not None:
                 threading.Thread(
                     target=_drain, args=(app, container, record, process, None), daemon=True
                 ).start()
             return Response(200, b"", None)
-        sock, rfile = request.hijack(streams.content_type(raw, app.api_tuple(request)))
-        process = _spawn(app, container, record, sock, raw=raw)
+        sock, rfile = request.hijack(streams.content_type(raw, app.api_tuple(request)), await_read=False)
+        # the process starts while the client reads the head; what it says goes out after that
+        process, message = _spawn(app, container, record)
+        request.await_read()
+        if message is not None:
+            _send_error(sock, raw, message)
         if process is None:
             streams.finish(sock)
             return None
@@ -122,10 +126,9 @@ def register(router: Router, app: DaemonApp) -> None:
     router.add("POST", "/exec/{id}/resize", resize)
 
 
-def _spawn(
-    app: DaemonApp, container: Container, record: ExecRecord, sock: Any = None, *, raw: bool = False
-) -> Any:
-    """Start the process; a command that cannot start ends the exec with its code and message."""
+def _spawn(app: DaemonApp, container: Container, record: ExecRecord) -> tuple[Any, str | None]:
+    """Start the process; a command that cannot start ends the exec with its code. Returns the
+    process (None when there is none) and the message for the client, if any."""
     try:
         process = container.exec(
             record.argv,
@@ -138,10 +141,8 @@ def _spawn(
             stream=True,
         )
     except ContainerkitError as exc:
-        if sock is not None:
-            _send_error(sock, raw, exc.message)
         app.execs.finish(record, 126)  # dockerd: an exec that cannot start exits 126
-        return None
+        return None, exc.message
     record.process = process
     app.execs.started(record, process.pid)
     app.events.emit(
@@ -150,9 +151,7 @@ def _spawn(
         container.id,
         {"name": container.name, "execID": record.id},
     )
-    if process.error is not None and sock is not None:
-        _send_error(sock, raw, oci_exec_failure(process.error.message))
-    return process
+    return process, None if process.error is None else oci_exec_failure(process.error.message)
 
 
 def oci_exec_failure(message: str) -> str:
