@@ -1,7 +1,8 @@
 """``POST /build`` (docker's classic builder protocol) and ``POST /build/prune``.
 
-The context arrives as a tar body (plain or compressed), spooled to a held temp file, and the
-engine builds from it on a thread while its events stream out as dockerd's JSON lines, one
+The context arrives as a tar body (plain or compressed) that the engine unpacks as it arrives
+(no spool: a 50 MB context is written once), then builds from on a thread while its events
+stream out as dockerd's JSON lines, one
 object per chunk (docker-py reads each chunk as one message). Until the first event an error
 is an HTTP status (a bad parameter is a 400 before anything is sent); after that it is the
 in-band ``{"errorDetail", "error"}``. Query parameters are read as docker-py and the docker CLI
@@ -99,7 +100,6 @@ def _error_text(exc: BaseException) -> str:
 
 def register(router: Router, app: DaemonApp) -> None:
     images = app.engine.images
-    spool_dir = app.engine.root / "tmp"
 
     def build(request: Request) -> Response:
         if (request.q("version") or "1").strip() == "2":
@@ -130,8 +130,11 @@ def register(router: Router, app: DaemonApp) -> None:
             "forcerm": request.qbool("forcerm"),
         }
         auth = registry_config(request)
-        spool_dir.mkdir(parents=True, exist_ok=True)
-        spool = request.spool_body(CONTEXT_LIMIT, str(spool_dir))
+        if request.content_length() > CONTEXT_LIMIT:
+            raise InvalidArgument(
+                f"build context of {request.content_length()} bytes exceeds {CONTEXT_LIMIT}"
+            )
+        body = request.body_stream()
         items: queue.Queue[tuple[str, Any]] = queue.Queue()
         gone = threading.Event()
 
@@ -141,11 +144,12 @@ def register(router: Router, app: DaemonApp) -> None:
 
         def work() -> None:
             try:
-                with spool:
-                    builder = app.engine.images.builder
-                    if builder is None:
-                        raise InvalidArgument("this engine cannot build")
-                    image = builder.build(spool, progress=emit, auth=auth, **options)
+                builder = app.engine.images.builder
+                if builder is None:
+                    raise InvalidArgument("this engine cannot build")
+                # the body is read to its end before the first event: the handler returns
+                # (and the server drains what is left) only after that
+                image = builder.build(body, progress=emit, auth=auth, **options)
             except BaseException as exc:  # reported to the client, in-band or as a status
                 items.put(("error", exc))
             else:
