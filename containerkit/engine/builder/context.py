@@ -21,6 +21,7 @@ import stat
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import attrs
@@ -32,6 +33,8 @@ from containerkit.errors import InvalidArgument, NotFound
 __all__ = ["BuildContext", "Source"]
 
 _MEMO_SIZE = 200_000
+_PARALLEL_BYTES = 4 << 20
+"""A directory with more file content than this is hashed on several threads."""
 _memo: OrderedDict[tuple[int, int, int, int, int], str] = OrderedDict()
 _memo_lock = threading.Lock()
 
@@ -189,8 +192,15 @@ class BuildContext:
         """``file:<sha256>`` or ``dir:<sha256>``, as the classic builder's cache marker names a source."""
         if not source.is_dir:
             return "file:" + self._entry_hash(posixpath.basename(source.rel) or ".", source.path, source.st)
+        entries = list(self.walk(source.rel))
+        # the files' contents first, on every core (sha256 releases the GIL): remembered, so
+        # the headers below find them
+        files = [(os.path.join(self.root, rel), st) for rel, st in entries if stat.S_ISREG(st.st_mode)]
+        if len(files) > 1 and sum(st.st_size for _, st in files) > _PARALLEL_BYTES:
+            with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+                list(pool.map(lambda item: _content_hash(*item), files))
         digest = hashlib.sha256()
-        for rel, st in self.walk(source.rel):
+        for rel, st in entries:
             inner = rel[len(source.rel) + 1 :] if source.rel else rel
             digest.update(self._entry_hash(inner, os.path.join(self.root, rel), st).encode())
         return "dir:" + digest.hexdigest()
