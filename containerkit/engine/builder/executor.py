@@ -203,8 +203,10 @@ class Executor:
         """docker's ``--label``s: one LABEL step at the end of the target stage."""
         if not self.options.labels:
             return None
+        # dockerd's line: "k"='v' (a value with a quote of its own goes double-quoted)
         text = "LABEL " + " ".join(
-            f"{json.dumps(k)}={json.dumps(v)}" for k, v in sorted(self.options.labels.items())
+            f"{json.dumps(k)}=" + (f"'{v}'" if "'" not in v else json.dumps(v))
+            for k, v in sorted(self.options.labels.items())
         )
         prefix = "" if escape == "\\" else f"# escape={escape}\n"
         parsed = ins.parse(prefix + "FROM scratch\n" + text)
