@@ -5,7 +5,8 @@
 Rows: start-to-exit of ``true`` in-process (network none, then the default bridge), from a
 shell, through a daemon (the docker CLI, docker-py's ``exec_run``), the first container of a
 fresh Engine against the tenth, 50 containers started 4 at a time, listing with 200 running,
-and a pytest-fixture cycle. Columns: containerkit, then runc, crun, podman, docker (a dockerd
+a pytest-fixture cycle, bench_build.py's build (cold, cached, one file changed) and
+bench_pull.py's pulls from a local registry. Columns: containerkit, then runc, crun, podman, docker (a dockerd
 started for the run in a throwaway network namespace), skopeo+umoci and buildah; a peer cell
 reads ``ms (containerkit/peer)``. A peer that is missing, or has nothing to compare in a row,
 is a blank cell with a note saying why: never a failure.
@@ -148,6 +149,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--many", type=int, default=50, help="containers started 4 at a time (50)")
     parser.add_argument("--running", type=int, default=200, help="running containers to list (200)")
+    parser.add_argument("--build-mb", type=int, default=10, help="build context size (10 MB)")
+    parser.add_argument(
+        "--pull-mb", type=int, default=100, help="the pulled 4-layer image, uncompressed (100)"
+    )
+    parser.add_argument("--repeat", type=int, default=3, help="builds and pulls: runs per figure (3)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     runs = args.runs
@@ -159,11 +165,8 @@ def main() -> None:
             "crun": na,
             "podman": podman,
             "docker": na,
-            # pulls and builds have their own benchmarks (bench_pull.py, bench_build.py)
-            "skopeo+umoci": "pulls: see bench_pull.py (not in this table yet)",
-            "buildah": "buildah: not installed"
-            if not shutil.which("buildah")
-            else "builds: see bench_build.py",
+            "skopeo+umoci": na,
+            "buildah": na,
         }
     )
     cli = shutil.which("containerkit")
@@ -328,6 +331,9 @@ def main() -> None:
                 ours_fixture,
                 {"docker": theirs_fixture},
             )
+            # -- builds and pulls (bench_build.py's and bench_pull.py's own functions)
+            _builds(table, work, tar, args.build_mb, args.repeat, docker)
+        _pulls(table, work, args.pull_mb, args.repeat)
         table.print()
         rows = breakdown(root, work, runs)
         print_breakdown(rows, runs)
@@ -341,6 +347,85 @@ def main() -> None:
                 "breakdown_ms": {mark: delta for mark, _what, delta, _at in rows},
             },
         )
+
+
+def _builds(
+    table: Table, work: Path, busybox: Path, megabytes: int, repeat: int, docker: list[str] | None
+) -> None:
+    """bench_build.py's 6-step build, cold / cached / one file changed, beside buildah and dockerd."""
+    import bench_build
+
+    base = work / "build"
+    base.mkdir()
+    context = bench_build._context(base, megabytes)
+    ours = bench_build.bench_containerkit(base, context, busybox, repeat)
+    with ck.Engine(root=base / "ck-root") as engine:
+        archive = base / "busybox-archive.tar"
+        engine.images.save("busybox:latest", archive)
+    theirs = bench_build.bench_buildah(base, context, archive, repeat)
+    dockerd: dict[str, float] | str = "dockerd could not start here"
+    if docker is not None:
+        dockerd = bench_build.bench_docker_cli(docker, context, repeat)
+    for key, what in (("cold", "cold"), ("cached", "fully cached"), ("changed", "one file changed")):
+        table.add(
+            f"build, 6 steps, {megabytes} MB context: {what}",
+            ours[key],
+            {
+                "buildah": theirs if isinstance(theirs, str) else theirs[key],
+                "docker": dockerd if isinstance(dockerd, str) else dockerd[key],
+            },
+        )
+
+
+def _pulls(table: Table, work: Path, megabytes: int, repeat: int) -> None:
+    """bench_pull.py's pulls from a local docker-registry into a fresh store, unpacked, beside
+    skopeo copy + umoci unpack (dockerd's pull: bench_pull.py, with a registry in its namespace)."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench_pull imports tests/
+    import bench_pull
+
+    missing = "" if shutil.which("skopeo") and shutil.which("umoci") else "skopeo or umoci is not installed"
+    base = work / "pull"
+    base.mkdir()
+    layouts = {
+        "busybox": bench_pull._busybox_layout(base),
+        f"4 layers, {megabytes} MB": bench_pull._big_layout(base, megabytes, 4),
+    }
+    scratch = base / "scratch"
+
+    def fresh() -> None:
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir()
+
+    with bench_pull.start_registry(base / "registry") as registry:
+        for index, (label, layout) in enumerate(layouts.items()):
+            ref = f"{registry.host}/bench/image{index}:1"
+            seed = ("copy", "--quiet", "--dest-tls-verify=false", f"oci:{layout}:bench", f"docker://{ref}")
+            bench_pull._skopeo(*seed)
+
+            def ck_pull(_n: int, ref: str = ref) -> None:
+                with ck.Engine(root=scratch / "engine", forkserver=False) as engine:
+                    engine.images.pull(ref)
+
+            def skopeo_umoci(_n: int, ref: str = ref) -> None:
+                oci = f"oci:{scratch / 'oci'}:x"
+                bench_pull._skopeo("copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}", oci)
+                subprocess.run(
+                    ["umoci", "unpack", "--image", f"{scratch / 'oci'}:x", str(scratch / "bundle")],
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                )
+
+            ours = bench_pull._median(ck_pull, repeat, fresh) * 1000
+            theirs: Cell = missing or bench_pull._median(skopeo_umoci, repeat, fresh) * 1000
+            table.add(
+                f"pull from a local registry, unpacked: {label}",
+                ours,
+                {
+                    "skopeo+umoci": theirs,
+                    "docker": "dockerd's pull: bench_pull.py (a registry in its namespace)",
+                },
+            )
+        fresh()
 
 
 def _ratio(big: Cell, small: Cell) -> str:
