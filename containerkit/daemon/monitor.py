@@ -134,10 +134,20 @@ class Monitor:
 
     def removed_exit_code(self, container_id: str) -> int | None:
         """The last exit code of a container removed lately (by full id), else None."""
+        kept = self._engine.container_service.removed_exit_code(container_id)
+        if kept is not None:
+            return kept
         with self._cond:
-            if self._removed.get(container_id):
-                return self._codes.get(container_id, 0)
-        return self._engine.container_service.removed_exit_code(container_id)
+            return self._codes.get(container_id, 0) if self._removed.get(container_id) else None
+
+    def _removed_code(self, container_id: str) -> int:
+        """The exit code of a removed container: the one its exit command kept (the watcher
+        may not have counted that exit yet: the removal comes before its shim exits)."""
+        kept = self._engine.container_service.removed_exit_code(container_id)
+        if kept is not None:
+            return kept
+        with self._cond:
+            return self._codes.get(container_id, 0)
 
     def exits(self, container_id: str) -> int:
         with self._cond:
@@ -159,12 +169,14 @@ class Monitor:
                 return state.exit_code or 0
         while True:
             with self._cond:
-                if waiter.condition == "removed":
-                    if self._removed.get(cid):
-                        return self._codes.get(cid, 0)
-                elif self._exits.get(cid, 0) > waiter.exits_seen or self._removed.get(cid):
+                removed = bool(self._removed.get(cid))
+                exited = waiter.condition != "removed" and self._exits.get(cid, 0) > waiter.exits_seen
+                if exited and not removed:
                     return self._codes.get(cid, 0)
-                self._cond.wait(0.25)
+                if not removed:
+                    self._cond.wait(0.25)
+            if removed:
+                return self._removed_code(cid)
             if gone():
                 raise ClientGone()
             try:

@@ -66,11 +66,14 @@ class Engine:
         default_pids_limit: int | None = DEFAULT_PIDS_LIMIT,
         userns_remap: str | None = None,
         registry_options: RegistryOptions | None = None,
+        recover: bool = True,
     ) -> None:
         """``default_pids_limit``: the pids limit of a container whose spec sets none
         (Podman's 2048); None, 0 or -1 leave such containers unlimited. ``userns_remap``:
         ``"default"`` or a name with ``/etc/subuid`` and ``/etc/subgid`` entries, to give every
-        container whose spec sets no ``userns`` a user namespace (docker's ``userns-remap``)."""
+        container whose spec sets no ``userns`` a user namespace (docker's ``userns-remap``).
+        ``recover``: run :meth:`recover` when opening (a container's exit command, which
+        handles one container, opens without it)."""
         self.default_pids_limit = _pids_default(default_pids_limit)
         if userns_remap is not None and (not isinstance(userns_remap, str) or ":" in userns_remap):
             raise InvalidArgument(f"userns_remap: expected 'default' or a subuid name, got {userns_remap!r}")
@@ -118,7 +121,8 @@ class Engine:
         self.networks = NetworkCollection(
             self.network_service, self.metadata.networks, self.containers, events=self.event_log
         )
-        self.recover()
+        if recover:
+            self.recover()
 
     def _volume_users(self, name: str) -> list[str]:
         """The containers (names) that mount volume ``name``, running or not."""

@@ -8,7 +8,8 @@ thread, not the Python program that started the container) runs it, the policy h
 no daemon or Engine runs. Other containers get no exit command: their start and exit cost no
 extra process.
 
-The command, on an Engine of its own (no fork server):
+The command, on an Engine of its own (no fork server, no recovery sweep: it handles one
+container, and ``Engine.recover`` elsewhere picks up what a lost exit command left):
 
 1. reads the exit (its ``die`` event is recorded on the way) and tears the network down;
 2. ``auto_remove``: waits (at most :data:`DRAIN_SECONDS`) until no reader holds the output (an
@@ -141,7 +142,7 @@ def restart_after(root: str, container_id: str, delay: float, pids_limit: int) -
     from containerkit.engine.engine import Engine
 
     time.sleep(delay)
-    engine = Engine(root=root, forkserver=False, default_pids_limit=pids_limit)
+    engine = Engine(root=root, forkserver=False, default_pids_limit=pids_limit, recover=False)
     try:
         try:
             container = engine.containers.get(container_id)
@@ -196,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     root, container_id, pids_limit = args[0], args[1], int(args[2])
     logging.basicConfig(level=logging.WARNING)
-    engine = Engine(root=root, forkserver=False, default_pids_limit=pids_limit)
+    engine = Engine(root=root, forkserver=False, default_pids_limit=pids_limit, recover=False)
     try:
         delay = handle_exit(engine, container_id)
         task = engine.container_service.task(container_id)
