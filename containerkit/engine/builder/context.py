@@ -8,7 +8,7 @@ symlinks and never followed out).
 Each source gets the classic builder's cache hash (moby ``remotecontext/filehash.go`` and
 tarsum v1): the sha256 of a file's tar header fields (name, mode, uid, gid, size, type, link
 target; not mtime) and of its content; a directory's hash covers every entry under it. The
-content hashes are remembered per (device, inode, size, mtime, ctime), so a rebuild reads only
+hashes are remembered per (device, inode, size, mtime, ctime, header), so a rebuild reads only
 what changed; a touched file is read again and, its content the same, keeps its hash.
 """
 
@@ -35,22 +35,24 @@ __all__ = ["BuildContext", "Source"]
 _MEMO_SIZE = 200_000
 _PARALLEL_BYTES = 4 << 20
 """A directory with more file content than this is hashed on several threads."""
-_memo: OrderedDict[tuple[int, int, int, int, int], str] = OrderedDict()
+_memo: OrderedDict[tuple[int, int, int, int, int, str], str] = OrderedDict()
 _memo_lock = threading.Lock()
 
 
-def _content_hash(path: str, st: os.stat_result) -> str:
-    """sha256 of a regular file's bytes, remembered while the file's stat stays the same."""
-    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+def _tarsum(path: str, st: os.stat_result, header: str) -> str:
+    """moby's ``tarsumHash``: sha256 of the tarsum v1 header, then of the file's bytes;
+    remembered while the file's stat (and so the header) stays the same."""
+    key = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns, header)
     with _memo_lock:
         found = _memo.get(key)
         if found is not None:
             _memo.move_to_end(key)
             return found
-    digest = hashlib.sha256()
-    with open(path, "rb", buffering=0) as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
+    digest = hashlib.sha256(header.encode())
+    if stat.S_ISREG(st.st_mode) and st.st_size > 0:
+        with open(path, "rb", buffering=0) as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
     value = digest.hexdigest()
     with _memo_lock:
         _memo[key] = value
@@ -174,36 +176,42 @@ class BuildContext:
 
     # -- hashes -----------------------------------------------------------------------------
 
-    def _entry_hash(self, name: str, path: str, st: os.stat_result) -> str:
-        """tarsum v1 of one entry: its header fields (no mtime), then its content."""
-        link = os.readlink(path) if stat.S_ISLNK(st.st_mode) else ""
-        size = st.st_size if stat.S_ISREG(st.st_mode) else 0
-        header = (
-            f"name{name}mode{stat.S_IMODE(st.st_mode) | (st.st_mode & 0o7000)}uid{st.st_uid}gid{st.st_gid}"
-            f"size{size}typeflag{_kind(st.st_mode)}linkname{link}"
-            f"devmajor{os.major(st.st_rdev)}devminor{os.minor(st.st_rdev)}"
+    @staticmethod
+    def _header(rel: str, path: str, st: os.stat_result) -> str:
+        """tarsum v1's header of one entry (moby ``NewFileHash``: its ``FileInfoHeader``, named by
+        its path in the context, a directory with a ``/``, the mode with its file type bits as
+        moby's ``fillGo18FileTypeBits`` adds them): no mtime, no user names."""
+        mode = st.st_mode
+        link = os.readlink(path) if stat.S_ISLNK(mode) else ""
+        size = st.st_size if stat.S_ISREG(mode) else 0
+        device = stat.S_ISCHR(mode) or stat.S_ISBLK(mode)
+        major, minor = (os.major(st.st_rdev), os.minor(st.st_rdev)) if device else (0, 0)
+        name = rel + "/" if stat.S_ISDIR(mode) else rel
+        return (
+            f"name{name}mode{mode}uid{st.st_uid}gid{st.st_gid}size{size}"
+            f"typeflag{_kind(mode)}linkname{link}unamegnamedevmajor{major}devminor{minor}"
         )
-        digest = hashlib.sha256(header.encode())
-        if stat.S_ISREG(st.st_mode):
-            digest.update(_content_hash(path, st).encode())
-        return digest.hexdigest()
+
+    def _entry_hash(self, rel: str, st: os.stat_result) -> str:
+        path = os.path.join(self.root, rel) if rel else str(self.root)
+        return _tarsum(path, st, self._header(rel, path, st))
 
     def source_hash(self, source: Source) -> str:
-        """``file:<sha256>`` or ``dir:<sha256>``, as the classic builder's cache marker names a source."""
+        """``file:<sha256>`` or ``dir:<sha256>`` as the classic builder's cache marker names a
+        source: a file's tarsum, or the sha256 of the sorted tarsums of a directory and
+        everything under it, joined by commas (moby ``walkSource``)."""
         if not source.is_dir:
-            return "file:" + self._entry_hash(posixpath.basename(source.rel) or ".", source.path, source.st)
+            return "file:" + self._entry_hash(source.rel, source.st)
         entries = list(self.walk(source.rel))
-        # the files' contents first, on every core (sha256 releases the GIL): remembered, so
-        # the headers below find them
-        files = [(os.path.join(self.root, rel), st) for rel, st in entries if stat.S_ISREG(st.st_mode)]
+        if source.rel:
+            entries.insert(0, (source.rel, source.st))
+        files = [(rel, st) for rel, st in entries if stat.S_ISREG(st.st_mode)]
         if len(files) > 1 and sum(st.st_size for _, st in files) > _PARALLEL_BYTES:
+            # the files first, on every core (sha256 releases the GIL); the memo keeps them
             with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-                list(pool.map(lambda item: _content_hash(*item), files))
-        digest = hashlib.sha256()
-        for rel, st in entries:
-            inner = rel[len(source.rel) + 1 :] if source.rel else rel
-            digest.update(self._entry_hash(inner, os.path.join(self.root, rel), st).encode())
-        return "dir:" + digest.hexdigest()
+                list(pool.map(lambda item: self._entry_hash(*item), files))
+        sums = sorted(self._entry_hash(rel, st) for rel, st in entries)
+        return "dir:" + hashlib.sha256(",".join(sums).encode()).hexdigest()
 
 
 def combined_hash(hashes: list[str]) -> str:
