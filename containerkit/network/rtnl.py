@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import errno
 import os
+import select
 import socket
 import struct
 from collections.abc import Sequence
 from ipaddress import IPv4Address
 
 __all__ = [
+    "LinkEvents",
     "Rtnl",
     "RtnlError",
     "addr_add",
@@ -29,6 +31,7 @@ __all__ = [
 ]
 
 NETLINK_ROUTE = 0
+RTMGRP_LINK = 0x1
 RTM_NEWLINK, RTM_DELLINK, RTM_GETLINK = 16, 17, 18
 RTM_NEWADDR, RTM_NEWROUTE = 20, 24
 NLMSG_ERROR = 2
@@ -166,6 +169,43 @@ class Rtnl:
                 return False
             raise
         return True
+
+
+class LinkEvents:
+    """A subscription to the namespace's link changes (``RTMGRP_LINK``): :meth:`wait` sleeps
+    until a link is added, changed or deleted, so a caller looks again only then instead of
+    polling. Subscribe before the first look, and no change after it is missed."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(
+            socket.AF_NETLINK, socket.SOCK_RAW | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK, NETLINK_ROUTE
+        )
+        try:
+            self.sock.bind((0, RTMGRP_LINK))
+        except OSError:
+            self.sock.close()
+            raise
+        self._poller = select.poll()
+        self._poller.register(self.sock, select.POLLIN)
+
+    def __enter__(self) -> LinkEvents:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.sock.close()
+
+    def wait(self, timeout: float) -> bool:
+        """True once some link changed (the notices are consumed), False after ``timeout`` s."""
+        if not self._poller.poll(max(1, int(timeout * 1000) + 1)):
+            return False
+        while True:
+            try:
+                if not self.sock.recv(65536):
+                    return True
+            except (BlockingIOError, InterruptedError):
+                return True
+            except OSError:  # ENOBUFS: notices overflowed, which says as much
+                return True
 
 
 def link_set_down(name: str) -> tuple[int, int, bytes]:

@@ -177,8 +177,8 @@ def wait_gone(host_ifnames: Sequence[str], timeout: float = 0.5) -> None:
     if not names:
         return
     deadline = time.monotonic() + timeout
-    pause = 0.001
-    with Rtnl() as sock:
+    # subscribed before the first look: the kernel's deletion wakes the wait, no polling
+    with rtnl.LinkEvents() as events, Rtnl() as sock:
         while True:
             try:
                 names = [n for n in names if sock.link_index(n) is not None]
@@ -186,9 +186,9 @@ def wait_gone(host_ifnames: Sequence[str], timeout: float = 0.5) -> None:
                 raise ContainerkitError(f"cannot look up veth {names[0]}: {exc}") from exc
             if not names:
                 return
-            if time.monotonic() > deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 break
-            time.sleep(pause)
-            pause = min(pause * 2, 0.01)
+            events.wait(left)
     for name in names:
         detach(name)

@@ -1,0 +1,41 @@
+"""Waiting for a link to go sleeps until the kernel says a link changed (no polling)."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from typing import Any
+
+import pytest
+
+from containerkit.network import rtnl, veth
+
+
+@pytest.fixture
+def pair(uid: str) -> Any:
+    name = f"ckd{uid}g"  # a veth pair (this kernel has no dummy links); its peer goes with it
+    subprocess.run(["ip", "link", "add", name, "type", "veth", "peer", "name", f"ckd{uid}h"], check=True)
+    yield name
+    subprocess.run(["ip", "link", "del", name], capture_output=True)
+
+
+def test_link_events_wake_on_a_change(pair: str) -> None:
+    with rtnl.LinkEvents() as events:
+        subprocess.run(["ip", "link", "set", pair, "up"], check=True)
+        assert events.wait(30) is True
+
+
+def test_wait_gone_returns_when_someone_else_deletes_the_link(
+    pair: str, link_names: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(name: str) -> None:
+        raise AssertionError(f"wait_gone deleted {name} itself: no link event woke it")
+
+    monkeypatch.setattr(veth, "detach", refuse)
+    deleter = threading.Timer(0.2, lambda: subprocess.run(["ip", "link", "del", pair], check=True))
+    deleter.start()
+    try:
+        veth.wait_gone([pair], timeout=60)
+    finally:
+        deleter.join()
+    assert pair not in link_names()
