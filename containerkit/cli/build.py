@@ -1,8 +1,8 @@
 """``build``: docker's classic ``docker build``, its step lines as they happen.
 
 Each event prints as the classic builder's line (``Step 1/6 : FROM busybox``, `` ---> Using
-cache``, a RUN's output); on a terminal a RUN's stderr is shown in red, as the docker CLI shows
-dockerd's, and ``-q`` prints only the image id at the end.
+cache``, a RUN's output) as it happens; on a terminal the steps are bold, cache hits dim and a
+RUN's stderr red (as the docker CLI shows dockerd's); ``-q`` prints only the image id at the end.
 """
 
 from __future__ import annotations
@@ -16,7 +16,16 @@ from containerkit.cli._backend import engine
 from containerkit.cli._errors import CliError
 from containerkit.spec import BuildEvent
 
-_RED, _RESET = "\x1b[91m", "\x1b[0m"
+_RESET = "\x1b[0m"
+_STYLES = {
+    "step": "\x1b[1m",  # bold: where each step starts
+    "cache": "\x1b[2m",  # dim: nothing ran
+    "stderr": "\x1b[91m",  # red, as the docker CLI shows dockerd's stderr lines
+    "warning": "\x1b[33m",
+    "built": "\x1b[32m",
+    "tagged": "\x1b[32m",
+}
+"""How a terminal shows each kind of line."""
 
 
 def _pairs(items: tuple[str, ...], what: str, sep: str) -> dict[str, str]:
@@ -54,8 +63,12 @@ class _Printer:
         line = event.line()
         if not line:
             return
-        if event.kind == "output" and event.stream == "stderr" and self.tty:
-            line = f"{_RED}{line}{_RESET}"
+        if self.tty:
+            style = _STYLES.get(
+                "stderr" if event.kind == "output" and event.stream == "stderr" else event.kind
+            )
+            if style:
+                line = f"{style}{line.rstrip(chr(10))}{_RESET}" + ("\n" if line.endswith("\n") else "")
         sys.stdout.write(line)
         sys.stdout.flush()
 

@@ -91,3 +91,40 @@ def test_sigkill_mid_build_leaves_nothing_and_keeps_finished_steps(
     events: list[ck.BuildEvent] = []
     build_engine.images.build(tmp_path, progress=events.append)
     assert [e.kind for e in events].count("cache") == 1
+
+
+def test_cli_build_on_a_terminal_styles_the_lines(build_engine: ck.Engine, tmp_path: Path) -> None:
+    import pty
+
+    (tmp_path / "Dockerfile").write_text(f"FROM {BASE}\nRUN echo to-err >&2\n")
+    _ck(build_engine.root, "build", str(tmp_path))  # cached for the second run
+    main, child = pty.openpty()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "containerkit.cli",
+            "--root",
+            str(build_engine.root),
+            "build",
+            "--no-cache",
+            str(tmp_path),
+        ],
+        stdout=child,
+        stderr=child,
+    )
+    os.close(child)
+    output = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the child side closed
+            break
+        if not chunk:
+            break
+        output += chunk
+    os.close(main)
+    assert process.wait(timeout=60) == 0
+    text = output.decode()
+    assert f"\x1b[1mStep 1/2 : FROM {BASE}\x1b[0m" in text
+    assert "\x1b[91mto-err\x1b[0m" in text
