@@ -164,3 +164,33 @@ def test_x_registry_config_authorises_the_base_pull(
     assert status == 200, data
     messages = [json.loads(line) for line in data.splitlines() if line.strip()]
     assert messages[-1] == {"stream": "Successfully tagged ckbuild/private:1\n"}, messages
+
+
+def test_a_client_that_leaves_cancels_the_build(daemon: Any) -> None:
+    """docker build interrupted: the running RUN's container goes, no later step runs."""
+    import socket
+    import time
+    import urllib.parse
+
+    body = _context({"Dockerfile": "FROM busybox:latest\nRUN echo started; sleep 600\nRUN echo never\n"})
+    sock = socket.socket(socket.AF_UNIX)
+    sock.connect(str(daemon.socket))
+    head = f"POST /build?t=ckbuild/cancelled:1 HTTP/1.1\r\nHost: d\r\nContent-Length: {len(body)}\r\n\r\n"
+    sock.sendall(head.encode() + body)
+    seen = b""
+    while b"started" not in seen:
+        chunk = sock.recv(65536)
+        assert chunk, seen
+        seen += chunk
+    sock.close()
+    filters = urllib.parse.quote(json.dumps({"label": ["containerkit.build.owner"]}))
+    deadline = time.monotonic() + 60  # a liveness bound, not a speed claim
+    while True:
+        status, _, data = daemon.request("GET", f"/containers/json?all=1&filters={filters}")
+        assert status == 200
+        if json.loads(data) == []:
+            break
+        assert time.monotonic() < deadline, data
+        time.sleep(0.2)
+    status, _, _ = daemon.request("GET", "/images/ckbuild/cancelled:1/json")
+    assert status == 404

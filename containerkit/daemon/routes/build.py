@@ -149,7 +149,7 @@ def register(router: Router, app: DaemonApp) -> None:
                     raise InvalidArgument("this engine cannot build")
                 # the body is read to its end before the first event: the handler returns
                 # (and the server drains what is left) only after that
-                image = builder.build(body, progress=emit, auth=auth, **options)
+                image = builder.build(body, progress=emit, auth=auth, cancel=gone, **options)
             except BaseException as exc:  # reported to the client, in-band or as a status
                 items.put(("error", exc))
             else:
@@ -183,7 +183,7 @@ def register(router: Router, app: DaemonApp) -> None:
                         + b"\r\n"
                     )
             finally:
-                gone.set()
+                gone.set()  # the client left (or the stream ended): a build still going stops
 
         return Response(200, content_type="application/json", stream=lines())
 

@@ -13,6 +13,7 @@ import contextlib
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, TYPE_CHECKING
@@ -98,6 +99,7 @@ class Builder:
         dockerfile_text: str | None = None,
         ignore: DockerIgnore | None = None,
         auth: Mapping[str, RegistryAuth] | None = None,
+        cancel: threading.Event | None = None,
     ) -> Image:
         tags = [tag] if isinstance(tag, str) else list(tag or ())
         refs = []
@@ -132,6 +134,7 @@ class Builder:
             rm=bool(rm),
             forcerm=bool(forcerm),
             auth=dict(auth or {}),
+            cancel=cancel,
         )
         with self._context_dir(context) as directory:
             build_context = BuildContext(directory, ignore=ignore)

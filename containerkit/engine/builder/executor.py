@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import posixpath
+import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -92,6 +93,8 @@ class BuildOptions:
     rm: bool = True
     forcerm: bool = False
     auth: Mapping[str, RegistryAuth] = attrs.field(factory=dict)
+    cancel: threading.Event | None = None
+    """Set to stop the build: before the next step, and a running RUN's container is removed."""
 
 
 @attrs.define
@@ -133,7 +136,14 @@ class Executor:
         self._tmp_files: list[str] = []
         self._shell_lex = ShellLex()
 
-    # -- progress -----------------------------------------------------------------------------
+    # -- progress and cancellation -------------------------------------------------------------
+
+    def _cancelled(self) -> bool:
+        return self.options.cancel is not None and self.options.cancel.is_set()
+
+    def _check_cancelled(self) -> None:
+        if self._cancelled():
+            raise BuildError("the build was cancelled")
 
     def emit(self, kind: Any, **fields: Any) -> None:
         if self._progress is not None:
@@ -182,6 +192,7 @@ class Executor:
         for index, stage in enumerate(stages):
             state = self._from(stage)
             for instruction in stage.instructions:
+                self._check_cancelled()
                 self._print_step(instruction.original)
                 self.dispatch(state, instruction)
                 self.emit("image", id=state.image_id or "")
@@ -428,8 +439,9 @@ class Executor:
         try:
             self.emit("running", id=container.id)
             container.start()
-            for stream, chunk in container.follow_output(poll_interval=0.02):
+            for stream, chunk in container.follow_output(poll_interval=0.02, until=self._cancelled):
                 self.emit("output", text=chunk.decode(errors="replace"), stream=stream)
+            self._check_cancelled()  # the container goes with the failed step, below
             code = container.wait()
             if code != 0:
                 raise BuildError(
