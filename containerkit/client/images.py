@@ -245,7 +245,7 @@ class ImageCollection:
                 "/build",
                 params=params,
                 data=packed,
-                headers={"Content-Type": "application/x-tar"},
+                headers={"Content-Type": "application/x-tar", **self._logins.config_header()},
                 stream=True,
                 timeout=None,
             )

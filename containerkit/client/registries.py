@@ -7,6 +7,8 @@ each pull and push to that registry. Credentials given to one call (``auth=``) w
 
 from __future__ import annotations
 
+import base64
+import json
 import threading
 from typing import Any, Protocol
 
@@ -86,6 +88,20 @@ class Logins:
                 return {}
             fields = dict(remembered)
         return {"X-Registry-Auth": auth_header(server=registry, **fields)}
+
+    def config_header(self) -> dict[str, str]:
+        """``X-Registry-Config`` for a build: every registry this Client logged in to, as
+        docker's base64url JSON of server -> AuthConfig (its base images may come from any)."""
+        with self._lock:
+            remembered = {server: dict(fields) for server, fields in self._by_registry.items()}
+        if not remembered:
+            return {}
+        config = {
+            server: json.loads(base64.urlsafe_b64decode(auth_header(server=server, **fields)))
+            for server, fields in remembered.items()
+        }
+        body = json.dumps(config, separators=(",", ":")).encode()
+        return {"X-Registry-Config": base64.urlsafe_b64encode(body).decode()}
 
 
 class RegistryCollection:

@@ -41,3 +41,22 @@ def test_client_build_streams_events_and_returns_the_image(daemon: Any, tmp_path
         with pytest.raises(BuildError, match="returned a non-zero code: 7") as caught:
             client.images.build(context)
         assert caught.value.exit_code == 7
+
+
+def test_client_login_authorises_a_build_from_a_private_base(
+    daemon: Any, registry_basic: Any, busybox_rootfs_tar: Path, tmp_path: Path
+) -> None:
+    user, password = registry_basic.credentials
+    remote = f"{registry_basic.host}/private/base:1"
+    with ck.Engine(root=tmp_path / "pusher") as pusher:
+        pusher.images.import_rootfs(busybox_rootfs_tar, remote, config={"Cmd": ["sh"]})
+        pusher.images.push(remote, auth=ck.RegistryAuth(username=user, password=password))
+    context = tmp_path / "ctx"
+    context.mkdir()
+    (context / "Dockerfile").write_text(f"FROM {remote}\nRUN echo from-private > /p\n")
+    with ck.Client(daemon.url) as client:
+        with pytest.raises(ck.ContainerkitError, match="unauthorized"):
+            client.images.build(context)
+        client.registries.login(registry_basic.host, user, password)
+        image = client.images.build(context, tag="ckbuild/private-base:1")
+        assert "ckbuild/private-base:1" in image.tags
