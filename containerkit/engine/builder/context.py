@@ -28,7 +28,7 @@ import attrs
 
 from containerkit.dockerfile import glob
 from containerkit.dockerfile.ignore import DockerIgnore
-from containerkit.errors import InvalidArgument, NotFound
+from containerkit.errors import NotFound
 
 __all__ = ["BuildContext", "Source"]
 
@@ -219,8 +219,3 @@ def combined_hash(hashes: list[str]) -> str:
     if len(hashes) == 1:
         return hashes[0]
     return "multi:" + hashlib.sha256(",".join(hashes).encode()).hexdigest()
-
-
-def check_relative(name: str) -> None:
-    if "\x00" in name:
-        raise InvalidArgument(f"invalid path {name!r}")

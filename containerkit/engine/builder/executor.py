@@ -332,10 +332,6 @@ class Executor:
     def _shell(self, state: _Stage) -> tuple[str, ...]:
         return state.config.shell or _DEFAULT_SHELL
 
-    def _nop(self, state: _Stage, comment: str) -> str:
-        """The history line of a config-only step: ``<shell> #(nop)  <comment>``."""
-        return " ".join([*self._shell(state), "#(nop) ", comment])
-
     def _meta_step(self, state: _Stage, config: ImageConfig, comment: str) -> None:
         # the line names the shell of the config the step leaves (SHELL's own line its new one)
         created_by = " ".join([*(config.shell or _DEFAULT_SHELL), "#(nop) ", comment])
