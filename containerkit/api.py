@@ -207,6 +207,14 @@ class ContainerHandle(Protocol):
 
     def start(self) -> None: ...
 
+    def claim_exit(self) -> None:
+        """Before ``start``: an ``auto_remove`` container's removal is done by :meth:`wait`
+        in this process rather than by a new exit-command process (a daemon's watcher holds
+        the claim for its clients)."""
+
+    def release_exit(self) -> None:
+        """Let go of :meth:`claim_exit` without waiting (a start that failed)."""
+
     def wait(self, timeout: float | None = None) -> int: ...
 
     def kill(self, sig: int | str = "SIGKILL") -> None: ...

@@ -79,7 +79,8 @@ def _image_checks(image: str, opts: dict[str, Any]) -> tuple[str, ...]:
 def _start(container: ContainerHandle, *, remove_on_failure: bool) -> None:
     """Start, or fail like docker: 127 for a missing command, 126 for one that cannot run.
 
-    A ``--rm`` container is removed at its exit by its shim's exit command (no watcher here).
+    A detached ``--rm`` container is removed at its exit by its shim's exit command; an
+    attached one by this process's wait (it holds the exit claim).
     """
     from containerkit.errors import ContainerkitError, NotModified
 
@@ -127,9 +128,11 @@ def run(image: str, command: tuple[str, ...], detach: bool, **opts: Any) -> int:
     from containerkit.cli._attach import attach_container, close_output, open_output
 
     output = open_output(container, stdin=opts["interactive"])
+    container.claim_exit()  # --rm: removed by this process's wait, not by an exit command
     try:
         _start(container, remove_on_failure=opts["auto_remove"])
     except BaseException:
+        container.release_exit()
         close_output(output)
         raise
     return attach_container(container, stdin=opts["interactive"], tty=opts["tty"], output=output)

@@ -213,6 +213,12 @@ class Container:
         if reply.status == 304:
             raise NotModified(f"container {self.name} is already running")
 
+    def claim_exit(self) -> None:
+        """Nothing to do here: the daemon's watcher holds an AutoRemove container's exit."""
+
+    def release_exit(self) -> None:
+        """Nothing to do here (see :meth:`claim_exit`)."""
+
     def wait(self, timeout: float | None = None) -> int:
         """Block until the container exits; its exit code (128+n when killed by signal n)."""
         auto_remove = bool((self.attrs.get("HostConfig") or {}).get("AutoRemove"))

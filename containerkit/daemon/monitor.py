@@ -92,7 +92,10 @@ class Monitor:
     def _watch(self, container: Container, run: tuple[str, str]) -> None:
         container_id, name, image = container.id, container.name, container.image
         try:
-            code = container.wait_exit(None)  # its exit command (auto-remove, restart) ran too
+            # an AutoRemove container is removed here, holding its exit claim (see the start
+            # route); otherwise its exit command (a restart policy) ran before the shim exited
+            wait = container.wait if container.spec.auto_remove else container.wait_exit
+            code = wait(None)
         except ContainerkitError:
             code = container.runtime_state().exit_code or 0
         except OSError as exc:

@@ -121,3 +121,27 @@ def restart_containers(service: ContainerService) -> list[str]:
             continue
         started.append(record.id)
     return started
+
+
+def remove_unhandled_exits(service: ContainerService) -> list[str]:
+    """Remove the stopped ``auto_remove`` containers that nobody removed: the process holding
+    the exit claim (a daemon's watcher, an attached ``run --rm``) died after the shim left the
+    exit to it. A live claim holder or a running container is left alone; the ids removed."""
+    from containerkit.engine import exit_hook
+    from containerkit.engine.container_service import status_of
+    from containerkit.runtime.state import exit_claimed
+
+    removed = []
+    for record in service.metadata.containers.all():
+        if '"auto_remove": true' not in record.spec_json:
+            continue
+        task = service.task(record.id)
+        try:
+            if not status_of(task.state()).has_stopped or exit_claimed(task.state_dir):
+                continue
+            exit_hook.handle_exit(service, record.id)
+        except ContainerkitError as exc:
+            log.warning("cannot remove auto-remove container %s: %s", record.id[:12], exc)
+            continue
+        removed.append(record.id)
+    return removed

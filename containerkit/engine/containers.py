@@ -22,7 +22,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 import attrs
 
-from containerkit.engine import _archive, _names, _prepare
+from containerkit.engine import _archive, _names, _prepare, exit_hook
 from containerkit.engine import changes as _changes
 from containerkit.engine import commit as _commit
 from containerkit.engine import export as _export
@@ -47,7 +47,7 @@ from containerkit.runtime import logs as runtime_logs
 from containerkit.runtime.exec import ExecProcess
 from containerkit.runtime.logs import LineCursor, LogEntry, Stream
 from containerkit.runtime.state import RuntimeState
-from containerkit.runtime.task import StdinWriter, Task, cgroup_name
+from containerkit.runtime.task import ExitClaim, StdinWriter, Task, cgroup_name
 from containerkit.spec import (
     Change,
     ContainerSpec,
@@ -93,6 +93,7 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
 
     _listed: RunRecord | None = attrs.field(default=None, repr=False)
     _listed_net: ListedNetwork | None = attrs.field(default=None, repr=False)
+    _claim: ExitClaim | None = attrs.field(default=None, repr=False)
 
     # -- what it is -------------------------------------------------------------------------
 
@@ -303,10 +304,33 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         """Start the container; returns once its process runs (or raises with the reason)."""
         self._service.start(self)
 
+    def claim_exit(self) -> None:
+        """Take an ``auto_remove`` container's exit upon this process: its shim then leaves the
+        removal to :meth:`wait` here instead of starting its exit command (a new interpreter
+        on the exit path). Take it before :meth:`start` when the container may exit at once;
+        :meth:`wait` releases it, and so does the end of this process (then the shim's exit
+        command, or the next ``Engine.recover``, removes the container)."""
+        if self.spec.auto_remove and self._claim is None:
+            self._claim = self.task.claim_exit()
+
+    def release_exit(self) -> None:
+        """Let go of the exit claim :meth:`claim_exit` took (a start that failed)."""
+        claim, self._claim = self._claim, None
+        if claim is not None:
+            claim.release()
+
     def wait(self, timeout: float | None = None) -> int:
         """Block until the container exits; its exit code (128+n when killed by signal n).
-        Its network is torn down and an ``auto_remove`` container removed before this returns
-        (by its exit command, which its shim runs before it exits)."""
+        Its network is torn down and an ``auto_remove`` container removed before this returns:
+        here, holding its exit claim, or by its exit command if the exit came first."""
+        if self.spec.auto_remove:
+            self.claim_exit()
+            try:
+                code = self.wait_exit(timeout)
+                exit_hook.handle_exit(self._service, self.id)
+            finally:
+                self.release_exit()
+            return code
         code = self.wait_exit(timeout)
         if not _has_exit_command(self.spec):
             self._service.networks.wait_teardown(self.id)

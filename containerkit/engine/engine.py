@@ -179,8 +179,10 @@ class Engine:
                 cleaned.append(key)
         with contextlib.suppress(OSError):
             remove_if_empty(CGROUP_PARENT)
-        # last: what a host reboot or a killed shim stopped, with always / unless-stopped
+        # last: what a host reboot or a killed shim stopped, with always / unless-stopped, and
+        # the auto-remove containers whose exit a claim holder left unhandled (it died)
         _recovery.restart_containers(self.container_service)
+        cleaned += _recovery.remove_unhandled_exits(self.container_service)
         return cleaned
 
     @overload

@@ -36,7 +36,7 @@ from containerkit.linux import proc
 from containerkit.spec import ContainerStatus, RestartPolicy
 
 if TYPE_CHECKING:
-    from containerkit.engine.engine import Engine
+    from containerkit.engine.container_service import ContainerService
     from containerkit.runtime.task import Task
 
 __all__ = [
@@ -99,25 +99,26 @@ def _ran_for(state: Any) -> float:
         return 0.0
 
 
-def handle_exit(engine: Engine, container_id: str) -> float | None:
-    """Steps 1-3 of the module docstring; the back-off before a restart, or None for none."""
+def handle_exit(service: ContainerService, container_id: str) -> float | None:
+    """Steps 1-3 of the module docstring; the back-off before a restart, or None for none.
+    Run by the exit command, or in the process that held the container's exit claim."""
     try:
-        container = engine.containers.get(container_id)
+        container = service.get(container_id)
     except NotFound:
         return None
     state = container.runtime_state()  # records the die event
     if ContainerStatus(state.status) not in _STOPPED:
         return None  # started again meanwhile
-    with engine.network_service.container_lock(container_id):
+    with service.networks.container_lock(container_id):
         if ContainerStatus(container.task.state().status) in _STOPPED:
-            engine.network_service.teardown(container_id, settle=False)
+            service.networks.teardown(container_id, settle=False)
     spec = container.spec
     task = container.task
     code = state.exit_code if state.exit_code is not None else 0
     if spec.auto_remove:
         task.wait_for_readers(DRAIN_SECONDS)
-        engine.container_service.keep_exit(container_id, code, state.finished_at)
-        engine.container_service.auto_remove(container_id)
+        service.keep_exit(container_id, code, state.finished_at)
+        service.auto_remove(container_id)
         return None
     record = task.restart_record()
     count = int(record.get("restart_count") or 0)
@@ -199,7 +200,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING)
     engine = Engine(root=root, forkserver=False, default_pids_limit=pids_limit, recover=False)
     try:
-        delay = handle_exit(engine, container_id)
+        delay = handle_exit(engine.container_service, container_id)
         task = engine.container_service.task(container_id)
     finally:
         engine.close(release_network=False)  # a restart would bring the bridge up again

@@ -526,7 +526,7 @@ class _Shim:
         """Run the request's exit command and wait for it (see :class:`ShimRequest`): who waits
         for this shim sees the exit handled (network down, container restarted or removed)."""
         argv = self.request.exit_command
-        if argv is None:
+        if argv is None or state.exit_claimed(self.state_dir):  # a live watcher handles it
             return
         _children_in_own_pid_namespace()
         env = {**os.environ, "CONTAINERKIT_EXIT_CODE": str(exit_code)}

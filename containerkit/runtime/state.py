@@ -23,6 +23,7 @@ are not spelled: :class:`containerkit.runtime.task.Task` is the one user of this
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import time
@@ -36,12 +37,14 @@ from containerkit.linux import proc
 
 __all__ = [
     "CONTROL_FIFO",
+    "EXIT_CLAIM",
     "EXIT_FILE",
     "LOG_FILE",
     "STATE_FILE",
     "STDIN_FIFO",
     "PendingWrite",
     "RuntimeState",
+    "exit_claimed",
     "make_private_dir",
     "read_exit",
     "read_json",
@@ -242,3 +245,23 @@ def wait_for_exit(state_dir: Path, timeout: float | None = None) -> int:
     if state.exit_code is None:
         raise NotRunning(f"container in {state_dir} was started again before its exit was read")
     return state.exit_code
+
+
+EXIT_CLAIM = "exit.claim"
+"""Held (a shared flock) by a live process that will handle the container's exit itself: the
+shim then runs no exit command (``Task.claim_exit``)."""
+
+
+def exit_claimed(state_dir: Path) -> bool:
+    """Whether a live process holds the container's exit claim (the shim asks, at the exit)."""
+    try:
+        fd = os.open(Path(state_dir) / EXIT_CLAIM, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False

@@ -35,6 +35,7 @@ from containerkit.runtime.launcher import Launcher
 from containerkit.runtime.logs import LogEntry
 from containerkit.runtime.shim import ShimRequest, StartedContainer, start_container
 from containerkit.runtime.state import (
+    EXIT_CLAIM,
     LOG_FILE,
     STDIN_FIFO,
     RuntimeState,
@@ -46,7 +47,7 @@ from containerkit.runtime.state import (
 )
 from containerkit.spec import ContainerStatus, Health, HealthResult, Resources
 
-__all__ = ["StdinWriter", "Task", "cgroup_name"]
+__all__ = ["ExitClaim", "StdinWriter", "Task", "cgroup_name"]
 
 _READER_POLL = 0.02
 """How often an exit command looks again whether the readers of the output are done."""
@@ -216,6 +217,12 @@ class Task:
         with contextlib.suppress(FileNotFoundError):
             write_json_atomic(self.state_dir / RESTART_FILE, record)
         return record
+
+    def claim_exit(self) -> ExitClaim:
+        """Take the container's exit upon this process: while the claim is held, the shim
+        leaves the exit to it (no exit command, no new interpreter on the exit path); when this
+        process dies the kernel drops the claim and the shim's exit command does the work."""
+        return ExitClaim(self.state_dir / EXIT_CLAIM)
 
     @contextlib.contextmanager
     def hold_output(self) -> Iterator[None]:
@@ -423,3 +430,26 @@ class StdinWriter:
             with contextlib.suppress(OSError):
                 os.close(self._fd)
             self._fd = -1
+
+
+class ExitClaim:
+    """A held exit claim (see :meth:`Task.claim_exit`): ``release()`` it once the exit is handled."""
+
+    def __init__(self, path: Path) -> None:
+        self._fd: int | None = None
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError:  # the container is gone: nothing to claim
+            return
+        fcntl.flock(fd, fcntl.LOCK_SH)
+        self._fd = fd
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            os.close(fd)
+

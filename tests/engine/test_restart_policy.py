@@ -174,3 +174,36 @@ def test_back_off_as_docker(previous: float, ran_for: float, expected: float) ->
 )
 def test_should_restart_as_docker(policy: str, code: int, count: int, stopped: bool, expected: bool) -> None:
     assert exit_hook.should_restart(ck.RestartPolicy.parse(policy), code, count, stopped) is expected
+
+
+def test_a_held_exit_claim_keeps_the_exit_command_away(engine: ck.Engine) -> None:
+    # The claim holder (here this test; a daemon's watcher, an attached run --rm) removes the
+    # container itself: the shim exits without starting an exit command, so the container is
+    # still there, stopped, until the holder's wait() handles it.
+    container = engine.containers.create(
+        image=IMAGE, command=["sh", "-c", "exit 4"], network="none", auto_remove=True
+    )
+    container.claim_exit()
+    container.start()
+    assert container.task.wait(30) == 4  # the shim is gone
+    assert engine.containers.get(container.id).status == "exited"
+    assert container.wait(30) == 4
+    with pytest.raises(ck.NotFound):
+        engine.containers.get(container.id)
+    assert leftovers(container.id) == []
+
+
+def test_an_exit_left_by_a_dead_claim_holder_is_removed_by_recovery(
+    engine: ck.Engine, engine_root: Path
+) -> None:
+    container = engine.containers.create(image=IMAGE, command=["true"], network="none", auto_remove=True)
+    container.claim_exit()
+    container.start()
+    container.task.wait(30)
+    container.release_exit()  # as the kernel does when the holder dies before handling it
+    assert engine.containers.get(container.id).status == "exited"
+    with ck.Engine(engine_root):  # the next Engine on the root recovers
+        pass
+    with pytest.raises(ck.NotFound):
+        engine.containers.get(container.id)
+    assert leftovers(container.id) == []

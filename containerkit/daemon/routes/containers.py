@@ -79,11 +79,15 @@ def register(router: Router, app: DaemonApp) -> None:
         container = lookup(app, request)
         if ContainerStatus.of(container.status).is_up:
             raise NotModified(f"container {container.name} is already running")
+        # an AutoRemove container's exit is the watcher's (below), not a new exit-command process
+        container.claim_exit()
         try:
             container.start()
         except NotModified:
+            container.release_exit()
             raise
         except BaseException:
+            container.release_exit()
             if container.spec.auto_remove:
                 with contextlib.suppress(ContainerkitError):
                     container.remove(force=True)
