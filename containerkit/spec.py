@@ -22,6 +22,7 @@ from containerkit.errors import Conflict, InvalidArgument
 __all__ = [
     "BuildEvent",
     "Change",
+    "ContainerSize",
     "ContainerSpec",
     "ContainerStatus",
     "Event",
@@ -883,6 +884,16 @@ class HealthResult:
 
 def _health_log(value: Iterable[HealthResult | Mapping[str, Any]]) -> tuple[HealthResult, ...]:
     return tuple(v if isinstance(v, HealthResult) else HealthResult(**v) for v in value)
+
+
+@attrs.frozen
+class ContainerSize:
+    """``SizeRw`` (bytes of the files a container wrote in its writable layer) and
+    ``SizeRootFs`` (that plus its image's unpacked layers), as dockerd reports them for
+    ``docker ps -s`` and ``inspect --size``: file sizes added, not disk blocks."""
+
+    rw: int
+    root_fs: int
 
 
 @attrs.frozen(kw_only=True)

@@ -121,26 +121,21 @@ def container_row(engine: Backend, container: ContainerHandle, *, trunc: bool = 
 
 def container_size(engine: Backend, container: ContainerHandle) -> str:
     """``ps -s``: what the container wrote and, with its image, the virtual size (``12B (virtual
-    4.26MB)``); the daemon's ``SizeRw``/``SizeRootFs`` for a remote container, ``N/A`` where it
-    gives none."""
-    from containerkit.cli._backend import client_container, local_engine
+    4.26MB)``), file sizes added as dockerd adds them (the daemon's ``SizeRw``/``SizeRootFs``
+    for a remote container); ``N/A`` where it was removed while we listed."""
+    from containerkit.cli._backend import client_container, engine_container
     from containerkit.errors import ContainerkitError
 
-    remote = client_container(container)
-    if remote is not None:
-        written, total = remote.attrs.get("SizeRw"), remote.attrs.get("SizeRootFs")
-        if written is None or total is None:
-            return "N/A"
-        return f"{out.human_size(written)} (virtual {out.human_size(total)})"
-    local = local_engine(engine)
-    if local is None:
+    handle = client_container(container) or engine_container(container)
+    if handle is None:
         return "N/A"
     try:
-        written = local.snapshots.usage(container.id)
-        image = engine.images.get(container.image_id).size
+        size = handle.size()
     except (ContainerkitError, OSError):  # removed while we listed
         return "N/A"
-    return f"{out.human_size(written)} (virtual {out.human_size(written + image)})"
+    written = out.human_size(size.rw)
+    # docker's CLI prints the virtual size only where the daemon sent one
+    return f"{written} (virtual {out.human_size(size.root_fs)})" if size.root_fs else written
 
 
 def container_inspect(engine: Backend, container: ContainerHandle) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from containerkit.dockerapi.update import update_to_wire
 from containerkit.errors import InvalidArgument, NotFound, NotModified, NotRunning, Timeout
 from containerkit.spec import (
     Change,
+    ContainerSize,
     ContainerSpec,
     ExecResult,
     Health,
@@ -126,6 +127,12 @@ class Container:
 
     def _state(self) -> dict[str, Any]:
         return dict(self.reload().attrs.get("State") or {})
+
+    def size(self) -> ContainerSize:
+        """``SizeRw``/``SizeRootFs`` as the daemon counts them (``inspect?size=1``; 0 for a
+        field a daemon leaves out)."""
+        data = self._transport.get_json(f"{self._url}/json", params={"size": 1})
+        return ContainerSize(rw=int(data.get("SizeRw") or 0), root_fs=int(data.get("SizeRootFs") or 0))
 
     @property
     def status(self) -> ContainerStatus:

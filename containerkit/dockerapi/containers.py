@@ -45,6 +45,7 @@ __all__ = [
     "health_from_inspect",
     "network_mode",
     "published_ports",
+    "size_fields",
     "spec_from_inspect",
 ]
 
@@ -409,6 +410,13 @@ def container_summary(
         "NetworkSettings": {"Networks": _networks(container)},
         "Mounts": _mounts(container.spec),
     }
+
+
+def size_fields(rw: int, root_fs: int, *, summary: bool) -> dict[str, int]:
+    """``SizeRw`` and ``SizeRootFs`` of a ``size=1`` list entry or inspect, as dockerd sends
+    them: a list entry leaves out a zero (its ``omitempty`` int64s), inspect keeps both."""
+    fields = {"SizeRw": rw, "SizeRootFs": root_fs}
+    return {k: v for k, v in fields.items() if v} if summary else fields
 
 
 def exec_inspect(record: Any) -> dict[str, Any]:

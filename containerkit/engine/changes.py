@@ -18,14 +18,22 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from containerkit.spec import Change
+from containerkit.errors import NotFound
+from containerkit.spec import Change, ContainerSize
 
 if TYPE_CHECKING:
     from containerkit.engine.container_service import ContainerService
     from containerkit.engine.containers import Container
     from containerkit.storage.snapshots import SnapshotStore
 
-__all__ = ["ENGINE_PATHS", "changes", "mount_points", "snapshot_changes"]
+__all__ = [
+    "ENGINE_PATHS",
+    "changes",
+    "container_size",
+    "mount_points",
+    "snapshot_changes",
+    "snapshot_size",
+]
 
 ENGINE_PATHS = (
     "etc/hosts",
@@ -241,3 +249,68 @@ def snapshot_changes(store: SnapshotStore, key: str, skip: Iterable[str] = ()) -
             )
         walker.walk("")
     return walker.out
+
+
+def container_size(service: ContainerService, container: Container) -> ContainerSize:
+    """A container's ``SizeRw`` and ``SizeRootFs``: its writable layer's files, and those plus
+    its image's unpacked size (the sum of its layers', as dockerd's ``parent.Size()``; 0 for
+    an image removed under it)."""
+    rw = snapshot_size(service.snapshots, container.id, mount_points(container))
+    try:
+        image_size = service.images.get(container.image_id).size
+    except NotFound:
+        image_size = 0
+    return ContainerSize(rw=rw, root_fs=rw + image_size)
+
+
+def snapshot_size(store: SnapshotStore, key: str, skip: Iterable[str] = ()) -> int:
+    """Bytes snapshot ``key`` wrote over its parents, as dockerd's ``DiffSize`` adds them: the
+    sizes of the files (not disk blocks), directories not counted, a hardlinked inode once.
+
+    Overlay: every file of the upper dir (moby's ``directory.Size``; a whiteout counts 0).
+    Copy: the files the changes name as added or changed (moby's ``archive.ChangesSize``).
+    """
+    with store.changes(key) as where:
+        if where.lower_tree is None:
+            return _tree_size(str(where.upper))
+        walker = _Changes(
+            where.upper, [where.lower_tree], whole_tree=True, skip=set(skip), id_offset=where.id_offset
+        )
+        walker.walk("")
+        seen: set[int] = set()
+        total = 0
+        for change in walker.out:
+            if change.kind == "D":
+                continue
+            with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+                st = os.lstat(os.path.join(where.upper, change.path.lstrip("/")))
+                if stat.S_ISDIR(st.st_mode) or (st.st_nlink > 1 and st.st_ino in seen):
+                    continue
+                seen.add(st.st_ino)
+                total += st.st_size
+        return total
+
+
+def _tree_size(root: str) -> int:
+    """moby's ``directory.Size``: the sizes of everything but directories, an inode once; what
+    a running container removes during the walk is skipped."""
+    seen: set[int] = set()
+    total = 0
+    stack = [root]
+    while stack:
+        try:
+            it = os.scandir(stack.pop())
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        with it:
+            for entry in it:
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                if stat.S_ISDIR(st.st_mode):
+                    stack.append(entry.path)
+                elif st.st_size and st.st_ino not in seen:
+                    seen.add(st.st_ino)
+                    total += st.st_size
+    return total

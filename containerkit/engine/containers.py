@@ -50,6 +50,7 @@ from containerkit.runtime.state import RuntimeState
 from containerkit.runtime.task import ExitClaim, StdinWriter, Task, cgroup_name
 from containerkit.spec import (
     Change,
+    ContainerSize,
     ContainerSpec,
     ContainerStatus,
     ExecResult,
@@ -778,6 +779,11 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         """``docker diff``: the paths it changed (C), added (A) or deleted (D) over its image,
         without the engine's own mount points; running or stopped."""
         return _changes.changes(self._service, self)
+
+    def size(self) -> ContainerSize:
+        """``SizeRw``/``SizeRootFs`` (``docker ps -s``): the bytes of the files it wrote, and
+        those plus its image's; a walk of its writable layer, so only when asked."""
+        return _changes.container_size(self._service, self)
 
     def commit(
         self,

@@ -15,6 +15,7 @@ from containerkit.daemon.convert import create_request
 from containerkit.daemon.server import Request, Response, json_response
 from containerkit.daemon.shapes import container_inspect, container_summary, stats_json, system_cpu_ns
 from containerkit.dockerapi import filters_from_query
+from containerkit.dockerapi.containers import size_fields
 from containerkit.dockerapi.update import update_from_wire
 from containerkit.errors import ContainerkitError, InvalidArgument, NotFound, NotModified, NotRunning
 from containerkit.spec import ContainerStatus, Stats, parse_signal
@@ -53,9 +54,13 @@ def register(router: Router, app: DaemonApp) -> None:
         if limit > 0:
             containers = containers[:limit]
         summaries = []
+        sized = request.qbool("size")
         for container in containers:
             with contextlib.suppress(NotFound):  # removed while listing
-                summaries.append(container_summary(container))
+                summary = container_summary(container)
+                if sized:  # walks each writable layer: only when asked, as dockerd
+                    summary.update(_size(container, summary=True))
+                summaries.append(summary)
         return json_response(summaries)
 
     def inspect(request: Request) -> Response:
@@ -73,7 +78,13 @@ def register(router: Router, app: DaemonApp) -> None:
             for endpoint in ((shape.get("NetworkSettings") or {}).get("Networks") or {}).values():
                 if endpoint.get("DNSNames") is not None:
                     endpoint["Aliases"] = list(dict.fromkeys([*(endpoint.get("Aliases") or []), *own]))
+        if request.qbool("size"):
+            shape.update(_size(container, summary=False))
         return json_response(shape)
+
+    def _size(container: Container, *, summary: bool) -> dict[str, int]:
+        size = container.size()
+        return size_fields(size.rw, size.root_fs, summary=summary)
 
     def start(request: Request) -> Response:
         container = lookup(app, request)
