@@ -44,6 +44,9 @@ def test_sizes_in_the_list_and_inspect(client: Any, cli: Any, daemon: Daemon) ->
         sizes = cli("ps", "-s", "--no-trunc", "--format", "{{.ID}} {{.Size}}").stdout.splitlines()
         assert f"{wrote.id} 5kB (virtual {human_size(WRITTEN + image_size)})" in sizes, sizes
         assert f"{idle.id} 0B (virtual {human_size(image_size)})" in sizes, sizes
+        df = {c["Id"]: c for c in client.df()["Containers"]}  # dockerd's df: the list with size=1
+        assert (df[wrote.id]["SizeRw"], df[wrote.id]["SizeRootFs"]) == (WRITTEN, WRITTEN + image_size)
+        assert df[idle.id]["State"] == "running" and "SizeRw" not in df[idle.id]
         # containerkit's own CLI through the daemon shows the daemon's figures
         ours = CliRunner().invoke(
             cli_main, ["-H", daemon.url, "ps", "-s", "--no-trunc", "--format", "{{.ID}} {{.Size}}"]

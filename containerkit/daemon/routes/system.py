@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -14,10 +15,11 @@ from containerkit.daemon.app import API_VERSION, MIN_API_VERSION
 from containerkit.daemon.errors import SwarmUnavailable
 from containerkit.daemon.registry import check_login
 from containerkit.daemon.server import Request, Response, json_response
-from containerkit.daemon.shapes import host_platform
+from containerkit.daemon.shapes import container_summary, host_platform
 from containerkit.dockerapi import filters_from_query, image_summary, volume_json
+from containerkit.dockerapi.containers import size_fields
 from containerkit.engine.frontend import cgroup_mode
-from containerkit.errors import InvalidArgument
+from containerkit.errors import InvalidArgument, NotFound
 
 if TYPE_CHECKING:
     from containerkit.daemon.app import DaemonApp
@@ -139,11 +141,18 @@ def register(router: Router, app: DaemonApp) -> None:
         return json_response({"Status": status, "IdentityToken": ""})
 
     def system_df(request: Request) -> Response:
+        containers = []
+        for container in app.engine.containers.list(all=True):  # dockerd: the list with size=1
+            with contextlib.suppress(NotFound):  # removed meanwhile
+                size = container.size()
+                containers.append(
+                    {**container_summary(container), **size_fields(size.rw, size.root_fs, summary=True)}
+                )
         return json_response(
             {
                 "LayersSize": sum(i.size for i in app.engine.images.list()),
                 "Images": [image_summary(i) for i in app.engine.images.list()],
-                "Containers": [],
+                "Containers": containers,
                 "Volumes": [volume_json(v) for v in app.engine.volumes.list()],
                 "BuildCache": [],
             }
