@@ -23,6 +23,7 @@ from typing import BinaryIO, Literal, Protocol
 import attrs
 
 from containerkit.errors import InvalidArgument, NotSupported
+from containerkit.linux import inotify
 from containerkit.spec import log_limits
 
 __all__ = [
@@ -482,6 +483,10 @@ def _follow_entries(
     files = _open_chain(path)
     current: BinaryIO | None = files[-1] if files else None
     offset = 0
+    # Watched before the first read: output written, a rotation or the exit record (all in
+    # the log's directory) wakes the loop below at once; ``poll_interval`` only bounds the
+    # wait for what happens elsewhere (``is_running`` turning False on a detach).
+    waker = inotify.watch_directory(path.parent)
     try:
         if tail is not None and tail >= 0:
             backlog: deque[LogEntry] = deque()
@@ -523,10 +528,15 @@ def _follow_entries(
                 yield from wanted(lines)
             if not running:
                 return
-            time.sleep(poll_interval)
+            if waker is None:
+                time.sleep(poll_interval)
+            else:
+                waker.wait(poll_interval)
     finally:
         if current is not None:
             current.close()
+        if waker is not None:
+            waker.close()
 
 
 def follow_logs(

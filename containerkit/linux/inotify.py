@@ -1,0 +1,94 @@
+"""inotify: sleep until something in a directory changes, instead of polling it with sleeps.
+
+A follower of a growing file (``docker logs -f``, an attach stream) and of the record that
+ends it (a container's exit) waits here: written output or a new record wakes it at once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import errno
+import os
+import select
+from pathlib import Path
+
+from containerkit.linux._libc import load_libc
+
+__all__ = ["DirectoryWatch", "watch_directory"]
+
+IN_MODIFY = 0x002
+IN_CLOSE_WRITE = 0x008
+IN_MOVED_TO = 0x080
+IN_CREATE = 0x100
+IN_DELETE = 0x200
+IN_DELETE_SELF = 0x400
+IN_MOVE_SELF = 0x800
+IN_NONBLOCK = os.O_NONBLOCK
+IN_CLOEXEC = os.O_CLOEXEC
+
+CHANGES = IN_MODIFY | IN_CLOSE_WRITE | IN_MOVED_TO | IN_CREATE | IN_DELETE | IN_DELETE_SELF | IN_MOVE_SELF
+"""A file written, closed, renamed into place, created or deleted, or the directory itself gone."""
+
+_lib: ctypes.CDLL | None = None
+
+
+def _libc() -> ctypes.CDLL:
+    global _lib
+    if _lib is None:
+        lib = load_libc()
+        lib.inotify_init1.argtypes = [ctypes.c_int]
+        lib.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+        _lib = lib
+    return _lib
+
+
+class DirectoryWatch:
+    """One inotify instance watching one directory for :data:`CHANGES`."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        lib = _libc()
+        fd = lib.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
+        if fd < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"inotify_init1: {os.strerror(err)}")
+        if lib.inotify_add_watch(fd, os.fsencode(os.fspath(path)), CHANGES) < 0:
+            err = ctypes.get_errno()
+            os.close(fd)
+            raise OSError(err, f"inotify_add_watch {path}: {os.strerror(err)}", str(path))
+        self.fd = fd
+        self._poller = select.poll()
+        self._poller.register(fd, select.POLLIN)
+
+    def __enter__(self) -> DirectoryWatch:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def wait(self, timeout: float) -> bool:
+        """True once something changed since the last call (the notices are consumed), False
+        after ``timeout`` seconds without a change."""
+        if not self._poller.poll(max(0, int(timeout * 1000))):
+            return False
+        while True:
+            try:
+                if not os.read(self.fd, 65536):
+                    return True
+            except (BlockingIOError, InterruptedError):
+                return True
+
+    def close(self) -> None:
+        if self.fd != -1:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def watch_directory(path: str | os.PathLike[str]) -> DirectoryWatch | None:
+    """A watch on ``path``, or None where there can be none (the per-user limit of inotify
+    instances reached, no such directory): the caller polls instead."""
+    try:
+        return DirectoryWatch(Path(path))
+    except OSError as exc:
+        if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOSPC, errno.ENOENT, errno.ENOMEM, errno.ENOSYS):
+            return None
+        raise
