@@ -175,6 +175,13 @@ class Libc:
     def prctl(self, option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
         return self._check(self._lib.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
 
+    def current_break(self) -> int:
+        """The program break now (``sbrk(0)``): what ``PR_SET_MM_MAP`` must be given back."""
+        sbrk = self._lib.sbrk
+        sbrk.argtypes = [ctypes.c_long]
+        sbrk.restype = ctypes.c_void_p
+        return int(sbrk(0) or 0)
+
     def capset(self, effective: int, permitted: int, inheritable: int) -> None:
         """Set the three capability sets of the calling thread (64-bit masks)."""
         header = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)

@@ -29,7 +29,7 @@ from containerkit.errors import (
     RuntimeFailure,
     Unavailable,
 )
-from containerkit.linux import _libc, apparmor, keyring, mounts, namespaces, seccomp
+from containerkit.linux import _libc, apparmor, keyring, mounts, namespaces, proctitle, seccomp
 from containerkit.linux import capabilities as caps
 from containerkit.runtime import _sync, trace
 from containerkit.runtime._sync import PermissionDenied
@@ -587,6 +587,11 @@ def run_container_init(
         trace.mark("init.begin")
         process = config.get("process", {})
         init_mode = config.get("annotations", {}).get(INIT_ANNOTATION) == "true"
+        if init_mode:
+            # named as dockerd's init shows in top and ps, not as the interpreter it was forked
+            # from; a kernel that refuses leaves the old title, which is no reason to fail
+            with contextlib.suppress(OSError):
+                proctitle.set_title(["/sbin/docker-init", "--", *process.get("args", [])], "docker-init")
         masks = _capability_masks(process)
         program = _seccomp_program(
             config.get("linux", {}).get("seccomp"),
