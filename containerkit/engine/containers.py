@@ -205,11 +205,13 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
     def health(self) -> Health | None:
         """Its health check's status and last five results; None without a health check. A status
         change nobody saw yet becomes its ``health_status`` event here."""
-        record = self.task.health_record()  # the shim writes one before the start returns
+        # not self.task: a listed handle keeps the list's view (docker ps reads health per row)
+        task = self._service.task(self.id)
+        record = task.health_record()  # the shim writes one before the start returns
         if record is None:
             return None
-        self._service.observe_health(self, record, self.task.state().started_at)
-        return self.task.health()
+        self._service.observe_health(self, record, self.started_at)
+        return task.health()
 
     @property
     def exit_code(self) -> int | None:
