@@ -292,3 +292,14 @@ def test_a_realm_on_another_host_gets_no_credentials(
         assert "account" not in elsewhere.requests[0]["params"]
     finally:
         elsewhere.close()
+
+
+def test_scopes_are_put_in_dockers_order() -> None:
+    from containerkit.images.registry.transport import canonical_scope
+
+    assert canonical_scope("repository:team/app:push,pull") == "repository:team/app:pull,push"
+    assert canonical_scope("repository:127.0.0.1:5000/x:delete,push,pull") == (
+        "repository:127.0.0.1:5000/x:pull,push,delete"
+    )
+    assert canonical_scope("registry:catalog:*") == "registry:catalog:*"
+    assert canonical_scope("odd") == "odd"
