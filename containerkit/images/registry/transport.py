@@ -33,7 +33,7 @@ from containerkit.errors import ContainerkitError, NotFound, RegistryError, Unau
 from containerkit.images.registry.auth import Authorizer, RegistryAuth, RegistryOptions
 from containerkit.images.registry.hosts import Endpoint, endpoints, is_insecure, registry_host
 
-__all__ = ["RegistryTransport", "error_from_response", "parse_scopes"]
+__all__ = ["RegistryTransport", "canonical_scope", "error_from_response", "parse_scopes"]
 
 log = logging.getLogger("containerkit.registry")
 
@@ -47,6 +47,18 @@ _REPO_RE = re.compile(r"^/v2/(.+?)/(?:manifests|blobs|tags|referrers)(?:/|$)")
 USER_AGENT = "containerkit"
 
 Scope = str | Sequence[str] | None
+
+
+def canonical_scope(scope: str) -> str:
+    """``repository:name:push,pull`` with its actions in docker's order (``pull,push``, then the
+    rest sorted): registries name them in any order, and the token cache keys on the text."""
+    kind, sep, rest = scope.partition(":")
+    name, sep2, actions = rest.rpartition(":")
+    if not (sep and sep2 and name):
+        return scope
+    order = {"pull": 0, "push": 1}
+    wanted = sorted(set(actions.split(",")) - {""}, key=lambda a: (order.get(a, 2), a))
+    return f"{kind}:{name}:{','.join(wanted)}"
 
 
 def parse_scopes(scope: Scope) -> tuple[str, ...]:
@@ -304,7 +316,7 @@ class RegistryTransport:
                 break
             if bearer is not None:
                 authorizer.invalidate(scopes)
-                for extra in bearer.get("scope").split():
+                for extra in map(canonical_scope, bearer.get("scope").split()):
                     if extra not in scopes:
                         scopes.append(extra)
             elif not challenges or had_auth:
