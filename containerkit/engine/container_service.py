@@ -122,10 +122,11 @@ class ContainerService:
         try:
             _prepare.prepare_bundle(self, container_id, spec, image, self.state_dir(container_id), net)
             args = self.task(container_id).process_args()
-            record = self.metadata.containers.update(container_id, args_json=json.dumps(args))
-            self.networks.register(container_id, net, spec)
-            self.metadata.containers.set_state(container_id, ContainerStatus.CREATED)
-            self.metadata.containers.set_run(RunRecord(container_id=container_id, status="created"))
+            with self.metadata.transaction():  # one commit: the container becomes visible whole
+                record = self.metadata.containers.update(container_id, args_json=json.dumps(args))
+                self.networks.register(container_id, net, spec)
+                self.metadata.containers.set_state(container_id, ContainerStatus.CREATED)
+                self.metadata.containers.set_run(RunRecord(container_id=container_id, status="created"))
         except BaseException:
             self.roll_back(container_id)
             raise

@@ -10,10 +10,9 @@ as the transactions nest.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -386,7 +385,7 @@ class ContainerStore(_Store):
     def set_run(self, run: RunRecord) -> None:
         """Record a container's run as last seen (nothing for a container already removed)."""
         fields = attrs.asdict(run)
-        with self._db.transaction() as db:
+        with self._db.lazy_sync(), self._db.transaction() as db:  # a cache: the Task has the truth
             db.execute(
                 f"INSERT OR REPLACE INTO container_runs ({', '.join(fields)})"
                 f" SELECT {', '.join('?' * len(fields))}"
@@ -631,7 +630,7 @@ class EventStore(_Store):
         """Add ``event``; its ``seq``. With ``key``, at most one event is ever added per key:
         None if one was (a second observer of the same exit records nothing)."""
         attributes = json.dumps(dict(event.attributes), sort_keys=True)
-        with self._lazy_sync(), self._db.transaction() as db:
+        with self._db.lazy_sync(), self._db.transaction() as db:
             if key is not None:
                 inserted = db.execute(
                     "INSERT OR IGNORE INTO event_keys VALUES (?, ?)", (key, event.time_nano)
@@ -644,22 +643,6 @@ class EventStore(_Store):
                 (event.time_nano, event.type, event.action, event.actor_id, attributes),
             )
             return cursor.lastrowid
-
-    @contextlib.contextmanager
-    def _lazy_sync(self) -> Iterator[None]:
-        """Commit an event without its own ``fsync`` (``synchronous = NORMAL``: 0.03 ms instead
-        of 1-3 ms here, on every container start): WAL keeps it safe from a crash of any
-        process, and only a power loss may drop the last events; the next durable commit of
-        any record syncs them too. Inside a caller's transaction its own setting stands."""
-        conn = self._db._connection()
-        if getattr(self._db._local, "depth", 0):
-            yield
-            return
-        conn.execute("PRAGMA synchronous = NORMAL")
-        try:
-            yield
-        finally:
-            conn.execute("PRAGMA synchronous = FULL")
 
     def has_key(self, key: str) -> bool:
         return bool(self._db.query("SELECT 1 FROM event_keys WHERE key = ?", (key,)))
