@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import attrs
 
+from containerkit.engine import _layerblobs, _layerpush
 from containerkit.errors import IntegrityError, InvalidArgument, InvalidReference, NotFound
 from containerkit.images.archive import open_uncompressed
 from containerkit.images.content import Descriptor
@@ -107,7 +108,15 @@ def pull(
                 f"but its config lists {len(parsed.diff_ids)} diff ids"
             )
         chains = chain_ids(parsed.diff_ids)
-        present = [images.content.has(layer.digest) for layer in manifest.layers]
+        # a layer unpacked before from this very blob needs no download (its blob is not kept)
+        present = [
+            images.content.has(layer.digest)
+            or (
+                images.snapshots.has_layer(chains[n])
+                and _layerblobs.known_pair(images, chains[n], layer.digest, parsed.diff_ids[n])
+            )
+            for n, layer in enumerate(manifest.layers)
+        ]
         for n, layer in enumerate(manifest.layers):
             if present[n] and images.snapshots.has_layer(chains[n]):
                 emit(short_id(layer.digest), "Already exists")
@@ -182,6 +191,7 @@ def pull(
             for item in layer_records:
                 images.metadata.layers.add(item)
             images.metadata.images.add(record, tags=tags, digests=[f"{image_ref.name}@{resolved.digest}"])
+        _layerblobs.release(images, image_layers)  # unpacked and verified: the blobs are not kept
     emit("", f"Digest: {resolved.digest}")
     if before == record.id:
         emit("", f"Status: Image is up to date for {_docker_name(image_ref)}")
@@ -194,8 +204,7 @@ def pull(
 def _check_pairing(images: ImageCollection, chain_id: str, blob: Descriptor, diff_id: str) -> None:
     """A layer unpacked before is reused for this blob only once the blob is known to hold it:
     an earlier pull or load recorded the pair, or the blob's uncompressed digest is ``diff_id``."""
-    known = images.metadata.layers.get(chain_id)
-    if blob.digest == diff_id or (known is not None and known.blob_digest == blob.digest):
+    if _layerblobs.known_pair(images, chain_id, blob.digest, diff_id):
         return
     hasher = hashlib.sha256()
     with images.content.open(blob.digest) as raw:
@@ -222,9 +231,15 @@ def registry_data(
         return puller.registry_data()
 
 
-def _manifest_for(images: ImageCollection, record: ImageRecord) -> tuple[bytes, str]:
-    """The stored manifest when it still describes this image's blobs, else one built from them."""
+def _manifest_for(
+    images: ImageCollection, record: ImageRecord, plan: _layerpush.PushLayers | None = None
+) -> tuple[bytes, str]:
+    """The stored manifest when it still describes this image's blobs (or the blobs ``plan``
+    pushes), else one built from them."""
     blobs = [x.blob_digest for x in record.layers]
+    if plan is not None and [x.digest for x in plan.layers] != blobs:
+        config = Descriptor(record.id, images.content.size(record.id), MEDIA_OCI_CONFIG)
+        return build_manifest(config, plan.oci_layers()), MEDIA_OCI_MANIFEST
     if record.manifest_digest and images.content.has(record.manifest_digest):
         data = images.content.read_bytes(record.manifest_digest)
         try:
@@ -271,17 +286,26 @@ def push(
         chunk_size=chunk_size,
     )
     with images._adding():
-        data, media_type = _manifest_for(images, record)
-        doc = json.loads(data)
-        config_type = doc.get("config", {}).get("mediaType") or (
-            MEDIA_DOCKER_CONFIG if media_type == MEDIA_DOCKER_MANIFEST else MEDIA_OCI_CONFIG
-        )
-        config = Descriptor(record.id, images.content.size(record.id), config_type)
-        blobs = [
-            (Descriptor(x.blob_digest, x.blob_size, x.media_type), short_id(x.diff_id)) for x in record.layers
-        ]
-        pusher.push_blobs([*blobs, (config, "")])
-        digest = pusher.push_manifest(data, media_type, image_ref.tag or "latest")
+        # layer blobs the store does not keep: reused where the registry has them, else rebuilt
+        plan = _layerpush.prepare(images, pusher, record)
+        pushed = False
+        try:
+            data, media_type = _manifest_for(images, record, plan)
+            doc = json.loads(data)
+            config_type = doc.get("config", {}).get("mediaType") or (
+                MEDIA_DOCKER_CONFIG if media_type == MEDIA_DOCKER_MANIFEST else MEDIA_OCI_CONFIG
+            )
+            config = Descriptor(record.id, images.content.size(record.id), config_type)
+            blobs = [
+                (desc, short_id(x.diff_id))
+                for desc, x in zip(plan.layers, record.layers, strict=True)
+                if desc.digest not in plan.reused
+            ]
+            pusher.push_blobs([*blobs, (config, "")])
+            digest = pusher.push_manifest(data, media_type, image_ref.tag or "latest")
+            pushed = True
+        finally:
+            _layerpush.finish(images, plan, image_ref.name, pushed=pushed)
         images.content.ingest_bytes(data, digest)
     with images.metadata.transaction():
         if record.manifest_digest is None:

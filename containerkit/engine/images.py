@@ -32,6 +32,7 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from containerkit.engine import _layerblobs
 from containerkit.engine import commit as _commit
 from containerkit.engine import history as _history
 from containerkit.engine.events import EventLog
@@ -44,7 +45,7 @@ from containerkit.images.archive import (
     write_archive,
 )
 from containerkit.images.content import ContentStore, Descriptor
-from containerkit.images.layerview import MergedView
+from containerkit.images.layerview import LayerDirView, MergedView, UnpackedLayer
 from containerkit.images.manifest import (
     MEDIA_OCI_CONFIG,
     MEDIA_OCI_LAYER,
@@ -233,7 +234,7 @@ class ImageCollection:
             zip(image.layers, parsed.diff_ids, chains, strict=True)
         ):
             if self.snapshots.has_layer(chain_id):
-                self._verify_diff_id(blob, diff_id)
+                self._verify_diff_id(blob, diff_id, chain_id)
                 size = self.snapshots.layer_info(chain_id).size
             else:
                 result = apply_layer(
@@ -253,6 +254,8 @@ class ImageCollection:
                 )
             )
             image_layers.append(ImageLayer(diff_id, chain_id, blob.digest, blob.size, blob.media_type))
+        # unpacked and verified: the layer tar can be written again, the blob is not kept
+        _layerblobs.release(self, image_layers)
         record = ImageRecord(
             id=image.config.digest,
             manifest_digest=image.manifest.digest if image.manifest is not None else None,
@@ -270,9 +273,10 @@ class ImageCollection:
             digests = sorted({f"{ref.name}@{image.manifest.digest}" for ref in image.names})
         return record, layer_records, tags, digests
 
-    def _verify_diff_id(self, blob: Descriptor, diff_id: str) -> None:
-        """A layer already unpacked under this chain id is reused only if this blob really is it."""
-        if blob.digest == diff_id:
+    def _verify_diff_id(self, blob: Descriptor, diff_id: str, chain_id: str) -> None:
+        """A layer already unpacked under this chain id is reused only if this blob really is it:
+        a pair recorded when it was verified before, or the blob's content hashed now."""
+        if _layerblobs.known_pair(self, chain_id, blob.digest, diff_id):
             return
         hasher = hashlib.sha256()
         with self.content.open(blob.digest) as raw:
@@ -378,13 +382,43 @@ class ImageCollection:
             if view is not None:
                 self._views.move_to_end(image_id)
         if view is None:
-            record = self._record(image_id)
-            view = MergedView([self.content.path(layer.blob_digest) for layer in record.layers])
+            view = self.view(image_id)
             with self._views_lock:
                 self._views[image_id] = view
                 while len(self._views) > _VIEW_CACHE:
                     self._views.popitem(last=False)
         return view.read_file(path)
+
+    def view(self, image_id: str) -> MergedView:
+        """The image's merged filesystem, read from its unpacked layers (no blob needed)."""
+        layers = []
+        for chain_id in self._record(image_id).chain_ids:
+            info = self.snapshots.layer_info(chain_id)
+            layers.append(
+                UnpackedLayer(
+                    self.snapshots.layer_dir(chain_id), frozenset(info.whiteouts), frozenset(info.opaque_dirs)
+                )
+            )
+        return LayerDirView(layers)
+
+    def write_layer(self, ref: str, index: int, out: IO[bytes]) -> int:
+        """Write layer ``index`` (0: the bottom one) of the image ``ref`` names to ``out`` as
+        its uncompressed tar (the digest is its diff id): the blob decompressed where the store
+        keeps one, else written again from the unpacked layer. Its size."""
+        layers = self._record(self._resolve(ref)[0]).layers
+        if not -len(layers) <= index < len(layers):
+            raise InvalidArgument(f"image {ref} has {len(layers)} layers, not a layer {index}")
+        layer = layers[index]
+        with self._adding():
+            if self.content.has(layer.blob_digest):
+                with self.content.open(layer.blob_digest) as raw:
+                    stream = open_uncompressed(raw)
+                    size = 0
+                    while chunk := stream.read(1 << 20):
+                        out.write(chunk)
+                        size += len(chunk)
+                    return size
+            return _layerblobs.write_plain(self, layer, out)
 
     # -------------------------------------------------------------------------- tags and removal
 
@@ -481,6 +515,11 @@ class ImageCollection:
             self._forget_view(image_id)
             self.events.record("image", "delete", image_id, {"name": image_id})
         self._collect(None, None, blocking=True)
+        with self._adding():
+            for image_id in self.metadata.images.ids():
+                record = self.metadata.images.get(image_id)
+                if record is not None:
+                    _layerblobs.release(self, [x for x in record.layers if self.content.has(x.blob_digest)])
         self.content.clean_ingest()
         return deleted
 
@@ -631,8 +670,12 @@ class ImageCollection:
         """Write images to a docker-archive tar or an OCI layout (dir, or tar if the path ends in ``.tar``).
 
         An image named by tag is saved with that tag; one named by id is saved untagged.
+        A layer whose blob the store does not keep is written again from its unpacked layer,
+        uncompressed (its digest is its diff id, as ``docker save`` writes layers), and the
+        image then gets a new manifest.
         """
         items: dict[str, ArchiveImage] = {}
+        rebuilt: dict[str, ImageLayer] = {}
         for ref in [refs] if isinstance(refs, str) else refs:
             image_id, by_ref = self._resolve(ref)
             names = (by_ref,) if by_ref is not None and by_ref.digest is None else ()
@@ -653,14 +696,29 @@ class ImageCollection:
                     self.content.size(record.manifest_digest),
                     doc.get("mediaType") or MEDIA_OCI_MANIFEST,
                 )
+            layers = []
+            for x in record.layers:
+                if self.content.has(x.blob_digest):
+                    layers.append(Descriptor(x.blob_digest, x.blob_size, x.media_type))
+                    continue
+                rebuilt[x.diff_id] = x
+                size = self.snapshots.layer_info(x.chain_id).size
+                layers.append(Descriptor(x.diff_id, size, MEDIA_OCI_LAYER))
+                manifest = None
             items[image_id] = ArchiveImage(
                 Descriptor(image_id, self.content.size(image_id), MEDIA_OCI_CONFIG),
-                tuple(Descriptor(x.blob_digest, x.blob_size, x.media_type) for x in record.layers),
+                tuple(layers),
                 names,
                 manifest,
             )
+
+        def rebuild(layer: Descriptor, workdir: Path) -> Path:
+            if layer.digest not in rebuilt:
+                raise NotFound(f"blob {layer.digest} is missing from the store")
+            return _layerblobs.rebuild_plain(self, rebuilt[layer.digest], workdir)
+
         with self._adding():
-            write_archive(list(items.values()), self.content, Path(out_path), format)
+            write_archive(list(items.values()), self.content, Path(out_path), format, rebuild=rebuild)
 
 
 def _familiar(ref: str) -> str:

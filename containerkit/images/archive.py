@@ -25,7 +25,7 @@ import os
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
@@ -55,12 +55,16 @@ from containerkit.images.reference import ImageRef, is_digest, parse_reference, 
 __all__ = [
     "ArchiveFormat",
     "ArchiveImage",
+    "Rebuild",
     "open_uncompressed",
     "read_archive",
     "write_archive",
 ]
 
 ArchiveFormat = Literal["docker-archive", "oci"]
+Rebuild = Callable[[Descriptor, Path], Path]
+"""Writes a layer the content store does not keep (its digest: the diff id) into a temp file in
+the given dir, which the caller removes; the engine rebuilds it from the unpacked layer."""
 _OCI_LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
 _MTIME = 0
 
@@ -318,8 +322,26 @@ def _add_file(tar: tarfile.TarFile, name: str, path: Path) -> None:
 
 
 @contextmanager
-def _uncompressed_layer(content: ContentStore, layer: Descriptor, workdir: Path) -> Iterator[Path]:
-    """The layer as a plain tar file: the blob itself, or a temp file decompressed from it."""
+def _rebuilt(layer: Descriptor, workdir: Path, rebuild: Rebuild | None) -> Iterator[Path]:
+    if rebuild is None:
+        raise NotFound(f"blob {layer.digest} is missing from the store")
+    path = rebuild(layer, workdir)
+    try:
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+@contextmanager
+def _uncompressed_layer(
+    content: ContentStore, layer: Descriptor, workdir: Path, rebuild: Rebuild | None = None
+) -> Iterator[Path]:
+    """The layer as a plain tar file: the blob itself, a temp file decompressed from it, or the
+    layer written again from its unpacked dir (``rebuild``) when the store keeps no blob."""
+    if not content.has(layer.digest):
+        with _rebuilt(layer, workdir, rebuild) as path:
+            yield path
+        return
     path = content.path(layer.digest)
     with path.open("rb") as f:
         if layer_media_type(f.read(4)) == MEDIA_OCI_LAYER:
@@ -334,7 +356,9 @@ def _uncompressed_layer(content: ContentStore, layer: Descriptor, workdir: Path)
         os.unlink(tmp)
 
 
-def _write_docker_archive(images: Sequence[ArchiveImage], content: ContentStore, out: Path) -> None:
+def _write_docker_archive(
+    images: Sequence[ArchiveImage], content: ContentStore, out: Path, rebuild: Rebuild | None = None
+) -> None:
     manifest: list[dict[str, object]] = []
     repositories: dict[str, dict[str, str]] = {}
     written: set[str] = set()
@@ -349,7 +373,7 @@ def _write_docker_archive(images: Sequence[ArchiveImage], content: ContentStore,
             for layer, diff_id in zip(image.layers, config.diff_ids, strict=True):
                 name = diff_id.split(":", 1)[1] + "/layer.tar"
                 if name not in written:
-                    with _uncompressed_layer(content, layer, out.parent) as plain:
+                    with _uncompressed_layer(content, layer, out.parent, rebuild) as plain:
                         _add_file(tar, name, plain)
                     written.add(name)
                 layer_names.append(name)
@@ -374,6 +398,9 @@ def _oci_entries(
         if manifest is None or manifest.media_type != MEDIA_OCI_MANIFEST or not content.has(manifest.digest):
             layers = []
             for layer in image.layers:
+                if not content.has(layer.digest):  # rebuilt: its type is the one it was given
+                    layers.append(attrs.evolve(layer, annotations=()))
+                    continue
                 with content.open(layer.digest) as f:
                     layers.append(attrs.evolve(layer, media_type=layer_media_type(f.read(4)), annotations=()))
             data = build_manifest(image.config, layers)
@@ -400,15 +427,27 @@ def _oci_blobs(images: Sequence[ArchiveImage], content: ContentStore) -> list[st
     return list(dict.fromkeys(digests))
 
 
-def _write_oci(images: Sequence[ArchiveImage], content: ContentStore, out: Path, as_tar: bool) -> None:
+def _write_oci(
+    images: Sequence[ArchiveImage],
+    content: ContentStore,
+    out: Path,
+    as_tar: bool,
+    rebuild: Rebuild | None = None,
+) -> None:
     entries, new_blobs = _oci_entries(images, content)
     index = build_index(entries)
     stored = _oci_blobs(images, content)
+    layers = {layer.digest: layer for image in images for layer in image.layers}
     if as_tar:
         with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
             _add_bytes(tar, "oci-layout", _OCI_LAYOUT)
             for digest in stored:
-                _add_file(tar, "blobs/sha256/" + digest.split(":", 1)[1], content.path(digest))
+                name = "blobs/sha256/" + digest.split(":", 1)[1]
+                if digest in layers and not content.has(digest):
+                    with _rebuilt(layers[digest], out.parent, rebuild) as path:
+                        _add_file(tar, name, path)
+                    continue
+                _add_file(tar, name, content.path(digest))
             for digest, data in new_blobs.items():
                 if digest not in stored:
                     _add_bytes(tar, "blobs/sha256/" + digest.split(":", 1)[1], data)
@@ -418,6 +457,10 @@ def _write_oci(images: Sequence[ArchiveImage], content: ContentStore, out: Path,
     blobs.mkdir(parents=True)
     (out / "oci-layout").write_bytes(_OCI_LAYOUT)
     for digest in stored:
+        if digest in layers and not content.has(digest):
+            with _rebuilt(layers[digest], out.parent, rebuild) as path:
+                os.replace(path, blobs / digest.split(":", 1)[1])
+            continue
         shutil.copyfile(content.path(digest), blobs / digest.split(":", 1)[1])
     for digest, data in new_blobs.items():
         (blobs / digest.split(":", 1)[1]).write_bytes(data)
@@ -429,11 +472,14 @@ def write_archive(
     content: ContentStore,
     out_path: Path,
     format: ArchiveFormat = "docker-archive",
+    *,
+    rebuild: Rebuild | None = None,
 ) -> None:
     """Write ``images`` to ``out_path``, atomically: a crash or error leaves no partial archive.
 
     ``format="oci"`` writes a directory unless ``out_path`` ends in ``.tar``; an existing
-    directory must be empty. A docker-archive is always a tar.
+    directory must be empty. A docker-archive is always a tar. A layer the store does not keep
+    is written by ``rebuild`` (uncompressed: describe it by its diff id and give no manifest).
     """
     out_path = Path(out_path)
     if format not in ("docker-archive", "oci"):
@@ -442,7 +488,7 @@ def write_archive(
     if not as_tar and out_path.exists() and (not out_path.is_dir() or any(out_path.iterdir())):
         raise InvalidArgument(f"cannot write an OCI layout to {out_path}: it exists and is not empty")
     for image in images:
-        for desc in (image.config, *image.layers):
+        for desc in (image.config, *(() if rebuild is not None else image.layers)):
             if not content.has(desc.digest):
                 raise NotFound(f"blob {desc.digest} of image {image.config.digest} is missing from the store")
     parent = out_path.parent
@@ -451,9 +497,9 @@ def write_archive(
     try:
         target = tmp / "out"
         if format == "docker-archive":
-            _write_docker_archive(images, content, target)
+            _write_docker_archive(images, content, target, rebuild)
         else:
-            _write_oci(images, content, target, as_tar)
+            _write_oci(images, content, target, as_tar, rebuild)
         if not as_tar and out_path.is_dir():
             out_path.rmdir()
         os.replace(target, out_path)

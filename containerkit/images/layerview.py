@@ -9,7 +9,9 @@ independent of how (and whether) the snapshotter has unpacked the layers.
 
 from __future__ import annotations
 
+import os
 import posixpath
+import stat
 import tarfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -19,7 +21,7 @@ import attrs
 from containerkit.errors import InvalidArgument
 from containerkit.images.archive import open_uncompressed
 
-__all__ = ["MergedView"]
+__all__ = ["LayerDirView", "MergedView", "UnpackedLayer"]
 
 _OPAQUE = ".wh..wh..opq"
 _WHITEOUT = ".wh."
@@ -157,3 +159,100 @@ class MergedView:
                         data = tar.extractfile(member)
                         return data.read() if data is not None else None
         return None
+
+
+@attrs.frozen
+class UnpackedLayer:
+    """One layer as the snapshot store keeps it: its directory and what it hides below it."""
+
+    path: Path
+    whiteouts: frozenset[str] = frozenset()
+    opaque_dirs: frozenset[str] = frozenset()
+
+
+def _non_dir(path: Path) -> bool:
+    """Something other than a directory is at ``path``: it hides the layers' trees below."""
+    try:
+        return not stat.S_ISDIR(os.lstat(path).st_mode)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+
+
+class LayerDirView(MergedView):
+    """The same view over unpacked layer directories (bottom first), read as overlayfs shows
+    them: a whiteout (listed, or an overlay 0/0 character device) or an opaque directory hides
+    the layers below; a non-directory hides a lower tree. Used once the layer blobs are gone
+    (the snapshot store keeps only unpacked layers); nothing is read until a path is asked for."""
+
+    def __init__(self, layers: Sequence[UnpackedLayer]) -> None:
+        self._dirs = list(reversed(layers))  # top first
+
+    def _lookup(self, rel: str) -> _Entry | None:
+        parts = rel.split("/")
+        ancestors = ["/".join(parts[:n]) for n in range(len(parts))]  # "" (root) first
+        for n, layer in enumerate(self._dirs):
+            if rel in layer.whiteouts:
+                return None
+            try:
+                st = os.lstat(layer.path / rel)
+            except (FileNotFoundError, NotADirectoryError):
+                st = None
+            if st is not None:
+                if stat.S_ISCHR(st.st_mode) and st.st_rdev == 0:
+                    return None
+                if stat.S_ISDIR(st.st_mode):
+                    return _Entry(n, "dir")
+                if stat.S_ISLNK(st.st_mode):
+                    return _Entry(n, "symlink", linkname=os.readlink(layer.path / rel))
+                if stat.S_ISREG(st.st_mode):
+                    return _Entry(n, "file", size=st.st_size)
+                return _Entry(n, "other")
+            for ancestor in ancestors:
+                if ancestor in layer.opaque_dirs or (ancestor and ancestor in layer.whiteouts):
+                    return None
+                if ancestor and _non_dir(layer.path / ancestor):
+                    return None
+        return None
+
+    def _resolve(self, path: str) -> _Entry | None:
+        entry, _ = self._walk(path)
+        return entry
+
+    def _walk(self, path: str) -> tuple[_Entry | None, str]:
+        parts = [p for p in path.split("/") if p and p != "."]
+        done: list[str] = []
+        hops = 0
+        while parts:
+            part = parts.pop(0)
+            if part == "..":
+                if done:
+                    done.pop()
+                continue
+            rel = "/".join([*done, part])
+            entry = self._lookup(rel)
+            if entry is None:
+                return None, rel
+            if entry.kind == "symlink":
+                hops += 1
+                if hops > _MAX_SYMLINKS:
+                    return None, rel
+                if entry.linkname.startswith("/"):
+                    done = []
+                parts = [p for p in entry.linkname.split("/") if p and p != "."] + parts
+                continue
+            if parts and entry.kind != "dir":
+                return None, rel
+            done.append(part)
+            if not parts:
+                return entry, rel
+        return None, ""
+
+    def read_file(self, path: str, *, max_bytes: int = 64 << 20) -> bytes | None:
+        entry, rel = self._walk(path)
+        if entry is None or entry.kind != "file":
+            return None
+        if entry.size > max_bytes:
+            raise InvalidArgument(f"{path} in the image is larger than {max_bytes} bytes")
+        fd = os.open(self._dirs[entry.layer].path / rel, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as f:
+            return f.read(max_bytes + 1)[:max_bytes]

@@ -31,6 +31,7 @@ On disk (``root`` must be one filesystem, so every rename is atomic)::
     driver                     "overlay" or "copy", chosen once per store
     layers/<chain-id-hex>/     unpacked content; an overlay lower dir
     meta/<chain-id-hex>.json   diff_id, size, whiteouts (written before the content appears)
+    meta/<hex>.tar-split.gz    the layer tar's headers, to write it again from layers/<hex>/
     l/<12 hex>                 -> ../layers/<chain-id-hex>: short names for lowerdir=
     snapshots/<key>/           parents.json, upper/ work/ [merged/]  (copy driver: rootfs/)
                                [userns.json: a user-namespaced container's id offset]
@@ -370,6 +371,14 @@ class SnapshotStore:
     def _meta_path(self, hexid: str) -> Path:
         return self.root / "meta" / f"{hexid}.json"
 
+    def tarsplit_path(self, chain_id: str) -> Path:
+        """The layer's tar-split (:mod:`containerkit.storage.tarsplit`): with it, the layer tar is
+        written again from the layer dir and its blob need not be kept."""
+        return self.root / "meta" / f"{_chain_hex(chain_id)}.tar-split.gz"
+
+    def has_tarsplit(self, chain_id: str) -> bool:
+        return self.has_layer(chain_id) and self.tarsplit_path(chain_id).is_file()
+
     def _link_path(self, hexid: str) -> Path:
         return self.root / "l" / hexid[:_LINK_LEN]
 
@@ -476,6 +485,7 @@ class SnapshotStore:
             self._link_path(hexid).unlink()
         with contextlib.suppress(FileNotFoundError):
             self._meta_path(hexid).unlink()
+        self.tarsplit_path(chain_id).unlink(missing_ok=True)
 
     # --- snapshots ----------------------------------------------------------------------------
 

@@ -570,8 +570,7 @@ class Executor:
             return None
         view = self._views.get(image_id)
         if view is None:
-            record = self.images._record(image_id)
-            view = MergedView([self.images.content.path(layer.blob_digest) for layer in record.layers])
+            view = self.images.view(image_id)  # from the unpacked layers (no blob is kept)
             self._views[image_id] = view
         return view
 

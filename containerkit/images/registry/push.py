@@ -135,11 +135,10 @@ class Pusher:
                     future.cancel()
 
     def push_blob(self, desc: Descriptor, layer_id: str = "") -> str:
-        """Make sure the repository has ``desc``; returns how: "exists", "mounted" or "pushed"."""
-        if not self.content.has(desc.digest):
-            raise NotFound(
-                f"blob {desc.digest} of {self.ref.familiar_name} is not in the local content store"
-            )
+        """Make sure the repository has ``desc``; returns how: "exists", "mounted" or "pushed".
+
+        A blob the local store does not keep can still be found or mounted; only an upload
+        needs it (NotFound otherwise, before any upload starts)."""
         if self.exists(desc.digest):
             if layer_id:
                 self.progress(layer_id, "Layer already exists")
@@ -160,6 +159,13 @@ class Pusher:
             location = response.headers.get("Location")
             if location:
                 break
+        if not self.content.has(desc.digest):
+            if location is not None:  # the mount opened an upload session: nothing to send
+                with contextlib.suppress(Exception):
+                    self.transport.request("DELETE", location, scope=self._scope).close()
+            raise NotFound(
+                f"blob {desc.digest} of {self.ref.familiar_name} is not in the local content store"
+            )
         if location is None:
             response = self.transport.request("POST", self._uploads(), scope=self._scope)
             response.close()

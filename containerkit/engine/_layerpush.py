@@ -1,0 +1,112 @@
+"""Which blob a push sends for each layer, when the store keeps no layer blob.
+
+A layer whose blob is in the store is pushed as it is. For one whose blob is gone (see
+:mod:`containerkit.engine._layerblobs`), the blobs it was pulled or pushed as before are asked
+for first: the repository may have one (HEAD: "Layer already exists") or another repository of
+the registry it came from (a mount: "Mounted from ..."); such a blob is reused without an
+upload. Otherwise the layer is rebuilt from its unpacked directory and gzipped
+deterministically, uploaded under its new digest and remembered for the next push; the
+rebuilt blob is deleted from the store once the push is over.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import os
+from typing import TYPE_CHECKING
+
+import attrs
+
+from containerkit.engine import _layerblobs
+from containerkit.errors import NotFound
+from containerkit.images.content import Descriptor
+from containerkit.images.manifest import MEDIA_OCI_LAYER
+from containerkit.images.registry.pull import short_id
+from containerkit.images.registry.push import Pusher
+from containerkit.storage.records import ImageLayer, ImageRecord
+
+if TYPE_CHECKING:
+    from containerkit.engine.images import ImageCollection
+
+__all__ = ["PushLayers", "finish", "prepare"]
+
+_OCI_TYPES = {
+    "application/vnd.docker.image.rootfs.diff.tar.gzip": _layerblobs.MEDIA_OCI_LAYER_GZIP,
+    "application/vnd.docker.image.rootfs.diff.tar": MEDIA_OCI_LAYER,
+}
+_REBUILD_WORKERS = max(1, min(4, os.cpu_count() or 1))
+"""Layers rebuilt and gzipped at once (zlib and sha256 release the GIL)."""
+
+
+@attrs.frozen
+class PushLayers:
+    layers: tuple[Descriptor, ...]
+    """The blob each layer is pushed as, bottom first."""
+    reused: frozenset[str]
+    """Digests the registry already has (found or mounted here): no upload."""
+    rebuilt: tuple[tuple[ImageLayer, Descriptor], ...]
+    """Layers written again for this push: their blobs are deleted by :func:`finish`."""
+
+    def oci_layers(self) -> list[Descriptor]:
+        """The layers with docker's media types said the OCI way (a new manifest is OCI)."""
+        return [attrs.evolve(d, media_type=_OCI_TYPES.get(d.media_type, d.media_type)) for d in self.layers]
+
+
+def _candidates(images: ImageCollection, layer: ImageLayer) -> list[Descriptor]:
+    found = [Descriptor(layer.blob_digest, layer.blob_size, layer.media_type)]
+    for desc in _layerblobs.origins(images).get(layer.diff_id):
+        if all(desc.digest != d.digest for d in found):
+            found.append(desc)
+    return found
+
+
+def prepare(images: ImageCollection, pusher: Pusher, record: ImageRecord) -> PushLayers:
+    """Pick each layer's blob: stored, reused from the registry, or rebuilt (in parallel)."""
+    layers: list[Descriptor | None] = []
+    reused: set[str] = set()
+    missing: list[int] = []
+    for n, layer in enumerate(record.layers):
+        if images.content.has(layer.blob_digest):
+            layers.append(Descriptor(layer.blob_digest, layer.blob_size, layer.media_type))
+            continue
+        chosen = None
+        for desc in _candidates(images, layer):
+            try:
+                pusher.push_blob(desc, short_id(layer.diff_id))
+            except NotFound:
+                continue  # the registry has it nowhere we may take it from
+            chosen = desc
+            reused.add(desc.digest)
+            break
+        layers.append(chosen)
+        if chosen is None:
+            missing.append(n)
+    rebuilt: list[tuple[ImageLayer, Descriptor]] = []
+    if missing:
+        with cf.ThreadPoolExecutor(min(_REBUILD_WORKERS, len(missing)), thread_name_prefix="rebuild") as pool:
+            futures = {n: pool.submit(_layerblobs.rebuild_gzip, images, record.layers[n]) for n in missing}
+            try:
+                for n, future in futures.items():
+                    desc = future.result()
+                    layers[n] = desc
+                    rebuilt.append((record.layers[n], desc))
+            except BaseException:
+                for future in futures.values():
+                    if not future.cancel() and future.exception() is None:
+                        images.content.delete(future.result().digest)
+                raise
+    return PushLayers(tuple(d for d in layers if d is not None), frozenset(reused), tuple(rebuilt))
+
+
+def finish(images: ImageCollection, plan: PushLayers, repository: str, *, pushed: bool) -> None:
+    """After the push: remember the blobs the registry now has for each layer (when ``pushed``),
+    and delete the rebuilt ones from the store in every case."""
+    if pushed:
+        origins = _layerblobs.origins(images)
+        for layer, desc in plan.rebuilt:
+            origins.add(layer.diff_id, desc)
+        for desc in plan.layers:
+            if desc.digest in plan.reused or any(desc == d for _, d in plan.rebuilt):
+                images.sources.add(desc.digest, repository)  # a mount source for the next push
+    for _, desc in plan.rebuilt:
+        images.content.delete(desc.digest)
