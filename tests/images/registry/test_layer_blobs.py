@@ -1,0 +1,124 @@
+"""A pulled image keeps no layer blob (as docker's overlay2), and still pulls, pushes and saves.
+
+Against Debian's docker-registry on 127.0.0.1: after a pull the content store holds the
+manifest and config only; pulling again downloads nothing; pushing to the same registry finds
+(HEAD) or mounts the pulled blobs by the digests recorded at pull time, so the pushed manifest
+is the pulled one; a registry that lacks them gets the layers rebuilt and gzipped
+deterministically (a second push of them is "Layer already exists"); a save writes the layers
+rebuilt, uncompressed, and loads back as the same image.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+import containerkit as ck
+from containerkit.images.content import ContentStore, Descriptor
+from containerkit.images.reference import parse_reference
+from containerkit.images.registry.auth import RegistryAuth, RegistryOptions
+from containerkit.images.registry.pull import Progress
+from containerkit.images.registry.push import Pusher
+from containerkit.images.registry.transport import RegistryTransport
+from containerkit.spec import ProgressEvent
+from tests.images.registry._images import BuiltImage, build_image, file_layer, sha, store_into
+from tests.images.registry.servers import Registry
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Iterator[ck.Engine]:
+    with ck.Engine(root=tmp_path / "engine", forkserver=False) as eng:
+        eng.images.registry_options = RegistryOptions(config_credentials=False)
+        yield eng
+
+
+def _publish(registry: Registry, name: str, image: BuiltImage, tmp_path: Path) -> str:
+    ref = parse_reference(f"{registry.host}/{name}")
+    store = ContentStore(tmp_path / f"publish-{image.manifest_digest[7:19]}")
+    store_into(store, image)
+    auth = RegistryAuth(*registry.credentials) if registry.credentials else None
+    with RegistryTransport(registry.host, auth=auth, options=RegistryOptions()) as transport:
+        pusher = Pusher(transport, ref, store, progress=Progress(None))
+        for digest, blob in image.blobs().items():
+            pusher.push_blob(Descriptor(digest, len(blob)))
+        return pusher.push_manifest(
+            image.manifest, "application/vnd.oci.image.manifest.v1+json", ref.tag or ""
+        )
+
+
+def _image() -> BuiltImage:
+    return build_image(
+        [
+            file_layer({"bin/one": os.urandom(40_000)}),
+            file_layer({"etc/two": b"two\n" * 1000}),
+            file_layer({"srv/three": os.urandom(9_000)}),
+        ]
+    )
+
+
+def _layer_blobs(engine: ck.Engine, image: BuiltImage) -> list[str]:
+    return [sha(b) for b in image.layers if engine.content.has(sha(b))]
+
+
+def _actions(events: list[ProgressEvent]) -> set[str]:
+    return {e.action for e in events}
+
+
+def test_a_pulled_image_keeps_no_layer_blob_and_pulls_again_without_downloading(
+    registry: Registry, engine: ck.Engine, tmp_path: Path
+) -> None:
+    image = _image()
+    _publish(registry, "team/app:1", image, tmp_path)
+    pulled = engine.images.pull(f"{registry.host}/team/app:1")
+    assert _layer_blobs(engine, image) == []
+    assert engine.content.has(image.config_digest) and engine.content.has(image.manifest_digest)
+    assert engine.images.read_file(pulled.id, "/etc/two") == b"two\n" * 1000
+    engine.images.tag(pulled.id, f"{registry.host}/team/app:again")
+    again: list[ProgressEvent] = []
+    assert engine.images.pull(f"{registry.host}/team/app:1", progress=again.append).id == pulled.id
+    assert "Already exists" in _actions(again)
+    assert not _actions(again) & {"Pulling fs layer", "Downloading"}
+
+
+def test_push_to_the_same_registry_reuses_the_pulled_blobs(
+    registry: Registry, engine: ck.Engine, tmp_path: Path
+) -> None:
+    image = _image()
+    _publish(registry, "team/app:1", image, tmp_path)
+    pulled = engine.images.pull(f"{registry.host}/team/app:1")
+    engine.images.tag(pulled.id, f"{registry.host}/other/copy:1")
+    events: list[ProgressEvent] = []
+    digest = engine.images.push(f"{registry.host}/other/copy:1", progress=events.append)
+    assert digest == image.manifest_digest  # the pulled blobs, the pulled manifest
+    assert "Mounted from team/app" in _actions(events)
+    assert not _actions(events) & {"Pushing", "Pushed"}
+    assert _layer_blobs(engine, image) == []
+
+
+def test_a_registry_without_the_blobs_gets_them_rebuilt_and_the_save_loads_back(
+    registry: Registry, registry_factory: Callable[..., Registry], engine: ck.Engine, tmp_path: Path
+) -> None:
+    image = _image()
+    _publish(registry, "team/app:1", image, tmp_path)
+    pulled = engine.images.pull(f"{registry.host}/team/app:1")
+    second = registry_factory()
+    engine.images.tag(pulled.id, f"{second.host}/team/app:1")
+    events: list[ProgressEvent] = []
+    digest = engine.images.push(f"{second.host}/team/app:1", progress=events.append)
+    assert "Pushed" in _actions(events)
+    assert digest != image.manifest_digest  # rebuilt gzip blobs: new digests, as docker's pushes
+    assert _layer_blobs(engine, image) == [] and not list((engine.content.root / "ingest").iterdir())
+    again: list[ProgressEvent] = []
+    assert engine.images.push(f"{second.host}/team/app:1", progress=again.append) == digest  # deterministic
+    assert "Layer already exists" in _actions(again) and "Pushed" not in _actions(again)
+    with ck.Engine(root=tmp_path / "back", forkserver=False) as back:
+        assert back.images.pull(f"{second.host}/team/app:1").id == pulled.id
+    for fmt, name in (("docker-archive", "image.tar"), ("oci", "layout")):
+        engine.images.save(f"{registry.host}/team/app:1", tmp_path / name, format=fmt)  # type: ignore[arg-type]
+        with ck.Engine(root=tmp_path / f"load-{fmt}", forkserver=False) as other:
+            (loaded,) = other.images.load(tmp_path / name)
+            assert loaded.id == pulled.id
+            assert other.images.read_file(loaded.id, "/etc/two") == b"two\n" * 1000
