@@ -61,7 +61,8 @@ from typing import IO, BinaryIO, Literal, TypeVar, cast
 import attrs
 import zstandard
 
-from containerkit.errors import ContainerkitError, IntegrityError, InvalidArgument, UnsafeArchive
+from containerkit.errors import ContainerkitError, IntegrityError, InvalidArgument, Unavailable, UnsafeArchive
+from containerkit.linux.inroot import RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, openat2
 
 __all__ = ["DEFAULT_MAX_BYTES", "UnpackResult", "unpack_layer"]
 
@@ -71,7 +72,7 @@ DEFAULT_MAX_BYTES = 32 << 30
 """Default cap on a layer's uncompressed size: far above any sane layer, far below a full disk."""
 
 _CHUNK = 1 << 20
-_FD_CACHE = 128
+_FD_CACHE = 256
 _PREFETCH_DEPTH = 8
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -82,6 +83,11 @@ _WH = ".wh."
 _XATTR_PREFIX = "SCHILY.xattr."
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_RESOLVE = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS
+"""One ``openat2`` reaches a directory as the step-by-step ``O_NOFOLLOW`` walk would: never
+through a symlink, never above the root; anything else (missing, a symlink, not a directory)
+falls back to that walk, which makes, replaces or refuses and says why."""
+_FALLBACK_ERRNOS = (errno.ENOENT, errno.ENOTDIR, errno.ELOOP, errno.EXDEV)
 
 _T = TypeVar("_T")
 # tarfile's header errors say why a stream stopped; typeshed does not list them
@@ -369,6 +375,9 @@ class _Extractor:
         self.stream = stream
         self.apply = whiteouts == "apply"
         self.fds: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self.use_openat2 = True
+        self.owner = (os.geteuid(), os.getegid())
+        """Who owns what we create (but where a setgid directory gives its group)."""
         self.created: set[str] = set()
         self.dir_times: dict[str, tuple[int, int]] = {}
         self.whiteouts: list[str] = []
@@ -387,16 +396,42 @@ class _Extractor:
             return self.root
         fd = self.fds.get(rel)
         if fd is None:
-            parent, _, name = rel.rpartition("/")
-            fd = self._open_dir(self.dirfd(parent, entry), name, rel, entry)
-            self.fds[rel] = fd
-            if len(self.fds) > _FD_CACHE:
-                os.close(self.fds.popitem(last=False)[1])
+            fd = self._find(rel)
+            if fd is None:
+                parent, _, name = rel.rpartition("/")
+                fd = self._open_dir(self.dirfd(parent, entry), name, rel, entry)
+            self._cache(rel, fd)
         else:
             self.fds.move_to_end(rel)
         if self.apply:
-            self.created.add(rel)
+            self._mark(rel)
         return fd
+
+    def _cache(self, rel: str, fd: int) -> None:
+        self.fds[rel] = fd
+        if len(self.fds) > _FD_CACHE:
+            os.close(self.fds.popitem(last=False)[1])
+
+    def _mark(self, rel: str) -> None:
+        """Record ``rel`` and its ancestors as this layer's (it wrote beneath them)."""
+        while rel and rel not in self.created:
+            self.created.add(rel)
+            rel = rel.rpartition("/")[0]
+
+    def _find(self, rel: str) -> int | None:
+        """A new fd of existing directory ``rel`` in one ``openat2``, or None where the walk
+        must decide (missing, a symlink or a non-directory on the way, or no ``openat2``)."""
+        if not self.use_openat2:
+            return None
+        try:
+            return openat2(self.root, rel, _DIR_FLAGS, 0, _RESOLVE)
+        except Unavailable:
+            self.use_openat2 = False
+            return None
+        except OSError as err:
+            if err.errno in _FALLBACK_ERRNOS:
+                return None
+            raise
 
     def _open_dir(self, pfd: int, name: str, rel: str, entry: str) -> int:
         try:
@@ -419,7 +454,13 @@ class _Extractor:
 
     def lookup(self, rel: str) -> int:
         """A new fd of existing directory ``rel`` (no creating, no caching, no symlinks)."""
-        fd = os.dup(self.root)
+        cached = self.fds.get(rel) if rel else self.root
+        if cached is not None:
+            return os.dup(cached)
+        found = self._find(rel)
+        if found is not None:
+            return found
+        fd = os.dup(self.root)  # the walk names the error: missing, a symlink, not a directory
         for name in rel.split("/") if rel else ():
             try:
                 nxt = os.open(name, _DIR_FLAGS, dir_fd=fd)
@@ -477,7 +518,8 @@ class _Extractor:
             self._file(tar, m, pfd, base, rel)
         elif m.issym():
             self.replacing(pfd, base, rel, lambda: os.symlink(m.linkname, base, dir_fd=pfd))
-            os.chown(base, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
+            if (m.uid, m.gid) != self.owner or self._setgid(pfd):
+                os.chown(base, m.uid, m.gid, dir_fd=pfd, follow_symlinks=False)
             self._xattrs(f"/proc/self/fd/{pfd}/{base}", m)
             os.utime(base, ns=self._times(m), dir_fd=pfd, follow_symlinks=False)
         elif m.islnk():
@@ -488,7 +530,11 @@ class _Extractor:
             log.warning("layer entry %r: skipping unsupported tar type %r", entry, m.type)
             return
         if self.apply:
-            self.created.add(rel)
+            self._mark(rel)
+
+    def _setgid(self, dfd: int) -> bool:
+        """Whether new entries in ``dfd`` take its group rather than ours (a setgid directory)."""
+        return bool(os.fstat(dfd).st_mode & stat.S_ISGID)
 
     def _times(self, m: tarfile.TarInfo) -> tuple[int, int]:
         mtime = _ns(m.mtime)
@@ -496,9 +542,16 @@ class _Extractor:
         return (_ns(float(atime)) if atime else mtime, mtime)
 
     def _meta_fd(self, fd: int, m: tarfile.TarInfo) -> None:
-        # chown first: it clears setuid bits and file capabilities, which come after
-        os.fchown(fd, m.uid, m.gid)
-        os.fchmod(fd, m.mode & 0o7777)
+        """Owner, mode and xattrs, each written only where it differs: on a journalling
+        filesystem every metadata write costs far more than the ``fstat`` that spares it."""
+        st = os.fstat(fd)
+        mode = m.mode & 0o7777
+        if st.st_uid != m.uid or st.st_gid != m.gid:
+            # chown first: it clears setuid bits and file capabilities, which come after
+            os.fchown(fd, m.uid, m.gid)
+            os.fchmod(fd, mode)
+        elif stat.S_IMODE(st.st_mode) != mode:
+            os.fchmod(fd, mode)
         self._xattrs(fd, m)
 
     def _xattrs(self, target: int | str, m: tarfile.TarInfo) -> None:
@@ -524,18 +577,24 @@ class _Extractor:
                 log.warning("layer entry %r: cannot set xattr %s: %s", m.name, name, err.strerror)
 
     def _dir(self, m: tarfile.TarInfo, pfd: int, base: str, rel: str) -> None:
+        mode = m.mode & 0o777
         try:
-            os.mkdir(base, 0o700, dir_fd=pfd)
+            os.mkdir(base, mode, dir_fd=pfd)
         except FileExistsError:
             if not stat.S_ISDIR(os.stat(base, dir_fd=pfd, follow_symlinks=False).st_mode):
                 self.remove(pfd, base, rel)
-                os.mkdir(base, 0o700, dir_fd=pfd)
+                os.mkdir(base, mode, dir_fd=pfd)
+        else:
+            if rel not in self.fds:  # just made here: open it by name, no walk
+                self._cache(rel, os.open(base, _DIR_FLAGS, dir_fd=pfd))
         fd = self.dirfd(rel, m.name)
         self._meta_fd(fd, m)
         self.dir_times[rel] = self._times(m)
 
     def _file(self, tar: tarfile.TarFile, m: tarfile.TarInfo, pfd: int, base: str, rel: str) -> None:
-        fd = self.replacing(pfd, base, rel, lambda: os.open(base, _FILE_FLAGS, 0o600, dir_fd=pfd))
+        # made with its permission bits (special bits come after the owner, in _meta_fd)
+        mode = m.mode & 0o777
+        fd = self.replacing(pfd, base, rel, lambda: os.open(base, _FILE_FLAGS, mode, dir_fd=pfd))
         try:
             if m.sparse is not None:
                 src = tar.extractfile(m)  # GNU sparse: tarfile knows the map, holes read as zeros
@@ -647,6 +706,9 @@ class _Extractor:
     def finish(self) -> None:
         """Set directory times last: creating their entries changed them."""
         for rel, times in self.dir_times.items():
+            if not rel:
+                os.utime(self.root, ns=times)
+                continue
             try:
                 fd = self.lookup(rel)
             except OSError:

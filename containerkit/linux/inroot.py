@@ -27,8 +27,10 @@ from containerkit.errors import InvalidArgument, NotFound, Unavailable
 from containerkit.linux._libc import load_libc
 
 __all__ = [
+    "RESOLVE_BENEATH",
     "RESOLVE_IN_ROOT",
     "RESOLVE_NO_MAGICLINKS",
+    "RESOLVE_NO_SYMLINKS",
     "Root",
     "chown_at",
     "create_file",
