@@ -148,9 +148,17 @@ def login(server: str | None, username: str | None, password: str | None, passwo
         raise CliError("Username and password are required", USAGE_ERROR)
     status = engine().registries.login(server or "", username, secret)
     if not backend().local:
-        # the daemon checked them and keeps nothing: store them here, as the docker CLI does
-        # (the store's login checks them once more, from this machine)
-        _local_credentials().login(server or "", username, secret)
+        # the daemon checked them and keeps nothing: store what it accepted here, as the docker
+        # CLI does after the daemon's answer (the identity token in place of the password)
+        from containerkit import RegistryAuth
+
+        fields = backend().client().registries.logged_in(server or "") or {}
+        accepted = RegistryAuth(
+            username=username,
+            password=fields.get("password", ""),
+            identity_token=fields.get("identity_token", ""),
+        )
+        _local_credentials().store(server or "", accepted)
     click.echo(status)
 
 

@@ -71,6 +71,11 @@ class Logins:
         with self._lock:
             return self._by_registry.pop(server_key(server), None) is not None
 
+    def get(self, server: str) -> dict[str, str] | None:
+        with self._lock:
+            fields = self._by_registry.get(server_key(server))
+        return dict(fields) if fields is not None else None
+
     def header(self, ref: str, auth: AuthConfig | None) -> dict[str, str]:
         """``X-Registry-Auth`` for a pull or push of ``ref`` (none without credentials)."""
         registry = registry_of(ref)
@@ -128,3 +133,8 @@ class RegistryCollection:
     def logout(self, server: str) -> bool:
         """Forget the credentials of ``server`` (the daemon kept none); False when there were none."""
         return self._logins.forget(server)
+
+    def logged_in(self, server: str) -> dict[str, str] | None:
+        """What this Client sends to ``server`` since its login (``username`` with ``password``
+        or ``identity_token``); None without one. The CLI stores it as the docker CLI does."""
+        return self._logins.get(server)

@@ -4,7 +4,9 @@ out as docker's JSON messages, one object per chunk.
 dockerd answers an error with an HTTP status as long as nothing has been written (a missing
 repository is a 404 the clients act on: the docker CLI's ``run`` and docker-py's
 ``ImageNotFound``), and in-band as ``{"errorDetail", "error"}`` once the stream has started.
-So the response waits for the operation's first event (or its end) before it is sent.
+So the response waits for the operation's first event (or its end) before it is sent: a pull
+says ``Pulling from`` only once its manifest is found, as dockerd does. A client that leaves
+sets ``cancel``, which stops a pull (dockerd cancels the request's context).
 """
 
 from __future__ import annotations
@@ -39,9 +41,9 @@ def _line(message: dict[str, Any]) -> bytes:
 class _Run(Generic[T]):
     """The operation's thread and the queue its events, result or error arrive on."""
 
-    def __init__(self, work: Callable[[Progress], T], name: str) -> None:
+    def __init__(self, work: Callable[[Progress], T], name: str, gone: threading.Event) -> None:
         self.items: queue.Queue[tuple[str, Any]] = queue.Queue()
-        self.gone = threading.Event()
+        self.gone = gone
         self._work = work
         threading.Thread(target=self._run, name=name, daemon=True).start()
 
@@ -72,28 +74,22 @@ def progress_response(
     image_id: str = "",
     first: Iterable[dict[str, Any]] = (),
     last: Callable[[T], Iterable[dict[str, Any]]] = lambda _result: (),
-    hold: Callable[[ProgressEvent], bool] = lambda _event: False,
+    cancel: threading.Event | None = None,
 ) -> Response:
     """Run ``work(progress)`` and stream its events; raises what it raises before its first event.
 
-    Events for which ``hold`` is true do not start the stream: they wait for the next one (a
-    pull's ``Pulling from`` may come before the manifest is found, and a missing one must
-    still be a 404). ``first`` goes out before the events, ``last(result)`` after them;
-    ``image_id`` is the ``id`` of ``Pulling from`` (the tag), as in docker's stream.
+    ``first`` goes out before the events, ``last(result)`` after them; ``image_id`` is the ``id``
+    of ``Pulling from`` (the tag), as in docker's stream. ``cancel`` is set once the stream ends,
+    early when the client leaves: ``work`` that watches it stops.
     """
-    run = _Run(work, name)
-    held: list[ProgressEvent] = []
+    run = _Run(work, name, cancel or threading.Event())
     head = run.items.get()
-    while head[0] == "event" and hold(head[1]):
-        held.append(head[1])
-        head = run.items.get()
     if head[0] == "error":
         raise head[1]
 
     def lines() -> Iterator[bytes | None]:
         try:
             yield from (_line(message) for message in first)
-            yield from (_line(progress_message(event, image_id=image_id)) for event in held)
             kind, value = head
             while kind == "event":
                 yield _line(progress_message(value, image_id=image_id))

@@ -9,8 +9,7 @@ client sends in ``X-Registry-Auth`` (docker's AuthConfig, base64url JSON), or no
 from __future__ import annotations
 
 import logging
-import tempfile
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from containerkit import RegistryAuth, RegistryOptions
 from containerkit.errors import InvalidArgument
@@ -49,17 +48,11 @@ def request_auth(request: Request) -> RegistryAuth | None:
     return None if auth.is_anonymous else auth
 
 
-def check_login(engine: Engine, server: str, username: str, password: str) -> str:
-    """docker login's check against the registry, keeping nothing.
+def check_login(engine: Engine, server: str, username: str, password: str) -> dict[str, Any]:
+    """docker login's check against the registry, keeping nothing: ``POST /auth``'s answer,
+    with the identity token the registry's token server gave (the client keeps that one in
+    place of the password, as the docker CLI does)."""
+    from containerkit.engine.registries import LOGIN_SUCCEEDED
 
-    The engine's ``registries.login`` checks and then stores as docker does; here it stores
-    into a private scratch config dir that is removed at once, so the daemon's own
-    ``config.json`` (which it never reads) is never written.
-    """
-    from containerkit.engine.registries import RegistryCollection
-
-    scratch_root = engine.root / "tmp"
-    scratch_root.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=scratch_root, prefix="login-") as scratch:
-        checker = RegistryCollection(engine.registries.options, env={"DOCKER_CONFIG": scratch})
-        return checker.login(server, username, password)
+    checked = engine.registries.check(server, username, password)
+    return {"Status": LOGIN_SUCCEEDED, "IdentityToken": checked.identity_token}

@@ -19,6 +19,7 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -42,7 +43,7 @@ from containerkit.images.manifest import (
 from containerkit.images.reference import ImageRef, parse_reference
 from containerkit.images.registry.auth import RegistryAuth, RegistryOptions
 from containerkit.images.registry.credentials import CredentialStore
-from containerkit.images.registry.platform import host_platform, parse_platform
+from containerkit.images.registry.platform import Platform, host_platform, normalize, parse_platform
 from containerkit.images.registry.pull import Progress, Puller, Transport, short_id
 from containerkit.images.registry.push import Pusher
 from containerkit.images.registry.transport import RegistryTransport
@@ -83,6 +84,7 @@ def pull(
     progress: Callable[[ProgressEvent], None] | None,
     options: RegistryOptions,
     transport: TransportFactory = default_transport,
+    cancel: threading.Event | None = None,
 ) -> Image:
     image_ref = parse_reference(ref)
     wanted = parse_platform(platform) if platform else host_platform()
@@ -94,14 +96,30 @@ def pull(
         progress=emit,
         max_concurrent_downloads=options.max_concurrent_downloads,
         sources=images.sources,
+        cancel=cancel,
     )
-    emit(image_ref.tag or image_ref.digest or "", f"Pulling from {image_ref.path}")
+    with puller.cancellable():
+        return _pull(images, image_ref, puller, emit, wanted, platform)
+
+
+def _pull(
+    images: ImageCollection,
+    image_ref: ImageRef,
+    puller: Puller,
+    emit: Progress,
+    wanted: Platform,
+    platform: str | None,
+) -> Image:
     resolved = puller.resolve(wanted)
     manifest = resolved.manifest
     before = images.metadata.images.resolve_tag(image_ref.canonical) if image_ref.digest is None else None
     with images._adding():
         config_json = puller.fetch_blob_bytes(manifest.config)
         parsed = parse_config(config_json, f"config {manifest.config.digest} of {image_ref.name}")
+        if platform and resolved.index is None:
+            _check_platform(image_ref, wanted, parsed.os, parsed.architecture, parsed.raw.get("variant"))
+        # dockerd says this once the manifest is found: a missing one is an error before any line
+        emit(image_ref.tag or image_ref.digest or "", f"Pulling from {image_ref.path}")
         if len(parsed.diff_ids) != len(manifest.layers):
             raise InvalidArgument(
                 f"manifest {resolved.manifest_digest} of {image_ref.name} has {len(manifest.layers)} layers "
@@ -146,12 +164,14 @@ def pull(
         try:
             with contextlib.closing(puller.download_layers(manifest.layers, present)) as ready:
                 for n in ready:
+                    puller.check_cancelled()
                     unpacks.append(pool.submit(unpack, n))
                     for failed in (f for f in unpacks if f.done() and f.exception() is not None):
                         failed.result()
             sizes = [future.result() for future in unpacks]
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
+        puller.check_cancelled()  # nothing recorded: the next pull finds the verified layers
         layer_records = [
             LayerRecord(
                 chain_id=chains[n],
@@ -199,6 +219,25 @@ def pull(
         emit("", f"Status: Downloaded newer image for {_docker_name(image_ref)}")
     images.events.record("image", "pull", _docker_name(image_ref), {"name": _docker_name(image_ref)})
     return images.get(record.id)
+
+
+def _format(platform: Platform) -> str:
+    """containerd's ``platforms.Format``: ``linux/arm64``, ``linux/arm/v7`` (no default variant)."""
+    return "/".join(x for x in (platform.os, platform.architecture, platform.variant) if x)
+
+
+def _check_platform(ref: ImageRef, wanted: Platform, os_name: str, arch: str, variant: object) -> None:
+    """A single-platform image asked for with ``platform=`` must run there (its config says what it
+    is): NotFound in dockerd's words otherwise, which docker-py turns into ``ImageNotFound``. A
+    config that names no architecture is taken as it is, as dockerd takes it."""
+    if not arch:
+        return
+    actual = normalize(os_name or "linux", arch, variant if isinstance(variant, str) else "")
+    if wanted.rank(actual) is None:
+        raise NotFound(
+            f"image with reference {ref.familiar} was found but does not match the specified "
+            f"platform: wanted {_format(wanted)}, actual: {_format(actual)}"
+        )
 
 
 def _check_pairing(images: ImageCollection, chain_id: str, blob: Descriptor, diff_id: str) -> None:

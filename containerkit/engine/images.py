@@ -568,14 +568,22 @@ class ImageCollection:
         platform: str | None = None,
         auth: RegistryAuth | None = None,
         progress: Callable[[ProgressEvent], None] | None = None,
+        cancel: threading.Event | None = None,
     ) -> Image:
         """Pull ``ref`` (``127.0.0.1:5000/team/app:1.2``, ``name@sha256:...``, ``busybox``) for
         ``platform`` (``os[/arch[/variant]]``, this host's by default); progress as docker's steps.
-        Without ``auth``, credentials come from docker's config files when the options allow it."""
+        Without ``auth``, credentials come from docker's config files when the options allow it.
+        Setting ``cancel`` stops the pull (the daemon's client left); verified blobs are kept."""
         from containerkit.engine import _distribution  # the HTTP stack: loaded by a registry verb
 
         return _distribution.pull(
-            self, ref, platform=platform, auth=auth, progress=progress, options=self.registry_options
+            self,
+            ref,
+            platform=platform,
+            auth=auth,
+            progress=progress,
+            options=self.registry_options,
+            cancel=cancel,
         )
 
     def push(

@@ -3,7 +3,10 @@
 ``login`` checks the credentials against the registry first (a Basic registry must accept them
 on ``GET /v2/``, a token server must grant a token for them), then stores them where docker
 keeps them (a credential helper when config.json names one, else config.json), so the next pull
-or push, by this engine or by the docker CLI, finds them.
+or push, by this engine or by the docker CLI, finds them. An engine that reads no stored
+credentials (``config_credentials=False``: the daemon's) stores none either: its login only
+checks, as dockerd's ``POST /auth`` does. :meth:`RegistryCollection.check` and
+:meth:`RegistryCollection.store` are the two halves (the CLI stores what a daemon checked).
 """
 
 from __future__ import annotations
@@ -44,19 +47,30 @@ class RegistryCollection:
         return CredentialStore(self._env)
 
     def login(self, server: str, username: str, password: str) -> str:
-        """Check ``username``/``password`` against ``server`` and store them as docker does;
-        docker's "Login Succeeded". ``Unauthorized`` when the registry refuses them."""
+        """Check ``username``/``password`` against ``server`` and, unless the options say this
+        engine keeps no credentials, store them as docker does; docker's "Login Succeeded".
+        ``Unauthorized`` when the registry refuses them."""
+        checked = self.check(server, username, password)
+        if self.options.config_credentials:
+            self.store(server, checked)
+        return LOGIN_SUCCEEDED
+
+    def check(self, server: str, username: str, password: str) -> RegistryAuth:
+        """Check ``username``/``password`` against ``server``, storing nothing (dockerd's
+        ``POST /auth``); what docker would keep: the identity token in place of the password
+        when the registry's token server gave one. ``Unauthorized`` when refused."""
         from containerkit.images.registry.transport import RegistryTransport  # the HTTP stack, on use
 
         domain = _server_domain(server or DEFAULT_DOMAIN)
         auth = RegistryAuth(username=username, password=password)
         with RegistryTransport(domain, auth=auth, options=self.options, mirrors=False) as transport:
             identity_token = transport.login()
-        stored = (
-            auth if not identity_token else RegistryAuth(username=username, identity_token=identity_token)
-        )
-        self._store().store(domain, stored)
-        return LOGIN_SUCCEEDED
+        return auth if not identity_token else RegistryAuth(username=username, identity_token=identity_token)
+
+    def store(self, server: str, auth: RegistryAuth) -> None:
+        """Keep ``auth`` for ``server`` where docker keeps it, without asking the registry (the
+        docker CLI stores what the daemon's ``/auth`` accepted)."""
+        self._store().store(_server_domain(server or DEFAULT_DOMAIN), auth)
 
     def logout(self, server: str) -> bool:
         """Forget ``server``'s credentials; False when none were stored."""

@@ -59,8 +59,9 @@ def hold_dir(path: str | os.PathLike[str]) -> int:
     return fd
 
 
-def reap(directory: str | os.PathLike[str], *, min_age: float = MIN_AGE) -> list[str]:
-    """Remove the entries of ``directory`` that no live process holds; the names removed."""
+def reap(directory: str | os.PathLike[str], *, min_age: float = MIN_AGE, prefix: str = "") -> list[str]:
+    """Remove the entries of ``directory`` that no live process holds; the names removed.
+    ``prefix``: only the entries whose name starts with it (temp files beside kept ones)."""
     removed: list[str] = []
     cutoff = time.time() - min_age
     try:
@@ -68,6 +69,8 @@ def reap(directory: str | os.PathLike[str], *, min_age: float = MIN_AGE) -> list
     except FileNotFoundError:
         return removed
     for entry in entries:
+        if not entry.name.startswith(prefix):
+            continue
         try:
             if entry.stat(follow_symlinks=False).st_mtime > cutoff and not _writer_is_dead(entry.name):
                 continue

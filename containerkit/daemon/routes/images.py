@@ -11,6 +11,7 @@ import json
 import os
 import re
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -142,15 +143,13 @@ def register(router: Router, app: DaemonApp) -> None:
             raise InvalidArgument(f"invalid reference format: {exc}") from None
         platform = request.q("platform") or None
         auth = request_auth(request)
+        gone = threading.Event()  # the client left: the pull stops
 
         def pull(progress: Progress) -> object:
-            return images.pull(parsed.canonical, platform=platform, auth=auth, progress=progress)
+            return images.pull(parsed.canonical, platform=platform, auth=auth, progress=progress, cancel=gone)
 
         return progress_response(
-            pull,
-            name="ckd-pull",
-            image_id=parsed.tag or parsed.digest or "",
-            hold=lambda event: event.action.startswith("Pulling from "),
+            pull, name="ckd-pull", image_id=parsed.tag or parsed.digest or "", cancel=gone
         )
 
     def push(request: Request) -> Response:

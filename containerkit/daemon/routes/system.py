@@ -137,8 +137,7 @@ def register(router: Router, app: DaemonApp) -> None:
         password = str(body.get("password") or "")
         if not username or not password:
             raise InvalidArgument(f"login to {server or 'docker.io'}: username and password are required")
-        status = check_login(app.engine, server, username, password)
-        return json_response({"Status": status, "IdentityToken": ""})
+        return json_response(check_login(app.engine, server, username, password))
 
     def system_df(request: Request) -> Response:
         containers = []

@@ -37,6 +37,35 @@ _KNOWN_OS = frozenset(
         "windows",
     }
 )
+_KNOWN_ARCH = frozenset(
+    {
+        "386",
+        "amd64",
+        "amd64p32",
+        "arm",
+        "armbe",
+        "arm64",
+        "arm64be",
+        "loong64",
+        "mips",
+        "mipsle",
+        "mips64",
+        "mips64le",
+        "mips64p32",
+        "mips64p32le",
+        "ppc",
+        "ppc64",
+        "ppc64le",
+        "riscv",
+        "riscv64",
+        "s390",
+        "s390x",
+        "sparc",
+        "sparc64",
+        "wasm",
+    }
+)
+"""containerd's ``isKnownArch``: a lone word that is neither an OS nor one of these is refused."""
 _PART_RE = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -148,7 +177,10 @@ def parse_platform(text: str) -> Platform:
     if len(parts) == 1:
         if parts[0].lower() in _KNOWN_OS:
             return normalize(parts[0], host.architecture, host.variant)
-        return normalize("linux", parts[0])
+        alone = normalize("linux", parts[0])
+        if alone.architecture not in _KNOWN_ARCH:
+            raise InvalidArgument(f"invalid platform {text!r}: unknown operating system or architecture")
+        return alone
     if parts[0].lower() not in _KNOWN_OS and parts[0].lower() != "macos":
         raise InvalidArgument(f"invalid platform {text!r}: unknown operating system {parts[0]!r}")
     return normalize(parts[0], parts[1], parts[2] if len(parts) == 3 else "")

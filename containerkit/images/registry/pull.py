@@ -16,24 +16,27 @@ Unpacking and the image record belong to the engine (the layer below may not see
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import hashlib
+import socket
 import threading
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from typing import Any, BinaryIO, Protocol
 
 import attrs
 import requests
 
-from containerkit.errors import ContainerkitError, IntegrityError, InvalidArgument
+from containerkit.errors import ContainerkitError, IntegrityError, InvalidArgument, NotFound
 from containerkit.images.content import ContentStore, Descriptor
 from containerkit.images.manifest import Manifest, parse_config
 from containerkit.images.reference import ImageRef
 from containerkit.images.registry.manifests import ACCEPT, FetchedIndex, parse_fetched, select_platform
 from containerkit.images.registry.platform import Platform, normalize
 from containerkit.images.registry.sources import BlobSources
+from containerkit.images.registry.transport import RegistryNotFound
 from containerkit.spec import ProgressEvent, RegistryData
 
-__all__ = ["Progress", "Puller", "Resolved", "Transport", "short_id"]
+__all__ = ["Cancelled", "Progress", "Puller", "Resolved", "Transport", "short_id"]
 
 MAX_MANIFEST_BYTES = 4 << 20
 """containerd's limit: a manifest is small; a registry answering more is refused, not buffered."""
@@ -97,7 +100,23 @@ def _scope(ref: ImageRef, actions: str = "pull") -> str:
 
 
 class _Stopped(Exception):
-    """Another download failed: this one gives up quietly."""
+    """Another download failed (or the pull was cancelled): this one gives up quietly."""
+
+
+class Cancelled(ContainerkitError):
+    """The pull was cancelled (its client left): what was verified stays in the store."""
+
+
+def not_found(ref: ImageRef, exc: RegistryNotFound) -> NotFound:
+    """dockerd's words for a reference the registry does not have (moby's ``notFoundError``):
+    ``manifest for <ref> not found: manifest unknown: manifest unknown``, ``repository <name> not
+    found: name unknown: ...``; other 404s as the registry said them."""
+    codes = set(exc.codes)
+    if "MANIFEST_UNKNOWN" in codes or (not codes and exc.words):
+        return NotFound(f"manifest for {ref.familiar} not found: {exc.words}")
+    if "NAME_UNKNOWN" in codes:
+        return NotFound(f"repository {ref.familiar_name} not found: {exc.words}")
+    return exc
 
 
 class _Restart(Exception):
@@ -118,6 +137,7 @@ class _ResumingReader:
         total: int,
         on_bytes: Callable[[int], None],
         stop: threading.Event,
+        cancel: threading.Event,
     ) -> None:
         self._open_at = open_at
         self._response = response
@@ -127,9 +147,12 @@ class _ResumingReader:
         self._total = total
         self._on_bytes = on_bytes
         self._stop = stop
+        self._cancel = cancel
         self._failures = 0
 
     def _reconnect(self, cause: BaseException | None) -> None:
+        if self._stop.is_set() or self._cancel.is_set():
+            raise _Stopped()  # the connection was cut on purpose (cancelled), not broken
         self._failures += 1
         self._response.close()
         if self._failures > _RESUME_ATTEMPTS:
@@ -146,7 +169,7 @@ class _ResumingReader:
 
     def read(self, size: int = -1) -> bytes:
         while not self._buffer:
-            if self._stop.is_set():
+            if self._stop.is_set() or self._cancel.is_set():
                 raise _Stopped()
             if self.offset >= self._total:
                 return b""  # the ingest reads one byte more to see the end: do not ask again
@@ -189,6 +212,7 @@ class Puller:
         progress: Progress,
         max_concurrent_downloads: int = 3,
         sources: BlobSources | None = None,
+        cancel: threading.Event | None = None,
     ) -> None:
         if max_concurrent_downloads < 1:
             raise InvalidArgument(
@@ -200,6 +224,49 @@ class Puller:
         self.progress = progress
         self.max_concurrent_downloads = max_concurrent_downloads
         self.sources = sources
+        self.cancel = cancel or threading.Event()
+        """Set by the caller to stop the pull: downloads stop within a chunk, :class:`Cancelled`."""
+        self._watched = cancel is not None
+        self._live: dict[int, requests.Response] = {}
+        self._live_lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def cancellable(self) -> Iterator[None]:
+        """While inside, a set :attr:`cancel` also cuts the blob bodies being read (a download
+        blocked on a stalled registry stops at once instead of at its read timeout)."""
+        if not self._watched:
+            yield
+            return
+        done = threading.Event()
+
+        def watch() -> None:
+            while not done.is_set():
+                if self.cancel.wait(0.2):
+                    with self._live_lock:
+                        live = list(self._live.values())
+                    for response in live:
+                        _cut(response)
+                    return
+
+        watcher = threading.Thread(target=watch, name="pull-cancel", daemon=True)
+        watcher.start()
+        try:
+            yield
+        finally:
+            done.set()
+            watcher.join()
+
+    def check_cancelled(self) -> None:
+        if self.cancel.is_set():
+            raise Cancelled(f"pull of {self.ref.familiar} cancelled")
+
+    def _fetch_named(self, reference: str) -> tuple[bytes, str, str]:
+        """:meth:`fetch_manifest` of what the reference names; a 404 in dockerd's words."""
+        self.check_cancelled()
+        try:
+            return self.fetch_manifest(reference)
+        except RegistryNotFound as exc:
+            raise not_found(self.ref, exc) from None
 
     # ------------------------------------------------------------------ manifests
 
@@ -240,7 +307,7 @@ class Puller:
     def resolve(self, platform: Platform) -> Resolved:
         """The image manifest ``self.ref`` names for ``platform`` (through an index if it is one)."""
         reference = self.ref.digest or self.ref.tag or "latest"
-        body, content_type, digest = self.fetch_manifest(reference)
+        body, content_type, digest = self._fetch_named(reference)
         parsed = parse_fetched(body, content_type, self.ref)
         top_type = content_type
         if isinstance(parsed, FetchedIndex):
@@ -270,7 +337,7 @@ class Puller:
     def registry_data(self) -> RegistryData:
         """Digest, type, size and platforms without pulling layers (one config blob for a plain manifest)."""
         reference = self.ref.digest or self.ref.tag or "latest"
-        body, content_type, digest = self.fetch_manifest(reference)
+        body, content_type, digest = self._fetch_named(reference)
         parsed = parse_fetched(body, content_type, self.ref)
         if isinstance(parsed, FetchedIndex):
             platforms = parsed.platforms()
@@ -287,9 +354,15 @@ class Puller:
 
     def _open_blob(self, digest: str, offset: int) -> requests.Response:
         headers = {"Range": f"bytes={offset}-"} if offset else None
-        return self.transport.request(
+        self.check_cancelled()
+        response = self.transport.request(
             "GET", f"/v2/{self.ref.path}/blobs/{digest}", scope=_scope(self.ref), headers=headers, stream=True
         )
+        with self._live_lock:  # this thread's body being read, for cancellable()
+            self._live[threading.get_ident()] = response
+        if self.cancel.is_set():
+            _cut(response)  # cancelled while it was being opened: the watcher may have passed
+        return response
 
     def fetch_blob_bytes(self, desc: Descriptor) -> bytes:
         """A small blob (a config), stored verified and returned."""
@@ -301,6 +374,7 @@ class Puller:
         """Download ``desc`` into the content store (verified); ``layer_id`` reports progress."""
         if self.content.has(desc.digest):
             return desc
+        self.check_cancelled()
         total = desc.size
         last = [0]
         step = max(total // 100, 256 << 10)
@@ -313,10 +387,18 @@ class Puller:
         response = self._open_blob(desc.digest, 0)
         for _ in range(_RESUME_ATTEMPTS):
             reader = _ResumingReader(
-                lambda offset: self._open_blob(desc.digest, offset), response, total, on_bytes, stop
+                lambda offset: self._open_blob(desc.digest, offset),
+                response,
+                total,
+                on_bytes,
+                stop,
+                self.cancel,
             )
             try:
                 stored = self.content.ingest(_as_binary(reader), desc.digest, total)
+            except _Stopped:
+                self.check_cancelled()
+                raise
             except _Restart as again:
                 response = again.response
                 last[0] = 0
@@ -324,6 +406,8 @@ class Puller:
             except IntegrityError as exc:
                 raise IntegrityError(f"{self.ref.name}: blob {desc.digest} refused: {exc}") from None
             finally:
+                with self._live_lock:
+                    self._live.pop(threading.get_ident(), None)
                 reader.close()
             if self.sources is not None:
                 self.sources.add(desc.digest, self.ref.name)
@@ -354,6 +438,7 @@ class Puller:
                     try:
                         futures[n].result()
                     except _Stopped:
+                        self.check_cancelled()
                         raise _first_error(futures) from None
                 yield n
         finally:
@@ -361,7 +446,7 @@ class Puller:
             pool.shutdown(wait=True, cancel_futures=True)
 
     def _download_layer(self, desc: Descriptor, stop: threading.Event) -> Descriptor:
-        if stop.is_set():
+        if stop.is_set() or self.cancel.is_set():
             raise _Stopped()
         layer_id = short_id(desc.digest)
         try:
@@ -374,6 +459,20 @@ class Puller:
         self.progress(layer_id, "Verifying Checksum")
         self.progress(layer_id, "Download complete")
         return stored
+
+
+def _cut(response: requests.Response) -> None:
+    """Shut the socket a streamed body is read from, so a read blocked on it returns at once
+    (closing the response from another thread does not wake it)."""
+    raw: Any = response.raw
+    connection = getattr(raw, "_connection", None)
+    sock = getattr(connection, "sock", None)
+    if sock is None:
+        fp = getattr(getattr(raw, "_fp", None), "fp", None)
+        sock = getattr(getattr(fp, "raw", None), "_sock", None)
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
 
 
 def _first_error(futures: Mapping[int, cf.Future[Descriptor]]) -> BaseException:

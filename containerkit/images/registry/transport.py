@@ -33,7 +33,7 @@ from containerkit.errors import ContainerkitError, NotFound, RegistryError, Unau
 from containerkit.images.registry.auth import Authorizer, RegistryAuth, RegistryOptions
 from containerkit.images.registry.hosts import Endpoint, endpoints, is_insecure, registry_host
 
-__all__ = ["RegistryTransport", "canonical_scope", "error_from_response", "parse_scopes"]
+__all__ = ["RegistryNotFound", "RegistryTransport", "canonical_scope", "error_from_response", "parse_scopes"]
 
 log = logging.getLogger("containerkit.registry")
 
@@ -109,10 +109,39 @@ def error_from_response(response: requests.Response, registry: str) -> Container
     method = response.request.method if response.request is not None else "request"
     message = f"{what}: {words}"
     if status == 404 or (codes and set(codes) <= _NOT_FOUND_CODES):
-        return NotFound(message)
+        return RegistryNotFound(message, codes=codes, words=words)
     if status in (401, 403) or (codes and set(codes) <= _AUTH_CODES):
         return Unauthorized(message)
     return RegistryError(f"{what}: {method} answered {status}: {words}", registry_status=status, codes=codes)
+
+
+class RegistryNotFound(NotFound):
+    """A registry's 404: ``codes`` and ``words`` (``manifest unknown: manifest unknown``) kept, so
+    a pull can say it in docker's words (``manifest for <ref> not found: <words>``)."""
+
+    def __init__(self, message: str, *, codes: tuple[str, ...] = (), words: str = "") -> None:
+        super().__init__(message)
+        self.codes = codes
+        self.words = words
+
+
+def _refused(exc: BaseException) -> bool:
+    """Whether nothing listens where ``exc`` tried to connect (ECONNREFUSED somewhere in its chain):
+    no server is there, and waiting will not bring one."""
+    seen: set[int] = set()
+    inner: BaseException | None = exc
+    while inner is not None and id(inner) not in seen:
+        if isinstance(inner, ConnectionRefusedError):
+            return True
+        seen.add(id(inner))
+        for arg in inner.args:  # urllib3 keeps its cause in args (MaxRetryError.reason)
+            if isinstance(arg, BaseException) and _refused(arg):
+                return True
+        reason = getattr(inner, "reason", None)
+        if isinstance(reason, BaseException) and id(reason) not in seen and _refused(reason):
+            return True
+        inner = inner.__cause__ or inner.__context__
+    return False
 
 
 def _replayable(data: Any) -> bool:
@@ -199,6 +228,7 @@ class RegistryTransport:
                     "GET",
                     url,
                     retry_connection_errors=not self._fallback_after(candidate),
+                    retry_refused=False,
                 )
             except requests.RequestException as exc:
                 failures.append(f"GET {url}: {_reason(exc)}")
@@ -393,8 +423,14 @@ class RegistryTransport:
         *,
         retry_connection_errors: bool,
         retry_ok: bool = True,
+        retry_refused: bool = True,
     ) -> requests.Response:
-        """Run ``send``; retry 5xx/429/408 and broken connections with exponential back-off when allowed."""
+        """Run ``send``; retry 5xx/429/408 and broken connections with exponential back-off when allowed.
+
+        ``retry_refused=False`` (discovery): a refused connection fails at once; nothing listens
+        there, so waiting through the back-off only delays the error (``docker pull`` from a
+        registry that is down fails at once too). A registry found before that refuses later
+        (restarting) is retried like any broken connection."""
         attempt = 0
         while True:
             try:
@@ -408,6 +444,8 @@ class RegistryTransport:
                     raise
                 if isinstance(exc, requests.exceptions.SSLError):
                     raise  # a TLS failure will not heal by waiting
+                if not retry_refused and _refused(exc):
+                    raise
                 delay = self._delay(attempt, None)
                 log.info(
                     "registry %s: %s %s failed (%s); retrying in %.1f s",

@@ -15,6 +15,7 @@ import http.server
 import io
 import json
 import os
+import select
 import socket
 import tarfile
 import threading
@@ -124,6 +125,9 @@ class Behaviour:
     throttle: float = 0.0  # seconds per 64 KiB sent
     manifest_digest_header: str | None = None
     stored_digest_header: str | None = None
+    stall_after: dict[str, int] = field(default_factory=dict)
+    """Blob bodies that stop after N bytes until :attr:`FakeRegistry.release` is set, or until the
+    client closes the connection (recorded in :attr:`FakeRegistry.cut_off`)."""
 
 
 class _QuietServer(http.server.ThreadingHTTPServer):
@@ -141,6 +145,9 @@ class FakeRegistry:
         self.uploads: dict[str, bytearray] = {}
         self.requests: list[tuple[str, str, dict[str, str]]] = []
         self._broken: set[str] = set()
+        self.release = threading.Event()
+        self.cut_off: list[str] = []
+        self.cut = threading.Event()  # set when a client closed a stalled body
         self._lock = threading.Lock()
         handler = type("Handler", (_FakeHandler,), {"owner": self})
         self.server = _QuietServer(("127.0.0.1", 0), handler)
@@ -164,9 +171,18 @@ class FakeRegistry:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self.release.set()  # a stalled body goes on, so its handler thread ends
         self.server.shutdown()
         self.server.server_close()
         self.thread.join(timeout=10)
+
+
+def _peek(conn: socket.socket) -> bytes:
+    """A byte the client sent, without taking it; b"" once it hung up."""
+    try:
+        return conn.recv(1, socket.MSG_PEEK)
+    except OSError:
+        return b""
 
 
 class _FakeHandler(http.server.BaseHTTPRequestHandler):
@@ -256,10 +272,26 @@ class _FakeHandler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             return
         step = 64 << 10
+        stall = behaviour.stall_after.get(digest)
         for offset in range(0, len(body), step):
+            if stall is not None and offset >= stall and not self._stalled(digest):
+                return
             self.wfile.write(body[offset : offset + step])
             if behaviour.throttle:
                 time.sleep(behaviour.throttle)
+
+    def _stalled(self, digest: str) -> bool:
+        """Wait for the registry's release (True) or for the client to hang up (False)."""
+        self.wfile.flush()
+        while not self.owner.release.wait(0.05):
+            readable, _, _ = select.select([self.connection], [], [], 0)
+            if readable and not _peek(self.connection):
+                with self.owner._lock:
+                    self.owner.cut_off.append(digest)
+                self.owner.cut.set()
+                self.close_connection = True
+                return False
+        return True
 
     # ---- push
 

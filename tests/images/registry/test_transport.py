@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import socket
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -101,6 +103,39 @@ def test_unreachable_registry_names_the_host() -> None:
         pytest.raises(RegistryError, match=rf"registry 127\.0\.0\.1:{port} unreachable: .*http://127"),
     ):
         transport.ping()
+    assert delays == []  # nothing listens on either: refused at once, no back-off
+
+
+def test_a_registry_that_drops_connections_is_retried_with_back_off() -> None:
+    """A listener that accepts and hangs up (EOF) may be a registry starting or overloaded: the
+    last endpoint is retried with back-off, unlike a refused connection."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def hang_up() -> None:
+        while not stop.is_set():
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            conn.close()
+
+    thread = threading.Thread(target=hang_up, daemon=True)
+    thread.start()
+    port = listener.getsockname()[1]
+    delays: list[float] = []
+    try:
+        with (
+            RegistryTransport(f"127.0.0.1:{port}", retries=2, sleep=delays.append) as transport,
+            pytest.raises(RegistryError, match=rf"registry 127\.0\.0\.1:{port} unreachable"),
+        ):
+            transport.ping()
+    finally:
+        stop.set()
+        listener.shutdown(socket.SHUT_RDWR)  # wakes the accept
+        listener.close()
+        thread.join(timeout=10)
+    assert not thread.is_alive()
     assert delays == [0.5, 1.0]  # https is not retried (http follows); the last endpoint is
 
 
