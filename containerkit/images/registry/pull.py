@@ -243,18 +243,17 @@ class Puller:
             while not done.is_set():
                 if self.cancel.wait(0.2):
                     with self._live_lock:
-                        live = list(self._live.values())
+                        live = [] if done.is_set() else list(self._live.values())
                     for response in live:
                         _cut(response)
                     return
 
-        watcher = threading.Thread(target=watch, name="pull-cancel", daemon=True)
-        watcher.start()
+        # not joined: it ends at its next look (0.2 s) and must not hold up the pull's answer
+        threading.Thread(target=watch, name="pull-cancel", daemon=True).start()
         try:
             yield
         finally:
             done.set()
-            watcher.join()
 
     def check_cancelled(self) -> None:
         if self.cancel.is_set():
