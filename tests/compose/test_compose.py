@@ -134,7 +134,10 @@ def test_unless_stopped_restarts_a_service_whose_process_died(project: Compose) 
     name = f"{project.name}_db_1"
     before = inspect(project, name)
     assert before["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
-    project("exec", "-T", "db", "killall", "httpd")
+    # httpd's death ends the container's init, and with it the pid namespace: the kernel may kill
+    # killall (an exec in that namespace) before it exits on its own, as under dockerd: 0 or 137
+    killed = project("exec", "-T", "db", "killall", "httpd", check=False)
+    assert killed.returncode in (0, 137), killed
     wait_for(
         "db restarted by its policy",
         lambda: (state := inspect(project, name))["RestartCount"] >= 1 and state["State"]["Running"],
