@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import statistics
 import subprocess
+import sys
 import tarfile
 import time
 from collections.abc import Callable
@@ -32,6 +34,24 @@ def timed(fn: Callable[[], object], runs: int, warmup: int = 2) -> list[float]:
 
 def median(samples: list[float]) -> float:
     return statistics.median(samples)
+
+
+def interleaved_samples(
+    contenders: dict[str, Callable[[], object]], runs: int, warmup: int = 2
+) -> dict[str, list[float]]:
+    """Milliseconds of each contender, sampled in turn (the order rotating every round), so a
+    machine that gets busier or quieter during the run moves every contender alike."""
+    names = list(contenders)
+    for _ in range(warmup):
+        for name in names:
+            contenders[name]()
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(runs):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
+            started = time.perf_counter()
+            contenders[name]()
+            samples[name].append((time.perf_counter() - started) * 1000)
+    return samples
 
 
 def ensure_image(engine: ck.Engine, workdir: Path) -> ck.Image:
@@ -63,6 +83,18 @@ def plain_bundle(workdir: Path, command: list[str]) -> Path:
     )
     write_config(bundle, config)
     return bundle
+
+
+def containerkit_command() -> str | None:
+    """The installed ``containerkit`` console script of this interpreter, as pip wrote it.
+
+    ``shutil.which`` may find a version manager's shim first (pyenv's is a bash script that
+    costs 80-100 ms before Python starts), which is not what a user of this install runs.
+    """
+    script = Path(sys.executable).parent / "containerkit"
+    if script.is_file() and os.access(script, os.X_OK):
+        return str(script)
+    return shutil.which("containerkit")
 
 
 def peer_available(binary: str, probe: list[str]) -> bool:

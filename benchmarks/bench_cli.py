@@ -1,8 +1,14 @@
-"""The command line: ``containerkit run --rm IMG true`` against ``docker run --rm``, same run.
+"""The command line: ``containerkit run --rm IMG true`` beside the docker CLI, same run, interleaved.
 
 Each invocation is a new process, as a user types it: interpreter start, imports, engine open,
 create + start + wait + remove, exit. Python byte-code caching matters a lot for that; the
-package is byte-compiled first, as pip does when it installs one.
+package is byte-compiled first, as pip does when it installs one. The console script is the one
+pip wrote next to this interpreter (not a version manager's shim found on PATH).
+
+Rows: the interpreter alone (``python -c pass``, with and without ``site``: what the host's
+``.pth`` files cost before any containerkit code runs), ``containerkit --version``,
+``containerkit run --rm`` (network none and the default bridge), the docker CLI against a
+containerkitd on the same root, and ``docker run --rm`` when a dockerd answers.
 
     python3 benchmarks/bench_cli.py [--runs 20]
 """
@@ -10,24 +16,36 @@ package is byte-compiled first, as pip does when it installs one.
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-from _common import IMAGE, ensure_image, median, peer_available, report, timed
+from _common import (
+    IMAGE,
+    containerkit_command,
+    ensure_image,
+    interleaved_samples,
+    median,
+    peer_available,
+    report,
+)
+from _peers import containerkitd
 
 import containerkit as ck
+
+
+def _shell(argv: list[str]) -> Callable[[], object]:
+    return lambda: subprocess.run(argv, check=True, capture_output=True, stdin=subprocess.DEVNULL)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
-    cli = shutil.which("containerkit") or sys.exit(
-        "the containerkit command is not installed (pip install -e .)"
-    )
+    cli = containerkit_command() or sys.exit("the containerkit command is not installed (pip install -e .)")
+    print(f"command: {cli}")
     # An installed package ships compiled byte-code (pip compiles at install); an editable
     # checkout under PYTHONDONTWRITEBYTECODE would otherwise compile every module every run.
     package = Path(ck.__file__).parent
@@ -37,22 +55,33 @@ def main() -> None:
         root = Path(tmp) / "root"
         with ck.Engine(root=root) as engine:
             ensure_image(engine, Path(tmp))
-        rows: list[tuple[str, float | None, str]] = []
+            engine.images.tag(IMAGE, "busybox:latest")
+        contenders: dict[str, Callable[[], object]] = {
+            "python -c pass": _shell([sys.executable, "-c", "pass"]),
+            "python -S -c pass (no site)": _shell([sys.executable, "-S", "-c", "pass"]),
+            "containerkit --version": _shell([cli, "--version"]),
+        }
         for network in ("none", "bridge"):
             argv = [cli, "--root", str(root), "run", "--rm", "--network", network, IMAGE, "true"]
-            samples = timed(lambda a=argv: subprocess.run(a, check=True, capture_output=True), args.runs)
-            rows.append((f"containerkit run --rm --network {network}", median(samples), ""))
-        for network in ("none", "bridge"):
-            name = f"docker run --rm --network {network}"
-            if peer_available("docker", ["docker", "info"]):
-                argv = ["docker", "run", "--rm", "--network", network, "busybox", "true"]
-                samples = timed(lambda a=argv: subprocess.run(a, check=True, capture_output=True), args.runs)
-                rows.append((name, median(samples), ""))
-            else:
-                recorded = {"none": 220.0, "bridge": 303.0}[network]
-                rows.append((name, recorded, "no dockerd here: DESIGN.md's recorded figure"))
-        report("CLI start-to-exit of `true` (median)", rows, reference="docker run --rm --network none")
-        with ck.Engine(root=root) as engine:  # takes the default bridge down again
+            contenders[f"containerkit run --rm --network {network}"] = _shell(argv)
+        docker = peer_available("docker", ["docker", "info"])
+        with containerkitd(root, Path(tmp)) as sock:
+            argv = ["docker", "-H", f"unix://{sock}", "run", "--rm", "--network", "none", "busybox", "true"]
+            contenders["docker CLI -> containerkitd, --network none"] = _shell(argv)
+            if docker:
+                argv = ["docker", "run", "--rm", "--network", "none", "busybox", "true"]
+                contenders["docker run --rm --network none (dockerd)"] = _shell(argv)
+            samples = interleaved_samples(contenders, args.runs)
+        rows = [(name, median(values), "") for name, values in samples.items()]
+        if not docker:
+            recorded = ("docker run --rm --network none (dockerd)", 220.0, "no dockerd here: recorded")
+            rows.append(recorded)
+        report(
+            "CLI start-to-exit of `true` (median ms, interleaved)",
+            rows,
+            reference="docker CLI -> containerkitd, --network none",
+        )
+        with ck.Engine(root=root):  # takes the default bridge down again
             pass
 
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import IMAGE, dump_json, ensure_image, median, plain_bundle
+from _common import IMAGE, containerkit_command, dump_json, ensure_image, median, plain_bundle
 from _peers import containerkitd, crun_times, throwaway_dockerd
 from bench_fixture import _engine_cycle as _fixture_cycle
 from bench_start import _batch, _engine_cycle, _runc_cycle, breakdown, print_breakdown
@@ -169,7 +169,7 @@ def main() -> None:
             "buildah": na,
         }
     )
-    cli = shutil.which("containerkit")
+    cli = containerkit_command()  # the console script itself, not a version manager's shim
     with tempfile.TemporaryDirectory(prefix="ck-bench-all-") as tmp:
         work = Path(tmp)
         root = work / "root"
