@@ -2,6 +2,11 @@
 
 A follower of a growing file (``docker logs -f``, an attach stream) and of the record that
 ends it (a container's exit) waits here: written output or a new record wakes it at once.
+
+Closing an inotify descriptor waits in the kernel for an SRCU grace period (10-20 ms here):
+:meth:`DirectoryWatch.close` removes the watch at once (no more notices, nothing held in the
+directory) and leaves the close to a short-lived thread, so that the end of a follower (an
+attach stream that ends ``docker run``) does not wait for it.
 """
 
 from __future__ import annotations
@@ -10,14 +15,16 @@ import ctypes
 import errno
 import os
 import select
+import threading
 from pathlib import Path
 
 from containerkit.linux._libc import load_libc
 
-__all__ = ["DirectoryWatch", "watch_directory"]
+__all__ = ["CHANGES", "IN_CLOSE_NOWRITE", "DirectoryWatch", "watch_directory"]
 
 IN_MODIFY = 0x002
 IN_CLOSE_WRITE = 0x008
+IN_CLOSE_NOWRITE = 0x010
 IN_MOVED_TO = 0x080
 IN_CREATE = 0x100
 IN_DELETE = 0x200
@@ -38,24 +45,27 @@ def _libc() -> ctypes.CDLL:
         lib = load_libc()
         lib.inotify_init1.argtypes = [ctypes.c_int]
         lib.inotify_add_watch.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_uint32]
+        lib.inotify_rm_watch.argtypes = [ctypes.c_int, ctypes.c_int]
         _lib = lib
     return _lib
 
 
 class DirectoryWatch:
-    """One inotify instance watching one directory for :data:`CHANGES`."""
+    """One inotify instance watching one directory for ``mask`` (:data:`CHANGES` by default)."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], mask: int = CHANGES) -> None:
         lib = _libc()
         fd = lib.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
         if fd < 0:
             err = ctypes.get_errno()
             raise OSError(err, f"inotify_init1: {os.strerror(err)}")
-        if lib.inotify_add_watch(fd, os.fsencode(os.fspath(path)), CHANGES) < 0:
+        wd = lib.inotify_add_watch(fd, os.fsencode(os.fspath(path)), mask)
+        if wd < 0:
             err = ctypes.get_errno()
             os.close(fd)
             raise OSError(err, f"inotify_add_watch {path}: {os.strerror(err)}", str(path))
         self.fd = fd
+        self._wd = wd
         self._poller = select.poll()
         self._poller.register(fd, select.POLLIN)
 
@@ -78,16 +88,20 @@ class DirectoryWatch:
                 return True
 
     def close(self) -> None:
+        """Stop watching now; the descriptor itself is closed by a thread of its own (see the
+        module docstring), which ends once the kernel let go of it."""
         if self.fd != -1:
-            os.close(self.fd)
-            self.fd = -1
+            fd, self.fd = self.fd, -1
+            self._poller.unregister(fd)
+            _libc().inotify_rm_watch(fd, self._wd)  # cheap, and no notice comes after it
+            threading.Thread(target=os.close, args=(fd,), name="inotify-close", daemon=True).start()
 
 
-def watch_directory(path: str | os.PathLike[str]) -> DirectoryWatch | None:
+def watch_directory(path: str | os.PathLike[str], mask: int = CHANGES) -> DirectoryWatch | None:
     """A watch on ``path``, or None where there can be none (the per-user limit of inotify
     instances reached, no such directory): the caller polls instead."""
     try:
-        return DirectoryWatch(Path(path))
+        return DirectoryWatch(Path(path), mask)
     except OSError as exc:
         if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOSPC, errno.ENOENT, errno.ENOMEM, errno.ENOSYS):
             return None

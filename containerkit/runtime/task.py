@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from containerkit.errors import NotFound, RuntimeFailure
-from containerkit.linux import proc
+from containerkit.linux import inotify, proc
 from containerkit.linux.cgroups import open_cgroup
 from containerkit.runtime import logs
 from containerkit.runtime.exec import ExecProcess, start_exec
@@ -50,7 +50,10 @@ from containerkit.spec import ContainerStatus, Health, HealthResult, Resources
 __all__ = ["ExitClaim", "StdinWriter", "Task", "cgroup_name"]
 
 _READER_POLL = 0.02
-"""How often an exit command looks again whether the readers of the output are done."""
+"""How often an exit command looks again whether the readers of the output are done, where
+no inotify watch tells it when a reader lets go."""
+_READER_RECHECK = 1.0
+"""With a watch: how long a wait for readers trusts it before looking again anyway."""
 RESTART_FILE = "restart.json"
 READERS_LOCK = "readers"
 
@@ -240,23 +243,39 @@ class Task:
             os.close(fd)
 
     def wait_for_readers(self, timeout: float) -> bool:
-        """Wait until no reader holds the output (or ``timeout`` passed); whether none does."""
+        """Wait until no reader holds the output (or ``timeout`` passed); whether none does.
+
+        A reader lets go by closing its descriptor of the lock (or by dying): inotify's
+        close-without-write notice in the state dir wakes this wait at once (an attached
+        ``docker run --rm`` waits for the removal after its stream ended)."""
         try:
             fd = os.open(self.state_dir / READERS_LOCK, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError:
             return True
         deadline = time.monotonic() + timeout
+        watch: inotify.DirectoryWatch | None = None
+        watched = False
         try:
             while True:
                 try:
                     fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     return True
                 except BlockingIOError:
-                    if time.monotonic() >= deadline:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
                         return False
-                    time.sleep(_READER_POLL)
+                    if not watched:  # watched before the next try: a release between is seen
+                        watched = True
+                        watch = inotify.watch_directory(self.state_dir, inotify.IN_CLOSE_NOWRITE)
+                        continue
+                    if watch is None:
+                        time.sleep(min(left, _READER_POLL))
+                    else:
+                        watch.wait(min(left, _READER_RECHECK))
         finally:
             os.close(fd)
+            if watch is not None:
+                watch.close()
 
     def resize(self, rows: int, cols: int) -> bool:
         """Ask the shim to size the terminal; False when no shim listens."""
