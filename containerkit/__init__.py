@@ -23,26 +23,6 @@ from containerkit.errors import (
     Unavailable,
     UnsafeArchive,
 )
-from containerkit.spec import (
-    BuildEvent,
-    Change,
-    ContainerSpec,
-    Event,
-    ExecResult,
-    Health,
-    Healthcheck,
-    HistoryEntry,
-    Image,
-    ImageConfig,
-    Mount,
-    PortBinding,
-    ProgressEvent,
-    RegistryData,
-    Resources,
-    RestartPolicy,
-    Stats,
-    Volume,
-)
 
 if TYPE_CHECKING:
     from containerkit import wait
@@ -50,12 +30,55 @@ if TYPE_CHECKING:
     from containerkit.client import Client
     from containerkit.engine import Container, Engine, Network
     from containerkit.images.registry.auth import RegistryAuth, RegistryOptions
+    from containerkit.spec import (
+        BuildEvent,
+        Change,
+        ContainerSpec,
+        Event,
+        ExecResult,
+        Health,
+        Healthcheck,
+        HistoryEntry,
+        Image,
+        ImageConfig,
+        Mount,
+        PortBinding,
+        ProgressEvent,
+        RegistryData,
+        Resources,
+        RestartPolicy,
+        Stats,
+        Volume,
+    )
 
 __version__ = "0.1.0"
 
 # The engine pulls in the whole runtime; shims, the fork server and the CLI import this
 # package too and must not pay for it, so those names load on first use.
+_SPEC = (
+    "BuildEvent",
+    "Change",
+    "ContainerSpec",
+    "Event",
+    "ExecResult",
+    "Health",
+    "Healthcheck",
+    "HistoryEntry",
+    "Image",
+    "ImageConfig",
+    "Mount",
+    "PortBinding",
+    "ProgressEvent",
+    "RegistryData",
+    "Resources",
+    "RestartPolicy",
+    "Stats",
+    "Volume",
+)
 _LAZY = {
+    # the models: attrs builds each class when its module is run (about half a millisecond a
+    # class), which ``containerkit --version`` and ``--help`` need not pay
+    **dict.fromkeys(_SPEC, "containerkit.spec"),
     "Engine": "containerkit.engine",
     "Container": "containerkit.engine",
     "Network": "containerkit.engine",

@@ -10,6 +10,8 @@ import json
 import subprocess
 import sys
 
+import containerkit
+
 HTTP_STACK = ("requests", "urllib3", "charset_normalizer", "containerkit.images.registry.transport")
 BUILD_ONLY = ("containerkit.dockerfile", "containerkit.engine.builder.executor", "urllib.request")
 
@@ -32,3 +34,29 @@ def test_the_command_line_loads_no_engine_before_a_verb_needs_it() -> None:
     assert "containerkit.cli.main" in loaded
     assert not {m for m in loaded if m.startswith(("containerkit.engine.", "containerkit.runtime."))}
     assert not loaded & set(HTTP_STACK)
+
+
+def test_the_package_and_the_command_line_build_no_models_before_use() -> None:
+    # attrs builds every model class when containerkit.spec runs; --version and --help need none
+    loaded = _imported_after("import containerkit, containerkit.cli.main")
+    assert "containerkit.errors" in loaded  # the exceptions stay eager: they are cheap
+    assert "containerkit.spec" not in loaded
+    assert "attr" not in loaded
+    loaded = _imported_after(
+        "import containerkit\nassert containerkit.ContainerSpec.__module__ == 'containerkit.spec'"
+    )
+    assert "containerkit.spec" in loaded  # a model name loads its module on first use
+
+
+def test_version_reads_no_installed_metadata() -> None:
+    code = (
+        "import json, sys\nfrom containerkit.cli.main import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+        "print(json.dumps(sorted(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    first, _, rest = done.stdout.partition("\n")
+    assert first == f"containerkit {containerkit.__version__}"
+    loaded = set(json.loads(rest))
+    assert "importlib.metadata" not in loaded
+    assert "containerkit.spec" not in loaded
