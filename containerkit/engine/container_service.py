@@ -46,6 +46,8 @@ __all__ = ["KEEP_EXITS", "ContainerService", "ListedNetwork", "status_of"]
 
 KEEP_EXITS = 600.0
 """Seconds the exit code of an auto-removed container is kept for late waiters."""
+_SWEEP_EXITS = 60.0
+"""The expired exit codes are swept at most this often (a sweep stats every kept one)."""
 
 _RUNNING = ContainerStatus.RUNNING
 _STOPPED = (ContainerStatus.EXITED, ContainerStatus.DEAD)
@@ -112,13 +114,15 @@ class ContainerService:
 
     # -- creating ---------------------------------------------------------------------------
 
-    def create(self, spec: ContainerSpec) -> Container:
+    def create(self, spec: ContainerSpec, *, extra: Mapping[str, Any] | None = None) -> Container:
+        """``extra``: what a front-end keeps with the container (``Container.extra``), stored
+        with its record rather than by a commit of its own after the create."""
         image = self.images.get(spec.image)
         net = self.networks.plan(spec)
         container_id = secrets.token_hex(32)
         # The record holds the name from the start but stays hidden ("creating") until the
         # bundle is complete; a crash before that is rolled back by Engine.recover.
-        record = self._add_record(container_id, spec, image)
+        record = self._add_record(container_id, spec, image, extra)
         try:
             _prepare.prepare_bundle(self, container_id, spec, image, self.state_dir(container_id), net)
             args = self.task(container_id).process_args()
@@ -134,7 +138,9 @@ class ContainerService:
         self.record(container, "create")
         return container
 
-    def _add_record(self, container_id: str, spec: ContainerSpec, image: Image) -> ContainerRecord:
+    def _add_record(
+        self, container_id: str, spec: ContainerSpec, image: Image, extra: Mapping[str, Any] | None = None
+    ) -> ContainerRecord:
         """Record the container; a generated name taken meanwhile by another process is
         replaced by a fresh one, a name the user chose is a ``Conflict``."""
         for attempt in range(20):
@@ -148,6 +154,7 @@ class ContainerService:
                 spec_json=spec.to_json(),
                 labels_json=json.dumps(spec.labels_dict, sort_keys=True),
                 runtime=spec.runtime,
+                extra_json=json.dumps(dict(extra or {}), sort_keys=True),
             )
             try:
                 self.metadata.containers.add(
@@ -357,10 +364,17 @@ class ContainerService:
         exits = self._root.parent / "exits"
         exits.mkdir(mode=0o700, exist_ok=True)
         now = time.time()
-        for old in exits.iterdir():
-            with contextlib.suppress(OSError):
-                if now - old.stat().st_mtime > KEEP_EXITS:
-                    old.unlink()
+        swept = exits / ".swept"
+        try:
+            due = now - swept.stat().st_mtime > _SWEEP_EXITS
+        except FileNotFoundError:
+            due = True
+        if due:
+            swept.touch()
+            for old in exits.iterdir():
+                with contextlib.suppress(OSError):
+                    if old != swept and now - old.stat().st_mtime > KEEP_EXITS:
+                        old.unlink()
         tmp = exits / f".{container_id}.tmp"
         tmp.write_text(json.dumps({"exit_code": exit_code, "finished_at": finished_at}))
         os.replace(tmp, exits / container_id)

@@ -51,6 +51,19 @@ def test_extra_is_kept_with_the_record(engine: ck.Engine) -> None:
     assert leftovers(c.id) == []
 
 
+def test_extra_given_at_create_is_in_the_record(engine: ck.Engine) -> None:
+    """The daemon keeps docker's create body with the create's own record (no second commit)."""
+    body = {"Cmd": ["true"], "HostConfig": {"AutoRemove": True}}
+    c = engine.container_service.create(ck.ContainerSpec(image=IMAGE, command=["true"]), extra=body)
+    try:
+        assert c.extra == body
+        with ck.Engine(root=engine.root) as other:
+            assert other.containers.get(c.id).extra == body
+    finally:
+        c.remove(force=True)
+    assert leftovers(c.id) == []
+
+
 def test_process_args_and_log_path(engine: ck.Engine) -> None:
     c = engine.containers.run(IMAGE, ["echo", "hi"])
     try:

@@ -43,8 +43,8 @@ def register(router: Router, app: DaemonApp) -> None:
 
     def create(request: Request) -> Response:
         created = create_request(request.json(required=True), request.q("name"), networking=app.networking)
-        container = engine.containers.create(created.spec)
-        container.set_extra(created.docker)  # what inspect shows of the create body
+        # what inspect shows of the create body, in the create's own record (no second commit)
+        container = engine.container_service.create(created.spec, extra=created.docker)
         return json_response({"Id": container.id, "Warnings": created.warnings}, 201)
 
     def list_(request: Request) -> Response:
