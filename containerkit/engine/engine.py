@@ -229,6 +229,7 @@ class Engine:
         as docker keeps docker0)."""
         if release_network:
             self.networks.release_idle()
+        self.network_service.close()
         with contextlib.suppress(OSError, ContainerkitError):
             remove_if_empty(CGROUP_PARENT)  # the shared parent cgroup, once no container uses it
         with self._spawner_lock:

@@ -61,7 +61,7 @@ from containerkit.network import foreign_firewall, veth
 from containerkit.network.dns_files import hosts_file
 from containerkit.network.ipam import gateway_for, next_free, parse_subnet, pick_subnet
 from containerkit.network.nat import NFT_MISSING, NatTable, list_tables, nft_available
-from containerkit.network.netns import create_netns_rtnl, iproute, list_netns, remove_netns
+from containerkit.network.netns import SpareNetns, iproute, list_netns, remove_netns
 from containerkit.network.rtnl import Rtnl
 from containerkit.runtime.task import Task
 from containerkit.spec import ContainerSpec, ContainerStatus
@@ -223,6 +223,11 @@ class NetworkService:
         self._networks = networks
         self._containers = containers
         self._task = task
+        self._spare_netns = SpareNetns()
+
+    def close(self) -> None:
+        """Free what is held for the next container (a network namespace made ahead)."""
+        self._spare_netns.close()
 
     # -- names ----------------------------------------------------------------------------------
 
@@ -439,13 +444,14 @@ class NetworkService:
                     attached.append((network, self._allocate(network, endpoint, mac)))
                 if spec.ports and attached:
                     self._publish(container_id, spec, attached[0][1])
-                with create_netns_rtnl(path) as inside:
+                with self._spare_netns.take(path) as inside:
                     for network, endpoint in attached:
                         _plug(path, network, endpoint, inside)
                 self.refresh_hosts({n.id for n, _ in attached}, also=container_id)
             except BaseException:
                 self._teardown_locked(container_id)
                 raise
+        self._spare_netns.refill()  # for the next container, while this one starts
         return None
 
     def _allocate(self, network: NetworkRecord, endpoint: EndpointRecord, mac: str | None) -> EndpointRecord:
@@ -516,7 +522,7 @@ class NetworkService:
 
     def _teardown_locked(self, container_id: str) -> None:
         attached = [e for e in self._networks.endpoints(container_id=container_id) if e.attached]
-        for endpoint in attached:  # down now; the kernel deletes the pairs with the netns, later
+        for endpoint in attached:  # gone from the host in a moment, deleted in the background
             veth.retire(endpoint.host_ifname or self.host_ifname(container_id, endpoint.network_id))
         if self._networks.ports(container_id):
             self.nat.unpublish(container_id)
@@ -616,7 +622,9 @@ class NetworkService:
                 name = self._containers.get(container_id).name
                 raise NotFound(f"container {name} is not connected to network {network.name}")
             if found[0].attached:
-                veth.detach(found[0].host_ifname or self.host_ifname(container_id, network.id))
+                leaving = found[0].host_ifname or self.host_ifname(container_id, network.id)
+                veth.retire(leaving)
+                veth.wait_gone([leaving])
             self._networks.remove_endpoint(network.id, container_id)
             self.refresh_hosts([network.id], also=container_id if found[0].attached else None)
 
@@ -680,7 +688,9 @@ def _plug(path: Path, network: NetworkRecord, endpoint: EndpointRecord, inside: 
     assert endpoint.ip is not None and endpoint.host_ifname is not None
     subnet = IPv4Network(network.subnet)
     routed = endpoint.position == 0 and not network.internal
-    veth.detach(endpoint.host_ifname)  # a leftover of a killed engine would make the add fail
+    # a leftover (a killed engine's, or a previous run's still being deleted) would make the add fail
+    veth.retire(endpoint.host_ifname)
+    veth.wait_gone([endpoint.host_ifname])
     veth.attach(
         path,
         network.bridge,

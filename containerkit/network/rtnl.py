@@ -24,6 +24,7 @@ __all__ = [
     "RtnlError",
     "addr_add",
     "bridge_port_hairpin",
+    "link_delete_index",
     "link_set_down",
     "link_set_up",
     "route_add_default",
@@ -210,6 +211,11 @@ class LinkEvents:
 
 def link_set_down(name: str) -> tuple[int, int, bytes]:
     return RTM_NEWLINK, 0, ifinfo(0, 0, IFF_UP) + name_attr(IFLA_IFNAME, name)
+
+
+def link_delete_index(index: int) -> tuple[int, int, bytes]:
+    """Delete link number ``index`` (and a veth's peer with it)."""
+    return RTM_DELLINK, 0, ifinfo(index)
 
 
 def link_set_up(index: int) -> tuple[int, int, bytes]:

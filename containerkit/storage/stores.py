@@ -561,8 +561,10 @@ class NetworkStore(_Store):
         self, network_id: str, container_id: str, host_ifname: str, choose: AddressChooser
     ) -> EndpointRecord:
         """Give the endpoint an address and mark it attached, in one ``BEGIN IMMEDIATE``
-        transaction: two engines on one root never hand out the same address."""
-        with self._db.transaction() as db:
+        transaction: two engines on one root never hand out the same address. Without its own
+        ``fsync``, as the detach and the ports: these rows mirror veths and DNAT rules that a power
+        loss takes away with them, and a process crash keeps them (WAL)."""
+        with self._db.lazy_sync(), self._db.transaction() as db:
             row = db.execute(
                 "SELECT * FROM endpoints WHERE network_id = ? AND container_id = ?",
                 (network_id, container_id),
@@ -589,7 +591,7 @@ class NetworkStore(_Store):
 
     def detach_endpoint(self, network_id: str, container_id: str) -> None:
         """Mark detached: the address is free for others, and kept as this endpoint's preference."""
-        with self._db.transaction() as db:
+        with self._db.lazy_sync(), self._db.transaction() as db:
             db.execute(
                 "UPDATE endpoints SET attached = 0, host_ifname = NULL"
                 " WHERE network_id = ? AND container_id = ?",
@@ -597,8 +599,9 @@ class NetworkStore(_Store):
             )
 
     def set_ports(self, container_id: str, ports: Sequence[PortRecord]) -> None:
-        """Replace what is recorded as published for the container."""
-        with self._db.transaction() as db:
+        """Replace what is recorded as published for the container (no ``fsync``: see
+        :meth:`attach_endpoint`)."""
+        with self._db.lazy_sync(), self._db.transaction() as db:
             db.execute("DELETE FROM published_ports WHERE container_id = ?", (container_id,))
             db.executemany(
                 "INSERT OR REPLACE INTO published_ports VALUES (?, ?, ?, ?, ?)",
