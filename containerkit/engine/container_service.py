@@ -157,9 +157,13 @@ class ContainerService:
                 extra_json=json.dumps(dict(extra or {}), sort_keys=True),
             )
             try:
-                self.metadata.containers.add(
-                    record, state=ContainerStatus.CREATING, owner=_recovery.owner_token()
-                )
+                # Without its own fsync (the "created" commit syncs it): other processes see it
+                # at once, and what a power cut leaves of a creation it loses, a state dir and
+                # a snapshot without a record, Engine.recover removes.
+                with self.metadata.lazy_sync():
+                    self.metadata.containers.add(
+                        record, state=ContainerStatus.CREATING, owner=_recovery.owner_token()
+                    )
             except Conflict:
                 if spec.name or attempt == 19:
                     raise
@@ -578,7 +582,10 @@ class ContainerService:
             self.snapshots.remove(container_id)
         task.delete()
         (self._running / container_id).unlink(missing_ok=True)
-        with contextlib.suppress(NotFound):
+        # Without its own fsync: a power cut that loses this commit brings back a record that
+        # is "removing" (durably, before any of this began) or "creating", and Engine.recover
+        # takes it apart again (every step above may be done twice), or none at all.
+        with contextlib.suppress(NotFound), self.metadata.lazy_sync():
             self.metadata.containers.remove(container_id)
 
     # -- its files --------------------------------------------------------------------------
