@@ -148,6 +148,16 @@ class NatTable:
         items: list[dict[str, Any]] = json.loads(done.stdout)["nftables"]
         return items
 
+    def _port_rules(self) -> list[Rule] | None:
+        """The rules of chain ``ports`` alone (None: no table or no such chain): a fraction of
+        the whole table's listing, which grows with every network, on each start and removal."""
+        done = self._run(["-j", "-a", "list", "chain", "ip", self.name, "ports"])
+        if done.returncode != 0:
+            if "No such file or directory" in done.stderr:
+                return None
+            raise ContainerkitError(f"nft list chain ip {self.name} ports: {done.stderr.strip()}")
+        return self._rules_of(json.loads(done.stdout)["nftables"])
+
     @staticmethod
     def _rules_of(listing: list[dict[str, Any]] | None) -> list[Rule]:
         found = []
@@ -313,8 +323,12 @@ class NatTable:
         except ValueError:
             raise InvalidArgument(f"invalid container ip {container_ip!r}") from None
         with self._locked():
-            listing = self._listing()
-            taken = self._ports_of(self._rules_of(listing), None)
+            rules = self._port_rules()
+            skeleton: list[str] = []
+            if rules is None:  # no table yet, or a network's rules were never made
+                listing = self._listing()
+                rules, skeleton = self._rules_of(listing), self._skeleton(listing)
+            taken = self._ports_of(rules, None)
             made: list[PublishedPort] = []
             for binding in bindings:
                 host_ip = normalize_host_ip(binding.host_ip)
@@ -338,7 +352,7 @@ class NatTable:
                     )
                 )
             t = f"ip {self.name}"
-            commands = self._skeleton(listing)
+            commands = skeleton
             for p in made:
                 match = "" if p.host_ip == "0.0.0.0" else f"ip daddr {p.host_ip} "
                 commands.append(
@@ -359,7 +373,7 @@ class NatTable:
         """Remove every port rule of ``owner`` in one transaction; returns what was removed."""
         check_owner(owner)
         with self._locked():
-            rules = self.rules()
+            rules = self._port_rules() or []
             mine = [
                 (r, p)
                 for r in rules
