@@ -52,7 +52,8 @@ PHASES: list[tuple[str, str]] = [
     ("shim.exit_seen", "`true` runs and exits; the shim's IO pump sees it"),
     ("shim.cleaned_up", "teardown: log close, OOM check, cgroup destroy (shim)"),
     ("shim.exit_recorded", "exit notification: exit.json (shim)"),
-    ("bench.exited", "exit notification: shim gone, wait() returns (engine)"),
+    ("engine.exit_seen", "exit notification: exit pipe EOF (or shim gone) wakes wait() (engine)"),
+    ("bench.exited", "wait() returns: exit record read, die event, network (engine)"),
     ("bench.removed", "teardown: remove (network, snapshot, state dir, record)"),
 ]
 

@@ -25,10 +25,10 @@ import attrs
 
 from containerkit.engine import _filters, _names, _prepare, _recovery
 from containerkit.engine.events import EventLog, container_attributes, rfc3339_ns
-from containerkit.errors import Conflict, InvalidArgument, NotFound, NotModified, NotRunning
+from containerkit.errors import Conflict, InvalidArgument, NotFound, NotModified, NotRunning, Timeout
 from containerkit.linux import proc
 from containerkit.runtime import usermap
-from containerkit.runtime.state import RuntimeState
+from containerkit.runtime.state import RuntimeState, wait_for_exit
 from containerkit.runtime.task import Task
 from containerkit.spec import ContainerSpec, ContainerStatus, Healthcheck, Image, allowed_transition
 from containerkit.storage.metadata import ContainerRecord, Database
@@ -46,6 +46,8 @@ __all__ = ["KEEP_EXITS", "ContainerService", "ListedNetwork", "status_of"]
 
 KEEP_EXITS = 600.0
 """Seconds the exit code of an auto-removed container is kept for late waiters."""
+_MAX_EXIT_FDS = 256
+"""At most this many started containers' exit pipes are held; beyond, waits use the pidfd."""
 _SWEEP_EXITS = 60.0
 """The expired exit codes are swept at most this often (a sweep stats every kept one)."""
 
@@ -99,6 +101,9 @@ class ContainerService:
         self._running.mkdir(mode=0o700, exist_ok=True)
         self._lock = threading.Lock()
         self._health_seen: set[str] = set()  # health_status events this process recorded
+        # container id -> the exit pipe of the run this process started (see wait_exit)
+        self._exit_fds: dict[str, int] = {}
+        self._exit_fds_lock = threading.Lock()
         self.events = EventLog(metadata, self._root)
 
     def state_dir(self, container_id: str) -> Path:
@@ -313,12 +318,15 @@ class ContainerService:
                 launcher=self.launcher(),
                 exit_command=self._exit_command(container, spec),
                 health=self._health_check(container, spec),
+                keep_exit_fd=True,
             )
         except BaseException:
             marker.unlink(missing_ok=True)
             self.networks.teardown(container.id)
             self.release_volumes(container)
             raise
+        if started.exit_fd is not None:
+            self._hold_exit_fd(container.id, started.exit_fd)
         self.metadata.containers.set_run(
             RunRecord(
                 container_id=container.id, status="running", pid=started.pid, started_at=started.started_at
@@ -335,6 +343,44 @@ class ContainerService:
         # at the time it started: a quick container's exit may come before this line
         began = container.task.state().started_at
         self.record(container, "start", time_nano=rfc3339_ns(began) if began else None)
+
+    # -- waiting for an exit ----------------------------------------------------------------
+
+    def _hold_exit_fd(self, container_id: str, fd: int) -> None:
+        with self._exit_fds_lock:
+            old = self._exit_fds.pop(container_id, None)
+            if len(self._exit_fds) < _MAX_EXIT_FDS:
+                self._exit_fds[container_id], fd = fd, -1
+        for unused in (old, fd):
+            if unused is not None and unused != -1:
+                os.close(unused)
+
+    def _take_exit_fd(self, container_id: str) -> int | None:
+        with self._exit_fds_lock:
+            return self._exit_fds.pop(container_id, None)
+
+    def wait_exit(self, container_id: str, timeout: float | None) -> int:
+        """The exit code, once the shim recorded the exit and handled it. For a run this
+        process started, the shim's ready pipe (EOF once the exit is handled) wakes the wait
+        a millisecond or two before the shim's process is gone; otherwise its pidfd does."""
+        fd = self._take_exit_fd(container_id)
+        try:
+            return wait_for_exit(self.state_dir(container_id), timeout, exit_fd=fd)
+        except Timeout:
+            if fd is not None:  # for the next wait
+                self._hold_exit_fd(container_id, fd)
+                fd = None
+            raise
+        finally:
+            if fd is not None:
+                os.close(fd)
+
+    def close(self) -> None:
+        """Let go of the exit pipes still held (their containers run on)."""
+        with self._exit_fds_lock:
+            fds, self._exit_fds = builtins.list(self._exit_fds.values()), {}
+        for fd in fds:
+            os.close(fd)
 
     def _exit_command(self, container: Container, spec: ContainerSpec) -> builtins.list[str] | None:
         """What the shim runs after the exit (:mod:`~containerkit.engine.exit_hook`): only for a
@@ -574,6 +620,9 @@ class ContainerService:
         each start); :meth:`Engine.close` and :meth:`Engine.recover` remove it when empty.
         """
         task = self.task(container_id)
+        fd = self._take_exit_fd(container_id)
+        if fd is not None:
+            os.close(fd)
         if not cgroup_gone:
             task.destroy_cgroup()
         # a user-namespaced container's staged mounts, if its shim died before releasing them

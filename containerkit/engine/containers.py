@@ -349,7 +349,7 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         if _status(self.runtime_state()) is ContainerStatus.CREATED:
             raise NotRunning(f"container {self.name} has not been started")
         try:
-            code = self.task.wait(timeout)
+            code = self._service.wait_exit(self.id, timeout)
         except NotFound:  # its exit command removed it (auto_remove)
             kept = self._service.removed_exit_code(self.id)
             if kept is None:

@@ -236,6 +236,7 @@ class Engine:
             if self._spawner is not None:
                 self._spawner.close()
                 self._spawner = None
+        self.container_service.close()
         self.metadata.close()
 
     def __enter__(self) -> Engine:

@@ -110,6 +110,24 @@ def read_all(fd: int, timeout: float | None = None, *, what: str = "child") -> b
         chunks.append(chunk)
 
 
+def read_line(fd: int, timeout: float | None = None, *, what: str = "child") -> bytes:
+    """What is written to ``fd`` up to a newline (kept) or EOF, whichever comes first, for a
+    writer that may keep the pipe open after its message; :class:`Timeout` after ``timeout``."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    chunks: list[bytes] = []
+    while True:
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not poller.poll(int(remaining * 1000) + 1):
+                raise Timeout(f"{what} did not report within {timeout} s")
+        chunk = os.read(fd, 65536)
+        chunks.append(chunk)
+        if not chunk or chunk.endswith(b"\n"):
+            return b"".join(chunks)
+
+
 def read_report(
     fd: int, timeout: float | None = None, *, what: str = "child", default: str = "failed"
 ) -> ContainerkitError | None:

@@ -117,3 +117,5 @@ class StartedContainer:
     shim_start_time: int
     started_at: str
     state_dir: Path
+    exit_fd: int | None = None
+    """Asked for with ``start_container(keep_exit_fd=True)``: reads EOF once the exit is handled."""

@@ -94,26 +94,36 @@ EXIT_COMMAND_TIMEOUT = 120.0
 
 
 def start_container(
-    request: ShimRequest, *, spawner: Launcher | None = None, timeout: float = 60.0
+    request: ShimRequest,
+    *,
+    spawner: Launcher | None = None,
+    timeout: float = 60.0,
+    keep_exit_fd: bool = False,
 ) -> StartedContainer:
     """Start a shim for ``request`` and return once the container's process has exec'd.
 
     ``spawner``: the :class:`~containerkit.runtime.launcher.Launcher` that starts the shim (the
     Engine's :class:`~containerkit.runtime.spawner.Spawner` forks it from its warm forkserver);
-    without one, a :class:`~containerkit.runtime.launcher.DirectLauncher`. Raises
+    without one, a :class:`~containerkit.runtime.launcher.DirectLauncher`. ``keep_exit_fd``: the
+    result's ``exit_fd`` is the read end of the pipe the shim reported on, which reads EOF once
+    the exit is handled (see :func:`~containerkit.runtime.state.wait_for_exit`); the caller
+    closes it. Raises
     :class:`CommandNotFound`, :class:`RuntimeFailure`, :class:`InvalidArgument`... with the
     message the container's setup reported; ``exit.json`` then records 127/126 like docker.
     """
     request.state_dir.mkdir(parents=True, exist_ok=True)
     launcher = spawner if spawner is not None else DirectLauncher(run_shim)
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    kept = False
     try:
         launcher.spawn_shim(request, ready_fd=write_fd)
         os.close(write_fd)
         write_fd = -1
         report = _read_report(read_fd, timeout, request)
+        kept = keep_exit_fd and bool(report.get("ok"))
     finally:
-        os.close(read_fd)
+        if not kept:
+            os.close(read_fd)
         if write_fd != -1:
             os.close(write_fd)
     if report.get("ok"):
@@ -124,6 +134,7 @@ def start_container(
             shim_start_time=int(report["shim_start_time"]),
             started_at=str(report["started_at"]),
             state_dir=request.state_dir,
+            exit_fd=read_fd if kept else None,
         )
     # The shim cleans up before reporting; let it finish exiting so truly nothing is left.
     shim_pid = report.get("shim_pid")
@@ -139,7 +150,8 @@ def start_container(
 
 
 def _read_report(fd: int, timeout: float, request: ShimRequest) -> dict[str, Any]:
-    raw = _sync.read_all(fd, timeout, what=f"shim of container {request.container_id}")
+    # one line, after which a started container's shim keeps its end open until the exit
+    raw = _sync.read_line(fd, timeout, what=f"shim of container {request.container_id}")
     if raw:
         try:
             value = json.loads(raw)
@@ -332,7 +344,11 @@ class _Shim:
         else:
             state.write_json_atomic(self.state_dir / state.EXIT_FILE, record)
         trace.mark("shim.exit_recorded")
-        self._run_exit_command(exit_code)
+        command = self._due_exit_command()
+        if command is None:  # the exit is handled: a waiter on the other end wakes now
+            os.close(self.ready_fd)
+        else:  # the pipe closes as this process leaves, after the command
+            self._run_exit_command(command, exit_code)
 
     def _record_shim(self) -> None:
         """The first state.json and the log."""
@@ -351,13 +367,17 @@ class _Shim:
         self.recorded = True
 
     def _report(self, message: dict[str, Any]) -> None:
+        """One line on the ready pipe. A failed start closes it; a started container's shim
+        keeps it open until the exit is handled, so its starter may wait on it (EOF) rather
+        than for this process to be gone (a process exit costs milliseconds more)."""
         try:
-            os.write(self.ready_fd, json.dumps(message).encode())
+            os.write(self.ready_fd, json.dumps(message).encode() + b"\n")
         except OSError as exc:  # the starter gave up waiting; the record in state dir stays
             if exc.errno != errno.EPIPE:
                 raise
         finally:
-            os.close(self.ready_fd)
+            if not message.get("ok"):
+                os.close(self.ready_fd)
 
     def _discard_prepared(self) -> None:
         if self.prepared is not None:
@@ -522,12 +542,17 @@ class _Shim:
             health.run_checker(self.state_dir, pid, pid_start_time, self.request.health)
         return child, os.pidfd_open(child)
 
-    def _run_exit_command(self, exit_code: int) -> None:
-        """Run the request's exit command and wait for it (see :class:`ShimRequest`): who waits
-        for this shim sees the exit handled (network down, container restarted or removed)."""
+    def _due_exit_command(self) -> tuple[str, ...] | None:
+        """The request's exit command, unless there is none or a live watcher holds the exit
+        claim (it handles the exit itself)."""
         argv = self.request.exit_command
-        if argv is None or state.exit_claimed(self.state_dir):  # a live watcher handles it
-            return
+        if argv is None or state.exit_claimed(self.state_dir):
+            return None
+        return tuple(argv)
+
+    def _run_exit_command(self, argv: tuple[str, ...], exit_code: int) -> None:
+        """Run the exit command and wait for it (see :class:`ShimRequest`): who waits for this
+        shim sees the exit handled (network down, container restarted or removed)."""
         _children_in_own_pid_namespace()
         env = {**os.environ, "CONTAINERKIT_EXIT_CODE": str(exit_code)}
         flags = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC

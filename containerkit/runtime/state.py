@@ -26,6 +26,7 @@ import contextlib
 import fcntl
 import json
 import os
+import select
 import time
 from pathlib import Path
 from typing import Any, Literal
@@ -34,6 +35,7 @@ import attrs
 
 from containerkit.errors import NotFound, NotRunning, RuntimeFailure, Timeout
 from containerkit.linux import proc
+from containerkit.runtime import trace
 
 __all__ = [
     "CONTROL_FIFO",
@@ -208,12 +210,16 @@ def _pid_alive(record: dict[str, Any]) -> bool:
     return proc.is_alive(record.get("pid"), record.get("pid_start_time"))
 
 
-def wait_for_exit(state_dir: Path, timeout: float | None = None) -> int:
-    """Block until the container's shim is gone and return the exit code it recorded.
+def wait_for_exit(state_dir: Path, timeout: float | None = None, *, exit_fd: int | None = None) -> int:
+    """Block until the container's exit is recorded and handled (its shim is done with it) and
+    return the exit code the shim recorded.
 
     Works from any process, not only the shim's parent: it waits on a pidfd of the shim (checked
     against its start time), then reads ``exit.json``. A shim that recorded the exit but still
     runs the container's exit command is waited for too: its exit means the exit is handled.
+    ``exit_fd``: the end of the shim's ready pipe its starter kept
+    (``start_container(keep_exit_fd=True)``), which reads EOF as soon as the exit is recorded and
+    handled, a millisecond or two before the shim's process is gone.
     Raises :class:`Timeout` after ``timeout`` seconds, :class:`NotRunning` for a container that
     was never started and :class:`NotFound` for one its exit command removed.
     """
@@ -228,11 +234,17 @@ def wait_for_exit(state_dir: Path, timeout: float | None = None) -> int:
         fd = proc.open_pidfd(state.shim_pid, state.shim_start_time)
         if fd is not None:
             try:
-                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
-                if not proc.wait_pidfd(fd, remaining):
+                if exit_fd is not None and _handled_before_gone(exit_fd, fd, _left(deadline), state_dir):
+                    exited = read_exit(state_dir)
+                    if exited is not None:
+                        trace.mark("engine.exit_seen")
+                        return int(exited["exit_code"])
+                    # EOF without a record: the shim died; its pidfd tells when it is gone
+                if not proc.wait_pidfd(fd, _left(deadline)):
                     raise Timeout(f"container in {state_dir} still running after {timeout} s")
             finally:
                 os.close(fd)
+            trace.mark("engine.exit_seen")
             # The shim is gone; what it recorded is the answer (one read, not a full classify).
             exited = read_exit(state_dir)
             if exited is not None:
@@ -245,6 +257,22 @@ def wait_for_exit(state_dir: Path, timeout: float | None = None) -> int:
     if state.exit_code is None:
         raise NotRunning(f"container in {state_dir} was started again before its exit was read")
     return state.exit_code
+
+
+def _left(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.0, deadline - time.monotonic())
+
+
+def _handled_before_gone(exit_fd: int, pidfd: int, timeout: float | None, state_dir: Path) -> bool:
+    """Wait for EOF on ``exit_fd`` or for the shim behind ``pidfd`` to be gone: True for the
+    EOF, False when the shim went first; :class:`Timeout` after ``timeout`` seconds."""
+    poller = select.poll()
+    poller.register(exit_fd, select.POLLIN)
+    poller.register(pidfd, select.POLLIN)
+    events = poller.poll(None if timeout is None else int(timeout * 1000))
+    if not events:
+        raise Timeout(f"container in {state_dir} still running after {timeout} s")
+    return any(fd == exit_fd for fd, _mask in events)
 
 
 EXIT_CLAIM = "exit.claim"

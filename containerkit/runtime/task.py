@@ -144,10 +144,12 @@ class Task:
         running_marker: Path | None = None,
         exit_command: Sequence[str] | None = None,
         health: Mapping[str, Any] | None = None,
+        keep_exit_fd: bool = False,
     ) -> StartedContainer:
         """Start the shim on the bundle; returns once the container's process has exec'd.
 
-        ``exit_command`` and ``health``: see :class:`~containerkit.runtime.request.ShimRequest`."""
+        ``exit_command`` and ``health``: see :class:`~containerkit.runtime.request.ShimRequest`;
+        ``keep_exit_fd``: see :func:`~containerkit.runtime.shim.start_container`."""
         request = ShimRequest(
             container_id=self.id,
             bundle=self.bundle,
@@ -166,7 +168,7 @@ class Task:
             exit_command=None if exit_command is None else tuple(exit_command),
             health=None if health is None else dict(health),
         )
-        return start_container(request, spawner=launcher)
+        return start_container(request, spawner=launcher, keep_exit_fd=keep_exit_fd)
 
     def kill(self, sig: int) -> bool:
         """Send ``sig`` to the container's init; False when it is not running."""

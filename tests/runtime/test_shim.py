@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import attrs
 import pytest
 
 from containerkit.errors import CommandNotFound, RuntimeFailure
@@ -225,3 +227,46 @@ os.write(2, b"from fd 2\\n")
     text = (tmp_path / "shim.log").read_text()
     assert "ValueError: boom" in text
     assert text.endswith("from fd 2\n")
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_the_kept_ready_pipe_reads_eof_once_the_exit_is_recorded(
+    boxes: Boxes, spawner: Spawner, runtime: str
+) -> None:
+    """A starter may keep the pipe the shim reported on: its EOF says the exit is recorded, and
+    a wait given it returns the code without waiting for the shim's process to be gone."""
+    request = boxes.request(["sh", "-c", "sleep 0.2; exit 5"], runtime=runtime)
+    started = start_container(request, spawner=spawner, keep_exit_fd=True)
+    assert started.exit_fd is not None
+    try:
+        assert os.read(started.exit_fd, 1) == b""  # blocks until the shim lets go of it
+        exited = state.read_exit(request.state_dir)
+        assert exited is not None and exited["exit_code"] == 5
+        assert state.wait_for_exit(request.state_dir, timeout=10, exit_fd=started.exit_fd) == 5
+    finally:
+        os.close(started.exit_fd)
+
+
+def test_the_kept_ready_pipe_stays_open_while_the_exit_command_runs(
+    boxes: Boxes, spawner: Spawner, tmp_path: Path
+) -> None:
+    """With an exit command due, the exit is handled only once the command is done."""
+    handled = tmp_path / "handled"
+    request = attrs.evolve(boxes.request(["true"]), exit_command=("sh", "-c", f"sleep 0.2; touch {handled}"))
+    started = start_container(request, spawner=spawner, keep_exit_fd=True)
+    assert started.exit_fd is not None
+    try:
+        assert os.read(started.exit_fd, 1) == b""
+        assert handled.exists()
+    finally:
+        os.close(started.exit_fd)
+
+
+def test_no_pipe_is_kept_for_a_start_that_failed_or_when_not_asked(boxes: Boxes, spawner: Spawner) -> None:
+    before = set(os.listdir("/proc/self/fd"))
+    with pytest.raises(CommandNotFound):
+        start_container(boxes.request(["no-such-command"]), spawner=spawner, keep_exit_fd=True)
+    request = boxes.request(["true"])
+    assert start_container(request, spawner=spawner).exit_fd is None
+    assert state.wait_for_exit(request.state_dir, timeout=10) == 0
+    assert set(os.listdir("/proc/self/fd")) <= before
