@@ -247,6 +247,9 @@ _MIGRATIONS: dict[int, str] = {
 
 SCHEMA_VERSION = max(_MIGRATIONS) + 1
 
+_SPARE = 8
+"""Idle connections of finished threads kept for the next threads (see ``Database._connection``)."""
+
 
 class Database:
     """One SQLite database at ``path`` with a store per kind; safe across threads and processes."""
@@ -256,9 +259,11 @@ class Database:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._busy_ms = int(busy_timeout * 1000)
         self._local = threading.local()
-        # Each connection with its thread: those of finished threads are closed when the next
-        # one opens (a daemon with a thread per client would otherwise keep one per request).
-        self._all: list[tuple[threading.Thread, sqlite3.Connection]] = []
+        # Each connection with its thread and process. A new thread takes over the connection of
+        # a finished one (a daemon starts threads per request: opening one costs 0.3-0.5 ms);
+        # up to _SPARE of them wait for the next threads, the others are closed.
+        self._all: list[tuple[threading.Thread, int, sqlite3.Connection]] = []
+        self._spare: list[tuple[int, sqlite3.Connection]] = []
         self._all_lock = threading.Lock()
         try:
             self._migrate()
@@ -290,26 +295,40 @@ class Database:
 
     def _connection(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
-        if conn is not None and self._local.pid == os.getpid():
+        pid = os.getpid()
+        if conn is not None and self._local.pid == pid:
             return conn
-        conn = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_ms / 1000
-        )
-        conn.row_factory = sqlite3.Row
-        conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
-        conn.execute("PRAGMA journal_mode = WAL")
-        conn.execute("PRAGMA synchronous = FULL")
-        conn.execute("PRAGMA foreign_keys = ON")
-        self._local.conn = conn
-        self._local.pid = os.getpid()
-        self._local.depth = 0
         with self._all_lock:
-            finished = [c for t, c in self._all if not t.is_alive()]
-            self._all = [(t, c) for t, c in self._all if t.is_alive()]
-            self._all.append((threading.current_thread(), conn))
-        for old in finished:
+            finished = [(p, c) for t, p, c in self._all if not t.is_alive()]
+            self._all = [(t, p, c) for t, p, c in self._all if t.is_alive()]
+            # a finished thread's connection is idle (its transactions ended with the thread);
+            # one made by another process (before a fork) is never used here
+            spare = [(p, c) for p, c in self._spare + finished if p == pid]
+            closing = [c for p, c in self._spare + finished if p != pid] + [c for _p, c in spare[_SPARE:]]
+            self._spare = spare[:_SPARE]
+            conn = self._spare.pop()[1] if self._spare else None
+            if conn is not None:
+                self._all.append((threading.current_thread(), pid, conn))
+        for old in closing:
             with suppress(sqlite3.Error):
                 old.close()
+        if conn is not None and conn.in_transaction:  # as closing it would have
+            with suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+        if conn is None:
+            conn = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_ms / 1000
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = FULL")
+            conn.execute("PRAGMA foreign_keys = ON")
+            with self._all_lock:
+                self._all.append((threading.current_thread(), pid, conn))
+        self._local.conn = conn
+        self._local.pid = pid
+        self._local.depth = 0
         return conn
 
     @contextmanager
@@ -358,7 +377,8 @@ class Database:
     def close(self) -> None:
         """Close every connection this process opened (other threads must be done with the store)."""
         with self._all_lock:
-            conns, self._all = [c for _t, c in self._all], []
+            conns, self._all = [c for _t, _p, c in self._all] + [c for _p, c in self._spare], []
+            self._spare = []
         for conn in conns:
             with suppress(sqlite3.Error):
                 conn.close()
