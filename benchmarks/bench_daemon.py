@@ -1,6 +1,6 @@
 """containerkitd and dockerd side by side, through the same clients, in one run.
 
-    python3 benchmarks/bench_daemon.py [--runs 20]
+    python3 benchmarks/bench_daemon.py [--runs 20] [--breakdown-only]
 
 Starts containerkitd on a temp root and socket and a dockerd in a throwaway network namespace
 (``_peers.throwaway_dockerd``: its own data root, busybox imported from the same static
@@ -10,6 +10,12 @@ x")`` (output checked) and ``containers.run("true")``, ``/_ping`` and ``GET /con
 round trips (keep-alive) and 200 concurrent API requests; then each daemon's idle resident
 memory. Each row prints both medians and containerkitd/dockerd (below 1 is faster).
 
+Then where one ``docker run --rm --network none IMG true`` goes, request by request: the docker
+CLI's requests replayed on raw sockets in its order (``HEAD /_ping``, create, attach (101),
+``wait?condition=removed`` (its head), start, then the end of the attach stream and the wait's
+answer, which comes once the container is removed), each phase's median for both daemons. What
+the CLI itself costs on top (a Go process, its config) is the first row minus this total.
+
 ``daemon_rows(ckd_socket, docker_socket, runs)`` is the side-by-side part for other scripts.
 """
 
@@ -17,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import json
 import shutil
 import socket
 import statistics
@@ -97,6 +104,186 @@ def _concurrent(sock: str, count: int = 200) -> float:
     for t in threads:
         t.join()
     return (time.perf_counter() - start) * 1000
+
+
+# docker CLI 28's create body for ``run --rm --network none IMG true`` (the fields it always sends)
+_CREATE = {
+    "Hostname": "",
+    "Domainname": "",
+    "User": "",
+    "AttachStdin": False,
+    "AttachStdout": True,
+    "AttachStderr": True,
+    "Tty": False,
+    "OpenStdin": False,
+    "StdinOnce": False,
+    "Env": None,
+    "Cmd": ["true"],
+    "Image": IMAGE,
+    "Volumes": {},
+    "WorkingDir": "",
+    "Entrypoint": None,
+    "OnBuild": None,
+    "Labels": {},
+    "HostConfig": {
+        "Binds": None,
+        "ContainerIDFile": "",
+        "LogConfig": {"Type": "", "Config": {}},
+        "NetworkMode": "none",
+        "PortBindings": {},
+        "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "AutoRemove": True,
+        "VolumeDriver": "",
+        "VolumesFrom": None,
+        "ConsoleSize": [0, 0],
+        "CapAdd": None,
+        "CapDrop": None,
+        "CgroupnsMode": "",
+        "Dns": [],
+        "DnsOptions": [],
+        "DnsSearch": [],
+        "ExtraHosts": None,
+        "GroupAdd": None,
+        "IpcMode": "",
+        "Cgroup": "",
+        "Links": None,
+        "OomScoreAdj": 0,
+        "PidMode": "",
+        "Privileged": False,
+        "PublishAllPorts": False,
+        "ReadonlyRootfs": False,
+        "SecurityOpt": None,
+        "UTSMode": "",
+        "UsernsMode": "",
+        "ShmSize": 0,
+    },
+    "NetworkingConfig": {"EndpointsConfig": {"none": {}}},
+}
+
+PHASES = [
+    ("ping", "HEAD /_ping"),
+    ("create", "POST /containers/create (201)"),
+    ("attach", "POST .../attach: 101 UPGRADED"),
+    ("wait", "POST .../wait?condition=removed: its head"),
+    ("start", "POST .../start (204)"),
+    ("output_end", "the attach stream ends (the exit)"),
+    ("removed", "the wait's answer (the container removed)"),
+]
+
+
+def _raw(sock: str) -> socket.socket:
+    conn = socket.socket(socket.AF_UNIX)
+    conn.settimeout(60)
+    conn.connect(sock)
+    return conn
+
+
+def _send(conn: socket.socket, method: str, path: str, body: bytes = b"", extra: str = "") -> None:
+    head = f"{method} {path} HTTP/1.1\r\nHost: api.moby.localhost\r\n"
+    head += "User-Agent: Docker-Client/28.2.2 (linux)\r\n"
+    if body:
+        head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    conn.sendall(f"{head}{extra}\r\n".encode() + body)
+
+
+def _head(conn: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """Status, headers (lower-case names) and what came after the head."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise RuntimeError(f"connection closed before a response head: {data[:80]!r}")
+        data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = dict(line.split(":", 1) for line in lines[1:])
+    return int(lines[0].split()[1]), {k.lower(): v.strip() for k, v in fields.items()}, rest
+
+
+def _answer(conn: socket.socket, method: str, path: str, body: bytes = b"") -> tuple[int, bytes]:
+    _send(conn, method, path, body)
+    status, headers, rest = _head(conn)
+    if method == "HEAD":
+        return status, headers.get("api-version", "").encode()
+    if status in (204, 304):
+        return status, b""
+    length = int(headers.get("content-length", "0"))
+    while len(rest) < length:
+        rest += conn.recv(65536)
+    return status, rest[:length]
+
+
+def cli_replay(sock: str) -> dict[str, float]:
+    """One ``docker run --rm --network none IMG true`` as the docker CLI sends it: the end of
+    each phase of :data:`PHASES`, in ms since the previous one."""
+    marks = [time.perf_counter()]
+    api = _raw(sock)
+    announced = _answer(api, "HEAD", "/_ping")[1].decode()
+    # the CLI speaks the daemon's version when it is older than its own (1.50)
+    v = "/v" + min(announced or "1.50", "1.50", key=lambda x: tuple(int(n) for n in x.split(".")))
+    marks.append(time.perf_counter())
+    status, body = _answer(api, "POST", f"{v}/containers/create", json.dumps(_CREATE).encode())
+    if status != 201:
+        raise RuntimeError(f"create answered {status}: {body[:200]!r}")
+    cid = json.loads(body)["Id"]
+    marks.append(time.perf_counter())
+    attach = _raw(sock)
+    _send(
+        attach,
+        "POST",
+        f"{v}/containers/{cid}/attach?stderr=1&stdout=1&stream=1",
+        extra="Connection: Upgrade\r\nUpgrade: tcp\r\n",
+    )
+    if _head(attach)[0] != 101:
+        raise RuntimeError("attach was not upgraded")
+    attach.shutdown(socket.SHUT_WR)  # no stdin, as the CLI
+    marks.append(time.perf_counter())
+    waiter = _raw(sock)
+    _send(waiter, "POST", f"{v}/containers/{cid}/wait?condition=removed")
+    _, _, waited = _head(waiter)
+    marks.append(time.perf_counter())
+    starter = _raw(sock)  # the CLI's keep-alive connection is busy with the wait
+    status, body = _answer(starter, "POST", f"{v}/containers/{cid}/start")
+    if status != 204:
+        raise RuntimeError(f"start answered {status}: {body[:200]!r}")
+    marks.append(time.perf_counter())
+    while attach.recv(65536):
+        pass
+    marks.append(time.perf_counter())
+    while b"}" not in waited.partition(b"StatusCode")[2]:  # the JSON object, whatever framing follows
+        chunk = waiter.recv(65536)
+        if not chunk:
+            break
+        waited += chunk
+    marks.append(time.perf_counter())
+    if b'"StatusCode":0' not in waited.replace(b" ", b""):
+        raise RuntimeError(f"wait answered {waited[:200]!r}")
+    for conn in (api, attach, waiter, starter):
+        conn.close()
+    return {name: (marks[i + 1] - marks[i]) * 1000 for i, (name, _what) in enumerate(PHASES)}
+
+
+def breakdown(socks: dict[str, str], runs: int) -> dict[str, dict[str, float]]:
+    """Median of each phase of :func:`cli_replay` per daemon, the daemons sampled in turn."""
+    for sock in socks.values():
+        cli_replay(sock)
+    samples: dict[str, list[dict[str, float]]] = {name: [] for name in socks}
+    for _ in range(runs):
+        for name, sock in socks.items():
+            samples[name].append(cli_replay(sock))
+    result = {}
+    for name, runs_of in samples.items():
+        phases = {p: statistics.median(r[p] for r in runs_of) for p, _what in PHASES}
+        phases["total"] = statistics.median(sum(r.values()) for r in runs_of)
+        result[name] = phases
+    return result
+
+
+def print_breakdown(figures: dict[str, dict[str, float]]) -> None:
+    names = list(figures)
+    print(f"\ndocker run --rm, request by request (median ms){''.join(f'{n:>14s}' for n in names)}")
+    for phase, what in [*PHASES, ("total", "total (the CLI's own cost comes on top)")]:
+        print(f"  {what:45s}{''.join(f'{figures[n][phase]:14.1f}' for n in names)}")
 
 
 def daemon_rows(ckd: str, dockerd: str | None, runs: int, why_not: str = "") -> list[Row]:
@@ -205,6 +392,7 @@ def _pidfile(path: Path) -> int | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--breakdown-only", action="store_true", help="only the request-by-request breakdown")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-ckd-") as tmp:
         work = Path(tmp)
@@ -215,6 +403,10 @@ def main() -> None:
         with containerkitd(root, work) as ckd, throwaway_dockerd(tar) as dockerd:
             docker_sock = None if isinstance(dockerd, str) else dockerd[0]
             why_not = dockerd if isinstance(dockerd, str) else ""
+            socks = {"containerkitd": ckd} | ({"dockerd": docker_sock} if docker_sock else {})
+            if args.breakdown_only:
+                print_breakdown(breakdown(socks, args.runs))
+                return
             time.sleep(1)  # both idle before the memory figure
             memory: list[tuple[str, int | None]] = [
                 ("containerkitd + its fork server", _daemon_pid(ckd)),
@@ -225,9 +417,11 @@ def main() -> None:
             ]
             idle = [(what, _rss_kib(pid) / 1024 if pid else None) for what, pid in memory]
             rows = daemon_rows(ckd, docker_sock, args.runs, why_not)
+            phases = breakdown(socks, args.runs)
         with ck.Engine(root=root):  # takes the default bridge down again
             pass
     print_rows(rows)
+    print_breakdown(phases)
     print("\nidle resident memory at start (MiB):")
     for what, mib in idle:
         print(f"  {what:40s} {'n/a' if mib is None else f'{mib:8.1f}'}")
