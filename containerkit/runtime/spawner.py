@@ -69,8 +69,7 @@ class Spawner:
     def __init__(self, *, python: str | None = None, direct_until_ready: bool = False) -> None:
         """``direct_until_ready``: while the forkserver is still starting (its interpreter and
         imports: the first container of an Engine would wait for them), a single-threaded
-        caller forks the shim itself (:class:`~containerkit.runtime.launcher.DirectLauncher`),
-        and the forkserver boots at a low priority (as root), off those first starts' CPU time."""
+        caller forks the shim itself (:class:`~containerkit.runtime.launcher.DirectLauncher`)."""
         self._python = python or sys.executable
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
@@ -116,11 +115,6 @@ class Spawner:
             )
         finally:
             theirs.close()
-        if _CAN_RENICE and self._direct_until_ready:
-            # its interpreter boots on CPU time the first containers (forked here meanwhile)
-            # do not want; it gets our priority back once it answers or someone waits for it
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, self._process.pid, _SPARE_NICE)
         self._sock = ours
         self._ready = False
         try:
@@ -138,7 +132,6 @@ class Spawner:
         assert self._sock is not None
         if not block and not select.select([self._sock], [], [], 0)[0]:
             return False
-        self._restore_priority_locked()
         try:
             self._receive_locked({"op": "ping"})
         except BaseException:
@@ -146,13 +139,6 @@ class Spawner:
             raise
         self._ready = True
         return True
-
-    def _restore_priority_locked(self) -> None:
-        """Our priority for the forkserver (it booted at a low one, see :meth:`_begin_locked`);
-        its shims and the spares it forks from now on get it too."""
-        if _CAN_RENICE and self._direct_until_ready and self._process is not None:
-            with contextlib.suppress(OSError):
-                os.setpriority(os.PRIO_PROCESS, self._process.pid, os.getpriority(os.PRIO_PROCESS, 0))
 
     def _call_locked(self, message: dict[str, Any], fds: list[int]) -> dict[str, Any]:
         sock = self._sock
