@@ -1,6 +1,8 @@
 """Start-to-exit of ``true`` through ``Engine`` on the default bridge network against
 ``network="none"`` (create + start + wait + remove, so the veth, netns and addresses are made
-and undone each time), and with one published port. Medians in milliseconds.
+and undone each time), and with one published port. Medians in milliseconds. Then where the
+bridge's milliseconds go: a traced cycle's phases (``CONTAINERKIT_TRACE``, see
+:mod:`containerkit.runtime.trace`), the network's own marks among the start's.
 
     python3 benchmarks/bench_bridge.py [--runs 30]
 
@@ -16,6 +18,28 @@ from pathlib import Path
 from _common import IMAGE, ensure_image, median, report, timed
 
 import containerkit as ck
+from containerkit.runtime import trace
+
+# One bridge cycle's phases in the order they happen, each named by the mark that ends it; a
+# mark missing from a cycle (no published port) is skipped.
+PHASES: list[tuple[str, str]] = [
+    ("bench.begin", ""),
+    ("bench.created", "create: record, snapshot, bundle"),
+    ("net.begin", "start: container lock, state checks"),
+    ("net.addressed", "network: root lock, bridge up?, address (one transaction)"),
+    ("net.published", "network: published port (one nft transaction)"),
+    ("net.netns", "network: netns (the spare made ahead, pinned)"),
+    ("net.plugged", "network: veth pair on the bridge, hairpin, peer up + address + route"),
+    ("net.ready", "network: hosts file; the next spare netns started"),
+    ("engine.shim_request", "start: marker, shim request"),
+    ("bench.started", "start: spawn, shim, init, exec (bench_start.py breaks it down)"),
+    ("shim.exit_recorded", "`true` runs and exits; exit.json (shim)"),
+    ("net.teardown", "wait: shim gone, exit seen (engine)"),
+    ("net.torn_down", "wait: network down: veth deletion started, ports, netns, address, hosts"),
+    ("bench.exited", "wait returns"),
+    ("net.settled", "remove: snapshot, state dir, record; the veth seen gone"),
+    ("bench.removed", "remove returns"),
+]
 
 
 def _cycle(engine: ck.Engine, **fields: object) -> None:
@@ -24,6 +48,54 @@ def _cycle(engine: ck.Engine, **fields: object) -> None:
     container.remove()
     if code != 0:
         raise RuntimeError(f"container exited {code}: {container.logs()!r}")
+
+
+def _traced_cycle(engine: ck.Engine, **fields: object) -> None:
+    trace.mark("bench.begin")
+    container = engine.containers.create(image=IMAGE, command=["true"], **fields)
+    trace.mark("bench.created")
+    container.start()
+    trace.mark("bench.started")
+    code = container.wait(timeout=30)
+    trace.mark("bench.exited")
+    container.remove()
+    trace.mark("bench.removed")
+    if code != 0:
+        raise RuntimeError(f"container exited {code}: {container.logs()!r}")
+
+
+def breakdown(work: Path, runs: int, **fields: object) -> list[tuple[str, float, float]]:
+    """``(what, phase ms, at ms)`` medians over ``runs`` traced cycles, with a fresh Engine (and
+    fork server) that traces."""
+    path = work / "trace.log"
+    trace.enable(str(path))
+    try:
+        with ck.Engine(root=work / "root") as engine:
+            ensure_image(engine, work)
+            for _ in range(3):
+                _traced_cycle(engine, **fields)  # warm: the bridge, the fork server, a spare netns
+            path.write_text("")
+            for _ in range(runs):
+                _traced_cycle(engine, **fields)
+    finally:
+        trace.disable()
+    cycles: list[dict[str, int]] = []
+    for line in path.read_text().splitlines():
+        stamp, _pid, phase = line.split()
+        if phase == "bench.begin":
+            cycles.append({})
+        if cycles:
+            cycles[-1].setdefault(phase, int(stamp))
+    cycles = [c for c in cycles if "bench.removed" in c]
+    rows = []
+    previous = "bench.begin"
+    for mark, what in PHASES[1:]:
+        deltas = [(c[mark] - c[previous]) / 1e6 for c in cycles if mark in c and previous in c]
+        if deltas:
+            offsets = [(c[mark] - c["bench.begin"]) / 1e6 for c in cycles]
+            rows.append((what, median(deltas), median(offsets)))
+            previous = mark
+    return rows
 
 
 def main() -> None:
@@ -47,6 +119,13 @@ def main() -> None:
             rows,
             reference="docker run --rm true (default bridge, DESIGN.md)",
         )
+    for name, fields in (("bridge", {}), ("bridge + 1 published port", {"ports": {"80/tcp": None}})):
+        with tempfile.TemporaryDirectory() as tmp:
+            phases = breakdown(Path(tmp), args.runs, **fields)
+        print(f"\n## where the milliseconds go: `true` on the {name} (medians of {args.runs})")
+        print(f"{'phase':<82} {'ms':>7} {'at ms':>8}")
+        for what, delta, offset in phases:
+            print(f"{what:<82} {delta:7.2f} {offset:8.2f}")
 
 
 if __name__ == "__main__":

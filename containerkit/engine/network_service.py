@@ -63,6 +63,7 @@ from containerkit.network.ipam import gateway_for, next_free, parse_subnet, pick
 from containerkit.network.nat import NFT_MISSING, NatTable, list_tables, nft_available
 from containerkit.network.netns import SpareNetns, iproute, list_netns, remove_netns
 from containerkit.network.rtnl import Rtnl
+from containerkit.runtime import trace
 from containerkit.runtime.task import Task
 from containerkit.spec import ContainerSpec, ContainerStatus
 from containerkit.storage.metadata import EndpointRecord, NetworkRecord, PortRecord
@@ -434,6 +435,7 @@ class NetworkService:
         if kind != "bridge":
             return None
         path = self.netns_path(container_id)
+        trace.mark("net.begin")
         with self.root_lock():
             self._teardown_locked(container_id)  # what a crashed run may have left
             attached: list[tuple[NetworkRecord, EndpointRecord]] = []
@@ -442,16 +444,21 @@ class NetworkService:
                     network = self._ensure_up(self._networks.get(endpoint.network_id))
                     mac = spec.mac_address if endpoint.position == 0 else None
                     attached.append((network, self._allocate(network, endpoint, mac)))
+                trace.mark("net.addressed")
                 if spec.ports and attached:
                     self._publish(container_id, spec, attached[0][1])
+                    trace.mark("net.published")
                 with self._spare_netns.take(path) as inside:
+                    trace.mark("net.netns")
                     for network, endpoint in attached:
                         _plug(path, network, endpoint, inside)
+                    trace.mark("net.plugged")
                 self.refresh_hosts({n.id for n, _ in attached}, also=container_id)
             except BaseException:
                 self._teardown_locked(container_id)
                 raise
         self._spare_netns.refill()  # for the next container, while this one starts
+        trace.mark("net.ready")
         return None
 
     def _allocate(self, network: NetworkRecord, endpoint: EndpointRecord, mac: str | None) -> EndpointRecord:
@@ -508,17 +515,21 @@ class NetworkService:
         endpoints = self._networks.endpoints(container_id=container_id)
         attached = [e for e in endpoints if e.attached]
         if attached or self._networks.ports(container_id) or self.netns_path(container_id).exists():
+            trace.mark("net.teardown")
             with self.root_lock():
                 self._teardown_locked(container_id)
+            trace.mark("net.torn_down")
         leaving = [self.host_ifname(container_id, e.network_id) for e in endpoints]
         if settle:
-            veth.wait_gone(leaving)
+            self.settle(leaving)
         return leaving
 
     @staticmethod
     def settle(host_ifnames: list[str]) -> None:
         """Return once the veths :meth:`teardown` named are gone (see there)."""
-        veth.wait_gone(host_ifnames)
+        if host_ifnames:
+            veth.wait_gone(host_ifnames)
+            trace.mark("net.settled")
 
     def _teardown_locked(self, container_id: str) -> None:
         attached = [e for e in self._networks.endpoints(container_id=container_id) if e.attached]

@@ -570,3 +570,34 @@ def test_without_nftables_the_engine_and_daemon_start(tmp_path: Path, busybox_ro
     assert found["networks"] == ["bridge"]  # the failed create left no record
     assert found["daemon"] == 0, found
     assert "WARNING bridge networks need nftables" in found["daemon_log"], found["daemon_log"]
+
+
+def test_a_traced_bridge_start_marks_the_network_phases_in_order(
+    net_engine: ck.Engine, tmp_path: Path
+) -> None:
+    """CONTAINERKIT_TRACE shows where a bridge container's network time goes: its setup before
+    the shim is asked for, its teardown when the exit is seen, the veth gone at removal."""
+    from containerkit.runtime import trace
+
+    path = tmp_path / "trace.log"
+    trace.enable(str(path))
+    try:
+        c = run(net_engine, ["true"], ports={"80/tcp": None})
+        assert c.wait(timeout=30) == 0
+        c.remove()
+    finally:
+        trace.disable()
+    phases = [line.split()[2] for line in path.read_text().splitlines()]
+    ordered = [
+        "net.begin",
+        "net.addressed",
+        "net.published",
+        "net.netns",
+        "net.plugged",
+        "net.ready",
+        "engine.shim_request",
+        "net.teardown",
+        "net.torn_down",
+        "net.settled",
+    ]
+    assert [p for p in phases if p in ordered] == ordered

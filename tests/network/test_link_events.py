@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import types
 from typing import Any
 
 import pytest
@@ -39,3 +40,33 @@ def test_wait_gone_returns_when_someone_else_deletes_the_link(
     finally:
         deleter.join()
     assert pair not in link_names()
+
+
+def test_retire_takes_the_link_away_without_waiting_for_the_kernel(
+    pair: str, link_names: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def refuse(name: str) -> None:
+        raise AssertionError(f"wait_gone deleted {name} itself: retire did not")
+
+    monkeypatch.setattr(veth, "detach", refuse)
+    veth.retire(pair)
+    veth.wait_gone([pair], timeout=60)
+    assert pair not in link_names()
+
+
+def test_retire_deletes_the_link_it_found_not_a_new_one_under_its_name(
+    pair: str, link_names: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A restart makes the pair again under the same name: a deletion that runs late (its
+    thread scheduled after the new pair exists) must not take the new one."""
+    late: list[tuple[Any, tuple[Any, ...]]] = []
+    monkeypatch.setattr(
+        veth, "_thread", types.SimpleNamespace(start_new_thread=lambda f, a: late.append((f, a)))
+    )
+    veth.retire(pair)
+    assert len(late) == 1  # looked up, its deletion not run yet
+    subprocess.run(["ip", "link", "del", pair], check=True)
+    subprocess.run(["ip", "link", "add", pair, "type", "veth", "peer", "name", pair[:-1] + "h"], check=True)
+    function, args = late[0]
+    function(*args)
+    assert pair in link_names()
