@@ -554,9 +554,16 @@ class NetworkService:
     # -- hosts files ----------------------------------------------------------------------------
 
     def refresh_hosts(self, network_ids: Iterable[str], *, also: str | None = None) -> None:
-        """Rewrite ``/etc/hosts`` of every container attached to ``network_ids`` (and of ``also``)."""
+        """Rewrite ``/etc/hosts`` of every container attached to ``network_ids`` (and of ``also``).
+
+        The default network resolves no names: a peer coming or going there changes no other
+        container's file, so its members are not rewritten (each start would rewrite every
+        running container's file otherwise)."""
         members: set[str] = {also} if also else set()
         for network_id in network_ids:
+            with contextlib.suppress(NotFound):
+                if self._networks.get(network_id).name == DEFAULT_NETWORK:
+                    continue
             endpoints = self._networks.endpoints(network_id=network_id)
             members |= {e.container_id for e in endpoints if e.attached}
         for container_id in sorted(members):
@@ -622,7 +629,7 @@ class NetworkService:
                     veth.detach(self.host_ifname(container_id, network.id))
                     self._networks.remove_endpoint(network.id, container_id)
                     raise
-                self.refresh_hosts([network.id])
+                self.refresh_hosts([network.id], also=container_id)
 
     def disconnect(self, network: NetworkRecord, container_id: str) -> None:
         with self.container_lock(container_id), self.root_lock():

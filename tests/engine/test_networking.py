@@ -601,3 +601,23 @@ def test_a_traced_bridge_start_marks_the_network_phases_in_order(
         "net.settled",
     ]
     assert [p for p in phases if p in ordered] == ordered
+
+
+def test_a_start_on_the_default_bridge_rewrites_no_other_hosts_file(
+    net_engine: ck.Engine, network: Callable[..., Network]
+) -> None:
+    """The default bridge resolves no names, so a peer's start leaves running containers' hosts
+    files alone there; on a user network the peers' files are rewritten with the newcomer."""
+    first = run(net_engine, ["sleep", "60"])
+    hosts = first.task.etc_path("hosts")
+    before = (hosts.stat().st_mtime_ns, hosts.read_text())
+    second = run(net_engine, ["sleep", "60"])
+    assert (hosts.stat().st_mtime_ns, hosts.read_text()) == before
+    first.remove(force=True)
+    second.remove(force=True)
+    net = network("hostsnet")
+    third = run(net_engine, ["sleep", "60"], network=net.name, name="third-hosts")
+    fourth = run(net_engine, ["sleep", "60"], network=net.name, name="fourth-hosts")
+    assert "fourth-hosts" in third.task.etc_path("hosts").read_text()
+    third.remove(force=True)
+    fourth.remove(force=True)
