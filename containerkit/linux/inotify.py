@@ -94,7 +94,10 @@ class DirectoryWatch:
             fd, self.fd = self.fd, -1
             self._poller.unregister(fd)
             _libc().inotify_rm_watch(fd, self._wd)  # cheap, and no notice comes after it
-            threading.Thread(target=os.close, args=(fd,), name="inotify-close", daemon=True).start()
+            try:
+                threading.Thread(target=os.close, args=(fd,), name="inotify-close", daemon=True).start()
+            except RuntimeError:  # no new threads (the interpreter is shutting down): wait for it
+                os.close(fd)
 
 
 def watch_directory(path: str | os.PathLike[str], mask: int = CHANGES) -> DirectoryWatch | None:
