@@ -10,6 +10,7 @@ imports the shim module to be typed, so the shim imports none of them but this p
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import signal
@@ -62,6 +63,11 @@ class DirectLauncher:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the intermediate and the shim
             try:
+                # What this process left for the collector stays uncollected here: its finalizers
+                # would run on fds closed below (OSError in __del__), and an unraisable-hook that
+                # formats a traceback inside an import's ast.parse corrupts CPython 3.11's AST
+                # state (SystemError "AST constructor recursion depth mismatch" in the shim).
+                gc.freeze()
                 os.closerange(3, ready_fd)
                 os.closerange(ready_fd + 1, os.sysconf("SC_OPEN_MAX"))
                 signal.signal(signal.SIGPIPE, signal.SIG_DFL)
