@@ -9,11 +9,24 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import containerkit
 
 HTTP_STACK = ("requests", "urllib3", "charset_normalizer", "containerkit.images.registry.transport")
 BUILD_ONLY = ("containerkit.dockerfile", "containerkit.engine.builder.executor", "urllib.request")
+# docker commit / cp / export / save / load / history and registries: loaded by the verbs using them
+IMAGE_WRITING = (
+    "containerkit.engine.commit",
+    "containerkit.engine.export",
+    "containerkit.engine._archive",
+    "containerkit.engine.history",
+    "containerkit.engine.registries",
+    "containerkit.images.archive",
+    "containerkit.images.registry.auth",
+    "containerkit.images.registry.sources",
+    "containerkit.storage.apply",
+)
 
 
 def _imported_after(statement: str) -> set[str]:
@@ -27,6 +40,17 @@ def test_the_engine_loads_no_registry_http_stack() -> None:
     assert "containerkit.engine.container_service" in loaded  # the statement did load the engine
     assert not loaded & set(HTTP_STACK)
     assert not loaded & set(BUILD_ONLY)  # the builder's recovery needs only its label
+    assert not loaded & set(IMAGE_WRITING)
+
+
+def test_opening_an_engine_loads_no_image_writing_code(tmp_path: Path) -> None:
+    # an Engine opens (and recovers) a root with every kind of state a commit or pull leaves
+    loaded = _imported_after(
+        "from containerkit.engine.engine import Engine\n"
+        f"Engine(root={str(tmp_path / 'root')!r}, forkserver=False).close()"
+    )
+    assert "containerkit.engine.container_service" in loaded
+    assert not loaded & set(IMAGE_WRITING)
 
 
 def test_the_command_line_loads_no_engine_before_a_verb_needs_it() -> None:

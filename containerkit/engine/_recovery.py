@@ -80,7 +80,8 @@ def reap_staging(engine: Engine) -> list[str]:
     removed = [str(engine.root / SPOOL_DIR / name) for name in staging.reap(engine.root / SPOOL_DIR)]
     removed += engine.snapshots.reap_staging()
     removed += engine.content.reap_ingest()
-    removed += [str(engine.images.sources.root / name) for name in engine.images.sources.reap()]
+    if (engine.content.root / "sources").is_dir():  # images.sources' dir, made by a pull
+        removed += [str(engine.images.sources.root / name) for name in engine.images.sources.reap()]
     return removed
 
 

@@ -22,10 +22,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal, cast
 
 import attrs
 
-from containerkit.engine import _archive, _names, _prepare, exit_hook
-from containerkit.engine import changes as _changes
-from containerkit.engine import commit as _commit
-from containerkit.engine import export as _export
+from containerkit.engine import _names, _prepare, exit_hook
 from containerkit.engine._handle import RecordHandle
 from containerkit.engine.attach import DEFAULT_DETACH_KEYS, AttachStream, detach_key_bytes
 from containerkit.engine.container_service import ListedNetwork
@@ -67,6 +64,9 @@ from containerkit.storage.metadata import ContainerRecord
 from containerkit.storage.records import EndpointRecord, NetworkRecord, PortRecord, RunRecord
 
 if TYPE_CHECKING:
+    # docker cp, diff, commit and export: imported by the methods that use them, so that
+    # starting containers (the command line's run) loads no tar or image-writing code
+    from containerkit.engine import _archive
     from containerkit.engine.container_service import ContainerService
 
 __all__ = ["Container", "ContainerCollection", "StatusName", "cgroup_name"]
@@ -693,6 +693,8 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         host path copied into ``path``. Paths resolve inside the container's root; ``owner``
         sets every entry's uid/gid (else the archive's are kept, as docker does);
         ``copy_uid_gid`` gives them to the container's user (``docker cp -a``)."""
+        from containerkit.engine import _archive
+
         if copy_uid_gid:
             owner = self.copy_owner() or owner
         with self._in_root() as root:
@@ -707,6 +709,8 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
     def get_archive(self, path: str) -> tuple[_archive.TarStream, dict[str, Any]]:
         """A tar of ``path`` streamed in chunks (close it, or read it to the end), and the stat
         of ``path`` it was made from (docker's ``X-Docker-Container-Path-Stat`` fields)."""
+        from containerkit.engine import _archive
+
         stack = contextlib.ExitStack()
         try:
             root = stack.enter_context(self._in_root())
@@ -717,6 +721,8 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         return stream, stream.stat
 
     def stat_path(self, path: str) -> dict[str, Any]:
+        from containerkit.engine import _archive
+
         with self._in_root() as root:
             return _archive.stat(root, path)
 
@@ -780,11 +786,15 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
     def diff(self) -> builtins.list[Change]:
         """``docker diff``: the paths it changed (C), added (A) or deleted (D) over its image,
         without the engine's own mount points; running or stopped."""
+        from containerkit.engine import changes as _changes
+
         return _changes.changes(self._service, self)
 
     def size(self) -> ContainerSize:
         """``SizeRw``/``SizeRootFs`` (``docker ps -s``): the bytes of the files it wrote, and
         those plus its image's; a walk of its writable layer, so only when asked."""
+        from containerkit.engine import changes as _changes
+
         return _changes.container_size(self._service, self)
 
     def commit(
@@ -803,6 +813,8 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         ``repository`` is given); ``changes`` are Dockerfile instructions applied to its config
         (``CMD ["sh"]``, ``ENV A=1``...). A running container is frozen meanwhile (``pause``).
         ``config``/``created_by`` replace the config and the history line (a builder's step)."""
+        from containerkit.engine import commit as _commit
+
         return _commit.commit(
             self._service,
             self,
@@ -819,6 +831,8 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
     def export(self) -> _archive.TarStream:
         """``docker export``: its root filesystem as a stream of tar chunks (close it, or read
         it to the end), without what is mounted in it."""
+        from containerkit.engine import export as _export
+
         return _export.export(self._service, self)
 
 

@@ -14,10 +14,9 @@ import threading
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 from containerkit.engine import _perms, _recovery
-from containerkit.engine import commit as _commit
 from containerkit.engine.builder import Builder
 from containerkit.engine.container_service import ContainerService
 from containerkit.engine.containers import ContainerCollection
@@ -25,11 +24,9 @@ from containerkit.engine.events import EventLog
 from containerkit.engine.images import ImageCollection
 from containerkit.engine.network_service import NetworkService
 from containerkit.engine.networks import NetworkCollection
-from containerkit.engine.registries import RegistryCollection
 from containerkit.engine.volumes import VolumeCollection
 from containerkit.errors import ContainerkitError, InvalidArgument, NotFound
 from containerkit.images.content import ContentStore
-from containerkit.images.registry.auth import RegistryOptions
 from containerkit.linux.cgroups import open_cgroup, remove_if_empty
 from containerkit.runtime.spawner import Spawner
 from containerkit.runtime.state import read_state
@@ -38,6 +35,10 @@ from containerkit.spec import ContainerStatus, Event
 from containerkit.storage.metadata import Database
 from containerkit.storage.snapshots import SnapshotStore
 from containerkit.times import EventTime
+
+if TYPE_CHECKING:  # registries are loaded when a pull, push or login needs them
+    from containerkit.engine.registries import RegistryCollection
+    from containerkit.images.registry.auth import RegistryOptions
 
 __all__ = ["DEFAULT_PIDS_LIMIT", "DEFAULT_ROOT", "Engine"]
 
@@ -51,6 +52,16 @@ def _pids_default(value: int | None) -> int | None:
     if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < -1):
         raise InvalidArgument(f"default_pids_limit: expected an integer >= -1, got {value!r}")
     return value if value is not None and value > 0 else None
+
+
+def _journals_left(content_root: Path) -> bool:
+    """Whether a commit left a journal or a temp file (engine/commit.py's ``commits`` dir):
+    only then is the commit code loaded, which an engine that starts containers never needs."""
+    try:
+        with os.scandir(content_root / "commits") as entries:
+            return any(True for _ in entries)
+    except OSError:  # no dir: no commit ever ran on this root
+        return False
 
 
 class Engine:
@@ -91,8 +102,9 @@ class Engine:
         self.snapshots = SnapshotStore(self.root / "snapshots")
         self.images = ImageCollection(self.content, self.snapshots, self.metadata)
         # insecure registries, mirrors, concurrency, and whether docker's config.json is read
-        self.images.registry_options = registry_options or RegistryOptions()
-        self.registries = RegistryCollection(self.images.registry_options)
+        if registry_options is not None:  # else the defaults, made on first use
+            self.images.registry_options = registry_options
+        self._registries: RegistryCollection | None = None
         self.volumes = VolumeCollection(self.root / "volumes", self.metadata, users=self._volume_users)
         state_dirs = self.root / "containers"
         self.network_service = NetworkService(
@@ -124,6 +136,15 @@ class Engine:
         if recover:
             self.recover()
 
+    @property
+    def registries(self) -> RegistryCollection:
+        """docker login and logout, with this engine's registry options."""
+        if self._registries is None:
+            from containerkit.engine.registries import RegistryCollection
+
+            self._registries = RegistryCollection(self.images.registry_options)
+        return self._registries
+
     def _volume_users(self, name: str) -> list[str]:
         """The containers (names) that mount volume ``name``, running or not."""
         return [c.name for c in self.containers.list(all=True) if name in c.volume_names]
@@ -152,7 +173,10 @@ class Engine:
         cleaned += self.network_service.recover()
         self.container_service.reap_running_markers()
         _recovery.reap_staging(self)
-        cleaned += _commit.recover_commits(self.images)  # what commits killed midway added
+        if _journals_left(self.content.root):  # what commits killed midway added
+            from containerkit.engine.commit import recover_commits
+
+            cleaned += recover_commits(self.images)
         # Containers another live process is creating or removing keep their dirs.
         known = {r.id for r in self.metadata.containers.all()}
         known |= {c[0] for c in self.metadata.containers.unfinished()}

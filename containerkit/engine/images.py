@@ -33,19 +33,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from containerkit.engine import _layerblobs
-from containerkit.engine import commit as _commit
-from containerkit.engine import history as _history
 from containerkit.engine.events import EventLog
 from containerkit.errors import Conflict, IntegrityError, InvalidArgument, InvalidReference, NotFound
-from containerkit.images.archive import (
-    ArchiveFormat,
-    ArchiveImage,
-    open_uncompressed,
-    read_archive,
-    write_archive,
-)
 from containerkit.images.content import ContentStore, Descriptor
-from containerkit.images.layerview import LayerDirView, MergedView, UnpackedLayer
 from containerkit.images.manifest import (
     MEDIA_OCI_CONFIG,
     MEDIA_OCI_LAYER,
@@ -57,8 +47,6 @@ from containerkit.images.manifest import (
     parse_config,
 )
 from containerkit.images.reference import ImageRef, parse_reference
-from containerkit.images.registry.auth import RegistryAuth, RegistryOptions
-from containerkit.images.registry.sources import BlobSources
 from containerkit.spec import (
     BuildEvent,
     HistoryEntry,
@@ -69,12 +57,17 @@ from containerkit.spec import (
     label_matches,
     normalise_filters,
 )
-from containerkit.storage.apply import apply_layer
 from containerkit.storage.build_cache import BuildCacheStore
 from containerkit.storage.metadata import Database, ImageLayer, ImageRecord, LayerRecord
 
+# Archives, layer views, registries, history and commits are imported by the methods that use
+# them: an Engine that only starts containers (the command line's run) loads none of them.
 if TYPE_CHECKING:
     from containerkit.engine.builder import Builder
+    from containerkit.images.archive import ArchiveFormat, ArchiveImage
+    from containerkit.images.layerview import MergedView
+    from containerkit.images.registry.auth import RegistryAuth, RegistryOptions
+    from containerkit.images.registry.sources import BlobSources
     from containerkit.storage.snapshots import SnapshotStore
 
 __all__ = ["ImageCollection"]
@@ -94,16 +87,36 @@ class ImageCollection:
         self._gc_lock = content.root / "gc.lock"
         self._views: OrderedDict[str, MergedView] = OrderedDict()
         self._views_lock = threading.Lock()
-        self.registry_options = RegistryOptions()
-        """Set by the Engine: insecure registries, mirrors, concurrency, whether config.json is read."""
-        self.sources = BlobSources(content.root / "sources")
-        """The repositories blobs were pulled from, for cross-repository mounts on push."""
+        self._registry_options: RegistryOptions | None = None
+        self._sources: BlobSources | None = None
         self.events = EventLog(metadata)
         """docker's image events (load, import, tag, untag, delete, pull, push) go here."""
         self.build_cache = BuildCacheStore(metadata)
         """The classic builder's cache: which image each build step made, on which parent."""
         self.builder: Builder | None = None
         """Set by the Engine (a build runs containers): :meth:`build`."""
+
+    @property
+    def registry_options(self) -> RegistryOptions:
+        """Set by the Engine: insecure registries, mirrors, concurrency, whether config.json is read."""
+        if self._registry_options is None:
+            from containerkit.images.registry.auth import RegistryOptions
+
+            self._registry_options = RegistryOptions()
+        return self._registry_options
+
+    @registry_options.setter
+    def registry_options(self, value: RegistryOptions) -> None:
+        self._registry_options = value
+
+    @property
+    def sources(self) -> BlobSources:
+        """The repositories blobs were pulled from, for cross-repository mounts on push."""
+        if self._sources is None:
+            from containerkit.images.registry.sources import BlobSources
+
+            self._sources = BlobSources(self.content.root / "sources")
+        return self._sources
 
     # -------------------------------------------------------------------------- locking
 
@@ -132,6 +145,8 @@ class ImageCollection:
         ``name`` is the repository for OCI entries tagged only ``org.opencontainers.image.ref.name:
         <tag>``; without it such images load untagged.
         """
+        from containerkit.images.archive import read_archive
+
         blobs_before = set(self.content.list())
         created: list[str] = []
         try:
@@ -164,6 +179,8 @@ class ImageCollection:
         transport). The runtime config is empty unless ``config`` is given, either as an
         :class:`ImageConfig` or as an OCI config mapping (``{"Cmd": ["sh"]}``).
         """
+        from containerkit.images.archive import ArchiveImage, open_uncompressed
+
         image_ref = parse_reference(ref) if ref is not None else None
         if image_ref is not None and image_ref.digest is not None:
             raise InvalidReference(f"cannot tag an imported image with a digest reference: {ref}")
@@ -224,6 +241,8 @@ class ImageCollection:
         self, image: ArchiveImage, created: list[str], *, with_digests: bool = True
     ) -> tuple[ImageRecord, list[LayerRecord], list[str], list[str]]:
         """Unpack the layers an image needs (each chain id once) and build its records."""
+        from containerkit.storage.apply import apply_layer
+
         config_json = self.content.read_bytes(image.config.digest)
         parsed = parse_config(config_json, f"config {image.config.digest}")
         chains = chain_ids(parsed.diff_ids)
@@ -278,6 +297,8 @@ class ImageCollection:
         a pair recorded when it was verified before, or the blob's content hashed now."""
         if _layerblobs.known_pair(self, chain_id, blob.digest, diff_id):
             return
+        from containerkit.images.archive import open_uncompressed
+
         hasher = hashlib.sha256()
         with self.content.open(blob.digest) as raw:
             stream = open_uncompressed(raw)
@@ -391,6 +412,8 @@ class ImageCollection:
 
     def view(self, image_id: str) -> MergedView:
         """The image's merged filesystem, read from its unpacked layers (no blob needed)."""
+        from containerkit.images.layerview import LayerDirView, UnpackedLayer
+
         layers = []
         for chain_id in self._record(image_id).chain_ids:
             info = self.snapshots.layer_info(chain_id)
@@ -411,6 +434,8 @@ class ImageCollection:
         layer = layers[index]
         with self._adding():
             if self.content.has(layer.blob_digest):
+                from containerkit.images.archive import open_uncompressed
+
                 with self.content.open(layer.blob_digest) as raw:
                     stream = open_uncompressed(raw)
                     size = 0
@@ -608,6 +633,8 @@ class ImageCollection:
 
     def history(self, ref: str) -> builtins.list[HistoryEntry]:
         """``docker history``: the image's steps, newest first (engine/history.py)."""
+        from containerkit.engine import history as _history
+
         return _history.history(self, ref)
 
     def derive(
@@ -615,6 +642,8 @@ class ImageCollection:
     ) -> Image:
         """A new image of ``parent_id``'s layers (None: scratch) with ``config`` and one more
         ``empty_layer`` history entry: a builder's ENV, LABEL or CMD step."""
+        from containerkit.engine import commit as _commit
+
         return _commit.derive(self, parent_id, config, created_by=created_by, comment=comment)
 
     # -------------------------------------------------------------------------- build
@@ -682,6 +711,8 @@ class ImageCollection:
         uncompressed (its digest is its diff id, as ``docker save`` writes layers), and the
         image then gets a new manifest.
         """
+        from containerkit.images.archive import ArchiveImage, write_archive
+
         items: dict[str, ArchiveImage] = {}
         rebuilt: dict[str, ImageLayer] = {}
         for ref in [refs] if isinstance(refs, str) else refs:

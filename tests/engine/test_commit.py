@@ -310,12 +310,12 @@ def test_a_commit_killed_midway_leaves_nothing_after_recovery(
         f"""
         import os, signal
         import containerkit as ck
-        import containerkit.engine.images as images_module
-        real = images_module.apply_layer
+        import containerkit.storage.apply as apply_module  # the images module imports it per use
+        real = apply_module.apply_layer
         def apply_then_die(*args, **kwargs):
             real(*args, **kwargs)
             os.kill(os.getpid(), signal.SIGKILL)
-        images_module.apply_layer = apply_then_die
+        apply_module.apply_layer = apply_then_die
         engine = ck.Engine(root={str(engine_root)!r})
         engine.containers.get({changed.id!r}).commit("example/killed")
         """

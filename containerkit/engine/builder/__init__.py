@@ -29,7 +29,6 @@ from containerkit.errors import (
     UnsafeArchive,
 )
 from containerkit.images.reference import parse_reference
-from containerkit.images.unpack import unpack_layer
 from containerkit.linux import staging
 from containerkit.spec import BuildEvent, Image
 
@@ -155,6 +154,9 @@ class Builder:
         if not hasattr(context, "read"):
             yield Path(os.fspath(context))
             return
+        # here, not at the top: every Engine makes a Builder, few of them build from a tar
+        from containerkit.images.unpack import unpack_layer
+
         self.spool.mkdir(parents=True, exist_ok=True)
         directory = Path(tempfile.mkdtemp(dir=self.spool, prefix=f"build-context{staging.owner_tag()}"))
         fd = staging.hold_dir(directory)
