@@ -52,6 +52,30 @@ def _median(fn: Callable[[int], None], repeat: int, before: Callable[[], None] |
     return statistics.median(times)
 
 
+Contender = tuple[Callable[[], None] | None, Callable[[int], None]]
+"""(untimed preparation before each run, the timed run given its round number)."""
+
+
+def _interleaved(contenders: dict[str, Contender], repeat: int) -> dict[str, float]:
+    """Median seconds of each contender over ``repeat`` rounds after one untimed warm-up round;
+    every round runs each once, the order rotating, so load from other work on the machine (and
+    the file system's state after the previous run's deletions) falls on all of them alike."""
+    names = list(contenders)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for round_ in range(-1, repeat):
+        shift = max(round_, 0) % len(names)
+        for name in names[shift:] + names[:shift]:
+            before, run = contenders[name]
+            if before is not None:
+                before()
+            subprocess.run(["sync"], check=True)
+            start = time.perf_counter()
+            run(round_)
+            if round_ >= 0:
+                times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def _busybox_layout(work: Path) -> Path:
     raw = write_busybox_rootfs(work / "busybox.tar")
     import hashlib
@@ -217,28 +241,32 @@ def main() -> int:
             ):
                 for name in [] if args.skip_pull else layouts:
                     ref = f"{registry.host}/{repos[name]}"
-                    row: dict[str, float] = {}
+                    contenders: dict[str, Contender] = {}
+
+                    def fresh_dir(name: str) -> Callable[[], None]:
+                        def clean() -> None:
+                            shutil.rmtree(scratch / name, ignore_errors=True)
+                            (scratch / name).mkdir(parents=True)
+
+                        return clean
 
                     def ck_pull(_n: int, ref: str = ref) -> None:
-                        with ck.Engine(root=scratch / "engine", forkserver=False) as engine:
+                        with ck.Engine(root=scratch / "ck" / "engine", forkserver=False) as engine:
                             engine.images.pull(ref)
 
                     def skopeo_umoci(_n: int, ref: str = ref) -> None:
+                        oci = scratch / "skopeo" / "oci"
                         _skopeo(
-                            "copy",
-                            "--quiet",
-                            "--src-tls-verify=false",
-                            f"docker://{ref}",
-                            f"oci:{scratch / 'oci'}:x",
+                            "copy", "--quiet", "--src-tls-verify=false", f"docker://{ref}", f"oci:{oci}:x"
                         )
                         subprocess.run(
-                            ["umoci", "unpack", "--image", f"{scratch / 'oci'}:x", str(scratch / "bundle")],
+                            ["umoci", "unpack", "--image", f"{oci}:x", str(scratch / "skopeo" / "bundle")],
                             check=True,
                             stdout=subprocess.DEVNULL,
                         )
 
-                    row["containerkit pull"] = _median(ck_pull, args.repeat, fresh)
-                    row["skopeo copy + umoci unpack"] = _median(skopeo_umoci, args.repeat, fresh)
+                    contenders["containerkit pull"] = (fresh_dir("ck"), ck_pull)
+                    contenders["skopeo copy + umoci unpack"] = (fresh_dir("skopeo"), skopeo_umoci)
                     if docker is not None:
                         command, host = docker
                         dref = f"{host}/{repos[name]}"
@@ -251,35 +279,51 @@ def main() -> int:
                                 [*command, "pull", "-q", dref], check=True, stdout=subprocess.DEVNULL
                             )
 
-                        row["docker pull (dockerd)"] = _median(docker_pull, args.repeat, docker_rmi)
-                        docker_rmi()
-                    results[f"pull {name}"] = row
-                fresh()
+                        contenders["docker pull (dockerd)"] = (docker_rmi, docker_pull)
+                    results[f"pull {name}"] = _interleaved(contenders, args.repeat)
+                    for before, _run in contenders.values():
+                        if before is not None:
+                            before()  # leave nothing of this image for the next one's runs
                 push_root = work / "push-engine"
-                with ck.Engine(root=push_root, forkserver=False) as engine:
+                engines: list[ck.Engine] = []
+
+                def ck_fresh() -> None:
+                    # a fresh store each run: one that pushed before would mount its blobs instead
+                    for engine in engines:
+                        engine.close()
+                    engines.clear()
+                    shutil.rmtree(push_root, ignore_errors=True)
+                    engine = ck.Engine(root=push_root, forkserver=False)
+                    engines.append(engine)
                     engine.images.load(layouts["4-layer"], name=f"{registry.host}/bench/src")
 
-                    def ck_push(n: int) -> None:
-                        engine.images.tag(
-                            f"{registry.host}/bench/src:bench", f"{registry.host}/push/ck{n + 1}:1"
-                        )
-                        engine.images.push(f"{registry.host}/push/ck{n + 1}:1")
+                def ck_push(n: int) -> None:
+                    engine = engines[0]
+                    engine.images.tag(f"{registry.host}/bench/src:bench", f"{registry.host}/push/ck{n + 1}:1")
+                    engine.images.push(f"{registry.host}/push/ck{n + 1}:1")
 
-                    def skopeo_push(n: int) -> None:
-                        # skopeo remembers where blobs live (its blob-info cache) and would mount
-                        # them from the seeded repository instead of uploading: give it an empty one
-                        _skopeo_fresh_cache(
-                            "copy",
-                            "--quiet",
-                            "--dest-tls-verify=false",
-                            f"oci:{layouts['4-layer']}:bench",
-                            f"docker://{registry.host}/push/skopeo{n + 1}:1",
-                        )
+                def skopeo_push(n: int) -> None:
+                    # skopeo remembers where blobs live (its blob-info cache) and would mount
+                    # them from the seeded repository instead of uploading: give it an empty one
+                    _skopeo_fresh_cache(
+                        "copy",
+                        "--quiet",
+                        "--dest-tls-verify=false",
+                        f"oci:{layouts['4-layer']}:bench",
+                        f"docker://{registry.host}/push/skopeo{n + 1}:1",
+                    )
 
-                    results["push 4-layer"] = {
-                        "containerkit push": _median(ck_push, args.repeat),
-                        "skopeo copy oci: -> docker://": _median(skopeo_push, args.repeat),
-                    }
+                try:
+                    results["push 4-layer"] = _interleaved(
+                        {
+                            "containerkit push": (ck_fresh, ck_push),
+                            "skopeo copy oci: -> docker://": (None, skopeo_push),
+                        },
+                        args.repeat,
+                    )
+                finally:
+                    for engine in engines:
+                        engine.close()
         for title, row in results.items():
             print(f"\n## {title}", flush=True)
             base = next(iter(row.values()))

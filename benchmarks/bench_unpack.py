@@ -1,6 +1,13 @@
-"""Layer unpacking: containerkit's unpack_layer against ``umoci unpack``, same layers, same run.
+"""Layer unpacking: containerkit's unpack_layer against ``umoci unpack`` and ``tar -x``, in one run.
 
-Generates a layered image (many small files, some large ones, symlinks, hardlinks and
+Part one ("layer"): one layer of about 400 MB in about 20,000 files (directory order, as image
+builders write them: small files, a few large ones, symlinks, hardlinks), gzip and plain, unpacked
+by this unpack_layer, by the unpack_layer of ``--baseline`` (an earlier commit's
+``containerkit/images/unpack.py``, loaded from git: before/after in the same run), by
+``tar -x`` and by ``umoci unpack``; the runs of each repeat are interleaved so that load from
+other work on the machine falls on all of them alike.
+
+Part two ("image"): generates a layered image (many small files, some large ones, symlinks, hardlinks and
 whiteouts in the upper layers), writes it as an OCI layout for umoci, then times
 
 * umoci unpack (all layers applied into one rootfs, plus umoci's own mtree manifest);
@@ -9,7 +16,9 @@ whiteouts in the upper layers), writes it as an OCI layout for umoci, then times
 * ``Engine.images.load`` of the OCI layout (verified ingest into the content store + unpack);
 * ``skopeo copy`` of the same layout to another OCI layout (verified copy, no unpack).
 
-Usage (as root): ``python benchmarks/bench_unpack.py [--size-mb 300] [--layers 4] [--repeat 3]``
+Usage (as root): ``python benchmarks/bench_unpack.py [--part layer|image|all] [--layer-mb 400]
+[--layer-files 20000] [--baseline REV] [--size-mb 300] [--layers 4] [--repeat 3] [--workdir DIR]``
+(``--workdir /dev/shm`` takes the filesystem out: what is left is the unpacker's own cost).
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -28,11 +38,15 @@ import sys
 import tarfile
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
+from types import ModuleType
 
 import containerkit as ck
 from containerkit.images.unpack import unpack_layer
 
+BASELINE = "25521357686cdd9597cf0f101c8a2825b8c03c52"
+"""The unpacker before directories were reached in one openat2 and owner/mode written only where needed."""
 MTIME = 1_700_000_000
 WORDS = [b"alpha", b"beta", b"gamma", b"delta", b"lib", b"usr", b"share", b"config", b"python", b"\n"]
 
@@ -108,8 +122,9 @@ def _oci_layout(layout: Path, layers: list[Path], diff_ids: list[str]) -> None:
     layer_descs = []
     for path in layers:
         digest, size = _blob(layout, path=path)
+        kind = "tar+gzip" if path.name.endswith(".gz") else "tar"
         layer_descs.append(
-            {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": digest, "size": size}
+            {"mediaType": f"application/vnd.oci.image.layer.v1.{kind}", "digest": digest, "size": size}
         )
     config = json.dumps(
         {
@@ -161,9 +176,185 @@ def _time(fn: object, repeat: int, scratch: Path) -> float:
     return statistics.median(times)
 
 
+# --- part one: one big layer ------------------------------------------------------------------
+
+
+class _Filler:
+    """Bytes for file bodies, fast enough for 400 MB: half words (compressible), half random."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.text = b" ".join(rng.choice(WORDS) for _ in range(1 << 20))
+        self.noise = rng.randbytes(8 << 20)
+        self.rng = rng
+
+    def take(self, size: int) -> bytes:
+        half = size // 2
+        t = self.rng.randrange(len(self.text) - half)
+        n = self.rng.randrange(len(self.noise) - (size - half))
+        return self.text[t : t + half] + self.noise[n : n + size - half]
+
+
+def _entry(tar: tarfile.TarFile, name: str, kind: bytes, *, mode: int = 0o755, link: str = "") -> None:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.mtime, info.linkname = kind, mode, MTIME, link
+    tar.addfile(info)
+
+
+def _big_layer(out: Path, size_mb: int, files: int, rng: random.Random) -> tuple[int, str, int]:
+    """A plain tar of about ``size_mb`` MB and ``files`` regular files, in directory order (a
+    quarter of the bytes in a few large files, the rest in small ones, 20 to a directory, with a
+    symlink per 10 files and a hardlink per 100). Returns (size, diff_id, entries)."""
+    fill = _Filler(rng)
+    budget = size_mb << 20
+    small_budget = budget * 3 // 4
+    mean = max(small_budget // files, 1)
+    entries = 0
+    with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as tar:
+        for d in ("usr", "usr/lib", "usr/share", "opt"):
+            _entry(tar, d, tarfile.DIRTYPE)
+        written, n = 0, 0
+        while n < files:
+            d = f"usr/{'lib' if n % 40 < 20 else 'share'}/pkg{n // 200:03d}/sub{(n // 20) % 10}"
+            if n % 200 == 0:
+                _entry(tar, d.rsplit("/", 1)[0], tarfile.DIRTYPE)
+            if n % 20 == 0:
+                _entry(tar, d, tarfile.DIRTYPE)
+                entries += 1
+            size = min(int(rng.expovariate(1 / mean)) + 1, 1 << 20)
+            _add(tar, f"{d}/file{n}.py", fill.take(size))
+            if n % 10 == 5:
+                _entry(tar, f"{d}/link{n}", tarfile.SYMTYPE, mode=0o777, link=f"file{n}.py")
+                entries += 1
+            if n % 100 == 7:
+                _entry(tar, f"{d}/hard{n}", tarfile.LNKTYPE, mode=0o644, link=f"{d}/file{n}.py")
+                entries += 1
+            written, n, entries = written + size, n + 1, entries + 1
+        _entry(tar, "opt/big", tarfile.DIRTYPE)
+        while written < budget:
+            size = min(rng.randint(8 << 20, 24 << 20), budget - written)
+            _add(tar, f"opt/big/blob{n}.bin", fill.take(size), 0o755)
+            written, n, entries = written + size, n + 1, entries + 1
+    digest = hashlib.sha256()
+    with open(out, "rb") as src:
+        while chunk := src.read(1 << 20):
+            digest.update(chunk)
+    return out.stat().st_size, "sha256:" + digest.hexdigest(), entries
+
+
+def _gzip(src: Path, out: Path) -> None:
+    with open(src, "rb") as raw, gzip.open(out, "wb", compresslevel=1) as gz:
+        while chunk := raw.read(1 << 20):
+            gz.write(chunk)
+
+
+def _load_baseline(rev: str) -> ModuleType | None:
+    """``containerkit/images/unpack.py`` as it was at ``rev``, imported under another name."""
+    repo = Path(__file__).resolve().parent.parent
+    try:
+        text = subprocess.run(
+            ["git", "-C", str(repo), "show", f"{rev}:containerkit/images/unpack.py"],
+            check=True,
+            capture_output=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError) as err:
+        print(f"no baseline: cannot read unpack.py at {rev}: {err}", file=sys.stderr)
+        return None
+    path = Path(tempfile.mkdtemp(prefix="bench-unpack-baseline-")) / "unpack_baseline.py"
+    path.write_bytes(text)
+    spec = importlib.util.spec_from_file_location("_unpack_baseline", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    shutil.rmtree(path.parent)
+    return module
+
+
+def _interleaved(fns: dict[str, Callable[[Path], None]], repeat: int, scratch: Path) -> dict[str, float]:
+    """Median seconds of each ``fn(dest)``; every repeat runs each once, into a fresh ``dest``."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            shutil.rmtree(scratch, ignore_errors=True)
+            scratch.mkdir()
+            subprocess.run(["sync"], check=True)
+            start = time.perf_counter()
+            fn(scratch)
+            times[name].append(time.perf_counter() - start)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _part_layer(args: argparse.Namespace, work: Path) -> None:
+    rng = random.Random(7)
+    plain = work / "big.tar"
+    size, diff_id, entries = _big_layer(plain, args.layer_mb, args.layer_files, rng)
+    gz = work / "big.tar.gz"
+    _gzip(plain, gz)
+    print(
+        f"layer: {entries} entries, {size / 1e6:.0f} MB tar, {gz.stat().st_size / 1e6:.0f} MB gzip; "
+        f"median of {args.repeat}, in {work}"
+    )
+    baseline = _load_baseline(args.baseline)
+    umoci = shutil.which("umoci")
+    tar = shutil.which("tar")
+    for label, blob in (("gzip", gz), ("plain", plain)):
+        fns: dict[str, Callable[[Path], None]] = {}
+
+        def ours(dest: Path, blob: Path = blob) -> None:
+            unpack_layer(blob, dest, expected_diff_id=diff_id)
+
+        fns["containerkit unpack_layer"] = ours
+        if baseline is not None:
+
+            def before(dest: Path, blob: Path = blob, old: ModuleType = baseline) -> None:
+                old.unpack_layer(blob, dest, expected_diff_id=diff_id)
+
+            fns[f"containerkit unpack_layer @ {args.baseline[:10]}"] = before
+        if tar:
+
+            def run_tar(dest: Path, blob: Path = blob) -> None:
+                # as root, GNU tar keeps owners and modes (the same job); -z runs gzip in a second process
+                flags = "-xzf" if blob.suffix == ".gz" else "-xf"
+                subprocess.run([tar, "--numeric-owner", "-p", flags, str(blob), "-C", str(dest)], check=True)
+
+            fns["tar -x"] = run_tar
+        if umoci:
+            layout = work / f"oci-{label}"
+            if not layout.exists():
+                _oci_layout(layout, [blob], [diff_id])
+
+            def run_umoci(dest: Path, layout: Path = layout) -> None:
+                subprocess.run(
+                    [umoci, "unpack", "--image", f"{layout}:bench", str(dest / "bundle")],
+                    check=True,
+                    stdout=subprocess.DEVNULL,
+                )
+
+            fns["umoci unpack"] = run_umoci
+        results = _interleaved(fns, args.repeat, work / "dest")
+        ours_s = results["containerkit unpack_layer"]
+        print(f" {label}:")
+        for name, seconds in results.items():
+            ratio = (
+                ""
+                if name == "containerkit unpack_layer"
+                else f"  containerkit {seconds / ours_s:5.2f}x faster"
+            )
+            print(f"  {name:52s} {seconds:7.2f} s  {size / seconds / 1e6:7.0f} MB/s{ratio}")
+
+
+# --- part two: a layered image -----------------------------------------------------------------
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--size-mb", type=int, default=300, help="total uncompressed size (default 300)")
+    parser.add_argument("--part", choices=("layer", "image", "all"), default="all")
+    parser.add_argument("--layer-mb", type=int, default=400, help="part one's layer size (default 400)")
+    parser.add_argument(
+        "--layer-files", type=int, default=20000, help="part one's regular files (default 20000)"
+    )
+    parser.add_argument("--baseline", default=BASELINE, help="git revision of the unpacker to compare with")
+    parser.add_argument("--size-mb", type=int, default=300, help="part two's image size (default 300)")
     parser.add_argument("--layers", type=int, default=4)
     parser.add_argument("--repeat", type=int, default=3, help="runs per tool; the median is reported")
     parser.add_argument("--workdir", type=Path, default=None, help="scratch space (default: a temp dir)")
@@ -173,6 +364,10 @@ def main() -> int:
         return 2
     work = Path(tempfile.mkdtemp(prefix="bench-unpack-", dir=args.workdir))
     try:
+        if args.part in ("layer", "all"):
+            _part_layer(args, work)
+        if args.part == "layer":
+            return 0
         rng = random.Random(42)
         budget = (args.size_mb << 20) // args.layers
         blobs, diff_ids, total = [], [], 0

@@ -334,6 +334,7 @@ def main() -> None:
             # -- builds and pulls (bench_build.py's and bench_pull.py's own functions)
             _builds(table, work, tar, args.build_mb, args.repeat, docker)
         _pulls(table, work, args.pull_mb, args.repeat)
+        _disk(table, work, args.pull_mb)
         table.print()
         rows = breakdown(root, work, runs)
         print_breakdown(rows, runs)
@@ -426,6 +427,24 @@ def _pulls(table: Table, work: Path, megabytes: int, repeat: int) -> None:
                 },
             )
         fresh()
+
+
+def _disk(table: Table, work: Path, megabytes: int) -> None:
+    """bench_disk.py: the engine root after a load (busybox) and a pull (the 4-layer image) over
+    the image's unpacked size (its layers extracted by tar -x), in percent; target <= 115."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # bench_disk imports tests/
+    import bench_disk
+
+    base = work / "disk"
+    base.mkdir()
+    rows = {
+        "busybox loaded": bench_disk.busybox_loaded(base / "busybox"),
+        f"4 layers, {megabytes} MB, pulled": bench_disk.pulled(base / "pulled", megabytes, 4, timings=False),
+    }
+    for label, figures in rows.items():
+        table.add(
+            f"disk: engine root / unpacked size, % (<= 115): {label}", figures["root/unpacked"] * 100, {}
+        )
 
 
 def _ratio(big: Cell, small: Cell) -> str:
