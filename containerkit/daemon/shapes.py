@@ -17,7 +17,6 @@ from containerkit.spec import ContainerSpec, ContainerStatus, Image, NetworkEndp
 
 if TYPE_CHECKING:
     from containerkit.engine import Container
-    from containerkit.runtime.state import RuntimeState
 
 __all__ = [
     "container_inspect",
@@ -35,7 +34,7 @@ class _Seen:
 
     def __init__(self, container: Container) -> None:
         self._container = container
-        self.state: RuntimeState = container.runtime_state()
+        self.state = container.runtime_state()
         self.status: str = container.status
         self._networks: Mapping[str, NetworkEndpoint] | None = None
 
