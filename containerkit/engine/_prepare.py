@@ -191,8 +191,8 @@ def prepare_bundle(
     image: Image,
     state_dir: Path,
     net: NetPlan,
-) -> None:
-    """Create the snapshot and write ``bundle/config.json`` for a new container."""
+) -> dict[str, Any]:
+    """Create the snapshot and write ``bundle/config.json`` for a new container; the config."""
     bundle = make_private_dir(state_dir) / "bundle"
     (bundle / "rootfs").mkdir(parents=True, exist_ok=True)
     chain_ids = service.images.chain_ids(image.id)
@@ -223,6 +223,7 @@ def prepare_bundle(
     if mapping is not None:
         add_user_namespace(config, container_id, mapping, own_network=net.kind == "none")
     write_config(bundle, config)
+    return config
 
 
 def set_netns_path(state_dir: Path, path: str) -> None:

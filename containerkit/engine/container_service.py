@@ -129,8 +129,10 @@ class ContainerService:
         # bundle is complete; a crash before that is rolled back by Engine.recover.
         record = self._add_record(container_id, spec, image, extra)
         try:
-            _prepare.prepare_bundle(self, container_id, spec, image, self.state_dir(container_id), net)
-            args = self.task(container_id).process_args()
+            config = _prepare.prepare_bundle(
+                self, container_id, spec, image, self.state_dir(container_id), net
+            )
+            args = [str(arg) for arg in config["process"]["args"]]  # as Task.process_args reads them
             with self.metadata.transaction():  # one commit: the container becomes visible whole
                 record = self.metadata.containers.update(container_id, args_json=json.dumps(args))
                 self.networks.register(container_id, net, spec)
@@ -340,9 +342,8 @@ class ContainerService:
                 name,
                 {"container": container.id, "destination": destination, "driver": "local"},
             )
-        # at the time it started: a quick container's exit may come before this line
-        began = container.task.state().started_at
-        self.record(container, "start", time_nano=rfc3339_ns(began) if began else None)
+        # at the time it started (the shim's report: a quick container's exit may come first)
+        self.record(container, "start", time_nano=rfc3339_ns(started.started_at))
 
     # -- waiting for an exit ----------------------------------------------------------------
 
