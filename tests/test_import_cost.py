@@ -74,8 +74,8 @@ def test_the_package_and_the_command_line_build_no_models_before_use() -> None:
 
 def test_version_reads_no_installed_metadata() -> None:
     code = (
-        "import json, sys\nfrom containerkit.cli.main import main\n"
-        "try:\n    main(['--version'])\nexcept SystemExit:\n    pass\n"
+        "import json, sys\nfrom containerkit.cli.main import cli\n"
+        "try:\n    cli.main(['--version'], prog_name='containerkit')\nexcept SystemExit:\n    pass\n"
         "print(json.dumps(sorted(sys.modules)))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

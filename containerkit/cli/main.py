@@ -7,6 +7,7 @@ so ``containerkit --help`` and ``containerkit version`` never load the engine.
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -159,4 +160,36 @@ def cli(ctx: click.Context, root: str | None, host: str | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     """The console script."""
-    cli.main(args=list(argv) if argv is not None else None, prog_name="containerkit")
+    code = cli.main(
+        args=list(argv) if argv is not None else None, prog_name="containerkit", standalone_mode=False
+    )
+    _exit_without_teardown(code)
+    sys.exit(code)
+
+
+def _exit_without_teardown(code: int) -> None:
+    """Exit now with ``code`` as Python's own exit would, without the interpreter's teardown.
+
+    A command closes what it opened before it returns (the engine, its database, the
+    terminal); what Python's exit does after the exit handlers is the final garbage collection
+    and the clearing of every module, which took 30-35 ms after a ``run`` (more than opening
+    the engine). The exit handlers run here, all of them (as at any exit: a coverage tool's
+    too). Returns, for the usual exit, while another thread that is not a daemon runs (the
+    usual exit waits for it) or when the streams cannot be flushed (Python reports that).
+    """
+    import atexit
+    import threading
+
+    run_exit_handlers = getattr(atexit, "_run_exitfuncs", None)
+    current = threading.current_thread()
+    if run_exit_handlers is None or current is not threading.main_thread():
+        return
+    if any(t is not current and not t.daemon and t.is_alive() for t in threading.enumerate()):
+        return
+    run_exit_handlers()  # each once: they are cleared, so the usual exit would run none again
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return
+    os._exit(code)

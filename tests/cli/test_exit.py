@@ -1,0 +1,73 @@
+"""The console script's exit: the command's code and output, every exit handler, no teardown."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = """
+import atexit, sys
+from containerkit.cli.main import main
+def note(what):
+    with open({marks!r}, "a") as f:
+        f.write(what + "\\n")
+class Torn:
+    def __del__(self, open=open, path={marks!r}):  # its own references: module globals are gone by then
+        with open(path, "a") as f:
+            f.write("torn down\\n")
+kept = Torn()  # finalized by the interpreter's teardown, when there is one
+if {before}:
+    atexit.register(note, "registered before main")
+def during():
+    atexit.register(note, "registered by the command")
+    print("output of the command", end="")  # left in stdout's buffer for the exit to flush
+    if {thread}:
+        import threading, time
+        def late():
+            time.sleep(0.2)
+            note("thread done")
+        threading.Thread(target=late).start()
+import containerkit.cli.system as system
+real = system.version.callback
+def version(**kwargs):
+    during()
+    return real(**kwargs)
+system.version.callback = version
+main(sys.argv[1:])
+"""
+
+
+def _run(
+    tmp_path: Path, *args: str, before: bool = False, thread: bool = False
+) -> tuple[subprocess.CompletedProcess[str], list[str]]:
+    marks = tmp_path / "marks"
+    code = SCRIPT.format(marks=str(marks), before=before, thread=thread)
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
+    return done, marks.read_text().splitlines() if marks.exists() else []
+
+
+def test_exit_keeps_code_output_and_handlers(tmp_path: Path) -> None:
+    done, marks = _run(tmp_path, "version", "--format", "{{.Client.Version}}")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("output of the command")
+    assert marks == ["registered by the command"]  # and no teardown: "torn down" is not there
+
+
+def test_a_failing_command_exits_with_its_code(tmp_path: Path) -> None:
+    done, _ = _run(tmp_path, "no-such-verb")
+    assert done.returncode == 125
+    assert "No such command 'no-such-verb'" in done.stderr
+
+
+def test_a_handler_registered_before_the_command_runs_too(tmp_path: Path) -> None:
+    # e.g. a coverage tool's, registered when the interpreter started
+    done, marks = _run(tmp_path, "version", before=True)
+    assert done.returncode == 0, done.stderr
+    assert marks == ["registered by the command", "registered before main"]
+
+
+def test_a_thread_still_running_gets_the_usual_exit(tmp_path: Path) -> None:
+    done, marks = _run(tmp_path, "version", thread=True)
+    assert done.returncode == 0, done.stderr
+    assert marks == ["thread done", "registered by the command", "torn down"]
