@@ -9,8 +9,6 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from containerkit.dockerapi.times import human_duration
-
 __all__ = [
     "ago",
     "echo_json",
@@ -107,6 +105,14 @@ def _to_datetime(value: dt.datetime | str | float | None) -> dt.datetime | None:
     main, _, frac = text.partition(".")
     parsed = dt.datetime.fromisoformat(main + (f".{frac[:6]}" if frac else ""))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
+
+
+def human_duration(seconds: float) -> str:
+    """docker's ``HumanDuration`` (``3 hours``), from :mod:`containerkit.dockerapi.times` when
+    first used: that package loads every Docker shape module, which a ``run`` never needs."""
+    from containerkit.dockerapi.times import human_duration as human
+
+    return human(seconds)
 
 
 def since(value: dt.datetime | str | float | None) -> float:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -166,9 +166,11 @@ def _pairs(values: Iterable[str], sep: str, what: str) -> dict[str, str]:
     return out
 
 
-def _security_opts(values: Iterable[str]) -> tuple[list[str], bool]:
+def _security_opts(values: Sequence[str]) -> tuple[list[str], bool]:
     """The docker CLI's ``parseSecurityOpts``: a seccomp profile file is read here and sent as
     its JSON; then ``(the other options, no_new_privileges)`` as the spec keeps them."""
+    if not values:  # the common case: no Docker shape code to load for it
+        return [], False
     from containerkit.dockerapi.create import inline_seccomp_profile
     from containerkit.engine.frontend import split_no_new_privileges
 
