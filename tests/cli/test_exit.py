@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
+
+from tests.cli.conftest import IMAGE
 
 SCRIPT = """
 import atexit, sys
@@ -71,3 +74,36 @@ def test_a_thread_still_running_gets_the_usual_exit(tmp_path: Path) -> None:
     done, marks = _run(tmp_path, "version", thread=True)
     assert done.returncode == 0, done.stderr
     assert marks == ["thread done", "registered by the command", "torn down"]
+
+
+RUN_LOADS = """
+import atexit, json, sys
+from containerkit.cli.main import main
+atexit.register(lambda: open({out!r}, "w").write(json.dumps(sorted(sys.modules))))
+main(["--root", {root!r}, "run", "--rm", "--network", "none", {image!r}, "echo", "ran"])
+"""
+# what `containerkit run --rm --network none IMG CMD` has no use for (tests/test_import_cost.py
+# checks the same for importing the engine alone)
+NOT_FOR_RUN = (
+    "containerkit.dockerapi",
+    "containerkit.engine.commit",
+    "containerkit.engine.export",
+    "containerkit.engine.registries",
+    "containerkit.images.registry.auth",
+    "containerkit.images.registry.transport",
+    "containerkit.storage.apply",
+    "containerkit.client",
+    "requests",
+    "importlib.metadata",
+)
+
+
+def test_run_loads_only_what_it_uses(cli_root: Path, tmp_path: Path) -> None:
+    out = tmp_path / "modules.json"
+    code = RUN_LOADS.format(out=str(out), root=str(cli_root), image=IMAGE)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "ran\n"
+    loaded = set(json.loads(out.read_text()))
+    assert "containerkit.engine.container_service" in loaded  # it did run a container
+    assert not loaded & set(NOT_FOR_RUN)
