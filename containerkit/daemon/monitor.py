@@ -124,15 +124,11 @@ class Monitor:
     # -- readers of a container's output ------------------------------------------------------
 
     @contextlib.contextmanager
-    def reading(self, container_id: str) -> collections.abc.Iterator[None]:
+    def reading(self, container: Container) -> collections.abc.Iterator[None]:
         """Held by an attach stream: the container's exit command removes an auto-remove
-        container only once the stream has sent everything (it waits for this hold, bounded)."""
-        try:
-            task = self._engine.containers.get(container_id).task
-        except NotFound:
-            yield
-            return
-        with task.hold_output():
+        container only once the stream has sent everything (it waits for this hold, bounded).
+        A container removed meanwhile holds nothing."""
+        with container.task.hold_output():
             yield
 
     def removed_exit_code(self, container_id: str) -> int | None:

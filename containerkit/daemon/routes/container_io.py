@@ -107,7 +107,7 @@ def register(router: Router, app: DaemonApp) -> None:
         replay, live = request.qbool("logs"), request.qbool("stream")
         # A reader from the request on: an auto-remove container that exits at once (before the
         # stream below is set up) must keep its log until this stream has sent it.
-        with monitor.reading(container.id):
+        with monitor.reading(container):
             _attach_stream(request, container, replay=replay, live=live, attached_at=attached_at)
         return None
 
