@@ -51,6 +51,7 @@ def test_opening_an_engine_loads_no_image_writing_code(tmp_path: Path) -> None:
     )
     assert "containerkit.engine.container_service" in loaded
     assert not loaded & set(IMAGE_WRITING)
+    assert "containerkit.runtime.spawner" not in loaded  # no fork server asked for
 
 
 def test_the_command_line_loads_no_engine_before_a_verb_needs_it() -> None:

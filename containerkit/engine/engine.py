@@ -28,7 +28,6 @@ from containerkit.engine.volumes import VolumeCollection
 from containerkit.errors import ContainerkitError, InvalidArgument, NotFound
 from containerkit.images.content import ContentStore
 from containerkit.linux.cgroups import open_cgroup, remove_if_empty
-from containerkit.runtime.spawner import Spawner
 from containerkit.runtime.state import read_state
 from containerkit.runtime.task import CGROUP_PARENT, Task, cgroup_name
 from containerkit.spec import ContainerStatus, Event
@@ -39,6 +38,7 @@ from containerkit.times import EventTime
 if TYPE_CHECKING:  # registries are loaded when a pull, push or login needs them
     from containerkit.engine.registries import RegistryCollection
     from containerkit.images.registry.auth import RegistryOptions
+    from containerkit.runtime.spawner import Spawner  # an engine without one never loads it
 
 __all__ = ["DEFAULT_PIDS_LIMIT", "DEFAULT_ROOT", "Engine"]
 
@@ -156,6 +156,8 @@ class Engine:
             return None
         with self._spawner_lock:
             if self._spawner is None:
+                from containerkit.runtime.spawner import Spawner
+
                 # the first containers need not wait for its interpreter: see direct_until_ready
                 self._spawner = Spawner(direct_until_ready=True)
             return self._spawner
