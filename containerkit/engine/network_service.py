@@ -225,6 +225,7 @@ class NetworkService:
         self._containers = containers
         self._task = task
         self._spare_netns = SpareNetns()
+        self._setups = 0  # a process that starts one container (a CLI command) makes no spare
 
     def close(self) -> None:
         """Free what is held for the next container (a network namespace made ahead)."""
@@ -457,7 +458,7 @@ class NetworkService:
             except BaseException:
                 self._teardown_locked(container_id)
                 raise
-        self._spare_netns.refill()  # for the next container, while this one starts
+        self._setups += 1
         trace.mark("net.ready")
         return None
 
@@ -518,6 +519,8 @@ class NetworkService:
             trace.mark("net.teardown")
             with self.root_lock():
                 self._teardown_locked(container_id)
+            if self._setups > 1:
+                self._spare_netns.refill()  # for the next container
             trace.mark("net.torn_down")
         leaving = [self.host_ifname(container_id, e.network_id) for e in endpoints]
         if settle:

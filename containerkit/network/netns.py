@@ -17,7 +17,6 @@ of those mounts; the runtime drops them when it pivots and detaches the old root
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import errno
 import os
@@ -127,8 +126,8 @@ class SpareNetns:
     """A fresh network namespace made ahead of need, on a background thread, so a container's
     start does not wait for the kernel to make one (1-4 ms here: every subsystem's per-namespace
     setup). :meth:`take` pins the spare at a path, :meth:`refill` makes the next one; only a
-    namespace nobody has used is ever handed out. Held by an fd and a netlink socket inside it, never by a file:
-    a process that dies takes its spare with it. :meth:`close` frees it."""
+    namespace nobody has used is ever handed out. Held by an fd and a netlink socket inside it,
+    never by a file: a process that dies takes its spare with it. :meth:`close` frees it."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -153,15 +152,16 @@ class SpareNetns:
         return sock
 
     def refill(self) -> None:
-        """Start making the next spare in the background, if there is none. Called once the
-        caller's own network work is done: making a namespace takes the kernel's rtnl lock,
-        which the veths of the container being started need too."""
+        """Start making the next spare in the background, if there is none. Called when a
+        container's network is torn down: making a namespace takes the kernel's rtnl lock,
+        which a start's veths need too, and the thread is long gone by the next start."""
         with self._lock:
             if self._closed or self._making or self._ready is not None:
                 return
             self._making = True
-        # a bare thread: threading's start() would wait until the new thread runs
-        _thread.start_new_thread(self._make, ())
+        # a threading.Thread, counted by threading.active_count(): a caller that forks only
+        # while single-threaded (the runtime's direct launch) sees it
+        threading.Thread(target=self._make, name="containerkit-netns-spare", daemon=True).start()
 
     def _make(self) -> None:
         made: tuple[int, Rtnl] | None = None

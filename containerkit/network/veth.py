@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import errno
 import os
 import re
 import secrets
+import threading
 import time
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Interface
@@ -158,8 +158,10 @@ def retire(host_ifname: str) -> None:
             index = sock.link_index(host_ifname)
     except RtnlError as exc:
         raise ContainerkitError(f"cannot look up veth {host_ifname}: {exc}") from exc
-    if index is not None:  # a bare thread: threading's start() would wait until the new thread runs
-        _thread.start_new_thread(_delete_index, (index,))
+    if index is not None:  # counted by threading.active_count(), as a direct launch wants
+        threading.Thread(
+            target=_delete_index, args=(index,), name="containerkit-veth-delete", daemon=True
+        ).start()
 
 
 def _delete_index(index: int) -> None:

@@ -621,3 +621,27 @@ def test_a_start_on_the_default_bridge_rewrites_no_other_hosts_file(
     assert "fourth-hosts" in third.task.etc_path("hosts").read_text()
     third.remove(force=True)
     fourth.remove(force=True)
+
+
+def test_a_spare_netns_is_made_only_once_a_second_container_left(
+    tmp_path: Path, busybox_rootfs_tar: Path
+) -> None:
+    """One container (a CLI command) makes no spare network namespace, and no thread runs beside
+    its start (the runtime forks a shim directly only while single-threaded); from the second
+    container's teardown on, the next start takes a namespace made ahead."""
+    with ck.Engine(root=tmp_path / "root") as engine:
+        engine.images.import_rootfs(busybox_rootfs_tar, IMAGE, config={"Cmd": ["sh"]})
+        spares = engine.network_service._spare_netns
+        first = run(engine, ["true"])
+        assert first.wait(timeout=30) == 0
+        first.remove()
+        assert spares._ready is None and not spares._making
+        assert not [t for t in threading.enumerate() if t.name == "containerkit-netns-spare"]
+        second = run(engine, ["true"])
+        assert second.wait(timeout=30) == 0
+        assert _eventually(lambda: spares._ready is not None)
+        made = os.fstat(spares._ready[0]).st_ino  # type: ignore[index]
+        second.remove()
+        third = run(engine, ["sleep", "60"])
+        assert os.stat(engine.network_service.netns_path(third.id)).st_ino == made
+        third.remove(force=True)

@@ -60,9 +60,15 @@ def test_retire_deletes_the_link_it_found_not_a_new_one_under_its_name(
     """A restart makes the pair again under the same name: a deletion that runs late (its
     thread scheduled after the new pair exists) must not take the new one."""
     late: list[tuple[Any, tuple[Any, ...]]] = []
-    monkeypatch.setattr(
-        veth, "_thread", types.SimpleNamespace(start_new_thread=lambda f, a: late.append((f, a)))
-    )
+
+    class Late:  # a thread that is only recorded: run below, after the pair is made again
+        def __init__(self, target: Any, args: tuple[Any, ...], **_kw: Any) -> None:
+            late.append((target, args))
+
+        def start(self) -> None:
+            pass
+
+    monkeypatch.setattr(veth, "threading", types.SimpleNamespace(Thread=Late))
     veth.retire(pair)
     assert len(late) == 1  # looked up, its deletion not run yet
     subprocess.run(["ip", "link", "del", pair], check=True)
