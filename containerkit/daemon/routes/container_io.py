@@ -30,7 +30,12 @@ if TYPE_CHECKING:
 __all__ = ["register"]
 
 ATTACH_POLL = 0.01
-"""How often an attach stream looks for new output and for the container's exit (seconds)."""
+"""How often an attach stream the client may detach from (a tty's stdin) looks whether it did
+(seconds)."""
+ATTACH_IDLE_POLL = 0.1
+"""How often any other attach stream looks at the container unbidden: new output and the exit
+record wake it at once (inotify), so this only bounds noticing a shim that died without a
+record, or the exit where no inotify watch could be had."""
 
 
 def _tail(request: Request) -> int | None:
@@ -119,9 +124,11 @@ def register(router: Router, app: DaemonApp) -> None:
         keys = detach_keys(request.q("detachKeys") or "", "Invalid detach keys ({}) provided")
         sock, rfile = request.hijack(streams.content_type(tty, app.api_tuple(request)))
         detached = threading.Event()
+        detachable = False
         if request.qbool("stdin") and container.spec.stdin_open:
             # moby: the detach keys work on a tty's stdin only; the client leaves, the container runs on
             _StdinFifo(container).pump(rfile, keys if tty else b"", detached.set)
+            detachable = tty
 
         def send(stream: str, data: bytes) -> None:
             sock.sendall(data if tty else streams.frame(streams.stream_number(stream), data))
@@ -133,9 +140,9 @@ def register(router: Router, app: DaemonApp) -> None:
                     stderr=want_stderr,
                     since=None if replay else attached_at,
                     until=detached.is_set,
-                    # an attached client (`docker run`) exits when this stream ends: notice
-                    # the container's exit quickly
-                    poll_interval=ATTACH_POLL,
+                    # the exit wakes the stream at once (an attached `docker run` ends with
+                    # it); looking more often only costs the start it runs beside
+                    poll_interval=ATTACH_POLL if detachable else ATTACH_IDLE_POLL,
                 ):
                     send(stream, data)
             elif replay:
