@@ -26,6 +26,8 @@ IMAGE_WRITING = (
     "containerkit.images.registry.auth",
     "containerkit.images.registry.sources",
     "containerkit.storage.apply",
+    "containerkit.engine._layerblobs",  # layer blobs kept, released, rebuilt: pulls, saves, prunes
+    "gzip",
 )
 
 

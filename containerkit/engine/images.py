@@ -32,7 +32,6 @@ from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from containerkit.engine import _layerblobs
 from containerkit.engine.events import EventLog
 from containerkit.errors import Conflict, IntegrityError, InvalidArgument, InvalidReference, NotFound
 from containerkit.images.content import ContentStore, Descriptor
@@ -241,6 +240,7 @@ class ImageCollection:
         self, image: ArchiveImage, created: list[str], *, with_digests: bool = True
     ) -> tuple[ImageRecord, list[LayerRecord], list[str], list[str]]:
         """Unpack the layers an image needs (each chain id once) and build its records."""
+        from containerkit.engine import _layerblobs
         from containerkit.storage.apply import apply_layer
 
         config_json = self.content.read_bytes(image.config.digest)
@@ -295,6 +295,8 @@ class ImageCollection:
     def _verify_diff_id(self, blob: Descriptor, diff_id: str, chain_id: str) -> None:
         """A layer already unpacked under this chain id is reused only if this blob really is it:
         a pair recorded when it was verified before, or the blob's content hashed now."""
+        from containerkit.engine import _layerblobs
+
         if _layerblobs.known_pair(self, chain_id, blob.digest, diff_id):
             return
         from containerkit.images.archive import open_uncompressed
@@ -443,6 +445,8 @@ class ImageCollection:
                         out.write(chunk)
                         size += len(chunk)
                     return size
+            from containerkit.engine import _layerblobs
+
             return _layerblobs.write_plain(self, layer, out)
 
     # -------------------------------------------------------------------------- tags and removal
@@ -526,6 +530,8 @@ class ImageCollection:
 
     def prune(self) -> builtins.list[str]:
         """Delete dangling images no container uses, then unreferenced layers and blobs; returns image ids."""
+        from containerkit.engine import _layerblobs
+
         deleted = []
         with self.metadata.transaction():
             tagged = {image_id for _, image_id in self.metadata.images.tags()}
@@ -754,6 +760,8 @@ class ImageCollection:
         def rebuild(layer: Descriptor, workdir: Path) -> Path:
             if layer.digest not in rebuilt:
                 raise NotFound(f"blob {layer.digest} is missing from the store")
+            from containerkit.engine import _layerblobs
+
             return _layerblobs.rebuild_plain(self, rebuilt[layer.digest], workdir)
 
         with self._adding():

@@ -19,7 +19,6 @@ from pathlib import Path
 import attrs
 
 from containerkit.errors import InvalidArgument
-from containerkit.images.archive import open_uncompressed
 
 __all__ = ["LayerDirView", "MergedView", "UnpackedLayer"]
 
@@ -62,6 +61,10 @@ class MergedView:
             self._entries.pop(path, None)
 
     def _apply(self, n: int, path: Path) -> None:
+        # per use: a view of unpacked layers (a container's create reads /etc/passwd) needs no
+        # decompressors, and the archive module loads zstd, gzip and the tar writer
+        from containerkit.images.archive import open_uncompressed
+
         added: dict[str, _Entry] = {}
         whiteouts: list[str] = []
         opaque: list[str] = []
@@ -148,6 +151,8 @@ class MergedView:
             return None
         if entry.size > max_bytes:
             raise InvalidArgument(f"{path} in the image is larger than {max_bytes} bytes")
+        from containerkit.images.archive import open_uncompressed
+
         with self._layers[entry.layer].open("rb") as raw:
             stream = open_uncompressed(raw)
             if stream is raw:
