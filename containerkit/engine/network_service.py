@@ -644,8 +644,8 @@ class NetworkService:
                 raise NotFound(f"container {name} is not connected to network {network.name}")
             if found[0].attached:
                 leaving = found[0].host_ifname or self.host_ifname(container_id, network.id)
-                veth.retire(leaving)
-                veth.wait_gone([leaving])
+                if veth.retire(leaving):
+                    veth.wait_gone([leaving])
             self._networks.remove_endpoint(network.id, container_id)
             self.refresh_hosts([network.id], also=container_id if found[0].attached else None)
 
@@ -710,8 +710,8 @@ def _plug(path: Path, network: NetworkRecord, endpoint: EndpointRecord, inside: 
     subnet = IPv4Network(network.subnet)
     routed = endpoint.position == 0 and not network.internal
     # a leftover (a killed engine's, or a previous run's still being deleted) would make the add fail
-    veth.retire(endpoint.host_ifname)
-    veth.wait_gone([endpoint.host_ifname])
+    if veth.retire(endpoint.host_ifname):
+        veth.wait_gone([endpoint.host_ifname])
     veth.attach(
         path,
         network.bridge,

@@ -141,8 +141,9 @@ def _configure_peer(
         raise ContainerkitError(f"cannot add default route via {gw} on {where}: {errors[2]}") from errors[2]
 
 
-def retire(host_ifname: str) -> None:
-    """Start deleting the pair by its host end and return without waiting; a missing link is fine.
+def retire(host_ifname: str) -> bool:
+    """Start deleting the pair by its host end and return without waiting; False when there is
+    no such link (fine).
 
     The kernel takes the link out of the host's list at the start of the delete request, but
     the request returns only after an RCU barrier and the device's last references (20-40 ms
@@ -158,10 +159,13 @@ def retire(host_ifname: str) -> None:
             index = sock.link_index(host_ifname)
     except RtnlError as exc:
         raise ContainerkitError(f"cannot look up veth {host_ifname}: {exc}") from exc
-    if index is not None:  # counted by threading.active_count(), as a direct launch wants
-        threading.Thread(
-            target=_delete_index, args=(index,), name="containerkit-veth-delete", daemon=True
-        ).start()
+    if index is None:
+        return False
+    # a threading.Thread, counted by threading.active_count(), as a direct launch wants
+    threading.Thread(
+        target=_delete_index, args=(index,), name="containerkit-veth-delete", daemon=True
+    ).start()
+    return True
 
 
 def _delete_index(index: int) -> None:
