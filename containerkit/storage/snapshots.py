@@ -74,6 +74,7 @@ from containerkit.errors import Conflict, IntegrityError, InvalidArgument, NotFo
 from containerkit.images.unpack import DEFAULT_MAX_BYTES, UnpackResult
 from containerkit.linux import idmap, overlay, staging
 from containerkit.storage._apply import apply_layer_dir
+from containerkit.storage.trash import Trash
 
 __all__ = [
     "Driver",
@@ -283,6 +284,7 @@ class SnapshotStore:
         for sub in ("layers", "meta", "l", "snapshots", "tmp"):
             (self.root / sub).mkdir(mode=0o700, parents=True, exist_ok=True)
         self._tmp = self.root / "tmp"
+        self._trash = Trash()
         self.max_layer_bytes = max_layer_bytes
         self.driver: Driver = self._choose_driver(driver)
         # Overlay over idmapped lowers for user-namespaced containers; else (an older kernel, a
@@ -338,8 +340,9 @@ class SnapshotStore:
                 if entry.stat(follow_symlinks=False).st_mtime < cutoff:
                     shutil.rmtree(entry.path)
 
-    def _discard(self, path: Path) -> None:
-        """Rename ``path`` into tmp/ (atomic: it is gone at once), then delete it.
+    def _discard(self, path: Path, *, wait: bool = True) -> None:
+        """Rename ``path`` into tmp/ (atomic: it is gone at once), then delete it (``wait=False``:
+        in the background, see :mod:`~containerkit.storage.trash`).
 
         Renamed to a fresh random name rather than into a ``mkdtemp`` directory: on a disk where
         a mkdir/rmdir pair costs a millisecond or more, that halves the fixed cost of a remove.
@@ -349,7 +352,24 @@ class SnapshotStore:
             os.rename(path, trash)
         except FileNotFoundError:
             return
-        shutil.rmtree(trash, ignore_errors=True)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:  # another filesystem (a directory of the caller's)
+                raise
+            shutil.rmtree(path, ignore_errors=True)
+            return
+        if wait:
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            self._trash.delete(trash)
+
+    def discard_dir(self, path: Path) -> None:
+        """Make ``path``, a directory of the same engine root that nothing refers to any more,
+        unreachable now and delete it in the background (a container's state dir)."""
+        self._discard(Path(path), wait=False)
+
+    def drain(self) -> None:
+        """Wait for the background deletions (``remove(..., wait=False)``, :meth:`discard_dir`)."""
+        self._trash.drain()
 
     # --- layers -------------------------------------------------------------------------------
 
@@ -668,13 +688,14 @@ class SnapshotStore:
         """Undo :meth:`mount` (lazily: a busy mount never blocks cleanup)."""
         overlay.unmount(target)
 
-    def remove(self, key: str) -> None:
-        """Delete snapshot ``key`` and everything written to it (unmounting ``merged/`` first)."""
+    def remove(self, key: str, *, wait: bool = True) -> None:
+        """Delete snapshot ``key`` and everything written to it (unmounting ``merged/`` first).
+        ``wait=False``: it is gone at once, its files are deleted in the background."""
         snap = self._existing_snap(key)
         merged = snap / "merged"
         if merged.exists() and overlay.is_mountpoint(merged):
             overlay.unmount(merged)
-        self._discard(snap)
+        self._discard(snap, wait=wait)
 
     @contextlib.contextmanager
     def changes(self, key: str) -> Iterator[SnapshotChanges]:

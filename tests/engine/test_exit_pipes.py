@@ -13,18 +13,25 @@ import containerkit as ck
 from .conftest import IMAGE, leftovers
 
 
-def _pipes(engine: ck.Engine) -> dict[str, int]:
-    return dict(engine.container_service._exit_fds)
+def _pipes(engine: ck.Engine) -> dict[str, tuple[int, str]]:
+    """Each held exit pipe as (fd, "pipe:[inode]"): a closed fd's number may be reused at once."""
+    return {
+        cid: (fd, os.readlink(f"/proc/self/fd/{fd}"))
+        for cid, fd in engine.container_service._exit_fds.items()
+    }
 
 
-def _is_open(fd: int) -> bool:
-    return os.path.exists(f"/proc/self/fd/{fd}")
+def _is_open(pipe: tuple[int, str]) -> bool:
+    try:
+        return os.readlink(f"/proc/self/fd/{pipe[0]}") == pipe[1]
+    except FileNotFoundError:
+        return False
 
 
 def test_a_wait_uses_the_pipe_and_lets_it_go(engine: ck.Engine) -> None:
     c = engine.containers.run(IMAGE, ["sh", "-c", "exit 3"], network="none")
     fd = _pipes(engine)[c.id]
-    assert os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:")
+    assert fd[1].startswith("pipe:")
     assert c.wait(timeout=30) == 3
     assert c.id not in _pipes(engine)
     assert not _is_open(fd)
@@ -48,7 +55,8 @@ def test_a_timed_out_wait_keeps_it_for_the_next(engine: ck.Engine) -> None:
     assert leftovers(c.id) == []
 
 
-def test_remove_and_close_let_go_of_unwaited_pipes(engine_root: Path) -> None:
+def test_remove_and_close_let_go_of_unwaited_pipes(engine: ck.Engine, engine_root: Path) -> None:
+    """A second Engine on the session's root (which has the image) that is closed here."""
     with ck.Engine(root=engine_root) as engine:
         removed = engine.containers.run(IMAGE, ["sleep", "30"], network="none")
         kept = engine.containers.run(IMAGE, ["sleep", "30"], network="none")

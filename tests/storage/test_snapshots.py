@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -304,3 +305,20 @@ def test_driver_is_recorded_once(tmp_path: Path) -> None:
         "options": ["rbind", "rw"],
     }
     shutil.rmtree(tmp_path / "s")
+
+
+def test_a_background_remove_is_gone_at_once_and_deleted_by_the_drain(store: SnapshotStore) -> None:
+    """``remove(wait=False)`` and ``discard_dir``: unreachable at once (renamed into the trash),
+    the files deleted by a background thread that ``drain`` waits for."""
+    parents = _add(store, LAYER1)
+    store.prepare("c1", parents)
+    state_dir = store.root.parent / "state-c1"
+    (state_dir / "bundle").mkdir(parents=True)
+    (state_dir / "bundle" / "config.json").write_text("{}")
+    store.remove("c1", wait=False)
+    store.discard_dir(state_dir)
+    assert store.list_snapshots() == [] and not state_dir.exists()
+    store.drain()
+    assert os.listdir(store.root / "tmp") == []
+    assert not any(t.name == "containerkit-trash" for t in threading.enumerate())
+    store.remove_layer(parents[0])
