@@ -377,11 +377,13 @@ class ContainerService:
                 os.close(fd)
 
     def close(self) -> None:
-        """Let go of the exit pipes still held (their containers run on)."""
+        """Let go of the exit pipes still held (their containers run on); wait for the
+        removed containers' files to be deleted."""
         with self._exit_fds_lock:
             fds, self._exit_fds = builtins.list(self._exit_fds.values()), {}
         for fd in fds:
             os.close(fd)
+        self.snapshots.drain()
 
     def _exit_command(self, container: Container, spec: ContainerSpec) -> builtins.list[str] | None:
         """What the shim runs after the exit (:mod:`~containerkit.engine.exit_hook`): only for a
@@ -628,9 +630,12 @@ class ContainerService:
             task.destroy_cgroup()
         # a user-namespaced container's staged mounts, if its shim died before releasing them
         usermap.release_staging(container_id)
+        # Both gone at once (renamed away); their files are deleted in the background, which
+        # Engine.close waits for (a crash leaves trash that recovery removes).
         with contextlib.suppress(NotFound):  # a crash between this and the record's removal
-            self.snapshots.remove(container_id)
-        task.delete()
+            self.snapshots.remove(container_id, wait=False)
+        if task.state_dir.exists():
+            self.snapshots.discard_dir(task.state_dir)
         (self._running / container_id).unlink(missing_ok=True)
         # Without its own fsync: a power cut that loses this commit brings back a record that
         # is "removing" (durably, before any of this began) or "creating", and Engine.recover
