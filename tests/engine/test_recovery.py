@@ -112,3 +112,29 @@ def test_forkserver_gone_with_engine(engine_root: Path) -> None:
         not Path(f"/proc/{spawner_pid}/cmdline").exists()
         or b"spawner" not in Path(f"/proc/{spawner_pid}/cmdline").read_bytes()
     )
+
+
+def test_recovery_removes_the_cgroups_a_killed_shim_left(engine: ck.Engine, engine_root: Path) -> None:
+    from containerkit.linux.cgroups import open_cgroup
+    from containerkit.runtime.task import cgroup_name
+
+    stopped = engine.containers.run(IMAGE, ["true"])
+    stopped.wait(timeout=30)
+    orphan = engine_root / "containers" / ("f" * 64)  # a state dir whose record is gone
+    orphan.mkdir(parents=True)
+    # what a shim SIGKILLed before its teardown leaves: the cgroups of an exited container
+    left = [open_cgroup(cgroup_name(stopped.id)), open_cgroup(cgroup_name(orphan.name))]
+    try:
+        for cgroup in left:
+            cgroup.create_everywhere()
+            assert cgroup.exists()
+        with ck.Engine(root=engine_root, forkserver=False):  # recovery runs when an Engine opens
+            pass
+        assert [c.exists() for c in left] == [False, False]
+        assert not orphan.exists()
+        assert stopped.status == "exited"  # the stopped container itself is kept
+    finally:
+        for cgroup in left:
+            if cgroup.exists():
+                cgroup.destroy()
+        stopped.remove(force=True)
