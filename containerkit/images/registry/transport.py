@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+import ssl
 import threading
 import time
 import urllib.parse
@@ -148,6 +149,31 @@ def _replayable(data: Any) -> bool:
     return data is None or isinstance(data, bytes | bytearray | memoryview | str | dict)
 
 
+@functools.cache
+def _unverified_context() -> ssl.SSLContext:
+    """One TLS context for every connection whose certificate is not checked (an insecure or
+    loopback registry): it needs no CA store."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class _Adapter(requests.adapters.HTTPAdapter):
+    """requests leaves urllib3 to make a TLS context for each new pool of an unverified
+    connection, and urllib3 loads the system's CA certificates into it (about 40 ms, the https
+    try of every loopback pull) only for them to go unused: such pools share one context
+    without them. (requests older than 2.32 does not call this hook and keeps its own way.)"""
+
+    def build_connection_pool_key_attributes(
+        self, request: requests.PreparedRequest, verify: Any, cert: Any = None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        host, pool = super().build_connection_pool_key_attributes(request, verify, cert)
+        if verify is False and "ssl_context" not in pool:
+            pool["ssl_context"] = _unverified_context()
+        return host, pool
+
+
 class RegistryTransport:
     """A ``requests.Session`` for one registry, with its endpoint, challenge and token cache.
 
@@ -179,7 +205,10 @@ class RegistryTransport:
         self.backoff = backoff
         self.max_backoff = max_backoff
         self.timeout = timeout
-        self.session = session or requests.Session()
+        if session is None:
+            session = requests.Session()
+            session.mount("https://", _Adapter())
+        self.session = session
         self.session.trust_env = False  # no .netrc credentials, no proxy for loopback registries
         self.session.headers["User-Agent"] = USER_AGENT
         self._current: tuple[Endpoint, Authorizer] | None = None
