@@ -15,7 +15,10 @@ import ctypes
 import errno
 import os
 import select
+import struct
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from containerkit.linux._libc import load_libc
@@ -30,6 +33,8 @@ IN_CREATE = 0x100
 IN_DELETE = 0x200
 IN_DELETE_SELF = 0x400
 IN_MOVE_SELF = 0x800
+IN_Q_OVERFLOW = 0x4000
+IN_IGNORED = 0x8000
 IN_NONBLOCK = os.O_NONBLOCK
 IN_CLOEXEC = os.O_CLOEXEC
 
@@ -50,10 +55,24 @@ def _libc() -> ctypes.CDLL:
     return _lib
 
 
-class DirectoryWatch:
-    """One inotify instance watching one directory for ``mask`` (:data:`CHANGES` by default)."""
+_EVENT = struct.Struct("iIII")  # struct inotify_event: wd, mask, cookie, len (then the name)
+_ABOUT_THE_WATCH = IN_DELETE_SELF | IN_MOVE_SELF | IN_Q_OVERFLOW | IN_IGNORED
+"""Notices that concern no one name: the directory itself went, or notices were lost."""
 
-    def __init__(self, path: str | os.PathLike[str], mask: int = CHANGES) -> None:
+
+class DirectoryWatch:
+    """One inotify instance watching one directory for ``mask`` (:data:`CHANGES` by default).
+
+    ``names``: only a notice about a name it accepts (or about the directory itself, or lost
+    notices) ends a :meth:`wait`; a follower of one file then sleeps through the writes of the
+    files beside it."""
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        mask: int = CHANGES,
+        names: Callable[[str], bool] | None = None,
+    ) -> None:
         lib = _libc()
         fd = lib.inotify_init1(IN_NONBLOCK | IN_CLOEXEC)
         if fd < 0:
@@ -66,6 +85,7 @@ class DirectoryWatch:
             raise OSError(err, f"inotify_add_watch {path}: {os.strerror(err)}", str(path))
         self.fd = fd
         self._wd = wd
+        self._names = names
         self._poller = select.poll()
         self._poller.register(fd, select.POLLIN)
 
@@ -78,14 +98,35 @@ class DirectoryWatch:
     def wait(self, timeout: float) -> bool:
         """True once something changed since the last call (the notices are consumed), False
         after ``timeout`` seconds without a change."""
-        if not self._poller.poll(max(0, int(timeout * 1000))):
-            return False
+        deadline = time.monotonic() + timeout
+        while True:
+            if not self._poller.poll(max(0, int((deadline - time.monotonic()) * 1000))):
+                return False
+            if self._consume():
+                return True
+
+    def _consume(self) -> bool:
+        """Read every pending notice; whether one of them counts (see ``names``)."""
+        counts = False
         while True:
             try:
-                if not os.read(self.fd, 65536):
-                    return True
+                data = os.read(self.fd, 65536)
             except (BlockingIOError, InterruptedError):
+                return counts
+            if not data:
+                return counts
+            counts = counts or self._names is None or self._counts(data)
+
+    def _counts(self, data: bytes) -> bool:
+        assert self._names is not None
+        offset = 0
+        while offset + _EVENT.size <= len(data):
+            _wd, mask, _cookie, length = _EVENT.unpack_from(data, offset)
+            name = data[offset + _EVENT.size : offset + _EVENT.size + length].rstrip(b"\0")
+            offset += _EVENT.size + length
+            if mask & _ABOUT_THE_WATCH or not name or self._names(os.fsdecode(name)):
                 return True
+        return False
 
     def close(self) -> None:
         """Stop watching now; the descriptor itself is closed by a thread of its own (see the
@@ -100,11 +141,13 @@ class DirectoryWatch:
                 os.close(fd)
 
 
-def watch_directory(path: str | os.PathLike[str], mask: int = CHANGES) -> DirectoryWatch | None:
+def watch_directory(
+    path: str | os.PathLike[str], mask: int = CHANGES, names: Callable[[str], bool] | None = None
+) -> DirectoryWatch | None:
     """A watch on ``path``, or None where there can be none (the per-user limit of inotify
     instances reached, no such directory): the caller polls instead."""
     try:
-        return DirectoryWatch(Path(path), mask)
+        return DirectoryWatch(Path(path), mask, names)
     except OSError as exc:
         if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOSPC, errno.ENOENT, errno.ENOMEM, errno.ENOSYS):
             return None

@@ -468,6 +468,7 @@ def _follow_entries(
     since: float | None,
     is_running: Callable[[], bool],
     poll_interval: float,
+    wake_on: Callable[[str], bool] | None = None,
 ) -> Iterator[LogEntry]:
     since_ns = _to_ns(since)
     path = Path(path)
@@ -485,8 +486,10 @@ def _follow_entries(
     offset = 0
     # Watched before the first read: output written, a rotation or the exit record (all in
     # the log's directory) wakes the loop below at once; ``poll_interval`` only bounds the
-    # wait for what happens elsewhere (``is_running`` turning False on a detach).
-    waker = inotify.watch_directory(path.parent)
+    # wait for what happens elsewhere (``is_running`` turning False on a detach). With
+    # ``wake_on`` (the other names ``is_running`` reads), only the log's files and those wake it.
+    names = None if wake_on is None else _log_or(path.name, wake_on)
+    waker = inotify.watch_directory(path.parent, names=names)
     try:
         if tail is not None and tail >= 0:
             backlog: deque[LogEntry] = deque()
@@ -539,6 +542,11 @@ def _follow_entries(
             waker.close()
 
 
+def _log_or(log_name: str, other: Callable[[str], bool]) -> Callable[[str], bool]:
+    """The log's own files (``container.log``, its rotations ``container.log.N``) or ``other``."""
+    return lambda name: name.startswith(log_name) or other(name)
+
+
 def follow_logs(
     path: Path,
     *,
@@ -549,11 +557,14 @@ def follow_logs(
     since: float | None = None,
     timestamps: bool = False,
     poll_interval: float = 0.05,
+    wake_on: Callable[[str], bool] | None = None,
 ) -> Iterator[bytes]:
     """Chunks of the log as they are written; ends once ``is_running()`` is False and all is read.
 
     ``is_running`` must turn False only when the writer is done, e.g.
     ``lambda: read_state(state_dir).running`` (the shim records the exit after flushing logs).
+    ``wake_on``: the names in the log's directory whose change may turn it False (the exit
+    record); without it any change there wakes the follower to ask.
     """
     for entry in _follow_entries(
         path,
@@ -563,6 +574,7 @@ def follow_logs(
         since=since,
         is_running=is_running,
         poll_interval=poll_interval,
+        wake_on=wake_on,
     ):
         yield entry.render(timestamps)
 
@@ -577,6 +589,7 @@ def follow_logs_demux(
     since: float | None = None,
     timestamps: bool = False,
     poll_interval: float = 0.05,
+    wake_on: Callable[[str], bool] | None = None,
 ) -> Iterator[tuple[Stream, bytes]]:
     """Like :func:`follow_logs` but yields ``(stream, chunk)`` pairs, for demultiplexed output."""
     for entry in _follow_entries(
@@ -587,6 +600,7 @@ def follow_logs_demux(
         since=since,
         is_running=is_running,
         poll_interval=poll_interval,
+        wake_on=wake_on,
     ):
         yield entry.stream, entry.render(timestamps)
 

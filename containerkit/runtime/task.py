@@ -36,6 +36,7 @@ from containerkit.runtime.logs import LogEntry
 from containerkit.runtime.shim import ShimRequest, StartedContainer, start_container
 from containerkit.runtime.state import (
     EXIT_CLAIM,
+    EXIT_FILE,
     LOG_FILE,
     STDIN_FIFO,
     RuntimeState,
@@ -407,6 +408,9 @@ class Task:
             timestamps=timestamps,
             is_running=is_running,
             poll_interval=poll_interval,
+            # the exit record ends a run; the shim's other files (state, FIFOs, cgroup and
+            # health records) change nothing here
+            wake_on=EXIT_FILE.__eq__,
         )
 
 

@@ -1,5 +1,6 @@
-"""The end of an attached stream wakes the exit command that waits to remove the container, and
-ending a follower does not wait for the kernel to let go of its inotify instance.
+"""The end of an attached stream wakes the exit command that waits to remove the container,
+ending a follower does not wait for the kernel to let go of its inotify instance, and a
+follower told which names end it sleeps through the shim's other files.
 
 The waits here are an hour: a wait that slept it out instead of being woken would never end,
 and the joins below would fail."""
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from containerkit.linux import inotify
+from containerkit.runtime import logs
 from containerkit.runtime import task as task_module
 from containerkit.runtime.task import Task
 
@@ -89,3 +91,50 @@ def test_wait_for_readers_gives_up_at_its_timeout(tmp_path: Path) -> None:
     with task.hold_output():
         assert task.wait_for_readers(0.05) is False
     assert task.wait_for_readers(0.05) is True
+
+
+def test_a_watch_for_some_names_sleeps_through_the_others(tmp_path: Path) -> None:
+    with inotify.DirectoryWatch(tmp_path, names=lambda name: name == "exit.json") as watch:
+        (tmp_path / "state.json").write_text("{}")
+        (tmp_path / "fifo").touch()
+        assert watch.wait(0.05) is False
+        (tmp_path / ".exit.tmp").write_text("{}")
+        os.replace(tmp_path / ".exit.tmp", tmp_path / "exit.json")
+        assert watch.wait(HOUR) is True
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    with inotify.DirectoryWatch(gone, names=lambda name: False) as watch:
+        gone.rmdir()  # the directory itself: whatever the names
+        assert watch.wait(HOUR) is True
+
+
+def test_a_follower_told_what_ends_it_wakes_for_output_and_that_only(tmp_path: Path) -> None:
+    path = tmp_path / "container.log"
+    writer = logs.LogWriter(path)
+    asked = threading.Semaphore(0)
+    done = threading.Event()
+    got: list[bytes] = []
+
+    def is_running() -> bool:
+        asked.release()
+        return not done.is_set()
+
+    def follow() -> None:
+        for chunk in logs.follow_logs(
+            path, is_running=is_running, poll_interval=HOUR, wake_on=lambda name: name == "exit.json"
+        ):
+            got.append(chunk)
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    assert asked.acquire(timeout=30)
+    (tmp_path / "state.json").write_text("{}")  # the shim's other records: no wake-up
+    assert not asked.acquire(timeout=0.1)
+    writer.write("stdout", b"out\n")  # output: a wake-up
+    assert asked.acquire(timeout=30)
+    writer.close()
+    done.set()
+    (tmp_path / "exit.json").write_text("{}")
+    follower.join(30)
+    assert not follower.is_alive(), "the follower slept through the exit record"
+    assert b"".join(got) == b"out\n"
