@@ -49,6 +49,7 @@ import logging
 import os
 import queue
 import re
+import resource
 import shutil
 import stat
 import tarfile
@@ -72,7 +73,6 @@ DEFAULT_MAX_BYTES = 32 << 30
 """Default cap on a layer's uncompressed size: far above any sane layer, far below a full disk."""
 
 _CHUNK = 1 << 20
-_FD_CACHE = 256
 _PREFETCH_DEPTH = 8
 _DIGEST_RE = re.compile(r"^sha256:[0-9a-f]{64}$")
 _GZIP_MAGIC = b"\x1f\x8b"
@@ -360,6 +360,16 @@ def _climbs_out(dir_rel: str, target: str) -> bool:
     return False
 
 
+def _fd_cache_size() -> int:
+    """Directory fds one unpack keeps open: enough for a layer that writes into a thousand or so
+    directories in turn (each entry would otherwise reopen its parent), within an eighth of the
+    process's fd limit, since several layers unpack at once beside the rest of the process."""
+    soft, _hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(32, min(4096, soft // 8))
+
+
 def _ns(value: float) -> int:
     return round(value * 1_000_000_000) if isinstance(value, float) else int(value) * 1_000_000_000
 
@@ -375,6 +385,7 @@ class _Extractor:
         self.stream = stream
         self.apply = whiteouts == "apply"
         self.fds: collections.OrderedDict[str, int] = collections.OrderedDict()
+        self.fd_cache = _fd_cache_size()
         self.use_openat2 = True
         self.owner = (os.geteuid(), os.getegid())
         """Who owns what we create (but where a setgid directory gives its group)."""
@@ -409,7 +420,7 @@ class _Extractor:
 
     def _cache(self, rel: str, fd: int) -> None:
         self.fds[rel] = fd
-        if len(self.fds) > _FD_CACHE:
+        if len(self.fds) > self.fd_cache:
             os.close(self.fds.popitem(last=False)[1])
 
     def _mark(self, rel: str) -> None:

@@ -214,3 +214,25 @@ def test_empty_layer(tmp_path: Path) -> None:
     result = unpack_layer(_Pipe(lf.compress(tar, "gzip")), tmp_path)  # type: ignore[arg-type]
     assert result.diff_id == "sha256:" + hashlib.sha256(tar).hexdigest()
     assert os.listdir(tmp_path) == []
+
+
+def test_directories_visited_in_turn_beyond_the_fd_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Entries that go round many directories (more than the parent-fd cache holds) land where
+    they belong, with their directories' modes and times, whatever the cache's size."""
+    entries = [lf.directory(f"d{n}", 0o750 if n % 2 else 0o755) for n in range(12)]
+    entries += [lf.file(f"d{n % 12}/f{n}", f"{n}".encode(), 0o600 + n % 8) for n in range(60)]
+    entries += [lf.directory(f"d{n}/sub", 0o700) for n in range(12)]
+    entries += [lf.file(f"d{n % 12}/sub/g{n}", b"x" * n) for n in range(36)]
+    tar = lf.build_tar(entries)
+    roomy, tight = tmp_path / "roomy", tmp_path / "tight"
+    roomy.mkdir()
+    tight.mkdir()
+    unpack_layer(_Pipe(tar), roomy)  # type: ignore[arg-type]
+    monkeypatch.setattr("containerkit.images.unpack._fd_cache_size", lambda: 3)
+    result = unpack_layer(_Pipe(tar), tight)  # type: ignore[arg-type]
+    assert result.diff_id == lf.diff_id(tar)
+    assert lf.describe(tight) == lf.describe(roomy)
+    assert (tight / "d5/f17").read_bytes() == b"17"
+    assert stat.S_IMODE((tight / "d3").stat().st_mode) == 0o750
