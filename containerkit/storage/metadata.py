@@ -312,9 +312,11 @@ class Database:
         for old in closing:
             with suppress(sqlite3.Error):
                 old.close()
-        if conn is not None and conn.in_transaction:  # as closing it would have
+        if conn is not None:
             with suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
+                if conn.in_transaction:  # as closing it would have
+                    conn.execute("ROLLBACK")
+                conn.execute("PRAGMA synchronous = FULL")  # as a new one (lazy_sync resets it too)
         if conn is None:
             conn = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=self._busy_ms / 1000
