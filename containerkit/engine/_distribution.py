@@ -338,7 +338,7 @@ def push(
             blobs = [
                 (desc, short_id(x.diff_id))
                 for desc, x in zip(plan.layers, record.layers, strict=True)
-                if desc.digest not in plan.reused
+                if plan.pending(desc)
             ]
             pusher.push_blobs([*blobs, (config, "")])
             digest = pusher.push_manifest(data, media_type, image_ref.tag or "latest")

@@ -5,8 +5,9 @@ A layer whose blob is in the store is pushed as it is. For one whose blob is gon
 for first: the repository may have one (HEAD: "Layer already exists") or another repository of
 the registry it came from (a mount: "Mounted from ..."); such a blob is reused without an
 upload. Otherwise the layer is rebuilt from its unpacked directory and gzipped
-deterministically, uploaded under its new digest and remembered for the next push; the
-rebuilt blob is deleted from the store once the push is over.
+deterministically, uploaded under its new digest as soon as it is rebuilt (while the next
+layers are still being rebuilt) and remembered for the next push; the rebuilt blob is deleted
+from the store once the push is over.
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ class PushLayers:
     """Digests the registry already has (found or mounted here): no upload."""
     rebuilt: tuple[tuple[ImageLayer, Descriptor], ...]
     """Layers written again for this push: their blobs are deleted by :func:`finish`."""
+    uploaded: frozenset[str] = frozenset()
+    """Rebuilt blobs already uploaded by :func:`prepare` (each as soon as it was rebuilt)."""
+
+    def pending(self, desc: Descriptor) -> bool:
+        """Whether ``desc`` still has to be pushed (neither reused nor uploaded yet)."""
+        return desc.digest not in self.reused and desc.digest not in self.uploaded
 
     def oci_layers(self) -> list[Descriptor]:
         """The layers with docker's media types said the OCI way (a new manifest is OCI)."""
@@ -60,8 +67,20 @@ def _candidates(images: ImageCollection, layer: ImageLayer) -> list[Descriptor]:
     return found
 
 
+def _rebuild_and_upload(images: ImageCollection, pusher: Pusher, layer: ImageLayer) -> Descriptor:
+    """Layer ``layer`` rebuilt and uploaded (no rebuilt blob is left behind if the upload fails)."""
+    desc = _layerblobs.rebuild_gzip(images, layer)
+    try:
+        pusher.push_blob(desc, short_id(layer.diff_id))
+    except BaseException:
+        images.content.delete(desc.digest)
+        raise
+    return desc
+
+
 def prepare(images: ImageCollection, pusher: Pusher, record: ImageRecord) -> PushLayers:
-    """Pick each layer's blob: stored, reused from the registry, or rebuilt (in parallel)."""
+    """Pick each layer's blob: stored, reused from the registry, or rebuilt (in parallel, each
+    uploaded once rebuilt, so uploads overlap the rebuilds of the next layers)."""
     layers: list[Descriptor | None] = []
     reused: set[str] = set()
     missing: list[int] = []
@@ -82,9 +101,11 @@ def prepare(images: ImageCollection, pusher: Pusher, record: ImageRecord) -> Pus
         if chosen is None:
             missing.append(n)
     rebuilt: list[tuple[ImageLayer, Descriptor]] = []
+    for n in missing:
+        pusher.progress(short_id(record.layers[n].diff_id), "Preparing")
     if missing:
         with cf.ThreadPoolExecutor(min(_REBUILD_WORKERS, len(missing)), thread_name_prefix="rebuild") as pool:
-            futures = {n: pool.submit(_layerblobs.rebuild_gzip, images, record.layers[n]) for n in missing}
+            futures = {n: pool.submit(_rebuild_and_upload, images, pusher, record.layers[n]) for n in missing}
             try:
                 for n, future in futures.items():
                     desc = future.result()
@@ -95,7 +116,12 @@ def prepare(images: ImageCollection, pusher: Pusher, record: ImageRecord) -> Pus
                     if not future.cancel() and future.exception() is None:
                         images.content.delete(future.result().digest)
                 raise
-    return PushLayers(tuple(d for d in layers if d is not None), frozenset(reused), tuple(rebuilt))
+    return PushLayers(
+        tuple(d for d in layers if d is not None),
+        frozenset(reused),
+        tuple(rebuilt),
+        frozenset(d.digest for _, d in rebuilt),
+    )
 
 
 def finish(images: ImageCollection, plan: PushLayers, repository: str, *, pushed: bool) -> None:
