@@ -454,7 +454,7 @@ class NetworkService:
                     for network, endpoint in attached:
                         _plug(path, network, endpoint, inside)
                     trace.mark("net.plugged")
-                self.refresh_hosts({n.id for n, _ in attached}, also=container_id)
+                self.refresh_hosts({n.id for n, _ in attached}, also=container_id, spec=spec)
             except BaseException:
                 self._teardown_locked(container_id)
                 raise
@@ -556,8 +556,11 @@ class NetworkService:
 
     # -- hosts files ----------------------------------------------------------------------------
 
-    def refresh_hosts(self, network_ids: Iterable[str], *, also: str | None = None) -> None:
-        """Rewrite ``/etc/hosts`` of every container attached to ``network_ids`` (and of ``also``).
+    def refresh_hosts(
+        self, network_ids: Iterable[str], *, also: str | None = None, spec: ContainerSpec | None = None
+    ) -> None:
+        """Rewrite ``/etc/hosts`` of every container attached to ``network_ids`` (and of ``also``,
+        whose ``spec`` the caller may have at hand).
 
         The default network resolves no names: a peer coming or going there changes no other
         container's file, so its members are not rewritten (each start would rewrite every
@@ -571,11 +574,11 @@ class NetworkService:
             members |= {e.container_id for e in endpoints if e.attached}
         for container_id in sorted(members):
             with contextlib.suppress(NotFound, FileNotFoundError):
-                self._write_hosts(container_id)
+                self._write_hosts(container_id, spec if container_id == also else None)
 
-    def _write_hosts(self, container_id: str) -> None:
-        record = self._containers.get(container_id)
-        spec = ContainerSpec.from_json(record.spec_json)
+    def _write_hosts(self, container_id: str, spec: ContainerSpec | None = None) -> None:
+        if spec is None:
+            spec = ContainerSpec.from_json(self._containers.get(container_id).spec_json)
         if mode_of(spec.network)[0] != "bridge":
             return
         mine = [e for e in self._networks.endpoints(container_id=container_id) if e.attached]
