@@ -477,4 +477,3 @@ class ExitClaim:
         if self._fd is not None:
             fd, self._fd = self._fd, None
             os.close(fd)
-

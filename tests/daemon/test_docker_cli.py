@@ -128,9 +128,7 @@ def test_run_with_the_runc_runtime(cli: Any) -> None:
 def test_login_is_not_claimed_without_a_check(cli: Any) -> None:
     # Nothing answers on that port: the daemon checks the password against the registry and
     # must not say it did when it could not.
-    result = cli(
-        "login", "127.0.0.1:5999", "-u", "someone", "--password-stdin", input="wrong\n", check=False
-    )
+    result = cli("login", "127.0.0.1:5999", "-u", "someone", "--password-stdin", input="wrong\n", check=False)
     assert result.returncode != 0
     assert "Login Succeeded" not in result.stdout
     assert "127.0.0.1:5999 unreachable" in result.stderr

@@ -137,9 +137,9 @@ def test_pull_from_an_unreachable_registry_fails_and_run_reports_it(client: Any)
     """Nothing listens on 127.0.0.1:1: the pull fails as dockerd's does (500, the registry named);
     pulls from a real registry are in test_registry_api.py."""
     docker = pytest.importorskip("docker")
-    with pytest.raises(docker.errors.APIError, match="127.0.0.1:1"):
+    with pytest.raises(docker.errors.APIError, match=r"127\.0\.0\.1:1"):
         client.images.pull("127.0.0.1:1/nosuch/image", tag="1")
-    with pytest.raises(docker.errors.APIError, match="127.0.0.1:1"):  # create 404s, run pulls
+    with pytest.raises(docker.errors.APIError, match=r"127\.0\.0\.1:1"):  # create 404s, run pulls
         client.containers.run("127.0.0.1:1/nosuch/image:1", ["true"])
     assert client.images.get(IMAGE).tags == [IMAGE]
 
