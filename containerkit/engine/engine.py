@@ -179,10 +179,14 @@ class Engine:
             from containerkit.engine.commit import recover_commits
 
             cleaned += recover_commits(self.images)
-        # Containers another live process is creating or removing keep their dirs.
+        # Containers another live process is creating or removing keep their dirs. The dirs and
+        # snapshots are listed before the records are read: a creation commits its record before
+        # it makes either, so whatever was listed and is still wanted has a record by then.
+        state_root = self.root / "containers"
+        state_dirs = list(state_root.iterdir()) if state_root.exists() else []
+        snapshot_keys = list(self.snapshots.list_snapshots())
         known = {r.id for r in self.metadata.containers.all()}
         known |= {c[0] for c in self.metadata.containers.unfinished()}
-        state_root = self.root / "containers"
         cgroups: set[str] | None = None
 
         def has_cgroup(container_id: str) -> bool:
@@ -193,7 +197,7 @@ class Engine:
                 cgroups = set(list_cgroups(CGROUP_PARENT))
             return cgroup_name(container_id) in cgroups
 
-        for state_dir in state_root.iterdir() if state_root.exists() else ():
+        for state_dir in state_dirs:
             if state_dir.name in known:
                 status = ContainerStatus(read_state(state_dir).status)
                 if status in (ContainerStatus.EXITED, ContainerStatus.DEAD) and has_cgroup(state_dir.name):
@@ -206,7 +210,7 @@ class Engine:
                 self.snapshots.remove(state_dir.name)
             shutil.rmtree(state_dir, ignore_errors=True)
             cleaned.append(state_dir.name)
-        for key in self.snapshots.list_snapshots():
+        for key in snapshot_keys:
             if key not in known:
                 self.snapshots.remove(key)
                 cleaned.append(key)

@@ -88,6 +88,29 @@ def test_half_created_container_is_swept(engine_root: Path) -> None:
     assert not orphan.exists()
 
 
+def test_recovery_keeps_a_container_another_engine_creates_meanwhile(
+    engine: ck.Engine, engine_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another process on the same root creates a container while this one recovers: its record,
+    state dir and snapshot are new to the recovery's listing and must not be taken for orphans."""
+    created: list[ck.Container] = []
+    with ck.Engine(root=engine_root) as recovering:
+        listing = recovering.snapshots.list_snapshots
+
+        def list_while_another_creates() -> list[str]:
+            created.append(engine.containers.create(image=IMAGE, command=["sh", "-c", "exit 3"]))
+            return listing()
+
+        monkeypatch.setattr(recovering.snapshots, "list_snapshots", list_while_another_creates)
+        cleaned = recovering.recover()
+    (container,) = created
+    assert container.id not in cleaned
+    container.start()
+    assert container.wait(timeout=30) == 3
+    container.remove()
+    assert leftovers(container.id) == []
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 def test_forkserver_gone_with_engine(engine_root: Path) -> None:
     body = """
