@@ -2,15 +2,20 @@
 
 Images: busybox (one small layer) and a generated 4-layer image (~400 MB uncompressed, gzip
 layers, as bench_unpack makes them). Both are put into Debian's ``docker-registry`` (distribution
-2.8) on 127.0.0.1 with skopeo first (not timed). Then, median of ``--repeat`` runs, each from an
-empty store:
+2.8) on 127.0.0.1 with skopeo first (not timed). Then, median of ``--repeat`` rounds after a
+warm-up round, each run from an empty store, the contenders of a row taking turns within each
+round (the order rotating), so that load from other work falls on all of them alike:
 
-* pull, unpacked and ready to run: ``Engine.images.pull`` into a fresh root, against
+* pull, unpacked and ready to run: ``Engine(root)`` opened on a fresh root (timed: a new store is
+  made) and its ``images.pull``, against
   ``skopeo copy docker://... oci:<dir>`` + ``umoci unpack`` and against dockerd's ``docker pull``
   (a private dockerd in a throwaway network namespace with its own registry process on the same
   storage, so nothing of the host's network changes; skipped when dockerd is missing or fails);
-* push of the 4-layer image to a new repository: ``Engine.images.push`` (image loaded from an OCI
-  layout, so no cross-repository mount applies) against ``skopeo copy oci:<dir> docker://...``.
+* push of the 4-layer image to a new repository: ``Engine.images.push`` of the image loaded from
+  an OCI layout into a fresh store before each run (not timed; the store keeps no layer blob, so
+  each layer is rebuilt from its directory and gzipped, and a store that pushed before would
+  mount instead of uploading) against ``skopeo copy oci:<dir> docker://...`` with an empty
+  blob-info cache.
 
 Usage (as root, from the repository root): ``python3 benchmarks/bench_pull.py [--size-mb 400] [--repeat 3]``
 """
