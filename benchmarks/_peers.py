@@ -101,6 +101,9 @@ def throwaway_dockerd(busybox_tar: Path) -> Iterator[str | tuple[str, list[str],
                     *("--pidfile", str(base / "dockerd.pid"), "-H", f"unix://{sock}"),
                     # its bridge lives in the namespace; no firewall rules: nothing but loopback here
                     *("--iptables=false", "--ip6tables=false", "--ip-masq=false"),
+                    # its containers' cgroups under a parent of its own, removed at the end
+                    # (the default /docker parent stays behind in every hierarchy)
+                    *("--cgroup-parent", f"/{ns}"),
                 ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -132,11 +135,22 @@ def throwaway_dockerd(busybox_tar: Path) -> Iterator[str | tuple[str, list[str],
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=10)
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        remove_cgroup_parent(ns)
         with open("/proc/mounts") as mounts:
             leftover = [line.split()[1] for line in mounts if str(base) in line]
         for point in sorted(leftover, reverse=True):
             subprocess.run(["umount", "-l", point], capture_output=True)
         shutil.rmtree(base, ignore_errors=True)
+
+
+def remove_cgroup_parent(name: str) -> None:
+    """Remove the (empty) cgroup ``name`` a peer's containers lived under, in every hierarchy."""
+    for parent in Path("/sys/fs/cgroup").glob(f"*/{name}"):
+        for path in sorted((p for p in parent.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)):
+            with contextlib.suppress(OSError):
+                path.rmdir()
+        with contextlib.suppress(OSError):
+            parent.rmdir()
 
 
 def _all_containers(docker: list[str]) -> list[str]:
