@@ -95,24 +95,16 @@ def decode(raw: bytes, *, default: str = "failed") -> ContainerkitError | None:
 
 def read_all(fd: int, timeout: float | None = None, *, what: str = "child") -> bytes:
     """Everything written to ``fd`` until EOF; :class:`Timeout` (naming ``what``) after ``timeout``."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    poller = select.poll()
-    poller.register(fd, select.POLLIN)
-    chunks: list[bytes] = []
-    while True:
-        if deadline is not None:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not poller.poll(int(remaining * 1000) + 1):
-                raise Timeout(f"{what} did not report within {timeout} s")
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
+    return _read(fd, timeout, what, to_newline=False)
 
 
 def read_line(fd: int, timeout: float | None = None, *, what: str = "child") -> bytes:
     """What is written to ``fd`` up to a newline (kept) or EOF, whichever comes first, for a
     writer that may keep the pipe open after its message; :class:`Timeout` after ``timeout``."""
+    return _read(fd, timeout, what, to_newline=True)
+
+
+def _read(fd: int, timeout: float | None, what: str, *, to_newline: bool) -> bytes:
     deadline = None if timeout is None else time.monotonic() + timeout
     poller = select.poll()
     poller.register(fd, select.POLLIN)
@@ -124,7 +116,7 @@ def read_line(fd: int, timeout: float | None = None, *, what: str = "child") -> 
                 raise Timeout(f"{what} did not report within {timeout} s")
         chunk = os.read(fd, 65536)
         chunks.append(chunk)
-        if not chunk or chunk.endswith(b"\n"):
+        if not chunk or (to_newline and chunk.endswith(b"\n")):
             return b"".join(chunks)
 
 
