@@ -6,6 +6,9 @@
 * ``dockerd`` does not run on this host: :func:`throwaway_dockerd` starts one in a new network
   namespace (its bridge, if any, lives and dies there) and a private mount namespace, with its
   own data root, exec root and socket, and imports busybox into it as ``busybox:latest``.
+* ``podman`` (as root) raises its containers' rlimits past what this host allows:
+  :func:`throwaway_podman` caps them in a containers.conf of its own, over a root of its own
+  (cgroupfs, runc), with a network namespace for its default bridge.
 * ``containerkitd``: :func:`containerkitd` on a temp socket over an engine root.
 
 Each yields what it made or a reason it could not (never an exception for a missing peer).
@@ -16,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -156,6 +160,117 @@ def remove_cgroup_parent(name: str) -> None:
 def _all_containers(docker: list[str]) -> list[str]:
     done = subprocess.run([*docker, "ps", "-aq"], capture_output=True, text=True)
     return done.stdout.split() if done.returncode == 0 else []
+
+
+# podman as root (4.3) raises its containers' nofile and nproc limits past the hard limits this
+# host allows without CAP_SYS_RESOURCE, and runc then fails with "error setting rlimit type 7";
+# its containers get this process's nofile and podman's own nproc (32768 at most) instead.
+_PODMAN_CONF = '[containers]\ndefault_ulimits = ["nofile={nofile}:{nofile}", "nproc={nproc}:{nproc}"]\n'
+
+
+@contextlib.contextmanager
+def throwaway_podman(busybox_tar: Path) -> Iterator[str | tuple[list[str], str]]:
+    """Yields ``(podman argv prefix, network namespace name)`` of a podman with ``busybox:latest``
+    in a root of its own, or the reason there is none.
+
+    The prefix starts with ``env CONTAINERS_CONF=...`` (one exec more than podman alone) for the
+    limits above; cgroupfs, file events and runc (crun 1.8 refuses this host's hybrid cgroup
+    layout), overlay storage (vfs if overlay fails). Its default bridge is to be used only inside
+    the namespace (``nsenter --net=/run/netns/NAME`` before the prefix), where the bridge and its
+    firewall rules die with it. At the end: its containers, mounts, conmon processes, the
+    ``libpod_parent`` cgroups and the CNI state dir it made go, and the namespace and root."""
+    if not shutil.which("podman"):
+        yield "podman is not installed"
+        return
+    base = Path(tempfile.mkdtemp(prefix="ck-bench-podman-"))
+    ns = f"ckbenchp{os.getpid()}"
+    cni_state = Path("/var/lib/cni")
+    had_cni_state = cni_state.exists()
+    had_cgroups = {str(p) for p in Path("/sys/fs/cgroup").glob("*/libpod_parent")}
+    nofile = min(resource.getrlimit(resource.RLIMIT_NOFILE)[1], 1048576)
+    nproc = min(resource.getrlimit(resource.RLIMIT_NPROC)[1], 32768)
+    (base / "containers.conf").write_text(_PODMAN_CONF.format(nofile=nofile, nproc=nproc))
+    podman: list[str] = []
+    try:
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        subprocess.run(["ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up"], check=True)
+        why = "podman failed"
+        for driver in ("overlay", "vfs"):
+            _podman_reset(podman, base)
+            podman = [
+                *("env", f"CONTAINERS_CONF={base / 'containers.conf'}", "podman"),
+                *("--root", str(base / "root"), "--runroot", str(base / "run")),
+                *("--tmpdir", str(base / "tmp"), "--cgroup-manager", "cgroupfs"),
+                *("--events-backend", "file", "--runtime", "runc", "--storage-driver", driver),
+            ]
+            imported = subprocess.run(
+                [*podman, "import", "--change", 'CMD ["sh"]', str(busybox_tar), "busybox:latest"],
+                capture_output=True,
+                text=True,
+            )
+            tried = imported
+            if imported.returncode == 0:
+                tried = subprocess.run(
+                    [*podman, "run", "--rm", "--network", "none", "busybox", "true"],
+                    capture_output=True,
+                    text=True,
+                )
+                if tried.returncode == 0:
+                    break
+            why = f"podman ({driver}): {(tried.stderr.strip().splitlines() or ['?'])[-1][-120:]}"
+        else:
+            yield why
+            return
+        yield podman, ns
+    finally:
+        _podman_reset(podman, base)
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        # conmon's cgroup (libpod_parent/conmon) stays busy until PID 1 reaps the exited conmons
+        deadline = time.monotonic() + 15
+        while _remove_cgroups("libpod_parent", had_cgroups) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not had_cni_state:  # its bridge's address allocations (host-local IPAM), now empty
+            shutil.rmtree(cni_state, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _remove_cgroups(name: str, keep: set[str]) -> bool:
+    """rmdir the cgroup ``name`` (and what is under it) in every hierarchy, but those in ``keep``;
+    whether some are left."""
+    left = False
+    for parent in Path("/sys/fs/cgroup").glob(f"*/{name}"):
+        if str(parent) in keep:
+            continue
+        for path in [
+            *sorted((p for p in parent.rglob("*") if p.is_dir()), key=lambda p: -len(p.parts)),
+            parent,
+        ]:
+            try:
+                path.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                left = True
+    return left
+
+
+def _podman_reset(podman: list[str], base: Path) -> None:
+    """Remove every container of the podman on ``base``, kill its conmons, unmount its mounts."""
+    if podman:
+        subprocess.run([*podman, "rm", "-af", "-t", "0"], capture_output=True)
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError):
+                argv = (proc / "cmdline").read_bytes().split(b"\0")
+                ours = str(base).encode() in b" ".join(argv)
+                if ours and Path(argv[0].decode(errors="replace")).name == "conmon":
+                    os.kill(int(proc.name), signal.SIGKILL)
+    with open("/proc/mounts") as mounts:
+        leftover = [line.split()[1] for line in mounts if str(base) in line]
+    for point in sorted(leftover, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+    for name in ("root", "run", "tmp"):
+        shutil.rmtree(base / name, ignore_errors=True)
 
 
 @contextlib.contextmanager

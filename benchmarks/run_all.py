@@ -6,7 +6,8 @@ Rows: start-to-exit of ``true`` in-process (network none, then the default bridg
 shell, through a daemon (the docker CLI, docker-py's ``exec_run``), the first container of a
 fresh Engine against the tenth, 50 containers started 4 at a time, listing with 200 running,
 a pytest-fixture cycle, bench_build.py's build (cold, cached, one file changed) and
-bench_pull.py's pulls from a local registry. Columns: containerkit, then runc, crun, podman, docker (a dockerd
+bench_pull.py's pulls from a local registry. Columns: containerkit, then runc, crun, podman (its
+own root; its default bridge in a throwaway network namespace), docker (a dockerd
 started for the run in a throwaway network namespace), skopeo+umoci and buildah; a peer cell
 reads ``ms (containerkit/peer)``. A peer that is missing, or has nothing to compare in a row,
 is a blank cell with a note saying why: never a failure.
@@ -30,7 +31,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from _common import IMAGE, containerkit_command, dump_json, ensure_image, median, plain_bundle
-from _peers import containerkitd, crun_times, throwaway_dockerd
+from _peers import containerkitd, crun_times, throwaway_dockerd, throwaway_podman
 from bench_fixture import _engine_cycle as _fixture_cycle
 from bench_start import _batch, _engine_cycle, _runc_cycle, breakdown, print_breakdown
 
@@ -158,12 +159,11 @@ def main() -> None:
     args = parser.parse_args()
     runs = args.runs
     na = "nothing to compare in this row"
-    podman = "podman: not installed" if not shutil.which("podman") else "podman: not measured yet"
     table = Table(
         {
             "runc": na,
             "crun": na,
-            "podman": podman,
+            "podman": na,
             "docker": na,
             "skopeo+umoci": na,
             "buildah": na,
@@ -177,7 +177,11 @@ def main() -> None:
         # installed packages ship byte-code; an editable checkout may run without (see bench_cli)
         subprocess.run([sys.executable, "-m", "compileall", "-q", str(Path(ck.__file__).parent)], check=True)
         bundle = plain_bundle(work, ["true"])
-        with ck.Engine(root=root) as engine, throwaway_dockerd(tar) as dockerd:
+        with (
+            ck.Engine(root=root) as engine,
+            throwaway_dockerd(tar) as dockerd,
+            throwaway_podman(tar) as podman_peer,
+        ):
             ensure_image(engine, work)
             engine.images.tag(IMAGE, "busybox:latest")
             docker = None if isinstance(dockerd, str) else dockerd[1]
@@ -185,6 +189,15 @@ def main() -> None:
             docker_ns = None if isinstance(dockerd, str) else dockerd[2]
             no_docker: str = dockerd if isinstance(dockerd, str) else ""
             print(f"peers: dockerd {'in a throwaway namespace' if docker else no_docker}; runs={runs}")
+            podman = None if isinstance(podman_peer, str) else podman_peer[0]
+            # podman's default bridge only inside its throwaway namespace (one nsenter exec more)
+            podman_ns = (
+                [] if isinstance(podman_peer, str) else ["nsenter", f"--net=/run/netns/{podman_peer[1]}"]
+            )
+            no_podman: str = podman_peer if isinstance(podman_peer, str) else ""
+            if podman is None:
+                table.defaults["podman"] = no_podman
+            failed: dict[str, str] = {}  # a peer whose run failed in a row: why (its cell's note)
 
             # -- start-to-exit of `true`, network none
             contenders: dict[str, Callable[[], object]] = {
@@ -193,12 +206,15 @@ def main() -> None:
             }
             if docker:
                 contenders["docker"] = _shell([*docker, *TRUE_NONE])
+            if podman:
+                contenders["podman"] = _tolerant("podman", [*podman, *TRUE_NONE], failed)
             figures = interleaved(contenders, runs)
             crun = crun_times(bundle, work / "crun-state", runs)
             peers: dict[str, Cell] = {
                 "runc": figures["runc"],
                 "crun": crun if isinstance(crun, str) else median(crun),
                 "docker": figures.get("docker", no_docker),
+                "podman": _peer_cell("podman", figures, failed, no_podman),
             }
             table.add(
                 "start-to-exit `true`, network none (Engine / runtime run)", figures["containerkit"], peers
@@ -208,11 +224,17 @@ def main() -> None:
             contenders = {"containerkit": lambda: _engine_cycle_bridge(engine)}
             if docker:
                 contenders["docker"] = _shell([*docker, "run", "--rm", "busybox", "true"])
+            if podman:
+                bridged = [*podman_ns, *podman, "run", "--rm", "busybox", "true"]
+                contenders["podman"] = _tolerant("podman", bridged, failed, "podman's default network")
             figures = interleaved(contenders, runs)
             table.add(
                 "start-to-exit `true`, default bridge",
                 figures["containerkit"],
-                {"docker": figures.get("docker", no_docker)},
+                {
+                    "docker": figures.get("docker", no_docker),
+                    "podman": _peer_cell("podman", figures, failed, no_podman),
+                },
             )
 
             # -- from a shell, and through a daemon
@@ -247,8 +269,13 @@ def main() -> None:
                 }
                 if docker:
                     contenders["docker"] = _shell([*docker, *TRUE_NONE])
+                if podman:
+                    contenders["podman"] = _tolerant("podman", [*podman, *TRUE_NONE], failed)
                 figures = interleaved(contenders, runs)
-                shell_peers: dict[str, Cell] = {"docker": figures.get("docker", no_docker)}
+                shell_peers: dict[str, Cell] = {
+                    "docker": figures.get("docker", no_docker),
+                    "podman": _peer_cell("podman", figures, failed, no_podman),
+                }
                 table.add(
                     "shell: `containerkit run --rm --network none IMG true`",
                     figures["containerkit"],
@@ -291,10 +318,19 @@ def main() -> None:
             if docker:
                 argv = [*docker, *TRUE_NONE]
                 batch["docker"] = (_many_shell(argv, small, 4), _many_shell(argv, args.many, 4))
+            podman_many: Cell = no_podman
+            if podman:
+                argv = [*podman, *TRUE_NONE]
+                try:
+                    batch["podman"] = (_many_shell(argv, small, 4), _many_shell(argv, args.many, 4))
+                    podman_many = batch["podman"][1]
+                except subprocess.CalledProcessError as error:
+                    podman_many = f"podman failed: {_last_line(error.stderr)}"
             many_peers: dict[str, Cell] = {
                 "runc": batch["runc"][1],
                 "crun": crun_many if isinstance(crun_many, str) else crun_many[0],
                 "docker": batch["docker"][1] if docker else no_docker,
+                "podman": podman_many,
             }
             table.add(f"{args.many} containers 4 at a time (total)", batch["containerkit"][1], many_peers)
             scaling = {name: (pair[1] / args.many) / (pair[0] / small) for name, pair in batch.items()}
@@ -308,12 +344,19 @@ def main() -> None:
             # -- listing with many running
             ten = listing(engine, 10, runs, docker_sock)
             full = listing(engine, args.running, runs, docker_sock)
+            podman_ten: Cell = no_podman
+            podman_full: Cell = no_podman
+            if podman:
+                podman_ten = _podman_listing(podman, 10, runs)
+                podman_full = _podman_listing(podman, args.running, runs)
             table.add(
                 f"containers.list() with {args.running} running",
                 full[0],
-                {"docker": full[1]},
+                {"docker": full[1], "podman": podman_full},
             )
             growth = [f"containerkit {_ratio(full[0], ten[0])}", f"docker {_ratio(full[1], ten[1])}"]
+            if podman:
+                growth.append(f"podman {_ratio(podman_full, podman_ten)} (`podman ps`, a process each)")
             table.notes.append(
                 f"list at {args.running} running over at 10 ({args.running // 10}x = linear): "
                 + ", ".join(growth)
@@ -445,6 +488,60 @@ def _disk(table: Table, work: Path, megabytes: int) -> None:
         table.add(
             f"disk: engine root / unpacked size, % (<= 115): {label}", figures["root/unpacked"] * 100, {}
         )
+
+
+def _tolerant(
+    name: str, argv: list[str], failed: dict[str, str], what: str | None = None
+) -> Callable[[], object]:
+    """Like :func:`_shell`, but a failed run notes why in ``failed[name]`` (the peer's cell then
+    says so) instead of failing the whole run; after a failure it runs no more."""
+
+    def run() -> None:
+        if name in failed:
+            return
+        done = subprocess.run(argv, capture_output=True, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            failed[name] = f"{what or name} failed here: {_last_line(done.stderr)}"
+
+    return run
+
+
+def _peer_cell(name: str, figures: dict[str, float], failed: dict[str, str], missing: str) -> Cell:
+    """A peer's figure in a row, or why there is none (and forget the failure for the next row)."""
+    if name in failed:
+        return failed.pop(name)
+    return figures.get(name, missing)
+
+
+def _last_line(output: bytes | str | None) -> str:
+    text = output.decode(errors="replace") if isinstance(output, bytes) else output or ""
+    return (text.strip().splitlines() or ["?"])[-1][-120:]
+
+
+def _podman_listing(podman: list[str], count: int, runs: int) -> Cell:
+    """``podman ps`` with ``count`` of its containers running (started 4 at a time)."""
+    start = [*podman, "run", "-d", "--network", "none", "busybox", *SLEEP]
+    ids: list[str] = []
+
+    def one(_: int) -> None:
+        done = subprocess.run(start, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if done.returncode != 0:
+            raise RuntimeError(f"podman run -d failed: {_last_line(done.stderr)}")
+        ids.append(done.stdout.strip())
+
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(one, range(count)))
+        ps = [*podman, "ps", "-q"]
+        listed = subprocess.run(ps, capture_output=True, text=True, check=True).stdout.split()
+        if len(listed) < count:
+            return f"podman ps listed {len(listed)} of {count} running"
+        return interleaved({"podman": _shell(ps)}, runs)["podman"]
+    except (RuntimeError, subprocess.CalledProcessError) as error:
+        return str(error)[:140]
+    finally:
+        for chunk in range(0, len(ids), 50):
+            subprocess.run([*podman, "rm", "-f", "-t", "0", *ids[chunk : chunk + 50]], capture_output=True)
 
 
 def _ratio(big: Cell, small: Cell) -> str:
