@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 from _common import IMAGE, ensure_image, median, report, timed
+from bench_start import traced_cycle
 
 import containerkit as ck
 from containerkit.runtime import trace
@@ -50,20 +51,6 @@ def _cycle(engine: ck.Engine, **fields: object) -> None:
         raise RuntimeError(f"container exited {code}: {container.logs()!r}")
 
 
-def _traced_cycle(engine: ck.Engine, **fields: object) -> None:
-    trace.mark("bench.begin")
-    container = engine.containers.create(image=IMAGE, command=["true"], **fields)
-    trace.mark("bench.created")
-    container.start()
-    trace.mark("bench.started")
-    code = container.wait(timeout=30)
-    trace.mark("bench.exited")
-    container.remove()
-    trace.mark("bench.removed")
-    if code != 0:
-        raise RuntimeError(f"container exited {code}: {container.logs()!r}")
-
-
 def breakdown(work: Path, runs: int, **fields: object) -> list[tuple[str, float, float]]:
     """``(what, phase ms, at ms)`` medians over ``runs`` traced cycles, with a fresh Engine (and
     fork server) that traces."""
@@ -73,10 +60,10 @@ def breakdown(work: Path, runs: int, **fields: object) -> list[tuple[str, float,
         with ck.Engine(root=work / "root") as engine:
             ensure_image(engine, work)
             for _ in range(3):
-                _traced_cycle(engine, **fields)  # warm: the bridge, the fork server, a spare netns
+                traced_cycle(engine, **fields)  # warm: the bridge, the fork server, a spare netns
             path.write_text("")
             for _ in range(runs):
-                _traced_cycle(engine, **fields)
+                traced_cycle(engine, **fields)
     finally:
         trace.disable()
     cycles: list[dict[str, int]] = []

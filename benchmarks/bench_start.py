@@ -72,9 +72,10 @@ def _engine_cycle(engine: ck.Engine, runtime: str = "builtin") -> None:
         raise RuntimeError(f"container exited {code}: {container.logs()!r}")
 
 
-def _traced_cycle(engine: ck.Engine) -> None:
+def traced_cycle(engine: ck.Engine, **fields: object) -> None:
+    """One create, start, wait, remove of ``true`` with ``fields``, marked for the trace's breakdown."""
     trace.mark("bench.begin")
-    container = engine.containers.create(image=IMAGE, command=["true"], network="none")
+    container = engine.containers.create(image=IMAGE, command=["true"], **fields)
     trace.mark("bench.created")
     container.start()
     trace.mark("bench.started")
@@ -106,10 +107,10 @@ def breakdown(engine_root: Path, work: Path, runs: int) -> list[tuple[str, str, 
     try:
         with ck.Engine(root=engine_root) as engine:
             for _ in range(3):
-                _traced_cycle(engine)  # warm
+                traced_cycle(engine, network="none")  # warm
             path.write_text("")
             for _ in range(runs):
-                _traced_cycle(engine)
+                traced_cycle(engine, network="none")
     finally:
         trace.disable()
     cycles = _read_trace(path)

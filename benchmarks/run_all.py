@@ -30,7 +30,15 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from _common import IMAGE, containerkit_command, dump_json, ensure_image, median, plain_bundle
+from _common import (
+    IMAGE,
+    containerkit_command,
+    dump_json,
+    ensure_image,
+    interleaved_samples,
+    median,
+    plain_bundle,
+)
 from _peers import containerkitd, crun_times, throwaway_dockerd, throwaway_podman
 from bench_fixture import _engine_cycle as _fixture_cycle
 from bench_start import _batch, _engine_cycle, _runc_cycle, breakdown, print_breakdown
@@ -47,16 +55,7 @@ Cell = float | str  # milliseconds, or why there is no figure
 
 def interleaved(contenders: dict[str, Callable[[], object]], runs: int, warmup: int = 2) -> dict[str, float]:
     """Median milliseconds of each contender, sampled in turn, the order rotating every round."""
-    names = list(contenders)
-    for _ in range(warmup):
-        for name in names:
-            contenders[name]()
-    samples: dict[str, list[float]] = {name: [] for name in names}
-    for round_ in range(runs):
-        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
-            started = time.perf_counter()
-            contenders[name]()
-            samples[name].append((time.perf_counter() - started) * 1000)
+    samples = interleaved_samples(contenders, runs, warmup)
     return {name: median(values) for name, values in samples.items()}
 
 
