@@ -5,15 +5,14 @@ read the host (``/proc/stat``, the memory size).
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import platform
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from containerkit import dockerapi
 from containerkit.dockerapi.times import ZERO_TIME, rfc3339
-from containerkit.spec import ContainerSpec, ContainerStatus, Image, NetworkEndpoint, Stats
+from containerkit.spec import ContainerStatus, Image, Stats
 
 if TYPE_CHECKING:
     from containerkit.engine import Container
@@ -27,96 +26,18 @@ __all__ = [
 ]
 
 
-class _Seen:
-    """A container as of one look, for one shape: a live handle reads its state files again for
-    each of status, pid, exit code, times and OOM (and its network records for each of
-    networks, ports and address), which an inspect asks for one after the other."""
-
-    def __init__(self, container: Container) -> None:
-        self._container = container
-        self.state = container.runtime_state()
-        self.status: str = container.status
-        self._networks: Mapping[str, NetworkEndpoint] | None = None
-
-    @property
-    def id(self) -> str:
-        return self._container.id
-
-    @property
-    def name(self) -> str:
-        return self._container.name
-
-    @property
-    def image(self) -> str:
-        return self._container.image
-
-    @property
-    def image_id(self) -> str:
-        return self._container.image_id
-
-    @property
-    def spec(self) -> ContainerSpec:
-        return self._container.spec
-
-    @property
-    def labels(self) -> dict[str, str]:
-        return self._container.labels
-
-    @property
-    def created(self) -> dt.datetime:
-        return self._container.created
-
-    @property
-    def exit_code(self) -> int | None:
-        return self.state.exit_code
-
-    @property
-    def oom_killed(self) -> bool:
-        return self.state.oom_killed
-
-    @property
-    def pid(self) -> int | None:
-        return self.state.pid if self.state.status == "running" else None
-
-    @property
-    def started_at(self) -> str | None:
-        return self.state.started_at
-
-    @property
-    def finished_at(self) -> str | None:
-        return self.state.finished_at
-
-    @property
-    def ports(self) -> Mapping[str, Sequence[tuple[str, int]]]:
-        return self._container.ports
-
-    @property
-    def networks(self) -> Mapping[str, NetworkEndpoint]:
-        if self._networks is None:
-            self._networks = self._container.networks
-        return self._networks
-
-    @property
-    def ip_address(self) -> str:
-        """The address on the first network (as ``Container.ip_address``), from the one read."""
-        for endpoint in self.networks.values():
-            if endpoint.ip:
-                return endpoint.ip
-        return ""
-
-
 def container_inspect(
     container: Container, image: Image | None, exec_ids: Sequence[str], *, driver: str
 ) -> dict[str, Any]:
     """``GET /containers/{id}/json``; ``driver`` is the snapshot store's (``overlay``, ``copy``)."""
-    seen = _Seen(container)
+    seen, state = container.look()
     return dockerapi.container_inspect(
         seen,
         args=container.process_args(),
         image_config=image.config if image is not None else None,
         driver=driver,
         docker=container.extra,  # docker's create body, kept with the container at create
-        error=seen.state.error or "",
+        error=state.error or "",
         log_path=container.log_path,
         exec_ids=exec_ids,
         health=container.health,

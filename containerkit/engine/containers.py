@@ -175,12 +175,35 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         """The status as an enum: the Task's, and ``paused`` while its cgroup is frozen."""
         if self._listed is not None:
             return ContainerStatus(self._listed.status)
-        status = _status(self.runtime_state())
+        return self._status_from(self.runtime_state())
+
+    def _status_from(self, state: RuntimeState) -> ContainerStatus:
+        status = _status(state)
         if status is _RUNNING and self._is_paused():
             return _PAUSED
         if status in _STOPPED_OR_RESET and self.spec.restart_policy.enabled and self._restart_pending():
             return ContainerStatus.RESTARTING
         return status
+
+    def look(self) -> tuple[Container, RuntimeState]:
+        """This container as of one read of its Task's state and of its network records, with
+        that state: a live handle reads them again for each of status, pid, exit code, times,
+        networks and ports, which an inspect asks for one after the other."""
+        state = self.runtime_state()
+        status = self._status_from(state)
+        view = self._service.handle(self._record)
+        view._listed = RunRecord(
+            container_id=self.id,
+            status=status.value,
+            # the pid while the process is there (paused too), as the live handle shows it
+            pid=state.pid if _status(state) is _RUNNING else None,
+            started_at=state.started_at,
+            finished_at=state.finished_at,
+            exit_code=state.exit_code,
+            oom_killed=state.oom_killed,
+        )
+        view._listed_net = ListedNetwork(self._port_records(), self._endpoint_records())
+        return view, state
 
     def _is_paused(self) -> bool:
         return self.task.paused()
@@ -228,7 +251,7 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
     @property
     def pid(self) -> int | None:
         if self._listed is not None:
-            return self._listed.pid if self._listed.status == _RUNNING else None
+            return self._listed.pid if ContainerStatus(self._listed.status).is_up else None
         state = self.runtime_state()
         return state.pid if _status(state) is _RUNNING else None
 
