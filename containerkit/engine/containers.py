@@ -188,8 +188,11 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
     def look(self) -> tuple[Container, RuntimeState]:
         """This container as of one read of its Task's state and of its network records, with
         that state: a live handle reads them again for each of status, pid, exit code, times,
-        networks and ports, which an inspect asks for one after the other."""
+        networks and ports, which an inspect asks for one after the other. ``NotFound`` once a
+        removal took its state dir (between finding the record and reading the state)."""
         state = self.runtime_state()
+        if state.status == "created" and not self.task.exists():
+            raise NotFound(f"No such container: {self.id}")
         status = self._status_from(state)
         view = self._service.handle(self._record)
         view._listed = RunRecord(

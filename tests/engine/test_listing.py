@@ -55,7 +55,12 @@ def test_an_exit_behind_the_listers_back_shows_in_the_next_list(engine: ck.Engin
         deadline = time.monotonic() + 10
         while Path(engine.root / "running" / container.id).exists() and time.monotonic() < deadline:
             time.sleep(0.05)
+        # The shim drops its marker before it records the exit: a list in between re-reads the
+        # state (running still), and every list after the record shows the exit.
         seen = _listed(engine, container)
+        while seen.status == "running" and time.monotonic() < deadline:
+            time.sleep(0.01)
+            seen = _listed(engine, container)
         assert (seen.status, seen.exit_code, seen.pid) == ("exited", 7, None)
         assert seen.finished_at and seen.finished_at >= (seen.started_at or "")
         assert container.id not in {c.id for c in engine.containers.list()}
@@ -108,3 +113,14 @@ def test_a_killed_shims_marker_is_reaped(engine: ck.Engine, engine_root: Path) -
         assert marker.exists() and not marker_of_gone.exists()
     finally:
         container.remove(force=True)
+
+
+def test_a_handle_found_before_a_removal_looks_gone_not_created(engine: ck.Engine) -> None:
+    """An inspect that found the record just before a removal took the state dir answers
+    NotFound (a client waiting on a --rm container then reads the kept exit code)."""
+    container = engine.containers.run(IMAGE, ["true"], network="none")
+    found_before = engine.containers.get(container.id)
+    container.wait_exit(10)
+    container.remove()
+    with pytest.raises(ck.NotFound, match=container.id):
+        found_before.look()
