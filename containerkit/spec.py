@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import attrs
 
+from containerkit._model import model
 from containerkit.errors import Conflict, InvalidArgument
 
 __all__ = [
@@ -232,7 +233,7 @@ def _memory_swap(value: int | str | None) -> int | None:
     return parse_bytes(value, field="memory_swap")
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class Resources:
     """Cgroup limits. ``memory`` accepts ``"64m"``; ``cpus`` is a fraction of CPUs (0.5 = half a CPU)."""
 
@@ -286,7 +287,7 @@ class Resources:
 MountType = Literal["bind", "volume", "tmpfs"]
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class Mount:
     """One mount into a container: a host path (bind), a named volume, or a tmpfs."""
 
@@ -326,7 +327,7 @@ class Mount:
         return cls(type=kind, source=source, target=target, read_only=read_only)
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class PortBinding:
     """A published port: ``container_port``/``protocol`` on ``host_ip``:``host_port`` (0 = any free port)."""
 
@@ -647,7 +648,7 @@ def _policy_name(value: str | None) -> str:
     return "no" if value in ("", None) else str(value)
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class RestartPolicy:
     """What happens when the container's process exits: ``no``, ``always``, ``unless-stopped``
     (as ``always``, but not after the user stopped it) or ``on-failure`` (only after a non-zero
@@ -740,7 +741,7 @@ def _seconds(value: float | int | None) -> float:
     return float(value)
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class Healthcheck:
     """A container's health check (docker's ``HEALTHCHECK``): ``test`` is ``("CMD", arg, ...)``,
     ``("CMD-SHELL", "command")``, ``("NONE",)`` (no check, not even the image's) or empty (the
@@ -872,7 +873,7 @@ HEALTH_OUTPUT_MAX = 4096
 """How much of a check's output is kept (docker's ``maxOutputLen``)."""
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class HealthResult:
     """One run of the health check: RFC 3339 start and end, exit code, output (capped)."""
 
@@ -886,7 +887,7 @@ def _health_log(value: Iterable[HealthResult | Mapping[str, Any]]) -> tuple[Heal
     return tuple(v if isinstance(v, HealthResult) else HealthResult(**v) for v in value)
 
 
-@attrs.frozen
+@model
 class ContainerSize:
     """``SizeRw`` (bytes of the files a container wrote in its writable layer) and
     ``SizeRootFs`` (that plus its image's unpacked layers), as dockerd reports them for
@@ -896,7 +897,7 @@ class ContainerSize:
     root_fs: int
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class Health:
     """A container's health now: ``starting`` until the first success (or ``retries`` failures
     after the start period), then ``healthy`` or ``unhealthy``; the last five results."""
@@ -951,7 +952,7 @@ def _healthcheck(value: Healthcheck | Mapping[str, Any] | None) -> Healthcheck |
         raise InvalidArgument(f"healthcheck: {exc}") from None
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class ContainerSpec:
     """Everything needed to create a container; the image config fills what is left ``None``."""
 
@@ -1076,7 +1077,7 @@ class ContainerSpec:
         return dict(self.labels)
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class NetworkEndpoint:
     """A container on one network: its address there while attached (``ip`` is ``""`` while the
     container is not running), as ``container.networks[name]`` reports it."""
@@ -1115,7 +1116,7 @@ def _exec_form(change: str, rest: str) -> list[str]:
     return value
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class ImageConfig:
     """The runtime part of an OCI image config (``config`` in the config blob)."""
 
@@ -1253,7 +1254,7 @@ class ImageConfig:
         return out
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class Image:
     """A local image. ``id`` is the digest of its config blob (``sha256:...``)."""
 
@@ -1274,7 +1275,7 @@ class Image:
         return self.id.split(":", 1)[-1][:12]
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class Volume:
     name: str
     mountpoint: str
@@ -1289,7 +1290,7 @@ def _attributes(value: Mapping[str, Any] | None) -> Mapping[str, str]:
     return {str(k): str(v) for k, v in (value or {}).items()}
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class Event:
     """One thing that happened, as docker's ``/events`` reports it: ``type`` (container, image,
     network, volume), ``action`` (create, start, die, ``health_status: healthy``, ...), the actor's
@@ -1343,7 +1344,7 @@ class Event:
         )
 
 
-@attrs.frozen
+@model
 class ExecResult:
     """The outcome of a finished exec: always an exit code."""
 
@@ -1356,7 +1357,7 @@ class ExecResult:
         return self.stdout + self.stderr
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class Stats:
     """One sample of a container's resource use."""
 
@@ -1368,7 +1369,7 @@ class Stats:
     pids_limit: int | None = None
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class ProgressEvent:
     """One step of a pull or push, in docker's words, so every front-end can render it as docker does.
 
@@ -1388,7 +1389,7 @@ BuildEventKind = Literal[
 ]
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class BuildEvent:
     """One line of a build's progress, as docker's classic builder streams it, typed.
 
@@ -1429,7 +1430,7 @@ def _platform_entries(value: Iterable[Mapping[str, str]]) -> tuple[Mapping[str, 
     return tuple(dict(item) for item in value)
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class RegistryData:
     """What a registry says about a reference without pulling it (docker's distribution inspect).
 
@@ -1446,7 +1447,7 @@ class RegistryData:
 _CHANGE_KINDS = {"C": 0, "A": 1, "D": 2}
 
 
-@attrs.frozen
+@model
 class Change:
     """One path a container changed over its image (``docker diff``): ``kind`` is ``"C"``
     (changed), ``"A"`` (added) or ``"D"`` (deleted); ``path`` is absolute."""
@@ -1477,7 +1478,7 @@ class Change:
         return f"{self.kind} {self.path}"
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class HistoryEntry:
     """One step of an image's history (``docker history``), newest first in a list.
 

@@ -9,12 +9,14 @@ import containerkit
 
 PACKAGE = Path(containerkit.__file__).parent
 
-_BASE = {"spec", "errors", "times"}
+# _model: the models' decorator (attrs.frozen with shared repr, eq and hash), beneath spec
+_BASE = {"spec", "errors", "times", "_model"}
 # What each part may import from containerkit, besides itself. storage/ unpacks layers with
 # images/unpack (the content side of an image) into snapshot dirs.
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
-    "spec": {"errors"},
+    "spec": {"errors", "_model"},
+    "_model": set(),
     "times": {"errors"},
     "linux": _BASE,
     "images": _BASE | {"linux"},

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import attrs
+from containerkit._model import model
 
 __all__ = [
     "AddressChooser",
@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 
-@attrs.frozen
+@model
 class ImageLayer:
     diff_id: str
     chain_id: str
@@ -29,7 +29,7 @@ class ImageLayer:
     media_type: str
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class ImageRecord:
     id: str
     manifest_digest: str | None
@@ -50,7 +50,7 @@ class ImageRecord:
         return tuple(layer.chain_id for layer in self.layers)
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class LayerRecord:
     chain_id: str
     diff_id: str
@@ -60,7 +60,7 @@ class LayerRecord:
     parent: str | None = None
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class ContainerRecord:
     id: str
     name: str
@@ -77,7 +77,7 @@ class ContainerRecord:
     container recorded before the column existed (then its bundle says)."""
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class RunRecord:
     """A container's last known run, kept so that a list reads no per-container file (the
     Task's state dir stays the truth; a listing re-reads it only for a container whose run
@@ -93,7 +93,7 @@ class RunRecord:
     oom_killed: bool = False
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class VolumeRecord:
     name: str
     created: float
@@ -101,7 +101,7 @@ class VolumeRecord:
     mountpoint: str = ""
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class NetworkRecord:
     id: str
     name: str
@@ -114,7 +114,7 @@ class NetworkRecord:
     driver: str = "bridge"
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class EndpointRecord:
     network_id: str
     container_id: str
@@ -126,7 +126,7 @@ class EndpointRecord:
     attached: bool = False
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class PortRecord:
     container_id: str
     protocol: str
