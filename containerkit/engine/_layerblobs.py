@@ -11,26 +11,24 @@ keeps which repositories each came from.
 When a blob is gone: a save writes the rebuilt uncompressed tar (its digest is the diff id, as
 ``docker save`` writes layers); a push first asks the registry for a blob it already holds
 (HEAD, or a cross-repository mount), and otherwise uploads the rebuilt tar gzipped
-deterministically (:func:`rebuild_gzip`: level 1, no name, mtime 0), so its digest differs from
-the pulled one, as docker's pushes do.
+deterministically (:func:`gzip_stream`: ISA-L level 1, no name, mtime 0) as it is written
+again, so its digest differs from the pulled one, as docker's pushes do.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gzip
-import hashlib
 import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, cast
+from typing import TYPE_CHECKING
 
 from containerkit.errors import NotFound
 from containerkit.images.content import Descriptor, check_digest
+from containerkit.images.deflate import gzip_chunks
 from containerkit.images.manifest import MEDIA_OCI_LAYER
-from containerkit.linux import staging
 from containerkit.storage.records import ImageLayer
 from containerkit.storage.tarsplit import Writable, assemble
 
@@ -40,18 +38,14 @@ if TYPE_CHECKING:
 __all__ = [
     "MEDIA_OCI_LAYER_GZIP",
     "LayerOrigins",
+    "gzip_stream",
     "known_pair",
-    "rebuild_gzip",
     "rebuild_plain",
     "release",
     "write_plain",
 ]
 
 MEDIA_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
-GZIP_LEVEL = 1
-"""The same layer always gives the same bytes with one zlib. Level 1, not zlib's default 6: a
-push waits for the rebuild, and on layers of binaries and sources level 1 compresses about twice
-as fast for blobs about 7% larger (bench_pull.py's push)."""
 _MAX_ORIGINS = 8
 
 
@@ -155,40 +149,12 @@ def rebuild_plain(images: ImageCollection, layer: ImageLayer, workdir: Path) -> 
     return Path(name)
 
 
-class _HashingFile:
-    def __init__(self, out: BinaryIO) -> None:
-        self.out = out
-        self.sha = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.sha.update(data)
-        self.size += len(data)
-        return self.out.write(data)
-
-    def flush(self) -> None:
-        self.out.flush()
-
-
-def rebuild_gzip(images: ImageCollection, layer: ImageLayer) -> Descriptor:
-    """The layer's tar written again and gzipped deterministically, published in the content
-    store (the caller deletes it when done); its descriptor."""
-    fd, name = tempfile.mkstemp(dir=images.content.ingest_dir(), prefix=f"layer{staging.owner_tag()}")
-    try:
-        staging.hold(fd)  # a crash leaves it unheld: recovery removes it
-        with os.fdopen(fd, "wb", buffering=1 << 20, closefd=False) as raw:
-            sink = _HashingFile(raw)
-            with gzip.GzipFile(
-                filename="", mode="wb", fileobj=cast(BinaryIO, sink), compresslevel=GZIP_LEVEL, mtime=0
-            ) as gz:
-                write_plain(images, layer, gz)
-        digest = "sha256:" + sink.sha.hexdigest()
-        desc = images.content.adopt(Path(name), digest)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(name)
-        os.close(fd)
-    return Descriptor(desc.digest, desc.size, MEDIA_OCI_LAYER_GZIP)
+def gzip_stream(images: ImageCollection, layer: ImageLayer) -> Generator[bytes, None, None]:
+    """The layer's tar written again and gzipped deterministically (ISA-L level 1, no name,
+    mtime 0), as it is made: nothing is stored. The tar is checked against the diff id at its
+    end: a layer that changed raises :class:`~containerkit.errors.IntegrityError` after the
+    last chunk, so an upload fed from here is cancelled rather than committed."""
+    return gzip_chunks(lambda out: write_plain(images, layer, out))
 
 
 def plain_descriptor(layer: ImageLayer, size: int) -> Descriptor:

@@ -4,10 +4,10 @@ A layer whose blob is in the store is pushed as it is. For one whose blob is gon
 :mod:`containerkit.engine._layerblobs`), the blobs it was pulled or pushed as before are asked
 for first: the repository may have one (HEAD: "Layer already exists") or another repository of
 the registry it came from (a mount: "Mounted from ..."); such a blob is reused without an
-upload. Otherwise the layer is rebuilt from its unpacked directory and gzipped
-deterministically, uploaded under its new digest as soon as it is rebuilt (while the next
-layers are still being rebuilt) and remembered for the next push; the rebuilt blob is deleted
-from the store once the push is over.
+upload. Otherwise the layer's tar is written again from its unpacked directory, gzipped
+deterministically (ISA-L level 1) and uploaded as it is made, in one streamed upload whose
+digest is known at its end (as docker pushes), several layers at once; nothing of it is stored,
+and the blob it became is remembered for the next push.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ _OCI_TYPES = {
     "application/vnd.docker.image.rootfs.diff.tar": MEDIA_OCI_LAYER,
 }
 _REBUILD_WORKERS = max(1, min(4, os.cpu_count() or 1))
-"""Layers rebuilt and gzipped at once (zlib and sha256 release the GIL)."""
+"""Layers rebuilt, gzipped and uploaded at once (ISA-L, sha256 and the sockets release the GIL)."""
 
 
 @attrs.frozen
@@ -46,9 +46,9 @@ class PushLayers:
     reused: frozenset[str]
     """Digests the registry already has (found or mounted here): no upload."""
     rebuilt: tuple[tuple[ImageLayer, Descriptor], ...]
-    """Layers written again for this push: their blobs are deleted by :func:`finish`."""
+    """Layers written again for this push, and the blobs they were uploaded as."""
     uploaded: frozenset[str] = frozenset()
-    """Rebuilt blobs already uploaded by :func:`prepare` (each as soon as it was rebuilt)."""
+    """Rebuilt blobs already uploaded by :func:`prepare` (all of them: each as it was made)."""
 
     def pending(self, desc: Descriptor) -> bool:
         """Whether ``desc`` still has to be pushed (neither reused nor uploaded yet)."""
@@ -67,20 +67,16 @@ def _candidates(images: ImageCollection, layer: ImageLayer) -> list[Descriptor]:
     return found
 
 
-def _rebuild_and_upload(images: ImageCollection, pusher: Pusher, layer: ImageLayer) -> Descriptor:
-    """Layer ``layer`` rebuilt and uploaded (no rebuilt blob is left behind if the upload fails)."""
-    desc = _layerblobs.rebuild_gzip(images, layer)
-    try:
-        pusher.push_blob(desc, short_id(layer.diff_id))
-    except BaseException:
-        images.content.delete(desc.digest)
-        raise
-    return desc
+def _rebuild_and_upload(pusher: Pusher, images: ImageCollection, layer: ImageLayer) -> Descriptor:
+    """Layer ``layer`` rebuilt, gzipped and uploaded as it is made (its digest known at the end)."""
+    return pusher.push_stream(
+        _layerblobs.gzip_stream(images, layer), _layerblobs.MEDIA_OCI_LAYER_GZIP, short_id(layer.diff_id)
+    )
 
 
 def prepare(images: ImageCollection, pusher: Pusher, record: ImageRecord) -> PushLayers:
-    """Pick each layer's blob: stored, reused from the registry, or rebuilt (in parallel, each
-    uploaded once rebuilt, so uploads overlap the rebuilds of the next layers)."""
+    """Pick each layer's blob: stored, reused from the registry, or rebuilt and uploaded as it
+    is made (several layers at once)."""
     layers: list[Descriptor | None] = []
     reused: set[str] = set()
     missing: list[int] = []
@@ -105,17 +101,15 @@ def prepare(images: ImageCollection, pusher: Pusher, record: ImageRecord) -> Pus
         pusher.progress(short_id(record.layers[n].diff_id), "Preparing")
     if missing:
         with cf.ThreadPoolExecutor(min(_REBUILD_WORKERS, len(missing)), thread_name_prefix="rebuild") as pool:
-            futures = {n: pool.submit(_rebuild_and_upload, images, pusher, record.layers[n]) for n in missing}
+            futures = {n: pool.submit(_rebuild_and_upload, pusher, images, record.layers[n]) for n in missing}
             try:
                 for n, future in futures.items():
                     desc = future.result()
                     layers[n] = desc
                     rebuilt.append((record.layers[n], desc))
-            except BaseException:
+            finally:
                 for future in futures.values():
-                    if not future.cancel() and future.exception() is None:
-                        images.content.delete(future.result().digest)
-                raise
+                    future.cancel()
     return PushLayers(
         tuple(d for d in layers if d is not None),
         frozenset(reused),
@@ -125,8 +119,7 @@ def prepare(images: ImageCollection, pusher: Pusher, record: ImageRecord) -> Pus
 
 
 def finish(images: ImageCollection, plan: PushLayers, repository: str, *, pushed: bool) -> None:
-    """After the push: remember the blobs the registry now has for each layer (when ``pushed``),
-    and delete the rebuilt ones from the store in every case."""
+    """After the push: remember the blobs the registry now has for each layer (when ``pushed``)."""
     if pushed:
         origins = _layerblobs.origins(images)
         for layer, desc in plan.rebuilt:
@@ -134,5 +127,3 @@ def finish(images: ImageCollection, plan: PushLayers, repository: str, *, pushed
         for desc in plan.layers:
             if desc.digest in plan.reused or any(desc == d for _, d in plan.rebuilt):
                 images.sources.add(desc.digest, repository)  # a mount source for the next push
-    for _, desc in plan.rebuilt:
-        images.content.delete(desc.digest)

@@ -34,7 +34,7 @@ a directory, which is what overlayfs shows for the same stack.
 rename it into place only on success (``storage.apply.apply_layer`` does); an ``expected_diff_id``
 mismatch is only known after the last byte, so it is reported the same way.
 
-Speed: the stream is decompressed and hashed on a helper thread (zlib, zstd and sha256 release
+Speed: the stream is decompressed and hashed on a helper thread (ISA-L, zstd and sha256 release
 the GIL) while this thread does the syscalls; file data is written from 1 MiB buffers; there is
 no per-file fsync (the caller syncs the filesystem once); parent directory fds are cached.
 """
@@ -54,7 +54,6 @@ import shutil
 import stat
 import tarfile
 import threading
-import zlib
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import IO, BinaryIO, Literal, TypeVar, cast
@@ -138,21 +137,23 @@ def _raw_chunks(raw: BinaryIO, head: bytes) -> Iterator[bytes]:
 
 def _gunzip(raw: Iterator[bytes]) -> Iterator[bytes]:
     """Concatenated gzip members, output bounded to 1 MiB per step (a bomb never fills memory)."""
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    from containerkit.images.deflate import GzipError, gunzip_object  # ISA-L: only where layers are read
+
+    d = gunzip_object()
     try:
         for data in raw:
             while data:
                 if d.eof:
                     if not data.strip(b"\0"):
                         break  # zero padding after the last member
-                    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    d = gunzip_object()
                 out = d.decompress(data, _CHUNK)
                 if out:
                     yield out
                 data = d.unused_data if d.eof else d.unconsumed_tail
         while not d.eof and (out := d.decompress(b"", _CHUNK)):
             yield out
-    except zlib.error as err:
+    except GzipError as err:
         raise IntegrityError(f"corrupt gzip stream in layer: {err}") from None
     if not d.eof:
         raise IntegrityError("truncated layer: the gzip stream ends before its end marker")

@@ -25,7 +25,6 @@ import os
 import stat
 import struct
 import tarfile
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, BinaryIO, Protocol, cast
@@ -33,6 +32,7 @@ from typing import IO, BinaryIO, Protocol, cast
 import zstandard
 
 from containerkit.errors import IntegrityError, InvalidArgument
+from containerkit.images.deflate import GzipError, gunzip_object, open_gzip
 
 __all__ = ["Recorder", "TeeReader", "Writable", "assemble"]
 
@@ -102,7 +102,7 @@ class Recorder:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._out = gzip.GzipFile(path, "wb", compresslevel=6, mtime=0)
+        self._out = open_gzip(path, "wb")
         self._buf = bytearray()  # bytes fed but not yet consumed by the state machine
         self._raw = bytearray()  # raw bytes not yet written as an R record
         self._skip = 0  # file data still to skip (an F record was written for it)
@@ -305,7 +305,7 @@ class TeeReader:
 
 
 def _gunzip(head: bytes, raw: BinaryIO) -> Iterator[bytes]:
-    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    d = gunzip_object()
     data = head
     try:
         while True:
@@ -313,7 +313,7 @@ def _gunzip(head: bytes, raw: BinaryIO) -> Iterator[bytes]:
                 if d.eof:
                     if not data.strip(b"\0"):
                         break  # zero padding after the last member
-                    d = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                    d = gunzip_object()
                 out = d.decompress(data, _CHUNK)
                 if out:
                     yield out
@@ -323,7 +323,7 @@ def _gunzip(head: bytes, raw: BinaryIO) -> Iterator[bytes]:
                 break
         while not d.eof and (out := d.decompress(b"", _CHUNK)):
             yield out
-    except zlib.error as err:
+    except GzipError as err:
         raise IntegrityError(f"corrupt gzip stream in layer: {err}") from None
     if not d.eof:
         raise IntegrityError("truncated layer: the gzip stream ends before its end marker")
@@ -367,7 +367,7 @@ def assemble(layer_dir: Path, split: Path, out: Writable, *, diff_id: str) -> in
     size = 0
     root = os.open(layer_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        with gzip.open(split, "rb") as records:
+        with open_gzip(split, "rb") as records:
             while kind := records.read(1):
                 if kind == b"R":
                     (length,) = struct.unpack(">I", _read_exact(records, 4, label))
@@ -382,7 +382,7 @@ def assemble(layer_dir: Path, split: Path, out: Writable, *, diff_id: str) -> in
                     size += file_size
                 else:
                     raise IntegrityError(f"{label}: unknown tar-split record {kind!r} in {split}")
-    except (OSError, EOFError, zlib.error) as exc:
+    except (OSError, EOFError, GzipError) as exc:
         if isinstance(exc, FileNotFoundError) and exc.filename == str(split):
             raise
         raise IntegrityError(f"{label}: cannot rebuild its tar from {layer_dir}: {exc}") from None

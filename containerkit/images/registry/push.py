@@ -21,7 +21,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, BinaryIO
 
 from containerkit.errors import ContainerkitError, IntegrityError, InvalidArgument, NotFound
@@ -33,6 +33,8 @@ from containerkit.images.registry.sources import BlobSources
 __all__ = ["Pusher"]
 
 _READ = 1 << 20
+_STREAM_STEP = 256 << 10
+"""Bytes between two "Pushing" events of a streamed upload (its total is not known before)."""
 
 
 class _CountingReader:
@@ -58,6 +60,18 @@ class _CountingReader:
 def _chunks(stream: BinaryIO, size: int) -> Iterator[bytes]:
     while chunk := stream.read(size):
         yield chunk
+
+
+def _pieces(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
+    """``chunks`` regrouped into pieces of ``size`` bytes (the last one shorter)."""
+    buf = bytearray()
+    for chunk in chunks:
+        buf += chunk
+        while len(buf) >= size:
+            yield bytes(buf[:size])
+            del buf[:size]
+    if buf:
+        yield bytes(buf)
 
 
 class Pusher:
@@ -184,6 +198,103 @@ class Pusher:
             self.progress(layer_id, "Pushed")
         return "pushed"
 
+    def push_stream(self, chunks: Iterable[bytes], media_type: str, layer_id: str = "") -> Descriptor:
+        """Upload a blob whose digest is known only after its last byte (a layer compressed while
+        it is sent), as docker pushes one: ``POST``, the bytes in one streamed ``PATCH`` (or in
+        ``chunk_size`` pieces with ``Content-Range``), then ``PUT ?digest=`` with the digest they
+        hashed to. No HEAD or mount first: nothing names the blob before it is made. If the
+        chunks fail (an error raised while making them), the upload session is cancelled, so
+        the registry never stores part of a blob. Its descriptor."""
+        response = self.transport.request("POST", self._uploads(), scope=self._scope)
+        response.close()
+        location = response.headers.get("Location")
+        if not location:
+            raise ContainerkitError(f"{self.ref.name}: the registry gave no upload location for a layer")
+        sha = hashlib.sha256()
+        sent = [0, 0]  # bytes hashed, bytes at the last progress event
+
+        def report(done: int) -> None:
+            if layer_id and done - sent[1] >= _STREAM_STEP:
+                sent[1] = done
+                self.progress(layer_id, "Pushing", done, None)
+
+        def hashed(reporting: bool) -> Iterator[bytes]:
+            for chunk in chunks:
+                sha.update(chunk)
+                sent[0] += len(chunk)
+                if reporting:
+                    report(sent[0])
+                yield chunk
+
+        try:
+            if self.chunk_size is None:
+                response = self.transport.request(
+                    "PATCH",
+                    location,
+                    scope=self._scope,
+                    headers={"Content-Type": "application/octet-stream"},
+                    data=hashed(True),
+                )
+                response.close()
+                location = self._patched(response, location, "a layer")
+            else:
+                offset = 0
+                for piece in _pieces(hashed(False), self.chunk_size):
+                    location = self._patch(location, piece, offset, "a layer")
+                    offset += len(piece)
+                    report(offset)
+            digest = "sha256:" + sha.hexdigest()
+            self._commit(location, digest)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.transport.request("DELETE", location, scope=self._scope).close()
+            raise
+        if layer_id:
+            self.progress(layer_id, "Pushed")
+        return Descriptor(digest, sent[0], media_type)
+
+    def _patched(self, response: Any, location: str, what: str) -> str:
+        """The next upload location after a PATCH (202 or an error naming ``what``)."""
+        if response.status_code != 202:
+            raise ContainerkitError(f"{self.ref.name}: {what}: a chunk got status {response.status_code}")
+        return str(response.headers.get("Location") or location)
+
+    def _patch(self, location: str, chunk: bytes, offset: int, what: str) -> str:
+        """One ``Content-Range`` chunk of an upload; the location to send the next one to."""
+        response = self.transport.request(
+            "PATCH",
+            location,
+            scope=self._scope,
+            headers={
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
+                "Content-Length": str(len(chunk)),
+            },
+            data=chunk,
+        )
+        response.close()
+        return self._patched(response, location, what)
+
+    def _commit(self, location: str, digest: str) -> None:
+        """Close an upload whose bytes were all PATCHed: ``PUT ?digest=``, checked."""
+        response = self.transport.request(
+            "PUT",
+            location,
+            scope=self._scope,
+            params={"digest": digest},
+            headers={"Content-Length": "0"},
+            data=b"",
+        )
+        self._check_stored(response, digest)
+
+    def _check_stored(self, response: Any, digest: str) -> None:
+        response.close()
+        if response.status_code != 201:
+            raise ContainerkitError(f"{self.ref.name}: upload of {digest} answered {response.status_code}")
+        answered = response.headers.get("Docker-Content-Digest")
+        if answered and answered != digest:
+            raise IntegrityError(f"{self.ref.name}: the registry stored blob {digest} as {answered}")
+
     def _upload(self, location: str, desc: Descriptor, layer_id: str) -> None:
         total = desc.size
         step = max(total // 100, 512 << 10)
@@ -207,41 +318,12 @@ class Pusher:
             else:
                 offset = 0
                 for chunk in _chunks(blob, self.chunk_size):
-                    response = self.transport.request(
-                        "PATCH",
-                        location,
-                        scope=self._scope,
-                        headers={
-                            "Content-Type": "application/octet-stream",
-                            "Content-Range": f"{offset}-{offset + len(chunk) - 1}",
-                            "Content-Length": str(len(chunk)),
-                        },
-                        data=chunk,
-                    )
-                    response.close()
-                    if response.status_code != 202:
-                        raise ContainerkitError(
-                            f"{self.ref.name}: {desc.digest}: a chunk got status {response.status_code}"
-                        )
+                    location = self._patch(location, chunk, offset, desc.digest)
                     offset += len(chunk)
                     report(offset)
-                    location = response.headers.get("Location") or location
-                response = self.transport.request(
-                    "PUT",
-                    location,
-                    scope=self._scope,
-                    params={"digest": desc.digest},
-                    headers={"Content-Length": "0"},
-                    data=b"",
-                )
-        response.close()
-        if response.status_code != 201:
-            raise ContainerkitError(
-                f"{self.ref.name}: upload of {desc.digest} answered {response.status_code}"
-            )
-        answered = response.headers.get("Docker-Content-Digest")
-        if answered and answered != desc.digest:
-            raise IntegrityError(f"{self.ref.name}: the registry stored blob {desc.digest} as {answered}")
+                self._commit(location, desc.digest)
+                return
+        self._check_stored(response, desc.digest)
 
     # ------------------------------------------------------------------ manifests
 

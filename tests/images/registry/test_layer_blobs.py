@@ -10,6 +10,8 @@ rebuilt, uncompressed, and loads back as the same image.
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +19,7 @@ from pathlib import Path
 import pytest
 
 import containerkit as ck
+from containerkit.errors import IntegrityError
 from containerkit.images.content import ContentStore, Descriptor
 from containerkit.images.reference import parse_reference
 from containerkit.images.registry.auth import RegistryAuth, RegistryOptions
@@ -122,3 +125,54 @@ def test_a_registry_without_the_blobs_gets_them_rebuilt_and_the_save_loads_back(
             (loaded,) = other.images.load(tmp_path / name)
             assert loaded.id == pulled.id
             assert other.images.read_file(loaded.id, "/etc/two") == b"two\n" * 1000
+
+
+def _stored_blobs(registry: Registry) -> list[Path]:
+    return list((registry.storage / "docker" / "registry" / "v2" / "blobs").glob("sha256/*/*/data"))
+
+
+def test_rebuilt_layers_stream_the_same_bytes_from_another_store(
+    registry: Registry, registry_factory: Callable[..., Registry], tmp_path: Path
+) -> None:
+    """Each push gzips the rebuilt tar as it uploads it (one streamed PATCH per layer, its digest
+    known at the end), deterministically: another store pushing the same image to another
+    registry sends the same blobs, so the same manifest."""
+    image = _image()
+    _publish(registry, "team/app:1", image, tmp_path)
+    digests = []
+    for n in range(2):
+        target = registry_factory()
+        with ck.Engine(root=tmp_path / f"store{n}", forkserver=False) as eng:
+            eng.images.registry_options = RegistryOptions(config_credentials=False)
+            pulled = eng.images.pull(f"{registry.host}/team/app:1")
+            eng.images.tag(pulled.id, f"{target.host}/team/app:1")
+            digests.append(eng.images.push(f"{target.host}/team/app:1"))
+        assert len(_stored_blobs(target)) == 5  # three layers, the config, the manifest
+        log = target.log.read_text()
+        assert log.count('"PATCH /v2/team/app/blobs/uploads/') == 3
+    assert digests[0] == digests[1] != image.manifest_digest
+
+
+def test_a_layer_changed_on_disk_is_refused_and_no_part_of_it_is_stored(
+    registry: Registry, registry_factory: Callable[..., Registry], engine: ck.Engine, tmp_path: Path
+) -> None:
+    """The rebuilt tar is checked against the diff id only at its end, after its bytes went out:
+    the upload is then cancelled, never committed, and the registry holds no blob of it."""
+    image = _image()
+    _publish(registry, "team/app:1", image, tmp_path)
+    pulled = engine.images.pull(f"{registry.host}/team/app:1")
+    record = engine.metadata.images.get(pulled.id)
+    assert record is not None
+    changed = engine.images.snapshots.layer_dir(record.layers[0].chain_id) / "bin" / "one"
+    data = bytearray(changed.read_bytes())
+    data[-1] ^= 1  # same size: only the digest of the whole tar tells
+    changed.write_bytes(bytes(data))
+    second = registry_factory()
+    engine.images.tag(pulled.id, f"{second.host}/team/app:1")
+    with pytest.raises(IntegrityError, match=f"layer {record.layers[0].diff_id}: the tar rebuilt from"):
+        engine.images.push(f"{second.host}/team/app:1")
+    diff_ids = {x.diff_id for x in record.layers}
+    for blob in _stored_blobs(second):  # the other layers may have gone: each whole and right
+        assert "sha256:" + hashlib.sha256(gzip.decompress(blob.read_bytes())).hexdigest() in diff_ids
+    assert len(_stored_blobs(second)) < 3
+    assert '"DELETE /v2/team/app/blobs/uploads/' in second.log.read_text()  # the session was cancelled
