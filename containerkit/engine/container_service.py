@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import attrs
 
+from containerkit._model import model
 from containerkit.engine import _filters, _names, _prepare, _recovery
 from containerkit.engine.events import EventLog, container_attributes, rfc3339_ns
 from containerkit.errors import Conflict, InvalidArgument, NotFound, NotModified, NotRunning, Timeout
@@ -55,7 +56,7 @@ _RUNNING = ContainerStatus.RUNNING
 _STOPPED = (ContainerStatus.EXITED, ContainerStatus.DEAD)
 
 
-@attrs.frozen
+@model
 class ListedNetwork:
     """A container's published ports and endpoints as of a list (read for all in two queries)."""
 

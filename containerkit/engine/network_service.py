@@ -46,8 +46,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Literal
 
-import attrs
-
+from containerkit._model import model
 from containerkit.errors import (
     Conflict,
     ContainerkitError,
@@ -95,7 +94,7 @@ _OUR_LINK = re.compile(r"^(ck[0-9a-f]{5})[bv][0-9a-f]{7}$")
 _OUR_TABLE = re.compile(r"^ck[0-9a-f]{5}$")
 
 
-@attrs.frozen
+@model
 class NetPlan:
     """What a container's network is, decided at create."""
 

@@ -24,6 +24,7 @@ from typing import BinaryIO
 
 import attrs
 
+from containerkit._model import model
 from containerkit.errors import IntegrityError, InvalidArgument, NotFound
 from containerkit.images.reference import is_digest
 from containerkit.linux import staging
@@ -44,7 +45,7 @@ def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
-@attrs.frozen
+@model
 class Descriptor:
     """What an OCI descriptor says about a blob: its digest, size and media type."""
 

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import attrs
 
+from containerkit._model import model
 from containerkit.errors import InvalidArgument
 
 __all__ = ["LayerDirView", "MergedView", "UnpackedLayer"]
@@ -166,7 +167,7 @@ class MergedView:
         return None
 
 
-@attrs.frozen
+@model
 class UnpackedLayer:
     """One layer as the snapshot store keeps it: its directory and what it hides below it."""
 

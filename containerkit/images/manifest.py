@@ -16,6 +16,7 @@ from typing import Any
 
 import attrs
 
+from containerkit._model import model
 from containerkit.errors import InvalidArgument
 from containerkit.images.content import Descriptor
 from containerkit.images.reference import is_digest
@@ -142,7 +143,7 @@ def _descriptor(value: Any, what: str) -> Descriptor:
     return Descriptor(digest, size, media_type, _annotations(value.get("annotations"), what))
 
 
-@attrs.frozen
+@model
 class Manifest:
     media_type: str
     config: Descriptor
@@ -150,13 +151,13 @@ class Manifest:
     annotations: tuple[tuple[str, str], ...] = ()
 
 
-@attrs.frozen
+@model
 class IndexEntry:
     descriptor: Descriptor
     platform: tuple[str, str] | None  # (os, architecture)
 
 
-@attrs.frozen
+@model
 class Index:
     manifests: tuple[IndexEntry, ...]
 
@@ -213,7 +214,7 @@ def select_manifest(index: Index, what: str = "index") -> Descriptor:
     raise InvalidArgument(f"{what}: no manifest for platform {'/'.join(wanted)}")
 
 
-@attrs.frozen
+@model
 class ParsedConfig:
     diff_ids: tuple[str, ...]
     architecture: str

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import re
 
-import attrs
-
+from containerkit._model import model
 from containerkit.errors import InvalidReference
 
 __all__ = [
@@ -48,7 +47,7 @@ def is_digest(text: str) -> bool:
     return bool(_DIGEST_RE.match(text))
 
 
-@attrs.frozen
+@model
 class ImageRef:
     """A normalised reference. ``tag`` is ``None`` only when a digest pins the image."""
 

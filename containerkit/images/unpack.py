@@ -58,9 +58,9 @@ from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import IO, BinaryIO, Literal, TypeVar, cast
 
-import attrs
 import zstandard
 
+from containerkit._model import model
 from containerkit.errors import ContainerkitError, IntegrityError, InvalidArgument, Unavailable, UnsafeArchive
 from containerkit.linux.inroot import RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, openat2
 
@@ -94,7 +94,7 @@ _EOF_HEADER: type[Exception] = tarfile.EOFHeaderError  # type: ignore[attr-defin
 _INVALID_HEADER: type[Exception] = tarfile.InvalidHeaderError  # type: ignore[attr-defined]
 
 
-@attrs.frozen
+@model
 class UnpackResult:
     """What unpacking one layer found: its diff_id, uncompressed size, and the whiteouts it held."""
 

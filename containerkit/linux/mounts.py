@@ -16,8 +16,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-import attrs
-
+from containerkit._model import model
 from containerkit.errors import InvalidArgument, UnsafeArchive
 from containerkit.linux import _libc
 from containerkit.linux._libc import (
@@ -124,7 +123,7 @@ _PRESERVED = {
 }
 
 
-@attrs.frozen
+@model
 class MountOptions:
     """OCI option strings split into mount(2) flags, propagation changes and fs-specific data."""
 

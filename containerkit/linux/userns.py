@@ -13,8 +13,7 @@ import fcntl
 import os
 from pathlib import Path
 
-import attrs
-
+from containerkit._model import model
 from containerkit.errors import InvalidArgument, NotFound, RuntimeFailure
 from containerkit.linux import _libc
 
@@ -38,7 +37,7 @@ _RANGE_SIZE = 65536
 _FIRST_START = 100000  # shadow's SUB_UID_MIN
 
 
-@attrs.frozen
+@model
 class IdRange:
     """``size`` host ids from ``start``: container id 0 is host id ``start``."""
 
@@ -50,7 +49,7 @@ class IdRange:
         return self.start + self.size
 
 
-@attrs.frozen
+@model
 class UsernsMapping:
     """The uid and gid ranges container root maps to."""
 

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import attrs
-
+from containerkit._model import model
 from containerkit.errors import InvalidArgument, NotFound
 
 __all__ = ["GroupEntry", "PasswdEntry", "ResolvedUser", "parse_group", "parse_passwd", "resolve_user"]
@@ -17,7 +16,7 @@ __all__ = ["GroupEntry", "PasswdEntry", "ResolvedUser", "parse_group", "parse_pa
 ReadFile = Callable[[str], "bytes | None"]
 
 
-@attrs.frozen
+@model
 class PasswdEntry:
     name: str
     uid: int
@@ -25,14 +24,14 @@ class PasswdEntry:
     home: str
 
 
-@attrs.frozen
+@model
 class GroupEntry:
     name: str
     gid: int
     members: tuple[str, ...]
 
 
-@attrs.frozen
+@model
 class ResolvedUser:
     """What the runtime needs to become a user: ids, supplementary groups, and ``$HOME``."""
 

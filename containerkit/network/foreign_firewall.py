@@ -32,8 +32,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Literal
 
-import attrs
-
+from containerkit._model import model
 from containerkit.errors import ContainerkitError
 from containerkit.linux.nftables import open_nftables
 from containerkit.network._ifname import check_ifname
@@ -56,7 +55,7 @@ _USER_CHAIN = "DOCKER-USER"
 _LEGACY_TABLES = Path("/proc/net/ip_tables_names")
 
 
-@attrs.frozen
+@model
 class Iptables:
     """The host's ``iptables``: its backend and the matching ``iptables-restore``."""
 
@@ -127,7 +126,7 @@ def rules_for(bridge: str) -> list[str]:
     ]
 
 
-@attrs.frozen
+@model
 class _Rule:
     chain: str
     spec: str  # as ``iptables -S`` prints it, without ``-A <chain>``

@@ -34,8 +34,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 from typing import Any
 
-import attrs
-
+from containerkit._model import model
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound, Unavailable
 from containerkit.linux.nftables import open_nftables
 from containerkit.network._ifname import check_ifname
@@ -60,7 +59,7 @@ __all__ = [
 _PICK_ATTEMPTS = 20
 
 
-@attrs.frozen
+@model
 class Rule:
     chain: str
     handle: int

@@ -16,8 +16,7 @@ import socket
 from ipaddress import IPv4Address
 from typing import Literal
 
-import attrs
-
+from containerkit._model import model
 from containerkit.errors import Conflict, InvalidArgument
 
 __all__ = ["PublishedPort", "check_owner", "normalize_host_ip", "pick_free_port", "probe_free"]
@@ -31,7 +30,7 @@ def check_owner(owner: str) -> str:
     return owner
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class PublishedPort:
     """What was actually published: random ports resolved, and who owns the rule."""
 

@@ -27,8 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-import attrs
-
+from containerkit._model import model
 from containerkit.errors import ContainerkitError, RuntimeFailure, Timeout
 from containerkit.linux.proc import default_signals
 from containerkit.runtime import _sync
@@ -50,7 +49,7 @@ __all__ = ["ExecProcess", "RuncTarget", "start_exec"]
 Stream = Literal["stdout", "stderr"]
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class RuncTarget:
     """A container run by runc/crun: exec goes through ``<runtime> exec`` instead of setns."""
 

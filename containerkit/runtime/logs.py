@@ -20,8 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
-import attrs
-
+from containerkit._model import model
 from containerkit.errors import InvalidArgument, NotSupported
 from containerkit.linux import inotify
 from containerkit.spec import log_limits
@@ -79,7 +78,7 @@ def parse_time(text: str) -> int:
     return int(base.timestamp()) * 1_000_000_000 + int((frac + "000000000")[:9])
 
 
-@attrs.frozen
+@model
 class LogEntry:
     """One record of the log: which stream, the raw bytes, and when (ns since the epoch)."""
 

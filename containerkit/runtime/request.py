@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 import attrs
 
+from containerkit._model import model
 from containerkit.errors import InvalidArgument
 from containerkit.spec import Resources
 
@@ -42,7 +43,7 @@ def _resources(value: Resources | dict[str, Any] | None) -> Resources | None:
     return Resources(**value)
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class ShimRequest:
     """Everything a shim needs to run one container; crosses process boundaries as JSON.
 
@@ -107,7 +108,7 @@ class ShimRequest:
         return cls(**data)
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class StartedContainer:
     """A container whose process has exec'd: host pids plus start times (for pid-reuse checks)."""
 

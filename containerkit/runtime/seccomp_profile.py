@@ -18,8 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import attrs
-
+from containerkit._model import model
 from containerkit.errors import InvalidArgument
 
 __all__ = [
@@ -203,7 +202,7 @@ def load_profile(value: str) -> dict[str, Any]:
     return profile
 
 
-@attrs.frozen
+@model
 class SecurityOptions:
     """docker's ``--security-opt`` list, parsed as dockerd's ``parseSecurityOpt`` does."""
 

@@ -31,8 +31,7 @@ import time
 from pathlib import Path
 from typing import Any, Literal
 
-import attrs
-
+from containerkit._model import model
 from containerkit.errors import NotFound, NotRunning, RuntimeFailure, Timeout
 from containerkit.linux import proc
 from containerkit.runtime import trace
@@ -70,7 +69,7 @@ DEAD_EXIT_CODE = 137
 Status = Literal["created", "running", "exited", "dead"]
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class RuntimeState:
     """What the state dir says about a container right now.
 

@@ -70,6 +70,7 @@ from typing import Any, Literal
 
 import attrs
 
+from containerkit._model import model
 from containerkit.errors import Conflict, IntegrityError, InvalidArgument, NotFound
 from containerkit.images.unpack import DEFAULT_MAX_BYTES, UnpackResult
 from containerkit.linux import idmap, overlay, staging
@@ -98,7 +99,7 @@ _OVERLAY_EXTRA = ("index=off",)
 _USERNS_FILE = "userns.json"  # a user-namespaced snapshot: {"offset": [uid, gid], "shifted": bool}
 
 
-@attrs.frozen
+@model
 class RootfsMount:
     """How to mount a snapshot as a container's root: what the runtime receives (as JSON)."""
 
@@ -129,7 +130,7 @@ class LayerStage:
     _held: int
 
 
-@attrs.frozen
+@model
 class SnapshotChanges:
     """Where a snapshot's changes are, for the diff maker. Overlay: ``upper`` is the upper dir
     (the change set) and ``lower_root`` the top parent layer's dir (None without parents).

@@ -16,8 +16,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
-import attrs
-
+from containerkit._model import model
 from containerkit.errors import (
     Conflict,
     ContainerkitError,
@@ -37,7 +36,7 @@ _MKDIR_ATTEMPTS = 5
 _KILL_WAIT = 5.0
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class CgroupStats:
     """One sample of a cgroup's usage; the fields match :class:`containerkit.spec.Stats`."""
 

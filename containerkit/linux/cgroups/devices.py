@@ -10,8 +10,7 @@ import struct
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
-import attrs
-
+from containerkit._model import model
 from containerkit.errors import InvalidArgument
 
 __all__ = ["DeviceRule", "build_device_program", "parse_rules"]
@@ -25,7 +24,7 @@ _TYPE_BITS = {"b": 1, "c": 2}  # BPF_DEVCG_DEV_BLOCK, _CHAR
 _MAX_NUMBER = (1 << 31) - 1  # a BPF immediate is a signed 32-bit value
 
 
-@attrs.frozen(kw_only=True)
+@model(kw_only=True)
 class DeviceRule:
     """One rule: ``allow`` or deny ``access`` (a subset of ``rwm``) to ``type major:minor``.
 
