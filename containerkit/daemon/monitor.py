@@ -90,7 +90,7 @@ class Monitor:
         thread.start()
 
     def _watch(self, container: Container, run: tuple[str, str]) -> None:
-        container_id, name, image = container.id, container.name, container.image
+        container_id = container.id
         try:
             # an AutoRemove container is removed here, holding its exit claim (see the start
             # route); otherwise its exit command (a restart policy) ran before the shim exited
@@ -101,16 +101,22 @@ class Monitor:
         except OSError as exc:
             log.warning("watching %s failed: %s", container_id[:12], exc)
             return
+        # looked up first, so that the exit and a removal wake the waiters once, together
+        # (docker run --rm waits for the removal: a second wake-up is a second thread switch)
+        removed = False
+        try:
+            self._engine.containers.get(container_id)
+        except NotFound:
+            removed = True
         with self._cond:
             self._exits[container_id] = self._exits.get(container_id, 0) + 1
             self._codes[container_id] = code
             self._trim(self._codes)
             self._runs.discard(run)
+            if removed:
+                self._removed[container_id] = True
+                self._trim(self._removed)
             self._cond.notify_all()
-        try:
-            self._engine.containers.get(container_id)
-        except NotFound:
-            self.mark_removed(container_id, name, image)
 
     def mark_removed(self, container_id: str, name: str = "", image: str = "") -> None:
         """Record a removal (idempotent; the engine records its ``destroy`` event)."""
@@ -169,9 +175,9 @@ class Monitor:
         while True:
             with self._cond:
                 removed = bool(self._removed.get(cid))
-                exited = waiter.condition != "removed" and self._exits.get(cid, 0) > waiter.exits_seen
-                if exited and not removed:
-                    return self._codes.get(cid, 0)
+                counted = self._exits.get(cid, 0) > waiter.exits_seen
+                if counted and (removed or waiter.condition != "removed"):
+                    return self._codes.get(cid, 0)  # the exit waited for (and its removal, if asked)
                 if not removed:
                     self._cond.wait(0.25)
             if removed:

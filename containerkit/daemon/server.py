@@ -95,13 +95,16 @@ class Limits:
 
 @attrs.define
 class Response:
-    """A whole body (``body``) or a chunked stream (``stream``: bytes, or None as a keep-alive tick)."""
+    """A whole body (``body``) or a chunked stream (``stream``: bytes, or None as a keep-alive tick).
+    ``after``: work the client need not wait for, run by the same worker once the answer is sent
+    (before the next request on the connection is read)."""
 
     status: int = 200
     body: bytes = b""
     content_type: str | None = "application/json"
     headers: dict[str, str] = attrs.field(factory=dict)
     stream: Iterable[bytes | None] | None = None
+    after: Callable[[], None] | None = None
 
 
 def json_response(value: Any, status: int = 200) -> Response:
@@ -933,7 +936,14 @@ class _Server:
         if response is None or request.hijacked:
             return False
         request.drain()
-        self._send(exchange, request, response)
+        try:
+            self._send(exchange, request, response)
+        finally:
+            if response.after is not None:
+                try:
+                    response.after()
+                except Exception:
+                    log.exception("%s %s: the work after the answer failed", method, target)
         return not exchange.close_connection
 
     def _send(self, exchange: _Exchange, request: Request, response: Response) -> None:

@@ -12,9 +12,9 @@ The command, on an Engine of its own (no fork server, no recovery sweep: it hand
 container, and ``Engine.recover`` elsewhere picks up what a lost exit command left):
 
 1. reads the exit (its ``die`` event is recorded on the way) and tears the network down;
-2. ``auto_remove``: waits (at most :data:`DRAIN_SECONDS`) until no reader holds the output (an
-   attached ``docker run --rm`` must receive the last line), keeps the exit code for waiters
-   that come after the removal, and removes the container with its anonymous volumes;
+2. ``auto_remove``: keeps the exit code for waiters that come after the removal, waits (at most
+   :data:`DRAIN_SECONDS`) until no reader holds the output (an attached ``docker run --rm``
+   must receive the last line), and removes the container with its anonymous volumes;
 3. a restart policy: docker's decision (``ShouldRestart``) and back-off (100 ms, doubling after
    each exit, reset after 10 s up, at most a minute), counted in the Task's restart record
    (``restart_count``); a container the user stopped or killed is not restarted. The restart
@@ -116,8 +116,10 @@ def handle_exit(service: ContainerService, container_id: str) -> float | None:
     task = container.task
     code = state.exit_code if state.exit_code is not None else 0
     if spec.auto_remove:
-        task.wait_for_readers(DRAIN_SECONDS)
+        # kept while an attached stream still sends the last output (a docker run --rm waits
+        # for that stream, then for the removal)
         service.keep_exit(container_id, code, state.finished_at)
+        task.wait_for_readers(DRAIN_SECONDS)
         service.auto_remove(container_id)
         return None
     record = task.restart_record()

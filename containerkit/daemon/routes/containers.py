@@ -104,8 +104,9 @@ def register(router: Router, app: DaemonApp) -> None:
                     container.remove(force=True)
                 monitor.mark_removed(container.id, container.name, container.image)
             raise
-        monitor.watch(container)  # after "start": a fast exit's "die" must come second
-        return Response(204)
+        # after "start" (a fast exit's "die" must come second), and once the 204 is sent: the
+        # watcher's first steps (a state read, its thread start) need not delay the client
+        return Response(204, after=lambda: monitor.watch(container))
 
     def stop(request: Request) -> Response:
         container = lookup(app, request)
