@@ -63,6 +63,10 @@ _MAX_DELAY = 0.1
 often ready a millisecond or two after the start returns, and a refused probe (DNAT to a port
 nobody listens on yet) costs a fraction of a millisecond, so early polls are cheap and a
 coarse first delay would be most of the wait."""
+_STATUS_EVERY = 0.01
+"""While polls fail, the container's status (has it exited?) is looked at once per 10 ms at
+most: a look costs more than a refused probe (a state read and the paused check in-process, an
+inspect round trip through a daemon), and a service is usually ready within a few polls."""
 _ATTEMPT_TIMEOUT = 2.0
 
 StatusCheck = int | range | Collection[int] | Callable[[int], bool]
@@ -131,36 +135,54 @@ def until(container: api.ContainerHandle, strategy: Strategy, *, timeout: float 
     deadline = started + timeout
     probe = strategy.probe(container)
     delay = _FIRST_DELAY
+    status_due = started + _STATUS_EVERY
     try:
         while True:
             if probe.ready(max(deadline - time.monotonic(), 0.001)):
                 return
-            status = _status(container)
-            if ContainerStatus.of(status).has_stopped:
-                if probe.ready(max(deadline - time.monotonic(), 0.001)):  # output written just before exit
+            now = time.monotonic()
+            if now >= status_due or now >= deadline:
+                status_due = now + _STATUS_EVERY
+                if _ready_at_end(container, strategy, probe, started, deadline, timeout):
                     return
-                code = _exit_code(container)
-                raise ContainerExited(
-                    f"container {_name(container)} exited with status {code} after "
-                    f"{time.monotonic() - started:.1f} s while waiting for {strategy.describe()}"
-                    + _detail(probe)
-                    + _quote_logs(container),
-                    waited_for=strategy.describe(),
-                    logs=_last_logs(container),
-                    exit_code=code,
-                )
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise WaitTimeout(
-                    f"timed out after {timeout:g} s waiting for {strategy.describe()} "
-                    f"(container {_name(container)}, {status})" + _detail(probe) + _quote_logs(container),
-                    waited_for=strategy.describe(),
-                    logs=_last_logs(container),
-                )
-            time.sleep(min(delay, remaining))
+            time.sleep(max(min(delay, deadline - time.monotonic()), 0))
             delay = min(delay * _GROWTH, _MAX_DELAY)
     finally:
         probe.close()
+
+
+def _ready_at_end(
+    container: api.ContainerHandle,
+    strategy: Strategy,
+    probe: Probe,
+    started: float,
+    deadline: float,
+    timeout: float,
+) -> bool:
+    """Raise when waiting longer cannot help (the container stopped, or the time is up); True
+    when a stopped container's output, written just before its exit, satisfies the probe."""
+    status = _status(container)
+    if ContainerStatus.of(status).has_stopped:
+        if probe.ready(max(deadline - time.monotonic(), 0.001)):
+            return True
+        code = _exit_code(container)
+        raise ContainerExited(
+            f"container {_name(container)} exited with status {code} after "
+            f"{time.monotonic() - started:.1f} s while waiting for {strategy.describe()}"
+            + _detail(probe)
+            + _quote_logs(container),
+            waited_for=strategy.describe(),
+            logs=_last_logs(container),
+            exit_code=code,
+        )
+    if deadline - time.monotonic() <= 0:
+        raise WaitTimeout(
+            f"timed out after {timeout:g} s waiting for {strategy.describe()} "
+            f"(container {_name(container)}, {status})" + _detail(probe) + _quote_logs(container),
+            waited_for=strategy.describe(),
+            logs=_last_logs(container),
+        )
+    return False
 
 
 # -- log lines -----------------------------------------------------------------------------
