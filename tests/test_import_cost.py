@@ -7,9 +7,13 @@ an Engine in a fresh interpreter; every module they import is paid on every one 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 import containerkit
 
@@ -57,8 +61,8 @@ def test_opening_an_engine_loads_no_image_writing_code(tmp_path: Path) -> None:
 
 
 def test_the_command_line_loads_no_engine_before_a_verb_needs_it() -> None:
-    loaded = _imported_after("import containerkit.cli.main")
-    assert "containerkit.cli.main" in loaded
+    loaded = _imported_after("import containerkit.cli.main, containerkit.cli._root")
+    assert "containerkit.cli._root" in loaded
     assert not {m for m in loaded if m.startswith(("containerkit.engine.", "containerkit.runtime."))}
     assert not loaded & set(HTTP_STACK)
 
@@ -87,3 +91,56 @@ def test_version_reads_no_installed_metadata() -> None:
     loaded = set(json.loads(rest))
     assert "importlib.metadata" not in loaded
     assert "containerkit.spec" not in loaded
+
+
+def _command_line_modules(workdir: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], set[str]]:
+    """The console script's ``main`` run with ``args`` in a fresh interpreter: its result and the
+    modules loaded by its exit (listed by an exit handler, which its fast exit runs too)."""
+    listing = workdir / "modules.json"
+    listing.unlink(missing_ok=True)
+    code = (
+        "import atexit, json, sys\n"
+        f"atexit.register(lambda: open({str(listing)!r}, 'w').write(json.dumps(sorted(sys.modules))))\n"
+        "from containerkit.cli.main import main\nmain()"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    return done, set(json.loads(listing.read_text()))
+
+
+def test_version_alone_loads_no_click(tmp_path: Path) -> None:
+    for flag in ("--version", "-v"):
+        done, loaded = _command_line_modules(tmp_path, flag)
+        assert (done.returncode, done.stdout) == (0, f"containerkit {containerkit.__version__}\n")
+        assert "containerkit.cli.main" in loaded
+        assert "click" not in loaded
+        assert "containerkit.spec" not in loaded
+    done, loaded = _command_line_modules(tmp_path, "--version", "--help")  # anything more: click's parsing
+    assert done.returncode == 0 and "click" in loaded
+
+
+@pytest.fixture
+def busybox_root(tmp_path: Path, busybox_rootfs_tar: Path) -> Iterator[Path]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: containers use namespaces, mounts and cgroups")
+    root = tmp_path / "root"
+    with containerkit.Engine(root=root, forkserver=False) as engine:
+        engine.images.import_rootfs(busybox_rootfs_tar, "busybox:latest", config={"Cmd": ["sh"]})
+    yield root
+    with containerkit.Engine(root=root, forkserver=False) as engine:
+        leftover = engine.containers.list(all=True)
+        for container in leftover:
+            container.remove(force=True)
+    assert leftover == []
+
+
+def test_run_on_network_none_loads_no_network_http_or_image_writing_code(busybox_root: Path) -> None:
+    args = ("--root", str(busybox_root), "run", "--rm", "--network", "none", "busybox", "true")
+    done, loaded = _command_line_modules(busybox_root.parent, *args)
+    assert done.returncode == 0, done.stderr
+    assert "containerkit.engine.container_service" in loaded  # it did run a container here
+    assert not loaded & set(HTTP_STACK)
+    assert not loaded & set(BUILD_ONLY)
+    assert not loaded & set(IMAGE_WRITING)
+    assert "pyroute2" not in loaded  # no netlink library for a container without a network
+    assert not {m for m in loaded if m.startswith(("containerkit.client", "containerkit.dockerapi"))}
+    assert "containerkit.runtime.spawner" not in loaded  # one container: no fork server
