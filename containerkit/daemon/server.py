@@ -4,10 +4,10 @@ One selector thread per listening socket accepts connections, holds the idle (ke
 and reads request heads without a thread each, so idle or slow clients cost a socket, not a
 thread. A complete head goes to a bounded worker pool; requests that stream for as long as the
 client likes (``logs``, ``events``, ``attach``, exec start, ``wait``, ``stats``, pulls, builds,
-archives) get a thread of their own under a separate, larger cap, so they never starve short
-requests. Open connections are capped (at the cap the longest-idle one is closed to make room:
-accepting never stops), idle connections and slow heads time out, and a head that is too large
-or malformed is refused and the connection closed. Routes receive a :class:`Request` and return
+archives) get a thread of their own (kept a while for the next stream) under a separate,
+larger cap, so they never starve short requests. Open connections are capped (at the cap the
+longest-idle one is closed to make room: accepting never stops), idle connections and slow
+heads time out, and a head that is too large or malformed is refused and the connection closed. Routes receive a :class:`Request` and return
 a :class:`Response`; a route that took over the socket (``101 UPGRADED``) returns ``None``.
 """
 
@@ -538,22 +538,32 @@ def _refusal(status: int, message: str, headers: dict[str, str]) -> bytes:
 
 
 class _Pool:
-    """At most ``size`` threads, started as work arrives; work beyond them waits its turn."""
+    """At most ``size`` threads, started as work arrives and kept for the next: a thread's start
+    waits until the new thread runs, which on a busy machine costs more than a short request.
+    Work beyond ``size`` threads waits its turn; an item is handed to an idle thread only when
+    one is free for it, so an item never waits behind a long stream. ``linger``: seconds an
+    idle thread stays before it ends (None: until :meth:`stop`)."""
 
-    def __init__(self, size: int, name: str) -> None:
+    def __init__(self, size: int, name: str, linger: float | None = None) -> None:
         self._size = max(1, size)
         self._name = name
+        self._linger = linger
         self._queue: queue.SimpleQueue[tuple[Callable[[_Conn], None], _Conn] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._threads = 0
-        self._idle = 0
+        self._idle = 0  # threads waiting for work that no queued item is promised to
 
     def submit(self, fn: Callable[[_Conn], None], conn: _Conn) -> None:
+        start = False
         with self._lock:
-            if self._idle == 0 and self._threads < self._size:
+            if self._idle > 0:
+                self._idle -= 1  # promised to one of them
+            elif self._threads < self._size:
                 self._threads += 1
-                threading.Thread(target=self._run, name=f"{self._name}-{self._threads}", daemon=True).start()
-        self._queue.put((fn, conn))
+                start = True
+            self._queue.put((fn, conn))  # under the lock: an idle thread ending sees it
+        if start:
+            threading.Thread(target=self._run, name=f"{self._name}-{self._threads}", daemon=True).start()
 
     def stop(self) -> None:
         with self._lock:
@@ -562,18 +572,28 @@ class _Pool:
 
     def _run(self) -> None:
         while True:
-            with self._lock:
-                self._idle += 1
-            item = self._queue.get()
-            with self._lock:
-                self._idle -= 1
+            try:
+                item = self._queue.get(timeout=self._linger)
+            except queue.Empty:
+                with self._lock:
+                    if not self._queue.empty():
+                        continue  # promised to this thread just now
+                    self._idle -= 1
+                    self._threads -= 1
+                    return
             if item is None:
                 with self._lock:
                     self._threads -= 1
                 return
             fn, conn = item
             fn(conn)
+            with self._lock:
+                self._idle += 1
 
+
+_STREAM_LINGER = 30.0
+"""Seconds an idle stream thread is kept for the next stream (a ``docker run`` sends three:
+the create with its body, the attach and the wait)."""
 
 _LISTENER = object()
 _WAKE = object()
@@ -615,6 +635,8 @@ class _Server:
         self._streams = 0
         self._buffered = 0  # bytes of unfinished heads held by the loop (the loop's alone)
         self._pool = _Pool(self.limits.workers, "ckd-worker")
+        # room for a stream is checked before it is submitted: none waits for a thread
+        self._stream_pool = _Pool(self.limits.stream_workers, "ckd-stream", linger=_STREAM_LINGER)
         self._reserve: int | None = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         self._stop = threading.Event()
         self._running = threading.Event()
@@ -659,6 +681,7 @@ class _Server:
         for conn in list(self._held.values()):
             self._drop(conn)
         self._pool.stop()
+        self._stream_pool.stop()
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(self.socket)
         self._selector.close()
@@ -808,7 +831,7 @@ class _Server:
                     conn.sock.send(_refusal(503, "too many streaming requests", self.headers))
                 self._release(conn)
                 return
-            threading.Thread(target=self._serve_stream, args=(conn,), name="ckd-stream", daemon=True).start()
+            self._stream_pool.submit(self._serve_stream, conn)
         else:
             self._pool.submit(self._serve, conn)
 
