@@ -135,6 +135,10 @@ class Engine:
         )
         if recover:
             self.recover()
+        if forkserver:  # forked now (when it can be), it has its spare ready by the first start
+            spawner = self.spawner
+            assert spawner is not None
+            spawner.prestart()
 
     @property
     def registries(self) -> RegistryCollection:
@@ -158,8 +162,9 @@ class Engine:
             if self._spawner is None:
                 from containerkit.runtime.spawner import Spawner
 
-                # the first containers need not wait for its interpreter: see direct_until_ready
-                self._spawner = Spawner(direct_until_ready=True)
+                # a fork of this process when it is single-threaded (no interpreter start);
+                # else the first containers need not wait for its interpreter: direct_until_ready
+                self._spawner = Spawner(direct_until_ready=True, fork=True)
             return self._spawner
 
     def recover(self) -> list[str]:

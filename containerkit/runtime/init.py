@@ -393,6 +393,8 @@ class PreparedInit:
     def discard(self) -> None:
         """Let the init go unused (EOF: it exits), reap it, and fork into our own pid namespace
         again (a dead namespace takes no new processes)."""
+        with contextlib.suppress(OSError):  # our priority: a low one left it waiting to exit
+            os.setpriority(os.PRIO_PROCESS, self.pid, os.getpriority(os.PRIO_PROCESS, 0))
         self.sock.close()
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)

@@ -22,6 +22,11 @@ message and ready pipe instead of forking. The spawner exits when the Engine clo
 started from the main thread it also sets ``PR_SET_PDEATHSIG``; from another thread it does
 not, because the kernel ties that signal to the *thread* that forked it.
 Shims are forked into their own session and do not die with the spawner.
+
+``Spawner(fork=True)`` in a single-threaded process forks the forkserver from that process
+instead of starting an interpreter: everything is imported already, so it answers within
+milliseconds, where a fresh interpreter and its imports take 100-300 ms of CPU that the
+Engine's first containers would wait for or compete with on a small machine.
 """
 
 from __future__ import annotations
@@ -66,14 +71,19 @@ class Spawner:
     ...     started = start_container(request, spawner=spawner)
     """
 
-    def __init__(self, *, python: str | None = None, direct_until_ready: bool = False) -> None:
+    def __init__(
+        self, *, python: str | None = None, direct_until_ready: bool = False, fork: bool = False
+    ) -> None:
         """``direct_until_ready``: while the forkserver is still starting (its interpreter and
         imports: the first container of an Engine would wait for them), a single-threaded
-        caller forks the shim itself (:class:`~containerkit.runtime.launcher.DirectLauncher`)."""
+        caller forks the shim itself (:class:`~containerkit.runtime.launcher.DirectLauncher`).
+        ``fork``: when this process is single-threaded as the forkserver starts, it is a fork
+        of this process (ready in milliseconds) rather than a fresh ``python`` interpreter."""
         self._python = python or sys.executable
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
-        self._process: subprocess.Popen[bytes] | None = None
+        self._process: subprocess.Popen[bytes] | _Forked | None = None
+        self._fork = fork
         self._ready = False  # the forkserver answered its first ping
         self._direct_until_ready = direct_until_ready
 
@@ -93,6 +103,17 @@ class Spawner:
         with self._lock:
             self._ensure_started()
 
+    def prestart(self) -> bool:
+        """Fork the forkserver now, without waiting for it, when it can be forked (``fork`` and
+        a single-threaded process): it readies its spare shim while the caller goes on. A fresh
+        interpreter is not started ahead (its CPU would compete with the caller's work); it
+        waits for first use. Whether the forkserver is started."""
+        with self._lock:
+            if self._sock is None and not (self._fork and threading.active_count() == 1):
+                return False
+            self._begin_locked()
+            return True
+
     def _ensure_started(self) -> socket.socket:
         sock = self._begin_locked()
         self._await_ready_locked(block=True)
@@ -103,16 +124,20 @@ class Spawner:
         if self._sock is not None:
             return self._sock
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        argv = [self._python, "-c", _ENTRY.format("spawner"), str(theirs.fileno())]
-        if threading.current_thread() is threading.main_thread():
-            argv += ["--pdeathsig", str(os.getpid())]
+        parent = os.getpid() if threading.current_thread() is threading.main_thread() else None
         try:
-            self._process = subprocess.Popen(
-                argv,
-                pass_fds=(theirs.fileno(),),
-                stdin=subprocess.DEVNULL,
-                close_fds=True,
-            )
+            if self._fork and threading.active_count() == 1:
+                self._process = _fork_server(theirs.fileno(), parent)
+            else:
+                argv = [self._python, "-c", _ENTRY.format("spawner"), str(theirs.fileno())]
+                if parent is not None:
+                    argv += ["--pdeathsig", str(parent)]
+                self._process = subprocess.Popen(
+                    argv,
+                    pass_fds=(theirs.fileno(),),
+                    stdin=subprocess.DEVNULL,
+                    close_fds=True,
+                )
         finally:
             theirs.close()
         self._sock = ours
@@ -181,6 +206,7 @@ class Spawner:
             self._begin_locked()
             direct = (
                 self._direct_until_ready
+                and not isinstance(self._process, _Forked)  # ready within milliseconds
                 and not self._await_ready_locked(block=False)
                 and threading.active_count() == 1
             )
@@ -227,6 +253,79 @@ class Spawner:
                 code = self._process.wait()
             self._process = None
         return code
+
+
+class _Forked:
+    """A forkserver forked from this process: the part of ``Popen`` the Spawner uses."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.returncode: int | None = None
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            try:
+                if timeout is not None:
+                    pidfd = os.pidfd_open(self.pid)
+                    try:
+                        if not select.select([pidfd], [], [], timeout)[0]:
+                            raise subprocess.TimeoutExpired(f"forkserver {self.pid}", timeout)
+                    finally:
+                        os.close(pidfd)
+                _pid, status = os.waitpid(self.pid, 0)
+            except (ChildProcessError, ProcessLookupError):  # reaped already (SIGCHLD ignored)
+                status = 0  # as Popen has it
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def _fork_server(sock_fd: int, parent: int | None) -> _Forked:
+    """Fork this (single-threaded) process into a forkserver answering on ``sock_fd``."""
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the forked forkserver
+        try:
+            _serve_forked(sock_fd, parent)
+        finally:
+            os._exit(0)
+    return _Forked(pid)
+
+
+def _serve_forked(sock_fd: int, parent: int | None) -> None:  # pragma: no cover - forked
+    """What ``main`` does in a fresh interpreter, in a copy of the Engine's process: keep only
+    stdio and the socket, drop the Engine's signal handlers, serve."""
+    # The Engine's objects stay uncollected here: their finalizers would act on fds closed
+    # below, and the collector's walk would copy every page this process shares with it.
+    gc.freeze()
+    if parent is not None:
+        from containerkit.linux import _libc
+
+        _libc.libc.prctl(_libc.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the Engine's process died before the prctl
+            return
+    signal.set_wakeup_fd(-1)
+    for signum in signal.valid_signals():
+        with contextlib.suppress(OSError, ValueError):
+            if callable(signal.getsignal(signum)):  # a handler of the Engine's program
+                signal.signal(signum, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C goes to the Engine, which closes us
+    from containerkit.linux.proc import ensure_stdio, move_above_stdio
+
+    sock_fd = move_above_stdio(sock_fd)
+    os.closerange(3, sock_fd)
+    os.closerange(sock_fd + 1, os.sysconf("SC_OPEN_MAX"))
+    ensure_stdio()
+    null = os.open(os.devnull, os.O_RDONLY)  # stdin as a started one has it
+    os.dup2(null, 0)
+    os.close(null)
+    sock = socket.socket(fileno=sock_fd)
+    os.set_inheritable(sock.fileno(), False)
+    _preload()
+    gc.freeze()  # and what the preload added
+    serve(sock)
 
 
 # -- the server -----------------------------------------------------------------------------
@@ -298,6 +397,9 @@ class _Server:
             return
         pid, sock = self.spare
         self.spare = None
+        if _CAN_RENICE:  # its exit (and its init's) then waits for no idle CPU time
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, pid, os.getpriority(os.PRIO_PROCESS, 0))
         sock.close()
         with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, 0)

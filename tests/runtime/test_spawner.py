@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import threading
 import time
 
@@ -132,3 +133,79 @@ def test_containers_from_a_spare_run_at_the_spawners_priority(boxes: Boxes) -> N
     expected = os.getpriority(os.PRIO_PROCESS, 0)
     assert shim_nice == expected
     assert read_logs(request.state_dir / state.LOG_FILE).split() == [str(expected).encode()] * 2
+
+
+def _signals_caught(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("SigCgt:"):
+                return int(line.split()[1], 16)
+    raise AssertionError(f"no SigCgt in /proc/{pid}/status")
+
+
+def test_forked_forkserver_keeps_none_of_this_process(boxes: Boxes, tmp_path: os.PathLike[str]) -> None:
+    """``fork=True`` in a single-threaded process: the forkserver is a copy of it (no new
+    interpreter), holding only stdio and its socket of our fds, none of our signal handlers;
+    its shims work and it leaves no process behind."""
+    if threading.active_count() != 1:
+        pytest.skip("the forkserver is forked only from a single-threaded process")
+    held = os.open(os.path.join(tmp_path, "held"), os.O_WRONLY | os.O_CREAT, 0o600)
+    previous = signal.signal(signal.SIGUSR1, lambda *_: None)
+    spawner = Spawner(fork=True)
+    try:
+        assert spawner.prestart()  # forked, not waited for
+        pid = spawner.pid
+        assert pid is not None and pid in _children_of(os.getpid())
+        assert spawner.call({"op": "ping"})["pid"] == pid
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            assert b"containerkit.runtime.spawner" not in f.read()  # no fresh interpreter
+        # beyond stdio: its socket, its signal pipe, its spare's socket; no file of ours
+        links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd") if int(fd) > 2]
+        assert links and all(link.startswith(("socket:", "pipe:")) for link in links), links
+        assert os.readlink(f"/proc/{pid}/fd/0") == os.devnull
+        assert not _signals_caught(pid) & (1 << (signal.SIGUSR1 - 1))
+        request = boxes.request(["true"])
+        start_container(request, spawner=spawner)
+        assert state.wait_for_exit(request.state_dir, timeout=10) == 0
+    finally:
+        spawner.close()
+        signal.signal(signal.SIGUSR1, previous)
+        os.close(held)
+    assert not os.path.exists(f"/proc/{pid}")
+
+
+def test_prestart_starts_no_interpreter_ahead() -> None:
+    """Without ``fork`` (or from a threaded process) the forkserver waits for first use."""
+    with Spawner() as spawner:
+        assert not spawner.prestart()
+        assert spawner.pid is None
+    blocker = threading.Event()
+    worker = threading.Thread(target=blocker.wait)
+    worker.start()
+    try:
+        with Spawner(fork=True) as spawner:
+            assert not spawner.prestart()
+            assert spawner.pid is None
+            reply = spawner.call({"op": "ping"})  # a fresh interpreter, started on first use
+            with open(f"/proc/{reply['pid']}/cmdline", "rb") as f:
+                assert b"containerkit.runtime.spawner" in f.read()
+    finally:
+        blocker.set()
+        worker.join()
+
+
+def test_forked_forkserver_closes_where_children_are_reaped_for_us() -> None:
+    """A program that ignores SIGCHLD has its children reaped by the kernel: close() still
+    returns (as Popen's wait does) instead of failing on a child it cannot wait for."""
+    if threading.active_count() != 1:
+        pytest.skip("the forkserver is forked only from a single-threaded process")
+    previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
+    try:
+        spawner = Spawner(fork=True)
+        assert spawner.prestart()
+        pid = spawner.pid
+        assert spawner.call({"op": "ping"})["pid"] == pid
+        spawner.close()
+    finally:
+        signal.signal(signal.SIGCHLD, previous)
+    assert not os.path.exists(f"/proc/{pid}")
