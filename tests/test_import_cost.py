@@ -144,3 +144,4 @@ def test_run_on_network_none_loads_no_network_http_or_image_writing_code(busybox
     assert "pyroute2" not in loaded  # no netlink library for a container without a network
     assert not {m for m in loaded if m.startswith(("containerkit.client", "containerkit.dockerapi"))}
     assert "containerkit.runtime.spawner" not in loaded  # one container: no fork server
+    assert not loaded & {"logging", "traceback"}  # loaded where a warning or a failure is reported

@@ -9,14 +9,16 @@ import containerkit
 
 PACKAGE = Path(containerkit.__file__).parent
 
-# _model: the models' decorator (attrs.frozen with shared repr, eq and hash), beneath spec
-_BASE = {"spec", "errors", "times", "_model"}
+# _model: the models' decorator (attrs.frozen with shared repr, eq and hash), beneath spec;
+# _log: a logger that imports logging when it first logs
+_BASE = {"spec", "errors", "times", "_model", "_log"}
 # What each part may import from containerkit, besides itself. storage/ unpacks layers with
 # images/unpack (the content side of an image) into snapshot dirs.
 ALLOWED: dict[str, set[str]] = {
     "errors": set(),
     "spec": {"errors", "_model"},
     "_model": set(),
+    "_log": set(),
     "times": {"errors"},
     "linux": _BASE,
     "images": _BASE | {"linux"},

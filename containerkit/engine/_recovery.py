@@ -8,11 +8,11 @@ or finished, so one process recovers safely while others work on the same root.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 from typing import TYPE_CHECKING
 
+from containerkit._log import get_logger
 from containerkit.errors import ContainerkitError
 from containerkit.linux import proc, staging
 from containerkit.spec import ContainerStatus
@@ -30,7 +30,7 @@ __all__ = [
     "restart_containers",
 ]
 
-log = logging.getLogger("containerkit.engine")
+log = get_logger("containerkit.engine")
 
 SPOOL_DIR = "tmp"
 """``<root>/tmp``: request bodies the daemon spools to disk (image loads)."""

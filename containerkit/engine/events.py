@@ -19,13 +19,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from containerkit._log import get_logger
 from containerkit.errors import InvalidArgument
 from containerkit.runtime.state import RuntimeState, read_state
 from containerkit.spec import ContainerStatus, Event, label_matches, normalise_filters
@@ -42,7 +42,7 @@ __all__ = [
     "rfc3339_ns",
 ]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 KEEP_EVENTS = 10_000
 KEEP_SECONDS = 7 * 24 * 3600

@@ -24,13 +24,13 @@ container, and ``Engine.recover`` elsewhere picks up what a lost exit command le
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from containerkit._log import get_logger
 from containerkit.errors import ContainerkitError, NotFound, NotModified
 from containerkit.linux import proc
 from containerkit.spec import ContainerStatus, RestartPolicy
@@ -51,7 +51,7 @@ __all__ = [
     "should_restart",
 ]
 
-log = logging.getLogger("containerkit.engine")
+log = get_logger("containerkit.engine")
 
 ENTRY = "from containerkit.engine.exit_hook import main; main()"
 """Not ``python -m``: the package may import this module first, and runpy would run it twice."""
@@ -199,6 +199,8 @@ def main(argv: list[str] | None = None) -> None:
         print("usage: exit_hook ROOT CONTAINER_ID DEFAULT_PIDS_LIMIT", file=sys.stderr)
         sys.exit(2)
     root, container_id, pids_limit = args[0], args[1], int(args[2])
+    import logging
+
     logging.basicConfig(level=logging.WARNING)
     engine = Engine(root=root, forkserver=False, default_pids_limit=pids_limit, recover=False)
     try:

@@ -45,7 +45,6 @@ import collections
 import contextlib
 import errno
 import hashlib
-import logging
 import os
 import queue
 import re
@@ -60,13 +59,14 @@ from typing import IO, BinaryIO, Literal, TypeVar, cast
 
 import zstandard
 
+from containerkit._log import get_logger
 from containerkit._model import model
 from containerkit.errors import ContainerkitError, IntegrityError, InvalidArgument, Unavailable, UnsafeArchive
 from containerkit.linux.inroot import RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, openat2
 
 __all__ = ["DEFAULT_MAX_BYTES", "UnpackResult", "unpack_layer"]
 
-log = logging.getLogger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_MAX_BYTES = 32 << 30
 """Default cap on a layer's uncompressed size: far above any sane layer, far below a full disk."""
