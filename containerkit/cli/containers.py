@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from containerkit.cli import _output as out
 from containerkit.cli._backend import engine, engine_container
 from containerkit.cli._errors import USAGE_ERROR, CliError, exit_code_for, print_error
 from containerkit.cli._runopts import build_spec, container_options
@@ -229,6 +228,8 @@ def ps(
     size: bool,
 ) -> None:
     """List containers."""
+    from containerkit.cli import _output as out
+
     if latest:
         last = 1
     eng = engine()
@@ -479,6 +480,8 @@ def wait(containers: tuple[str, ...]) -> int:
 @click.argument("ps_args", nargs=-1)
 def top(container: str, ps_args: tuple[str, ...]) -> None:
     """Display the running processes of a container."""
+    from containerkit.cli import _output as out
+
     result = engine().containers.get(container).top()
     click.echo(out.table(result["Titles"], result["Processes"]))
 
@@ -533,6 +536,7 @@ def _stats_rows(
     before: dict[str, tuple[float, Stats]],
     after: dict[str, tuple[float, Stats]],
 ) -> list[dict[str, str]]:
+    from containerkit.cli import _output as out
     from containerkit.cli._describe import host_memory
 
     rows = []
@@ -566,6 +570,8 @@ def _stats_rows(
 @click.argument("containers", nargs=-1)
 def stats(containers: tuple[str, ...], all_: bool, no_stream: bool, format_: str | None) -> None:
     """Display a live stream of container resource usage statistics."""
+    from containerkit.cli import _output as out
+
     eng = engine()
     targets = [eng.containers.get(n) for n in containers] if containers else eng.containers.list(all=all_)
     clear = sys.stdout.isatty() and not no_stream
