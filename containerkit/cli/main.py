@@ -37,6 +37,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.stdout.write(f"containerkit {__version__}\n")
         _exit_without_teardown(0)
         sys.exit(0)
+    from containerkit.cli._backend import pause_gc
+
+    pause_gc()  # until the command's backend is open
     from containerkit.cli._root import cli
 
     code = cli.main(
