@@ -10,7 +10,11 @@ Rows: the interpreter alone (``python -c pass``, with and without ``site``: what
 ``containerkit run --rm`` (network none and the default bridge), the docker CLI against a
 containerkitd on the same root, and ``docker run --rm`` when a dockerd answers.
 
-    python3 benchmarks/bench_cli.py [--runs 20]
+``--python`` times another interpreter's install instead (its ``python`` and the ``containerkit``
+script beside it), e.g. a venv of Debian's /usr/bin/python3 with this checkout installed, which
+is what a Debian user runs; the engine, the image and the daemon stay this interpreter's.
+
+    python3 benchmarks/bench_cli.py [--runs 20] [--python /tmp/venv-deb/bin/python]
 """
 
 from __future__ import annotations
@@ -43,13 +47,18 @@ def _shell(argv: list[str]) -> Callable[[], object]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
+    parser.add_argument("--python", help="the interpreter whose install to time (default: this one)")
     args = parser.parse_args()
-    cli = containerkit_command() or sys.exit("the containerkit command is not installed (pip install -e .)")
+    python = args.python or sys.executable
+    found = str(Path(python).parent / "containerkit") if args.python else containerkit_command()
+    if not found or not Path(found).is_file():
+        sys.exit(f"no containerkit command beside {python} (pip install -e .)")
+    cli = found
     print(f"command: {cli}")
     # An installed package ships compiled byte-code (pip compiles at install); an editable
     # checkout under PYTHONDONTWRITEBYTECODE would otherwise compile every module every run.
     package = Path(ck.__file__).parent
-    subprocess.run([sys.executable, "-m", "compileall", "-q", str(package)], check=True)
+    subprocess.run([python, "-m", "compileall", "-q", str(package)], check=True)
     print(f"byte-code compiled for {package}")
     with tempfile.TemporaryDirectory(prefix="ck-bench-cli-") as tmp:
         root = Path(tmp) / "root"
@@ -57,8 +66,8 @@ def main() -> None:
             ensure_image(engine, Path(tmp))
             engine.images.tag(IMAGE, "busybox:latest")
         contenders: dict[str, Callable[[], object]] = {
-            "python -c pass": _shell([sys.executable, "-c", "pass"]),
-            "python -S -c pass (no site)": _shell([sys.executable, "-S", "-c", "pass"]),
+            "python -c pass": _shell([python, "-c", "pass"]),
+            "python -S -c pass (no site)": _shell([python, "-S", "-c", "pass"]),
             "containerkit --version": _shell([cli, "--version"]),
         }
         for network in ("none", "bridge"):
