@@ -7,6 +7,7 @@ xattrs, whiteouts, gzip / zstd / plain blobs; a layer that names a path twice ke
 
 from __future__ import annotations
 
+import gzip
 import io
 import os
 import tarfile
@@ -113,6 +114,23 @@ def test_a_changed_layer_is_refused_naming_it(store: SnapshotStore) -> None:
     (store.layer_dir(chain) / "b").write_bytes(b"longer now")
     with pytest.raises(IntegrityError, match="b changed in the layer"):
         _rebuilt(store, chain, diff_id)
+
+
+def test_a_cut_split_is_refused_at_every_length(store: SnapshotStore) -> None:
+    """The split is read in large steps: a record cut anywhere (its kind, a length, a name, raw
+    bytes) is "ends early", and a split cut between records is a tar whose digest is wrong."""
+    tar = lf.build_tar(_entries())
+    diff_id = lf.diff_id(tar)
+    (chain,) = lf.chain_ids([diff_id])
+    apply_layer(store, chain, io.BytesIO(tar), expected_diff_id=diff_id)
+    split = store.tarsplit_path(chain)
+    records = gzip.decompress(split.read_bytes())
+    assert _rebuilt(store, chain, diff_id) == tar
+    for cut in sorted({1, 3, 5, 12, len(records) // 2, len(records) - 1}):
+        split.write_bytes(gzip.compress(records[:cut]))
+        early = "the tar-split ends early" if cut < 12 else "(the tar-split ends early|the tar rebuilt)"
+        with pytest.raises(IntegrityError, match=f"layer {diff_id}: {early}"):
+            _rebuilt(store, chain, diff_id)
 
 
 def test_a_bad_blob_leaves_no_split(store: SnapshotStore) -> None:
