@@ -287,10 +287,16 @@ def _fork_server(sock_fd: int, parent: int | None) -> _Forked:
     """Fork this (single-threaded) process into a forkserver answering on ``sock_fd``."""
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the forked forkserver
+        code = 0
         try:
             _serve_forked(sock_fd, parent)
+        except BaseException:  # on stderr, as a started one's would be; the Engine sees EOF
+            code = 1
+            import traceback
+
+            traceback.print_exc()
         finally:
-            os._exit(0)
+            os._exit(code)
     return _Forked(pid)
 
 
