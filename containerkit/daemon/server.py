@@ -7,8 +7,9 @@ client likes (``logs``, ``events``, ``attach``, exec start, ``wait``, ``stats``,
 archives) get a thread of their own (kept a while for the next stream) under a separate,
 larger cap, so they never starve short requests. Open connections are capped (at the cap the
 longest-idle one is closed to make room: accepting never stops), idle connections and slow
-heads time out, and a head that is too large or malformed is refused and the connection closed. Routes receive a :class:`Request` and return
-a :class:`Response`; a route that took over the socket (``101 UPGRADED``) returns ``None``.
+heads time out, and a head that is too large or malformed is refused and the connection closed.
+Routes receive a :class:`Request` and return a :class:`Response`; a route that took over the
+socket (``101 UPGRADED``) returns ``None``.
 """
 
 from __future__ import annotations
