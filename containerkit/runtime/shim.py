@@ -88,6 +88,10 @@ __all__ = [
 SHIM_LOG = "shim.log"
 EXIT_COMMAND_TIMEOUT = 120.0
 """The longest a shim waits for its exit command (a reader holding the log, a removal)."""
+_DAMAGED = (
+    " (the bundle is written without a sync, so a power cut after the create can leave it so:"
+    " remove the container and create it again)"
+)
 
 # -- the starting side ----------------------------------------------------------------------
 
@@ -422,11 +426,11 @@ class _Shim:
         try:
             config = json.loads(path.read_bytes())
         except FileNotFoundError:
-            raise InvalidArgument(f"bundle {self.request.bundle} has no config.json") from None
+            raise InvalidArgument(f"bundle {self.request.bundle} has no config.json{_DAMAGED}") from None
         except ValueError as exc:
-            raise InvalidArgument(f"cannot parse {path}: {exc}") from None
+            raise InvalidArgument(f"cannot parse {path}: {exc}{_DAMAGED}") from None
         if not isinstance(config, dict):
-            raise InvalidArgument(f"{path}: expected a JSON object")
+            raise InvalidArgument(f"{path}: expected a JSON object{_DAMAGED}")
         return config
 
     # -- the shim's part of a start ----------------------------------------------------
