@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 __all__ = [
     "SPOOL_DIR",
     "finish_containers",
+    "finish_lost_removals",
     "owner_alive",
     "owner_token",
     "reap_staging",
@@ -71,6 +72,31 @@ def finish_containers(service: ContainerService) -> list[str]:
             log.warning("cannot finish %s of container %s: %s", state, container_id, exc)
             continue
         done.append(container_id)
+    return done + finish_lost_removals(service)
+
+
+def finish_lost_removals(service: ContainerService) -> list[str]:
+    """Take apart the containers recorded as created whose state dir or snapshot is gone: a
+    removal commits its "removing" without a sync, so a power cut can lose it (and the record's
+    deletion) after the removal had moved the container's dirs away. Such a container can never
+    start again. A creation records "created" only once both exist, and a removal moves them
+    only after its "removing", so on a live root a created record always has both: both are
+    looked at after the records are read (two stats a container), and a container is claimed
+    only if still created. The ids."""
+    done = []
+    for record in service.metadata.containers.all():
+        if service.state_dir(record.id).is_dir() and service.snapshots.exists(record.id):
+            continue
+        if not service.metadata.containers.claim(
+            record.id, ContainerStatus.CREATED, ContainerStatus.REMOVING, owner=owner_token()
+        ):
+            continue  # being removed by a live process, or gone
+        try:
+            service.take_apart(record.id)
+        except ContainerkitError as exc:
+            log.warning("cannot finish the removal of container %s: %s", record.id, exc)
+            continue
+        done.append(record.id)
     return done
 
 

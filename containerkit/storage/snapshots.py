@@ -523,6 +523,9 @@ class SnapshotStore:
         parents = json.loads((self._existing_snap(key) / "parents.json").read_text())
         return [str(p) for p in parents]
 
+    def exists(self, key: str) -> bool:
+        return self._snap(key).is_dir()
+
     def list_snapshots(self) -> list[str]:
         return sorted(name for name in os.listdir(self.root / "snapshots") if _KEY_RE.match(name))
 

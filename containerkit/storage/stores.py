@@ -313,6 +313,17 @@ class ContainerStore(_Store):
                 "UPDATE containers SET state = ?, owner = ? WHERE id = ?", (state.value, owner, container_id)
             )
 
+    def claim(self, container_id: str, current: ContainerStatus, new: ContainerStatus, *, owner: str) -> bool:
+        """Move a container from ``current`` to ``new`` for ``owner`` only if it is still in
+        ``current`` (one statement: of two processes claiming it, one wins); whether it moved."""
+        transition(current, new, container=container_id)
+        with self._db.transaction() as db:
+            moved = db.execute(
+                "UPDATE containers SET state = ?, owner = ? WHERE id = ? AND state = ?",
+                (new.value, owner, container_id, current.value),
+            )
+            return moved.rowcount == 1
+
     def unfinished(self) -> list[tuple[str, ContainerStatus, str]]:
         """``(id, state, owner)`` of every container being created or removed."""
         rows = self._db.query(

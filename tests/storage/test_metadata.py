@@ -257,6 +257,18 @@ def test_a_record_moves_only_along_the_allowed_transitions(store: Database) -> N
         store.containers.set_state("nope", ContainerStatus.CREATED)
 
 
+def test_a_claim_moves_a_record_only_from_the_state_it_names(store: Database) -> None:
+    cid = "c" * 64
+    store.containers.add(_container(cid, "claimed"), state=ContainerStatus.CREATED)
+    assert store.containers.claim(cid, ContainerStatus.CREATED, ContainerStatus.REMOVING, owner="1:2")
+    # the second claimant finds it removing already: it does not take it over
+    assert not store.containers.claim(cid, ContainerStatus.CREATED, ContainerStatus.REMOVING, owner="3:4")
+    assert store.containers.unfinished() == [(cid, ContainerStatus.REMOVING, "1:2")]
+    assert not store.containers.claim("nope", ContainerStatus.CREATED, ContainerStatus.REMOVING, owner="1:2")
+    with pytest.raises(Conflict, match="cannot go from creating to removing"):
+        store.containers.claim(cid, ContainerStatus.CREATING, ContainerStatus.REMOVING, owner="1:2")
+
+
 def test_container_status_is_its_name_and_its_transitions_are_one_table() -> None:
     assert ContainerStatus.RUNNING == "running" and f"{ContainerStatus.PAUSED}" == "paused"
     assert ContainerStatus.of("dead") is ContainerStatus.DEAD
