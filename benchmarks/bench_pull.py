@@ -13,9 +13,10 @@ round (the order rotating), so that load from other work falls on all of them al
   storage, so nothing of the host's network changes; skipped when dockerd is missing or fails);
 * push of the 4-layer image to a new repository: ``Engine.images.push`` of the image loaded from
   an OCI layout into a fresh store before each run (not timed; the store keeps no layer blob, so
-  each layer is rebuilt from its directory and gzipped, and a store that pushed before would
-  mount instead of uploading) against ``skopeo copy oci:<dir> docker://...`` with an empty
-  blob-info cache.
+  each layer's tar is written again from its directory, gzipped with ISA-L and streamed to the
+  registry as it is made, and a store that pushed before would mount instead of uploading)
+  against ``skopeo copy oci:<dir> docker://...`` (which sends the layout's blobs as they are)
+  with an empty blob-info cache.
 
 Usage (as root, from the repository root): ``python3 benchmarks/bench_pull.py [--size-mb 400] [--repeat 3]``
 """
