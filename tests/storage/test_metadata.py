@@ -257,6 +257,30 @@ def test_a_record_moves_only_along_the_allowed_transitions(store: Database) -> N
         store.containers.set_state("nope", ContainerStatus.CREATED)
 
 
+def test_lazy_commits_switch_the_sync_once_and_a_durable_one_syncs_again(store: Database) -> None:
+    def synchronous() -> int:
+        return int(store.query("PRAGMA synchronous")[0][0])  # 1 NORMAL, 2 FULL
+
+    statements: list[str] = []
+    store._connection().set_trace_callback(statements.append)
+    for name in ("one", "two"):
+        with store.lazy_sync():
+            store.containers.add(_container(name * 32, name))
+            assert synchronous() == 1
+    assert [s for s in statements if "synchronous =" in s] == ["PRAGMA synchronous = NORMAL"]
+    with store.transaction():  # a durable commit outside a lazy block
+        assert synchronous() == 2
+    with store.transaction(), store.lazy_sync():  # inside it, the caller's setting stands
+        assert synchronous() == 2
+    with store.lazy_sync(), store.transaction():
+        assert synchronous() == 1
+        with store.transaction():  # joins the lazy one
+            assert synchronous() == 1
+    store.containers.set_state("one" * 32, ContainerStatus.REMOVING)
+    assert synchronous() == 2
+    store._connection().set_trace_callback(None)
+
+
 def test_a_claim_moves_a_record_only_from_the_state_it_names(store: Database) -> None:
     cid = "c" * 64
     store.containers.add(_container(cid, "claimed"), state=ContainerStatus.CREATED)
