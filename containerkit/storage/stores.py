@@ -339,6 +339,10 @@ class ContainerStore(_Store):
             raise NotFound(f"No such container: {container_id}")
         return _container(rows[0])
 
+    def name_taken(self, name: str) -> bool:
+        """Whether a container (one being created included) has ``name``: one indexed lookup."""
+        return bool(self._db.query("SELECT 1 FROM containers WHERE name = ?", (name,)))
+
     def find(self, ref: str) -> ContainerRecord:
         """By full id, then name (with or without ``/``), then unique id prefix, as docker resolves;
         a container still being created is not found."""

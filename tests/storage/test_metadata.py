@@ -281,6 +281,12 @@ def test_lazy_commits_switch_the_sync_once_and_a_durable_one_syncs_again(store: 
     store._connection().set_trace_callback(None)
 
 
+def test_a_name_is_taken_by_a_container_being_created_too(store: Database) -> None:
+    assert not store.containers.name_taken("busy")
+    store.containers.add(_container("b" * 64, "busy"), state=ContainerStatus.CREATING, owner="1:2")
+    assert store.containers.name_taken("busy") and not store.containers.name_taken("free")
+
+
 def test_a_claim_moves_a_record_only_from_the_state_it_names(store: Database) -> None:
     cid = "c" * 64
     store.containers.add(_container(cid, "claimed"), state=ContainerStatus.CREATED)
