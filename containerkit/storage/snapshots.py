@@ -550,6 +550,8 @@ class SnapshotStore:
             raise Conflict(f"snapshot {key!r} already exists")
         stage = Path(tempfile.mkdtemp(prefix=f"snap-{key[:32]}{staging.owner_tag()}", dir=self._tmp))
         stage_fd = staging.hold_dir(stage)  # recovery removes it once this process is gone
+        # what mounts(key) would read back from the files written here
+        result = RootfsMount(type="bind", source=str(target / "upper"), options=("rbind", "rw"))
         try:
             (stage / "parents.json").write_text(json.dumps(parents))
             if self.driver == "overlay":
@@ -561,7 +563,14 @@ class SnapshotStore:
                 if shift is not None:
                     for chain_id in parents:
                         self._shifted_layer(chain_id, shift)
-                self._check_options(key, parents, shift)
+                options = self._check_options(key, parents, shift)
+                if parents:
+                    result = RootfsMount(
+                        type="overlay",
+                        source="overlay",
+                        options=options,
+                        idmap_lowers=id_offset is not None and shift is None,
+                    )
                 (stage / "upper").mkdir()
                 (stage / "work").mkdir()
                 uoff, goff = id_offset or (0, 0)
@@ -572,6 +581,7 @@ class SnapshotStore:
                 elif id_offset is not None:
                     os.chown(stage / "upper", uoff, goff)
             else:
+                result = RootfsMount(type="bind", source=str(target / "rootfs"), options=("rbind", "rw"))
                 rootfs = stage / "rootfs"
                 rootfs.mkdir()
                 rootfs.chmod(0o755)
@@ -594,16 +604,22 @@ class SnapshotStore:
             raise
         finally:
             os.close(stage_fd)
-        return self.mounts(key)
+        return result
 
-    def _check_options(self, key: str, parents: Sequence[str], shift: tuple[int, int] | None = None) -> None:
+    def _check_options(
+        self, key: str, parents: Sequence[str], shift: tuple[int, int] | None = None
+    ) -> tuple[str, ...]:
+        """The overlay options snapshot ``key`` will be mounted with, refused when they do not
+        fit the one page the kernel takes."""
         snap = self._snap(key)
-        data = ",".join(self._overlay_options(snap, parents, shift))
+        options = self._overlay_options(snap, parents, shift)
+        data = ",".join(options)
         if len(data) >= os.sysconf("SC_PAGESIZE"):
             raise InvalidArgument(
                 f"snapshot {key!r}: {len(parents)} layers make overlay options of {len(data)} bytes, "
                 "over one page; flatten the image or use a store root with a shorter path"
             )
+        return options
 
     def _lowerdirs(self, parents: Sequence[str], shift: tuple[int, int] | None = None) -> list[str]:
         if shift is not None:

@@ -97,6 +97,17 @@ def test_the_runtime_can_mount_what_prepare_returns(store: SnapshotStore, mnt: P
         overlay.unmount(mnt)
 
 
+def test_prepare_returns_what_mounts_reads_back(store: SnapshotStore) -> None:
+    """prepare builds its answer from what it wrote; mounts reads the snapshot's files."""
+    parents = _add(store, LAYER1, LAYER2)
+    cases = {"plain": (parents, None), "empty": ([], None), "mapped": (parents, (100000, 100000))}
+    for key, (chain, offset) in cases.items():
+        made = store.prepare(key, chain, id_offset=offset)
+        assert made == store.mounts(key), key
+    assert store.mounts("plain").type == ("overlay" if store.driver == "overlay" else "bind")
+    assert store.mounts("mapped").idmap_lowers == (store.driver == "overlay" and store.idmap_lowers)
+
+
 def test_writes_stay_in_the_snapshot(store: SnapshotStore) -> None:
     parents = _add(store, LAYER1)
     store.prepare("c1", parents)
