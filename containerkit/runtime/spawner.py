@@ -86,6 +86,9 @@ class Spawner:
         self._fork = fork
         self._ready = False  # the forkserver answered its first ping
         self._direct_until_ready = direct_until_ready
+        # a fresh interpreter's forkserver that takes over from a forked one (see _succeed_locked)
+        self._successor: tuple[socket.socket, subprocess.Popen[bytes]] | None = None
+        self._retired: list[_Forked | subprocess.Popen[bytes]] = []
 
     def __enter__(self) -> Spawner:
         return self
@@ -122,25 +125,18 @@ class Spawner:
     def _begin_locked(self) -> socket.socket:
         """Start the forkserver and send it a ping, without waiting for the answer."""
         if self._sock is not None:
+            self._succeed_locked()
+            assert self._sock is not None
             return self._sock
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        parent = os.getpid() if threading.current_thread() is threading.main_thread() else None
-        try:
-            if self._fork and threading.active_count() == 1:
-                self._process = _fork_server(theirs.fileno(), parent)
-            else:
-                argv = [self._python, "-c", _ENTRY.format("spawner"), str(theirs.fileno())]
-                if parent is not None:
-                    argv += ["--pdeathsig", str(parent)]
-                self._process = subprocess.Popen(
-                    argv,
-                    pass_fds=(theirs.fileno(),),
-                    stdin=subprocess.DEVNULL,
-                    close_fds=True,
-                )
-        finally:
-            theirs.close()
-        self._sock = ours
+        if self._fork and threading.active_count() == 1:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+            try:
+                process: _Forked | subprocess.Popen[bytes] = _fork_server(theirs.fileno(), _parent())
+            finally:
+                theirs.close()
+        else:
+            ours, process = self._start_fresh()
+        self._sock, self._process = ours, process
         self._ready = False
         try:
             ours.send(json.dumps({"op": "ping"}).encode())
@@ -148,6 +144,58 @@ class Spawner:
             self._shutdown_locked()
             raise Unavailable(f"spawner process is gone: {exc}") from None
         return ours
+
+    def _start_fresh(self) -> tuple[socket.socket, subprocess.Popen[bytes]]:
+        """A forkserver in a fresh interpreter (it imports what shims need, then serves)."""
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        argv = [self._python, "-c", _ENTRY.format("spawner"), str(theirs.fileno())]
+        parent = _parent()
+        if parent is not None:
+            argv += ["--pdeathsig", str(parent)]
+        try:
+            process = subprocess.Popen(
+                argv, pass_fds=(theirs.fileno(),), stdin=subprocess.DEVNULL, close_fds=True
+            )
+        except BaseException:
+            ours.close()
+            raise
+        finally:
+            theirs.close()
+        return ours, process
+
+    def _succeed_locked(self) -> None:
+        """Hand over from a forked forkserver to a fresh interpreter's once that one answers.
+
+        A fork of the Engine's process shares all of that process's pages: each shim it forks
+        copies their page tables and faults on them, so a heavier caller starts containers
+        slower (a process that imported docker-py and testcontainers: 38 against 29 ms per
+        start-to-exit). The forked one serves the first container at once; meanwhile a lean
+        one starts (pinged, so it is ready when it answers) and takes over; the forked one
+        exits at EOF, its spare with it."""
+        if not isinstance(self._process, _Forked):
+            return
+        if self._successor is None:
+            if self._ready:  # it served: start the lean one beside it
+                self._successor = self._start_fresh()
+                self._successor[0].send(json.dumps({"op": "ping"}).encode())
+            return
+        sock, process = self._successor
+        if not select.select([sock], [], [], 0)[0]:
+            return
+        self._successor = None
+        try:
+            data, _fds, _flags, _addr = socket.recv_fds(sock, _MAX_MESSAGE, 0)
+            answered = bool(data) and bool(json.loads(data).get("ok"))
+        except (OSError, ValueError):
+            answered = False
+        if not answered:  # it failed to start: the forked one goes on serving
+            sock.close()
+            self._retired.append(process)
+            return
+        assert self._sock is not None and self._process is not None
+        self._sock.close()
+        self._retired.append(self._process)
+        self._sock, self._process, self._ready = sock, process, True
 
     def _await_ready_locked(self, *, block: bool) -> bool:
         """Whether the forkserver has answered the ping :meth:`_begin_locked` sent; ``block``:
@@ -241,18 +289,35 @@ class Spawner:
 
     def _shutdown_locked(self) -> int | None:
         self._ready = False
+        if self._successor is not None:
+            self._successor[0].close()
+            self._retired.append(self._successor[1])
+            self._successor = None
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+        while self._retired:
+            _end(self._retired.pop())
         code = None
         if self._process is not None:
-            try:
-                code = self._process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-                code = self._process.wait()
+            code = _end(self._process)
             self._process = None
         return code
+
+
+def _parent() -> int | None:
+    """The pid a forkserver's PR_SET_PDEATHSIG ties it to: only from the main thread (the
+    kernel ties that signal to the thread that forked it)."""
+    return os.getpid() if threading.current_thread() is threading.main_thread() else None
+
+
+def _end(process: _Forked | subprocess.Popen[bytes]) -> int:
+    """Wait for a forkserver whose socket was closed (it exits at EOF); killed after 10 s."""
+    try:
+        return process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        return process.wait()
 
 
 class _Forked:

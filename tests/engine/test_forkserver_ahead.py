@@ -45,3 +45,44 @@ def test_open_forks_the_forkserver_ahead(engine: ck.Engine, engine_root: Path) -
     # close() waited for it: its pid is gone, or reused meanwhile by a process not running our script
     cmdline = Path(f"/proc/{result['pid']}/cmdline")
     assert not cmdline.exists() or b"engine.spawner.pid" not in cmdline.read_bytes()
+
+
+_HANDOVER = """
+import json, os, sys, time
+import containerkit as ck
+engine = ck.Engine(root=sys.argv[1], recover=False)
+forked = engine.spawner.pid
+codes, pids = [], []
+deadline = time.monotonic() + 60
+while time.monotonic() < deadline:
+    c = engine.containers.run(%r, ["true"], network="none")
+    codes.append(c.wait(timeout=30))
+    c.remove()
+    pids.append(engine.spawner.pid)
+    if pids[-1] != forked and len(pids) >= 3:
+        break
+lean = open(f"/proc/{pids[-1]}/cmdline", "rb").read().split(b"\\0")
+engine.close()
+print(json.dumps({"forked": forked, "pids": pids, "codes": codes, "lean": [a.decode() for a in lean]}))
+"""
+
+
+def test_a_lean_forkserver_takes_over_from_the_forked_one(engine: ck.Engine, engine_root: Path) -> None:
+    """The forked server serves the first container; a fresh interpreter's takes over once it
+    answers (a fork of a heavy caller makes every later start slower), and close ends both."""
+    out = subprocess.run(
+        [sys.executable, "-c", _HANDOVER % IMAGE, str(engine_root)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    result = json.loads(out.stdout)
+    assert set(result["codes"]) == {0}
+    assert result["pids"][0] == result["forked"]  # the first container: the forked server
+    assert result["pids"][-1] != result["forked"]  # later ones: its successor
+    assert any("containerkit.runtime.spawner" in arg for arg in result["lean"])
+    # close waited for both: their pids are gone (or reused by a process that is not them)
+    for pid, marker in ((result["forked"], b"engine.spawner.pid"), (result["pids"][-1], b"runtime.spawner")):
+        cmdline = Path(f"/proc/{pid}/cmdline")
+        assert not cmdline.exists() or marker not in cmdline.read_bytes()
