@@ -26,7 +26,9 @@ Shims are forked into their own session and do not die with the spawner.
 ``Spawner(fork=True)`` in a single-threaded process forks the forkserver from that process
 instead of starting an interpreter: everything is imported already, so it answers within
 milliseconds, where a fresh interpreter and its imports take 100-300 ms of CPU that the
-Engine's first containers would wait for or compete with on a small machine.
+Engine's first containers would wait for or compete with on a small machine. That fork shares
+all of the caller's pages, which makes each of its forks dearer in a heavy process, so a fresh
+interpreter's forkserver is started once the forked one has served and takes over when it answers.
 """
 
 from __future__ import annotations
