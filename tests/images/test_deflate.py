@@ -12,7 +12,6 @@ from collections.abc import Callable
 import pytest
 
 from containerkit.errors import IntegrityError
-from containerkit.images import deflate
 from containerkit.images.deflate import BLOCK, GzipError, gunzip_object, gzip_chunks
 
 DATA = (b"layer text " * 50_000) + os.urandom(3 * BLOCK // 2) + b"tail"
@@ -29,13 +28,6 @@ def _writer(pieces: list[int]) -> Callable[[object], None]:
     return write
 
 
-def _whole(data: bytes) -> Callable[[object], None]:
-    def write(out: object) -> None:
-        out.write(data)  # type: ignore[attr-defined]
-
-    return write
-
-
 def test_the_same_gzip_whatever_the_pieces_written() -> None:
     whole = b"".join(gzip_chunks(_writer([])))
     assert gzip.decompress(whole) == DATA
@@ -43,44 +35,6 @@ def test_the_same_gzip_whatever_the_pieces_written() -> None:
     rng = random.Random(7)
     pieces = [rng.choice((1, 511, 4096, BLOCK - 1, BLOCK + 3)) for _ in range(40)]
     assert b"".join(gzip_chunks(_writer(pieces))) == whole
-
-
-@pytest.mark.parametrize("workers", [1, 3])
-def test_the_same_gzip_whatever_the_thread_count(monkeypatch: pytest.MonkeyPatch, workers: int) -> None:
-    whole = b"".join(gzip_chunks(_writer([])))
-    monkeypatch.setattr(deflate, "_WORKERS", workers)
-    monkeypatch.setattr(deflate, "_AHEAD", workers)
-    again = b"".join(gzip_chunks(_writer([BLOCK // 3] * 9)))
-    assert again == whole
-    assert gzip.decompress(again) == DATA  # one member: header, deflate blocks, crc32 and size
-
-
-def test_empty_and_block_sized_inputs_are_whole_gzip_members() -> None:
-    for data in (b"", DATA[:BLOCK], DATA[: 2 * BLOCK], DATA):
-        blob = b"".join(gzip_chunks(_writer([]) if data is DATA else _whole(data)))
-        assert gzip.decompress(blob) == data
-        d = gunzip_object()
-        assert d.decompress(blob) == data and d.eof and not d.unused_data
-
-
-def test_a_buffer_changed_after_its_write_does_not_change_the_gzip(monkeypatch: pytest.MonkeyPatch) -> None:
-    changed = threading.Event()
-    deflate_block = deflate._deflate_block
-
-    def late(block: bytes | memoryview, last: bool) -> bytes:
-        changed.wait(10)  # compress only once the writer has reused its buffer
-        return deflate_block(block, last)
-
-    monkeypatch.setattr(deflate, "_deflate_block", late)
-    monkeypatch.setattr(deflate, "_AHEAD", 8)
-
-    def write(out: object) -> None:
-        buf = bytearray(DATA)
-        out.write(buf)  # type: ignore[attr-defined]
-        buf[:] = bytes(len(buf))  # the caller reuses its buffer once write returned
-        changed.set()
-
-    assert gzip.decompress(b"".join(gzip_chunks(write))) == DATA
 
 
 def test_an_error_of_the_writer_comes_after_what_it_wrote() -> None:
@@ -109,7 +63,7 @@ def test_leaving_early_stops_the_writer() -> None:
     next(chunks)
     chunks.close()
     assert finished.is_set()  # close() joined the writer, which stopped at its next block
-    assert not [t for t in threading.enumerate() if t.name.startswith(("layer-gzip", "layer-deflate"))]
+    assert not [t for t in threading.enumerate() if t.name == "layer-gzip"]
 
 
 def test_the_gunzip_object_inflates_and_refuses_corruption() -> None:
