@@ -15,6 +15,7 @@ Usage (as root, from the repository root):
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import resource
 import shutil
@@ -39,6 +40,8 @@ from containerkit.images.reference import parse_reference
 from containerkit.images.registry.auth import RegistryOptions
 from containerkit.images.registry.pull import Progress
 from containerkit.images.registry.push import Pusher
+from containerkit.storage.records import ImageLayer
+from containerkit.storage.tarsplit import Writable
 from tests.images.registry.servers import start_registry
 
 _TICK = os.sysconf("SC_CLK_TCK")
@@ -101,6 +104,21 @@ class _Sampler:
         self._thread.join()
 
 
+def _sha(chunks: list[bytes]) -> str:
+    sha = hashlib.sha256()
+    for chunk in chunks:
+        sha.update(chunk)
+    return sha.hexdigest()
+
+
+def _gzip(chunks: list[bytes]) -> list[bytes]:
+    def write(out: Writable) -> None:
+        for chunk in chunks:
+            out.write(chunk)
+
+    return list(gzip_chunks(write))
+
+
 def _stages(engine: ck.Engine, pusher: Pusher, repeat: int) -> None:
     images = engine.images
     record = images._record(images.metadata.images.resolve_tag(pusher.src) or "")  # type: ignore[attr-defined]
@@ -114,21 +132,25 @@ def _stages(engine: ck.Engine, pusher: Pusher, repeat: int) -> None:
         keep = _Keep()
         _layerblobs.write_plain(images, layer, keep)
         tar = keep.chunks
-        gz = list(gzip_chunks(lambda out, tar=tar: [out.write(c) for c in tar]))
+        gz = _gzip(tar)
         rows: dict[str, list[tuple[float, float]]] = {}
         reg_cpu: list[float] = []
 
         def upload(gz: list[bytes] = gz) -> None:
             pusher.push_stream(iter(gz), _layerblobs.MEDIA_OCI_LAYER_GZIP)
 
+        def rebuild(layer: ImageLayer = layer) -> None:
+            _layerblobs.write_plain(images, layer, _Null())
+
         for _ in range(repeat):
-            for name, fn in (
-                ("rebuild", lambda layer=layer: _layerblobs.write_plain(images, layer, _Null())),
-                ("sha-tar", lambda tar=tar: [hashlib.sha256().update(c) for c in tar]),
-                ("gzip", lambda tar=tar: list(gzip_chunks(lambda out: [out.write(c) for c in tar]))),
-                ("sha-gz", lambda gz=gz: [hashlib.sha256().update(c) for c in gz]),
+            stages: tuple[tuple[str, Callable[[], object]], ...] = (
+                ("rebuild", rebuild),
+                ("sha-tar", functools.partial(_sha, tar)),
+                ("gzip", functools.partial(_gzip, tar)),
+                ("sha-gz", functools.partial(_sha, gz)),
                 ("upload", upload),
-            ):
+            )
+            for name, fn in stages:
                 before = _proc_cpu(pusher.registry_pid)  # type: ignore[attr-defined]
                 rows.setdefault(name, []).append(_timed(fn))
                 if name == "upload":
