@@ -13,13 +13,13 @@ from __future__ import annotations
 
 import contextlib
 import gzip
-import queue
-import threading
 from collections.abc import Callable, Generator
 from pathlib import Path
 from typing import Literal, cast
 
 from isal import igzip, isal_zlib
+
+from containerkit.images._ahead import made_ahead
 
 __all__ = ["BLOCK", "GZIP_LEVEL", "GzipError", "gunzip_object", "gzip_chunks", "open_gzip"]
 
@@ -80,35 +80,11 @@ def gzip_chunks(write: Callable[[_Deflater], object]) -> Generator[bytes, None, 
     """The gzip stream of what ``write(out)`` writes to ``out`` (``out.write(bytes)``), made on a
     helper thread a few chunks ahead of the consumer. An error raised by ``write`` is raised
     here, after the chunks made before it; closing the generator early stops the writer."""
-    q: queue.Queue[bytes | BaseException | None] = queue.Queue(_DEPTH)
-    stop = threading.Event()
 
-    def put(item: bytes | BaseException | None) -> bool:
-        while not stop.is_set():
-            with contextlib.suppress(queue.Full):
-                q.put(item, timeout=0.05)
-                return True
-        return False
-
-    def run() -> None:
-        try:
-            out = _Deflater(put)
+    def produce(put: Callable[[bytes], bool]) -> None:
+        out = _Deflater(put)
+        with contextlib.suppress(_Stopped):  # the consumer went away
             write(out)
             out.finish()
-        except _Stopped:
-            return
-        except BaseException as err:  # handed to the consumer, which raises it
-            put(err)
-            return
-        put(None)
 
-    thread = threading.Thread(target=run, name="layer-gzip", daemon=True)
-    thread.start()
-    try:
-        while (item := q.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+    return made_ahead(produce, depth=_DEPTH, name="layer-gzip")

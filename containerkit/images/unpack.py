@@ -46,13 +46,11 @@ import contextlib
 import errno
 import hashlib
 import os
-import queue
 import re
 import resource
 import shutil
 import stat
 import tarfile
-import threading
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import IO, BinaryIO, Literal, TypeVar, cast
@@ -62,6 +60,7 @@ import zstandard
 from containerkit._log import get_logger
 from containerkit._model import model
 from containerkit.errors import ContainerkitError, IntegrityError, InvalidArgument, Unavailable, UnsafeArchive
+from containerkit.images._ahead import made_ahead
 from containerkit.linux.inroot import RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, openat2
 
 __all__ = ["DEFAULT_MAX_BYTES", "UnpackResult", "unpack_layer"]
@@ -199,36 +198,13 @@ def _decompress(raw: BinaryIO) -> Iterator[bytes]:
 
 def _prefetch(chunks: Iterator[bytes]) -> Generator[bytes, None, None]:
     """Run ``chunks`` (decompression and hashing) on a helper thread, a few chunks ahead."""
-    q: queue.Queue[bytes | BaseException | None] = queue.Queue(_PREFETCH_DEPTH)
-    stop = threading.Event()
 
-    def put(item: bytes | BaseException | None) -> bool:
-        while not stop.is_set():
-            with contextlib.suppress(queue.Full):
-                q.put(item, timeout=0.05)
-                return True
-        return False
+    def produce(put: Callable[[bytes], bool]) -> None:
+        for chunk in chunks:
+            if not put(chunk):
+                return
 
-    def run() -> None:
-        try:
-            for chunk in chunks:
-                if not put(chunk):
-                    return
-        except BaseException as err:  # handed to the consumer, which re-raises it
-            put(err)
-            return
-        put(None)
-
-    thread = threading.Thread(target=run, name="layer-decompress", daemon=True)
-    thread.start()
-    try:
-        while (item := q.get()) is not None:
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        stop.set()
-        thread.join()
+    return made_ahead(produce, depth=_PREFETCH_DEPTH, name="layer-decompress")
 
 
 class _Stream:
