@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
+import sys
+import tempfile
 import threading
 import time
 
@@ -30,6 +33,19 @@ def _children_of(pid: int) -> list[int]:
             if int(raw[raw.rindex(b")") + 2 :].split()[1]) == pid:
                 found.append(int(entry))
     return found
+
+
+def _single_threaded(test: str) -> bool:
+    """Whether this process may run ``test`` itself (single-threaded); if not (an xdist worker
+    has threads), it has run it in a fresh single-threaded pytest, whose failure fails here."""
+    if threading.active_count() == 1:
+        return True
+    with tempfile.TemporaryDirectory(prefix="ck-spawner-") as base:
+        argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist"]
+        argv += [f"--basetemp={base}/t", f"{__file__}::{test}"]
+        result = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and " passed" in result.stdout, result.stdout + result.stderr
+    return False
 
 
 def test_lazy_start_and_clean_stop() -> None:
@@ -76,8 +92,8 @@ def test_shims_outlive_the_spawner(boxes: Boxes) -> None:
 def test_direct_until_ready_forks_here_while_the_forkserver_starts(boxes: Boxes) -> None:
     """The first start need not wait for the forkserver's interpreter: a single-threaded caller
     forks that shim itself; once the forkserver answered, shims are its children again."""
-    if threading.active_count() != 1:
-        pytest.skip("direct forks are for single-threaded callers only")
+    if not _single_threaded("test_direct_until_ready_forks_here_while_the_forkserver_starts"):
+        return
     with Spawner(direct_until_ready=True) as spawner:
         first = boxes.request(["true"])
         started = start_container(first, spawner=spawner)
@@ -147,8 +163,8 @@ def test_forked_forkserver_keeps_none_of_this_process(boxes: Boxes, tmp_path: os
     """``fork=True`` in a single-threaded process: the forkserver is a copy of it (no new
     interpreter), holding only stdio and its socket of our fds, none of our signal handlers;
     its shims work and it leaves no process behind."""
-    if threading.active_count() != 1:
-        pytest.skip("the forkserver is forked only from a single-threaded process")
+    if not _single_threaded("test_forked_forkserver_keeps_none_of_this_process"):
+        return
     held = os.open(os.path.join(tmp_path, "held"), os.O_WRONLY | os.O_CREAT, 0o600)
     previous = signal.signal(signal.SIGUSR1, lambda *_: None)
     spawner = Spawner(fork=True)
@@ -197,8 +213,8 @@ def test_prestart_starts_no_interpreter_ahead() -> None:
 def test_forked_forkserver_closes_where_children_are_reaped_for_us() -> None:
     """A program that ignores SIGCHLD has its children reaped by the kernel: close() still
     returns (as Popen's wait does) instead of failing on a child it cannot wait for."""
-    if threading.active_count() != 1:
-        pytest.skip("the forkserver is forked only from a single-threaded process")
+    if not _single_threaded("test_forked_forkserver_closes_where_children_are_reaped_for_us"):
+        return
     previous = signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     try:
         spawner = Spawner(fork=True)
