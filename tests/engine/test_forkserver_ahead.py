@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import containerkit as ck
 
@@ -30,15 +31,21 @@ print(json.dumps({"pid": pid, "threads": threads, "forked": its == own, "codes":
 """
 
 
-def test_open_forks_the_forkserver_ahead(engine: ck.Engine, engine_root: Path) -> None:
+def _run(script: str, engine_root: Path) -> dict[str, Any]:
+    """What ``script`` prints (JSON), run in a fresh single-threaded interpreter on the root."""
     out = subprocess.run(
-        [sys.executable, "-c", _SCRIPT % IMAGE, str(engine_root)],
+        [sys.executable, "-c", script % IMAGE, str(engine_root)],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     )
-    result = json.loads(out.stdout)
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def test_open_forks_the_forkserver_ahead(engine: ck.Engine, engine_root: Path) -> None:
+    result = _run(_SCRIPT, engine_root)
     assert result["threads"] == 1
     assert result["pid"] is not None and result["forked"]
     assert result["codes"] == [0, 0, 0]
@@ -70,14 +77,7 @@ print(json.dumps({"forked": forked, "pids": pids, "codes": codes, "lean": [a.dec
 def test_a_lean_forkserver_takes_over_from_the_forked_one(engine: ck.Engine, engine_root: Path) -> None:
     """The forked server serves the first container; a fresh interpreter's takes over once it
     answers (a fork of a heavy caller makes every later start slower), and close ends both."""
-    out = subprocess.run(
-        [sys.executable, "-c", _HANDOVER % IMAGE, str(engine_root)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
-    result = json.loads(out.stdout)
+    result = _run(_HANDOVER, engine_root)
     assert set(result["codes"]) == {0}
     assert result["pids"][0] == result["forked"]  # the first container: the forked server
     assert result["pids"][-1] != result["forked"]  # later ones: its successor

@@ -181,18 +181,11 @@ class Pusher:
                 f"blob {desc.digest} of {self.ref.familiar_name} is not in the local content store"
             )
         if location is None:
-            response = self.transport.request("POST", self._uploads(), scope=self._scope)
-            response.close()
-            location = response.headers.get("Location")
-            if not location:
-                raise ContainerkitError(
-                    f"{self.ref.name}: the registry gave no upload location for {desc.digest}"
-                )
+            location = self._start_upload(desc.digest)
         try:
             self._upload(location, desc, layer_id)
         except BaseException:
-            with contextlib.suppress(Exception):
-                self.transport.request("DELETE", location, scope=self._scope).close()
+            self._cancel(location)
             raise
         if layer_id:
             self.progress(layer_id, "Pushed")
@@ -205,11 +198,7 @@ class Pusher:
         hashed to. No HEAD or mount first: nothing names the blob before it is made. If the
         chunks fail (an error raised while making them), the upload session is cancelled, so
         the registry never stores part of a blob. Its descriptor."""
-        response = self.transport.request("POST", self._uploads(), scope=self._scope)
-        response.close()
-        location = response.headers.get("Location")
-        if not location:
-            raise ContainerkitError(f"{self.ref.name}: the registry gave no upload location for a layer")
+        location = self._start_upload("a layer")
         sha = hashlib.sha256()
         sent = [0, 0]  # bytes hashed, bytes at the last progress event
 
@@ -246,12 +235,25 @@ class Pusher:
             digest = "sha256:" + sha.hexdigest()
             self._commit(location, digest)
         except BaseException:
-            with contextlib.suppress(Exception):
-                self.transport.request("DELETE", location, scope=self._scope).close()
+            self._cancel(location)
             raise
         if layer_id:
             self.progress(layer_id, "Pushed")
         return Descriptor(digest, sent[0], media_type)
+
+    def _start_upload(self, what: str) -> str:
+        """``POST`` a new upload session; its location (an error naming ``what`` without one)."""
+        response = self.transport.request("POST", self._uploads(), scope=self._scope)
+        response.close()
+        location = response.headers.get("Location")
+        if not location:
+            raise ContainerkitError(f"{self.ref.name}: the registry gave no upload location for {what}")
+        return str(location)
+
+    def _cancel(self, location: str) -> None:
+        """Cancel an upload session (best effort: the registry never stores part of a blob)."""
+        with contextlib.suppress(Exception):
+            self.transport.request("DELETE", location, scope=self._scope).close()
 
     def _patched(self, response: Any, location: str, what: str) -> str:
         """The next upload location after a PATCH (202 or an error naming ``what``)."""
