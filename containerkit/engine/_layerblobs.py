@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Generator, Iterable
 from pathlib import Path
@@ -29,6 +30,7 @@ from containerkit.errors import NotFound
 from containerkit.images.content import Descriptor, check_digest
 from containerkit.images.deflate import gzip_chunks
 from containerkit.images.manifest import MEDIA_OCI_LAYER
+from containerkit.storage._assemble_worker import gzip_rebuilt
 from containerkit.storage.records import ImageLayer
 from containerkit.storage.tarsplit import Writable, assemble
 
@@ -47,6 +49,9 @@ __all__ = [
 
 MEDIA_OCI_LAYER_GZIP = "application/vnd.oci.image.layer.v1.tar+gzip"
 _MAX_ORIGINS = 8
+REBUILD_IN_CHILD = True
+"""Push rebuilds and gzips each layer in a child process (both cores, no GIL shared with the
+upload); False (or no interpreter to start) does it on a thread of this process."""
 
 
 class LayerOrigins:
@@ -151,9 +156,21 @@ def rebuild_plain(images: ImageCollection, layer: ImageLayer, workdir: Path) -> 
 
 def gzip_stream(images: ImageCollection, layer: ImageLayer) -> Generator[bytes, None, None]:
     """The layer's tar written again and gzipped deterministically (ISA-L level 1, no name,
-    mtime 0), as it is made: nothing is stored. The tar is checked against the diff id at its
-    end: a layer that changed raises :class:`~containerkit.errors.IntegrityError` after the
-    last chunk, so an upload fed from here is cancelled rather than committed."""
+    mtime 0), as it is made, in a child process (:data:`REBUILD_IN_CHILD`): nothing is stored.
+    The tar is checked against the diff id at its end: a layer that changed raises
+    :class:`~containerkit.errors.IntegrityError` after the last chunk, so an upload fed from
+    here is cancelled rather than committed. Whether the layer has a tar-split at all is
+    checked before anything starts (:class:`~containerkit.errors.NotFound`)."""
+    if not images.snapshots.has_tarsplit(layer.chain_id):
+        raise NotFound(
+            f"layer {layer.diff_id}: its blob {layer.blob_digest} is gone and the layer has no tar-split"
+        )
+    if REBUILD_IN_CHILD and sys.executable:
+        return gzip_rebuilt(
+            images.snapshots.layer_dir(layer.chain_id),
+            images.snapshots.tarsplit_path(layer.chain_id),
+            diff_id=layer.diff_id,
+        )
     return gzip_chunks(lambda out: write_plain(images, layer, out))
 
 

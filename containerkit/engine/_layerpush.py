@@ -4,10 +4,10 @@ A layer whose blob is in the store is pushed as it is. For one whose blob is gon
 :mod:`containerkit.engine._layerblobs`), the blobs it was pulled or pushed as before are asked
 for first: the repository may have one (HEAD: "Layer already exists") or another repository of
 the registry it came from (a mount: "Mounted from ..."); such a blob is reused without an
-upload. Otherwise the layer's tar is written again from its unpacked directory, gzipped
-deterministically (ISA-L level 1) and uploaded as it is made, in one streamed upload whose
-digest is known at its end (as docker pushes), several layers at once; nothing of it is stored,
-and the blob it became is remembered for the next push.
+upload. Otherwise the layer's tar is written again from its unpacked directory and gzipped
+deterministically (ISA-L level 1) in a child process, and uploaded as it is made, in one
+streamed upload whose digest is known at its end (as docker pushes), several layers at once;
+nothing of it is stored, and the blob it became is remembered for the next push.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ _OCI_TYPES = {
     "application/vnd.docker.image.rootfs.diff.tar": MEDIA_OCI_LAYER,
 }
 _REBUILD_WORKERS = max(1, min(4, os.cpu_count() or 1))
-"""Layers rebuilt, gzipped and uploaded at once (ISA-L, sha256 and the sockets release the GIL)."""
+"""Layers rebuilt, gzipped and uploaded at once: each rebuilt and gzipped in a child process
+(:func:`~containerkit.engine._layerblobs.gzip_stream`), uploaded from a thread here."""
 
 
 @attrs.frozen

@@ -21,7 +21,7 @@ from isal import igzip, isal_zlib
 
 from containerkit.images._ahead import made_ahead
 
-__all__ = ["BLOCK", "GZIP_LEVEL", "GzipError", "gunzip_object", "gzip_chunks", "open_gzip"]
+__all__ = ["BLOCK", "GZIP_LEVEL", "Deflater", "GzipError", "gunzip_object", "gzip_chunks", "open_gzip"]
 
 GZIP_LEVEL = 1
 """ISA-L's level 1: a push waits for its layers' compression (level 3 is ~4x slower for ~7% less)."""
@@ -48,8 +48,10 @@ class _Stopped(Exception):
     """The consumer of :func:`gzip_chunks` went away: the writer stops."""
 
 
-class _Deflater:
-    """A file-like sink that compresses what it is given in :data:`BLOCK` input blocks."""
+class Deflater:
+    """A file-like sink that compresses what it is given in :data:`BLOCK` input blocks and hands
+    each compressed piece to ``put`` (which answers False once its reader went away); call
+    :meth:`finish` after the last write. The bytes depend only on the input."""
 
     def __init__(self, put: Callable[[bytes], bool]) -> None:
         self._put = put
@@ -76,13 +78,13 @@ class _Deflater:
         self._buf.clear()
 
 
-def gzip_chunks(write: Callable[[_Deflater], object]) -> Generator[bytes, None, None]:
+def gzip_chunks(write: Callable[[Deflater], object]) -> Generator[bytes, None, None]:
     """The gzip stream of what ``write(out)`` writes to ``out`` (``out.write(bytes)``), made on a
     helper thread a few chunks ahead of the consumer. An error raised by ``write`` is raised
     here, after the chunks made before it; closing the generator early stops the writer."""
 
     def produce(put: Callable[[bytes], bool]) -> None:
-        out = _Deflater(put)
+        out = Deflater(put)
         with contextlib.suppress(_Stopped):  # the consumer went away
             write(out)
             out.finish()
