@@ -14,15 +14,23 @@ containerkitd on the same root, and ``docker run --rm`` when a dockerd answers.
 script beside it), e.g. a venv of Debian's /usr/bin/python3 with this checkout installed, which
 is what a Debian user runs; the engine, the image and the daemon stay this interpreter's.
 
-    python3 benchmarks/bench_cli.py [--runs 20] [--python /tmp/venv-deb/bin/python]
+``--phases`` prints where one ``containerkit run --rm --network none`` spends its time instead,
+from exec to exit (medians over the runs; see ``_cli_phases.py``), and the ``-X importtime``
+self times grouped by package (``-X importtime`` slows imports: read them as shares).
+
+    python3 benchmarks/bench_cli.py [--runs 20] [--python /tmp/venv-deb/bin/python] [--phases]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import re
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -44,10 +52,83 @@ def _shell(argv: list[str]) -> Callable[[], object]:
     return lambda: subprocess.run(argv, check=True, capture_output=True, stdin=subprocess.DEVNULL)
 
 
+_PHASES = Path(__file__).with_name("_cli_phases.py")
+_IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+\d+ \|( +)(\S+)")
+_GROUPS = (
+    ("site (.pth files)", ("site", "__editable__", "certifi", "_distutils_hack", "importlib.readers")),
+    ("click", ("click",)),
+    ("attrs", ("attr", "attrs")),
+    ("containerkit.spec + _model", ("containerkit.spec", "containerkit._model")),
+    ("containerkit.cli", ("containerkit.cli",)),
+    ("containerkit.engine", ("containerkit.engine",)),
+    ("containerkit.runtime", ("containerkit.runtime",)),
+    ("containerkit.network", ("containerkit.network",)),
+    ("containerkit.storage", ("containerkit.storage",)),
+    ("containerkit.images", ("containerkit.images",)),
+    ("containerkit.linux", ("containerkit.linux",)),
+    ("containerkit (other)", ("containerkit",)),
+)
+
+
+def _group(module: str) -> str:
+    for label, prefixes in _GROUPS:
+        if any(module == p or module.startswith(p + ".") or module.startswith(p + "_") for p in prefixes):
+            return label
+    return "stdlib + other packages"
+
+
+def phases(python: str, root: Path, runs: int) -> None:
+    """Median time of each phase of ``run --rm --network none`` and of each import group."""
+    argv = ["--root", str(root), "run", "--rm", "--network", "none", IMAGE, "true"]
+    out = root.parent / "phases.jsonl"
+    totals: list[float] = []
+    for _ in range(runs + 1):  # the first one warms the caches
+        env = dict(os.environ, CK_PHASES_OUT=str(out), CK_PHASES_T0=repr(time.time()))
+        subprocess.run([python, str(_PHASES), *argv], env=env, check=True, capture_output=True)
+        totals.append((time.time() - float(env["CK_PHASES_T0"])) * 1000)
+    per_phase: dict[str, list[float]] = {}
+    for line, total in list(zip(out.read_text().splitlines(), totals, strict=True))[1:]:
+        spent: dict[str, float] = {}
+        previous = 0.0
+        for phase, at in json.loads(line):
+            spent[phase] = spent.get(phase, 0.0) + (at - previous) * 1000
+            previous = max(previous, at)
+        spent["process exit (after the exit handlers)"] = total - previous * 1000
+        for phase, ms in spent.items():
+            per_phase.setdefault(phase, []).append(ms)
+    rows = [(phase, median(values), "") for phase, values in per_phase.items()]
+    rows.append(("total (exec to exit, measured by the parent)", median(totals[1:]), ""))
+    report(f"containerkit run --rm --network none, phase by phase ({python})", rows)
+    groups: dict[str, list[float]] = {}
+    for _ in range(max(3, runs // 4)):
+        done = subprocess.run(
+            [python, "-X", "importtime", str(_PHASES), *argv],
+            env=dict(os.environ, CK_PHASES_OUT=os.devnull, CK_PHASES_T0=repr(time.time())),
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        spent = {}
+        ancestors: list[str] = []  # read bottom-up, each line's parent comes before it
+        for match in reversed(list(_IMPORT_LINE.finditer(done.stderr))):
+            depth = (len(match.group(2)) - 1) // 2
+            del ancestors[depth:]
+            ancestors.append(match.group(3))
+            label = _group(ancestors[0]) if ancestors[0] == "site" else _group(match.group(3))
+            spent[label] = spent.get(label, 0.0) + int(match.group(1)) / 1000
+        for label, ms in spent.items():
+            groups.setdefault(label, []).append(ms)
+    report(
+        "imports of that run, self time by group (-X importtime, median ms)",
+        sorted(((label, median(v), "") for label, v in groups.items()), key=lambda r: -(r[1] or 0)),
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--python", help="the interpreter whose install to time (default: this one)")
+    parser.add_argument("--phases", action="store_true", help="where a run spends its time, phase by phase")
     args = parser.parse_args()
     python = args.python or sys.executable
     found = str(Path(python).parent / "containerkit") if args.python else containerkit_command()
@@ -65,6 +146,11 @@ def main() -> None:
         with ck.Engine(root=root) as engine:
             ensure_image(engine, Path(tmp))
             engine.images.tag(IMAGE, "busybox:latest")
+        if args.phases:
+            phases(python, root, args.runs)
+            with ck.Engine(root=root):
+                pass
+            return
         contenders: dict[str, Callable[[], object]] = {
             "python -c pass": _shell([python, "-c", "pass"]),
             "python -S -c pass (no site)": _shell([python, "-S", "-c", "pass"]),
