@@ -115,6 +115,8 @@ class BuiltinInit(_ChildInit):
 
     ``prepared``: an init a spare shim forked ahead (used when it can be, else discarded);
     ``private_fds``: the shim's fds no child may keep; ``on_fork``: the shim's part of the start.
+    ``config_bytes``: the bundle's config.json as read (the ``config`` given to :meth:`start`
+    parsed from it), sent to a prepared init as it is rather than serialized again.
     """
 
     def __init__(
@@ -126,6 +128,7 @@ class BuiltinInit(_ChildInit):
         prepared: PreparedInit | None,
         private_fds: Callable[[], set[int]],
         on_fork: OnFork,
+        config_bytes: bytes | None = None,
     ) -> None:
         super().__init__()
         self.request = request
@@ -134,6 +137,7 @@ class BuiltinInit(_ChildInit):
         self.prepared = prepared
         self.private_fds = private_fds
         self.on_fork = on_fork
+        self.config_bytes = config_bytes
 
     def start(self, config: dict[str, Any]) -> None:
         try:
@@ -269,7 +273,6 @@ class BuiltinInit(_ChildInit):
         fds = list(dict.fromkeys(stdio))  # a pty is one fd three times
         message = {
             "bundle": str(self.request.bundle),
-            "config": config,
             "stdio": [fds.index(fd) for fd in stdio],
             "error": len(fds),
             "ready": len(fds) + 1 if ready_r != -1 else -1,
@@ -277,8 +280,9 @@ class BuiltinInit(_ChildInit):
         fds.append(err_w)
         if ready_r != -1:
             fds.append(ready_r)
+        raw = self.config_bytes if self.config_bytes is not None else json.dumps(config).encode()
         try:
-            prepared.hand_over(message, fds)
+            prepared.hand_over(message, raw, fds)
         except OSError:
             return None
         return prepared.pid
@@ -375,14 +379,16 @@ class PreparedInit:
         self.sock = sock
         self._pid_namespace = pid_namespace  # ours before the unshare, for discard()
 
-    def hand_over(self, message: dict[str, Any], fds: list[int]) -> None:
-        """Send the init its work; it then runs like a freshly forked one. Raises OSError when
-        it is gone (it is then reaped and the pid namespace restored)."""
+    def hand_over(self, message: dict[str, Any], config: bytes, fds: list[int]) -> None:
+        """Send the init its work (``message``, then the bundle's config as JSON bytes); it then
+        runs like a freshly forked one. Raises OSError when it is gone (it is then reaped and
+        the pid namespace restored)."""
         try:
             os.setpriority(os.PRIO_PROCESS, self.pid, os.getpriority(os.PRIO_PROCESS, 0))
             if os.getpriority(os.PRIO_PROCESS, self.pid) != os.getpriority(os.PRIO_PROCESS, 0):
                 raise OSError(errno.EPERM, "cannot give the prepared init our priority")
-            socket.send_fds(self.sock, [json.dumps(message).encode()], fds)
+            # one datagram: the header line (json.dumps writes no raw newline), then the config
+            socket.send_fds(self.sock, [json.dumps(message).encode(), b"\n", config], fds)
         except OSError:
             self.discard()
             raise
@@ -445,7 +451,8 @@ def _await_init_work(sock: socket.socket) -> NoReturn:  # pragma: no cover - the
     sock.close()
     if not data:
         os._exit(0)
-    message = json.loads(data)
+    header, _newline, config = data.partition(b"\n")
+    message = json.loads(header)
     for fd in fds:
         os.set_inheritable(fd, False)  # received fds are inheritable; the exec must close ours
     stdio = tuple(fds[i] for i in message["stdio"])
@@ -453,7 +460,7 @@ def _await_init_work(sock: socket.socket) -> NoReturn:  # pragma: no cover - the
     _run_init(
         builtin.run_container_init,
         Path(message["bundle"]),
-        message["config"],
+        json.loads(config),
         (stdio[0], stdio[1], stdio[2]),
         fds[message["error"]],
         ready,

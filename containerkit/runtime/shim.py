@@ -266,6 +266,7 @@ class _Shim:
         )
         self.root = ContainerRoot(request.bundle, request.container_id, request.rootfs_mount)
         self.init: InitProcess | None = None
+        self.config_bytes: bytes | None = None
         self.log: logs.LogSink | None = None
         self.recorded = False  # the first state.json (shim pid) is written
         self.next_state: state.PendingWrite | None = None  # the one with the container's pid
@@ -294,6 +295,7 @@ class _Shim:
                     prepared=prepared,
                     private_fds=lambda: self.io.fds() | {self.ready_fd},
                     on_fork=self._while_child_sets_up,
+                    config_bytes=self.config_bytes,
                 )
             else:
                 self._discard_prepared()
@@ -422,9 +424,11 @@ class _Shim:
         )
 
     def _load_config(self) -> dict[str, Any]:
+        """The bundle's config.json, parsed (its bytes are kept in ``config_bytes``)."""
         path = self.request.bundle / "config.json"
         try:
-            config = json.loads(path.read_bytes())
+            self.config_bytes = path.read_bytes()
+            config = json.loads(self.config_bytes)
         except FileNotFoundError:
             raise InvalidArgument(f"bundle {self.request.bundle} has no config.json{_DAMAGED}") from None
         except ValueError as exc:

@@ -410,3 +410,28 @@ def test_create_covers_every_hierarchy_on_a_fake_tree(tmp_path: Path) -> None:
     assert not (tmp_path / "not-a-hierarchy/containerkit").exists()
     assert (tmp_path / "cpuset/containerkit/c1/cpuset.cpus").read_text() == "0-1"
     assert (tmp_path / "cpuset/containerkit/cpuset.mems").read_text() == "0"
+
+
+def test_co_mounted_controllers_share_one_directory(tmp_path: Path) -> None:
+    """``cpu`` and ``cpuacct`` as symlinks to one ``cpu,cpuacct`` mount (systemd's layout): the
+    process moves go to that directory once, the paths keep every name."""
+    FakeCgroupfs.v1(tmp_path, ("memory", "pids", "freezer"), unified=True)
+    joined = tmp_path / "cpu,cpuacct"
+    joined.mkdir()
+    (joined / "cgroup.procs").write_text("")
+    for name in ("cpu", "cpuacct"):
+        os.symlink("cpu,cpuacct", tmp_path / name)
+    manager = open_cgroup("containerkit/c1", root=tmp_path, mode="hybrid")
+    manager.create()
+    assert manager.paths["cpu"] == tmp_path / "cpu/containerkit/c1"
+    assert manager.paths["cpuacct"] == tmp_path / "cpuacct/containerkit/c1"
+    ours = sorted(os.path.realpath(path) for path in manager._dirs())
+    assert ours == sorted(set(ours))  # no directory twice
+    assert ours == sorted(
+        os.path.realpath(tmp_path / h / "containerkit/c1")
+        for h in ("memory", "pids", "freezer", "cpu,cpuacct", "unified")
+    )
+    for path in manager._dirs():
+        (path / "cgroup.procs").write_text("")
+    manager.add_process(4242)
+    assert (joined / "containerkit/c1/cgroup.procs").read_text() == "4242"
