@@ -116,6 +116,28 @@ def test_a_changed_layer_is_refused_naming_it(store: SnapshotStore) -> None:
         _rebuilt(store, chain, diff_id)
 
 
+@pytest.mark.parametrize("replace", ["shorter", "directory", "fifo", "symlink"])
+def test_a_file_replaced_in_the_layer_is_refused_without_blocking(store: SnapshotStore, replace: str) -> None:
+    """A small file is read in one read of a byte more than its size (no fstat): whatever
+    took its place is refused naming the layer, a FIFO without blocking, a symlink unfollowed."""
+    tar = lf.build_tar([lf.file("a", b"aaaa"), lf.file("sub/b", b"bbbb")])
+    diff_id = lf.diff_id(tar)
+    (chain,) = lf.chain_ids([diff_id])
+    apply_layer(store, chain, io.BytesIO(tar), expected_diff_id=diff_id)
+    path = store.layer_dir(chain) / "sub" / "b"
+    path.unlink()
+    if replace == "shorter":
+        path.write_bytes(b"bbb")
+    elif replace == "directory":
+        path.mkdir()
+    elif replace == "fifo":
+        os.mkfifo(path)
+    else:
+        path.symlink_to("../a")  # a file of the same size, through a link
+    with pytest.raises(IntegrityError, match=f"layer {diff_id}: "):
+        _rebuilt(store, chain, diff_id)
+
+
 def test_a_cut_split_is_refused_at_every_length(store: SnapshotStore) -> None:
     """The split is read in large steps: a record cut anywhere (its kind, a length, a name, raw
     bytes) is "ends early", and a split cut between records is a tar whose digest is wrong."""
