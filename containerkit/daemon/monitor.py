@@ -7,6 +7,11 @@ exit counter *before* the caller answers (so an exit between ``wait`` and ``star
 missed: docker's ``run`` sends wait first) and block on one condition variable. Exit codes
 outlive removal, for ``wait?condition=removed``. An attach stream holds the container's output
 (:meth:`Monitor.reading`) so that the exit command removes it only once the stream has sent it.
+
+A waiter already blocked on a container takes the watch of its next run itself (docker's
+``run`` sends wait before start): the thread that answers the wait then counts the exit and
+does the removal, so no thread is started for the run and no hand-off lies between the removal
+and the answer. A waiter that leaves with a watch it has not begun hands it to a thread.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ class Waiter:
         self.monitor = monitor
         self.container_id = container_id
         self.condition = condition
+        self.job: tuple[Container, tuple[str, str]] | None = None  # a watch handed to this waiter
         with monitor._cond:
             self.exits_seen = monitor._exits.get(container_id, 0)
 
@@ -59,6 +65,7 @@ class Monitor:
         self._codes: collections.OrderedDict[str, int] = collections.OrderedDict()
         self._removed: collections.OrderedDict[str, bool] = collections.OrderedDict()
         self._runs: set[tuple[str, str]] = set()  # (id, started_at) watched or counted
+        self._idle: dict[str, list[Waiter]] = {}  # blocked waiters by container id: they take watches
 
     # -- watching ---------------------------------------------------------------------------
 
@@ -81,6 +88,14 @@ class Monitor:
             if run in self._runs:
                 return
             self._runs.add(run)
+            for waiter in self._idle.get(container.id, ()):
+                if waiter.job is None:  # it runs the watch as soon as it wakes (see _wait)
+                    waiter.job = (container, run)
+                    self._cond.notify_all()
+                    return
+        self._spawn(container, run)
+
+    def _spawn(self, container: Container, run: tuple[str, str]) -> None:
         thread = threading.Thread(
             target=self._watch,
             args=(container, run),
@@ -172,14 +187,44 @@ class Monitor:
             state = container.runtime_state()
             if state.status in ("created", "exited", "dead"):
                 return state.exit_code or 0
-        while True:
+        with self._cond:
+            self._idle.setdefault(cid, []).append(waiter)
+        try:
+            return self._wait_idle(waiter, container, gone)
+        finally:
             with self._cond:
-                removed = bool(self._removed.get(cid))
-                counted = self._exits.get(cid, 0) > waiter.exits_seen
-                if counted and (removed or waiter.condition != "removed"):
-                    return self._codes.get(cid, 0)  # the exit waited for (and its removal, if asked)
-                if not removed:
-                    self._cond.wait(0.25)
+                waiters = self._idle.get(cid, [])
+                with contextlib.suppress(ValueError):
+                    waiters.remove(waiter)
+                if not waiters:
+                    self._idle.pop(cid, None)
+                job, waiter.job = waiter.job, None
+            if job is not None:  # handed over while this wait ended: watched all the same
+                self._spawn(*job)
+
+    def _wait_idle(self, waiter: Waiter, container: Container, gone: Callable[[], bool]) -> int:
+        cid = waiter.container_id
+        while True:
+            removed = False
+            with self._cond:
+                if waiter.job is None:
+                    removed = bool(self._removed.get(cid))
+                    counted = self._exits.get(cid, 0) > waiter.exits_seen
+                    if counted and (removed or waiter.condition != "removed"):
+                        return self._codes.get(cid, 0)  # the exit waited for (and its removal, if asked)
+                    if not removed:
+                        self._cond.wait(0.25)
+                job, waiter.job = waiter.job, None
+            if job is not None:
+                # this thread is the run's watcher: the exit is counted (and an auto-remove
+                # container removed) when this returns, and the next look answers
+                try:
+                    self._watch(*job)
+                except Exception:  # the run may be watched again by the next look (_poll)
+                    log.warning("watching %s failed", cid[:12], exc_info=True)
+                    with self._cond:
+                        self._runs.discard(job[1])
+                continue
             if removed:
                 return self._removed_code(cid)
             if gone():
