@@ -28,7 +28,7 @@ from containerkit.engine import _filters, _names, _prepare, _recovery
 from containerkit.engine.events import EventLog, container_attributes, rfc3339_ns
 from containerkit.errors import Conflict, InvalidArgument, NotFound, NotModified, NotRunning, Timeout
 from containerkit.linux import proc
-from containerkit.runtime import usermap
+from containerkit.runtime import trace, usermap
 from containerkit.runtime.state import RuntimeState, wait_for_exit
 from containerkit.runtime.task import Task
 from containerkit.spec import ContainerSpec, ContainerStatus, Healthcheck, Image, allowed_transition
@@ -570,8 +570,13 @@ class ContainerService:
                 )
             container.task.resume_if_paused()
             with contextlib.suppress(NotRunning):
-                container.kill("SIGKILL")
-            container.task.wait(30)
+                container.send_signal(signal.SIGKILL)
+            trace.mark("engine.kill_sent")
+            # The network goes while the shim sees the exit (milliseconds of other processes'
+            # work): the container is being killed, and take_apart finds nothing left to undo.
+            with self.networks.container_lock(container.id):
+                self.networks.teardown(container.id, settle=False)
+            self.wait_exit(container.id, 30)  # the ready pipe: before the shim's process is gone
         elif status_of(state) is ContainerStatus.DEAD and state.pid_alive and state.pid is not None:
             proc.send_signal(state.pid, signal.SIGKILL, state.pid_start_time)
         self.observe_exit(container, container.runtime_state())

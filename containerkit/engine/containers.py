@@ -388,6 +388,17 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         """Send ``sig`` to the container's init. SIGKILL returns once the exit is recorded (bounded,
         as dockerd's kill): an inspect right after shows the container exited."""
         number = parse_signal(sig)
+        paused = self.send_signal(number)
+        if number == _SIGKILL:
+            if paused:
+                self.task.resume_if_paused()  # a frozen cgroup (v1) holds the signal until it thaws
+            with contextlib.suppress(Timeout, NotFound):
+                self.task.wait(_KILL_WAIT)
+                self.runtime_state()  # the exit recorded, its die event
+
+    def send_signal(self, number: int) -> bool:
+        """:meth:`kill` without waiting for the exit (a forced removal does its own work
+        meanwhile); whether the container was paused (a frozen v1 cgroup holds a SIGKILL)."""
         self._running_state()
         paused = number == _SIGKILL and self.current_status() is _PAUSED
         if self.spec.restart_policy.enabled:  # killed by the user: not restarted, as docker's
@@ -395,12 +406,7 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         if not self.task.kill(number):
             raise NotRunning(f"container {self.name} is not running")
         self._service.record(self, "kill", signal=str(number))
-        if number == _SIGKILL:
-            if paused:
-                self.task.resume_if_paused()  # a frozen cgroup (v1) holds the signal until it thaws
-            with contextlib.suppress(Timeout, NotFound):
-                self.task.wait(_KILL_WAIT)
-                self.runtime_state()  # the exit recorded, its die event
+        return paused
 
     def stop(self, timeout: float | None = None) -> None:
         """The stop signal, then SIGKILL after ``timeout`` seconds (the spec's, default 10)."""

@@ -478,6 +478,41 @@ def test_veth_is_gone_when_remove_returns(net_engine: ck.Engine) -> None:
         os.close(holder)
 
 
+def test_forced_removal_leaves_nothing_and_keeps_the_event_order(net_engine: ck.Engine) -> None:
+    """A forced removal tears the network down while the killed container's shim sees the
+    exit: when it returns the port rule, netns file and veth are gone, the host port can be
+    published again at once, and the events come in docker's order (kill, die, disconnect,
+    destroy)."""
+    bridge_id = net_engine.networks.default().id
+    since = time.time()
+    c = run(net_engine, ["sleep", "60"], ports={"80/tcp": None})
+    host_port = int(c.ports["80/tcp"][0][1])
+    name = net_engine.network_service.host_ifname(c.id, bridge_id)
+    assert net_engine.networks.nat.published(owner=c.id) and name in _links()
+    c.remove(force=True)
+    assert net_engine.networks.nat.published(owner=c.id) == []
+    assert not net_engine.network_service.netns_path(c.id).exists()
+    assert name not in _links()
+    with pytest.raises(ck.NotFound):
+        net_engine.containers.get(c.id)
+    again = run(net_engine, ["sleep", "60"], ports={"80/tcp": host_port})
+    try:
+        assert int(again.ports["80/tcp"][0][1]) == host_port
+    finally:
+        again.remove(force=True)
+    actions = [
+        (e.type, e.action)
+        for e in net_engine.events(since=since, until=time.time())
+        if e.actor_id == c.id or e.attributes.get("container") == c.id
+    ]
+    assert actions[-4:] == [
+        ("container", "kill"),
+        ("container", "die"),
+        ("network", "disconnect"),
+        ("container", "destroy"),
+    ]
+
+
 _NO_NFT = """
 import json, sys, time, subprocess
 from pathlib import Path
