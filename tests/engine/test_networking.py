@@ -513,6 +513,33 @@ def test_forced_removal_leaves_nothing_and_keeps_the_event_order(net_engine: ck.
     ]
 
 
+def test_start_replaces_a_leftover_pair_of_its_name(net_engine: ck.Engine) -> None:
+    """A pair left under the container's host veth name (a killed engine's): the start deletes
+    it, plugs its own pair on the bridge and works, and the leftover's peer goes with it."""
+    bridge_id = net_engine.networks.default().id
+    c = net_engine.containers.create(image=IMAGE, command=["sleep", "60"])
+    name = net_engine.network_service.host_ifname(c.id, bridge_id)
+    peer = f"ckl{os.getpid() % 100000}"
+    try:
+        with iproute() as ipr:
+            ipr.link("add", ifname=name, kind="veth", peer={"ifname": peer})
+            (leftover,) = ipr.link_lookup(ifname=name)
+        c.start()
+        with iproute() as ipr:
+            assert ipr.link_lookup(ifname=peer) == []
+            (index,) = ipr.link_lookup(ifname=name)
+            assert index != leftover
+            (bridge,) = ipr.link_lookup(ifname=net_engine.networks.default().bridge)
+            assert ipr.get_links(index)[0].get_attr("IFLA_MASTER") == bridge
+        assert sh(c, "ip -4 -o addr show eth0").output.decode().count("inet ") == 1
+    finally:
+        c.remove(force=True)
+        for leaked in (peer, name):
+            if leaked in _links():
+                veth.detach(leaked)
+    assert name not in _links() and peer not in _links()
+
+
 _NO_NFT = """
 import json, sys, time, subprocess
 from pathlib import Path
