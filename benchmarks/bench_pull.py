@@ -13,10 +13,14 @@ round (the order rotating), so that load from other work falls on all of them al
   storage, so nothing of the host's network changes; skipped when dockerd is missing or fails);
 * push of the 4-layer image to a new repository: ``Engine.images.push`` of the image loaded from
   an OCI layout into a fresh store before each run (not timed; the store keeps no layer blob, so
-  each layer's tar is written again from its directory, gzipped with ISA-L and streamed to the
-  registry as it is made, and a store that pushed before would mount instead of uploading)
+  each layer's tar is written again from its directory and gzipped with ISA-L in a child process,
+  and streamed to the registry as it is made; a store that pushed before would mount instead of
+  uploading)
   against ``skopeo copy oci:<dir> docker://...`` (which sends the layout's blobs as they are)
   with an empty blob-info cache.
+
+``--push-ab`` adds a third push contender, the layers rebuilt on threads of the pushing process
+(as before the child processes), for an interleaved A/B.
 
 Usage (as root, from the repository root): ``python3 benchmarks/bench_pull.py [--size-mb 400] [--repeat 3]``
 """
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import gzip
 import os
 import shutil
@@ -40,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import containerkit as ck
 from benchmarks.bench_unpack import _layer, _oci_layout
+from containerkit.engine import _layerblobs
 from containerkit.images.busybox import write_busybox_rootfs
 from tests.images.registry.servers import free_port, start_registry
 
@@ -206,6 +212,11 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--skip-pull", action="store_true", help="time the push only")
+    parser.add_argument(
+        "--push-ab",
+        action="store_true",
+        help="also push with each layer rebuilt on a thread of this process instead of a child process",
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root", file=sys.stderr)
@@ -303,10 +314,15 @@ def main() -> int:
                     engines.append(engine)
                     engine.images.load(layouts["4-layer"], name=f"{registry.host}/bench/src")
 
-                def ck_push(n: int) -> None:
+                def ck_push(n: int, *, child: bool = True) -> None:
                     engine = engines[0]
-                    engine.images.tag(f"{registry.host}/bench/src:bench", f"{registry.host}/push/ck{n + 1}:1")
-                    engine.images.push(f"{registry.host}/push/ck{n + 1}:1")
+                    repo = f"{registry.host}/push/ck{'' if child else 't'}{n + 1}:1"
+                    engine.images.tag(f"{registry.host}/bench/src:bench", repo)
+                    _layerblobs.REBUILD_IN_CHILD = child
+                    try:
+                        engine.images.push(repo)
+                    finally:
+                        _layerblobs.REBUILD_IN_CHILD = True
 
                 def skopeo_push(n: int) -> None:
                     # skopeo remembers where blobs live (its blob-info cache) and would mount
@@ -319,14 +335,17 @@ def main() -> int:
                         f"docker://{registry.host}/push/skopeo{n + 1}:1",
                     )
 
-                try:
-                    results["push 4-layer"] = _interleaved(
-                        {
-                            "containerkit push": (ck_fresh, ck_push),
-                            "skopeo copy oci: -> docker://": (None, skopeo_push),
-                        },
-                        args.repeat,
+                pushes: dict[str, Contender] = {
+                    "containerkit push": (ck_fresh, ck_push),
+                    "skopeo copy oci: -> docker://": (None, skopeo_push),
+                }
+                if args.push_ab:
+                    pushes["containerkit push (rebuild on threads)"] = (
+                        ck_fresh,
+                        functools.partial(ck_push, child=False),
                     )
+                try:
+                    results["push 4-layer"] = _interleaved(pushes, args.repeat)
                 finally:
                     for engine in engines:
                         engine.close()

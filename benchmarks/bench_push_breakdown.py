@@ -2,19 +2,23 @@
 
 Per layer, each stage alone on the main thread (wall and CPU seconds): the tar rebuilt from the
 layer dir and its tar-split (``assemble``, which hashes the tar for its diff id check) into a
-sink that drops it, the sha256 of that tar alone, the ISA-L gzip, the sha256 of the gzip, and
-the upload of the ready gzip bytes (``push_stream``: one streamed PATCH and the PUT; the
-registry's own CPU is counted apart, it is another process). Then whole pushes (``--repeat``)
-with the CPU of this process and of the registry sampled every 0.1 s: a timeline of how many
-of the machine's cores each keeps busy, so an idle core shows.
+sink that drops it, the sha256 of that tar alone, the ISA-L gzip, the sha256 of the gzip, the
+rebuild and gzip in a child process as a push does it (its wall; the CPU column is the
+parent's reading of the pipe), and the upload of the ready gzip bytes (``push_stream``: one
+streamed PATCH and the PUT; the registry's own CPU is counted apart, it is another process).
+Then whole pushes (``--repeat``), interleaved with skopeo's push of the same layout (and with
+``--ab`` with the rebuild on threads of this process, as before the child processes), with the
+CPU of this process and its children and of the registry sampled every 0.1 s: a timeline of how
+many of the machine's cores each keeps busy, so an idle core shows.
 
 Usage (as root, from the repository root):
-``python3 benchmarks/bench_push_breakdown.py [--size-mb 400] [--layers 4] [--repeat 3]``
+``python3 benchmarks/bench_push_breakdown.py [--size-mb 400] [--layers 4] [--repeat 3] [--ab]``
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
 import resource
@@ -47,11 +51,31 @@ from tests.images.registry.servers import start_registry
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
-def _proc_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of process ``pid`` so far."""
+def _proc_cpu(pid: int, *, children: bool = False) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far; with ``children``, also of its
+    children: those reaped and those still running (the layer rebuild processes of a push)."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
+    total = int(fields[11]) + int(fields[12])
+    if children:
+        total += int(fields[13]) + int(fields[14])
+    seconds = total / _TICK
+    if children:
+        for kid in _live_children(pid):
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):  # counted once reaped
+                seconds += _proc_cpu(kid)
+    return seconds
+
+
+def _live_children(pid: int) -> list[int]:
+    kids: list[int] = []
+    for task in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                kids.extend(int(k) for k in f.read().split())
+        except FileNotFoundError:
+            continue
+    return kids
 
 
 def _timed(fn: Callable[[], object]) -> tuple[float, float]:
@@ -80,6 +104,7 @@ class _Sampler:
 
     def __init__(self, registry_pid: int, step: float = 0.1) -> None:
         self.pids = {"containerkit": os.getpid(), "registry": registry_pid}
+        self.children = {"containerkit": True, "registry": False}
         self.step = step
         self.rows: list[tuple[float, dict[str, float]]] = []
         self._stop = threading.Event()
@@ -87,11 +112,11 @@ class _Sampler:
 
     def _run(self) -> None:
         start = time.perf_counter()
-        last = {name: _proc_cpu(pid) for name, pid in self.pids.items()}
+        last = {name: _proc_cpu(pid, children=self.children[name]) for name, pid in self.pids.items()}
         then = start
         while not self._stop.wait(self.step):
             now = time.perf_counter()
-            cpu = {name: _proc_cpu(pid) for name, pid in self.pids.items()}
+            cpu = {name: _proc_cpu(pid, children=self.children[name]) for name, pid in self.pids.items()}
             self.rows.append((now - start, {name: (cpu[name] - last[name]) / (now - then) for name in cpu}))
             last, then = cpu, now
 
@@ -125,7 +150,7 @@ def _stages(engine: ck.Engine, pusher: Pusher, repeat: int) -> None:
     print(f"\n## per layer, one stage at a time (median of {repeat}; wall / CPU seconds)")
     print(
         f"  {'layer':8s} {'MB tar':>7s} {'MB gz':>6s}   rebuild+sha   sha(tar)     gzip"
-        "      sha(gz)   upload   (registry CPU)"
+        "      sha(gz)    child     upload   (registry CPU)"
     )
     totals: dict[str, list[float]] = {}
     for layer in record.layers:
@@ -142,12 +167,17 @@ def _stages(engine: ck.Engine, pusher: Pusher, repeat: int) -> None:
         def rebuild(layer: ImageLayer = layer) -> None:
             _layerblobs.write_plain(images, layer, _Null())
 
+        def child(layer: ImageLayer = layer) -> None:
+            for _ in _layerblobs.gzip_stream(images, layer):
+                pass
+
         for _ in range(repeat):
             stages: tuple[tuple[str, Callable[[], object]], ...] = (
                 ("rebuild", rebuild),
                 ("sha-tar", functools.partial(_sha, tar)),
                 ("gzip", functools.partial(_gzip, tar)),
                 ("sha-gz", functools.partial(_sha, gz)),
+                ("child", child),
                 ("upload", upload),
             )
             for name, fn in stages:
@@ -170,33 +200,83 @@ def _stages(engine: ck.Engine, pusher: Pusher, repeat: int) -> None:
     print("  (gzip's CPU is its writer thread's, not counted above: its wall is the stage's cost)")
 
 
-def _whole(engine: ck.Engine, host: str, registry_pid: int, repeat: int) -> None:
-    print(f"\n## whole pushes (engine.images.push, a fresh upload each: median of {repeat})")
-    walls, cpus, reg = [], [], []
-    last: _Sampler | None = None
-    for n in range(repeat):
-        # a new repository and no remembered origins: every layer is rebuilt and uploaded
-        shutil.rmtree(engine.images.content.root / "origins", ignore_errors=True)
-        engine.images.tag(f"{host}/bench/src:bench", f"{host}/whole/r{os.getpid()}x{n}:1")
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        reg_before = _proc_cpu(registry_pid)
-        start = time.perf_counter()
-        with _Sampler(registry_pid) as sampler:
-            engine.images.push(f"{host}/whole/r{os.getpid()}x{n}:1")
-        walls.append(time.perf_counter() - start)
-        after = resource.getrusage(resource.RUSAGE_SELF)
-        cpus.append(after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime)
-        reg.append(_proc_cpu(registry_pid) - reg_before)
-        last = sampler
-    wall = statistics.median(walls)
-    print(
-        f"  wall {wall:.2f} s; CPU containerkit {statistics.median(cpus):.2f} s, "
-        f"registry {statistics.median(reg):.2f} s; cores busy on average "
-        f"{(statistics.median(cpus) + statistics.median(reg)) / wall:.2f} of {os.cpu_count()}"
-    )
-    if last is not None:
-        print("  timeline of the last push (cores kept busy per 0.1 s step; '#' containerkit, '+' registry):")
-        for when, use in _every(last.rows, 0.2):
+def _whole(
+    engine: ck.Engine, host: str, registry_pid: int, repeat: int, layout: Path | None, ab: bool
+) -> None:
+    """Whole pushes, the contenders taking turns in each round (the order rotating) after one
+    untimed round: containerkit (layers rebuilt in child processes), with ``ab`` also the
+    rebuild on threads of this process (as before the child processes), and with ``layout``
+    skopeo pushing the layout's blobs as they are (an empty blob-info cache each time)."""
+    modes: dict[str, bool | None] = {"containerkit (rebuild in child processes)": True}
+    if ab:
+        modes["containerkit (rebuild on threads)"] = False
+    if layout is not None:
+        modes["skopeo copy oci: -> docker://"] = None
+    print(f"\n## whole pushes, a fresh upload each (median of {repeat}, interleaved)")
+    walls: dict[str, list[float]] = {m: [] for m in modes}
+    cpus: dict[str, list[tuple[float, float]]] = {m: [] for m in modes}
+    reg: dict[str, list[float]] = {m: [] for m in modes}
+    samplers: dict[str, _Sampler] = {}
+    names = list(modes)
+    for n in range(-1, repeat):
+        shift = max(n, 0) % len(names)
+        for name in names[shift:] + names[:shift]:
+            child = modes[name]
+            repo = f"{host}/whole/r{os.getpid()}x{names.index(name)}n{n + 1}:1"
+            if child is not None:
+                # a new repository and no remembered origins: every layer is rebuilt and uploaded
+                shutil.rmtree(engine.images.content.root / "origins", ignore_errors=True)
+                engine.images.tag(f"{host}/bench/src:bench", repo)
+                _layerblobs.REBUILD_IN_CHILD = child
+            os.sync()
+            self_before = resource.getrusage(resource.RUSAGE_SELF)
+            kids_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            reg_before = _proc_cpu(registry_pid)
+            start = time.perf_counter()
+            with _Sampler(registry_pid) as sampler:
+                if child is None:
+                    assert layout is not None
+                    _skopeo_fresh_cache(
+                        "copy",
+                        "--quiet",
+                        "--dest-tls-verify=false",
+                        f"oci:{layout}:bench",
+                        f"docker://{repo}",
+                    )
+                else:
+                    engine.images.push(repo)
+            wall = time.perf_counter() - start
+            self_after = resource.getrusage(resource.RUSAGE_SELF)
+            kids_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if n < 0:
+                continue
+            walls[name].append(wall)
+            cpus[name].append(
+                (
+                    self_after.ru_utime + self_after.ru_stime - self_before.ru_utime - self_before.ru_stime,
+                    kids_after.ru_utime + kids_after.ru_stime - kids_before.ru_utime - kids_before.ru_stime,
+                )
+            )
+            reg[name].append(_proc_cpu(registry_pid) - reg_before)
+            samplers[name] = sampler
+    _layerblobs.REBUILD_IN_CHILD = True
+    base = statistics.median(walls[names[-1]]) if layout is not None else None
+    for name in names:
+        wall = statistics.median(walls[name])
+        own = statistics.median(c[0] for c in cpus[name])
+        kids = statistics.median(c[1] for c in cpus[name])
+        regc = statistics.median(reg[name])
+        ratio = f" ({wall / base:.2f}x skopeo's)" if base else ""
+        print(
+            f"  {name}: wall {wall:.2f} s{ratio}, runs {', '.join(f'{w:.2f}' for w in walls[name])}; "
+            f"CPU process {own:.2f} s + children {kids:.2f} s, registry {regc:.2f} s; cores busy on "
+            f"average {(own + kids + regc) / wall:.2f} of {os.cpu_count()}"
+        )
+    for name, sampler in samplers.items():
+        if modes[name] is None:
+            continue
+        print(f"  timeline of the last push, {name} ('#' containerkit and its children, '+' registry):")
+        for when, use in _every(sampler.rows, 0.2):
             ckb, regb = use["containerkit"], use["registry"]
             bar = "#" * round(ckb * 10) + "+" * round(regb * 10)
             print(f"  {when:5.1f} s  ck {ckb:4.2f}  reg {regb:4.2f}  {bar}")
@@ -217,32 +297,6 @@ def _every(
         yield rows[-1][0], {k: statistics.mean(g[k] for g in group) for k in group[0]}
 
 
-def _skopeo(layout: Path, host: str, registry_pid: int, repeat: int) -> None:
-    """The same push by skopeo (the layout's blobs as they are), for the CPU it and the registry use."""
-    walls, cpus, reg = [], [], []
-    for n in range(repeat):
-        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-        reg_before = _proc_cpu(registry_pid)
-        start = time.perf_counter()
-        _skopeo_fresh_cache(
-            "copy",
-            "--quiet",
-            "--dest-tls-verify=false",
-            f"oci:{layout}:bench",
-            f"docker://{host}/skopeo/r{os.getpid()}x{n}:1",
-        )
-        walls.append(time.perf_counter() - start)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append(after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime)
-        reg.append(_proc_cpu(registry_pid) - reg_before)
-    wall = statistics.median(walls)
-    print(f"\n## skopeo copy oci: -> docker:// (median of {repeat})")
-    print(
-        f"  wall {wall:.2f} s; CPU skopeo {statistics.median(cpus):.2f} s, "
-        f"registry {statistics.median(reg):.2f} s"
-    )
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--size-mb", type=int, default=400)
@@ -251,6 +305,9 @@ def main() -> int:
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--whole-only", action="store_true", help="skip the per-stage table")
     parser.add_argument("--no-skopeo", action="store_true", help="skip skopeo's push")
+    parser.add_argument(
+        "--ab", action="store_true", help="also push with the layers rebuilt on threads of this process"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("run as root", file=sys.stderr)
@@ -271,9 +328,14 @@ def main() -> int:
                 pusher.registry_pid = registry.proc.pid  # type: ignore[attr-defined]
                 pusher.src = parse_reference(f"{registry.host}/bench/src:bench").canonical  # type: ignore[attr-defined]
                 _stages(engine, pusher, args.repeat)
-            _whole(engine, registry.host, registry.proc.pid, args.repeat)
-            if not args.no_skopeo:
-                _skopeo(layout, registry.host, registry.proc.pid, args.repeat)
+            _whole(
+                engine,
+                registry.host,
+                registry.proc.pid,
+                args.repeat,
+                None if args.no_skopeo else layout,
+                args.ab,
+            )
         return 0
     finally:
         shutil.rmtree(work, ignore_errors=True)
