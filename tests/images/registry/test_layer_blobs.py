@@ -127,6 +127,15 @@ def test_a_registry_without_the_blobs_gets_them_rebuilt_and_the_save_loads_back(
             assert other.images.read_file(loaded.id, "/etc/two") == b"two\n" * 1000
 
 
+def _children() -> set[int]:
+    """Live child processes of this one (the registries, and any layer rebuild still running)."""
+    found: set[int] = set()
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as f:
+            found.update(int(pid) for pid in f.read().split())
+    return found
+
+
 def _stored_blobs(registry: Registry) -> list[Path]:
     return list((registry.storage / "docker" / "registry" / "v2" / "blobs").glob("sha256/*/*/data"))
 
@@ -169,8 +178,10 @@ def test_a_layer_changed_on_disk_is_refused_and_no_part_of_it_is_stored(
     changed.write_bytes(bytes(data))
     second = registry_factory()
     engine.images.tag(pulled.id, f"{second.host}/team/app:1")
+    before = _children()
     with pytest.raises(IntegrityError, match=f"layer {record.layers[0].diff_id}: the tar rebuilt from"):
         engine.images.push(f"{second.host}/team/app:1")
+    assert _children() <= before  # every layer's rebuild process was reaped
     diff_ids = {x.diff_id for x in record.layers}
     for blob in _stored_blobs(second):  # the other layers may have gone: each whole and right
         assert "sha256:" + hashlib.sha256(gzip.decompress(blob.read_bytes())).hexdigest() in diff_ids
