@@ -29,14 +29,32 @@ def _compile(pattern: str) -> re.Pattern[str]:
     return re.compile("^" + out + re.escape(pattern[pos:]) + "/?$")
 
 
+_Route = tuple[str, re.Pattern[str], Handler]
+
+
+def _first_segment(path: str) -> str:
+    """``containers`` of ``/containers/{id}/json`` (a path that does not begin with ``/``: "")."""
+    return path[1:].split("/", 1)[0] if path.startswith("/") else ""
+
+
 class Router:
+    """Routes are tried in the order they were added, but only those whose first path segment
+    can match the path's: trying all 111 expressions in turn cost an attach 30 us to resolve."""
+
     def __init__(self) -> None:
-        self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
+        self._routes: list[tuple[_Route, str | None]] = []  # the first segment, None: a parameter
         self._patterns: list[tuple[str, str, Handler]] = []
+        self._candidates: dict[str | None, list[_Route]] = {}  # by first segment; None: the rest
 
     def add(self, method: str, pattern: str, handler: Handler) -> None:
-        self._routes.append((method.upper(), _compile(pattern), handler))
+        first = _first_segment(pattern)
+        self._routes.append(((method.upper(), _compile(pattern), handler), None if "{" in first else first))
         self._patterns.append((method.upper(), pattern, handler))
+        segments = {segment for _route, segment in self._routes}
+        self._candidates = {
+            key: [route for route, segment in self._routes if segment is None or segment == key]
+            for key in segments | {None}
+        }
 
     def routes(self) -> list[tuple[str, str, Handler]]:
         """``(method, pattern, handler)`` as registered, in order (docs/compatibility.md is checked
@@ -45,7 +63,9 @@ class Router:
 
     def resolve(self, method: str, path: str) -> tuple[Handler, dict[str, str]]:
         allowed = False
-        for route_method, regex, handler in self._routes:
+        first = _first_segment(path)
+        routes = self._candidates.get(first if first in self._candidates else None, [])
+        for route_method, regex, handler in routes:
             match = regex.match(path)
             if match is None:
                 continue
