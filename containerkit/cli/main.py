@@ -37,9 +37,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.stdout.write(f"containerkit {__version__}\n")
         _exit_without_teardown(0)
         sys.exit(0)
-    from containerkit.cli._backend import pause_gc
+    from containerkit.cli._backend import exit_follows, pause_gc
 
     pause_gc()  # until the command's backend is open
+    exit_follows()
     from containerkit.cli._root import cli
 
     code = cli.main(
@@ -52,8 +53,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _exit_without_teardown(code: int) -> None:
     """Exit now with ``code`` as Python's own exit would, without the interpreter's teardown.
 
-    A command closes what it opened before it returns (the engine, its database, the
-    terminal); what Python's exit does after the exit handlers is the final garbage collection
+    A command closes what it opened before it returns (the engine, the terminal; the
+    database's connections are left to this exit, see ``exit_follows``); what Python's exit
+    does after the exit handlers is the final garbage collection
     and the clearing of every module, which took 30-35 ms after a ``run`` (more than opening
     the engine). The exit handlers run here, all of them (as at any exit: a coverage tool's
     too). Returns, for the usual exit, while another thread that is not a daemon runs (the

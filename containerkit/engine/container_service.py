@@ -568,9 +568,9 @@ class ContainerService:
                     f"You cannot remove a running container {container.id}. "
                     "Stop the container before attempting removal or force remove"
                 )
-            container.task.resume_if_paused()
             with contextlib.suppress(NotRunning):
-                container.send_signal(signal.SIGKILL)
+                if container.send_signal(signal.SIGKILL):
+                    container.task.resume_if_paused()  # a frozen cgroup (v1) holds the signal until it thaws
             trace.mark("engine.kill_sent")
             # The network goes while the shim sees the exit (milliseconds of other processes'
             # work): the container is being killed, and take_apart finds nothing left to undo.

@@ -400,7 +400,7 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         """:meth:`kill` without waiting for the exit (a forced removal does its own work
         meanwhile); whether the container was paused (a frozen v1 cgroup holds a SIGKILL)."""
         self._running_state()
-        paused = number == _SIGKILL and self.current_status() is _PAUSED
+        paused = number == _SIGKILL and self._is_paused()  # running: only the freezer to read
         if self.spec.restart_policy.enabled:  # killed by the user: not restarted, as docker's
             self.task.update_restart_record(stopped_by_user=True)
         if not self.task.kill(number):

@@ -265,10 +265,12 @@ class Engine:
         """True: an in-process engine is there once constructed (the Client's asks its daemon)."""
         return True
 
-    def close(self, *, release_network: bool = True) -> None:
+    def close(self, *, release_network: bool = True, checkpoint: bool = True) -> None:
         """Stop the fork server; with ``release_network`` also take the default network's
         bridge down if no container uses it (a command line keeps it up between commands,
-        as docker keeps docker0)."""
+        as docker keeps docker0). ``checkpoint=False``: a process about to exit leaves the
+        database's write-ahead log to the next opener
+        (:meth:`~containerkit.storage.metadata.Database.close`)."""
         if release_network:
             self.networks.release_idle()
         self.network_service.close()
@@ -279,7 +281,7 @@ class Engine:
                 self._spawner.close()
                 self._spawner = None
         self.container_service.close()
-        self.metadata.close()
+        self.metadata.close(checkpoint=checkpoint)
 
     def __enter__(self) -> Engine:
         return self

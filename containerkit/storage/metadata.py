@@ -249,6 +249,8 @@ SCHEMA_VERSION = max(_MIGRATIONS) + 1
 
 _SPARE = 8
 """Idle connections of finished threads kept for the next threads (see ``Database._connection``)."""
+_LEFT_FOR_EXIT: list[sqlite3.Connection] = []
+"""Connections ``Database.close(checkpoint=False)`` left open for the process's exit."""
 
 
 class Database:
@@ -389,11 +391,23 @@ class Database:
         """Rows of one statement, outside or inside the thread's current transaction."""
         return self._connection().execute(sql, params).fetchall()
 
-    def close(self) -> None:
-        """Close every connection this process opened (other threads must be done with the store)."""
+    def close(self, *, checkpoint: bool = True) -> None:
+        """Close every connection this process opened (other threads must be done with the store).
+
+        ``checkpoint=False``, for a process that exits right after (the command line): the
+        connections are left open for the exit to drop instead. Closing the last connection
+        copies the write-ahead log into the database and deletes it, with two ``fsync`` calls:
+        1-3 ms on a quiet disk, tens of ms under load, on every command. Left to the exit, the
+        log stays (as it does while a daemon holds the database open), every commit in it as
+        durable as it was, and the next opener reads it back (under 2 ms for the largest log,
+        1000 pages, before SQLite's automatic checkpoint).
+        """
         with self._all_lock:
             conns, self._all = [c for _t, _p, c in self._all] + [c for _p, c in self._spare], []
             self._spare = []
+        if not checkpoint:
+            _LEFT_FOR_EXIT.extend(conns)  # referenced: a collected connection closes itself
+            conns = []
         for conn in conns:
             with suppress(sqlite3.Error):
                 conn.close()
