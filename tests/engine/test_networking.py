@@ -478,14 +478,18 @@ def test_veth_is_gone_when_remove_returns(net_engine: ck.Engine) -> None:
         os.close(holder)
 
 
-def test_forced_removal_leaves_nothing_and_keeps_the_event_order(net_engine: ck.Engine) -> None:
+@pytest.mark.parametrize("paused", [False, True], ids=["running", "paused"])
+def test_forced_removal_leaves_nothing_and_keeps_the_event_order(net_engine: ck.Engine, paused: bool) -> None:
     """A forced removal tears the network down while the killed container's shim sees the
-    exit: when it returns the port rule, netns file and veth are gone, the host port can be
-    published again at once, and the events come in docker's order (kill, die, disconnect,
-    destroy)."""
+    exit (a paused one is thawed after the signal, so the kill lands): when it returns the port
+    rule, netns file and veth are gone, the host port can be published again at once, and the
+    events come in docker's order (kill, die, disconnect, destroy)."""
     bridge_id = net_engine.networks.default().id
     since = time.time()
     c = run(net_engine, ["sleep", "60"], ports={"80/tcp": None})
+    if paused:
+        c.pause()
+        assert c.status == "paused"
     host_port = int(c.ports["80/tcp"][0][1])
     name = net_engine.network_service.host_ifname(c.id, bridge_id)
     assert net_engine.networks.nat.published(owner=c.id) and name in _links()
