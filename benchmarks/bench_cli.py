@@ -6,7 +6,8 @@ package is byte-compiled first, as pip does when it installs one. The console sc
 pip wrote next to this interpreter (not a version manager's shim found on PATH).
 
 Rows: the interpreter alone (``python -c pass``, with and without ``site``: what the host's
-``.pth`` files cost before any containerkit code runs), ``containerkit --version``,
+``.pth`` files cost before any containerkit code runs), a start-to-exit in this process with its
+Engine open (with ``python -c pass``, the floor a command line could reach), ``containerkit --version``,
 ``containerkit run --rm`` (network none and the default bridge), the docker CLI against a
 containerkitd on the same root, and ``docker run --rm`` when a dockerd answers.
 
@@ -52,6 +53,7 @@ def _shell(argv: list[str]) -> Callable[[], object]:
     return lambda: subprocess.run(argv, check=True, capture_output=True, stdin=subprocess.DEVNULL)
 
 
+_IN_PROCESS = "in-process start-to-exit (Engine open)"
 _PHASES = Path(__file__).with_name("_cli_phases.py")
 _IMPORT_LINE = re.compile(r"import time:\s+(\d+) \|\s+\d+ \|( +)(\S+)")
 _GROUPS = (
@@ -159,8 +161,21 @@ def main() -> None:
         for network in ("none", "bridge"):
             argv = [cli, "--root", str(root), "run", "--rm", "--network", network, IMAGE, "true"]
             contenders[f"containerkit run --rm --network {network}"] = _shell(argv)
+        # the floor's second part: start-to-exit in a process whose engine is open already (its
+        # own root, so its open database does not change how the commands' ones close)
+        floor = ck.Engine(root=Path(tmp) / "floor-root")
+        ensure_image(floor, Path(tmp))
+
+        def in_process() -> None:
+            container = floor.containers.create(
+                image=IMAGE, command=["true"], network_mode="none", auto_remove=True
+            )
+            container.start()
+            container.wait()
+
+        contenders[_IN_PROCESS] = in_process
         docker = peer_available("docker", ["docker", "info"])
-        with containerkitd(root, Path(tmp)) as sock:
+        with floor, containerkitd(root, Path(tmp)) as sock:
             argv = ["docker", "-H", f"unix://{sock}", "run", "--rm", "--network", "none", "busybox", "true"]
             contenders["docker CLI -> containerkitd, --network none"] = _shell(argv)
             if docker:
@@ -175,6 +190,13 @@ def main() -> None:
             "CLI start-to-exit of `true` (median ms, interleaved)",
             rows,
             reference="docker CLI -> containerkitd, --network none",
+        )
+        found_rows = {name: value for name, value, _ in rows}
+        floor_ms = (found_rows["python -c pass"] or 0) + (found_rows[_IN_PROCESS] or 0)
+        run_ms = found_rows["containerkit run --rm --network none"] or 0
+        print(
+            f"\nfloor (python -c pass + in-process start-to-exit): {floor_ms:.1f} ms; "
+            f"containerkit run --rm --network none: {run_ms:.1f} ms = floor + {run_ms - floor_ms:.1f} ms"
         )
         with ck.Engine(root=root):  # takes the default bridge down again
             pass
