@@ -28,6 +28,7 @@ from containerkit.engine.volumes import VolumeCollection
 from containerkit.errors import ContainerkitError, InvalidArgument, NotFound
 from containerkit.images.content import ContentStore
 from containerkit.linux.cgroups import list_cgroups, open_cgroup, remove_if_empty
+from containerkit.runtime import spare_cgroup
 from containerkit.runtime.state import read_state
 from containerkit.runtime.task import CGROUP_PARENT, Task, cgroup_name
 from containerkit.spec import ContainerStatus, Event
@@ -219,6 +220,8 @@ class Engine:
             if key not in known:
                 self.snapshots.remove(key)
                 cleaned.append(key)
+        with contextlib.suppress(OSError, ContainerkitError):
+            spare_cgroup.sweep()  # what a killed spare shim made ahead
         with contextlib.suppress(OSError):
             remove_if_empty(CGROUP_PARENT)
         # last: what a host reboot or a killed shim stopped, with always / unless-stopped, and
@@ -274,12 +277,12 @@ class Engine:
         if release_network:
             self.networks.release_idle()
         self.network_service.close()
-        with contextlib.suppress(OSError, ContainerkitError):
-            remove_if_empty(CGROUP_PARENT)  # the shared parent cgroup, once no container uses it
         with self._spawner_lock:
             if self._spawner is not None:
-                self._spawner.close()
+                self._spawner.close()  # its spare shim removes its spare cgroup as it leaves
                 self._spawner = None
+        with contextlib.suppress(OSError, ContainerkitError):
+            remove_if_empty(CGROUP_PARENT)  # the shared parent cgroup, once no container uses it
         self.container_service.close()
         self.metadata.close(checkpoint=checkpoint)
 

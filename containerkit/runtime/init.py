@@ -138,6 +138,9 @@ class BuiltinInit(_ChildInit):
         self.private_fds = private_fds
         self.on_fork = on_fork
         self.config_bytes = config_bytes
+        self.spare_cgroup: str | None = None
+        """The cgroup the prepared init was handed over in (see :mod:`.spare_cgroup`); the
+        shim claims it in ``on_fork`` and removes what it leaves."""
 
     def start(self, config: dict[str, Any]) -> None:
         try:
@@ -270,6 +273,9 @@ class BuiltinInit(_ChildInit):
         prepared, self.prepared = self.prepared, None
         if prepared is None:
             return None
+        if prepared.cgroup is not None and not self.request.cgroup_name:
+            prepared.discard()  # it sits in a spare cgroup, and nothing would move it out
+            return None
         fds = list(dict.fromkeys(stdio))  # a pty is one fd three times
         message = {
             "bundle": str(self.request.bundle),
@@ -285,6 +291,7 @@ class BuiltinInit(_ChildInit):
             prepared.hand_over(message, raw, fds)
         except OSError:
             return None
+        self.spare_cgroup = prepared.cgroup
         return prepared.pid
 
 
@@ -371,13 +378,16 @@ class PreparedInit:
     The fork of an interpreter this size, its copy-on-write warm-up and a new network namespace
     cost about two milliseconds; a spare shim (see the spawner) pays them while idle. The spare
     has unshared its pid namespace, so this process is PID 1 of a fresh one, as a forked init is.
-    It gets the shim's priority before its work (a spare waits at a low one).
+    It gets the shim's priority before its work (a spare waits at a low one). ``cgroup``: the
+    spare cgroup it waits in (:mod:`.spare_cgroup`), removed by :meth:`discard`; after the
+    hand-over the shim claims it.
     """
 
-    def __init__(self, pid: int, sock: socket.socket, pid_namespace: int) -> None:
+    def __init__(self, pid: int, sock: socket.socket, pid_namespace: int, cgroup: str | None = None) -> None:
         self.pid = pid
         self.sock = sock
         self._pid_namespace = pid_namespace  # ours before the unshare, for discard()
+        self.cgroup = cgroup
 
     def hand_over(self, message: dict[str, Any], config: bytes, fds: list[int]) -> None:
         """Send the init its work (``message``, then the bundle's config as JSON bytes); it then
@@ -404,6 +414,11 @@ class PreparedInit:
         self.sock.close()
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
+        if self.cgroup is not None:  # empty now: its one process is gone
+            from containerkit.runtime import spare_cgroup
+
+            spare_cgroup.remove(self.cgroup)
+            self.cgroup = None
         if self._pid_namespace != -1:
             try:
                 _libc.libc.setns(self._pid_namespace, _libc.CLONE_NEWPID)
@@ -412,10 +427,11 @@ class PreparedInit:
                 self._pid_namespace = -1
 
 
-def prepare_init(close: tuple[int, ...] = ()) -> PreparedInit:
+def prepare_init(close: tuple[int, ...] = (), *, cgroup: bool = False) -> PreparedInit:
     """Fork the init of the next container now (called by a spare shim before its request).
 
     ``close``: fds of the caller the init must not hold (the spare's request socket).
+    ``cgroup``: also make a spare cgroup and move the init into it (:mod:`.spare_cgroup`).
     """
     previous = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
@@ -432,7 +448,12 @@ def prepare_init(close: tuple[int, ...] = ()) -> PreparedInit:
             os.close(fd)
         _await_init_work(theirs)
     theirs.close()
-    return PreparedInit(pid, ours, previous)
+    spare = None
+    if cgroup:
+        from containerkit.runtime import spare_cgroup
+
+        spare = spare_cgroup.make(pid)
+    return PreparedInit(pid, ours, previous, spare)
 
 
 def _await_init_work(sock: socket.socket) -> NoReturn:  # pragma: no cover - the prepared init

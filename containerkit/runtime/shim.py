@@ -468,15 +468,16 @@ class _Shim:
         the limits are set. Only the init moves: the shim never joins the cgroup, so it never
         counts against a pids limit and is never frozen with the container.
         """
+        spare = self.init.spare_cgroup if isinstance(self.init, BuiltinInit) else None
         try:
             try:
-                self._setup_cgroup()
+                claimed = self._setup_cgroup(spare)
             except BaseException:
                 kill_child(pid)
                 raise
             assert self.cgroup is not None
             try:
-                self.cgroup.add_process(pid)
+                self.cgroup.add_process(pid, already=claimed)
             except Exception as exc:
                 kill_child(pid)
                 error = (
@@ -487,18 +488,27 @@ class _Shim:
             trace.mark("shim.cgroup_ready")
         finally:
             os.close(ready_w)  # before any byte: EOF, the child gives up
+            if spare is not None:  # what no rename took: empty (the init moved on, or was killed)
+                from containerkit.runtime import spare_cgroup
 
-    def _setup_cgroup(self) -> None:
+                spare_cgroup.remove(spare)
+
+    def _setup_cgroup(self, spare: str | None = None) -> list[Path]:
+        """The container's cgroup with its limits and device rules; ``spare``, the cgroup the
+        init was handed over in, is renamed to it where the kernel can (the directories that
+        took it, which hold the init already: see :mod:`.spare_cgroup`)."""
         from containerkit.linux.cgroups import open_cgroup
         from containerkit.linux.cgroups.devices import parse_rules
 
         trace.mark("shim.cgroup_begin")
         assert self.request.cgroup_name is not None
         self.cgroup = open_cgroup(self.request.cgroup_name)
+        claimed = [] if spare is None else self.cgroup.claim(spare)
         self.cgroup.create()
         if self.request.resources is not None:
             self.cgroup.apply(self.request.resources)
         self.cgroup.apply_devices(parse_rules(self.device_rules))
+        return claimed
 
     # -- running -----------------------------------------------------------------------
 

@@ -586,7 +586,7 @@ def _prepare_init(sock: socket.socket) -> PreparedInit | None:  # pragma: no cov
     from containerkit.runtime.init import prepare_init
 
     try:
-        return prepare_init(close=(sock.fileno(),))
+        return prepare_init(close=(sock.fileno(),), cgroup=True)
     except (OSError, ContainerkitError):
         return None
 

@@ -34,6 +34,7 @@ from containerkit.runtime.iopump import request_resize
 from containerkit.runtime.launcher import Launcher
 from containerkit.runtime.logs import LogEntry
 from containerkit.runtime.shim import ShimRequest, StartedContainer, start_container
+from containerkit.runtime.spare_cgroup import CGROUP_PARENT as CGROUP_PARENT
 from containerkit.runtime.state import (
     EXIT_CLAIM,
     EXIT_FILE,
@@ -60,10 +61,6 @@ READERS_LOCK = "readers"
 
 _OPEN_POLL = 0.02
 """How often a stdin writer looks again for the FIFO (made at start) and for its reader."""
-
-
-CGROUP_PARENT = "containerkit"
-"""The cgroup every container's own cgroup sits in, below each hierarchy's root."""
 
 
 def cgroup_name(container_id: str) -> str:

@@ -435,3 +435,17 @@ def test_co_mounted_controllers_share_one_directory(tmp_path: Path) -> None:
         (path / "cgroup.procs").write_text("")
     manager.add_process(4242)
     assert (joined / "containerkit/c1/cgroup.procs").read_text() == "4242"
+
+
+def test_claim_renames_a_sibling_in_the_v1_hierarchies_only(tmp_path: Path) -> None:
+    FakeCgroupfs.v1(tmp_path, unified=True)
+    open_cgroup("containerkit/spare-1", root=tmp_path, mode="legacy").create()  # v1 only, as made ahead
+    manager = open_cgroup("containerkit/c1", root=tmp_path, mode="hybrid")
+    claimed = manager.claim("containerkit/spare-1")
+    assert sorted(path.parts[-3] for path in claimed) == sorted(
+        ("memory", "cpu", "cpuacct", "pids", "freezer")
+    )
+    assert not list(tmp_path.glob("*/containerkit/spare-1"))
+    assert not (tmp_path / "unified/containerkit/c1").exists()  # made by create(), as usual
+    with pytest.raises(InvalidArgument, match="no sibling"):
+        manager.claim("elsewhere/spare-1")

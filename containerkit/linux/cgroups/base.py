@@ -13,7 +13,7 @@ import errno
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from containerkit._model import model
@@ -238,10 +238,22 @@ class CgroupManager(abc.ABC):
     def exists(self) -> bool:
         return any(path.is_dir() for path in self._dirs())
 
-    def add_process(self, pid: int) -> None:
-        """Move ``pid`` (and later its children) into this cgroup in every hierarchy."""
+    def add_process(self, pid: int, *, already: Collection[Path] = ()) -> None:
+        """Move ``pid`` (and later its children) into this cgroup in every hierarchy; not into
+        the directories in ``already`` (where :meth:`claim` put it)."""
         for path in self._dirs():
-            write(path / "cgroup.procs", pid)
+            if path not in already:
+                write(path / "cgroup.procs", pid)
+
+    def claim(self, spare: str) -> list[Path]:
+        """Rename cgroup ``spare``, a sibling made ahead, to this one where the kernel allows it;
+        the directories of this cgroup that now hold ``spare``'s processes.
+
+        Only cgroup v1 renames a cgroup (within its parent); on v2 nothing is renamed, and
+        the caller makes this cgroup, moves the processes and removes ``spare`` as usual.
+        """
+        validate_name(spare)
+        return []
 
     def pids(self) -> list[int]:
         """Every process in this cgroup and in any cgroup below it, sorted."""

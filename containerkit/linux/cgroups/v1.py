@@ -15,7 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from containerkit.errors import Timeout, Unavailable
+from containerkit.errors import InvalidArgument, Timeout, Unavailable
 from containerkit.spec import Resources
 
 from .base import (
@@ -26,6 +26,7 @@ from .base import (
     read_keyed,
     read_limit,
     read_optional,
+    validate_name,
     write,
 )
 from .devices import DeviceRule
@@ -64,6 +65,25 @@ class CgroupV1Manager(CgroupManager):
     @property
     def paths(self) -> dict[str, Path]:
         return dict(self._paths)
+
+    def claim(self, spare: str) -> list[Path]:
+        """Rename ``spare`` to this cgroup in every v1 hierarchy where it is this one's sibling
+        (the v2 tree of a hybrid host refuses renames: made and joined as usual). A hierarchy
+        where the rename fails (no ``spare`` there, this name taken) keeps its ``spare``."""
+        validate_name(spare)
+        if Path(spare).parent != Path(self.name).parent:
+            raise InvalidArgument(f"cgroup {spare} is no sibling of {self.name}: cannot rename it")
+        unified = None if self._unified is None else self._unified.path
+        renamed = []
+        for path in self._distinct:
+            if path == unified:
+                continue
+            try:
+                os.rename(path.with_name(Path(spare).name), path)
+            except OSError:
+                continue
+            renamed.append(path)
+        return renamed
 
     def _dirs(self) -> list[Path]:
         """Distinct directories, from the scan of the hierarchies (no path walk per call: a

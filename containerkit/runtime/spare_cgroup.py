@@ -1,0 +1,78 @@
+"""The cgroup a spare shim makes ahead for the init it forks ahead (cgroup v1 hierarchies).
+
+A start's shim made the container's cgroup in every v1 hierarchy (a dozen mkdirs) and moved
+the init into each while the init waited for it before its cgroup namespace. A spare shim (see
+:mod:`~containerkit.runtime.spawner`) now makes ``containerkit/spare-<its pid>`` in every v1
+hierarchy while it is idle and moves its prepared init in; the shim renames it to the
+container's cgroup (:meth:`~containerkit.linux.cgroups.CgroupManager.claim`), then makes the
+rest (the v2 tree, which refuses renames), writes the container's limits and device rules and
+moves the init where it is not yet, all before the init goes on, as before. On a v2-only host
+there is no spare cgroup.
+
+A spare shim removes its spare cgroup when it discards its init; one left by a killed spare
+(nothing runs in it: its init leaves at EOF) is removed by :func:`sweep`, from the Engine's
+recovery.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from containerkit.errors import ContainerkitError
+from containerkit.linux.cgroups import list_cgroups, open_cgroup, probe
+
+__all__ = ["CGROUP_PARENT", "make", "name_for", "remove", "sweep"]
+
+CGROUP_PARENT = "containerkit"
+"""The cgroup every container's own cgroup sits in, below each hierarchy's root."""
+_PREFIX = "spare-"
+
+
+def name_for(shim_pid: int) -> str:
+    """The spare cgroup of the spare shim ``shim_pid``."""
+    return f"{CGROUP_PARENT}/{_PREFIX}{shim_pid}"
+
+
+def make(init_pid: int) -> str | None:
+    """Make this spare shim's cgroup in every v1 hierarchy and move ``init_pid`` into it; its
+    name, or None on a v2-only host or when that fails (the shim then makes the cgroup)."""
+    try:
+        if probe() == "unified":
+            return None
+        name = name_for(os.getpid())
+        cgroup = open_cgroup(name, mode="legacy")  # the v1 hierarchies, without the v2 tree
+        try:
+            cgroup.create()
+            cgroup.add_process(init_pid)
+        except BaseException:
+            remove(name)
+            raise
+    except (OSError, ContainerkitError):
+        return None
+    return name
+
+
+def remove(name: str) -> None:
+    """Remove the spare cgroup ``name`` wherever it is left (best effort: :func:`sweep` retries)."""
+    with contextlib.suppress(OSError, ContainerkitError):
+        open_cgroup(name, mode="legacy").destroy()
+
+
+def sweep() -> list[str]:
+    """Remove the spare cgroups whose spare shim is gone; their names."""
+    removed = []
+    for name in list_cgroups(CGROUP_PARENT):
+        suffix = name.rpartition("/")[2]
+        if not suffix.startswith(_PREFIX) or not suffix[len(_PREFIX) :].isdigit():
+            continue
+        try:
+            os.kill(int(suffix[len(_PREFIX) :]), 0)
+            continue  # its shim runs (or its pid was reused: left for a later sweep)
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue
+        remove(name)
+        removed.append(name)
+    return removed
