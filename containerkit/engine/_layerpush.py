@@ -13,6 +13,7 @@ nothing of it is stored, and the blob it became is remembered for the next push.
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextlib
 import os
 from typing import TYPE_CHECKING
 
@@ -69,10 +70,12 @@ def _candidates(images: ImageCollection, layer: ImageLayer) -> list[Descriptor]:
 
 
 def _rebuild_and_upload(pusher: Pusher, images: ImageCollection, layer: ImageLayer) -> Descriptor:
-    """Layer ``layer`` rebuilt, gzipped and uploaded as it is made (its digest known at the end)."""
-    return pusher.push_stream(
-        _layerblobs.gzip_stream(images, layer), _layerblobs.MEDIA_OCI_LAYER_GZIP, short_id(layer.diff_id)
-    )
+    """Layer ``layer`` rebuilt, gzipped and uploaded as it is made (its digest known at the end).
+    The stream is closed here whatever happens: a failed upload stops its rebuild at once (the
+    child process killed) instead of when the error's traceback is dropped."""
+    chunks = _layerblobs.gzip_stream(images, layer)
+    with contextlib.closing(chunks):
+        return pusher.push_stream(chunks, _layerblobs.MEDIA_OCI_LAYER_GZIP, short_id(layer.diff_id))
 
 
 def prepare(images: ImageCollection, pusher: Pusher, record: ImageRecord) -> PushLayers:

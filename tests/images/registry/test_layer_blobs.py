@@ -187,3 +187,28 @@ def test_a_layer_changed_on_disk_is_refused_and_no_part_of_it_is_stored(
         assert "sha256:" + hashlib.sha256(gzip.decompress(blob.read_bytes())).hexdigest() in diff_ids
     assert len(_stored_blobs(second)) < 3
     assert '"DELETE /v2/team/app/blobs/uploads/' in second.log.read_text()  # the session was cancelled
+
+
+def test_an_upload_that_fails_mid_layer_stops_its_rebuild_at_once(
+    registry: Registry, registry_factory: Callable[..., Registry], engine: ck.Engine, tmp_path: Path
+) -> None:
+    """The registry dies while a layer far larger than the pipe is being sent: the push fails
+    and the layer's rebuild process is gone when it returns, not when the error is dropped."""
+    image = build_image([file_layer({f"big/{n}": os.urandom(1 << 20) for n in range(16)})])
+    _publish(registry, "team/big:1", image, tmp_path)
+    pulled = engine.images.pull(f"{registry.host}/team/big:1")
+    second = registry_factory()
+    assert second.proc is not None
+    engine.images.tag(pulled.id, f"{second.host}/team/big:1")
+    before = _children()
+
+    def kill_registry(event: ProgressEvent) -> None:
+        if event.action == "Pushing" and second.proc is not None and second.proc.poll() is None:
+            second.proc.kill()
+            second.proc.wait()
+
+    with pytest.raises(Exception) as failed:  # whatever the transport makes of a dead registry
+        engine.images.push(f"{second.host}/team/big:1", progress=kill_registry)
+    assert second.proc.returncode is not None  # it did die mid-upload
+    assert _children() <= before - {second.proc.pid}
+    assert failed.value.__traceback__ is not None  # still held, as a caller holds it
