@@ -146,3 +146,4 @@ def test_run_on_network_none_loads_no_network_http_or_image_writing_code(busybox
     assert "containerkit.runtime.spawner" not in loaded  # one container: no fork server
     assert not loaded & {"logging", "traceback"}  # loaded where a warning or a failure is reported
     assert "containerkit.cli._output" not in loaded  # tables and formats: ps, stats, top
+    assert "containerkit.cli.containers" not in loaded  # the other container verbs' options

@@ -24,7 +24,7 @@ __all__ = ["cli"]
 
 # name -> (module, attribute, one-line help); the help is here so listing verbs imports nothing.
 _COMMANDS: dict[str, tuple[str, str, str]] = {
-    "run": ("containers", "run", "Create and run a new container from an image"),
+    "run": ("run", "run", "Create and run a new container from an image"),
     "create": ("containers", "create", "Create a new container"),
     "start": ("containers", "start", "Start one or more stopped containers"),
     "ps": ("containers", "ps", "List containers"),
