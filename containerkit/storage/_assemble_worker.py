@@ -35,6 +35,9 @@ _CHUNK = 1 << 20
 _PIPE_SIZE = 1 << 20
 """The data pipe's buffer (the kernel's default is 64 KiB): the child writes ahead of the upload."""
 _REPORT_MAX = 1 << 16
+_MESSAGE_MAX = 600
+"""An error's text in the report is cut here: the parent reads the report only once the child
+has exited, so all of it must fit the pipe's buffer (at least one page, even escaped)."""
 _ENTRY = """\
 import json, os, sys
 sys.path[:0] = json.loads(sys.argv[1])
@@ -101,9 +104,8 @@ def gzip_rebuilt(layer_dir: Path, split: Path, *, diff_id: str) -> Generator[byt
         while chunk := proc.stdout.read(_CHUNK):
             received += len(chunk)
             yield chunk
-        report = _read_report(status_r)
         code = proc.wait()
-        _check(report, code, label, diff_id, received)
+        _check(_read_report(status_r), code, label, diff_id, received)
     finally:
         os.close(status_r)
         if proc.poll() is None:
@@ -113,11 +115,15 @@ def gzip_rebuilt(layer_dir: Path, split: Path, *, diff_id: str) -> Generator[byt
 
 
 def _read_report(fd: int) -> bytes:
+    """What the child, which has exited, wrote on ``fd``: read without blocking, so a copy of
+    the pipe's write end that a fork elsewhere in this process still holds cannot hang it."""
+    os.set_blocking(fd, False)
     parts = []
     size = 0
-    while size <= _REPORT_MAX and (part := os.read(fd, _REPORT_MAX)):
-        parts.append(part)
-        size += len(part)
+    with contextlib.suppress(BlockingIOError):
+        while size <= _REPORT_MAX and (part := os.read(fd, _REPORT_MAX)):
+            parts.append(part)
+            size += len(part)
     return b"".join(parts)
 
 
@@ -179,6 +185,8 @@ def main(argv: list[str]) -> int:
         report = {"kind": "not_found", "message": f"layer {argv[3]}: cannot rebuild its tar: {err}"}
     except Exception as err:
         report = {"kind": "error", "message": f"layer {argv[3]}: rebuilding its tar failed: {err!r}"}
+    if len(str(report.get("message", ""))) > _MESSAGE_MAX:  # the whole report fits the pipe
+        report["message"] = str(report["message"])[:_MESSAGE_MAX] + "..."
     with contextlib.suppress(OSError):  # the parent went away
         os.write(status_fd, json.dumps(report).encode())
     return code
