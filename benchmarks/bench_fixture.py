@@ -61,7 +61,7 @@ PHASES: dict[str, str] = {
     "bench.poll": "readiness: the first poll begins",
     "bench.ready": "readiness: polls (HTTP GET via the published port) until one answers 200",
     "bench.got": "the test: one HTTP GET through the published port",
-    "engine.kill_sent": "remove: SIGKILL sent (state read, kill event)",
+    "engine.kill_sent": "remove: state and freezer read, SIGKILL, kill event",
     "net.teardown": "remove: network teardown begins",
     "net.torn_down": "remove: veth retired, port rules, netns, endpoint, hosts; spare netns",
     "shim.exit_seen": "exit: httpd killed; the shim's IO pump sees it",
