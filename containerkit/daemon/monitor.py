@@ -12,6 +12,9 @@ A waiter already blocked on a container takes the watch of its next run itself (
 ``run`` sends wait before start): the thread that answers the wait then counts the exit and
 does the removal, so no thread is started for the run and no hand-off lies between the removal
 and the answer. A waiter that leaves with a watch it has not begun hands it to a thread.
+A watch holds its waiter's stream thread until the container exits, even when the client left
+(``docker run -d`` abandons its wait): at most :data:`ADOPT_MAX` are held that way at once, the
+rest get threads of their own, so abandoned waits never take the stream threads' cap.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ log = logging.getLogger("containerkit.daemon")
 
 CONDITIONS = ("not-running", "next-exit", "removed")
 _KEEP = 4096
+ADOPT_MAX = 32
+"""Watches run by waiters' stream threads at once (of the server's 1024 stream threads)."""
 
 
 class ClientGone(Exception):
@@ -66,6 +71,7 @@ class Monitor:
         self._removed: collections.OrderedDict[str, bool] = collections.OrderedDict()
         self._runs: set[tuple[str, str]] = set()  # (id, started_at) watched or counted
         self._idle: dict[str, list[Waiter]] = {}  # blocked waiters by container id: they take watches
+        self._adopted = 0  # watches handed to waiters, not yet finished
 
     # -- watching ---------------------------------------------------------------------------
 
@@ -88,9 +94,10 @@ class Monitor:
             if run in self._runs:
                 return
             self._runs.add(run)
-            for waiter in self._idle.get(container.id, ()):
+            for waiter in self._idle.get(container.id, ()) if self._adopted < ADOPT_MAX else ():
                 if waiter.job is None:  # it runs the watch as soon as it wakes (see _wait)
                     waiter.job = (container, run)
+                    self._adopted += 1
                     self._cond.notify_all()
                     return
         self._spawn(container, run)
@@ -199,6 +206,8 @@ class Monitor:
                 if not waiters:
                     self._idle.pop(cid, None)
                 job, waiter.job = waiter.job, None
+                if job is not None:
+                    self._adopted -= 1
             if job is not None:  # handed over while this wait ended: watched all the same
                 self._spawn(*job)
 
@@ -224,6 +233,9 @@ class Monitor:
                     log.warning("watching %s failed", cid[:12], exc_info=True)
                     with self._cond:
                         self._runs.discard(job[1])
+                finally:
+                    with self._cond:
+                        self._adopted -= 1
                 continue
             if removed:
                 return self._removed_code(cid)

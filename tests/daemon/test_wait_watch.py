@@ -11,10 +11,18 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import threading
+import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+import containerkit as ck
+from containerkit.daemon import monitor as monitor_module
+from containerkit.daemon.events import EventBus
+from containerkit.daemon.monitor import Monitor
 
 from .conftest import IMAGE, Daemon
 
@@ -167,3 +175,45 @@ def test_two_waits_on_one_run_both_answer(daemon: Daemon, sockets: list[socket.s
     assert _status_code(_read_to_eof(removed)) == 5
     assert daemon.request("GET", f"/v1.50/containers/{container_id}/json")[0] == 404
     assert _status_code(_read_to_eof(next_exit)) == 5
+
+
+def test_watches_held_by_waiters_are_bounded(
+    tmp_path: Path, busybox_rootfs_tar: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Beyond ADOPT_MAX watches held by waiters, a run's watch gets a thread of its own even
+    when a waiter is idle on it: abandoned waits (docker run -d) never hold more stream threads.
+    In-process (a Monitor on an Engine), to lower the bound and see the threads."""
+    monkeypatch.setattr(monitor_module, "ADOPT_MAX", 1)
+    with ck.Engine(root=tmp_path / "root") as engine:
+        engine.images.import_rootfs(busybox_rootfs_tar, IMAGE, config={"Cmd": ["sh"]})
+        monitor = Monitor(engine, EventBus(engine.event_log))
+        containers = [engine.containers.create(image=IMAGE, command=["sleep", "30"]) for _ in range(2)]
+        codes: dict[str, int] = {}
+        waits = [
+            threading.Thread(
+                target=lambda c=c: codes.__setitem__(
+                    c.id, monitor.waiter(c.id, "next-exit").wait(c, lambda: False)
+                )
+            )
+            for c in containers
+        ]
+        try:
+            for thread in waits:
+                thread.start()
+            deadline = time.monotonic() + TIMEOUT
+            while len(monitor._idle) < 2 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert len(monitor._idle) == 2, "the waits did not block"
+            for container in containers:
+                container.start()
+                monitor.watch(container)
+            names = {t.name for t in threading.enumerate()}
+            first, second = (f"watch-{c.id[:12]}" for c in containers)
+            assert first not in names  # its waiter watches it
+            assert second in names  # the bound: a thread of its own
+        finally:
+            for container in containers:
+                container.remove(force=True)
+            for thread in waits:
+                thread.join(TIMEOUT)
+        assert sorted(codes.values()) == [137, 137]
