@@ -25,32 +25,28 @@ import sys
 from collections.abc import Generator
 from pathlib import Path
 
-from containerkit.errors import ContainerkitError, RuntimeFailure, error_class_for
-from containerkit.images.deflate import Deflater
-from containerkit.storage.tarsplit import assemble
+from containerkit.errors import RuntimeFailure, error_class_for
 
-__all__ = ["gzip_rebuilt", "main"]
+__all__ = ["gzip_rebuilt"]
 
 _CHUNK = 1 << 20
 _PIPE_SIZE = 1 << 20
 """The data pipe's buffer (the kernel's default is 64 KiB): the child writes ahead of the upload."""
 _REPORT_MAX = 1 << 16
-_MESSAGE_MAX = 600
-"""An error's text in the report is cut here: the parent reads the report only once the child
-has exited, so all of it must fit the pipe's buffer (at least one page, even escaped)."""
 _ENTRY = """\
 import json, os, sys
 sys.path[:0] = json.loads(sys.argv[1])
 try:
-    from containerkit.storage._assemble_worker import main
+    from containerkit.storage._assemble_child import main
 except BaseException as err:
     report = {"kind": "error", "message": "cannot import the worker: %r" % (err,)}
     os.write(int(sys.argv[2]), json.dumps(report).encode())
     raise SystemExit(1)
 sys.exit(main(sys.argv[2:]))
 """
-"""What the child runs: ``-I -S`` leaves out site (and an editable install's finder), so the
-parent hands over the directories it imports from."""
+"""What the child runs (:mod:`containerkit.storage._assemble_child`, which imports little):
+``-I -S`` leaves out site (and an editable install's finder), so the parent hands over the
+directories it imports from."""
 
 
 @functools.cache
@@ -144,49 +140,3 @@ def _check(raw: bytes, code: int, label: str, diff_id: str, received: int) -> No
             f"{label}: the process rebuilding its tar reported {report!r}, "
             f"not {diff_id} in {received} compressed bytes"
         )
-
-
-class _FdWriter:
-    """Compressed pieces written whole to ``fd`` (the data pipe)."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-        self.written = 0
-
-    def put(self, data: bytes) -> bool:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self.fd, view) :]
-        self.written += len(data)
-        return True
-
-
-def _rebuild(layer_dir: Path, split: Path, diff_id: str) -> dict[str, object]:
-    out = _FdWriter(sys.stdout.fileno() if sys.stdout is not None else 1)
-    deflater = Deflater(out.put)
-    size = assemble(layer_dir, split, deflater, diff_id=diff_id)  # raises unless it hashed to diff_id
-    deflater.finish()
-    null = os.open(os.devnull, os.O_WRONLY | os.O_CLOEXEC)
-    os.dup2(null, out.fd)  # the pipe's end closed: the parent sees the stream end before the report
-    os.close(null)
-    return {"diff_id": diff_id, "size": size, "compressed": out.written}
-
-
-def main(argv: list[str]) -> int:
-    """The child: ``<status fd> <layer dir> <tar-split> <diff id>``; the gzip goes to stdout."""
-    status_fd = int(argv[0])
-    code = 1
-    try:
-        report: dict[str, object] = _rebuild(Path(argv[1]), Path(argv[2]), argv[3])
-        code = 0
-    except ContainerkitError as err:
-        report = {"kind": err.kind, "message": err.message}
-    except FileNotFoundError as err:  # the split (a file of the layer is an IntegrityError)
-        report = {"kind": "not_found", "message": f"layer {argv[3]}: cannot rebuild its tar: {err}"}
-    except Exception as err:
-        report = {"kind": "error", "message": f"layer {argv[3]}: rebuilding its tar failed: {err!r}"}
-    if len(str(report.get("message", ""))) > _MESSAGE_MAX:  # the whole report fits the pipe
-        report["message"] = str(report["message"])[:_MESSAGE_MAX] + "..."
-    with contextlib.suppress(OSError):  # the parent went away
-        os.write(status_fd, json.dumps(report).encode())
-    return code
