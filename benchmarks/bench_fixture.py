@@ -2,8 +2,8 @@
 one HTTP GET, remove it. containerkit in-process (what ``containerkit_run`` does) against
 testcontainers-python, in the same run: on a dockerd started for the run in a throwaway network
 namespace (``_peers.throwaway_dockerd``; the cycle runs inside that namespace, where its
-published ports are; the two cycles alternate, so the ratio holds on a machine whose load
-comes and goes), and on containerkitd (the same client code over the Docker API).
+published ports are; the two take turns of a few cycles, so the ratio holds on a machine
+whose load comes and goes), and on containerkitd (the same client code over the Docker API).
 ``--phases`` prints where one in-process cycle's milliseconds go instead (``CONTAINERKIT_TRACE``:
 the engine, fork server, shim and init mark their phases; see :mod:`containerkit.runtime.trace`),
 with the readiness wait's polls counted.
@@ -241,27 +241,39 @@ class _TheirCycles:
         return (errors.strip().splitlines() or [""])[-1][:80]
 
 
+_BLOCK = 5
+"""Cycles of one side in a row: each side's turn begins after a pause, so what the other left
+running in the background (dockerd's and containerd's cleanup after a removal returns, our veth
+deletion) is done and slows neither side's first cycle."""
+_PAUSE = 0.5
+
+
 def interleaved_with_dockerd(
     engine: ck.Engine, ns: str, sock: str, runs: int
 ) -> tuple[list[float], list[float] | str]:
-    """containerkit's cycle and testcontainers' on dockerd in turn (the order alternating each
-    round), so load that comes and goes on a shared machine moves both alike and the ratio
-    holds; ms of each (a string for dockerd's says why it failed)."""
+    """containerkit's cycles and testcontainers' on dockerd in turns of :data:`_BLOCK` (the
+    order alternating each round), so load that comes and goes on a shared machine moves both
+    alike and the ratio holds; ms of each (a string for dockerd's says why it failed)."""
     theirs = _TheirCycles(ns, sock)
     ours: list[float] = []
     their_ms: list[float] = []
+
+    def our_cycle() -> float:
+        started = time.perf_counter()
+        _engine_cycle(engine)
+        return (time.perf_counter() - started) * 1000
+
     try:
         for _ in range(2):  # warm: images, the fork server, a spare netns, docker's first run
-            _engine_cycle(engine)
+            our_cycle()
             theirs.cycle()
-        for round_ in range(runs):
-            for which in ("ours", "theirs") if round_ % 2 == 0 else ("theirs", "ours"):
-                if which == "theirs":
-                    their_ms.append(theirs.cycle())
-                else:
-                    started = time.perf_counter()
-                    _engine_cycle(engine)
-                    ours.append((time.perf_counter() - started) * 1000)
+        round_ = 0
+        while len(ours) < runs:
+            turns = [(our_cycle, ours), (theirs.cycle, their_ms)]
+            for cycle, samples in turns if round_ % 2 == 0 else turns[::-1]:
+                time.sleep(_PAUSE)
+                samples.extend(cycle() for _ in range(min(_BLOCK, runs - len(samples))))
+            round_ += 1
     except RuntimeError as exc:
         return ours or timed(lambda: _engine_cycle(engine), runs), f"testcontainers on dockerd failed: {exc}"
     finally:
