@@ -469,6 +469,7 @@ class _Shim:
         counts against a pids limit and is never frozen with the container.
         """
         spare = self.init.spare_cgroup if isinstance(self.init, BuiltinInit) else None
+        claimed: list[Path] = []
         try:
             try:
                 claimed = self._setup_cgroup(spare)
@@ -488,10 +489,18 @@ class _Shim:
             trace.mark("shim.cgroup_ready")
         finally:
             os.close(ready_w)  # before any byte: EOF, the child gives up
-            if spare is not None:  # what no rename took: empty (the init moved on, or was killed)
+            if spare is not None and not self._claimed_all(claimed):
                 from containerkit.runtime import spare_cgroup
 
-                spare_cgroup.remove(spare)
+                spare_cgroup.remove(spare)  # what no rename took: empty (the init moved, or was killed)
+
+    def _claimed_all(self, claimed: list[Path]) -> bool:
+        """Whether the renames took the spare cgroup in every v1 hierarchy (nothing left of it;
+        co-mounted controllers, named twice, read as not all: then it is removed anyway)."""
+        if self.cgroup is None:
+            return False
+        v1 = [key for key in self.cgroup.paths if key != "unified"]
+        return bool(claimed) and len(claimed) == len(v1)
 
     def _setup_cgroup(self, spare: str | None = None) -> list[Path]:
         """The container's cgroup with its limits and device rules; ``spare``, the cgroup the

@@ -56,6 +56,7 @@ class CgroupV1Manager(CgroupManager):
         self._paths = {h.name: h / self.name for h, _mount in hierarchies}
         # co-mounted controllers share a directory; told apart by their mounts alone
         self._distinct = list({mount: h / self.name for h, mount in hierarchies}.values())
+        self._claimed: set[Path] = set()
         self._unified: CgroupV2Manager | None = None
         if unified is not None and _is_hierarchy(unified):
             self._unified = CgroupV2Manager(name, unified)
@@ -83,6 +84,7 @@ class CgroupV1Manager(CgroupManager):
             except OSError:
                 continue
             renamed.append(path)
+        self._claimed.update(renamed)
         return renamed
 
     def _dirs(self) -> list[Path]:
@@ -131,6 +133,8 @@ class CgroupV1Manager(CgroupManager):
 
     def create(self) -> None:
         for key, path in self._paths.items():
+            if path in self._claimed:  # renamed from a spare: made, set up and joined already
+                continue
             mkdir_p(path)
             if "cpuset" in key.split(","):
                 _inherit_cpuset(path.parents[len(Path(self.name).parts) - 1], self.name)
