@@ -26,7 +26,7 @@ from typing import Any
 
 from containerkit.errors import NotFound, RuntimeFailure
 from containerkit.linux import inotify, proc
-from containerkit.linux.cgroups import open_cgroup
+from containerkit.linux.cgroups import exists_anywhere, open_cgroup
 from containerkit.runtime import logs
 from containerkit.runtime.exec import ExecProcess, start_exec
 from containerkit.runtime.health import read_health
@@ -331,9 +331,10 @@ class Task:
                 cgroup.thaw()
 
     def destroy_cgroup(self) -> None:
-        cgroup = self._cgroup()
-        if cgroup.exists():
-            cgroup.destroy()
+        """Remove the cgroup, which the shim has mostly removed already: that is checked first
+        without opening a manager (its probe and scan of every hierarchy cost each removal)."""
+        if exists_anywhere(self.cgroup_name):
+            self._cgroup().destroy()
 
     def delete(self) -> None:
         """Remove the state dir and everything in it (the process must be gone)."""

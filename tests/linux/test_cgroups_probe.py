@@ -11,6 +11,7 @@ from containerkit.errors import InvalidArgument, Unavailable
 from containerkit.linux.cgroups import (
     CgroupV1Manager,
     CgroupV2Manager,
+    exists_anywhere,
     list_cgroups,
     open_cgroup,
     probe,
@@ -99,3 +100,18 @@ def test_list_and_remove_if_empty(tmp_path: Path) -> None:
         (tmp_path / name).rmdir()
     assert remove_if_empty(root=tmp_path, mode="hybrid") is True
     assert not any((tmp_path / h / "containerkit").exists() for h in (*fake.controllers, "unified"))
+
+
+def test_exists_anywhere_in_a_v1_hierarchy_the_v2_tree_or_a_v2_root(tmp_path: Path) -> None:
+    FakeCgroupfs.v1(tmp_path / "v1", unified=True)
+    assert not exists_anywhere("containerkit/c1", root=tmp_path / "v1")
+    for where in ("pids", "unified"):
+        (tmp_path / "v1" / where / "containerkit/c1").mkdir(parents=True)
+        assert exists_anywhere("containerkit/c1", root=tmp_path / "v1"), where
+        (tmp_path / "v1" / where / "containerkit/c1").rmdir()
+    FakeCgroupfs.v2(tmp_path / "v2")
+    (tmp_path / "v2/containerkit/c1").mkdir(parents=True)
+    assert exists_anywhere("containerkit/c1", root=tmp_path / "v2")
+    assert not exists_anywhere("containerkit/c1", root=tmp_path / "missing")
+    with pytest.raises(InvalidArgument, match="cgroup name"):
+        exists_anywhere("../c1", root=tmp_path / "v1")

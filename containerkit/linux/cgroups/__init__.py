@@ -7,7 +7,7 @@ matching :class:`CgroupManager`; pass ``root=`` and ``mode=`` to drive a fake cg
 from __future__ import annotations
 
 from .base import CgroupManager, CgroupStats
-from .probe import Mode, list_cgroups, open_cgroup, probe, remove_if_empty
+from .probe import Mode, exists_anywhere, list_cgroups, open_cgroup, probe, remove_if_empty
 from .v1 import CgroupV1Manager
 from .v2 import CgroupV2Manager, shares_to_weight
 
@@ -17,6 +17,7 @@ __all__ = [
     "CgroupV1Manager",
     "CgroupV2Manager",
     "Mode",
+    "exists_anywhere",
     "list_cgroups",
     "open_cgroup",
     "probe",

@@ -8,6 +8,7 @@ hierarchies is legacy, or hybrid when a cgroup2 tree is mounted at ``root/unifie
 from __future__ import annotations
 
 import errno
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -19,7 +20,7 @@ from .base import CgroupManager, validate_name
 from .v1 import CgroupV1Manager
 from .v2 import CgroupV2Manager
 
-__all__ = ["Mode", "list_cgroups", "open_cgroup", "probe", "remove_if_empty"]
+__all__ = ["Mode", "exists_anywhere", "list_cgroups", "open_cgroup", "probe", "remove_if_empty"]
 
 Mode = Literal["unified", "hybrid", "legacy"]
 
@@ -74,6 +75,21 @@ def _hierarchies(root: Path, mode: Mode) -> list[Path]:
     except FileNotFoundError:
         return []
     return found if mode == "hybrid" else [h for h in found if h.name != "unified"]
+
+
+def exists_anywhere(name: str, *, root: Path = DEFAULT_ROOT) -> bool:
+    """Whether cgroup ``name`` has a directory in any hierarchy under ``root`` (or in ``root``
+    itself, a v2 mount): a dozen stats, without probing the layout or opening a manager, for
+    the common check that a cgroup is gone already."""
+    validate_name(name)
+    root = Path(root)
+    if (root / name).is_dir():
+        return True
+    try:
+        entries = list(os.scandir(root))
+    except FileNotFoundError:
+        return False
+    return any(os.path.isdir(os.path.join(entry.path, name)) for entry in entries)
 
 
 def list_cgroups(
