@@ -17,8 +17,9 @@ import struct
 from pathlib import Path
 from typing import Protocol
 
-from containerkit.errors import IntegrityError, InvalidArgument
+from containerkit.errors import IntegrityError, InvalidArgument, Unavailable
 from containerkit.images.deflate import GzipError, open_gzip
+from containerkit.linux import inroot
 
 __all__ = ["Writable", "assemble"]
 
@@ -27,6 +28,10 @@ _F_HEAD = struct.Struct(">QH")  # an F record after its kind: file size, name le
 _R_HEAD = struct.Struct(">I")  # an R record after its kind: raw length
 _OPEN_FILE = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 """A layer file to copy: never through a symlink, never blocking on a FIFO or taking a tty."""
+_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_BENEATH = inroot.RESOLVE_BENEATH | inroot.RESOLVE_NO_SYMLINKS | inroot.RESOLVE_NO_MAGICLINKS
+_openat2_works = True
+"""False once the kernel said it has no ``openat2``: the walk one directory at a time then."""
 
 
 class Writable(Protocol):
@@ -159,7 +164,7 @@ def _copy_file(root: int, name: bytes, size: int, sink: _Sink, label: str) -> No
     wrapped = b"/" + name + b"/"
     if b"//" in wrapped or b"/./" in wrapped or b"/../" in wrapped:  # as _clean(name) != name
         raise InvalidArgument(f"{label}: tar-split names {name!r}, not a path inside the layer")
-    fd = os.open(name, _OPEN_FILE, dir_fd=root)
+    fd = _open_beneath(root, name)
     try:
         if size < _CHUNK:
             # one read of a byte more than it should hold: a file of another size shows (most
@@ -183,3 +188,29 @@ def _copy_file(root: int, name: bytes, size: int, sink: _Sink, label: str) -> No
             left -= len(data)
     finally:
         os.close(fd)
+
+
+def _open_beneath(root: int, name: bytes) -> int:
+    """Layer file ``name``'s fd, reached with no symlink anywhere on the way: ``O_NOFOLLOW``
+    guards only the last component, and a directory on the way replaced by a link would
+    otherwise have the rebuild read (and a push upload) a file outside the layer."""
+    global _openat2_works
+    if b"/" not in name:
+        return os.open(name, _OPEN_FILE, dir_fd=root)
+    if _openat2_works:
+        try:
+            return inroot.openat2(root, os.fsdecode(name), _OPEN_FILE, 0, _BENEATH)
+        except Unavailable:
+            _openat2_works = False
+    *dirs, last = name.split(b"/")
+    fd = root
+    try:
+        for part in dirs:
+            step = os.open(part, _OPEN_DIR, dir_fd=fd)
+            if fd != root:
+                os.close(fd)
+            fd = step
+        return os.open(last, _OPEN_FILE, dir_fd=fd)
+    finally:
+        if fd != root:
+            os.close(fd)

@@ -18,6 +18,7 @@ import pytest
 
 from containerkit.errors import IntegrityError
 from containerkit.linux import overlay
+from containerkit.storage import _assemble
 from containerkit.storage.apply import apply_layer
 from containerkit.storage.snapshots import SnapshotStore
 from containerkit.storage.tarsplit import assemble
@@ -135,6 +136,31 @@ def test_a_file_replaced_in_the_layer_is_refused_without_blocking(store: Snapsho
     else:
         path.symlink_to("../a")  # a file of the same size, through a link
     with pytest.raises(IntegrityError, match=f"layer {diff_id}: "):
+        _rebuilt(store, chain, diff_id)
+
+
+@pytest.mark.parametrize("resolver", ["openat2", "walk"])
+def test_a_directory_replaced_by_a_link_out_of_the_layer_is_not_read_through(
+    store: SnapshotStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, resolver: str
+) -> None:
+    """An attack on the rebuild: the layer's ``sub`` becomes a symlink to a directory outside
+    the layer holding a canary with the very bytes the split expects, so the digest would
+    match; the rebuild must refuse the link instead of reading (and a push uploading) it,
+    with ``openat2`` and with the walk used where the kernel has none."""
+    monkeypatch.setattr(_assemble, "_openat2_works", resolver == "openat2")
+    tar = lf.build_tar([lf.directory("sub"), lf.file("sub/deep/b", b"secret-canary")])
+    diff_id = lf.diff_id(tar)
+    (chain,) = lf.chain_ids([diff_id])
+    apply_layer(store, chain, io.BytesIO(tar), expected_diff_id=diff_id)
+    outside = tmp_path / "outside"
+    (outside / "deep").mkdir(parents=True)
+    (outside / "deep" / "b").write_bytes(b"secret-canary")
+    sub = store.layer_dir(chain) / "sub"
+    (sub / "deep" / "b").unlink()
+    (sub / "deep").rmdir()
+    sub.rmdir()
+    sub.symlink_to(outside)
+    with pytest.raises(IntegrityError, match=f"layer {diff_id}: cannot rebuild its tar"):
         _rebuilt(store, chain, diff_id)
 
 
