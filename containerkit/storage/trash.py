@@ -37,6 +37,12 @@ class Trash:
         self._last: threading.Thread | None = None  # one that emptied the queue, to be joined
         self._draining = 0  # drains under way: the thread ends once the queue is empty
 
+    @property
+    def worker(self) -> threading.Thread | None:
+        """The deleting thread now, if one runs or lingers (each trash has its own)."""
+        with self._lock:
+            return self._thread
+
     def delete(self, path: Path) -> None:
         """Delete ``path`` (a directory nothing refers to any more) in the background."""
         with self._lock:

@@ -9,8 +9,10 @@ from pathlib import Path
 from containerkit.storage.trash import Trash
 
 
-def _trash_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == "containerkit-trash"]
+def _trash_threads(trash: Trash) -> list[threading.Thread]:
+    """This trash's deleting thread, if alive (other tests' trashes may have lingering ones)."""
+    worker = trash.worker
+    return [worker] if worker is not None and worker.is_alive() else []
 
 
 def _tree(path: Path) -> Path:
@@ -24,17 +26,17 @@ def test_removals_in_a_row_share_one_thread_that_the_drain_ends(tmp_path: Path) 
     try:
         trash.delete(_tree(tmp_path / "one"))
         trash.drain()  # the first deletion done, the thread gone
-        assert not (tmp_path / "one").exists() and _trash_threads() == []
+        assert not (tmp_path / "one").exists() and _trash_threads(trash) == []
         trash.delete(_tree(tmp_path / "two"))
-        first = _trash_threads()
+        first = _trash_threads(trash)
         assert len(first) == 1
         deadline = time.monotonic() + 30
         while (tmp_path / "two").exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         # the thread deleted "two" and now lingers, waiting for more (not ended, not restarted)
         trash.delete(_tree(tmp_path / "three"))
-        assert _trash_threads() == first
+        assert _trash_threads(trash) == first
     finally:
         trash.drain()
     assert not (tmp_path / "two").exists() and not (tmp_path / "three").exists()
-    assert _trash_threads() == []
+    assert _trash_threads(trash) == []
