@@ -9,19 +9,31 @@ first leaves the trash dir, which recovery removes (``SnapshotStore.reap_staging
 
 The thread waits a while (:data:`LINGER`) for the next removal before it ends: starting a
 thread waits until it runs, which cost a daemon's auto-removal (and the ``docker run --rm``
-waiting for it) 0.1 ms quiet and several ms on a loaded machine, once per removal.
+waiting for it) 0.1 ms quiet and several ms on a loaded machine, once per removal. A process
+that wants to be single-threaded again (an Engine opening, to fork its forkserver rather than
+start an interpreter for it) ends the idle ones first: :func:`end_idle_threads`.
 """
 
 from __future__ import annotations
 
 import shutil
 import threading
+import weakref
 from pathlib import Path
 
-__all__ = ["LINGER", "Trash"]
+__all__ = ["LINGER", "Trash", "end_idle_threads"]
 
 LINGER = 30.0
 """Seconds an idle deleting thread waits for more work before it ends."""
+
+_live: weakref.WeakSet[Trash] = weakref.WeakSet()
+
+
+def end_idle_threads() -> None:
+    """End every trash's idle lingering thread in this process (an idle one holds no work, so
+    this waits only for a last deletion under way)."""
+    for trash in list(_live):
+        trash.end_if_idle()
 
 
 class Trash:
@@ -36,6 +48,7 @@ class Trash:
         self._thread: threading.Thread | None = None
         self._last: threading.Thread | None = None  # one that emptied the queue, to be joined
         self._draining = 0  # drains under way: the thread ends once the queue is empty
+        _live.add(self)
 
     @property
     def worker(self) -> threading.Thread | None:
@@ -66,6 +79,13 @@ class Trash:
             last, self._last = self._last, None
         if last is not None:
             last.join()
+
+    def end_if_idle(self) -> None:
+        """End the thread now if it only lingers (nothing queued); a busy one goes on."""
+        with self._lock:
+            if self._thread is None or self._queue:
+                return
+        self.drain()
 
     def _run(self) -> None:
         while True:

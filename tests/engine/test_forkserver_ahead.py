@@ -86,3 +86,35 @@ def test_a_lean_forkserver_takes_over_from_the_forked_one(engine: ck.Engine, eng
     for pid, marker in ((result["forked"], b"engine.spawner.pid"), (result["pids"][-1], b"runtime.spawner")):
         cmdline = Path(f"/proc/{pid}/cmdline")
         assert not cmdline.exists() or marker not in cmdline.read_bytes()
+
+
+_AFTER_A_REMOVAL = """
+import json, os, sys, threading
+import containerkit as ck
+first = ck.Engine(root=sys.argv[1], recover=False)
+c = first.containers.run(%r, ["true"], network="none")
+c.wait(timeout=30)
+c.remove()  # its files go to the trash, whose thread lingers for the next removal
+lingering = [t.name for t in threading.enumerate() if t is not threading.main_thread()]
+second = ck.Engine(root=sys.argv[1] + "-second", recover=False)
+pid = second.spawner.pid
+own = open("/proc/self/cmdline", "rb").read()
+forked = bool(pid) and open(f"/proc/{pid}/cmdline", "rb").read() == own
+second.close()
+first.close()
+print(json.dumps({"lingering": lingering, "forked": forked}), flush=True)
+"""
+
+
+def test_another_engines_lingering_trash_thread_does_not_cost_the_fork(
+    engine: ck.Engine, engine_root: Path
+) -> None:
+    """An idle deleting thread left by a removal in another Engine of the process is ended at
+    open, so the new Engine still forks its forkserver instead of starting an interpreter."""
+    second_root = Path(f"{engine_root}-second")
+    try:
+        result = _run(_AFTER_A_REMOVAL, engine_root)
+    finally:
+        subprocess.run(["rm", "-rf", str(second_root)], check=False)
+    assert "containerkit-trash" in result["lingering"]
+    assert result["forked"]
