@@ -11,7 +11,8 @@ PACKAGE = Path(containerkit.__file__).parent
 
 # _model: the models' decorator (attrs.frozen with shared repr, eq and hash), beneath spec;
 # _log: a logger that imports logging when it first logs
-_BASE = {"spec", "errors", "times", "_model", "_log"}
+# _forkready: whether this process may fork, once idle background threads were ended
+_BASE = {"spec", "errors", "times", "_model", "_log", "_forkready"}
 # What each part may import from containerkit, besides itself. storage/ unpacks layers with
 # images/unpack (the content side of an image) into snapshot dirs.
 ALLOWED: dict[str, set[str]] = {
@@ -19,6 +20,7 @@ ALLOWED: dict[str, set[str]] = {
     "spec": {"errors", "_model"},
     "_model": set(),
     "_log": set(),
+    "_forkready": set(),
     "times": {"errors"},
     "linux": _BASE,
     "images": _BASE | {"linux"},

@@ -32,7 +32,6 @@ from containerkit.runtime import spare_cgroup
 from containerkit.runtime.state import read_state
 from containerkit.runtime.task import CGROUP_PARENT, Task, cgroup_name
 from containerkit.spec import ContainerStatus, Event
-from containerkit.storage import trash
 from containerkit.storage.metadata import Database
 from containerkit.storage.snapshots import SnapshotStore
 from containerkit.times import EventTime
@@ -140,7 +139,6 @@ class Engine:
         if forkserver:  # forked now (when it can be), it has its spare ready by the first start
             spawner = self.spawner
             assert spawner is not None
-            trash.end_idle_threads()  # another engine's lingering one would cost the fork
             spawner.prestart()
 
     @property

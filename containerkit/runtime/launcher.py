@@ -16,10 +16,10 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from typing import NoReturn, Protocol
 
+from containerkit._forkready import single_threaded
 from containerkit.errors import RuntimeFailure
 from containerkit.runtime.request import ShimRequest
 
@@ -52,7 +52,7 @@ class DirectLauncher:
         self._entry = entry
 
     def spawn_shim(self, request: ShimRequest, *, ready_fd: int) -> None:
-        if threading.active_count() == 1:
+        if single_threaded():
             self._launch_forked(request, ready_fd)
         else:
             _launch_fresh(request, ready_fd)

@@ -45,6 +45,7 @@ import sys
 import threading
 from typing import TYPE_CHECKING, Any, NoReturn
 
+from containerkit._forkready import single_threaded
 from containerkit.errors import ContainerkitError, RuntimeFailure, Unavailable, error_class_for
 from containerkit.linux.cgroups.prime import prime_migration
 from containerkit.linux.proc import default_signals, install_stdio
@@ -114,7 +115,7 @@ class Spawner:
         interpreter is not started ahead (its CPU would compete with the caller's work); it
         waits for first use. Whether the forkserver is started."""
         with self._lock:
-            if self._sock is None and not (self._fork and threading.active_count() == 1):
+            if self._sock is None and not (self._fork and single_threaded()):
                 return False
             self._begin_locked()
             return True
@@ -130,7 +131,7 @@ class Spawner:
             self._succeed_locked()
             assert self._sock is not None
             return self._sock
-        if self._fork and threading.active_count() == 1:
+        if self._fork and single_threaded():
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
             try:
                 process: _Forked | subprocess.Popen[bytes] = _fork_server(theirs.fileno(), _parent())
@@ -258,7 +259,7 @@ class Spawner:
                 self._direct_until_ready
                 and not isinstance(self._process, _Forked)  # ready within milliseconds
                 and not self._await_ready_locked(block=False)
-                and threading.active_count() == 1
+                and single_threaded()
             )
             if not direct:
                 self._await_ready_locked(block=True)

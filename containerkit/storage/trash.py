@@ -9,9 +9,11 @@ first leaves the trash dir, which recovery removes (``SnapshotStore.reap_staging
 
 The thread waits a while (:data:`LINGER`) for the next removal before it ends: starting a
 thread waits until it runs, which cost a daemon's auto-removal (and the ``docker run --rm``
-waiting for it) 0.1 ms quiet and several ms on a loaded machine, once per removal. A process
-that wants to be single-threaded again (an Engine opening, to fork its forkserver rather than
-start an interpreter for it) ends the idle ones first: :func:`end_idle_threads`.
+waiting for it) 0.1 ms quiet and several ms on a loaded machine, once per removal. It lingers
+only where other threads run besides the main one (a daemon): a single-threaded process (a
+command line, a script) must become single-threaded again, since only then does it fork its
+shims and forkserver instead of starting an interpreter for them; when it wants to fork and
+the trash's threads are all that run besides it, they are drained first (:mod:`containerkit._forkready`).
 """
 
 from __future__ import annotations
@@ -21,19 +23,27 @@ import threading
 import weakref
 from pathlib import Path
 
-__all__ = ["LINGER", "Trash", "end_idle_threads"]
+from containerkit import _forkready
+
+__all__ = ["LINGER", "Trash"]
 
 LINGER = 30.0
-"""Seconds an idle deleting thread waits for more work before it ends."""
+"""Seconds an idle deleting thread waits for more work before it ends (where other threads run)."""
 
+_THREAD_NAME = "containerkit-trash"
 _live: weakref.WeakSet[Trash] = weakref.WeakSet()
 
 
-def end_idle_threads() -> None:
-    """End every trash's idle lingering thread in this process (an idle one holds no work, so
-    this waits only for a last deletion under way)."""
-    for trash in list(_live):
-        trash.end_if_idle()
+def _drain_for_fork() -> None:
+    """Drain every trash when their threads are the only ones besides the main thread (a fork
+    is possible then); where other threads run, leave them (it is not)."""
+    others = [t for t in threading.enumerate() if t is not threading.main_thread()]
+    if others and all(t.name == _THREAD_NAME for t in others):
+        for trash in list(_live):
+            trash.drain()
+
+
+_forkready.on_fork_wanted(_drain_for_fork)
 
 
 class Trash:
@@ -61,7 +71,7 @@ class Trash:
         with self._lock:
             self._queue.append(path)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="containerkit-trash", daemon=True)
+                self._thread = threading.Thread(target=self._run, name=_THREAD_NAME, daemon=True)
                 self._thread.start()
             else:
                 self._work.notify()
@@ -80,17 +90,10 @@ class Trash:
         if last is not None:
             last.join()
 
-    def end_if_idle(self) -> None:
-        """End the thread now if it only lingers (nothing queued); a busy one goes on."""
-        with self._lock:
-            if self._thread is None or self._queue:
-                return
-        self.drain()
-
     def _run(self) -> None:
         while True:
             with self._lock:
-                if not self._queue and not self._draining:
+                if not self._queue and not self._draining and threading.active_count() > 2:
                     self._work.wait(LINGER)
                 if not self._queue:
                     self._thread, self._last = None, threading.current_thread()

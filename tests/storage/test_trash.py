@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from containerkit.storage.trash import Trash
 
@@ -21,7 +26,19 @@ def _tree(path: Path) -> Path:
     return path
 
 
-def test_removals_in_a_row_share_one_thread_that_the_drain_ends(tmp_path: Path) -> None:
+@pytest.fixture
+def another_thread() -> Iterator[None]:
+    """A thread besides the main one for the test's length: the deleting thread lingers only in
+    a process where others run (an xdist worker has some already; a plain pytest has none)."""
+    stop = threading.Event()
+    thread = threading.Thread(target=stop.wait, name="test-other")
+    thread.start()
+    yield
+    stop.set()
+    thread.join()
+
+
+def test_removals_in_a_row_share_one_thread_that_the_drain_ends(tmp_path: Path, another_thread: None) -> None:
     trash = Trash()
     try:
         trash.delete(_tree(tmp_path / "one"))
@@ -40,3 +57,28 @@ def test_removals_in_a_row_share_one_thread_that_the_drain_ends(tmp_path: Path) 
         trash.drain()
     assert not (tmp_path / "two").exists() and not (tmp_path / "three").exists()
     assert _trash_threads(trash) == []
+
+
+_SINGLE = """
+import sys, threading, time
+from pathlib import Path
+from containerkit.storage.trash import Trash
+trash = Trash()
+for name in ("one", "two"):
+    path = Path(sys.argv[1]) / name
+    (path / "a").mkdir(parents=True)
+    trash.delete(path)
+    deadline = time.monotonic() + 30
+    while threading.active_count() > 1 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    print(threading.active_count(), path.exists())
+"""
+
+
+def test_in_a_single_threaded_process_the_thread_ends_with_its_work(tmp_path: Path) -> None:
+    """No drain: once the queue is empty the thread ends by itself, so the process is
+    single-threaded again (it forks its shims then, instead of starting interpreters)."""
+    out = subprocess.run(
+        [sys.executable, "-c", _SINGLE, str(tmp_path)], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert out.stdout.split("\n")[:2] == ["1 False", "1 False"]
