@@ -15,6 +15,7 @@ from pathlib import Path
 
 import containerkit as ck
 from containerkit.images.busybox import write_busybox_rootfs
+from containerkit.runtime import trace
 from containerkit.runtime.bundle import build_oci_config, write_config
 
 IMAGE = "example/busybox:latest"
@@ -60,6 +61,25 @@ def ensure_image(engine: ck.Engine, workdir: Path) -> ck.Image:
     except ck.NotFound:
         tar = write_busybox_rootfs(workdir / "rootfs.tar")
         return engine.images.import_rootfs(tar, IMAGE, config={"Cmd": ["sh"]})
+
+
+def traced_lines(work: Path, runs: int, cycle: Callable[[ck.Engine], object]) -> list[str]:
+    """The trace lines of ``runs`` calls of ``cycle`` on a fresh Engine (and fork server) that
+    traces, after three untraced-for-the-result ones that warm the bridge, the fork server and
+    a spare netns."""
+    path = work / "trace.log"
+    trace.enable(str(path))
+    try:
+        with ck.Engine(root=work / "root") as engine:
+            ensure_image(engine, work)
+            for _ in range(3):
+                cycle(engine)
+            path.write_text("")
+            for _ in range(runs):
+                cycle(engine)
+    finally:
+        trace.disable()
+    return path.read_text().splitlines()
 
 
 def plain_bundle(workdir: Path, command: list[str]) -> Path:

@@ -15,11 +15,10 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from _common import IMAGE, ensure_image, median, report, timed
+from _common import IMAGE, ensure_image, median, report, timed, traced_lines
 from bench_start import traced_cycle
 
 import containerkit as ck
-from containerkit.runtime import trace
 
 # One bridge cycle's phases in the order they happen, each named by the mark that ends it; a
 # mark missing from a cycle (no published port) is skipped.
@@ -54,20 +53,8 @@ def _cycle(engine: ck.Engine, **fields: object) -> None:
 def breakdown(work: Path, runs: int, **fields: object) -> list[tuple[str, float, float]]:
     """``(what, phase ms, at ms)`` medians over ``runs`` traced cycles, with a fresh Engine (and
     fork server) that traces."""
-    path = work / "trace.log"
-    trace.enable(str(path))
-    try:
-        with ck.Engine(root=work / "root") as engine:
-            ensure_image(engine, work)
-            for _ in range(3):
-                traced_cycle(engine, **fields)  # warm: the bridge, the fork server, a spare netns
-            path.write_text("")
-            for _ in range(runs):
-                traced_cycle(engine, **fields)
-    finally:
-        trace.disable()
     cycles: list[dict[str, int]] = []
-    for line in path.read_text().splitlines():
+    for line in traced_lines(work, runs, lambda engine: traced_cycle(engine, **fields)):
         stamp, _pid, phase = line.split()
         if phase == "bench.begin":
             cycles.append({})

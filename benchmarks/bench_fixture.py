@@ -23,7 +23,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from _common import IMAGE, ensure_image, median, report, timed
+from _common import IMAGE, ensure_image, median, report, timed, traced_lines
 from _peers import containerkitd, throwaway_dockerd
 
 import containerkit as ck
@@ -121,21 +121,9 @@ def phases(work: Path, runs: int) -> tuple[list[tuple[str, float, float]], list[
     """Rows of ``(what, phase ms, at ms)`` (over ``runs`` traced cycles, in the order the marks
     happen) and the number of readiness polls of each cycle, with a fresh Engine (and fork
     server) that traces."""
-    path = work / "trace.log"
-    trace.enable(str(path))
-    try:
-        with ck.Engine(root=work / "root") as engine:
-            ensure_image(engine, work)
-            for _ in range(3):
-                _traced_cycle(engine)  # warm: the bridge, the fork server, a spare netns
-            path.write_text("")
-            for _ in range(runs):
-                _traced_cycle(engine)
-    finally:
-        trace.disable()
     cycles: list[dict[str, int]] = []
     polls: list[int] = []
-    for line in path.read_text().splitlines():
+    for line in traced_lines(work, runs, _traced_cycle):
         stamp, _pid, mark = line.split()
         if mark == "bench.begin":
             cycles.append({})

@@ -72,6 +72,16 @@ def busybox_rootfs_dir(tmp_path_factory: pytest.TempPathFactory, busybox_rootfs_
     return target
 
 
+def child_pids() -> set[int]:
+    """Live child processes of this one, any thread's (a test's servers, and any helper process
+    a call it made left running)."""
+    found: set[int] = set()
+    for task in os.listdir("/proc/self/task"):
+        with open(f"/proc/self/task/{task}/children") as f:
+            found.update(int(pid) for pid in f.read().split())
+    return found
+
+
 def require_root() -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root: containers use namespaces, mounts and cgroups")

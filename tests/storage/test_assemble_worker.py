@@ -11,7 +11,7 @@ import gzip
 import io
 import os
 import signal
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
@@ -22,7 +22,7 @@ from containerkit.storage._assemble_worker import gzip_rebuilt
 from containerkit.storage.apply import apply_layer
 from containerkit.storage.snapshots import SnapshotStore
 from containerkit.storage.tarsplit import assemble
-from tests.conftest import require_root
+from tests.conftest import child_pids, require_root
 from tests.images import _layers as lf
 
 
@@ -30,15 +30,6 @@ from tests.images import _layers as lf
 def store(tmp_path: Path) -> Iterator[SnapshotStore]:
     require_root()
     yield SnapshotStore(tmp_path / "store", driver="copy")
-
-
-def _children() -> set[int]:
-    """Live child processes of this one (any thread's)."""
-    found: set[int] = set()
-    for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as f:
-            found.update(int(pid) for pid in f.read().split())
-    return found
 
 
 def _layer(store: SnapshotStore, entries: list[lf.Entry]) -> tuple[str, str, bytes]:
@@ -67,7 +58,7 @@ def test_the_child_sends_the_bytes_of_the_in_process_gzip(store: SnapshotStore) 
             lf.symlink("etc/sym", "/etc/passwd"),
         ],
     )
-    before = _children()
+    before = child_pids()
     sent = b"".join(gzip_rebuilt(store.layer_dir(chain), store.tarsplit_path(chain), diff_id=diff_id))
     here = b"".join(
         gzip_chunks(
@@ -76,7 +67,7 @@ def test_the_child_sends_the_bytes_of_the_in_process_gzip(store: SnapshotStore) 
     )
     assert sent == here
     assert gzip.decompress(sent) == tar
-    assert _children() <= before
+    assert child_pids() <= before
 
 
 def test_a_layer_changed_on_disk_is_refused_naming_it_after_the_last_chunk(store: SnapshotStore) -> None:
@@ -85,14 +76,14 @@ def test_a_layer_changed_on_disk_is_refused_naming_it_after_the_last_chunk(store
     data = bytearray(changed.read_bytes())
     data[-1] ^= 1  # same size: only the digest of the whole tar tells
     changed.write_bytes(bytes(data))
-    before = _children()
+    before = child_pids()
     chunks = gzip_rebuilt(store.layer_dir(chain), store.tarsplit_path(chain), diff_id=diff_id)
     got = []
     with pytest.raises(IntegrityError, match=f"layer {diff_id}: the tar rebuilt from .* has digest"):
         for chunk in chunks:
             got.append(chunk)
     assert len(b"".join(got)) > 11 << 20  # the bytes went out first: only the end tells
-    assert _children() <= before
+    assert child_pids() <= before
 
 
 def test_a_file_of_another_size_is_refused_naming_it(store: SnapshotStore) -> None:
@@ -102,29 +93,32 @@ def test_a_file_of_another_size_is_refused_naming_it(store: SnapshotStore) -> No
         b"".join(gzip_rebuilt(store.layer_dir(chain), store.tarsplit_path(chain), diff_id=diff_id))
 
 
-def test_a_killed_child_is_an_error_naming_the_layer(store: SnapshotStore) -> None:
+def _begun(store: SnapshotStore) -> tuple[str, Generator[bytes, None, None], int, set[int]]:
+    """A big layer's rebuild after its first chunk: (diff id, the rest of the stream, the
+    child's pid, the child processes before it)."""
     chain, diff_id, _ = _big(store)
-    before = _children()
+    before = child_pids()
     chunks = gzip_rebuilt(store.layer_dir(chain), store.tarsplit_path(chain), diff_id=diff_id)
     next(chunks)
-    (child,) = _children() - before
+    (child,) = child_pids() - before
+    return diff_id, chunks, child, before
+
+
+def test_a_killed_child_is_an_error_naming_the_layer(store: SnapshotStore) -> None:
+    diff_id, chunks, child, before = _begun(store)
     os.kill(child, signal.SIGKILL)
     with pytest.raises(
         RuntimeFailure, match=f"layer {diff_id}: the process rebuilding its tar was killed by signal 9"
     ):
         for _ in chunks:
             pass
-    assert _children() <= before
+    assert child_pids() <= before
 
 
 def test_leaving_the_stream_early_kills_and_reaps_the_child(store: SnapshotStore) -> None:
-    chain, diff_id, _ = _big(store)
-    before = _children()
-    chunks = gzip_rebuilt(store.layer_dir(chain), store.tarsplit_path(chain), diff_id=diff_id)
-    next(chunks)
-    (child,) = _children() - before
+    _, chunks, child, before = _begun(store)
     chunks.close()
-    assert _children() <= before
+    assert child_pids() <= before
     assert not os.path.exists(f"/proc/{child}")  # reaped, not a zombie
 
 

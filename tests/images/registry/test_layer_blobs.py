@@ -27,6 +27,7 @@ from containerkit.images.registry.pull import Progress
 from containerkit.images.registry.push import Pusher
 from containerkit.images.registry.transport import RegistryTransport
 from containerkit.spec import ProgressEvent
+from tests.conftest import child_pids
 from tests.images.registry._images import BuiltImage, build_image, file_layer, sha, store_into
 from tests.images.registry.servers import Registry
 
@@ -127,15 +128,6 @@ def test_a_registry_without_the_blobs_gets_them_rebuilt_and_the_save_loads_back(
             assert other.images.read_file(loaded.id, "/etc/two") == b"two\n" * 1000
 
 
-def _children() -> set[int]:
-    """Live child processes of this one (the registries, and any layer rebuild still running)."""
-    found: set[int] = set()
-    for task in os.listdir("/proc/self/task"):
-        with open(f"/proc/self/task/{task}/children") as f:
-            found.update(int(pid) for pid in f.read().split())
-    return found
-
-
 def _stored_blobs(registry: Registry) -> list[Path]:
     return list((registry.storage / "docker" / "registry" / "v2" / "blobs").glob("sha256/*/*/data"))
 
@@ -178,10 +170,10 @@ def test_a_layer_changed_on_disk_is_refused_and_no_part_of_it_is_stored(
     changed.write_bytes(bytes(data))
     second = registry_factory()
     engine.images.tag(pulled.id, f"{second.host}/team/app:1")
-    before = _children()
+    before = child_pids()
     with pytest.raises(IntegrityError, match=f"layer {record.layers[0].diff_id}: the tar rebuilt from"):
         engine.images.push(f"{second.host}/team/app:1")
-    assert _children() <= before  # every layer's rebuild process was reaped
+    assert child_pids() <= before  # every layer's rebuild process was reaped
     diff_ids = {x.diff_id for x in record.layers}
     for blob in _stored_blobs(second):  # the other layers may have gone: each whole and right
         assert "sha256:" + hashlib.sha256(gzip.decompress(blob.read_bytes())).hexdigest() in diff_ids
@@ -200,7 +192,7 @@ def test_an_upload_that_fails_mid_layer_stops_its_rebuild_at_once(
     second = registry_factory()
     assert second.proc is not None
     engine.images.tag(pulled.id, f"{second.host}/team/big:1")
-    before = _children()
+    before = child_pids()
 
     def kill_registry(event: ProgressEvent) -> None:
         if event.action == "Pushing" and second.proc is not None and second.proc.poll() is None:
@@ -210,5 +202,5 @@ def test_an_upload_that_fails_mid_layer_stops_its_rebuild_at_once(
     with pytest.raises(Exception) as failed:  # whatever the transport makes of a dead registry
         engine.images.push(f"{second.host}/team/big:1", progress=kill_registry)
     assert second.proc.returncode is not None  # it did die mid-upload
-    assert _children() <= before - {second.proc.pid}
+    assert child_pids() <= before - {second.proc.pid}
     assert failed.value.__traceback__ is not None  # still held, as a caller holds it
