@@ -469,16 +469,15 @@ class _Shim:
         counts against a pids limit and is never frozen with the container.
         """
         spare = self.init.spare_cgroup if isinstance(self.init, BuiltinInit) else None
-        claimed: list[Path] = []
         try:
             try:
-                claimed = self._setup_cgroup(spare)
+                self._setup_cgroup(spare)
             except BaseException:
                 kill_child(pid)
                 raise
             assert self.cgroup is not None
             try:
-                self.cgroup.add_process(pid, already=claimed)
+                self.cgroup.add_process(pid)
             except Exception as exc:
                 kill_child(pid)
                 error = (
@@ -489,35 +488,27 @@ class _Shim:
             trace.mark("shim.cgroup_ready")
         finally:
             os.close(ready_w)  # before any byte: EOF, the child gives up
-            if spare is not None and not self._claimed_all(claimed):
+            if spare is not None and not (self.cgroup is not None and self.cgroup.claimed_everywhere()):
                 from containerkit.runtime import spare_cgroup
 
                 spare_cgroup.remove(spare)  # what no rename took: empty (the init moved, or was killed)
 
-    def _claimed_all(self, claimed: list[Path]) -> bool:
-        """Whether the renames took the spare cgroup in every v1 hierarchy (nothing left of it;
-        co-mounted controllers, named twice, read as not all: then it is removed anyway)."""
-        if self.cgroup is None:
-            return False
-        v1 = [key for key in self.cgroup.paths if key != "unified"]
-        return bool(claimed) and len(claimed) == len(v1)
-
-    def _setup_cgroup(self, spare: str | None = None) -> list[Path]:
+    def _setup_cgroup(self, spare: str | None = None) -> None:
         """The container's cgroup with its limits and device rules; ``spare``, the cgroup the
-        init was handed over in, is renamed to it where the kernel can (the directories that
-        took it, which hold the init already: see :mod:`.spare_cgroup`)."""
+        init was handed over in, is renamed to it where the kernel can (those directories hold
+        the init already: see :mod:`.spare_cgroup`)."""
         from containerkit.linux.cgroups import open_cgroup
         from containerkit.linux.cgroups.devices import parse_rules
 
         trace.mark("shim.cgroup_begin")
         assert self.request.cgroup_name is not None
         self.cgroup = open_cgroup(self.request.cgroup_name)
-        claimed = [] if spare is None else self.cgroup.claim(spare)
+        if spare is not None:
+            self.cgroup.claim(spare)
         self.cgroup.create()
         if self.request.resources is not None:
             self.cgroup.apply(self.request.resources)
         self.cgroup.apply_devices(parse_rules(self.device_rules))
-        return claimed
 
     # -- running -----------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import errno
 import os
 import signal
 import time
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 
 from containerkit._model import model
@@ -177,6 +177,7 @@ class CgroupManager(abc.ABC):
     def __init__(self, name: str, root: Path) -> None:
         self.name = validate_name(name)
         self.root = Path(root)
+        self._claimed: set[Path] = set()  # directories renamed from a spare (see claim)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, root={str(self.root)!r})"
@@ -238,11 +239,11 @@ class CgroupManager(abc.ABC):
     def exists(self) -> bool:
         return any(path.is_dir() for path in self._dirs())
 
-    def add_process(self, pid: int, *, already: Collection[Path] = ()) -> None:
-        """Move ``pid`` (and later its children) into this cgroup in every hierarchy; not into
-        the directories in ``already`` (where :meth:`claim` put it)."""
+    def add_process(self, pid: int) -> None:
+        """Move ``pid`` (and later its children) into this cgroup in every hierarchy; not where
+        :meth:`claim` renamed a spare holding it already."""
         for path in self._dirs():
-            if path not in already:
+            if path not in self._claimed:
                 write(path / "cgroup.procs", pid)
 
     def claim(self, spare: str) -> list[Path]:
@@ -254,6 +255,11 @@ class CgroupManager(abc.ABC):
         """
         validate_name(spare)
         return []
+
+    def claimed_everywhere(self) -> bool:
+        """Whether :meth:`claim` renamed the spare in every hierarchy that can rename (nothing
+        is left of it to remove)."""
+        return False
 
     def pids(self) -> list[int]:
         """Every process in this cgroup and in any cgroup below it, sorted."""

@@ -56,7 +56,6 @@ class CgroupV1Manager(CgroupManager):
         self._paths = {h.name: h / self.name for h, _mount in hierarchies}
         # co-mounted controllers share a directory; told apart by their mounts alone
         self._distinct = list({mount: h / self.name for h, mount in hierarchies}.values())
-        self._claimed: set[Path] = set()
         self._unified: CgroupV2Manager | None = None
         if unified is not None and _is_hierarchy(unified):
             self._unified = CgroupV2Manager(name, unified)
@@ -74,11 +73,8 @@ class CgroupV1Manager(CgroupManager):
         validate_name(spare)
         if Path(spare).parent != Path(self.name).parent:
             raise InvalidArgument(f"cgroup {spare} is no sibling of {self.name}: cannot rename it")
-        unified = None if self._unified is None else self._unified.path
         renamed = []
-        for path in self._distinct:
-            if path == unified:
-                continue
+        for path in self._renamable():
             try:
                 os.rename(path.with_name(Path(spare).name), path)
             except OSError:
@@ -86,6 +82,14 @@ class CgroupV1Manager(CgroupManager):
             renamed.append(path)
         self._claimed.update(renamed)
         return renamed
+
+    def claimed_everywhere(self) -> bool:
+        return bool(self._claimed) and self._claimed == set(self._renamable())
+
+    def _renamable(self) -> list[Path]:
+        """The distinct v1 directories (the v2 tree of a hybrid host refuses renames)."""
+        unified = None if self._unified is None else self._unified.path
+        return [path for path in self._distinct if path != unified]
 
     def _dirs(self) -> list[Path]:
         """Distinct directories, from the scan of the hierarchies (no path walk per call: a
