@@ -118,8 +118,9 @@ class Monitor:
             # route); otherwise its exit command (a restart policy) ran before the shim exited
             wait = container.wait if container.spec.auto_remove else container.wait_exit
             code = wait(None)
-        except ContainerkitError:
-            code = container.runtime_state().exit_code or 0
+        except ContainerkitError:  # removed meanwhile: the code its removal kept, if any
+            kept = self._engine.container_service.removed_exit_code(container_id)
+            code = kept if kept is not None else container.runtime_state().exit_code or 0
         except OSError as exc:
             log.warning("watching %s failed: %s", container_id[:12], exc)
             return

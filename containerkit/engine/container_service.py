@@ -576,7 +576,9 @@ class ContainerService:
             # work): the container is being killed, and take_apart finds nothing left to undo.
             with self.networks.container_lock(container.id):
                 self.networks.teardown(container.id, settle=False)
-            self.wait_exit(container.id, 30)  # the ready pipe: before the shim's process is gone
+            code = self.wait_exit(container.id, 30)  # the ready pipe: before the shim's process is gone
+            # for the waiters that read the exit after the state dir is gone (as an auto-removal)
+            self.keep_exit(container.id, code, None)
         elif status_of(state) is ContainerStatus.DEAD and state.pid_alive and state.pid is not None:
             proc.send_signal(state.pid, signal.SIGKILL, state.pid_start_time)
         self.observe_exit(container, container.runtime_state())
