@@ -1,25 +1,36 @@
 """Published-port records and host port probing.
 
 With DNAT nothing listens on the host port, so "is it free" is asked by binding a probe socket:
-a bind that fails with EADDRINUSE means a host process owns the port. A free port for
-``host_port=0`` comes from the kernel (bind to port 0) and the probe socket is closed at once;
-the small window before the rule lands is accepted, as no socket can be kept by an engine that
-may exit while its containers run. The nft rule set itself is the durable record of what we
-published (see :mod:`containerkit.network.nat`).
+a bind that fails with EADDRINUSE means a host process owns the port. No socket is kept (an
+engine may exit while its containers run), so nothing stops the kernel from handing a published
+port to the next ``bind(port 0)`` or outgoing connection, whose traffic the DNAT rule would then
+take. A random port for ``host_port=0`` is therefore drawn from *above* the kernel's automatic
+range (``net.ipv4.ip_local_port_range``, 32768-60999 by default), which neither ``bind(0)``
+nor ``connect()`` use; only when that range reaches 65535 does the kernel choose it. The nft
+rule set itself is the durable record of what we published (see :mod:`containerkit.network.nat`).
 """
 
 from __future__ import annotations
 
 import errno
+import random
 import re
 import socket
 from ipaddress import IPv4Address
+from pathlib import Path
 from typing import Literal
 
 from containerkit._model import model
 from containerkit.errors import Conflict, InvalidArgument
 
-__all__ = ["PublishedPort", "check_owner", "normalize_host_ip", "pick_free_port", "probe_free"]
+__all__ = [
+    "PublishedPort",
+    "automatic_port_range",
+    "check_owner",
+    "normalize_host_ip",
+    "pick_free_port",
+    "probe_free",
+]
 
 _OWNER_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
@@ -110,9 +121,32 @@ def probe_free(host_ip: str, port: int, protocol: str) -> None:
         raise Conflict(f"host port {host_ip}:{port}/{protocol} cannot be bound: {exc.strerror}") from None
 
 
-def pick_free_port(host_ip: str, protocol: str) -> int:
-    """A port the kernel considers free on ``host_ip`` right now (from the ephemeral range)."""
+_PORT_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+_TOP_PORT = 65535
+
+
+def automatic_port_range(path: Path = _PORT_RANGE) -> tuple[int, int]:
+    """The kernel's range for ``bind(0)`` and outgoing connections (its default if unreadable)."""
     try:
+        low, high = (int(x) for x in path.read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
+
+
+def pick_free_port(host_ip: str, protocol: str, *, automatic: tuple[int, int] | None = None) -> int:
+    """A port free on ``host_ip`` right now that the kernel will not hand out by itself: a random
+    one above its automatic range, tried until one binds; the kernel's choice when that range
+    leaves nothing above it."""
+    _, high = automatic or automatic_port_range()
+    above = range(high + 1, _TOP_PORT + 1)
+    try:
+        for port in random.sample(above, min(len(above), 64)):
+            try:
+                return _bind(host_ip, port, protocol)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise
         return _bind(host_ip, 0, protocol)
     except OSError as exc:
         if exc.errno == errno.EADDRNOTAVAIL:

@@ -74,7 +74,13 @@ def _clean(root: Path) -> None:
     leaks = [line for line in Path("/proc/mounts").read_text().splitlines() if str(root) in line]
     ps = subprocess.run(["ps", "-eo", "pid,args"], capture_output=True, text=True, check=True).stdout
     leaks += [line for line in ps.splitlines() if any(i in line for i in ids) or str(root) in line]
-    leaks += [str(p) for p in Path("/sys/fs/cgroup").glob("**/containerkit/*") if p.name in ids]
+    # each hierarchy's containerkit/<id>; no recursive walk: other tests' spare cgroups come and go
+    leaks += [
+        str(h / "containerkit" / i)
+        for h in Path("/sys/fs/cgroup").iterdir()
+        for i in ids
+        if (h / "containerkit" / i).exists()
+    ]
     assert leaks == [], leaks
 
 

@@ -5,6 +5,7 @@ import os
 import socket
 import subprocess
 import threading
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from containerkit.errors import Conflict, InvalidArgument, NotFound
 from containerkit.network import bridge, veth
 from containerkit.network.netns import iproute, netns_socket
+from containerkit.network.ports import automatic_port_range, pick_free_port
 from containerkit.spec import PortBinding
 
 
@@ -127,6 +129,45 @@ def test_port_conflicts_leave_nothing(nat: Any) -> None:
         nat.publish(PortBinding(container_port=80, host_ip="192.0.2.77"), "10.1.1.3", owner="c2")
     assert len(nat.unpublish("c1")) == 2
     assert nat.published() == []
+
+
+def test_random_ports_are_above_the_kernels_automatic_range(
+    make_net: Any, make_netns: Any, nat: Any, echo: Any, roundtrip: Any
+) -> None:
+    """A random published port the kernel could hand out again (to a later ``bind(0)`` or an
+    outgoing connection) would take that socket's traffic into the container: a test's fake
+    registry on such a port answered with the container's httpd."""
+    low, high = automatic_port_range()
+    net = make_net("r")
+    ctr = make_netns("r")
+    ip = net.attach(ctr)
+    nat.ensure_network(net.bridge, net.subnet)
+    echo(ctr, ip, 80)
+    made = nat.publish_many([PortBinding(container_port=80) for _ in range(8)], ip, owner="rnd")
+    ports = {p.host_port for p in made}
+    assert len(ports) == 8
+    assert all(high < port <= 65535 for port in ports), (ports, (low, high))
+    assert roundtrip(None, "127.0.0.1", made[0].host_port) == b"ping"
+    # host listeners the kernel places keep their own traffic
+    for _ in range(50):
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            assert listener.getsockname()[1] not in ports
+    assert len(nat.unpublish("rnd")) == 8
+
+
+def test_random_port_falls_back_to_the_kernels_choice_when_nothing_is_above(tmp_path: Path) -> None:
+    (tmp_path / "range").write_text("1024\t65535\n")
+    assert automatic_port_range(tmp_path / "range") == (1024, 65535)
+    (tmp_path / "bad").write_text("garbage\n")
+    assert automatic_port_range(tmp_path / "bad") == (32768, 60999)
+    assert automatic_port_range(tmp_path / "absent") == (32768, 60999)
+    port = pick_free_port("127.0.0.1", "tcp", automatic=(1024, 65535))
+    assert 1024 <= port <= 65535
+    above = pick_free_port("127.0.0.1", "tcp", automatic=(1024, 65000))
+    assert 65000 < above <= 65535
+    with pytest.raises(InvalidArgument, match=r"192\.0\.2\.77"):
+        pick_free_port("192.0.2.77", "tcp")
 
 
 def test_isolation_between_bridges(

@@ -167,11 +167,12 @@ class _Adapter(requests.adapters.HTTPAdapter):
 
     def build_connection_pool_key_attributes(
         self, request: requests.PreparedRequest, verify: Any, cert: Any = None
-    ) -> tuple[dict[str, Any], dict[str, Any]]:
+    ) -> tuple[Any, Any]:  # typed dicts in newer types-requests, plain dicts before
         host, pool = super().build_connection_pool_key_attributes(request, verify, cert)
-        if verify is False and "ssl_context" not in pool:
-            pool["ssl_context"] = _unverified_context()
-        return host, pool
+        kwargs: dict[str, Any] = dict(pool)
+        if verify is False and "ssl_context" not in kwargs:
+            kwargs["ssl_context"] = _unverified_context()
+        return host, kwargs
 
 
 class RegistryTransport:
