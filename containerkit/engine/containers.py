@@ -41,7 +41,6 @@ from containerkit.linux.cgroups import open_cgroup
 from containerkit.linux.inroot import Root
 from containerkit.linux.users import resolve_user
 from containerkit.runtime import logs as runtime_logs
-from containerkit.runtime.exec import ExecProcess
 from containerkit.runtime.logs import LineCursor, LogEntry, Stream
 from containerkit.runtime.state import RuntimeState
 from containerkit.runtime.task import ExitClaim, StdinWriter, Task, cgroup_name
@@ -68,6 +67,7 @@ if TYPE_CHECKING:
     # starting containers (the command line's run) loads no tar or image-writing code
     from containerkit.engine import _archive
     from containerkit.engine.container_service import ContainerService
+    from containerkit.runtime.exec import ExecProcess
 
 __all__ = ["Container", "ContainerCollection", "StatusName", "cgroup_name"]
 

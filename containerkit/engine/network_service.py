@@ -29,12 +29,16 @@ also gets accept rules in the host's iptables firewall (``network/foreign_firewa
 ``/etc/hosts`` files are bind-mounted into running containers, so they are rewritten in place
 (same inode): a peer that joins later becomes resolvable by name in containers already running.
 The default ``bridge`` network resolves no names, as in docker.
+
+The network modules (bridges, veths, NAT, address pools) are imported by the methods that use
+them: a command line's ``run --network none`` opens an engine and runs a container without them.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import hashlib
 import json
 import os
@@ -44,7 +48,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from containerkit._model import model
 from containerkit.errors import (
@@ -55,18 +59,17 @@ from containerkit.errors import (
     NotRunning,
     Unavailable,
 )
-from containerkit.network import bridge as bridges
-from containerkit.network import foreign_firewall, veth
 from containerkit.network.dns_files import hosts_file
-from containerkit.network.ipam import gateway_for, next_free, parse_subnet, pick_subnet
-from containerkit.network.nat import NFT_MISSING, NatTable, list_tables, nft_available
 from containerkit.network.netns import SpareNetns, list_netns, remove_netns
-from containerkit.network.rtnl import Rtnl
 from containerkit.runtime import trace
 from containerkit.runtime.task import Task
 from containerkit.spec import ContainerSpec, ContainerStatus
 from containerkit.storage.metadata import EndpointRecord, NetworkRecord, PortRecord
 from containerkit.storage.stores import ContainerStore, NetworkStore
+
+if TYPE_CHECKING:
+    from containerkit.network.nat import NatTable
+    from containerkit.network.rtnl import Rtnl
 
 __all__ = [
     "DEFAULT_NETWORK",
@@ -170,6 +173,9 @@ def reap_vanished_roots() -> list[str]:
     registers before its first link and releases after its last). The prefixes reaped."""
     if not _ROOTS.exists():
         return []  # no root here ever brought a network up
+    from containerkit.network import foreign_firewall
+    from containerkit.network.nft import list_tables
+
     names = sorted(os.listdir("/sys/class/net"))  # cheap: no netlink, no pyroute2 import
     live: set[str] = set()
     vanished: set[str] = set()
@@ -185,6 +191,10 @@ def reap_vanished_roots() -> list[str]:
     seen |= {t for t in tables if _OUR_TABLE.match(t)}
     reaped = []
     for prefix in sorted(vanished | (seen - live)):
+        from containerkit.network import bridge as bridges
+        from containerkit.network import veth
+        from containerkit.network.nat import NatTable
+
         with flock(_ROOTS / f".{prefix}.lock"):
             if (_ROOTS / prefix).exists() and prefix not in vanished:
                 continue  # registered meanwhile: a root is bringing its network up
@@ -219,7 +229,6 @@ class NetworkService:
         container id to its runtime Task (its lock, its run state, its hosts file)."""
         self.root = root
         self.prefix = link_prefix(root)
-        self.nat = NatTable(self.prefix, lock_path=root / "nft.lock")
         self._networks = networks
         self._containers = containers
         self._task = task
@@ -229,6 +238,14 @@ class NetworkService:
     def close(self) -> None:
         """Free what is held for the next container (a network namespace made ahead)."""
         self._spare_netns.close()
+
+    @functools.cached_property
+    def nat(self) -> NatTable:
+        """This root's nft table (made on first use: a root without bridge networks never loads
+        the NAT code)."""
+        from containerkit.network.nat import NatTable
+
+        return NatTable(self.prefix, lock_path=self.root / "nft.lock")
 
     # -- names ----------------------------------------------------------------------------------
 
@@ -265,6 +282,9 @@ class NetworkService:
         labels: Mapping[str, str] | None,
     ) -> NetworkRecord:
         """A network's record, not stored yet: ``subnet`` defaults to a free one from docker's pool."""
+        from containerkit.network import bridge as bridges
+        from containerkit.network.ipam import gateway_for, parse_subnet
+
         network_id = secrets.token_hex(32)
         if subnet is None:
             with flock(_HOST_LOCK):
@@ -314,6 +334,9 @@ class NetworkService:
             self._bring_down(record)
 
     def _free_subnet(self, exclude: str | None = None) -> IPv4Network:
+        from containerkit.network import bridge as bridges
+        from containerkit.network.ipam import pick_subnet
+
         ours = [IPv4Network(n.subnet) for n in self._networks.all() if n.id != exclude]
         return pick_subnet([*ours, _DOCKER0], bridges.host_networks())
 
@@ -330,6 +353,9 @@ class NetworkService:
     def _ensure_up(self, record: NetworkRecord) -> NetworkRecord:
         """The network's bridge and rules exist (the caller holds the root lock); returns the
         (possibly re-addressed) record."""
+        from containerkit.network import bridge as bridges
+        from containerkit.network.ipam import gateway_for
+
         if bridges.bridge_exists(record.bridge):
             return record
         with flock(_HOST_LOCK):
@@ -346,6 +372,10 @@ class NetworkService:
     def _bring_up(self, record: NetworkRecord) -> None:
         """Bridge, our nft rules, and accept rules in a foreign iptables firewall (Docker's
         FORWARD DROP); all or nothing."""
+        from containerkit.network import bridge as bridges
+        from containerkit.network import foreign_firewall
+        from containerkit.network.nft import NFT_MISSING, nft_available
+
         if not nft_available():
             raise Unavailable(f"network {record.name}: {NFT_MISSING}")
         self._claim_prefix()
@@ -363,6 +393,9 @@ class NetworkService:
             raise
 
     def _bring_down(self, record: NetworkRecord) -> None:
+        from containerkit.network import bridge as bridges
+        from containerkit.network import foreign_firewall
+
         foreign_firewall.forget_bridge(record.bridge)
         self.nat.remove_network(record.bridge)
         bridges.remove_bridge(record.bridge)
@@ -378,6 +411,8 @@ class NetworkService:
 
     def release_idle(self) -> None:
         """Take the default network's bridge down while no container is attached to it."""
+        from containerkit.network import bridge as bridges
+
         with contextlib.suppress(NotFound):
             record = self._networks.find(DEFAULT_NETWORK)
             if not bridges.bridge_exists(record.bridge):
@@ -393,6 +428,8 @@ class NetworkService:
         """Check the spec's network fields against its mode; Conflict/NotFound/InvalidArgument."""
         kind, arg = mode_of(spec.network)
         if spec.mac_address:
+            from containerkit.network import veth
+
             veth.check_mac(spec.mac_address)
         for alias in spec.aliases:
             if not _ALIAS_RE.match(alias):
@@ -462,6 +499,8 @@ class NetworkService:
         return None
 
     def _allocate(self, network: NetworkRecord, endpoint: EndpointRecord, mac: str | None) -> EndpointRecord:
+        from containerkit.network.ipam import next_free
+
         def choose(
             attached: set[str], reserved: set[str], ep: EndpointRecord, net: NetworkRecord
         ) -> tuple[str, str]:
@@ -530,12 +569,16 @@ class NetworkService:
     def settle(host_ifnames: list[str]) -> None:
         """Return once the veths :meth:`teardown` named are gone (see there)."""
         if host_ifnames:
+            from containerkit.network import veth
+
             veth.wait_gone(host_ifnames)
             trace.mark("net.settled")
 
     def _teardown_locked(self, container_id: str) -> None:
         attached = [e for e in self._networks.endpoints(container_id=container_id) if e.attached]
         for endpoint in attached:  # gone from the host in a moment, deleted in the background
+            from containerkit.network import veth
+
             veth.retire(endpoint.host_ifname or self.host_ifname(container_id, endpoint.network_id))
         if self._networks.ports(container_id):
             self.nat.unpublish(container_id)
@@ -607,6 +650,8 @@ class NetworkService:
 
     def connect(self, network: NetworkRecord, container_id: str, aliases: Iterable[str]) -> None:
         """Connect a container (plugged in now if it runs, else at its next start)."""
+        from containerkit.network import veth
+
         record = self._containers.get(container_id)
         spec = ContainerSpec.from_json(record.spec_json)
         kind, _ = mode_of(spec.network)
@@ -637,6 +682,8 @@ class NetworkService:
                 self.refresh_hosts([network.id], also=container_id)
 
     def disconnect(self, network: NetworkRecord, container_id: str) -> None:
+        from containerkit.network import veth
+
         with self.container_lock(container_id), self.root_lock():
             found = [
                 e for e in self._networks.endpoints(container_id=container_id) if e.network_id == network.id
@@ -664,6 +711,8 @@ class NetworkService:
         networks = self._networks.all()
         for container_id in sorted(suspects):
             if container_id not in known:
+                from containerkit.network import veth
+
                 with self.root_lock():
                     for network in networks:
                         veth.detach(self.host_ifname(container_id, network.id))
@@ -685,6 +734,8 @@ class NetworkService:
     def _recover_links(self) -> None:
         """Delete this root's veths no attached endpoint accounts for (a crash between creating a
         pair and recording it)."""
+        from containerkit.network import veth
+
         wanted = {e.host_ifname for e in self._networks.endpoints() if e.attached}
         prefix = self.prefix + "v"
         # the names from sysfs, as reap_vanished_roots lists them: asking netlink through
@@ -709,6 +760,8 @@ class NetworkService:
 
 
 def _plug(path: Path, network: NetworkRecord, endpoint: EndpointRecord, inside: Rtnl | None = None) -> None:
+    from containerkit.network import veth
+
     assert endpoint.ip is not None and endpoint.host_ifname is not None
     subnet = IPv4Network(network.subnet)
     routed = endpoint.position == 0 and not network.internal

@@ -21,13 +21,13 @@ import attrs
 from containerkit.engine.events import EventLog
 from containerkit.engine.network_service import DEFAULT_NETWORK, NetworkService
 from containerkit.errors import Conflict, NotFound
-from containerkit.network.nat import NatTable
 from containerkit.spec import check_object_name, label_matches, normalise_filters
 from containerkit.storage.metadata import NetworkRecord
 from containerkit.storage.stores import NetworkStore
 
 if TYPE_CHECKING:
     from containerkit.engine.containers import Container, ContainerCollection
+    from containerkit.network.nat import NatTable
 
 __all__ = ["Network", "NetworkCollection"]
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import posixpath
 import stat
-import tarfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -64,6 +63,8 @@ class MergedView:
     def _apply(self, n: int, path: Path) -> None:
         # per use: a view of unpacked layers (a container's create reads /etc/passwd) needs no
         # decompressors, and the archive module loads zstd, gzip and the tar writer
+        import tarfile
+
         from containerkit.images.archive import open_uncompressed
 
         added: dict[str, _Entry] = {}
@@ -152,6 +153,8 @@ class MergedView:
             return None
         if entry.size > max_bytes:
             raise InvalidArgument(f"{path} in the image is larger than {max_bytes} bytes")
+        import tarfile
+
         from containerkit.images.archive import open_uncompressed
 
         with self._layers[entry.layer].open("rb") as raw:

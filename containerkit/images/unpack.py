@@ -58,17 +58,14 @@ from typing import IO, BinaryIO, Literal, TypeVar, cast
 import zstandard
 
 from containerkit._log import get_logger
-from containerkit._model import model
 from containerkit.errors import ContainerkitError, IntegrityError, InvalidArgument, Unavailable, UnsafeArchive
 from containerkit.images._ahead import made_ahead
+from containerkit.images.unpacked import DEFAULT_MAX_BYTES, UnpackResult
 from containerkit.linux.inroot import RESOLVE_BENEATH, RESOLVE_NO_MAGICLINKS, RESOLVE_NO_SYMLINKS, openat2
 
 __all__ = ["DEFAULT_MAX_BYTES", "UnpackResult", "unpack_layer"]
 
 log = get_logger(__name__)
-
-DEFAULT_MAX_BYTES = 32 << 30
-"""Default cap on a layer's uncompressed size: far above any sane layer, far below a full disk."""
 
 _CHUNK = 1 << 20
 _PREFETCH_DEPTH = 8
@@ -91,18 +88,6 @@ _T = TypeVar("_T")
 # tarfile's header errors say why a stream stopped; typeshed does not list them
 _EOF_HEADER: type[Exception] = tarfile.EOFHeaderError  # type: ignore[attr-defined]
 _INVALID_HEADER: type[Exception] = tarfile.InvalidHeaderError  # type: ignore[attr-defined]
-
-
-@model
-class UnpackResult:
-    """What unpacking one layer found: its diff_id, uncompressed size, and the whiteouts it held."""
-
-    diff_id: str
-    size: int
-    whiteouts: tuple[str, ...] = ()
-    """Paths (relative to the layer root) this layer deletes from the layers below."""
-    opaque_dirs: tuple[str, ...] = ()
-    """Directories (relative, ``""`` for the root) whose lower content this layer hides."""
 
 
 # --- the byte stream: decompress, count, hash --------------------------------------------------

@@ -36,7 +36,7 @@ from containerkit._model import model
 from containerkit.errors import ContainerkitError
 from containerkit.linux.nftables import open_nftables
 from containerkit.network._ifname import check_ifname
-from containerkit.network.nat import list_tables
+from containerkit.network.nft import list_tables
 
 __all__ = [
     "COMMENT_PREFIX",

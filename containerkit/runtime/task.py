@@ -22,13 +22,12 @@ import shutil
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from containerkit.errors import NotFound, RuntimeFailure
 from containerkit.linux import inotify, proc
 from containerkit.linux.cgroups import exists_anywhere, open_cgroup
 from containerkit.runtime import logs
-from containerkit.runtime.exec import ExecProcess, start_exec
 from containerkit.runtime.health import read_health
 from containerkit.runtime.iopump import request_resize
 from containerkit.runtime.launcher import Launcher
@@ -48,6 +47,9 @@ from containerkit.runtime.state import (
     write_json_atomic,
 )
 from containerkit.spec import ContainerStatus, Health, HealthResult, Resources
+
+if TYPE_CHECKING:
+    from containerkit.runtime.exec import ExecProcess
 
 __all__ = ["ExitClaim", "StdinWriter", "Task", "cgroup_name"]
 
@@ -291,6 +293,8 @@ class Task:
         launcher: Any = None,
     ) -> ExecProcess | None:
         """Start ``process`` in the running container; None when it is not running."""
+        from containerkit.runtime.exec import start_exec  # loaded by the first exec
+
         state = self.state()
         if not state.running or state.pid is None:
             return None

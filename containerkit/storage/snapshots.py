@@ -72,7 +72,7 @@ import attrs
 
 from containerkit._model import model
 from containerkit.errors import Conflict, IntegrityError, InvalidArgument, NotFound
-from containerkit.images.unpack import DEFAULT_MAX_BYTES, UnpackResult
+from containerkit.images.unpacked import DEFAULT_MAX_BYTES, UnpackResult
 from containerkit.linux import idmap, overlay, staging
 from containerkit.storage._apply import apply_layer_dir
 from containerkit.storage.trash import Trash

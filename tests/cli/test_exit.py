@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.cli.conftest import IMAGE
+import pytest
+
+from tests.cli.conftest import IMAGE, invoke
 
 SCRIPT = """
 import atexit, sys
@@ -98,12 +101,41 @@ NOT_FOR_RUN = (
 )
 
 
-def test_run_loads_only_what_it_uses(cli_root: Path, tmp_path: Path) -> None:
-    out = tmp_path / "modules.json"
-    code = RUN_LOADS.format(out=str(out), root=str(cli_root), image=IMAGE)
+# ... nor, on a root without bridge networks, for the network's, exec's and unpacking's code
+NOT_FOR_RUN_WITHOUT_NETWORK = (
+    "containerkit.network.bridge",
+    "containerkit.network.ipam",
+    "containerkit.network.nat",
+    "containerkit.network.ports",
+    "containerkit.network.veth",
+    "containerkit.runtime.exec",
+    "containerkit.images.unpack",
+    "tarfile",
+    "zstandard",
+)
+
+
+def _modules_of_a_run(root: Path, out: Path) -> set[str]:
+    code = RUN_LOADS.format(out=str(out), root=str(root), image=IMAGE)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout == "ran\n"
     loaded = set(json.loads(out.read_text()))
     assert "containerkit.engine.container_service" in loaded  # it did run a container
+    return loaded
+
+
+def test_run_loads_only_what_it_uses(cli_root: Path, tmp_path: Path) -> None:
+    loaded = _modules_of_a_run(cli_root, tmp_path / "modules.json")
     assert not loaded & set(NOT_FOR_RUN)
+
+
+def test_run_without_a_network_loads_no_network_code(busybox_rootfs_tar: Path, tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root: containers use namespaces, mounts and cgroups")
+    # a root of its own: where a bridge network exists, opening the engine sweeps its rules
+    root = tmp_path / "root"
+    imported = invoke(root, "import", "--change", 'CMD ["sh"]', str(busybox_rootfs_tar), IMAGE)
+    assert imported.exit_code == 0, imported.output
+    loaded = _modules_of_a_run(root, tmp_path / "modules.json")
+    assert not loaded & {*NOT_FOR_RUN, *NOT_FOR_RUN_WITHOUT_NETWORK}
