@@ -36,7 +36,6 @@ from containerkit.errors import (
     NotRunning,
     Timeout,
 )
-from containerkit.linux import ps
 from containerkit.linux.cgroups import open_cgroup
 from containerkit.linux.inroot import Root
 from containerkit.linux.users import resolve_user
@@ -805,6 +804,8 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
 
     def top(self) -> dict[str, Any]:
         """docker's ``top`` shape: ``{"Titles": [...], "Processes": [[...], ...]}``."""
+        from containerkit.linux import ps
+
         state = self._running_state()
         # Only the container's own processes: an exec helper sits in the cgroup while it waits
         # for its command, but lives in the host's pid namespace (the container never sees it).

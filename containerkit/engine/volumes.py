@@ -25,7 +25,6 @@ from typing import Any
 
 from containerkit.engine.events import EventLog
 from containerkit.errors import Conflict, ContainerkitError, InvalidArgument, NotFound
-from containerkit.linux import volume_mounts
 from containerkit.spec import Volume, check_object_name, label_matches, normalise_filters
 from containerkit.storage.metadata import Database, VolumeRecord
 
@@ -161,6 +160,8 @@ class VolumeCollection:
         opts = self.options(name)
         if not opts:
             return
+        from containerkit.linux import volume_mounts  # only volumes with options mount
+
         target = str(self._root / name / "_data")
         if volume_mounts.is_mounted(target):
             return
@@ -180,6 +181,8 @@ class VolumeCollection:
         a tmpfs volume's data with it, as docker's local driver."""
         if not self.options(name):
             return
+        from containerkit.linux import volume_mounts
+
         target = str(self._root / name / "_data")
         while volume_mounts.is_mounted(target):  # a mount raced in twice: both go
             volume_mounts.unmount(target)
@@ -233,6 +236,8 @@ class VolumeCollection:
             raise Conflict(f"remove {name}: volume is in use - [{', '.join(users)}]")
         with contextlib.suppress(ContainerkitError):
             self.unmount(record.name)  # never rmtree through a mount (a bind's host files)
+        from containerkit.linux import volume_mounts
+
         if volume_mounts.is_mounted(record.mountpoint):
             raise Conflict(f"remove {name}: volume is still mounted at {record.mountpoint}")
         self._metadata.volumes.remove(record.name)

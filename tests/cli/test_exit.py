@@ -110,6 +110,8 @@ NOT_FOR_RUN_WITHOUT_NETWORK = (
     "containerkit.network.veth",
     "containerkit.runtime.exec",
     "containerkit.images.unpack",
+    "containerkit.linux.ps",
+    "containerkit.linux.volume_mounts",
     "tarfile",
     "zstandard",
 )
