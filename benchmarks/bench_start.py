@@ -61,7 +61,9 @@ PHASES: list[tuple[str, str]] = [
 
 _CGROUP_SIDE = [
     ("shim.cgroup_begin", "shim, beside the init: from the hand-over to the cgroup's setup"),
-    ("shim.cgroup_ready", "shim, beside the init: cgroup mkdirs, limits, devices, move"),
+    ("shim.cgroup_claimed", "shim, beside the init: spare cgroup renamed (waits for cgroup_mutex)"),
+    ("shim.cgroup_limits", "shim, beside the init: v2 mkdir, limits, device rules"),
+    ("shim.cgroup_ready", "shim, beside the init: move into the v2 tree, init told"),
     ("shim.cgroup_state_log", "shim, beside the init: first state.json, log"),
 ]
 

@@ -84,13 +84,17 @@ class ContainerService:
         launcher: Callable[[], Launcher | None],
         default_pids_limit: int | None = None,
         userns_remap: str | None = None,
+        prime_start: Callable[[], None] = lambda: None,
     ) -> None:
+        """``prime_start``: called as a create begins, for the start that usually follows (see
+        :meth:`~containerkit.runtime.spawner.Spawner.prime`)."""
         self.metadata = metadata
         self.snapshots = snapshots
         self.images = images
         self.volumes = volumes
         self.networks = networks
         self.launcher = launcher
+        self.prime_start = prime_start
         self.default_pids_limit = default_pids_limit
         self.userns_remap = userns_remap
         self.runc_root = root / "runc"
@@ -123,6 +127,7 @@ class ContainerService:
     def create(self, spec: ContainerSpec, *, extra: Mapping[str, Any] | None = None) -> Container:
         """``extra``: what a front-end keeps with the container (``Container.extra``), stored
         with its record rather than by a commit of its own after the create."""
+        self.prime_start()
         image = self.images.get(spec.image)
         net = self.networks.plan(spec)
         container_id = secrets.token_hex(32)

@@ -124,6 +124,7 @@ class Engine:
             launcher=lambda: self.spawner,
             default_pids_limit=self.default_pids_limit,
             userns_remap=self.userns_remap,
+            prime_start=self._prime_start,
         )
         self.containers = ContainerCollection(self.container_service)
         self.images.builder = Builder(self.images, self.containers)
@@ -167,6 +168,13 @@ class Engine:
                 # else the first containers need not wait for its interpreter: direct_until_ready
                 self._spawner = Spawner(direct_until_ready=True, fork=True)
             return self._spawner
+
+    def _prime_start(self) -> None:
+        """Begin a start's cgroup wait early, where a fork server already runs (none is started
+        for it: a create alone needs none)."""
+        spawner = self._spawner
+        if spawner is not None:
+            spawner.prime()
 
     def recover(self) -> list[str]:
         """Clean what a killed process left: containers it was creating (rolled back) or removing

@@ -431,14 +431,21 @@ def prepare_init(close: tuple[int, ...] = (), *, cgroup: bool = False) -> Prepar
     """Fork the init of the next container now (called by a spare shim before its request).
 
     ``close``: fds of the caller the init must not hold (the spare's request socket).
-    ``cgroup``: also make a spare cgroup and move the init into it (:mod:`.spare_cgroup`).
+    ``cgroup``: also make a spare cgroup, which the init moves itself into before this returns
+    (:mod:`.spare_cgroup`).
     """
+    spare = None
+    if cgroup:
+        from containerkit.runtime import spare_cgroup
+
+        spare = spare_cgroup.make()
     previous = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
         _libc.libc.unshare(_libc.CLONE_NEWPID)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     except BaseException:
         os.close(previous)
+        _remove_spare(spare)
         raise
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the prepared init
@@ -446,19 +453,44 @@ def prepare_init(close: tuple[int, ...] = (), *, cgroup: bool = False) -> Prepar
         os.close(previous)
         for fd in close:
             os.close(fd)
-        _await_init_work(theirs)
+        _await_init_work(theirs, spare)
     theirs.close()
-    spare = None
-    if cgroup:
+    prepared = PreparedInit(pid, ours, previous, spare)
+    if spare is not None:
+        try:
+            joined = ours.recv(1) == _JOINED
+        except OSError:
+            joined = False
+        if not joined:  # it runs outside the spare cgroup: the shim makes and joins the cgroup
+            _remove_spare(spare)
+            prepared.cgroup = None
+    return prepared
+
+
+_JOINED = b"j"
+"""The prepared init's byte: it is in its spare cgroup (any other byte, or EOF: it is not)."""
+
+
+def _remove_spare(name: str | None) -> None:
+    if name is not None:
         from containerkit.runtime import spare_cgroup
 
-        spare = spare_cgroup.make(pid)
-    return PreparedInit(pid, ours, previous, spare)
+        spare_cgroup.remove(name)
 
 
-def _await_init_work(sock: socket.socket) -> NoReturn:  # pragma: no cover - the prepared init
-    """Make a network namespace, wait for the shim's message and fds, then run the init."""
+def _await_init_work(
+    sock: socket.socket, spare: str | None
+) -> NoReturn:  # pragma: no cover - the prepared init
+    """Join the spare cgroup, make a network namespace, wait for the shim's message and fds,
+    then run the init."""
     os.setsid()  # out of the spawner's process group: no terminal signal reaches us meanwhile
+    if spare is not None:
+        from containerkit.runtime import spare_cgroup
+
+        try:
+            sock.send(_JOINED if spare_cgroup.join(spare) else b"n")
+        except OSError:
+            os._exit(0)
     from containerkit.runtime import builtin
 
     try:

@@ -505,10 +505,12 @@ class _Shim:
         self.cgroup = open_cgroup(self.request.cgroup_name)
         if spare is not None:
             self.cgroup.claim(spare)
+        trace.mark("shim.cgroup_claimed")
         self.cgroup.create()
         if self.request.resources is not None:
             self.cgroup.apply(self.request.resources)
         self.cgroup.apply_devices(parse_rules(self.device_rules))
+        trace.mark("shim.cgroup_limits")
 
     # -- running -----------------------------------------------------------------------
 

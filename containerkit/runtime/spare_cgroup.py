@@ -3,7 +3,9 @@
 A start's shim made the container's cgroup in every v1 hierarchy (a dozen mkdirs) and moved
 the init into each while the init waited for it before its cgroup namespace. A spare shim (see
 :mod:`~containerkit.runtime.spawner`) now makes ``containerkit/spare-<its pid>`` in every v1
-hierarchy while it is idle and moves its prepared init in; the shim renames it to the
+hierarchy while it is idle (:func:`make`), and the init it forks ahead moves itself in
+(:func:`join`: a thread moving itself takes no global lock, see
+:meth:`~containerkit.linux.cgroups.CgroupManager.join_this_thread`); the shim renames it to the
 container's cgroup (:meth:`~containerkit.linux.cgroups.CgroupManager.claim`), then makes the
 rest (the v2 tree, which refuses renames), writes the container's limits and device rules and
 moves the init where it is not yet, all before the init goes on, as before. On a v2-only host
@@ -22,7 +24,7 @@ import os
 from containerkit.errors import ContainerkitError
 from containerkit.linux.cgroups import list_cgroups, open_cgroup, probe
 
-__all__ = ["CGROUP_PARENT", "make", "name_for", "remove", "sweep"]
+__all__ = ["CGROUP_PARENT", "join", "make", "name_for", "remove", "sweep"]
 
 CGROUP_PARENT = "containerkit"
 """The cgroup every container's own cgroup sits in, below each hierarchy's root."""
@@ -34,23 +36,32 @@ def name_for(shim_pid: int) -> str:
     return f"{CGROUP_PARENT}/{_PREFIX}{shim_pid}"
 
 
-def make(init_pid: int) -> str | None:
-    """Make this spare shim's cgroup in every v1 hierarchy and move ``init_pid`` into it; its
-    name, or None on a v2-only host or when that fails (the shim then makes the cgroup)."""
+def make() -> str | None:
+    """Make this spare shim's cgroup in every v1 hierarchy, for the init it forks next to
+    :func:`join`; its name, or None on a v2-only host or when that fails (the shim then makes
+    the cgroup)."""
     try:
         if probe() == "unified":
             return None
         name = name_for(os.getpid())
-        cgroup = open_cgroup(name, mode="legacy")  # the v1 hierarchies, without the v2 tree
         try:
-            cgroup.create()
-            cgroup.add_process(init_pid)
+            open_cgroup(name, mode="legacy").create()  # the v1 hierarchies, without the v2 tree
         except BaseException:
             remove(name)
             raise
     except (OSError, ContainerkitError):
         return None
     return name
+
+
+def join(name: str) -> bool:
+    """Move the calling (single-threaded) process into the spare cgroup ``name``; whether it
+    is in it everywhere."""
+    try:
+        open_cgroup(name, mode="legacy").join_this_thread()
+    except (OSError, ContainerkitError):
+        return False
+    return True
 
 
 def remove(name: str) -> None:

@@ -249,6 +249,15 @@ class Spawner:
             self._ensure_started()
             return self._call_locked(message, fds or [])
 
+    def prime(self) -> None:
+        """A start is coming (a create has begun): begin the kernel's wait for its cgroup
+        migration now (see :func:`~containerkit.linux.cgroups.prime.prime_migration`), where a
+        ready fork server can be "moved" where it is. The create's own work and the shim's
+        hand-over then run during that grace period instead of before it. Never blocks."""
+        process = self._process
+        if process is not None and self._ready:
+            prime_migration(process.pid)
+
     def spawn_shim(self, request: ShimRequest, *, ready_fd: int) -> int | None:
         """Fork a shim for ``request``; it reports on ``ready_fd``. Returns the shim's pid
         (None when this process forked it, see ``direct_until_ready``)."""

@@ -87,7 +87,7 @@ class FakeCgroupfs:
             _fill(self.root / name, files)
             return
         for controller in wanted:
-            files = dict(V1_FILES[controller], **{"cgroup.procs": ""})
+            files = dict(V1_FILES[controller], **{"cgroup.procs": "", "tasks": ""})
             if controller == "memory" and not memsw:
                 del files["memory.memsw.limit_in_bytes"]
             _fill(self.root / controller / name, files)

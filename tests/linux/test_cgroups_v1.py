@@ -145,6 +145,16 @@ def test_no_memory_hierarchy_means_zero_ooms(tmp_path: Path) -> None:
     assert open_cgroup("c1", root=tmp_path, mode="legacy").oom_kill_count() == 0
 
 
+def test_join_this_thread_writes_tasks_in_v1_and_procs_in_the_v2_tree(fake: FakeCgroupfs) -> None:
+    (fake.root / "unified/containerkit/c1").mkdir(parents=True)
+    fake.write("unified/containerkit/c1/cgroup.procs", "")
+    _open(fake).join_this_thread()
+    for controller in fake.controllers:
+        assert fake.read(f"{controller}/containerkit/c1/tasks") == "0"
+        assert fake.read(f"{controller}/containerkit/c1/cgroup.procs") == ""
+    assert fake.read("unified/containerkit/c1/cgroup.procs") == "0"
+
+
 # -- real v1 hierarchies ----------------------------------------------------------------------
 
 
@@ -181,6 +191,31 @@ def _gone(pid: int) -> bool:
 
 def _cpu_ns(cgroup: CgroupManager) -> int:
     return cgroup.stats().cpu_usage_ns
+
+
+def test_real_join_this_thread_moves_a_single_threaded_process_everywhere(real: CgroupManager) -> None:
+    """What a spare shim's prepared init does: it moves itself in, through v1's ``tasks``
+    (no global lock, no RCU grace period) and the v2 tree's ``cgroup.procs``."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the forked child
+        code = 0
+        try:
+            os.close(read_end)
+            real.join_this_thread()
+            os.write(write_end, Path("/proc/self/cgroup").read_bytes())
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as reader:
+        lines = reader.read().decode().splitlines()
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    where = {line.split(":", 2)[1]: line.split(":", 2)[2] for line in lines}
+    hierarchies = {h.name for h in ROOT.iterdir() if h.name != "unified" and (h / "cgroup.procs").exists()}
+    assert len(where) >= len(hierarchies)
+    assert all(path == f"/{real.name}" for path in where.values()), where
 
 
 def test_real_memory_limit_oom_kills(real: CgroupManager, spawn: Spawner) -> None:
