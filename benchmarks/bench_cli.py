@@ -15,11 +15,17 @@ containerkitd on the same root, and ``docker run --rm`` when a dockerd answers.
 script beside it), e.g. a venv of Debian's /usr/bin/python3 with this checkout installed, which
 is what a Debian user runs; the engine, the image and the daemon stay this interpreter's.
 
+``--baseline DIR`` adds the same ``run --rm --network none`` with the ``containerkit`` package of
+another tree (``DIR/containerkit``, e.g. ``git archive HEAD~3 containerkit | tar -x -C DIR``) put
+first on ``PYTHONPATH``: a change to what the command imports, measured against the code before
+it in the same interleaved run (same interpreter, same root and image).
+
 ``--phases`` prints where one ``containerkit run --rm --network none`` spends its time instead,
 from exec to exit (medians over the runs; see ``_cli_phases.py``), and the ``-X importtime``
 self times grouped by package (``-X importtime`` slows imports: read them as shares).
 
     python3 benchmarks/bench_cli.py [--runs 20] [--python /tmp/venv-deb/bin/python] [--phases]
+                                    [--baseline /tmp/before]
 """
 
 from __future__ import annotations
@@ -49,8 +55,18 @@ from _peers import containerkitd
 import containerkit as ck
 
 
-def _shell(argv: list[str]) -> Callable[[], object]:
-    return lambda: subprocess.run(argv, check=True, capture_output=True, stdin=subprocess.DEVNULL)
+def _shell(argv: list[str], env: dict[str, str] | None = None) -> Callable[[], object]:
+    return lambda: subprocess.run(argv, check=True, capture_output=True, stdin=subprocess.DEVNULL, env=env)
+
+
+def _baseline_env(tree: Path, python: str) -> dict[str, str]:
+    """The environment that makes the console script import ``tree/containerkit`` (byte-compiled
+    first, as this checkout is) instead of the installed package."""
+    package = tree / "containerkit"
+    if not (package / "__init__.py").is_file():
+        sys.exit(f"--baseline: no containerkit package in {tree}")
+    subprocess.run([python, "-m", "compileall", "-q", str(package)], check=True)
+    return dict(os.environ, PYTHONPATH=str(tree.resolve()))
 
 
 _IN_PROCESS = "in-process start-to-exit (Engine open)"
@@ -131,6 +147,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--python", help="the interpreter whose install to time (default: this one)")
     parser.add_argument("--phases", action="store_true", help="where a run spends its time, phase by phase")
+    parser.add_argument(
+        "--baseline", type=Path, help="a tree whose containerkit package to time beside this one"
+    )
     args = parser.parse_args()
     python = args.python or sys.executable
     found = str(Path(python).parent / "containerkit") if args.python else containerkit_command()
@@ -161,6 +180,10 @@ def main() -> None:
         for network in ("none", "bridge"):
             argv = [cli, "--root", str(root), "run", "--rm", "--network", network, IMAGE, "true"]
             contenders[f"containerkit run --rm --network {network}"] = _shell(argv)
+        if args.baseline is not None:
+            argv = [cli, "--root", str(root), "run", "--rm", "--network", "none", IMAGE, "true"]
+            baseline = _shell(argv, _baseline_env(args.baseline, python))
+            contenders["containerkit run --rm --network none (base)"] = baseline
         # the floor's second part: start-to-exit in a process whose engine is open already (its
         # own root, so its open database does not change how the commands' ones close)
         floor = ck.Engine(root=Path(tmp) / "floor-root")
