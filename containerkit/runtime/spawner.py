@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 from containerkit._forkready import single_threaded
 from containerkit.errors import ContainerkitError, RuntimeFailure, Unavailable, error_class_for
-from containerkit.linux.cgroups.prime import prime_migration
+from containerkit.linux.cgroups.prime import MigrationPrimer
 from containerkit.linux.proc import default_signals, install_stdio
 from containerkit.runtime import _sync, trace
 
@@ -92,6 +92,7 @@ class Spawner:
         # a fresh interpreter's forkserver that takes over from a forked one (see _succeed_locked)
         self._successor: tuple[socket.socket, subprocess.Popen[bytes]] | None = None
         self._retired: list[_Forked | subprocess.Popen[bytes]] = []
+        self._primer = MigrationPrimer()
 
     def __enter__(self) -> Spawner:
         return self
@@ -251,12 +252,11 @@ class Spawner:
 
     def prime(self) -> None:
         """A start is coming (a create has begun): begin the kernel's wait for its cgroup
-        migration now (see :func:`~containerkit.linux.cgroups.prime.prime_migration`), where a
-        ready fork server can be "moved" where it is. The create's own work and the shim's
-        hand-over then run during that grace period instead of before it. Never blocks."""
-        process = self._process
-        if process is not None and self._ready:
-            prime_migration(process.pid)
+        migration now (see :mod:`containerkit.linux.cgroups.prime`) where a fork server is
+        ready. The create's own work and the shim's hand-over then run during that grace
+        period instead of before it. Never blocks."""
+        if self._process is not None and self._ready:
+            self._primer.prime()
 
     def spawn_shim(self, request: ShimRequest, *, ready_fd: int) -> int | None:
         """Fork a shim for ``request``; it reports on ``ready_fd``. Returns the shim's pid
@@ -272,8 +272,7 @@ class Spawner:
             )
             if not direct:
                 self._await_ready_locked(block=True)
-                if self._process is not None:  # the shim's move of the init then waits less
-                    prime_migration(self._process.pid)
+                self._primer.prime()  # the shim's move of the init then waits less
                 return int(self._call_locked({"op": "shim", "request": request.to_dict()}, [ready_fd])["pid"])
         from containerkit.runtime.launcher import DirectLauncher
         from containerkit.runtime.shim import run_shim
@@ -298,6 +297,7 @@ class Spawner:
         """Stop the forkserver (shims and exec helpers it forked keep running)."""
         with self._lock:
             self._shutdown_locked()
+        self._primer.close()
 
     def _shutdown_locked(self) -> int | None:
         self._ready = False
