@@ -135,7 +135,8 @@ def test_run_loads_only_what_it_uses(cli_root: Path, tmp_path: Path) -> None:
 def test_run_without_a_network_loads_no_network_code(busybox_rootfs_tar: Path, tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("needs root: containers use namespaces, mounts and cgroups")
-    # a root of its own: where a bridge network exists, opening the engine sweeps its rules
+    # a root of its own: where a bridge network exists, opening the engine sweeps its rules;
+    # the import's engine has reaped what vanished roots left on the host (reaping loads them)
     root = tmp_path / "root"
     imported = invoke(root, "import", "--change", 'CMD ["sh"]', str(busybox_rootfs_tar), IMAGE)
     assert imported.exit_code == 0, imported.output
