@@ -17,8 +17,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from containerkit._model import model
-from containerkit.errors import InvalidArgument, UnsafeArchive
-from containerkit.linux import _libc
+from containerkit.errors import InvalidArgument, Unavailable, UnsafeArchive
+from containerkit.linux import _libc, inroot
 from containerkit.linux._libc import (
     MNT_DETACH,
     MS_BIND,
@@ -54,6 +54,7 @@ __all__ = [
     "opened_in_root",
     "parse_mount_options",
     "pivot_root",
+    "read_cgroup_hierarchies_ahead",
     "readonly_path",
     "real_dir",
     "remount_readonly",
@@ -216,11 +217,27 @@ def _check_inside(root: str, fd: int, shown: str) -> None:
 
 @contextlib.contextmanager
 def opened_in_root(root: str, path: str) -> Iterator[str]:
-    """Yield a ``/proc/self/fd/N`` path for ``path`` inside ``root``, checked to really be there."""
-    resolved = secure_join(root, path)
-    fd = os.open(resolved, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    """Yield a ``/proc/self/fd/N`` path for ``path`` inside ``root``.
+
+    Resolved by the kernel (``openat2`` with ``RESOLVE_IN_ROOT``: symlinks and ``..`` as if
+    ``root`` were ``/``), in one call instead of a walk, an open and a check; where the kernel
+    lacks it, walked by :func:`secure_join` and checked to really be inside.
+    """
+    root_fd = os.open(root, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        _check_inside(root, fd, path)
+        fd = inroot.openat2(
+            root_fd, path, os.O_PATH, 0, inroot.RESOLVE_IN_ROOT | inroot.RESOLVE_NO_MAGICLINKS
+        )
+    except Unavailable:
+        fd = os.open(secure_join(root, path), os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            _check_inside(root, fd, path)
+        except BaseException:
+            os.close(fd)
+            raise
+    finally:
+        os.close(root_fd)
+    try:
         yield f"/proc/self/fd/{fd}"
     finally:
         os.close(fd)
@@ -322,6 +339,16 @@ def cgroup_hierarchies() -> dict[str, str]:
     return found
 
 
+_hierarchies_ahead: dict[str, str] | None = None
+
+
+def read_cgroup_hierarchies_ahead() -> None:
+    """Read :func:`cgroup_hierarchies` now for this process's next :func:`mount_cgroup` (a
+    container init forked ahead reads them while it waits: /proc/self/mountinfo is long)."""
+    global _hierarchies_ahead
+    _hierarchies_ahead = cgroup_hierarchies()
+
+
 def mount_cgroup(target: str, flags: int, *, lib: _libc.Libc | None = None) -> None:
     """``/sys/fs/cgroup`` as the container sees it, from inside its cgroup namespace.
 
@@ -334,7 +361,8 @@ def mount_cgroup(target: str, flags: int, *, lib: _libc.Libc | None = None) -> N
         lib.mount("cgroup", target, "cgroup2", flags, None)
         return
     lib.mount("tmpfs", target, "tmpfs", base, "mode=755")
-    hierarchies = cgroup_hierarchies()
+    global _hierarchies_ahead
+    hierarchies, _hierarchies_ahead = _hierarchies_ahead or cgroup_hierarchies(), None
     with open("/proc/self/cgroup") as f:
         keys = [line.split(":", 2)[1] for line in f.read().splitlines()]
     for key in keys:

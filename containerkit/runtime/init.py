@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, Protocol
 
 from containerkit.errors import ContainerkitError, RuntimeFailure
-from containerkit.linux import _libc
+from containerkit.linux import _libc, mounts
 from containerkit.linux.proc import default_signals, install_stdio
 from containerkit.linux.userns import UsernsMapping, write_id_maps
 from containerkit.runtime import _sync, trace, usermap
@@ -497,6 +497,8 @@ def _await_init_work(
         network: int | None = builtin.prepare_network()
     except (OSError, ContainerkitError):
         network = None
+    with contextlib.suppress(OSError, ValueError):
+        mounts.read_cgroup_hierarchies_ahead()
     try:
         data, fds, _flags, _addr = socket.recv_fds(sock, _MAX_INIT_MESSAGE, 8)
     except OSError:

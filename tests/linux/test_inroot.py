@@ -143,3 +143,23 @@ def test_remove_at_removes_trees_not_link_targets(root: Root, tmp_path: Path, ou
 def test_missing_root_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(NotFound):
         Root.open(tmp_path / "nope")
+
+
+def test_a_mount_target_in_the_root_never_resolves_out_of_it(tmp_path: Path, outside: Path) -> None:
+    """What every mount of a container's setup is aimed through (linux.mounts.opened_in_root):
+    an absolute symlink, a climbing one and ``..`` all stay in the rootfs."""
+    from containerkit.linux.mounts import opened_in_root
+
+    rootfs = tmp_path / "rootfs"
+    (rootfs / "etc").mkdir(parents=True)
+    (rootfs / "etc" / "canary").write_text("inside\n")
+    (rootfs / "abs").symlink_to(outside)  # /<outside> inside the root: absent there
+    (rootfs / "climb").symlink_to("../../../../etc")
+    (rootfs / "abs_etc").symlink_to("/etc")
+    with opened_in_root(str(rootfs), "/climb/canary") as target:
+        assert os.readlink(target) == str(rootfs / "etc" / "canary")
+    with opened_in_root(str(rootfs), "/abs_etc/../etc/canary") as target:
+        assert os.readlink(target) == str(rootfs / "etc" / "canary")
+    with pytest.raises(FileNotFoundError), opened_in_root(str(rootfs), "/abs/canary"):
+        pass
+    assert (outside / "canary").read_text() == "untouched\n"
