@@ -467,12 +467,20 @@ class _Server:
         message and ready pipe. The spare leaves when the spawner does (EOF on its socket).
         """
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the spare
+        # The fork itself (a millisecond of page-table copying) comes right after a request was
+        # handed on, beside that start's shim and init: made at the spare's low priority too.
+        own = os.getpriority(os.PRIO_PROCESS, 0) if _CAN_RENICE else None
+        if own is not None:
+            os.setpriority(os.PRIO_PROCESS, 0, _SPARE_NICE)
+        pid = -1
+        try:
+            pid = os.fork()
+        finally:
+            if own is not None and pid != 0:
+                os.setpriority(os.PRIO_PROCESS, 0, own)
+        if pid == 0:  # pragma: no cover - the spare (at the low priority already)
             ours.close()
             self._in_child(keep=[])
-            if _CAN_RENICE:  # get ready only with CPU time nobody else wants; see _hand_to_spare
-                os.setpriority(os.PRIO_PROCESS, 0, _SPARE_NICE)
             _await_shim_request(theirs, _prepare_init(theirs))
         theirs.close()
         self.spare = (pid, ours)
