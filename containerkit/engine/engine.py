@@ -28,6 +28,7 @@ from containerkit.engine.volumes import VolumeCollection
 from containerkit.errors import ContainerkitError, InvalidArgument, NotFound
 from containerkit.images.content import ContentStore
 from containerkit.linux.cgroups import list_cgroups, open_cgroup, remove_if_empty
+from containerkit.linux.cgroups.prime import MigrationPrimer
 from containerkit.runtime import spare_cgroup
 from containerkit.runtime.state import read_state
 from containerkit.runtime.task import CGROUP_PARENT, Task, cgroup_name
@@ -97,6 +98,9 @@ class Engine:
         self._use_forkserver = forkserver
         self._spawner: Spawner | None = None
         self._spawner_lock = threading.Lock()
+        # begins the kernel's wait before a start's cgroup migration as its create begins (and
+        # as the fork server starts); a resident shell, started at the first create
+        self._primer = MigrationPrimer()
         # the stores, then the services over them, then the public collections
         self.metadata = Database(self.root / "metadata.db")
         self.content = ContentStore(self.root / "content")
@@ -166,15 +170,14 @@ class Engine:
 
                 # a fork of this process when it is single-threaded (no interpreter start);
                 # else the first containers need not wait for its interpreter: direct_until_ready
-                self._spawner = Spawner(direct_until_ready=True, fork=True)
+                self._spawner = Spawner(direct_until_ready=True, fork=True, primer=self._primer)
             return self._spawner
 
     def _prime_start(self) -> None:
-        """Begin a start's cgroup wait early, where a fork server already runs (none is started
-        for it: a create alone needs none)."""
-        spawner = self._spawner
-        if spawner is not None:
-            spawner.prime()
+        """A start usually follows a create: begin the kernel's wait for its cgroup migration
+        now (see :mod:`containerkit.linux.cgroups.prime`), so that the create's own work and
+        the shim's hand-over run during that grace period instead of before it."""
+        self._primer.prime()
 
     def recover(self) -> list[str]:
         """Clean what a killed process left: containers it was creating (rolled back) or removing
@@ -289,6 +292,8 @@ class Engine:
             if self._spawner is not None:
                 self._spawner.close()  # its spare shim removes its spare cgroup as it leaves
                 self._spawner = None
+        # a process about to exit leaves the shell to leave at EOF (at most a grace period)
+        self._primer.close(wait=checkpoint)
         with contextlib.suppress(OSError, ContainerkitError):
             remove_if_empty(CGROUP_PARENT)  # the shared parent cgroup, once no container uses it
         self.container_service.close()

@@ -75,13 +75,20 @@ class Spawner:
     """
 
     def __init__(
-        self, *, python: str | None = None, direct_until_ready: bool = False, fork: bool = False
+        self,
+        *,
+        python: str | None = None,
+        direct_until_ready: bool = False,
+        fork: bool = False,
+        primer: MigrationPrimer | None = None,
     ) -> None:
         """``direct_until_ready``: while the forkserver is still starting (its interpreter and
         imports: the first container of an Engine would wait for them), a single-threaded
         caller forks the shim itself (:class:`~containerkit.runtime.launcher.DirectLauncher`).
         ``fork``: when this process is single-threaded as the forkserver starts, it is a fork
-        of this process (ready in milliseconds) rather than a fresh ``python`` interpreter."""
+        of this process (ready in milliseconds) rather than a fresh ``python`` interpreter.
+        ``primer``: the caller's (an Engine primes at each create too); else one of its own,
+        closed with it."""
         self._python = python or sys.executable
         self._lock = threading.Lock()
         self._sock: socket.socket | None = None
@@ -92,7 +99,8 @@ class Spawner:
         # a fresh interpreter's forkserver that takes over from a forked one (see _succeed_locked)
         self._successor: tuple[socket.socket, subprocess.Popen[bytes]] | None = None
         self._retired: list[_Forked | subprocess.Popen[bytes]] = []
-        self._primer = MigrationPrimer()
+        self._own_primer = primer is None
+        self._primer = primer or MigrationPrimer()
 
     def __enter__(self) -> Spawner:
         return self
@@ -253,14 +261,6 @@ class Spawner:
             self._ensure_started()
             return self._call_locked(message, fds or [])
 
-    def prime(self) -> None:
-        """A start is coming (a create has begun): begin the kernel's wait for its cgroup
-        migration now (see :mod:`containerkit.linux.cgroups.prime`) where a fork server is
-        ready. The create's own work and the shim's hand-over then run during that grace
-        period instead of before it. Never blocks."""
-        if self._process is not None and self._ready:
-            self._primer.prime()
-
     def spawn_shim(self, request: ShimRequest, *, ready_fd: int) -> int | None:
         """Fork a shim for ``request``; it reports on ``ready_fd``. Returns the shim's pid
         (None when this process forked it, see ``direct_until_ready``)."""
@@ -300,7 +300,8 @@ class Spawner:
         """Stop the forkserver (shims and exec helpers it forked keep running)."""
         with self._lock:
             self._shutdown_locked()
-        self._primer.close()
+        if self._own_primer:
+            self._primer.close()
 
     def _shutdown_locked(self) -> int | None:
         self._ready = False

@@ -4,6 +4,7 @@ with close() or with the process that started it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -106,3 +107,18 @@ def test_the_shell_leaves_when_its_starter_is_killed() -> None:
     starter.send_signal(signal.SIGKILL)
     starter.wait()
     _eventually(lambda: not _alive(pid), "the orphaned shell to leave at EOF")
+
+
+def test_close_without_waiting_returns_and_the_shell_still_leaves(tmp_path: Path) -> None:
+    """What a process about to exit does (the command line): it does not wait for the shell."""
+    target = tmp_path / "cgroup.procs"
+    target.write_text("")
+    primer = MigrationPrimer(target)
+    primer.prime()
+    pid = primer.pid
+    assert pid is not None
+    primer.close(wait=False)
+    assert primer.pid is None
+    _eventually(lambda: not _alive(pid), "the shell to leave at EOF")
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(pid, 0)  # ours to reap here, as its Popen was let go

@@ -107,15 +107,19 @@ class MigrationPrimer:
         self._pipe = write_end
         return True
 
-    def close(self) -> None:
-        """End the shell (EOF on its input) and reap it."""
+    def close(self, *, wait: bool = True) -> None:
+        """End the shell (EOF on its input) and reap it; ``wait=False``: do not wait for it to
+        leave (it finishes a pending write first, at most a grace period: a process that is
+        about to exit leaves it to be reaped by whoever inherits it)."""
         with self._lock:
-            self._close_locked()
+            self._close_locked(wait=wait)
 
-    def _close_locked(self) -> None:
+    def _close_locked(self, *, wait: bool = True) -> None:
         if self._pipe != -1:
             os.close(self._pipe)
             self._pipe = -1
+        if self._process is not None and not wait:
+            self._process = None
         if self._process is not None:
             process, self._process = self._process, None
             try:
