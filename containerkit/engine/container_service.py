@@ -87,7 +87,7 @@ class ContainerService:
         prime_start: Callable[[], None] = lambda: None,
     ) -> None:
         """``prime_start``: called as a create begins, for the start that usually follows (see
-        :meth:`~containerkit.runtime.spawner.Spawner.prime`)."""
+        :mod:`containerkit.linux.cgroups.prime`)."""
         self.metadata = metadata
         self.snapshots = snapshots
         self.images = images

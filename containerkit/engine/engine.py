@@ -99,7 +99,7 @@ class Engine:
         self._spawner: Spawner | None = None
         self._spawner_lock = threading.Lock()
         # begins the kernel's wait before a start's cgroup migration as its create begins (and
-        # as the fork server starts); a resident shell, started at the first create
+        # as the fork server starts); a resident shell, started at its first prime
         self._primer = MigrationPrimer()
         # the stores, then the services over them, then the public collections
         self.metadata = Database(self.root / "metadata.db")

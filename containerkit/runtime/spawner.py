@@ -150,8 +150,9 @@ class Spawner:
             ours, process = self._start_fresh()
         self._sock, self._process = ours, process
         self._ready = False
-        # the first migration after a quiet spell waits a grace period (see prime): let that be
-        # while the forkserver readies its spare, not in the first container's start
+        # the first cgroup migration after a quiet spell waits a grace period (see
+        # linux.cgroups.prime): let that be while the forkserver readies its spare, not in the
+        # first container's start
         self._primer.prime()
         try:
             ours.send(json.dumps({"op": "ping"}).encode())
