@@ -576,9 +576,9 @@ class NetworkService:
 
     def _teardown_locked(self, container_id: str) -> None:
         attached = [e for e in self._networks.endpoints(container_id=container_id) if e.attached]
-        for endpoint in attached:  # gone from the host in a moment, deleted in the background
+        if attached:
             from containerkit.network import veth
-
+        for endpoint in attached:  # gone from the host in a moment, deleted in the background
             veth.retire(endpoint.host_ifname or self.host_ifname(container_id, endpoint.network_id))
         if self._networks.ports(container_id):
             self.nat.unpublish(container_id)

@@ -34,7 +34,7 @@ from containerkit.errors import ContainerkitError, RuntimeFailure
 from containerkit.linux import _libc, mounts
 from containerkit.linux.proc import default_signals, install_stdio
 from containerkit.linux.userns import UsernsMapping, write_id_maps
-from containerkit.runtime import _sync, trace, usermap
+from containerkit.runtime import _sync, spare_cgroup, trace, usermap
 from containerkit.runtime.iopump import IOPump
 from containerkit.runtime.request import ShimRequest
 from containerkit.runtime.rootfs import ContainerRoot
@@ -415,8 +415,6 @@ class PreparedInit:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
         if self.cgroup is not None:  # empty now: its one process is gone
-            from containerkit.runtime import spare_cgroup
-
             spare_cgroup.remove(self.cgroup)
             self.cgroup = None
         if self._pid_namespace != -1:
@@ -434,18 +432,15 @@ def prepare_init(close: tuple[int, ...] = (), *, cgroup: bool = False) -> Prepar
     ``cgroup``: also make a spare cgroup, which the init moves itself into before this returns
     (:mod:`.spare_cgroup`).
     """
-    spare = None
-    if cgroup:
-        from containerkit.runtime import spare_cgroup
-
-        spare = spare_cgroup.make()
+    spare = spare_cgroup.make() if cgroup else None
     previous = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
     try:
         _libc.libc.unshare(_libc.CLONE_NEWPID)
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     except BaseException:
         os.close(previous)
-        _remove_spare(spare)
+        if spare is not None:
+            spare_cgroup.remove(spare)
         raise
     pid = os.fork()
     if pid == 0:  # pragma: no cover - the prepared init
@@ -462,20 +457,13 @@ def prepare_init(close: tuple[int, ...] = (), *, cgroup: bool = False) -> Prepar
         except OSError:
             joined = False
         if not joined:  # it runs outside the spare cgroup: the shim makes and joins the cgroup
-            _remove_spare(spare)
+            spare_cgroup.remove(spare)
             prepared.cgroup = None
     return prepared
 
 
 _JOINED = b"j"
 """The prepared init's byte: it is in its spare cgroup (any other byte, or EOF: it is not)."""
-
-
-def _remove_spare(name: str | None) -> None:
-    if name is not None:
-        from containerkit.runtime import spare_cgroup
-
-        spare_cgroup.remove(name)
 
 
 def _await_init_work(
@@ -485,8 +473,6 @@ def _await_init_work(
     then run the init."""
     os.setsid()  # out of the spawner's process group: no terminal signal reaches us meanwhile
     if spare is not None:
-        from containerkit.runtime import spare_cgroup
-
         try:
             sock.send(_JOINED if spare_cgroup.join(spare) else b"n")
         except OSError:
