@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import containerkit as ck
+from containerkit.linux import proc
 from containerkit.linux.cgroups import probe
 from containerkit.runtime import spare_cgroup
 
@@ -52,7 +53,8 @@ def _spares_below(ancestor: int) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for hierarchy in _v1_hierarchies():
         for entry in (hierarchy / "containerkit").glob("spare-*"):
-            pid: int | None = int(entry.name.removeprefix("spare-"))
+            shim = spare_cgroup.shim_of(entry.name)
+            pid: int | None = None if shim is None else shim[0]
             for _ in range(4):
                 pid = None if pid is None else _parent(pid)
                 if pid == ancestor:
@@ -68,7 +70,9 @@ def _ready_spares(ancestor: int) -> set[str]:
 
 
 def _shim_pid(name: str) -> int:
-    return int(name.rpartition("-")[2])
+    shim = spare_cgroup.shim_of(name)
+    assert shim is not None, name
+    return shim[0]
 
 
 def _alive(pid: int) -> bool:
@@ -172,21 +176,43 @@ def _procs(name: str) -> list[str]:
     return found
 
 
-def test_sweep_keeps_the_spare_cgroup_of_a_live_shim() -> None:
-    live = spare_cgroup.name_for(os.getpid())
-    dead_pid = os.fork()
-    if dead_pid == 0:
+def _dead_pid() -> int:
+    pid = os.fork()
+    if pid == 0:
         os._exit(0)
-    os.waitpid(dead_pid, 0)
-    dead = spare_cgroup.name_for(dead_pid)
+    os.waitpid(pid, 0)
+    return pid
+
+
+def test_sweep_keeps_the_spare_cgroup_of_a_live_shim() -> None:
+    me = os.getpid()
+    started = proc.start_time(me)
+    assert started is not None
+    live = spare_cgroup.name_for(me, started)
+    dead = spare_cgroup.name_for(_dead_pid(), started)
+    # a shim that is gone whose pid a later process (this one) got: its start time tells them apart
+    reused = spare_cgroup.name_for(me, started - 1)
+    # names from before they held a start time: the pid alone decides
+    old_live, old_dead = f"containerkit/spare-{me}", f"containerkit/spare-{_dead_pid()}"
+    names = (live, dead, reused, old_live, old_dead)
     try:
-        for name in (live, dead):
+        for name in names:
             for hierarchy in _v1_hierarchies():
                 (hierarchy / name).mkdir(parents=True)
-        assert dead in spare_cgroup.sweep()
-        assert not _left({dead})
+        swept = spare_cgroup.sweep()
+        assert {dead, reused, old_dead} <= set(swept)
+        assert not {live, old_live} & set(swept)
+        assert not _left({dead, reused, old_dead})
         assert len(_left({live})) == len(_v1_hierarchies())
+        assert len(_left({old_live})) == len(_v1_hierarchies())
     finally:
-        spare_cgroup.remove(live)
-        spare_cgroup.remove(dead)
-    assert not _left({live, dead})
+        for name in names:
+            spare_cgroup.remove(name)
+    assert not _left(set(names))
+
+
+def test_spare_cgroup_names_carry_the_shim_and_its_start_time() -> None:
+    assert spare_cgroup.shim_of(spare_cgroup.name_for(42, 1234)) == (42, 1234)
+    assert spare_cgroup.shim_of("containerkit/spare-42") == (42, None)
+    for other in ("containerkit/abc123", "spare-x.1", "spare-42.", "spare-42.x", "spare-"):
+        assert spare_cgroup.shim_of(other) is None, other
