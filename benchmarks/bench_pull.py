@@ -15,11 +15,12 @@ round (the order rotating), so that load from other work falls on all of them al
   an OCI layout into a fresh store before each run (not timed; the store keeps no layer blob, so
   each layer's tar is written again from its directory and gzipped with ISA-L in a child process,
   and streamed to the registry as it is made; a store that pushed before would mount instead of
-  uploading)
+  uploading), and the same from a store opened with ``keep_layer_blobs=True`` (the layout's
+  gzip blobs kept beside the unpacked layers, as containerd keeps them: sent as they are),
   against ``skopeo copy oci:<dir> docker://...`` (which sends the layout's blobs as they are)
   with an empty blob-info cache.
 
-``--push-ab`` adds a third push contender, the layers rebuilt on threads of the pushing process
+``--push-ab`` adds a fourth push contender, the layers rebuilt on threads of the pushing process
 (as before the child processes), for an interleaved A/B.
 
 Usage (as root, from the repository root): ``python3 benchmarks/bench_pull.py [--size-mb 400] [--repeat 3]``
@@ -301,22 +302,22 @@ def main() -> int:
                     for before, _run in contenders.values():
                         if before is not None:
                             before()  # leave nothing of this image for the next one's runs
-                push_root = work / "push-engine"
-                engines: list[ck.Engine] = []
+                engines: dict[bool, ck.Engine] = {}
 
-                def ck_fresh() -> None:
+                def ck_fresh(keep: bool = False) -> None:
                     # a fresh store each run: one that pushed before would mount its blobs instead
-                    for engine in engines:
-                        engine.close()
-                    engines.clear()
+                    if keep in engines:
+                        engines.pop(keep).close()
+                    push_root = work / f"push-engine{'-keep' if keep else ''}"
                     shutil.rmtree(push_root, ignore_errors=True)
-                    engine = ck.Engine(root=push_root, forkserver=False)
-                    engines.append(engine)
+                    engine = ck.Engine(root=push_root, forkserver=False, keep_layer_blobs=keep)
+                    engines[keep] = engine
                     engine.images.load(layouts["4-layer"], name=f"{registry.host}/bench/src")
 
-                def ck_push(n: int, *, child: bool = True) -> None:
-                    engine = engines[0]
-                    repo = f"{registry.host}/push/ck{'' if child else 't'}{n + 1}:1"
+                def ck_push(n: int, *, child: bool = True, keep: bool = False) -> None:
+                    engine = engines[keep]
+                    tail = "k" if keep else "" if child else "t"
+                    repo = f"{registry.host}/push/ck{tail}{n + 1}:1"
                     engine.images.tag(f"{registry.host}/bench/src:bench", repo)
                     _layerblobs.REBUILD_IN_CHILD = child
                     try:
@@ -337,6 +338,10 @@ def main() -> int:
 
                 pushes: dict[str, Contender] = {
                     "containerkit push": (ck_fresh, ck_push),
+                    "containerkit push, blobs kept": (
+                        functools.partial(ck_fresh, keep=True),
+                        functools.partial(ck_push, keep=True),
+                    ),
                     "skopeo copy oci: -> docker://": (None, skopeo_push),
                 }
                 if args.push_ab:
@@ -347,7 +352,7 @@ def main() -> int:
                 try:
                     results["push 4-layer"] = _interleaved(pushes, args.repeat)
                 finally:
-                    for engine in engines:
+                    for engine in engines.values():
                         engine.close()
         for title, row in results.items():
             print(f"\n## {title}", flush=True)

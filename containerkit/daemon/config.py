@@ -59,6 +59,7 @@ _KEYS = {
     "registry-mirrors",
     "max-concurrent-downloads",
     "max-concurrent-uploads",
+    "keep-layer-blobs",
 }
 
 
@@ -128,6 +129,9 @@ class DaemonConfig:
     registry_mirrors: tuple[str, ...] = ()
     max_concurrent_downloads: int = 3
     max_concurrent_uploads: int = 5
+    # keep each layer's blob after unpacking it (containerd's way): pushes and saves send it as
+    # it is, for the disk of both; default: only the unpacked layers (docker's overlay2)
+    keep_layer_blobs: bool = False
 
     def validate(self) -> DaemonConfig:
         for listen in self.hosts:
@@ -158,6 +162,8 @@ class DaemonConfig:
             raise InvalidArgument(
                 f"userns-remap: expected 'default' or a name in /etc/subuid, got {self.userns_remap!r}"
             )
+        if not isinstance(self.keep_layer_blobs, bool):
+            raise InvalidArgument(f"keep-layer-blobs: expected true or false, got {self.keep_layer_blobs!r}")
         _check_registries(self)
         return self
 
@@ -230,6 +236,12 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--max-concurrent-downloads", type=int, help="layers downloaded at once per pull (3)")
     p.add_argument("--max-concurrent-uploads", type=int, help="layers uploaded at once per push (5)")
+    p.add_argument(
+        "--keep-layer-blobs",
+        action="store_true",
+        default=None,
+        help="keep layer blobs after unpacking: pushes send them as they are (more disk)",
+    )
     return p
 
 
@@ -322,6 +334,7 @@ def load_config(argv: Sequence[str] | None = None) -> DaemonConfig:
         ),
         max_concurrent_downloads=pick(args.max_concurrent_downloads, "max-concurrent-downloads", 3),
         max_concurrent_uploads=pick(args.max_concurrent_uploads, "max-concurrent-uploads", 5),
+        keep_layer_blobs=pick(args.keep_layer_blobs, "keep-layer-blobs", False),
     ).validate()
 
 

@@ -106,6 +106,7 @@ def serve(
         default_pids_limit=config.default_pids_limit,
         userns_remap=config.userns_remap,
         registry_options=registry_options(config),
+        keep_layer_blobs=config.keep_layer_blobs,
     )
     _warn_without_nftables()
     app = DaemonApp(engine)

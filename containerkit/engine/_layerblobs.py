@@ -8,6 +8,10 @@ and configs (small) stay. What a push needs to reuse a blob a registry already h
 types it was pulled or pushed as, and :class:`~containerkit.images.registry.sources.BlobSources`
 keeps which repositories each came from.
 
+An Engine opened with ``keep_layer_blobs=True`` (as containerd's content store, which keeps every
+blob) releases nothing: a push or save then sends the blob as it was pulled or loaded, for the
+disk of both.
+
 When a blob is gone: a save writes the rebuilt uncompressed tar (its digest is the diff id, as
 ``docker save`` writes layers); a push first asks the registry for a blob it already holds
 (HEAD, or a cross-repository mount), and otherwise uploads the rebuilt tar gzipped
@@ -118,7 +122,10 @@ def known_pair(images: ImageCollection, chain_id: str, blob_digest: str, diff_id
 
 def release(images: ImageCollection, layers: Iterable[ImageLayer]) -> None:
     """Delete the blobs of ``layers`` whose unpacked layer can write their tar again; record
-    each pair (diff id, blob) first, for a push that reuses the blob a registry holds."""
+    each pair (diff id, blob) first, for a push that reuses the blob a registry holds. Nothing
+    when the collection keeps layer blobs (``images.keep_layer_blobs``)."""
+    if images.keep_layer_blobs:
+        return
     store = origins(images)
     for layer in layers:
         if not images.snapshots.has_tarsplit(layer.chain_id):

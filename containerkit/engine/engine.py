@@ -79,12 +79,17 @@ class Engine:
         default_pids_limit: int | None = DEFAULT_PIDS_LIMIT,
         userns_remap: str | None = None,
         registry_options: RegistryOptions | None = None,
+        keep_layer_blobs: bool = False,
         recover: bool = True,
     ) -> None:
         """``default_pids_limit``: the pids limit of a container whose spec sets none
         (Podman's 2048); None, 0 or -1 leave such containers unlimited. ``userns_remap``:
         ``"default"`` or a name with ``/etc/subuid`` and ``/etc/subgid`` entries, to give every
         container whose spec sets no ``userns`` a user namespace (docker's ``userns-remap``).
+        ``keep_layer_blobs``: keep each layer's compressed blob beside its unpacked layer, as
+        containerd does, so that a push or save sends it as it is instead of writing the tar
+        again and gzipping it; the images this Engine pulls, loads or imports then take the
+        disk of both (default: only the unpacked layers, as docker's overlay2).
         ``recover``: run :meth:`recover` when opening (a container's exit command, which
         handles one container, opens without it)."""
         self.default_pids_limit = _pids_default(default_pids_limit)
@@ -106,6 +111,7 @@ class Engine:
         self.content = ContentStore(self.root / "content")
         self.snapshots = SnapshotStore(self.root / "snapshots")
         self.images = ImageCollection(self.content, self.snapshots, self.metadata)
+        self.images.keep_layer_blobs = bool(keep_layer_blobs)
         # insecure registries, mirrors, concurrency, and whether docker's config.json is read
         if registry_options is not None:  # else the defaults, made on first use
             self.images.registry_options = registry_options

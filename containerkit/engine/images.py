@@ -94,6 +94,9 @@ class ImageCollection:
         """The classic builder's cache: which image each build step made, on which parent."""
         self.builder: Builder | None = None
         """Set by the Engine (a build runs containers): :meth:`build`."""
+        self.keep_layer_blobs = False
+        """Set by the Engine: keep each layer's blob after unpacking it (a push or save sends it
+        as it is) instead of writing its tar again from the unpacked layer."""
 
     @property
     def registry_options(self) -> RegistryOptions:

@@ -140,10 +140,16 @@ def test_daemon_config_registry_keys(tmp_path: Path) -> None:
         ('registry-mirrors = ["mirror.lan"]', "mirror.lan"),
         ("registry-mirrors = 5", "registry-mirrors"),
         ("max-concurrent-downloads = 0", "max-concurrent-downloads"),
+        ('keep-layer-blobs = "yes"', "keep-layer-blobs: expected true or false, got 'yes'"),
     ):
         config.write_text(bad + "\n")
         with pytest.raises(InvalidArgument, match=re.escape(named)):
             load_config(["--config", str(config)])
+    assert loaded.keep_layer_blobs is False  # docker's overlay2: only the unpacked layers
+    config.write_text("keep-layer-blobs = true\n")
+    assert load_config(["--config", str(config)]).keep_layer_blobs is True
+    config.write_text("")
+    assert load_config(["--config", str(config), "--keep-layer-blobs"]).keep_layer_blobs is True
 
 
 def test_bearer_token_registry_login_push_pull(

@@ -238,3 +238,29 @@ def test_login_checks_and_stores_like_docker(
         assert engine.registries.logout(registry_basic.host) is True
         with pytest.raises(Unauthorized):
             engine.images.push(f"{registry_basic.host}/team/login:1")
+
+
+@pytest.mark.skipif(SKOPEO is None, reason="needs skopeo")
+def test_a_store_that_keeps_layer_blobs_pushes_them_as_they_are(
+    registry: Registry, tmp_path: Path, busybox_rootfs_tar: Path
+) -> None:
+    """keep_layer_blobs: imported and pulled layers keep their blobs, and a push uploads the
+    stored blob itself (its digest in the registry's manifest), not a rebuilt gzip."""
+    with ck.Engine(root=tmp_path / "keep", forkserver=False, keep_layer_blobs=True) as keep:
+        keep.images.registry_options = RegistryOptions(config_credentials=False)
+        image = _busybox(keep, busybox_rootfs_tar, f"{registry.host}/team/kept:1")
+        record = keep.metadata.images.get(image.id)
+        assert record is not None and all(keep.content.has(x.blob_digest) for x in record.layers)
+        events: list[ProgressEvent] = []
+        keep.images.push(f"{registry.host}/team/kept:1", progress=events.append)
+        assert "Pushed" in _actions(events)
+        info = _skopeo_inspect(f"{registry.host}/team/kept:1")
+        assert info["Layers"] == [x.blob_digest for x in record.layers]
+    with ck.Engine(root=tmp_path / "pulled", forkserver=False, keep_layer_blobs=True) as pulled:
+        pulled.images.registry_options = RegistryOptions(config_credentials=False)
+        again = pulled.images.pull(f"{registry.host}/team/kept:1")
+        assert again.id == image.id
+        kept = pulled.metadata.images.get(again.id)
+        assert kept is not None and all(pulled.content.has(x.blob_digest) for x in kept.layers)
+        pulled.images.prune()  # nothing dangling: the kept blobs stay
+        assert all(pulled.content.has(x.blob_digest) for x in kept.layers)
