@@ -402,9 +402,11 @@ class Container(RecordHandle[ContainerRecord, "ContainerService"]):
         paused = number == _SIGKILL and self._is_paused()  # running: only the freezer to read
         if self.spec.restart_policy.enabled:  # killed by the user: not restarted, as docker's
             self.task.update_restart_record(stopped_by_user=True)
+        # recorded before the signal goes: any observer of the exit it causes (a list, a wait in
+        # another process) records the die after it, in docker's order
+        self._service.record(self, "kill", signal=str(number))
         if not self.task.kill(number):
             raise NotRunning(f"container {self.name} is not running")
-        self._service.record(self, "kill", signal=str(number))
         return paused
 
     def stop(self, timeout: float | None = None) -> None:
