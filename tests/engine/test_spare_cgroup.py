@@ -157,7 +157,9 @@ def test_recovery_removes_what_a_killed_engine_and_spare_left(
         process.wait()
         _eventually(lambda: all(not _alive(_shim_pid(name)) for name in left), "the spares to be gone")
         _eventually(lambda: all(not _procs(name) for name in left), "the orphaned inits to leave")
-        assert _left(left), "the killed spares' cgroups should be there for recovery to find"
+        # Left for recovery to find, unless an Engine another test opened meanwhile swept them
+        # first (every Engine sweeps at open); test_sweep_keeps_the_spare_cgroup_of_a_live_shim
+        # sweeps dead shims' cgroups made by hand, so that sweep is checked either way
         with ck.Engine(root=root):
             assert not _left(left)
     finally:
