@@ -316,8 +316,8 @@ def main() -> int:
 
                 def ck_push(n: int, *, child: bool = True, keep: bool = False) -> None:
                     engine = engines[keep]
-                    tail = "k" if keep else "" if child else "t"
-                    repo = f"{registry.host}/push/ck{tail}{n + 1}:1"
+                    kind = "k" if keep else ("" if child else "t")  # a repository per contender
+                    repo = f"{registry.host}/push/ck{kind}{n + 1}:1"
                     engine.images.tag(f"{registry.host}/bench/src:bench", repo)
                     _layerblobs.REBUILD_IN_CHILD = child
                     try:

@@ -3,8 +3,8 @@
 A start's shim made the container's cgroup in every v1 hierarchy (a dozen mkdirs) and moved
 the init into each while the init waited for it before its cgroup namespace. A spare shim (see
 :mod:`~containerkit.runtime.spawner`) now makes ``containerkit/spare-<its pid>.<its start
-time>`` in every v1 hierarchy while it is idle (:func:`make`), and the init it forks ahead moves itself in
-(:func:`join`: a thread moving itself takes no global lock, see
+time>`` in every v1 hierarchy while it is idle (:func:`make`), and the init it forks ahead
+moves itself in (:func:`join`: a thread moving itself takes no global lock, see
 :meth:`~containerkit.linux.cgroups.CgroupManager.join_this_thread`); the shim renames it to the
 container's cgroup (:meth:`~containerkit.linux.cgroups.CgroupManager.claim`), then makes the
 rest (the v2 tree, which refuses renames), writes the container's limits and device rules and
